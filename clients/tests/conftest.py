@@ -1,0 +1,113 @@
+"""Process harness for tests that run the real `vitalflow` binary against the real Kafka broker.
+
+The test script (deploy/test.sh) starts Apache Kafka and exports KAFKA_BOOTSTRAP, and builds the binary
+and exports VITALFLOW_BIN. Each child process logs to its own file; the tail is printed when a test
+fails, and every child is killed when the test ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+
+def _required_env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run the suites through deploy/test.sh, which starts Kafka and builds vitalflow")
+    return value
+
+
+class Child:
+    """One running vitalflow process."""
+
+    def __init__(self, name: str, args: list[str], log_dir: Path, env: dict[str, str]):
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def wait_exit(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"{self.name} did not exit within {timeout}s:\n{self.tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=timeout)
+        self._log.close()
+
+
+class Cluster:
+    """Starts vitalflow processes for one test and cleans up after it."""
+
+    def __init__(self, binary: str, kafka: str, workdir: Path):
+        self.binary = binary
+        self.kafka = kafka
+        self.workdir = workdir
+        self.data = workdir / "data"
+        self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
+        self.children: list[Child] = []
+        self.env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="1")
+
+    def base_args(self) -> list[str]:
+        return [self.binary, "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]
+
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
+        child = Child(name, self.base_args() + list(args), self.workdir, dict(self.env, **(env or {})))
+        self.children.append(child)
+        return child
+
+    def start_service(self, name: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> dict:
+        """Starts a service with --ready-file and returns the addresses it wrote."""
+        ready = self.workdir / f"{name}.ready.json"
+        child = self.start(name, *args, "--ready-file", str(ready), env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if ready.exists():
+                return json.loads(ready.read_text())
+            if child.proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {child.proc.returncode}:\n{child.tail()}")
+            time.sleep(0.1)
+        raise AssertionError(f"{name} wrote no ready file within {timeout}s:\n{child.tail()}")
+
+    def logs(self) -> str:
+        return "\n\n".join(f"----- {c.name} -----\n{c.tail()}" for c in self.children)
+
+    def stop_all(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path, request):
+    c = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path)
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        print(c.logs())
+    c.stop_all()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -1,0 +1,55 @@
+"""The six-parameter labelling rubric of shared/clinical-rubric.md, written independently of the Rust
+code so that the end-to-end test checks the pipeline against the published bands, not against itself.
+
+Each band table lists (upper bound inclusive, points); values are rounded first (temperature to one
+decimal, the rest to whole numbers), as the rubric prescribes.
+"""
+
+from __future__ import annotations
+
+import math
+
+BANDS = {
+    "heart_rate": [(40, 3), (50, 1), (90, 0), (110, 1), (130, 2), (math.inf, 3)],
+    "systolic_bp": [(90, 3), (100, 2), (110, 1), (219, 0), (math.inf, 3)],
+    "diastolic_bp": [(49, 2), (89, 0), (119, 1), (math.inf, 3)],
+    "spo2": [(91, 3), (93, 2), (95, 1), (math.inf, 0)],
+    "temperature": [(35.0, 3), (36.0, 1), (38.0, 0), (39.0, 1), (math.inf, 2)],
+    "glucose": [(53, 3), (69, 2), (180, 0), (250, 1), (399, 2), (math.inf, 3)],
+}
+
+# How far from a band edge a value must be for a reading to count as "clear": more than the
+# simulator's sensor noise, so the true state and the measurement share a band.
+CLEAR_MARGIN = {"heart_rate": 6, "systolic_bp": 6, "diastolic_bp": 5, "spo2": 1.0, "temperature": 0.25, "glucose": 10}
+
+
+def _rounded(name: str, value: float) -> float:
+    return round(value, 1) if name == "temperature" else float(round(value))
+
+
+def points(name: str, value: float) -> int:
+    v = _rounded(name, value)
+    for upper, pts in BANDS[name]:
+        if v <= upper:
+            return pts
+    raise AssertionError("unreachable")
+
+
+def label(row: dict) -> str:
+    pts = [points(n, row[n]) for n in BANDS]
+    total = sum(pts)
+    if total >= 7:
+        return "High"
+    if total >= 5 or 3 in pts:
+        return "Medium"
+    return "Low"
+
+
+def is_clear(row: dict) -> bool:
+    """Every value far from every band edge, and the reading plainly normal (0) or plainly critical (≥ 9)."""
+    for name, bands in BANDS.items():
+        edges = [upper + (0.05 if name == "temperature" else 0.5) for upper, _ in bands if upper != math.inf]
+        if any(abs(row[name] - e) < CLEAR_MARGIN[name] for e in edges):
+            return False
+    total = sum(points(n, row[n]) for n in BANDS)
+    return total == 0 or total >= 9

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# A real single-node Apache Kafka 4.1 (KRaft) on 127.0.0.1 for tests and local runs.
+#
+#   kafka.sh install   fetch the jars from Maven Central into the cache (once)
+#   kafka.sh start     format storage (first time) and start the broker; prints the bootstrap address
+#   kafka.sh stop      stop the broker (SIGTERM, then SIGKILL after 30 s)
+#   kafka.sh kill      kill -9 the broker (fault tests)
+#   kafka.sh restart   stop then start on the same port and storage
+#   kafka.sh address   print the bootstrap address of the running broker
+#
+# Environment:
+#   VITALFLOW_CACHE       where jars are cached (default ~/.cache/vitalflow), outside the checkout
+#   VITALFLOW_KAFKA_DIR   broker state: port, pid, data, log (default /tmp/vitalflow-kafka)
+#   KAFKA_PORT            port to listen on at first start (default: a free port the OS picks)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+kafka_version=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$here/pom.xml")
+cache=${VITALFLOW_CACHE:-$HOME/.cache/vitalflow}
+libs="$cache/kafka-$kafka_version/libs"
+state=${VITALFLOW_KAFKA_DIR:-/tmp/vitalflow-kafka}
+
+log() { echo "kafka.sh: $*" >&2; }
+
+install() {
+  if [ -f "$libs/.complete" ]; then return 0; fi
+  command -v mvn >/dev/null || { log "mvn is required to fetch Kafka from Maven Central"; exit 1; }
+  command -v java >/dev/null || { log "java is required to run Kafka"; exit 1; }
+  log "fetching Apache Kafka $kafka_version from Maven Central into $libs"
+  rm -rf "$libs" && mkdir -p "$libs"
+  mvn -q -B -f "$here/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs" >&2
+  touch "$libs/.complete"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+pid_alive() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
+
+address() { echo "127.0.0.1:$(cat "$state/port")"; }
+
+write_properties() {
+  local port=$1 cport=$2
+  cat > "$state/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$state/data
+num.partitions=3
+auto.create.topics.enable=true
+# One node: every internal topic must have replication factor 1 or consumer groups never form.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+start() {
+  install
+  if pid_alive; then address; return 0; fi
+  mkdir -p "$state"
+  if [ ! -f "$state/port" ]; then
+    echo "${KAFKA_PORT:-$(free_port)}" > "$state/port"
+    free_port > "$state/controller_port"
+  fi
+  local port cport
+  port=$(cat "$state/port"); cport=$(cat "$state/controller_port")
+  write_properties "$port" "$cport"
+  local cp="$libs/*"
+  if [ ! -f "$state/data/meta.properties" ]; then
+    java -cp "$cp" -Dlog4j2.configurationFile="$here/log4j2.yaml" kafka.tools.StorageTool format \
+      --standalone -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      -c "$state/server.properties" >> "$state/broker.log" 2>&1
+  fi
+  # setsid: the broker outlives this script and is stopped by pid, never by a terminal's signals.
+  setsid java -Xms256m -Xmx512m -cp "$cp" -Dlog4j2.configurationFile="$here/log4j2.yaml" \
+    kafka.Kafka "$state/server.properties" >> "$state/broker.log" 2>&1 < /dev/null &
+  echo $! > "$state/pid"
+  for _ in $(seq 1 120); do
+    if ! pid_alive; then log "broker exited; last log lines:"; tail -n 30 "$state/broker.log" >&2; exit 1; fi
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      address
+      return 0
+    fi
+    sleep 0.5
+  done
+  log "broker did not listen on $port within 60 s"; tail -n 30 "$state/broker.log" >&2; exit 1
+}
+
+stop() {
+  local signal=${1:-TERM}
+  pid_alive || { rm -f "$state/pid"; return 0; }
+  local pid; pid=$(cat "$state/pid")
+  kill "-$signal" "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || { rm -f "$state/pid"; return 0; }
+    sleep 0.5
+  done
+  log "broker did not stop in 30 s; killing it"
+  kill -KILL "$pid" 2>/dev/null || true
+  rm -f "$state/pid"
+}
+
+case "${1:-}" in
+  install) install ;;
+  start) start ;;
+  stop) stop TERM ;;
+  kill) stop KILL ;;
+  restart) stop TERM; start ;;
+  address) pid_alive && address || { log "no broker running in $state"; exit 1; } ;;
+  clean) stop TERM; rm -rf "$state" ;;
+  *) echo "usage: $0 install|start|stop|kill|restart|address|clean" >&2; exit 2 ;;
+esac

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs every vitalflow test. Installs what the tests need by itself (the Python venv from pinned
+# requirements, Apache Kafka 4.1 from Maven Central, both cached outside the checkout), starts a real
+# single-node Kafka on 127.0.0.1, runs the Rust and Python suites, and stops what it started.
+#
+# Environment:
+#   VITALFLOW_CACHE    cache for jars, venvs and (by default) the cargo target dir; default ~/.cache/vitalflow
+#   CARGO_TARGET_DIR   cargo's target dir; default $VITALFLOW_CACHE/target
+#   PYTEST_ARGS        extra pytest arguments (e.g. "-k end_to_end")
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+export VITALFLOW_CACHE=${VITALFLOW_CACHE:-$HOME/.cache/vitalflow}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$VITALFLOW_CACHE/target}
+export VITALFLOW_KAFKA_DIR=${VITALFLOW_KAFKA_DIR:-$(mktemp -d /tmp/vitalflow-kafka.XXXXXX)}
+mkdir -p "$VITALFLOW_CACHE"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python venv"
+venv=$(deploy/python-env.sh clients/requirements-test.txt)
+
+step "Apache Kafka"
+deploy/kafka/kafka.sh install
+KAFKA_BOOTSTRAP=$(deploy/kafka/kafka.sh start)
+export KAFKA_BOOTSTRAP
+trap 'deploy/kafka/kafka.sh clean' EXIT
+echo "Kafka on $KAFKA_BOOTSTRAP (state in $VITALFLOW_KAFKA_DIR)"
+
+step "Build"
+cargo build --workspace --all-targets --locked
+export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"
+
+status=0
+step "Rust tests"
+cargo test --workspace --locked 2>&1 | tee "$VITALFLOW_KAFKA_DIR/cargo-test.log" || status=1
+step "Python tests"
+"$venv/bin/python" -m pytest clients/tests -v -rA ${PYTEST_ARGS:-} || status=1
+
+step "Summary"
+grep -E '^test result:' "$VITALFLOW_KAFKA_DIR/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "cargo test: %d passed, %d failed\n", p, f}'
+exit $status

@@ -1,0 +1,135 @@
+#![doc = include_str!("../README.md")]
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use datafusion::execution::SessionStateBuilder;
+use serde::{Deserialize, Serialize};
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::udf::register_all;
+
+/// Errors of the executor crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A port could not be reserved.
+    #[error("reserving a port on {host}: {source}")]
+    Port {
+        /// Bind host.
+        host: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Registering our functions failed.
+    #[error("registering vitalflow functions: {0}")]
+    Functions(#[from] datafusion::error::DataFusionError),
+    /// The Ballista executor stopped with an error.
+    #[error("ballista executor: {0}")]
+    Ballista(#[from] ballista_core::error::BallistaError),
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One Ballista executor. `Default` is the only place a default is written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutorConfig {
+    /// Address the executor's servers bind.
+    pub bind_host: String,
+    /// Host the scheduler and other executors use to reach this one.
+    pub external_host: String,
+    /// Arrow Flight port for shuffle data; 0 picks a free port (two executors on a host must differ).
+    pub flight_port: u16,
+    /// gRPC port the scheduler pushes tasks to; 0 picks a free port.
+    pub grpc_port: u16,
+    /// Scheduler host.
+    pub scheduler_host: String,
+    /// Scheduler port.
+    pub scheduler_port: u16,
+    /// Tasks run at once; 0 uses every core.
+    pub concurrent_tasks: usize,
+    /// Seconds between heartbeats; the scheduler's executor timeout must be a few of these.
+    pub heartbeat_interval_seconds: u64,
+    /// Directory for shuffle files; empty uses a temporary directory.
+    pub work_dir: String,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        ExecutorConfig {
+            bind_host: "127.0.0.1".into(),
+            external_host: "127.0.0.1".into(),
+            flight_port: 50051,
+            grpc_port: 50052,
+            scheduler_host: "127.0.0.1".into(),
+            scheduler_port: 50050,
+            concurrent_tasks: 0,
+            heartbeat_interval_seconds: 5,
+            work_dir: String::new(),
+        }
+    }
+}
+
+/// A port to use: `port`, or a free one the OS picks when it is 0. Ballista advertises the configured
+/// port to the scheduler, so 0 cannot be passed through; the brief race is accepted in tests.
+fn resolve_port(host: &str, port: u16) -> Result<u16> {
+    if port != 0 {
+        return Ok(port);
+    }
+    let listener = TcpListener::bind((host, 0)).map_err(|source| Error::Port { host: host.into(), source })?;
+    listener.local_addr().map(|a| a.port()).map_err(|source| Error::Port { host: host.into(), source })
+}
+
+/// The function registry every executor needs: DataFusion's defaults plus vitalflow's functions.
+pub fn function_registry(forest: &Arc<RiskForest>) -> Result<Arc<BallistaFunctionRegistry>> {
+    let mut state = SessionStateBuilder::new().with_default_features().build();
+    register_all(&mut state, forest)?;
+    Ok(Arc::new(BallistaFunctionRegistry::from(&state)))
+}
+
+/// The ports an executor will use, resolved before it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExecutorPorts {
+    /// Arrow Flight port.
+    pub flight: u16,
+    /// gRPC port.
+    pub grpc: u16,
+}
+
+/// Runs one executor until SIGINT or SIGTERM (Ballista installs those handlers itself).
+/// `on_ports` is called with the ports before the executor registers.
+pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: impl FnOnce(ExecutorPorts)) -> Result<()> {
+    let ports = ExecutorPorts {
+        flight: resolve_port(&config.bind_host, config.flight_port)?,
+        grpc: resolve_port(&config.bind_host, config.grpc_port)?,
+    };
+    on_ports(ports);
+    let process = ExecutorProcessConfig {
+        bind_host: config.bind_host.clone(),
+        external_host: Some(config.external_host.clone()),
+        port: ports.flight,
+        grpc_port: ports.grpc,
+        scheduler_host: config.scheduler_host.clone(),
+        scheduler_port: config.scheduler_port,
+        vcores: config.concurrent_tasks,
+        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        work_dir: (!config.work_dir.is_empty()).then(|| config.work_dir.clone()),
+        executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,
+        print_thread_info: false,
+        override_function_registry: Some(function_registry(&forest)?),
+        ..ExecutorProcessConfig::default()
+    };
+    tracing::info!(
+        scheduler = %format!("{}:{}", config.scheduler_host, config.scheduler_port),
+        flight_port = ports.flight,
+        grpc_port = ports.grpc,
+        model_version = forest.version(),
+        "Executor starting."
+    );
+    start_executor_process(Arc::new(process)).await?;
+    Ok(())
+}

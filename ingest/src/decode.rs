@@ -1,0 +1,296 @@
+//! The seed's flat JSON record → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
+//!
+//! A record needs a patient id, a time and at least one vital; any single vital may be missing.
+//! Values of the wrong type, or outside what a living patient can show, reject the whole record:
+//! half a record scored as if complete would be a wrong risk label.
+
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use serde_json::{Map, Value};
+use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::schema::Vital;
+
+/// Why a record was rejected; bounded, so it can label metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ReasonCode {
+    /// Larger than `ingest.max_message_bytes`.
+    Oversized,
+    /// No payload at all (a tombstone).
+    EmptyPayload,
+    /// Not UTF-8 or not JSON.
+    InvalidJson,
+    /// JSON, but not an object.
+    NotAnObject,
+    /// A required field is absent or null.
+    MissingField,
+    /// A field has the wrong JSON type.
+    WrongType,
+    /// A value no living patient can show, or a time that cannot be right.
+    ImpossibleValue,
+    /// A value outside its vocabulary (consciousness not ACVPU).
+    InvalidValue,
+    /// Patient and time but not a single vital.
+    NoVitals,
+}
+
+impl ReasonCode {
+    /// The code stored in `dead_letters.reason_code` and used as a metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReasonCode::Oversized => "oversized",
+            ReasonCode::EmptyPayload => "empty_payload",
+            ReasonCode::InvalidJson => "invalid_json",
+            ReasonCode::NotAnObject => "not_an_object",
+            ReasonCode::MissingField => "missing_field",
+            ReasonCode::WrongType => "wrong_type",
+            ReasonCode::ImpossibleValue => "impossible_value",
+            ReasonCode::InvalidValue => "invalid_value",
+            ReasonCode::NoVitals => "no_vitals",
+        }
+    }
+}
+
+/// A record that cannot be used, and why, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// Bounded reason.
+    pub code: ReasonCode,
+    /// The field and value at fault.
+    pub reason: String,
+}
+
+impl Rejection {
+    fn new(code: ReasonCode, reason: impl Into<String>) -> Rejection {
+        Rejection { code, reason: reason.into() }
+    }
+}
+
+/// A decoded vitals reading.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    /// Patient identifier.
+    pub patient_id: String,
+    /// Measurement time, nanoseconds since the epoch, UTC.
+    pub event_time_ns: i64,
+    /// Numeric vitals in [`Vital::ALL`] order.
+    pub vitals: [Option<f64>; 7],
+    /// Supplemental oxygen.
+    pub on_oxygen: Option<bool>,
+    /// ACVPU level.
+    pub consciousness: Option<Consciousness>,
+}
+
+/// Longest accepted patient id, in bytes.
+const MAX_PATIENT_ID: usize = 64;
+
+/// Earliest plausible measurement time; an epoch-seconds value read as milliseconds lands before it.
+const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms
+
+/// Decodes one Kafka payload.
+pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading, Rejection> {
+    let payload = payload.filter(|p| !p.is_empty()).ok_or_else(|| {
+        Rejection::new(ReasonCode::EmptyPayload, "message has no payload")
+    })?;
+    if payload.len() > max_bytes {
+        return Err(Rejection::new(
+            ReasonCode::Oversized,
+            format!("message is {} bytes, the limit is {max_bytes}", payload.len()),
+        ));
+    }
+    let value: Value = serde_json::from_slice(payload)
+        .map_err(|e| Rejection::new(ReasonCode::InvalidJson, format!("not valid JSON: {e}")))?;
+    let Value::Object(obj) = value else {
+        return Err(Rejection::new(ReasonCode::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
+    };
+
+    let patient_id = patient_id(&obj)?;
+    let event_time_ns = event_time(&obj)?;
+    let mut vitals = [None; 7];
+    for (slot, vital) in vitals.iter_mut().zip(Vital::ALL) {
+        *slot = vital_value(&obj, vital)?;
+    }
+    let on_oxygen = match field(&obj, "on_oxygen", &["supplemental_oxygen", "oxygen"]) {
+        None => None,
+        Some((_, Value::Bool(b))) => Some(*b),
+        Some((name, other)) => {
+            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected true or false, got {}", kind(other))));
+        }
+    };
+    let consciousness = match field(&obj, "consciousness", &["acvpu", "avpu"]) {
+        None => None,
+        Some((name, Value::String(s))) => Some(Consciousness::parse(s).ok_or_else(|| {
+            Rejection::new(ReasonCode::InvalidValue, format!("{name}: {s:?} is not one of A, C, V, P, U"))
+        })?),
+        Some((name, other)) => {
+            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a string, got {}", kind(other))));
+        }
+    };
+    if vitals.iter().all(Option::is_none) {
+        return Err(Rejection::new(ReasonCode::NoVitals, "record has no vital sign"));
+    }
+    Ok(Reading { patient_id, event_time_ns, vitals, on_oxygen, consciousness })
+}
+
+/// The first present, non-null field among `name` and its aliases.
+fn field<'a>(obj: &'a Map<String, Value>, name: &'static str, aliases: &[&'static str]) -> Option<(&'static str, &'a Value)> {
+    std::iter::once(name)
+        .chain(aliases.iter().copied())
+        .find_map(|n| obj.get(n).filter(|v| !v.is_null()).map(|v| (n, v)))
+}
+
+fn kind(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) if s.len() <= 40 => format!("string {s:?}"),
+        Value::String(_) => "a long string".into(),
+        Value::Array(_) => "an array".into(),
+        Value::Object(_) => "an object".into(),
+    }
+}
+
+fn patient_id(obj: &Map<String, Value>) -> Result<String, Rejection> {
+    match field(obj, "patient_id", &["patientId", "patient"]) {
+        None => Err(Rejection::new(ReasonCode::MissingField, "patient_id is missing")),
+        Some((_, Value::String(s))) if s.trim().is_empty() => {
+            Err(Rejection::new(ReasonCode::MissingField, "patient_id is empty"))
+        }
+        Some((_, Value::String(s))) if s.len() > MAX_PATIENT_ID => Err(Rejection::new(
+            ReasonCode::InvalidValue,
+            format!("patient_id is {} bytes, the limit is {MAX_PATIENT_ID}", s.len()),
+        )),
+        Some((_, Value::String(s))) => Ok(s.clone()),
+        Some((name, other)) => {
+            Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a string, got {}", kind(other))))
+        }
+    }
+}
+
+fn event_time(obj: &Map<String, Value>) -> Result<i64, Rejection> {
+    let (name, value) = field(obj, "timestamp", &["event_time", "time", "ts"])
+        .ok_or_else(|| Rejection::new(ReasonCode::MissingField, "timestamp is missing"))?;
+    let millis_or_time: DateTime<Utc> = match value {
+        Value::String(s) => parse_time(s).ok_or_else(|| {
+            Rejection::new(ReasonCode::WrongType, format!("{name}: {s:?} is not an RFC 3339 time"))
+        })?,
+        Value::Number(n) => {
+            let ms = n.as_i64().ok_or_else(|| {
+                Rejection::new(ReasonCode::WrongType, format!("{name}: {n} is not whole epoch milliseconds"))
+            })?;
+            if ms < EARLIEST {
+                return Err(Rejection::new(
+                    ReasonCode::ImpossibleValue,
+                    format!("{name}: {ms} is before 2000-01-01 as epoch milliseconds (epoch seconds?)"),
+                ));
+            }
+            Utc.timestamp_millis_opt(ms).single().ok_or_else(|| {
+                Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {ms} is out of range"))
+            })?
+        }
+        other => {
+            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a time string or epoch milliseconds, got {}", kind(other))));
+        }
+    };
+    if millis_or_time.timestamp_millis() < EARLIEST {
+        return Err(Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {millis_or_time} is before 2000-01-01")));
+    }
+    millis_or_time
+        .timestamp_nanos_opt()
+        .ok_or_else(|| Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {millis_or_time} is out of range")))
+}
+
+/// RFC 3339 with an offset, or a naive ISO time taken as UTC (Python's `isoformat()` without a zone).
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+        .map(|n| n.and_utc())
+}
+
+fn vital_value(obj: &Map<String, Value>, vital: Vital) -> Result<Option<f64>, Rejection> {
+    let Some((name, value)) = field(obj, vital.column(), vital.aliases()) else {
+        return Ok(None);
+    };
+    let Some(v) = value.as_f64().filter(|v| v.is_finite()) else {
+        return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a number, got {}", kind(value))));
+    };
+    let (lo, hi) = vital.possible_range();
+    if !(lo..=hi).contains(&v) {
+        return Err(Rejection::new(
+            ReasonCode::ImpossibleValue,
+            format!("{name}: {v} is outside the possible range {lo}..={hi}"),
+        ));
+    }
+    Ok(Some(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: usize = 64 * 1024;
+
+    fn decode(json: &str) -> Result<Reading, Rejection> {
+        decode_record(Some(json.as_bytes()), MAX)
+    }
+
+    #[test]
+    fn decodes_the_seed_record() {
+        let r = decode(
+            r#"{"patient_id": "P017", "timestamp": "2026-11-23T10:15:02.123Z", "heart_rate": 88,
+                "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104}"#,
+        )
+        .unwrap();
+        assert_eq!(r.patient_id, "P017");
+        assert_eq!(r.event_time_ns, 1_795_428_902_123_000_000);
+        assert_eq!(r.vitals, [Some(88.0), Some(121.0), Some(79.0), Some(97.0), Some(36.9), Some(104.0), None]);
+        assert_eq!((r.on_oxygen, r.consciousness), (None, None));
+    }
+
+    #[test]
+    fn accepts_aliases_epoch_millis_offsets_and_missing_vitals() {
+        let r = decode(
+            r#"{"patient_id": "P1", "timestamp": 1795428902123, "hr": 70, "oxygen_saturation": 95,
+                "body_temperature": 37.1, "glucose_level": null, "rr": 18, "on_oxygen": true, "consciousness": "v"}"#,
+        )
+        .unwrap();
+        assert_eq!(r.event_time_ns, 1_795_428_902_123_000_000);
+        assert_eq!(r.vitals, [Some(70.0), None, None, Some(95.0), Some(37.1), None, Some(18.0)]);
+        assert_eq!(r.on_oxygen, Some(true));
+        assert_eq!(r.consciousness, Some(Consciousness::Voice));
+        let offset = decode(r#"{"patient_id": "P1", "timestamp": "2026-11-23T11:15:02.123+01:00", "hr": 70}"#).unwrap();
+        assert_eq!(offset.event_time_ns, 1_795_428_902_123_000_000);
+    }
+
+    #[test]
+    fn every_bad_kind_has_its_reason() {
+        let cases: &[(&[u8], ReasonCode, &str)] = &[
+            (b"", ReasonCode::EmptyPayload, "no payload"),
+            (b"{not json", ReasonCode::InvalidJson, "not valid JSON"),
+            (b"\xff\xfe\x00", ReasonCode::InvalidJson, "not valid JSON"),
+            (b"[1,2]", ReasonCode::NotAnObject, "an array"),
+            (br#"{"timestamp": "2026-11-23T10:15:02Z", "hr": 80}"#, ReasonCode::MissingField, "patient_id"),
+            (br#"{"patient_id": "P1", "hr": 80}"#, ReasonCode::MissingField, "timestamp"),
+            (br#"{"patient_id": 17, "timestamp": "2026-11-23T10:15:02Z", "hr": 80}"#, ReasonCode::WrongType, "patient_id"),
+            (br#"{"patient_id": "P1", "timestamp": "yesterday", "hr": 80}"#, ReasonCode::WrongType, "timestamp"),
+            (br#"{"patient_id": "P1", "timestamp": 1795428902, "hr": 80}"#, ReasonCode::ImpossibleValue, "epoch seconds"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": "88"}"#, ReasonCode::WrongType, "heart_rate"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": 900}"#, ReasonCode::ImpossibleValue, "heart_rate: 900"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "temperature": 3.7}"#, ReasonCode::ImpossibleValue, "temperature"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "consciousness": "Z"}"#, ReasonCode::InvalidValue, "consciousness"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "on_oxygen": "yes"}"#, ReasonCode::WrongType, "on_oxygen"),
+            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z"}"#, ReasonCode::NoVitals, "no vital"),
+        ];
+        for (payload, code, needle) in cases {
+            let err = decode_record(Some(payload), MAX).unwrap_err();
+            assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(payload));
+            assert!(err.reason.contains(needle), "{:?} lacks {needle:?}", err.reason);
+        }
+        let big = vec![b' '; 100];
+        assert_eq!(decode_record(Some(&big), 10).unwrap_err().code, ReasonCode::Oversized);
+        assert_eq!(decode_record(None, MAX).unwrap_err().code, ReasonCode::EmptyPayload);
+    }
+}

@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+pub mod batch;
+pub mod client;
+pub mod config;
+pub mod decode;
+pub mod error;
+pub mod events;
+pub mod landing;
+pub mod produce;
+pub mod source;
+pub mod store;
+
+pub use config::{IngestConfig, KafkaConfig};
+pub use error::{Error, Result};
+pub use store::DataLocation;

@@ -1,0 +1,96 @@
+//! Where tables live: a data URL (`./data`, `file:///abs/path`, `memory://`) opened as an object store.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// An opened data location: the store, the root path inside it, and the URL DataFusion lists tables under.
+#[derive(Debug, Clone)]
+pub struct DataLocation {
+    url: Url,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+}
+
+impl DataLocation {
+    /// Opens `location`: a URL, or a local directory (created if missing, made absolute).
+    pub fn open(location: &str) -> Result<DataLocation> {
+        let fail = |reason: String| Error::DataLocation { url: location.to_string(), reason };
+        let url = match Url::parse(location) {
+            Ok(url) if url.scheme().len() > 1 => url,
+            // Not a URL (or a Windows drive letter): a directory.
+            _ => {
+                std::fs::create_dir_all(location).map_err(|e| fail(format!("creating directory: {e}")))?;
+                let abs = std::fs::canonicalize(location).map_err(|e| fail(format!("resolving directory: {e}")))?;
+                Url::from_directory_path(&abs).map_err(|()| fail("not an absolute directory".into()))?
+            }
+        };
+        let (store, root): (Arc<dyn ObjectStore>, Path) = if url.scheme() == "file" {
+            let dir = url.to_file_path().map_err(|()| fail("file URL has no local path".into()))?;
+            std::fs::create_dir_all(&dir).map_err(|e| fail(format!("creating directory: {e}")))?;
+            let root = Path::from_filesystem_path(&dir).map_err(|e| fail(e.to_string()))?;
+            (Arc::new(LocalFileSystem::new()), root)
+        } else {
+            let (store, root) = object_store::parse_url(&url).map_err(|e| fail(e.to_string()))?;
+            (Arc::from(store), root)
+        };
+        // A trailing slash makes DataFusion treat table URLs as directories.
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(DataLocation { url, store, root })
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The URL of the location, ending in `/`.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Path of `relative` (slash-separated) inside the location.
+    pub fn path(&self, relative: &str) -> Path {
+        relative.split('/').filter(|p| !p.is_empty()).fold(self.root.clone(), |p, part| p.clone().join(part))
+    }
+
+    /// URL of a table's directory, ending in `/`, as DataFusion's `ListingTableUrl` wants it.
+    pub fn table_url(&self, table: &str) -> String {
+        format!("{}{table}/", self.url)
+    }
+
+    /// URL of one object of the store, for DataFusion.
+    pub fn object_url(&self, path: &Path) -> String {
+        let scheme_root = if self.url.scheme() == "file" {
+            "file:///".to_string()
+        } else {
+            format!("{}://{}/", self.url.scheme(), self.url.host_str().unwrap_or_default())
+        };
+        format!("{scheme_root}{path}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_directory_becomes_a_file_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("data");
+        let loc = DataLocation::open(sub.to_str().unwrap()).unwrap();
+        assert!(sub.is_dir());
+        assert_eq!(loc.url().scheme(), "file");
+        assert!(loc.table_url("vitals_raw").ends_with("/data/vitals_raw/"));
+        let p = loc.path("vitals_raw/x.parquet");
+        assert_eq!(loc.object_url(&p), format!("file://{}/vitals_raw/x.parquet", std::fs::canonicalize(&sub).unwrap().display()));
+    }
+}

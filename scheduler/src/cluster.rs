@@ -1,0 +1,58 @@
+//! The Ballista scheduler with vitalflow's session builder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::config::TaskSchedulingPolicy;
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig as BallistaSchedulerConfig;
+use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
+use tokio::task::JoinHandle;
+use vitalflow_udf_model::RiskForest;
+
+use crate::config::SchedulerConfig;
+use crate::error::{Error, Result};
+use crate::session::scheduler_session_builder;
+
+/// A running Ballista scheduler.
+#[derive(Debug)]
+pub struct RunningScheduler {
+    /// Address its gRPC server listens on.
+    pub addr: SocketAddr,
+    /// The server task; aborting it stops the scheduler.
+    pub task: JoinHandle<()>,
+}
+
+/// Binds and starts the scheduler's gRPC server.
+pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) -> Result<RunningScheduler> {
+    let bind = format!("{}:{}", config.bind_host, config.port);
+    let listener = tokio::net::TcpListener::bind(&bind)
+        .await
+        .map_err(|source| Error::Bind { what: "ballista scheduler", addr: bind.clone(), source })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind { what: "ballista scheduler", addr: bind, source })?;
+    let ballista_config = Arc::new(BallistaSchedulerConfig {
+        bind_host: config.bind_host.clone(),
+        // The real port, also when 0 was asked for: executors are told to call back here.
+        bind_port: addr.port(),
+        external_host: config.external_host.clone(),
+        scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        executor_timeout_seconds: config.executor_timeout_seconds,
+        expire_dead_executor_interval_seconds: 5.min(config.executor_timeout_seconds.max(1)),
+        no_executors_grace_period_seconds: config.executor_timeout_seconds,
+        override_session_builder: Some(scheduler_session_builder(forest)),
+        ..BallistaSchedulerConfig::default()
+    });
+    let ballista = |step| move |source| Error::Ballista { step, source };
+    let cluster = BallistaCluster::new_from_config(&ballista_config).await.map_err(ballista("creating cluster state"))?;
+    let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, ballista_config)
+        .await
+        .map_err(ballista("creating scheduler"))?;
+    let task = tokio::spawn(async move {
+        if let Err(error) = start_grpc_service_with_listener(listener, server).await {
+            tracing::error!(error = %error, "Ballista scheduler stopped.");
+        }
+    });
+    tracing::info!(%addr, "Ballista scheduler listening.");
+    Ok(RunningScheduler { addr, task })
+}

@@ -1,0 +1,86 @@
+//! Settings of the scheduler process. `Default` is the only place a default is written.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The Ballista scheduler.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Address the scheduler's gRPC server binds.
+    pub bind_host: String,
+    /// Host executors and clients use to reach the scheduler.
+    pub external_host: String,
+    /// gRPC port; 0 picks a free port.
+    pub port: u16,
+    /// An executor silent this long is dead and its tasks run elsewhere, in seconds
+    /// (Ballista's default of 180 s is minutes of a stalled pipeline).
+    pub executor_timeout_seconds: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            bind_host: "127.0.0.1".into(),
+            external_host: "127.0.0.1".into(),
+            port: 50050,
+            executor_timeout_seconds: 20,
+        }
+    }
+}
+
+/// The continuous ETL driver.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EtlConfig {
+    /// Run the driver in this process.
+    pub enabled: bool,
+    /// Shortest time between two micro-batches, in milliseconds.
+    pub min_interval_ms: u64,
+    /// SQL file turning `new_vitals_raw` into `vitals_clean` rows; empty uses the shipped
+    /// `deploy/etl/vitals_clean.sql`.
+    pub sql_file: String,
+}
+
+impl Default for EtlConfig {
+    fn default() -> Self {
+        EtlConfig { enabled: true, min_interval_ms: 250, sql_file: String::new() }
+    }
+}
+
+impl EtlConfig {
+    /// Minimum interval as a duration.
+    pub fn min_interval(&self) -> Duration {
+        Duration::from_millis(self.min_interval_ms)
+    }
+
+    /// The ETL SQL: the configured file, or the shipped default.
+    pub fn sql(&self) -> Result<String> {
+        if self.sql_file.is_empty() {
+            return Ok(crate::etl::DEFAULT_SQL.to_string());
+        }
+        std::fs::read_to_string(&self.sql_file)
+            .map_err(|e| Error::Config(format!("etl.sql_file {:?}: {e}", self.sql_file)))
+    }
+}
+
+/// The Flight SQL endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FlightSqlConfig {
+    /// Run the endpoint in this process.
+    pub enabled: bool,
+    /// Address it binds.
+    pub bind_host: String,
+    /// Port; 0 picks a free port.
+    pub port: u16,
+}
+
+impl Default for FlightSqlConfig {
+    fn default() -> Self {
+        FlightSqlConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 50060 }
+    }
+}

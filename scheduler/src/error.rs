@@ -1,0 +1,74 @@
+//! The crate's error type.
+
+use datafusion::error::DataFusionError;
+
+/// Failures of the scheduler process: its Ballista scheduler, the ETL driver and Flight SQL.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Binding a listener failed.
+    #[error("binding {what} on {addr}: {source}")]
+    Bind {
+        /// Which server.
+        what: &'static str,
+        /// Address asked for.
+        addr: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Starting or talking to Ballista failed.
+    #[error("ballista {step}: {source}")]
+    Ballista {
+        /// What we were doing.
+        step: &'static str,
+        /// Ballista's error.
+        #[source]
+        source: ballista_core::error::BallistaError,
+    },
+    /// Planning or running SQL failed.
+    #[error("{step}: {source}")]
+    Query {
+        /// What we were doing.
+        step: String,
+        /// DataFusion's error.
+        #[source]
+        source: DataFusionError,
+    },
+    /// Reading or writing the checkpoint or a table object failed (retryable).
+    #[error("object store {step}: {source}")]
+    Store {
+        /// What we were doing.
+        step: String,
+        /// The store's error.
+        #[source]
+        source: object_store::Error,
+    },
+    /// Landing output failed.
+    #[error(transparent)]
+    Landing(#[from] vitalflow_ingest::Error),
+    /// The checkpoint exists but cannot be read: an operator must look.
+    #[error("checkpoint {path} is unreadable: {reason}")]
+    Checkpoint {
+        /// Object path.
+        path: String,
+        /// Parse error.
+        reason: String,
+    },
+    /// The configuration is inconsistent or a file it names is unreadable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether the same step can succeed later (stores and clusters come back; bad config does not).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } => true,
+            Error::Landing(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,100 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cluster;
+pub mod config;
+pub mod error;
+pub mod etl;
+pub mod flight_sql;
+pub mod session;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::RiskForest;
+
+pub use config::{EtlConfig, FlightSqlConfig, SchedulerConfig};
+pub use error::{Error, Result};
+
+use crate::etl::{EtlDriver, EtlStats};
+use crate::flight_sql::{FlightSqlEndpoint, start_flight_sql};
+
+/// Everything the scheduler process runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerProcessConfig {
+    /// The Ballista scheduler.
+    pub scheduler: SchedulerConfig,
+    /// The ETL driver.
+    pub etl: EtlConfig,
+    /// The Flight SQL endpoint.
+    pub flight_sql: FlightSqlConfig,
+}
+
+/// Addresses a started scheduler process listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SchedulerAddrs {
+    /// Ballista scheduler gRPC.
+    pub scheduler: SocketAddr,
+    /// Flight SQL, when enabled.
+    pub flight_sql: Option<SocketAddr>,
+}
+
+/// A started scheduler process: its addresses, counters and tasks.
+#[derive(Debug)]
+pub struct SchedulerProcess {
+    /// Where it listens.
+    pub addrs: SchedulerAddrs,
+    /// ETL counters.
+    pub etl_stats: Arc<EtlStats>,
+    tasks: Vec<JoinHandle<()>>,
+    scheduler_task: JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl SchedulerProcess {
+    /// Stops the ETL driver and Flight SQL, waits for them, then stops the scheduler.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.scheduler_task.abort();
+    }
+}
+
+/// Starts the Ballista scheduler, then the ETL driver and Flight SQL as clients of it.
+pub async fn start(
+    config: &SchedulerProcessConfig,
+    location: DataLocation,
+    forest: Arc<RiskForest>,
+    shutdown: CancellationToken,
+) -> Result<SchedulerProcess> {
+    let sql = config.etl.sql()?;
+    let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
+    let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
+    let etl_stats = Arc::new(EtlStats::default());
+    let mut tasks = Vec::new();
+    if config.etl.enabled {
+        let ctx = session::remote_context(&target, &location, &forest).await?;
+        let driver = EtlDriver::new(ctx, location.clone(), sql, etl_stats.clone()).await?;
+        let (etl_config, token) = (config.etl.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move { driver.run(&etl_config, token).await }));
+    }
+    let mut flight_sql = None;
+    if config.flight_sql.enabled {
+        let ctx = session::remote_context(&target, &location, &forest).await?;
+        let running = start_flight_sql(&config.flight_sql, FlightSqlEndpoint::new(ctx)?, shutdown.clone()).await?;
+        flight_sql = Some(running.addr);
+        tasks.push(running.task);
+    }
+    Ok(SchedulerProcess {
+        addrs: SchedulerAddrs { scheduler: scheduler.addr, flight_sql },
+        etl_stats,
+        tasks,
+        scheduler_task: scheduler.task,
+        shutdown,
+    })
+}

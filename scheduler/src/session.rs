@@ -1,0 +1,88 @@
+//! vitalflow's session: settings, functions and tables, the same for every context (the client
+//! contexts of the ETL driver and Flight SQL, and the scheduler's session builder).
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
+use ballista_core::utils::default_session_builder;
+use ballista_scheduler::SessionBuilder;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::cache::cache_manager::CacheManagerConfig;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::udf::{functions, register_all};
+
+use crate::error::{Error, Result};
+
+/// Settings of every vitalflow session. Strings stay `Utf8`: Flight SQL clients (JDBC, Grafana) do not
+/// all read `Utf8View`, which DataFusion would otherwise produce from Parquet and SQL types.
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new_with_ballista().with_information_schema(true);
+    let options = config.options_mut();
+    options.execution.parquet.schema_force_view_types = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    config
+}
+
+/// The scheduler's session builder: Ballista's defaults plus vitalflow's functions, so that plans
+/// naming them deserialize. Listings are never cached: a session lives as long as its client (the
+/// Flight SQL endpoint's lives for days) and must see every file landed since its last query.
+pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
+    Arc::new(move |config| {
+        let runtime = RuntimeEnvBuilder::new()
+            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+            .build_arc()?;
+        let state = default_session_builder(config)?;
+        // new_from_existing would give the session a new id; Ballista keys sessions by it.
+        let id = state.session_id().to_string();
+        let mut state = SessionStateBuilder::new_from_existing(state).with_session_id(id).with_runtime_env(runtime).build();
+        register_all(&mut state, &forest)?;
+        Ok(state)
+    })
+}
+
+/// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.
+pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
+    let state = SessionStateBuilder::new().with_config(session_config()).with_default_features().build();
+    let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
+        .await
+        .map_err(|source| Error::Query { step: format!("connecting to scheduler {scheduler}"), source })?;
+    // remote_with_state drops functions registered on the state: register them on the context.
+    for udf in functions(forest) {
+        ctx.register_udf((*udf).clone());
+    }
+    register_tables(&ctx, location)?;
+    Ok(ctx)
+}
+
+/// Registers `vitals_raw`, `vitals_clean` and `dead_letters` as Parquet tables under `location`.
+pub fn register_tables(ctx: &SessionContext, location: &DataLocation) -> Result<()> {
+    let tables: [(&str, &SchemaRef); 3] = [
+        (table::VITALS_RAW, &VITALS_RAW_SCHEMA),
+        (table::VITALS_CLEAN, &VITALS_CLEAN_SCHEMA),
+        (table::DEAD_LETTERS, &DEAD_LETTERS_SCHEMA),
+    ];
+    for (name, schema) in tables {
+        let t = parquet_table(&[location.table_url(name)], schema.clone())?;
+        ctx.register_table(name, Arc::new(t))
+            .map_err(|source| Error::Query { step: format!("registering table {name}"), source })?;
+    }
+    Ok(())
+}
+
+/// A Parquet table over directories or files, with a fixed schema (an empty directory is an empty table).
+pub fn parquet_table(urls: &[String], schema: SchemaRef) -> Result<ListingTable> {
+    let urls = urls
+        .iter()
+        .map(|u| ListingTableUrl::parse(u).map_err(|source| Error::Query { step: format!("table URL {u}"), source }))
+        .collect::<Result<Vec<_>>>()?;
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
+    ListingTable::try_new(config).map_err(|source| Error::Query { step: "creating a parquet table".into(), source })
+}

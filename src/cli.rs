@@ -1,0 +1,160 @@
+//! The command line: one clap enum of subcommands; each flag is an optional override of the config.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// vitalflow: a real-time patient-vitals risk pipeline on Kafka, Arrow, DataFusion Ballista and Flight SQL.
+///
+/// Configuration layers, later winning: defaults, the TOML file (--config, or ./vitalflow.toml),
+/// VITALFLOW__SECTION__KEY environment variables, then flags.
+#[derive(Debug, Parser)]
+#[command(name = "vitalflow", version, about, long_about)]
+pub struct Cli {
+    /// Configuration file (TOML).
+    #[arg(long, global = true, env = "VITALFLOW_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where tables live: a directory or URL (overrides storage.data_url).
+    #[arg(long, global = true)]
+    pub data: Option<String>,
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long, global = true)]
+    pub kafka: Option<String>,
+    /// Topic of vitals records (overrides kafka.topic).
+    #[arg(long, global = true)]
+    pub topic: Option<String>,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VITALFLOW_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// How logs are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// vitalflow's processes and tools.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the Ballista scheduler with the continuous ETL driver and the Flight SQL endpoint.
+    Scheduler(SchedulerArgs),
+    /// Run one Ballista executor with vitalflow's SQL functions.
+    Executor(ExecutorArgs),
+    /// Consume the vitals topic and land it as Parquet (vitals_raw) with dead letters.
+    Ingest(IngestArgs),
+    /// Produce simulated vitals readings to the topic (the seed's JSON).
+    Simulate(SimulateArgs),
+    /// Train the risk forest on simulated data and write a model file.
+    Train(TrainArgs),
+    /// Print the effective configuration as TOML.
+    Config,
+}
+
+/// Options every long-running service shares.
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+}
+
+/// `vitalflow scheduler`.
+#[derive(Debug, Args)]
+pub struct SchedulerArgs {
+    /// Ballista scheduler port, 0 for any free port (overrides scheduler.port).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Flight SQL port, 0 for any free port (overrides flight_sql.port).
+    #[arg(long)]
+    pub flight_sql_port: Option<u16>,
+    /// Do not run the ETL driver in this process.
+    #[arg(long)]
+    pub no_etl: bool,
+    /// Do not run the Flight SQL endpoint in this process.
+    #[arg(long)]
+    pub no_flight_sql: bool,
+    /// Shared service options.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `vitalflow executor`.
+#[derive(Debug, Args)]
+pub struct ExecutorArgs {
+    /// Scheduler as host:port (overrides executor.scheduler_host and scheduler_port).
+    #[arg(long)]
+    pub scheduler: Option<String>,
+    /// Arrow Flight port, 0 for any free port (overrides executor.flight_port).
+    #[arg(long)]
+    pub flight_port: Option<u16>,
+    /// gRPC port, 0 for any free port (overrides executor.grpc_port).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
+    /// Tasks run at once (overrides executor.concurrent_tasks).
+    #[arg(long)]
+    pub concurrent_tasks: Option<usize>,
+    /// Shared service options.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `vitalflow ingest`.
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Consumer group (overrides ingest.group_id).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+/// `vitalflow simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Stop after this many readings (default: run until Ctrl-C).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Readings per second across the ward, 0 for unpaced (overrides simulator.rate_per_sec).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Patients on the ward (overrides simulator.patients).
+    #[arg(long)]
+    pub patients: Option<usize>,
+    /// Random seed (overrides simulator.seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Partitions of the topic when this command creates it.
+    #[arg(long, default_value_t = 3)]
+    pub partitions: i32,
+}
+
+/// `vitalflow train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Simulated training rows.
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: usize,
+    /// Held-out rows for the report.
+    #[arg(long, default_value_t = 50_000)]
+    pub test_rows: usize,
+    /// Trees in the forest.
+    #[arg(long)]
+    pub trees: Option<usize>,
+    /// Depth limit of each tree.
+    #[arg(long)]
+    pub max_depth: Option<usize>,
+    /// Seed for data and bootstrap.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Version written into the model file.
+    #[arg(long, default_value = "rf-sim-v1")]
+    pub version: String,
+    /// Where to write the model file.
+    #[arg(long, default_value = "model.json")]
+    pub out: PathBuf,
+}

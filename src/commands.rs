@@ -1,0 +1,198 @@
+//! One function per subcommand: apply its flags, start the library, wait for a signal, stop.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
+use vitalflow_ingest::{DataLocation, client::ensure_topic, events::IngestStats};
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
+use vitalflow_udf_model::train::{ForestParams, Metrics, evaluate, train_forest};
+
+use crate::cli::{ExecutorArgs, IngestArgs, SchedulerArgs, SimulateArgs, TrainArgs};
+use crate::config::VitalflowConfig;
+
+/// The configured model, or the one compiled into the binary.
+fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
+    let forest = if config.model.path.is_empty() {
+        RiskForest::bundled().context("loading the bundled model")?
+    } else {
+        let json = std::fs::read_to_string(&config.model.path)
+            .with_context(|| format!("reading model file {}", config.model.path))?;
+        RiskForest::from_json(&json).with_context(|| format!("loading model file {}", config.model.path))?
+    };
+    Ok(Arc::new(forest))
+}
+
+fn open_data(config: &VitalflowConfig) -> anyhow::Result<DataLocation> {
+    DataLocation::open(&config.storage.data_url).context("opening the data location")
+}
+
+/// A token cancelled on Ctrl-C or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(error) => {
+                    tracing::warn!(error = %error, "Cannot listen for SIGTERM; Ctrl-C only.");
+                    let _ = ctrl_c.await;
+                    cancel.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("Shutting down.");
+        cancel.cancel();
+    });
+    token
+}
+
+/// Writes `value` as JSON to `path` atomically (a reader never sees half a file).
+fn write_ready_file(path: Option<&Path>, value: &impl Serialize) -> anyhow::Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec(value)?).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// `vitalflow scheduler`.
+pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyhow::Result<()> {
+    if let Some(port) = args.port {
+        config.scheduler.port = port;
+    }
+    if let Some(port) = args.flight_sql_port {
+        config.flight_sql.port = port;
+    }
+    config.etl.enabled &= !args.no_etl;
+    config.flight_sql.enabled &= !args.no_flight_sql;
+    let forest = load_model(&config)?;
+    let location = open_data(&config)?;
+    let shutdown = shutdown_on_signal();
+    let process = vitalflow_scheduler::start(&config.scheduler_process(), location, forest, shutdown.clone())
+        .await
+        .context("starting the scheduler process")?;
+    write_ready_file(args.service.ready_file.as_deref(), &process.addrs)?;
+    eprintln!(
+        "vitalflow scheduler: Ballista on {}, Flight SQL on {}",
+        process.addrs.scheduler,
+        process.addrs.flight_sql.map_or("(off)".to_string(), |a| format!("grpc://{a}"))
+    );
+    shutdown.cancelled().await;
+    process.stop().await;
+    Ok(())
+}
+
+/// `vitalflow executor`.
+pub async fn executor(mut config: VitalflowConfig, args: ExecutorArgs) -> anyhow::Result<()> {
+    if let Some(scheduler) = &args.scheduler {
+        let (host, port) = scheduler.rsplit_once(':').context("--scheduler must be host:port")?;
+        config.executor.scheduler_host = host.to_string();
+        config.executor.scheduler_port = port.parse().context("--scheduler port")?;
+    }
+    if let Some(p) = args.flight_port {
+        config.executor.flight_port = p;
+    }
+    if let Some(p) = args.grpc_port {
+        config.executor.grpc_port = p;
+    }
+    if let Some(n) = args.concurrent_tasks {
+        config.executor.concurrent_tasks = n;
+    }
+    let forest = load_model(&config)?;
+    let ready = args.service.ready_file.clone();
+    let mut ready_error = None;
+    vitalflow_executor::serve(&config.executor, forest, |ports| {
+        ready_error = write_ready_file(ready.as_deref(), &ports).err();
+    })
+    .await
+    .context("running the executor")?;
+    ready_error.map_or(Ok(()), Err)
+}
+
+/// `vitalflow ingest`.
+pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Result<()> {
+    if let Some(group) = args.group {
+        config.ingest.group_id = group;
+    }
+    let location = open_data(&config)?;
+    let stats = Arc::new(IngestStats::default());
+    vitalflow_ingest::source::run(&config.kafka, &config.ingest, &location, stats, shutdown_on_signal())
+        .await
+        .context("running ingest")
+}
+
+/// `vitalflow simulate`.
+pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow::Result<()> {
+    if let Some(rate) = args.rate {
+        config.simulator.rate_per_sec = rate;
+    }
+    if let Some(patients) = args.patients {
+        config.simulator.patients = patients;
+    }
+    if let Some(seed) = args.seed {
+        config.simulator.seed = seed;
+    }
+    anyhow::ensure!(config.simulator.patients > 0, "simulator.patients must be above 0");
+    ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
+    let mut simulator = VitalsSimulator::new(config.simulator.patients, config.simulator.seed);
+    let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
+    let sent = produce_simulated(&config.kafka, &mut simulator, spec, shutdown_on_signal())
+        .await
+        .context("producing readings")?;
+    eprintln!("vitalflow simulate: {sent} readings acknowledged by {} on topic {}", config.kafka.brokers, config.kafka.topic);
+    Ok(())
+}
+
+fn print_metrics(name: &str, m: &Metrics) {
+    println!(
+        "{name:<28} accuracy {:.4}  macro-F1 {:.4}  recall High {:.4} Medium {:.4} Low {:.4}",
+        m.accuracy, m.macro_f1, m.recall[0], m.recall[1], m.recall[2]
+    );
+    for (label, row) in ["High", "Medium", "Low"].iter().zip(m.confusion) {
+        println!("{:<28}   true {label:<6} → predicted High {:>6} Medium {:>6} Low {:>6}", "", row[0], row[1], row[2]);
+    }
+}
+
+/// `vitalflow train`.
+pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
+    let defaults = ForestParams::default();
+    let params = ForestParams {
+        trees: args.trees.unwrap_or(defaults.trees),
+        max_depth: args.max_depth.unwrap_or(defaults.max_depth),
+        seed: args.seed,
+        ..defaults
+    };
+    let train_rows = training_rows(args.rows, args.seed);
+    let test_rows = training_rows(args.test_rows, args.seed.wrapping_add(1));
+    eprintln!("training {} trees (depth ≤ {}) on {} simulated rows", params.trees, params.max_depth, train_rows.features.len());
+    let progress = indicatif::ProgressBar::new(params.trees as u64);
+    let mut file = train_forest(&train_rows, &params, &args.version, |done| progress.set_position(done as u64))?;
+    progress.finish_and_clear();
+    let forest = RiskForest::from_model(&file)?;
+    let (model, rubric) = evaluate(&forest, &test_rows);
+    file.metrics = Some(serde_json::json!({
+        "held_out_rows": test_rows.features.len(),
+        "forest": model,
+        "rubric_on_measurements": rubric,
+    }));
+    std::fs::write(&args.out, serde_json::to_vec(&file)?).with_context(|| format!("writing {}", args.out.display()))?;
+    println!("model {} written to {}", file.version, args.out.display());
+    print_metrics("forest", &model);
+    print_metrics("rubric on noisy measurements", &rubric);
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The one configuration of every vitalflow process, and how it is layered.
+//!
+//! Layers, later ones winning: built-in defaults (each crate's `Default`), then the TOML file
+//! (`--config`, or `./vitalflow.toml` when present), then environment variables
+//! `VITALFLOW__SECTION__KEY` (e.g. `VITALFLOW__KAFKA__BROKERS`), then command-line flags.
+//! Unknown keys in the file or the environment fail at start-up: a typo never silently keeps a default.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use serde::{Deserialize, Serialize};
+use vitalflow_executor::ExecutorConfig;
+use vitalflow_ingest::{IngestConfig, KafkaConfig};
+use vitalflow_scheduler::{EtlConfig, FlightSqlConfig, SchedulerConfig, SchedulerProcessConfig};
+
+/// The whole configuration, one section per component.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VitalflowConfig {
+    /// Where tables live: a directory or an object-store URL.
+    pub storage: StorageConfig,
+    /// The risk model.
+    pub model: ModelConfig,
+    /// The vitals topic.
+    pub kafka: KafkaConfig,
+    /// The ingest consumer.
+    pub ingest: IngestConfig,
+    /// The Ballista scheduler.
+    pub scheduler: SchedulerConfig,
+    /// The continuous ETL driver.
+    pub etl: EtlConfig,
+    /// The Flight SQL endpoint.
+    pub flight_sql: FlightSqlConfig,
+    /// One Ballista executor.
+    pub executor: ExecutorConfig,
+    /// `vitalflow simulate`.
+    pub simulator: SimulatorConfig,
+}
+
+/// Where tables live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    /// A local directory (created if missing) or a URL (`file:///...`, `memory://`).
+    pub data_url: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig { data_url: "./data".into() }
+    }
+}
+
+/// Which model scores readings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Path of a model file (JSON); empty uses the model compiled into the binary.
+    pub path: String,
+}
+
+/// The simulator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimulatorConfig {
+    /// Patients on the simulated ward.
+    pub patients: usize,
+    /// Readings per second across the ward (the seed: one per patient per second); 0 is unpaced.
+    pub rate_per_sec: f64,
+    /// Seed; the same seed gives the same patients and readings.
+    pub seed: u64,
+}
+
+impl Default for SimulatorConfig {
+    fn default() -> Self {
+        SimulatorConfig { patients: 50, rate_per_sec: 50.0, seed: 42 }
+    }
+}
+
+impl VitalflowConfig {
+    /// The scheduler process's part.
+    pub fn scheduler_process(&self) -> SchedulerProcessConfig {
+        SchedulerProcessConfig {
+            scheduler: self.scheduler.clone(),
+            etl: self.etl.clone(),
+            flight_sql: self.flight_sql.clone(),
+        }
+    }
+}
+
+/// Prefix of configuration environment variables.
+const ENV_PREFIX: &str = "VITALFLOW__";
+
+/// Loads defaults, the file and the environment (flags are applied by the caller).
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<VitalflowConfig> {
+    let mut value = toml::Value::try_from(VitalflowConfig::default()).context("serialising defaults")?;
+    let implicit = Path::new("vitalflow.toml");
+    let file = file.or_else(|| implicit.exists().then_some(implicit));
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+        merge(&mut value, toml::Value::Table(table));
+    }
+    for (key, raw) in env {
+        let Some(rest) = key.strip_prefix(ENV_PREFIX) else { continue };
+        let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        set_from_env(&mut value, &path, &raw).with_context(|| format!("environment variable {key}"))?;
+    }
+    let config: VitalflowConfig = value.try_into().context("invalid configuration")?;
+    Ok(config)
+}
+
+/// Merges `overlay` into `base`, table by table.
+fn merge(base: &mut toml::Value, overlay: toml::Value) {
+    match (base, overlay) {
+        (toml::Value::Table(b), toml::Value::Table(o)) => {
+            for (k, v) in o {
+                match b.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Sets `path` from an environment string, typed like the default already there.
+fn set_from_env(value: &mut toml::Value, path: &[String], raw: &str) -> anyhow::Result<()> {
+    let Some((last, parents)) = path.split_last() else { bail!("empty key") };
+    let mut node = value;
+    for p in parents {
+        let table = node.as_table_mut().with_context(|| format!("{p} is not a section"))?;
+        node = table.entry(p.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
+    let table = node.as_table_mut().context("not a section")?;
+    let typed = match table.get(last) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().with_context(|| format!("{raw:?} is not an integer"))?),
+        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().with_context(|| format!("{raw:?} is not a number"))?),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{raw:?} is not true or false"))?),
+        _ => toml::Value::String(raw.to_string()),
+    };
+    table.insert(last.clone(), typed);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_defaults_file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("vitalflow.toml");
+        std::fs::write(&file, "[kafka]\nbrokers = \"kafka:9092\"\ntopic = \"ward-3\"\n[etl]\nmin_interval_ms = 500\n").unwrap();
+        let env = [
+            ("VITALFLOW__KAFKA__TOPIC".to_string(), "ward-4".to_string()),
+            ("VITALFLOW__FLIGHT_SQL__PORT".to_string(), "6000".to_string()),
+            ("VITALFLOW__ETL__ENABLED".to_string(), "false".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let c = load(Some(&file), env).unwrap();
+        assert_eq!(c.kafka.brokers, "kafka:9092");
+        assert_eq!(c.kafka.topic, "ward-4");
+        assert_eq!(c.flight_sql.port, 6000);
+        assert!(!c.etl.enabled);
+        assert_eq!(c.etl.min_interval_ms, 500);
+        assert_eq!(c.ingest, IngestConfig::default());
+    }
+
+    #[test]
+    fn typos_and_bad_values_fail_loudly() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[kafka]\nbrokrs = \"x\"\n").unwrap();
+        let err = format!("{:#}", load(Some(&file), []).unwrap_err());
+        assert!(err.contains("brokrs"), "{err}");
+        let err = format!("{:#}", load(None, [("VITALFLOW__FLIGHT_SQL__PORT".into(), "high".into())]).unwrap_err());
+        assert!(err.contains("VITALFLOW__FLIGHT_SQL__PORT") && err.contains("not an integer"), "{err}");
+        let err = format!("{:#}", load(None, [("VITALFLOW__NOPE__X".into(), "1".into())]).unwrap_err());
+        assert!(err.contains("nope"), "{err}");
+    }
+}

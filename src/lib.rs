@@ -1,0 +1,42 @@
+//! The `vitalflow` command: wires the crates together. Every subcommand is a library call.
+
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod logging;
+
+use anyhow::Context;
+
+use crate::cli::{Cli, Command};
+use crate::config::VitalflowConfig;
+
+/// Loads the configuration (defaults, file, environment) and applies the global flags.
+pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
+    let mut config = config::load(cli.config.as_deref(), std::env::vars())?;
+    if let Some(data) = &cli.data {
+        config.storage.data_url = data.clone();
+    }
+    if let Some(brokers) = &cli.kafka {
+        config.kafka.brokers = brokers.clone();
+    }
+    if let Some(topic) = &cli.topic {
+        config.kafka.topic = topic.clone();
+    }
+    Ok(config)
+}
+
+/// Runs the command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = effective_config(&cli)?;
+    match cli.command {
+        Command::Scheduler(args) => commands::scheduler(config, args).await,
+        Command::Executor(args) => commands::executor(config, args).await,
+        Command::Ingest(args) => commands::ingest(config, args).await,
+        Command::Simulate(args) => commands::simulate(config, args).await,
+        Command::Train(args) => commands::train(config, args),
+        Command::Config => {
+            print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
+            Ok(())
+        }
+    }
+}

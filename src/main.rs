@@ -1,0 +1,22 @@
+//! The `vitalflow` binary: parse, set up logging, hand off to the library.
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = vitalflow::cli::Cli::parse();
+    vitalflow::logging::init(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(error) => {
+            eprintln!("vitalflow: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(vitalflow::run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vitalflow: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

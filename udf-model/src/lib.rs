@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod forest;
+pub mod rubric;
+pub mod schema;
+pub mod simulate;
+pub mod train;
+pub mod udf;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Error, Result};
+pub use forest::{ModelFile, Prediction, RiskForest};
+pub use rubric::RiskLevel;

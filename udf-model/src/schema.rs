@@ -1,0 +1,165 @@
+//! The vitals schema and the tables users see (DESIGN.md, Tables).
+//!
+//! Every vital is nullable: monitors do not measure every vital every time.
+//! Times are `Timestamp(Nanosecond, "UTC")`, the unit every Flight SQL client reads.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+
+/// The six vitals the risk model sees, in the model's feature order.
+pub const MODEL_FEATURES: [Vital; 6] = [
+    Vital::HeartRate,
+    Vital::SystolicBp,
+    Vital::DiastolicBp,
+    Vital::Spo2,
+    Vital::Temperature,
+    Vital::Glucose,
+];
+
+/// A numeric vital sign carried by a reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Vital {
+    /// Pulse, beats per minute.
+    HeartRate,
+    /// Systolic blood pressure, mmHg.
+    SystolicBp,
+    /// Diastolic blood pressure, mmHg.
+    DiastolicBp,
+    /// Peripheral oxygen saturation, percent.
+    Spo2,
+    /// Body temperature, degrees Celsius.
+    Temperature,
+    /// Blood glucose, mg/dL.
+    Glucose,
+    /// Respiration rate, breaths per minute.
+    RespiratoryRate,
+}
+
+impl Vital {
+    /// Every numeric vital, in column order.
+    pub const ALL: [Vital; 7] = [
+        Vital::HeartRate,
+        Vital::SystolicBp,
+        Vital::DiastolicBp,
+        Vital::Spo2,
+        Vital::Temperature,
+        Vital::Glucose,
+        Vital::RespiratoryRate,
+    ];
+
+    /// The column name in every table.
+    pub fn column(self) -> &'static str {
+        match self {
+            Vital::HeartRate => "heart_rate",
+            Vital::SystolicBp => "systolic_bp",
+            Vital::DiastolicBp => "diastolic_bp",
+            Vital::Spo2 => "spo2",
+            Vital::Temperature => "temperature",
+            Vital::Glucose => "glucose",
+            Vital::RespiratoryRate => "respiratory_rate",
+        }
+    }
+
+    /// Other names producers use for this vital (the seed's and common monitor exports).
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Vital::HeartRate => &["hr", "pulse", "pulse_rate"],
+            Vital::SystolicBp => &["sbp", "systolic"],
+            Vital::DiastolicBp => &["dbp", "diastolic"],
+            Vital::Spo2 => &["oxygen_saturation", "sp_o2", "o2_sat"],
+            Vital::Temperature => &["body_temperature", "temp"],
+            Vital::Glucose => &["glucose_level", "blood_glucose"],
+            Vital::RespiratoryRate => &["rr", "resp_rate", "respiration_rate"],
+        }
+    }
+
+    /// Values a living patient can show, inclusive. Outside them a reading is a sensor or entry error
+    /// and the record becomes a dead letter instead of a wrong risk label.
+    pub fn possible_range(self) -> (f64, f64) {
+        match self {
+            Vital::HeartRate => (20.0, 300.0),
+            Vital::SystolicBp => (40.0, 300.0),
+            Vital::DiastolicBp => (10.0, 200.0),
+            Vital::Spo2 => (40.0, 100.0),
+            Vital::Temperature => (25.0, 45.0),
+            Vital::Glucose => (10.0, 1500.0),
+            Vital::RespiratoryRate => (2.0, 80.0),
+        }
+    }
+}
+
+/// Names of the SQL tables.
+pub mod table {
+    /// Every record ingest decoded, as landed.
+    pub const VITALS_RAW: &str = "vitals_raw";
+    /// Cleaned and scored readings written by the ETL.
+    pub const VITALS_CLEAN: &str = "vitals_clean";
+    /// Records that could not be used, with the reason.
+    pub const DEAD_LETTERS: &str = "dead_letters";
+}
+
+fn utc_nanos() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+fn vital_fields() -> Vec<Field> {
+    let mut fields: Vec<Field> = Vital::ALL
+        .iter()
+        .map(|v| Field::new(v.column(), DataType::Float64, true))
+        .collect();
+    fields.push(Field::new("on_oxygen", DataType::Boolean, true));
+    fields.push(Field::new("consciousness", DataType::Utf8, true));
+    fields
+}
+
+fn source_fields() -> [Field; 3] {
+    [
+        Field::new("source_topic", DataType::Utf8, false),
+        Field::new("source_partition", DataType::Int32, false),
+        Field::new("source_offset", DataType::Int64, false),
+    ]
+}
+
+/// `vitals_raw`: one row per decoded Kafka record.
+pub static VITALS_RAW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("event_time", utc_nanos(), false),
+    ];
+    fields.extend(vital_fields());
+    fields.extend(source_fields());
+    fields.push(Field::new("ingest_time", utc_nanos(), false));
+    Arc::new(Schema::new(fields))
+});
+
+/// `dead_letters`: one row per record that could not be used, from ingest or the ETL.
+pub static DEAD_LETTERS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![Field::new("payload", DataType::Binary, false)];
+    fields.extend(source_fields());
+    fields.extend([
+        Field::new("stage", DataType::Utf8, false),
+        Field::new("reason_code", DataType::Utf8, false),
+        Field::new("reason", DataType::Utf8, false),
+        Field::new("dead_letter_time", utc_nanos(), false),
+    ]);
+    Arc::new(Schema::new(fields))
+});
+
+/// `vitals_clean`: cleaned, scored readings.
+pub static VITALS_CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("event_time", utc_nanos(), false),
+    ];
+    fields.extend(vital_fields());
+    fields.extend([
+        Field::new("risk", DataType::Utf8, true),
+        Field::new("rubric_score", DataType::Int32, true),
+        Field::new("news2_score", DataType::Int32, true),
+        Field::new("model_version", DataType::Utf8, false),
+    ]);
+    fields.extend(source_fields());
+    fields.push(Field::new("etl_batch_id", DataType::Int64, false));
+    Arc::new(Schema::new(fields))
+});

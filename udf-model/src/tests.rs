@@ -1,0 +1,94 @@
+//! SQL-level checks of the functions, through a DataFusion context as users call them.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::Int32Type;
+use datafusion::prelude::SessionContext;
+
+use crate::forest::RiskForest;
+use crate::rubric::{RiskLevel, SixVitals};
+use crate::simulate::training_rows;
+use crate::train::evaluate;
+use crate::udf::functions;
+
+fn context() -> SessionContext {
+    let ctx = SessionContext::new();
+    let forest = Arc::new(RiskForest::bundled().expect("the bundled model loads"));
+    for f in functions(&forest) {
+        ctx.register_udf((*f).clone());
+    }
+    ctx
+}
+
+async fn strings(ctx: &SessionContext, sql: &str) -> Vec<Option<String>> {
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    batches
+        .iter()
+        .flat_map(|b| {
+            let col = b.column(0).as_string::<i32>();
+            (0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i).to_string())).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn predict_risk_labels_clear_cases_and_nulls() {
+    let ctx = context();
+    let got = strings(
+        &ctx,
+        "SELECT predict_risk(hr, sbp, dbp, spo2, temp, glu) FROM (VALUES \
+           (72, 125, 78, 98, 36.8, 100), \
+           (150.0, 78, 40, 85, 39.9, 340), \
+           (72, 125, 78, NULL, 36.8, 100)) AS t(hr, sbp, dbp, spo2, temp, glu)",
+    )
+    .await;
+    assert_eq!(got, vec![Some("Low".into()), Some("High".into()), None]);
+}
+
+#[tokio::test]
+async fn a_wrongly_typed_argument_is_a_planning_error_naming_it() {
+    let ctx = context();
+    let err = ctx.sql("SELECT predict_risk('fast', 1, 2, 3, 4, 5)").await.unwrap_err().to_string();
+    assert!(err.contains("heart_rate"), "{err}");
+    let err = ctx.sql("SELECT predict_risk(1, 2)").await.unwrap_err().to_string();
+    assert!(err.contains("6 arguments"), "{err}");
+}
+
+#[tokio::test]
+async fn news2_and_rubric_scores_in_sql() {
+    let ctx = context();
+    let batches = ctx
+        .sql(
+            "SELECT news2_score(26, 93, true, 95, 125, 'V', 39.4), \
+                    news2_score(16, 97, false, 125, 72, 'A', 36.7), \
+                    news2_score(16, 97, false, 125, 72, 'X', 36.7), \
+                    rubric_score(75, 120, 80, 90, 36.8, 100)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let b = &batches[0];
+    let int = |c: usize| {
+        let a = b.column(c).as_primitive::<Int32Type>();
+        a.is_valid(0).then(|| a.value(0))
+    };
+    assert_eq!([int(0), int(1), int(2), int(3)], [Some(16), Some(0), None, Some(3)]);
+    let version = strings(&ctx, "SELECT model_version()").await;
+    assert_eq!(version, vec![Some(RiskForest::bundled().unwrap().version().to_string())]);
+}
+
+#[test]
+fn the_bundled_model_is_sane_on_fresh_rows() {
+    let forest = RiskForest::bundled().unwrap();
+    let rows = training_rows(5_000, 4242);
+    let (model, rubric) = evaluate(&forest, &rows);
+    assert!(model.recall[0] >= 0.85, "High recall {:?}", model.recall);
+    assert!(model.accuracy >= 0.88, "accuracy {}", model.accuracy);
+    // Sanity of the comparison itself: the rubric on noisy measurements is a strong baseline.
+    assert!(rubric.accuracy > 0.8, "rubric accuracy {}", rubric.accuracy);
+    let clear = SixVitals::from_array([150.0, 78.0, 40.0, 85.0, 39.9, 340.0]);
+    assert_eq!(forest.predict(&clear.to_array()).map(|p| p.risk), Some(RiskLevel::High));
+}

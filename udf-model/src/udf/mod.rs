@@ -1,0 +1,82 @@
+//! vitalflow's SQL functions, one file each.
+//!
+//! Ballista sends functions by name, so the same set must be registered on the client context, in
+//! the scheduler's session builder and in every executor's registry: [`functions`] is that set and
+//! [`register_all`] the single call each of them makes. A row a function cannot score yields NULL,
+//! never an error: an error would fail the whole distributed job.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, Float64Array};
+use arrow::compute::cast;
+use arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err, plan_err};
+use datafusion::execution::FunctionRegistry;
+use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+
+use crate::forest::RiskForest;
+
+mod model_version;
+mod news2_score;
+mod predict_risk;
+mod rubric_score;
+
+pub use model_version::ModelVersion;
+pub use news2_score::News2Score;
+pub use predict_risk::PredictRisk;
+pub use rubric_score::RubricScore;
+
+/// Every vitalflow SQL function, scoring with `forest`.
+pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(ScalarUDF::new_from_impl(PredictRisk::new(forest.clone()))),
+        Arc::new(ScalarUDF::new_from_impl(ModelVersion::new(forest.version()))),
+        Arc::new(ScalarUDF::new_from_impl(RubricScore::new())),
+        Arc::new(ScalarUDF::new_from_impl(News2Score::new())),
+    ]
+}
+
+/// Registers every vitalflow SQL function in `registry`.
+pub fn register_all(registry: &mut dyn FunctionRegistry, forest: &Arc<RiskForest>) -> Result<()> {
+    for udf in functions(forest) {
+        registry.register_udf(udf)?;
+    }
+    Ok(())
+}
+
+/// Coerces `arg_types` to `targets`, naming the function and argument on a mismatch.
+fn coerce_to(name: &str, arg_types: &[DataType], targets: &[(&str, DataType)]) -> Result<Vec<DataType>> {
+    if arg_types.len() != targets.len() {
+        let names: Vec<&str> = targets.iter().map(|(n, _)| *n).collect();
+        return plan_err!("{name} takes {} arguments ({}), got {}", targets.len(), names.join(", "), arg_types.len());
+    }
+    arg_types
+        .iter()
+        .zip(targets)
+        .map(|(given, (arg, target))| {
+            let ok = given == target
+                || given.is_null()
+                || (target.is_numeric() && given.is_numeric())
+                || (*target == DataType::Utf8 && matches!(given, DataType::Utf8View | DataType::LargeUtf8));
+            if ok { Ok(target.clone()) } else { plan_err!("{name}: argument {arg} must be {target}, got {given}") }
+        })
+        .collect()
+}
+
+/// The arguments as `Float64` arrays of `rows` rows (scalars repeated).
+fn float_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> {
+    args.iter()
+        .map(|a| {
+            let a = cast(&a.to_array(rows)?, &DataType::Float64)?;
+            match a.as_any().downcast_ref::<Float64Array>() {
+                Some(f) => Ok(f.clone()),
+                None => exec_err!("argument is {} after coercion to Float64", a.data_type()),
+            }
+        })
+        .collect()
+}
+
+/// Value `i` of a float column, `None` when NULL.
+fn value(col: &Float64Array, i: usize) -> Option<f64> {
+    col.is_valid(i).then(|| col.value(i))
+}

@@ -1,0 +1,80 @@
+//! `predict_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) → 'High' | 'Medium' | 'Low'`.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::StringBuilder;
+use arrow::datatypes::DataType;
+use datafusion::common::Result;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+use super::{coerce_to, float_args, value};
+use crate::forest::RiskForest;
+use crate::schema::MODEL_FEATURES;
+
+/// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
+#[derive(Debug)]
+pub struct PredictRisk {
+    forest: Arc<RiskForest>,
+    signature: Signature,
+}
+
+impl PredictRisk {
+    /// The function scoring with `forest`.
+    pub fn new(forest: Arc<RiskForest>) -> PredictRisk {
+        PredictRisk { forest, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+}
+
+// Two instances are the same function when they carry the same model version.
+impl PartialEq for PredictRisk {
+    fn eq(&self, other: &Self) -> bool {
+        self.forest.version() == other.forest.version()
+    }
+}
+impl Eq for PredictRisk {}
+impl Hash for PredictRisk {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.forest.version().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for PredictRisk {
+    fn name(&self) -> &str {
+        "predict_risk"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        let targets = MODEL_FEATURES.map(|v| (v.column(), DataType::Float64));
+        coerce_to(self.name(), arg_types, &targets)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Utf8)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let cols = float_args(&args.args, rows)?;
+        let mut out = StringBuilder::with_capacity(rows, rows * 6);
+        for i in 0..rows {
+            let mut row = [0.0; 6];
+            let mut complete = true;
+            for (f, col) in cols.iter().enumerate() {
+                match value(col, i) {
+                    Some(v) => row[f] = v,
+                    None => complete = false,
+                }
+            }
+            match complete.then(|| self.forest.predict(&row)).flatten() {
+                Some(p) => out.append_value(p.risk.as_str()),
+                None => out.append_null(),
+            }
+        }
+        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+    }
+}
