@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 import rubric
 
@@ -40,6 +41,33 @@ def wait_for(conn, sql: str, expected: int, cluster, timeout: float = 180) -> No
     pytest.fail(f"{sql!r} returned {got}, expected {expected}, after {timeout}s\n{cluster.logs()}")
 
 
+def assert_group_committed_to_end(kafka: str, topic: str, group: str, timeout: float = 30) -> None:
+    """Every partition's committed offset equals its end: nothing left to re-read, nothing skipped."""
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        deadline = time.monotonic() + timeout
+        while True:
+            committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+            if committed == ends or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert committed == ends, f"committed {committed}, partition ends {ends}"
+    finally:
+        consumer.close()
+
+
+def assert_exactly_once(conn, expected: int) -> None:
+    """vitals_raw and vitals_clean each hold every produced (partition, offset) exactly once."""
+    for table in ("vitals_raw", "vitals_clean"):
+        n = query(conn, f"SELECT count(*) FROM {table}").column(0)[0].as_py()
+        distinct = query(
+            conn, f"SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM {table}) AS d"
+        ).column(0)[0].as_py()
+        assert (n, distinct) == (expected, expected), table
+
+
 def produce_bad_messages(kafka: str, topic: str) -> None:
     producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
     for payload in BAD_MESSAGES:
@@ -59,20 +87,16 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
     )
     scheduler_port = addrs["scheduler"].rsplit(":", 1)[1]
     cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{scheduler_port}", "--flight-port", "0", "--grpc-port", "0")
-    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
+    group = f"{cluster.topic}-ingest"
+    cluster.start("ingest", "ingest", "--group", group)
 
     conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", READINGS, cluster)
         wait_for(conn, "SELECT count(*) FROM dead_letters", len(BAD_MESSAGES), cluster)
 
-        # Exactly once: every produced offset in vitals_raw once, and each raw row once in vitals_clean.
-        for table in ("vitals_raw", "vitals_clean"):
-            n = query(conn, f"SELECT count(*) FROM {table}").column(0)[0].as_py()
-            distinct = query(
-                conn, f"SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM {table}) AS d"
-            ).column(0)[0].as_py()
-            assert (n, distinct) == (READINGS, READINGS), table
+        assert_exactly_once(conn, READINGS)
+        assert_group_committed_to_end(cluster.kafka, cluster.topic, group)
 
         rows = query(
             conn,
@@ -98,6 +122,43 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
             letter = by_payload[payload]
             assert (letter["reason_code"], letter["stage"], letter["source_topic"]) == (code, "ingest", cluster.topic)
             assert words in letter["reason"], letter["reason"]
+    finally:
+        conn.close()
+
+
+def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
+    total = 600
+    # Small ingest flushes make many files, so the ETL works in several micro-batches while readings arrive.
+    small_flushes = {"VITALFLOW__INGEST__FLUSH_RECORDS": "25", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
+    sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "150", "--patients", "20", "--seed", "3")
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    executor = cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    assert executor["flight"] > 0
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=small_flushes)
+
+    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    try:
+        deadline = time.monotonic() + 120
+        while query(conn, "SELECT count(*) FROM vitals_clean").column(0)[0].as_py() == 0:
+            assert time.monotonic() < deadline, cluster.logs()
+            time.sleep(0.2)
+    finally:
+        conn.close()
+    for child in cluster.children:
+        if child.name in ("scheduler", "executor"):
+            child.stop(signal.SIGKILL)
+
+    addrs = cluster.start_service("scheduler-2", "scheduler", "--port", "0", "--flight-sql-port", "0")
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    assert sim.wait_exit(120) == 0, sim.tail()
+    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    try:
+        wait_for(conn, "SELECT count(*) FROM vitals_clean", total, cluster)
+        assert_exactly_once(conn, total)
+        batches = query(conn, "SELECT count(DISTINCT etl_batch_id) FROM vitals_clean").column(0)[0].as_py()
+        assert batches >= 2, f"{batches} micro-batches: the stream was not split"
     finally:
         conn.close()
 

@@ -45,7 +45,7 @@ const MAX_FILES_PER_BATCH: usize = 256;
 pub struct EtlCheckpoint {
     /// Id of the last committed micro-batch (0 before the first).
     pub last_batch_id: i64,
-    /// `vitals_raw` object paths already turned into `vitals_clean` rows.
+    /// `vitals_raw` objects already turned into `vitals_clean` rows, relative to the data location.
     pub processed: BTreeSet<String>,
 }
 
@@ -167,7 +167,7 @@ impl EtlDriver {
         }
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
-        next.processed.extend(batch.files.iter().map(ToString::to_string));
+        next.processed.extend(batch.files.iter().filter_map(|p| self.location.relative(p)));
         save_checkpoint(&self.location, &next).await?;
         self.checkpoint = next;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -190,7 +190,10 @@ impl EtlDriver {
         let mut files: Vec<Path> = listed
             .into_iter()
             .map(|m| m.location)
-            .filter(|p| p.as_ref().ends_with(".parquet") && !self.checkpoint.processed.contains(p.as_ref()))
+            .filter(|p| {
+                p.as_ref().ends_with(".parquet")
+                    && self.location.relative(p).is_some_and(|r| !self.checkpoint.processed.contains(&r))
+            })
             .collect();
         files.sort();
         files.truncate(MAX_FILES_PER_BATCH);

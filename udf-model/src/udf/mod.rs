@@ -15,6 +15,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
 use crate::forest::RiskForest;
+use crate::schema::MODEL_FEATURES;
 
 mod model_version;
 mod news2_score;
@@ -74,6 +75,20 @@ fn float_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> 
             }
         })
         .collect()
+}
+
+/// Coerces the six model vitals (`predict_risk`, `rubric_score`) to Float64.
+fn coerce_six_vitals(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    coerce_to(name, arg_types, &MODEL_FEATURES.map(|v| (v.column(), DataType::Float64)))
+}
+
+/// Row `i` of the six model-vital columns; `None` when any of them is NULL.
+fn six_vitals(cols: &[Float64Array], i: usize) -> Option<[f64; 6]> {
+    let mut row = [0.0; 6];
+    for (slot, col) in row.iter_mut().zip(cols) {
+        *slot = value(col, i)?;
+    }
+    Some(row)
 }
 
 /// Value `i` of a float column, `None` when NULL.

@@ -8,9 +8,8 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_to, float_args, value};
+use super::{coerce_six_vitals, float_args, six_vitals};
 use crate::forest::RiskForest;
-use crate::schema::MODEL_FEATURES;
 
 /// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
 #[derive(Debug)]
@@ -49,8 +48,7 @@ impl ScalarUDFImpl for PredictRisk {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let targets = MODEL_FEATURES.map(|v| (v.column(), DataType::Float64));
-        coerce_to(self.name(), arg_types, &targets)
+        coerce_six_vitals(self.name(), arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -62,15 +60,7 @@ impl ScalarUDFImpl for PredictRisk {
         let cols = float_args(&args.args, rows)?;
         let mut out = StringBuilder::with_capacity(rows, rows * 6);
         for i in 0..rows {
-            let mut row = [0.0; 6];
-            let mut complete = true;
-            for (f, col) in cols.iter().enumerate() {
-                match value(col, i) {
-                    Some(v) => row[f] = v,
-                    None => complete = false,
-                }
-            }
-            match complete.then(|| self.forest.predict(&row)).flatten() {
+            match six_vitals(&cols, i).and_then(|row| self.forest.predict(&row)) {
                 Some(p) => out.append_value(p.risk.as_str()),
                 None => out.append_null(),
             }

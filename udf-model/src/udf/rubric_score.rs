@@ -8,9 +8,8 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_to, float_args, value};
+use super::{coerce_six_vitals, float_args, six_vitals};
 use crate::rubric::SixVitals;
-use crate::schema::MODEL_FEATURES;
 
 /// The rubric aggregate; NULL when any input is NULL or not finite.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -41,8 +40,7 @@ impl ScalarUDFImpl for RubricScore {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        let targets = MODEL_FEATURES.map(|v| (v.column(), DataType::Float64));
-        coerce_to(self.name(), arg_types, &targets)
+        coerce_six_vitals(self.name(), arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -54,9 +52,7 @@ impl ScalarUDFImpl for RubricScore {
         let cols = float_args(&args.args, rows)?;
         let mut out = Int32Builder::with_capacity(rows);
         for i in 0..rows {
-            let mut row = [0.0; 6];
-            let complete = cols.iter().enumerate().all(|(f, col)| value(col, i).map(|v| row[f] = v).is_some());
-            let score = complete.then(|| SixVitals::from_array(row).rubric_score()).flatten();
+            let score = six_vitals(&cols, i).and_then(|row| SixVitals::from_array(row).rubric_score());
             out.append_option(score.map(i32::from));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
