@@ -151,9 +151,9 @@ pub struct TrainArgs {
     /// Seed for data and bootstrap.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
-    /// Version written into the model file.
-    #[arg(long, default_value = "rf-sim-v1")]
-    pub version: String,
+    /// Version written into the model file (default: `rf-` and the training data hash).
+    #[arg(long)]
+    pub version: Option<String>,
     /// Where to write the model file.
     #[arg(long, default_value = "model.json")]
     pub out: PathBuf,

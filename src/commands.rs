@@ -148,6 +148,8 @@ pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow
         config.simulator.seed = seed;
     }
     anyhow::ensure!(config.simulator.patients > 0, "simulator.patients must be above 0");
+    let rate = config.simulator.rate_per_sec;
+    anyhow::ensure!(rate == 0.0 || (0.01..=1e7).contains(&rate), "simulator.rate_per_sec is {rate}: use 0 (unpaced) or 0.01 to 10000000");
     ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
     let mut simulator = VitalsSimulator::new(config.simulator.patients, config.simulator.seed);
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
@@ -181,7 +183,8 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     let test_rows = training_rows(args.test_rows, args.seed.wrapping_add(1));
     eprintln!("training {} trees (depth ≤ {}) on {} simulated rows", params.trees, params.max_depth, train_rows.features.len());
     let progress = indicatif::ProgressBar::new(params.trees as u64);
-    let mut file = train_forest(&train_rows, &params, &args.version, |done| progress.set_position(done as u64))?;
+    let version = args.version.clone().unwrap_or_else(|| format!("rf-{}", &train_rows.hash()[..12]));
+    let mut file = train_forest(&train_rows, &params, &version, |done| progress.set_position(done as u64))?;
     progress.finish_and_clear();
     let forest = RiskForest::from_model(&file)?;
     let (model, rubric) = evaluate(&forest, &test_rows);

@@ -41,7 +41,7 @@ pub struct VitalflowConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// A local directory (created if missing) or a URL (`file:///...`, `memory://`).
+    /// A local directory (created if missing) or a `file://` URL, shared by every process.
     pub data_url: String,
 }
 

@@ -8,6 +8,7 @@ decimal, the rest to whole numbers), as the rubric prescribes.
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_UP, Decimal
 
 BANDS = {
     "heart_rate": [(40, 3), (50, 1), (90, 0), (110, 1), (130, 2), (math.inf, 3)],
@@ -23,16 +24,37 @@ BANDS = {
 CLEAR_MARGIN = {"heart_rate": 6, "systolic_bp": 6, "diastolic_bp": 5, "spo2": 1.0, "temperature": 0.25, "glucose": 10}
 
 
+NEWS2_ONLY_BANDS = {"respiratory_rate": [(8, 3), (11, 1), (20, 0), (24, 2), (math.inf, 3)]}
+
+
+def _half_up(x: float) -> int:
+    """Rounds the exact binary value half away from zero (Python's round() rounds half to even)."""
+    return int(Decimal(x).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
 def _rounded(name: str, value: float) -> float:
-    return round(value, 1) if name == "temperature" else float(round(value))
+    return _half_up(value * 10) / 10 if name == "temperature" else float(_half_up(value))
 
 
 def points(name: str, value: float) -> int:
     v = _rounded(name, value)
-    for upper, pts in BANDS[name]:
+    for upper, pts in {**BANDS, **NEWS2_ONLY_BANDS}[name]:
         if v <= upper:
             return pts
     raise AssertionError("unreachable")
+
+
+def rubric_score(row: dict) -> int:
+    return sum(points(n, row[n]) for n in BANDS)
+
+
+def news2_score(row: dict) -> int | None:
+    """NEWS2 aggregate; None when an input is missing."""
+    names = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
+    if any(row[n] is None for n in names) or row["on_oxygen"] is None or row["consciousness"] is None:
+        return None
+    score = sum(points(n, row[n]) for n in names)
+    return score + (2 if row["on_oxygen"] else 0) + (0 if row["consciousness"] == "A" else 3)
 
 
 def label(row: dict) -> str:

@@ -101,12 +101,16 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
         rows = query(
             conn,
             "SELECT patient_id, event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, "
-            "risk, rubric_score, news2_score, model_version FROM vitals_clean",
+            "respiratory_rate, on_oxygen, consciousness, risk, rubric_score, news2_score, model_version FROM vitals_clean",
         ).to_pylist()
         version = query(conn, "SELECT model_version() AS v").column(0)[0].as_py()
         assert version and all(r["model_version"] == version for r in rows)
         assert all(r["risk"] in ("High", "Medium", "Low") for r in rows)
         assert all(r["event_time"].tzinfo is not None for r in rows)
+        # The SQL scores against the published bands, computed independently here, on every row.
+        assert [r["rubric_score"] for r in rows] == [rubric.rubric_score(r) for r in rows]
+        assert [r["news2_score"] for r in rows] == [rubric.news2_score(r) for r in rows]
+        assert any(r["news2_score"] >= 7 for r in rows) and any(r["news2_score"] == 0 for r in rows)
 
         clear = [r for r in rows if rubric.is_clear(r)]
         normal = [r for r in clear if rubric.label(r) == "Low"]

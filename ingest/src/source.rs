@@ -28,6 +28,9 @@ use crate::store::DataLocation;
 /// The stage name ingest writes into `dead_letters.stage`.
 pub const STAGE: &str = "ingest";
 
+/// How long a shutdown waits for a failing store before leaving records uncommitted.
+const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
+
 /// One record as received, kept until it is landed.
 #[derive(Debug, Clone)]
 struct Received {
@@ -43,12 +46,16 @@ struct Pending {
 }
 
 impl Pending {
-    fn push(&mut self, m: &BorrowedMessage<'_>) {
-        self.partitions
-            .entry((m.topic().to_string(), m.partition()))
-            .or_default()
-            .push(Received { offset: m.offset(), payload: m.payload().map(<[u8]>::to_vec) });
+    /// Buffers `m`; a record at or below the last buffered offset of its partition (a re-fetch
+    /// after a rebalance) is already here and is not buffered twice.
+    fn push(&mut self, m: &BorrowedMessage<'_>) -> bool {
+        let records = self.partitions.entry((m.topic().to_string(), m.partition())).or_default();
+        if records.last().is_some_and(|last| m.offset() <= last.offset) {
+            return false;
+        }
+        records.push(Received { offset: m.offset(), payload: m.payload().map(<[u8]>::to_vec) });
         self.count += 1;
+        true
     }
 }
 
@@ -56,6 +63,48 @@ impl Pending {
 /// flat in the table's folder: DataFusion lists a table without partition columns one level deep.
 pub fn range_file(table: &str, prefix: &str, topic: &str, partition: i32, first: i64, last: i64) -> String {
     format!("{table}/{prefix}{topic}-p{partition}-{first:020}-{last:020}.parquet")
+}
+
+/// The source range a landed file holds, read back from its name (see [`range_file`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandedRange {
+    /// Topic (with any prefix the file name had).
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// First offset in the file.
+    pub first: i64,
+    /// Last offset in the file.
+    pub last: i64,
+}
+
+impl LandedRange {
+    /// Parses a file name (the last path segment); `None` for files ingest did not write.
+    pub fn parse(file_name: &str) -> Option<LandedRange> {
+        let stem = file_name.strip_suffix(".parquet")?;
+        let mut parts = stem.rsplitn(4, '-');
+        let last = parts.next()?.parse().ok()?;
+        let first = parts.next()?.parse().ok()?;
+        let partition = parts.next()?.strip_prefix('p')?.parse().ok()?;
+        let topic = parts.next()?.to_string();
+        Some(LandedRange { topic, partition, first, last })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landed_file_names_round_trip() {
+        let path = range_file("vitals_raw", "", "raw-patient", 2, 100, 199);
+        assert_eq!(path, "vitals_raw/raw-patient-p2-00000000000000000100-00000000000000000199.parquet");
+        let name = path.rsplit('/').next().unwrap();
+        let range = LandedRange::parse(name).unwrap();
+        assert_eq!(range, LandedRange { topic: "raw-patient".into(), partition: 2, first: 100, last: 199 });
+        assert_eq!(LandedRange::parse("notes.parquet"), None);
+        assert_eq!(LandedRange::parse("raw-patient-p2-1-2.csv"), None);
+    }
 }
 
 /// Consumes `kafka.topic` and lands it under `location` until `shutdown` is cancelled; lands what is
@@ -94,8 +143,9 @@ pub async fn run(
             }
             received = consumer.recv() => match received {
                 Ok(m) => {
-                    pending.push(&m);
-                    records_received(&stats, 1);
+                    if pending.push(&m) {
+                        records_received(&stats, 1);
+                    }
                     if pending.count >= config.flush_records {
                         flush(&consumer, config, location, &stats, &mut pending, &shutdown).await?;
                     }
@@ -108,7 +158,15 @@ pub async fn run(
         }
     }
     if pending.count > 0 {
-        flush(&consumer, config, location, &stats, &mut pending, &CancellationToken::new()).await?;
+        // Keep retrying a failing store for a while, then give up without committing: the records
+        // are read again on the next start.
+        let give_up = CancellationToken::new();
+        let timer = give_up.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(FINAL_FLUSH_PATIENCE).await;
+            timer.cancel();
+        });
+        flush(&consumer, config, location, &stats, &mut pending, &give_up).await?;
     }
     tracing::info!("Ingest stopped.");
     Ok(())

@@ -1,4 +1,5 @@
-//! Where tables live: a data URL (`./data`, `file:///abs/path`, `memory://`) opened as an object store.
+//! Where tables live: a directory or `file://` URL opened as an object store. (Other object_store URLs
+//! open too, but DataFusion's contexts do not know those stores yet: the cluster issue adds them.)
 
 use std::sync::Arc;
 
@@ -62,13 +63,6 @@ impl DataLocation {
         relative.split('/').filter(|p| !p.is_empty()).fold(self.root.clone(), |p, part| p.clone().join(part))
     }
 
-    /// `path` relative to the location (slash-separated), or `None` when it lies outside it.
-    /// Stored state names objects this way, so a data directory can move without invalidating it.
-    pub fn relative(&self, path: &Path) -> Option<String> {
-        let parts: Vec<String> = path.prefix_match(&self.root)?.map(|p| p.as_ref().to_string()).collect();
-        Some(parts.join("/"))
-    }
-
     /// URL of a table's directory, ending in `/`, as DataFusion's `ListingTableUrl` wants it.
     pub fn table_url(&self, table: &str) -> String {
         format!("{}{table}/", self.url)
@@ -98,8 +92,6 @@ mod tests {
         assert_eq!(loc.url().scheme(), "file");
         assert!(loc.table_url("vitals_raw").ends_with("/data/vitals_raw/"));
         let p = loc.path("vitals_raw/x.parquet");
-        assert_eq!(loc.relative(&p).as_deref(), Some("vitals_raw/x.parquet"));
-        assert_eq!(loc.relative(&Path::from("elsewhere/x.parquet")), None);
         assert_eq!(loc.object_url(&p), format!("file://{}/vitals_raw/x.parquet", std::fs::canonicalize(&sub).unwrap().display()));
     }
 }

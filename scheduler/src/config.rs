@@ -52,6 +52,14 @@ impl Default for EtlConfig {
 }
 
 impl EtlConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.min_interval_ms < 10 {
+            return Err(Error::Config(format!("etl.min_interval_ms is {}, at least 10 is needed", self.min_interval_ms)));
+        }
+        Ok(())
+    }
+
     /// Minimum interval as a duration.
     pub fn min_interval(&self) -> Duration {
         Duration::from_millis(self.min_interval_ms)

@@ -5,7 +5,7 @@
 //! Exactly-once output: the output file is named after the batch id and written before the checkpoint,
 //! so a batch re-run after a crash overwrites its own file instead of adding a second one.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::landing::write_parquet;
+use vitalflow_ingest::source::LandedRange;
 use vitalflow_udf_model::schema::{VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table};
 
 use crate::config::EtlConfig;
@@ -39,14 +40,31 @@ const CHECKPOINT: &str = "_checkpoints/etl.json";
 /// Most landed files one micro-batch takes, so that a backlog is worked off in bounded steps.
 const MAX_FILES_PER_BATCH: usize = 256;
 
-/// What has been processed: the truth the driver resumes from.
+/// What has been processed: the truth the driver resumes from. Its size is bounded by the number of
+/// partitions, not of files, so it stays small however long the pipeline runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtlCheckpoint {
     /// Id of the last committed micro-batch (0 before the first).
     pub last_batch_id: i64,
-    /// `vitals_raw` objects already turned into `vitals_clean` rows, relative to the data location.
-    pub processed: BTreeSet<String>,
+    /// Per `topic/partition`, the last source offset whose landed file has been processed.
+    pub processed_offsets: BTreeMap<String, i64>,
+}
+
+impl EtlCheckpoint {
+    fn key(range: &LandedRange) -> String {
+        format!("{}/{}", range.topic, range.partition)
+    }
+
+    /// Whether a landed file still needs processing.
+    fn is_new(&self, range: &LandedRange) -> bool {
+        self.processed_offsets.get(&Self::key(range)).is_none_or(|done| range.last > *done)
+    }
+
+    fn record(&mut self, range: &LandedRange) {
+        let done = self.processed_offsets.entry(Self::key(range)).or_insert(range.last);
+        *done = (*done).max(range.last);
+    }
 }
 
 /// One unit of ETL work.
@@ -104,11 +122,13 @@ impl EtlDriver {
         let driver = EtlDriver { ctx, location, sql, checkpoint, stats };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
-        driver
+        let planned = driver
             .ctx
             .sql(&driver.sql)
             .await
             .map_err(|source| Error::Query { step: "planning the ETL SQL".into(), source })?;
+        // And its output must fit vitals_clean: a missing column fails now, not every batch.
+        conform(&RecordBatch::new_empty(planned.schema().inner().clone()), 0)?;
         Ok(driver)
     }
 
@@ -125,6 +145,11 @@ impl EtlDriver {
                 Ok(_) => {
                     backoff = config.min_interval();
                     config.min_interval()
+                }
+                Err(error) if !error.is_retryable() => {
+                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(error = %error, "ETL driver stopped: fix the cause and restart; nothing is lost, landed files wait.");
+                    break;
                 }
                 Err(error) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
@@ -167,7 +192,9 @@ impl EtlDriver {
         }
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
-        next.processed.extend(batch.files.iter().filter_map(|p| self.location.relative(p)));
+        for range in batch.files.iter().filter_map(landed_range) {
+            next.record(&range);
+        }
         save_checkpoint(&self.location, &next).await?;
         self.checkpoint = next;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -177,7 +204,8 @@ impl EtlDriver {
         Ok(Some(report))
     }
 
-    /// The landed files not yet processed, oldest name first, at most [`MAX_FILES_PER_BATCH`].
+    /// The landed files not yet processed, at most [`MAX_FILES_PER_BATCH`]. Sorted by name, so each
+    /// partition's files come in offset order and a cut keeps every partition's earliest files.
     async fn next_batch(&self) -> Result<Option<MicroBatch>> {
         let prefix = self.location.path(table::VITALS_RAW);
         let listed: Vec<_> = self
@@ -190,10 +218,7 @@ impl EtlDriver {
         let mut files: Vec<Path> = listed
             .into_iter()
             .map(|m| m.location)
-            .filter(|p| {
-                p.as_ref().ends_with(".parquet")
-                    && self.location.relative(p).is_some_and(|r| !self.checkpoint.processed.contains(&r))
-            })
+            .filter(|p| landed_range(p).is_some_and(|r| self.checkpoint.is_new(&r)))
             .collect();
         files.sort();
         files.truncate(MAX_FILES_PER_BATCH);
@@ -215,6 +240,11 @@ impl EtlDriver {
         register("dropping", self.ctx.deregister_table(INPUT_TABLE))?;
         register("registering", self.ctx.register_table(INPUT_TABLE, Arc::new(table)))
     }
+}
+
+/// The source range of a `vitals_raw` object, from its name.
+fn landed_range(path: &Path) -> Option<LandedRange> {
+    path.filename().and_then(LandedRange::parse)
 }
 
 /// Casts an ETL result to `vitals_clean` by column name and appends `etl_batch_id`; a missing column,

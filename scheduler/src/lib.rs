@@ -72,6 +72,7 @@ pub async fn start(
     forest: Arc<RiskForest>,
     shutdown: CancellationToken,
 ) -> Result<SchedulerProcess> {
+    config.etl.validate()?;
     let sql = config.etl.sql()?;
     let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
