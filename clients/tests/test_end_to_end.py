@@ -167,6 +167,37 @@ def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
         conn.close()
 
 
+def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating(cluster):
+    total = 200
+    sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "0", "--patients", "20", "--seed", "5")
+    assert sim.wait_exit(120) == 0, sim.tail()
+    addrs = cluster.start_service(
+        "scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", env={"VITALFLOW_FAULT_ETL": "after-output"}
+    )
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    executor = cluster.start("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
+
+    # The first micro-batch writes its output, then the process dies before the checkpoint.
+    crashed = cluster.children[1]
+    assert crashed.wait_exit(120) != 0, crashed.tail()
+    assert (cluster.data / "vitals_clean" / "batch-000000000001.parquet").exists()
+    assert not (cluster.data / "_checkpoints" / "etl.json").exists()
+    executor.stop(signal.SIGKILL)
+
+    addrs = cluster.start_service("scheduler-2", "scheduler", "--port", "0", "--flight-sql-port", "0")
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    try:
+        wait_for(conn, "SELECT count(*) FROM vitals_clean", total, cluster)
+        assert_exactly_once(conn, total)
+        # Batch 1 ran again under the same id and replaced its own file.
+        assert query(conn, "SELECT min(etl_batch_id) FROM vitals_clean").column(0)[0].as_py() == 1
+    finally:
+        conn.close()
+
+
 def test_flight_sql_refuses_writes_and_names_bad_sql(cluster):
     addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
     conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)

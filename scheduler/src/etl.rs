@@ -37,6 +37,11 @@ pub const INPUT_TABLE: &str = "new_vitals_raw";
 /// Object path of the checkpoint, relative to the data location.
 const CHECKPOINT: &str = "_checkpoints/etl.json";
 
+/// Fault-injection hook for the exactly-once tests: when this environment variable is `after-output`,
+/// the process aborts after writing a micro-batch's output and before recording it in the checkpoint,
+/// the window a crash-safe driver must survive without a duplicate.
+pub const FAULT_ENV: &str = "VITALFLOW_FAULT_ETL";
+
 /// Most landed files one micro-batch takes, so that a backlog is worked off in bounded steps.
 const MAX_FILES_PER_BATCH: usize = 256;
 
@@ -107,6 +112,7 @@ pub struct EtlDriver {
     sql: String,
     checkpoint: EtlCheckpoint,
     stats: Arc<EtlStats>,
+    abort_after_output: bool,
 }
 
 impl std::fmt::Debug for EtlDriver {
@@ -119,7 +125,8 @@ impl EtlDriver {
     /// Loads the checkpoint (none yet means a fresh start) and checks that the SQL plans.
     pub async fn new(ctx: SessionContext, location: DataLocation, sql: String, stats: Arc<EtlStats>) -> Result<EtlDriver> {
         let checkpoint = load_checkpoint(&location).await?;
-        let driver = EtlDriver { ctx, location, sql, checkpoint, stats };
+        let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
+        let driver = EtlDriver { ctx, location, sql, checkpoint, stats, abort_after_output };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
         let planned = driver
@@ -189,6 +196,10 @@ impl EtlDriver {
         if rows_out > 0 {
             let path = self.location.path(&format!("{}/batch-{:012}.parquet", table::VITALS_CLEAN, batch.id));
             write_parquet(&self.location, &path, &conformed).await?;
+        }
+        if self.abort_after_output {
+            tracing::warn!(batch = batch.id, "{FAULT_ENV}: aborting between output and checkpoint.");
+            std::process::abort();
         }
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
