@@ -147,9 +147,7 @@ pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow
     if let Some(seed) = args.seed {
         config.simulator.seed = seed;
     }
-    anyhow::ensure!(config.simulator.patients > 0, "simulator.patients must be above 0");
-    let rate = config.simulator.rate_per_sec;
-    anyhow::ensure!(rate == 0.0 || (0.01..=1e7).contains(&rate), "simulator.rate_per_sec is {rate:?}: use 0 (unpaced) or 0.01 to 10000000");
+    config.simulator.validate()?;
     ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
     let mut simulator = VitalsSimulator::new(config.simulator.patients, config.simulator.seed);
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };

@@ -77,6 +77,19 @@ impl Default for SimulatorConfig {
     }
 }
 
+impl SimulatorConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.patients > 0, "simulator.patients must be above 0");
+        let rate = self.rate_per_sec;
+        anyhow::ensure!(
+            rate == 0.0 || (0.01..=1e7).contains(&rate),
+            "simulator.rate_per_sec is {rate:?}: use 0 (unpaced) or 0.01 to 10000000"
+        );
+        Ok(())
+    }
+}
+
 impl VitalflowConfig {
     /// The scheduler process's part.
     pub fn scheduler_process(&self) -> SchedulerProcessConfig {

@@ -37,8 +37,8 @@ pub async fn ensure_topic(kafka: &KafkaConfig, partitions: i32) -> Result<()> {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
             Err((name, code)) => {
-                return Err(Error::Kafka { op: "create topic", source: KafkaError::AdminOp(code) })
-                    .inspect_err(|_| tracing::warn!(topic = %name, "Topic creation failed."));
+                tracing::warn!(topic = %name, "Topic creation failed.");
+                return Err(Error::Kafka { op: "create topic", source: KafkaError::AdminOp(code) });
             }
         }
     }

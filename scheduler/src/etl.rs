@@ -67,8 +67,10 @@ impl EtlCheckpoint {
     }
 
     fn record(&mut self, range: &LandedRange) {
-        let done = self.processed_offsets.entry(Self::key(range)).or_insert(range.last);
-        *done = (*done).max(range.last);
+        self.processed_offsets
+            .entry(Self::key(range))
+            .and_modify(|done| *done = (*done).max(range.last))
+            .or_insert(range.last);
     }
 }
 

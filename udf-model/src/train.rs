@@ -76,14 +76,13 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Compares predictions with labels; rows without a prediction count as wrong.
+    /// Compares predictions with labels; rows without a prediction count as wrong (in the accuracy's
+    /// denominator, in no confusion cell).
     pub fn measure(labels: &[RiskLevel], predicted: &[Option<RiskLevel>]) -> Metrics {
         let mut confusion = [[0u64; 3]; 3];
-        let mut unscored = 0u64;
         for (truth, p) in labels.iter().zip(predicted) {
-            match p {
-                Some(p) => confusion[class_index(*truth)][class_index(*p)] += 1,
-                None => unscored += 1,
+            if let Some(p) = p {
+                confusion[class_index(*truth)][class_index(*p)] += 1;
             }
         }
         let total = labels.len().max(1) as f64;
@@ -98,7 +97,6 @@ impl Metrics {
             recall[c] = r;
             f1_sum += if p + r > 0.0 { 2.0 * p * r / (p + r) } else { 0.0 };
         }
-        let _ = unscored;
         Metrics { accuracy: correct as f64 / total, macro_f1: f1_sum / 3.0, recall, confusion }
     }
 }
