@@ -53,6 +53,11 @@ pub enum Command {
     Simulate(SimulateArgs),
     /// Train the risk forest on simulated data and write a model file.
     Train(TrainArgs),
+    /// Run everything in one process on 127.0.0.1 (embedded broker, simulator, ingest, Ballista, ETL,
+    /// Flight SQL, HTTP API) plus the Streamlit dashboard: the zero-setup local demo.
+    Up(UpArgs),
+    /// Stop the `vitalflow up` running on the data directory (--data).
+    Stop,
     /// Print the effective configuration as TOML.
     Config,
 }
@@ -80,6 +85,45 @@ pub struct SchedulerArgs {
     /// Do not run the Flight SQL endpoint in this process.
     #[arg(long)]
     pub no_flight_sql: bool,
+    /// HTTP API port, 0 for any free port (overrides http.port).
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Do not run the HTTP API in this process.
+    #[arg(long)]
+    pub no_http: bool,
+    /// Shared service options.
+    #[command(flatten)]
+    pub service: ServiceArgs,
+}
+
+/// `vitalflow up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Readings per second across the ward (overrides simulator.rate_per_sec; default 50).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Patients on the simulated ward (overrides simulator.patients).
+    #[arg(long)]
+    pub patients: Option<usize>,
+    /// Flight SQL port, 0 for any free port (overrides flight_sql.port; default 50060).
+    #[arg(long)]
+    pub flight_sql_port: Option<u16>,
+    /// HTTP API port, 0 for any free port (overrides http.port; default 8000).
+    #[arg(long)]
+    pub http_port: Option<u16>,
+    /// Dashboard port, 0 for any free port (overrides up.dashboard_port; default 8501).
+    #[arg(long)]
+    pub dashboard_port: Option<u16>,
+    /// Embedded broker port, 0 for any free port (overrides up.broker_port; default 9092, or a free
+    /// port when 9092 is taken). Ignored with --kafka.
+    #[arg(long)]
+    pub broker_port: Option<u16>,
+    /// Do not start the Streamlit dashboard (no Python needed).
+    #[arg(long)]
+    pub no_dashboard: bool,
+    /// Run in the background; `vitalflow stop` stops it. Logs go to <data>/_run/up.log.
+    #[arg(long)]
+    pub detach: bool,
     /// Shared service options.
     #[command(flatten)]
     pub service: ServiceArgs,

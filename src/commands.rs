@@ -16,7 +16,7 @@ use crate::cli::{ExecutorArgs, IngestArgs, SchedulerArgs, SimulateArgs, TrainArg
 use crate::config::VitalflowConfig;
 
 /// The configured model, or the one compiled into the binary.
-fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
+pub(crate) fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
     let forest = if config.model.path.is_empty() {
         RiskForest::bundled().context("loading the bundled model")?
     } else {
@@ -27,12 +27,12 @@ fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
     Ok(Arc::new(forest))
 }
 
-fn open_data(config: &VitalflowConfig) -> anyhow::Result<DataLocation> {
+pub(crate) fn open_data(config: &VitalflowConfig) -> anyhow::Result<DataLocation> {
     DataLocation::open(&config.storage.data_url).context("opening the data location")
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.
-fn shutdown_on_signal() -> CancellationToken {
+pub(crate) fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let cancel = token.clone();
     tokio::spawn(async move {
@@ -62,7 +62,7 @@ fn shutdown_on_signal() -> CancellationToken {
 }
 
 /// Writes `value` as JSON to `path` atomically (a reader never sees half a file).
-fn write_ready_file(path: Option<&Path>, value: &impl Serialize) -> anyhow::Result<()> {
+pub(crate) fn write_ready_file(path: Option<&Path>, value: &impl Serialize) -> anyhow::Result<()> {
     let Some(path) = path else { return Ok(()) };
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_vec(value)?).with_context(|| format!("writing {}", tmp.display()))?;
@@ -78,8 +78,12 @@ pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyh
     if let Some(port) = args.flight_sql_port {
         config.flight_sql.port = port;
     }
+    if let Some(port) = args.http_port {
+        config.http.port = port;
+    }
     config.etl.enabled &= !args.no_etl;
     config.flight_sql.enabled &= !args.no_flight_sql;
+    config.http.enabled &= !args.no_http;
     let forest = load_model(&config)?;
     let location = open_data(&config)?;
     let shutdown = shutdown_on_signal();
@@ -88,9 +92,10 @@ pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyh
         .context("starting the scheduler process")?;
     write_ready_file(args.service.ready_file.as_deref(), &process.addrs)?;
     eprintln!(
-        "vitalflow scheduler: Ballista on {}, Flight SQL on {}",
+        "vitalflow scheduler: Ballista on {}, Flight SQL on {}, HTTP API on {}",
         process.addrs.scheduler,
-        process.addrs.flight_sql.map_or("(off)".to_string(), |a| format!("grpc://{a}"))
+        process.addrs.flight_sql.map_or("(off)".to_string(), |a| format!("grpc://{a}")),
+        process.addrs.http.map_or("(off)".to_string(), |a| format!("http://{a}"))
     );
     shutdown.cancelled().await;
     process.stop().await;

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vitalflow_executor::ExecutorConfig;
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
-use vitalflow_scheduler::{EtlConfig, FlightSqlConfig, SchedulerConfig, SchedulerProcessConfig};
+use vitalflow_scheduler::{EtlConfig, FlightSqlConfig, HttpConfig, SchedulerConfig, SchedulerProcessConfig};
 
 /// The whole configuration, one section per component.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,10 +31,14 @@ pub struct VitalflowConfig {
     pub etl: EtlConfig,
     /// The Flight SQL endpoint.
     pub flight_sql: FlightSqlConfig,
+    /// The HTTP API (`/predict_batch`, `/healthz`).
+    pub http: HttpConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
     /// `vitalflow simulate`.
     pub simulator: SimulatorConfig,
+    /// `vitalflow up`.
+    pub up: UpConfig,
 }
 
 /// Where tables live.
@@ -57,6 +61,26 @@ impl Default for StorageConfig {
 pub struct ModelConfig {
     /// Path of a model file (JSON); empty uses the model compiled into the binary.
     pub path: String,
+}
+
+/// `vitalflow up`, the one-process local demo.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UpConfig {
+    /// Port of the embedded broker on 127.0.0.1; a free port is used when it is taken.
+    pub broker_port: u16,
+    /// Start the Streamlit dashboard.
+    pub dashboard: bool,
+    /// Dashboard port on 127.0.0.1.
+    pub dashboard_port: u16,
+    /// Python (3.10+) used to make the dashboard's venv.
+    pub python: String,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        UpConfig { broker_port: 9092, dashboard: true, dashboard_port: 8501, python: "python3".into() }
+    }
 }
 
 /// The simulator.
@@ -97,6 +121,7 @@ impl VitalflowConfig {
             scheduler: self.scheduler.clone(),
             etl: self.etl.clone(),
             flight_sql: self.flight_sql.clone(),
+            http: self.http.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod logging;
+pub mod up;
 
 use anyhow::Context;
 
@@ -28,12 +29,19 @@ pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = effective_config(&cli)?;
+    // `up` embeds a broker unless a real Kafka is configured (flag, file or environment).
+    let external_kafka = cli.kafka.is_some() || config.kafka.brokers != vitalflow_ingest::KafkaConfig::default().brokers;
     match cli.command {
         Command::Scheduler(args) => commands::scheduler(config, args).await,
         Command::Executor(args) => commands::executor(config, args).await,
         Command::Ingest(args) => commands::ingest(config, args).await,
         Command::Simulate(args) => commands::simulate(config, args).await,
         Command::Train(args) => commands::train(config, args),
+        Command::Up(args) => up::up(config, args, external_kafka).await,
+        Command::Stop => {
+            let location = commands::open_data(&config)?;
+            up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
+        }
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
             Ok(())

@@ -12,7 +12,10 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(vitalflow::run(cli)) {
+    let result = runtime.block_on(vitalflow::run(cli));
+    // A blocking call still inside a client library (a Kafka poll) must not hold the exit up.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("vitalflow: {error:#}");

@@ -65,7 +65,8 @@ class Cluster:
         self.data = workdir / "data"
         self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
         self.children: list[Child] = []
-        self.env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="1")
+        # Port 0 for the HTTP API too: several schedulers in one test must not fight over 8000.
+        self.env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="1", VITALFLOW__HTTP__PORT="0")
 
     def base_args(self) -> list[str]:
         return [self.binary, "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]

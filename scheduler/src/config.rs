@@ -92,3 +92,23 @@ impl Default for FlightSqlConfig {
         FlightSqlConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 50060 }
     }
 }
+
+/// The HTTP API: the seed's `POST /predict_batch` and `GET /healthz`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Run the HTTP API in this process.
+    pub enabled: bool,
+    /// Address it binds.
+    pub bind_host: String,
+    /// Port (the seed's FastAPI port); 0 picks a free port.
+    pub port: u16,
+    /// Most records one `/predict_batch` request may carry; more is refused with 413.
+    pub max_batch_records: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 8000, max_batch_records: 10_000 }
+    }
+}

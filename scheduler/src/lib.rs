@@ -5,6 +5,7 @@ pub mod config;
 pub mod error;
 pub mod etl;
 pub mod flight_sql;
+pub mod http;
 pub mod session;
 
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{EtlConfig, FlightSqlConfig, SchedulerConfig};
+pub use config::{EtlConfig, FlightSqlConfig, HttpConfig, SchedulerConfig};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
@@ -31,6 +32,8 @@ pub struct SchedulerProcessConfig {
     pub etl: EtlConfig,
     /// The Flight SQL endpoint.
     pub flight_sql: FlightSqlConfig,
+    /// The HTTP API.
+    pub http: HttpConfig,
 }
 
 /// Addresses a started scheduler process listens on.
@@ -40,6 +43,8 @@ pub struct SchedulerAddrs {
     pub scheduler: SocketAddr,
     /// Flight SQL, when enabled.
     pub flight_sql: Option<SocketAddr>,
+    /// The HTTP API, when enabled.
+    pub http: Option<SocketAddr>,
 }
 
 /// A started scheduler process: its addresses, counters and tasks.
@@ -65,7 +70,7 @@ impl SchedulerProcess {
     }
 }
 
-/// Starts the Ballista scheduler, then the ETL driver and Flight SQL as clients of it.
+/// Starts the Ballista scheduler, then the ETL driver and Flight SQL as clients of it, and the HTTP API.
 pub async fn start(
     config: &SchedulerProcessConfig,
     location: DataLocation,
@@ -91,8 +96,14 @@ pub async fn start(
         flight_sql = Some(running.addr);
         tasks.push(running.task);
     }
+    let mut http = None;
+    if config.http.enabled {
+        let running = http::start_http(&config.http, forest.clone(), shutdown.clone()).await?;
+        http = Some(running.addr);
+        tasks.push(running.task);
+    }
     Ok(SchedulerProcess {
-        addrs: SchedulerAddrs { scheduler: scheduler.addr, flight_sql },
+        addrs: SchedulerAddrs { scheduler: scheduler.addr, flight_sql, http },
         etl_stats,
         tasks,
         scheduler_task: scheduler.task,

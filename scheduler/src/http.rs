@@ -1,0 +1,310 @@
+//! The HTTP API: the seed's FastAPI contract, `POST /predict_batch` and `GET /healthz`.
+//!
+//! Bodies are validated by hand rather than by a typed extractor so that every mistake is answered
+//! with 422 and names the record index and the field, in FastAPI's `detail` shape that the seed's
+//! clients already parse. A client's mistake is never a 5xx.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
+use vitalflow_udf_model::RiskForest;
+
+use crate::config::HttpConfig;
+use crate::error::{Error, Result};
+
+/// Errors reported per request, at most this many (FastAPI reports all; a 10k-record body of junk
+/// should not produce a megabyte of errors).
+const MAX_REPORTED_ERRORS: usize = 50;
+
+#[derive(Debug)]
+struct HttpState {
+    forest: Arc<RiskForest>,
+    max_batch_records: usize,
+}
+
+/// One entry of FastAPI's `detail` list: where, what, and a machine-readable kind.
+#[derive(Debug, Serialize, PartialEq)]
+struct FieldError {
+    loc: Vec<Value>,
+    msg: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
+impl FieldError {
+    fn body(msg: impl Into<String>, kind: &'static str) -> FieldError {
+        FieldError { loc: vec![json!("body")], msg: msg.into(), kind }
+    }
+
+    fn field(index: usize, field: &str, msg: impl Into<String>, kind: &'static str) -> FieldError {
+        FieldError { loc: vec![json!("body"), json!(index), json!(field)], msg: msg.into(), kind }
+    }
+}
+
+/// One answer of `/predict_batch`, fields in the seed's order.
+#[derive(Debug, Serialize)]
+struct PredictionJson<'a> {
+    risk: &'static str,
+    probabilities: Probabilities,
+    model_version: &'a str,
+}
+
+/// Class probabilities, rounded to four decimals.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Probabilities {
+    high: f64,
+    medium: f64,
+    low: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct PredictBatchResponse<'a> {
+    predictions: Vec<PredictionJson<'a>>,
+}
+
+/// The HTTP routes over a model.
+pub fn router(forest: Arc<RiskForest>, config: &HttpConfig) -> Router {
+    let state = Arc::new(HttpState { forest, max_batch_records: config.max_batch_records });
+    Router::new()
+        .route("/predict_batch", post(predict_batch))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
+    Json(json!({
+        "status": "ok",
+        "model_version": state.forest.version(),
+        "trees": state.forest.tree_count(),
+    }))
+    .into_response()
+}
+
+async fn predict_batch(State(state): State<Arc<HttpState>>, body: Bytes) -> Response {
+    let records = match parse_records(&body, state.max_batch_records) {
+        Ok(records) => records,
+        Err((status, errors)) => return (status, Json(json!({ "detail": errors }))).into_response(),
+    };
+    let mut predictions = Vec::with_capacity(records.len());
+    for (index, row) in records.iter().enumerate() {
+        let Some(p) = state.forest.predict(row) else {
+            // Ranges are checked above, so this means the model cannot score finite values it was given.
+            let error = FieldError { loc: vec![json!("body"), json!(index)], msg: "the model cannot score this record".into(), kind: "value_error" };
+            return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": [error] }))).into_response();
+        };
+        // Probabilities come in RiskLevel::ALL order: High, Medium, Low.
+        let [high, medium, low] = p.probabilities.map(round4);
+        let probabilities = Probabilities { high, medium, low };
+        predictions.push(PredictionJson { risk: p.risk.as_str(), probabilities, model_version: state.forest.version() });
+    }
+    axum::Json(PredictBatchResponse { predictions }).into_response()
+}
+
+/// Probabilities are averages of leaf fractions; four decimals is what a reader can use.
+fn round4(p: f32) -> f64 {
+    (f64::from(p) * 10_000.0).round() / 10_000.0
+}
+
+/// The six model inputs of every record, or the status and every error found.
+fn parse_records(body: &[u8], max_records: usize) -> Result<Vec<[f64; 6]>, (StatusCode, Vec<FieldError>)> {
+    let unprocessable = |e: FieldError| (StatusCode::UNPROCESSABLE_ENTITY, vec![e]);
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| unprocessable(FieldError::body(format!("the body is not valid JSON: {e}"), "json_invalid")))?;
+    let items = match value {
+        Value::Array(items) => items,
+        Value::Object(mut object) => match object.remove("records") {
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                return Err(unprocessable(FieldError {
+                    loc: vec![json!("body"), json!("records")],
+                    msg: "records must be a JSON array of records".into(),
+                    kind: "list_type",
+                }));
+            }
+            None => {
+                return Err(unprocessable(FieldError::body(
+                    "expected a JSON array of records or an object {\"records\": [...]}",
+                    "missing",
+                )));
+            }
+        },
+        _ => {
+            return Err(unprocessable(FieldError::body(
+                "expected a JSON array of records or an object {\"records\": [...]}",
+                "list_type",
+            )));
+        }
+    };
+    if items.len() > max_records {
+        return Err((
+            StatusCode::PAYLOAD_TOO_LARGE,
+            vec![FieldError::body(format!("{} records; at most {max_records} per request", items.len()), "too_long")],
+        ));
+    }
+    let mut rows = Vec::with_capacity(items.len());
+    let mut errors = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        match parse_record(index, item) {
+            Ok(row) => rows.push(row),
+            Err(mut e) => {
+                errors.append(&mut e);
+                if errors.len() >= MAX_REPORTED_ERRORS {
+                    errors.truncate(MAX_REPORTED_ERRORS);
+                    break;
+                }
+            }
+        }
+    }
+    if errors.is_empty() { Ok(rows) } else { Err((StatusCode::UNPROCESSABLE_ENTITY, errors)) }
+}
+
+/// A record's model inputs in feature order; a vital may be given under its column name or an alias.
+fn parse_record(index: usize, item: &Value) -> Result<[f64; 6], Vec<FieldError>> {
+    let Value::Object(record) = item else {
+        let error = FieldError { loc: vec![json!("body"), json!(index)], msg: "a record must be a JSON object".into(), kind: "dict_type" };
+        return Err(vec![error]);
+    };
+    let mut row = [0.0; 6];
+    let mut errors = Vec::new();
+    for (slot, vital) in row.iter_mut().zip(MODEL_FEATURES) {
+        match vital_value(record, vital) {
+            Ok(v) => *slot = v,
+            Err(e) => errors.push(FieldError::field(index, vital.column(), e.0, e.1)),
+        }
+    }
+    if errors.is_empty() { Ok(row) } else { Err(errors) }
+}
+
+fn vital_value(record: &Map<String, Value>, vital: Vital) -> Result<f64, (String, &'static str)> {
+    let found = std::iter::once(vital.column())
+        .chain(vital.aliases().iter().copied())
+        .find_map(|name| record.get(name).map(|v| (name, v)));
+    let Some((name, value)) = found else {
+        return Err(("field required".into(), "missing"));
+    };
+    let number = match value {
+        Value::Number(n) => n.as_f64().ok_or_else(|| (format!("{name} is not a representable number"), "float_parsing"))?,
+        Value::Null => return Err((format!("{name} is null; every model input is required"), "missing")),
+        other => return Err((format!("{name} must be a number, got {}", json_kind(other)), "float_type")),
+    };
+    let (low, high) = vital.possible_range();
+    if !(low..=high).contains(&number) {
+        return Err((format!("{name} = {number} is outside what a living patient can show ({low}..={high})"), "value_error"));
+    }
+    Ok(number)
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `axum::Json` without pulling its extractor rejections into scope.
+struct Json(Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A running HTTP server.
+#[derive(Debug)]
+pub struct RunningHttp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The server task; ends after `shutdown` is cancelled.
+    pub task: JoinHandle<()>,
+}
+
+/// Binds and serves the HTTP API until `shutdown` is cancelled.
+pub async fn start_http(config: &HttpConfig, forest: Arc<RiskForest>, shutdown: CancellationToken) -> Result<RunningHttp> {
+    let bind = format!("{}:{}", config.bind_host, config.port);
+    let bind_err = |source| Error::Bind { what: "http", addr: bind.clone(), source };
+    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(bind_err)?;
+    let addr = listener.local_addr().map_err(bind_err)?;
+    let app = router(forest, config);
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+            tracing::error!(error = %error, "HTTP server stopped.");
+        }
+    });
+    tracing::info!(%addr, "HTTP API listening.");
+    Ok(RunningHttp { addr, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Value {
+        json!({"patient_id": "P1", "heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104})
+    }
+
+    fn errors_of(body: &Value) -> (StatusCode, Vec<FieldError>) {
+        parse_records(body.to_string().as_bytes(), 100).expect_err("must be refused")
+    }
+
+    #[test]
+    fn accepts_a_list_and_the_records_object_with_aliases() {
+        let mut aliased = record();
+        let obj = aliased.as_object_mut().expect("object");
+        let hr = obj.remove("heart_rate").expect("hr");
+        obj.insert("hr".into(), hr);
+        let rows = parse_records(json!([record(), aliased]).to_string().as_bytes(), 100).expect("valid");
+        assert_eq!(rows, vec![[88.0, 121.0, 79.0, 97.0, 36.9, 104.0]; 2]);
+        let rows = parse_records(json!({"records": [record()]}).to_string().as_bytes(), 100).expect("valid");
+        assert_eq!(rows.len(), 1);
+        assert!(parse_records(b"[]", 100).expect("empty is fine").is_empty());
+    }
+
+    #[test]
+    fn names_record_index_and_field() {
+        let mut bad = record();
+        bad["spo2"] = json!("97");
+        let mut missing = record();
+        missing.as_object_mut().expect("object").remove("glucose");
+        let mut impossible = record();
+        impossible["heart_rate"] = json!(900);
+        let (status, errors) = errors_of(&json!([record(), bad, missing, impossible]));
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        let locs: Vec<_> = errors.iter().map(|e| (e.loc.clone(), e.kind)).collect();
+        assert_eq!(
+            locs,
+            vec![
+                (vec![json!("body"), json!(1), json!("spo2")], "float_type"),
+                (vec![json!("body"), json!(2), json!("glucose")], "missing"),
+                (vec![json!("body"), json!(3), json!("heart_rate")], "value_error"),
+            ]
+        );
+        assert!(errors[0].msg.contains("a string"), "{}", errors[0].msg);
+    }
+
+    #[test]
+    fn refuses_other_shapes_and_oversized_batches() {
+        assert_eq!(parse_records(b"{not json", 10).expect_err("bad").1[0].kind, "json_invalid");
+        assert_eq!(errors_of(&json!({"rows": []})).1[0].kind, "missing");
+        assert_eq!(errors_of(&json!(42)).1[0].kind, "list_type");
+        assert_eq!(errors_of(&json!([1])).1[0].kind, "dict_type");
+        let (status, _) = parse_records(json!([record(), record()]).to_string().as_bytes(), 1).expect_err("too many");
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
