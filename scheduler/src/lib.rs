@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+/// The audit log of Flight SQL queries.
+pub mod audit;
+/// Users, tokens and credential checks (Flight SQL, and the HTTP API).
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -73,6 +77,11 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<SchedulerProcess> {
     config.etl.validate()?;
+    if config.flight_sql.enabled {
+        // Fail before starting anything: no users with auth on, half a TLS pair.
+        config.flight_sql.validate()?;
+        auth::Authenticator::new(&config.flight_sql.auth)?;
+    }
     let sql = config.etl.sql()?;
     let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
@@ -87,7 +96,7 @@ pub async fn start(
     let mut flight_sql = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let running = start_flight_sql(&config.flight_sql, FlightSqlEndpoint::new(ctx)?, shutdown.clone()).await?;
+        let running = start_flight_sql(&config.flight_sql, FlightSqlEndpoint::new(ctx, &config.flight_sql)?, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
     }
