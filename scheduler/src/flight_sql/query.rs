@@ -9,6 +9,7 @@ use std::time::Duration;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
@@ -48,6 +49,9 @@ pub(crate) fn parse_query(sql: &str) -> Result<Statement, Status> {
         .build()
         .and_then(|mut p| p.parse_statements())
         .map_err(query_status)?;
+    if statements.is_empty() {
+        return Err(Status::invalid_argument("empty SQL: send one query"));
+    }
     if statements.len() != 1 {
         return Err(Status::invalid_argument(format!(
             "{READ_ONLY}; this request holds {} statements",
@@ -118,11 +122,34 @@ pub(crate) async fn plan(
     let state = ctx.state();
     let plan = state.statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
     read_only().verify_plan(&plan).map_err(|e| Status::permission_denied(format!("{e}: {READ_ONLY}")))?;
+    only_registered_tables(&ctx, &plan)?;
     let plan = match parameters {
         Some(row) => bind(plan, row)?,
         None => plan,
     };
     ctx.execute_logical_plan(plan).await.map_err(query_status)
+}
+
+/// Refuses scans of anything but the session's registered tables (table functions such as
+/// `generate_series`, which also cannot travel to Ballista's executors).
+fn only_registered_tables(ctx: &SessionContext, plan: &LogicalPlan) -> Result<(), Status> {
+    let mut foreign = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && !ctx.table_exist(scan.table_name.clone()).unwrap_or(false)
+        {
+            foreign = Some(scan.table_name.to_string());
+            return Ok(TreeNodeRecursion::Stop);
+        }
+        Ok(TreeNodeRecursion::Continue)
+    })
+    .map_err(query_status)?;
+    match foreign {
+        Some(name) => Err(Status::permission_denied(format!(
+            "{name} is refused: only vitalflow's tables can be queried (see GetTables)"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn audit_context(audit: &AuditLog) -> Result<SessionContext, Status> {
