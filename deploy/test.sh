@@ -21,6 +21,11 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Python venv"
 venv=$(deploy/python-env.sh clients/requirements-test.txt)
 
+step "Go and JDBC client tests' dependencies (Go module proxy, Maven Central)"
+# Fetched here, like Kafka; the Flight SQL client suite runs them against a live server.
+(cd clients/go && go mod download && go vet ./...)
+mvn -q -B -f clients/jdbc/pom.xml test-compile
+
 step "Apache Kafka"
 deploy/kafka/kafka.sh install
 KAFKA_BOOTSTRAP=$(deploy/kafka/kafka.sh start)

@@ -7,6 +7,7 @@ fails, and every child is killed when the test ends.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -55,6 +56,32 @@ class Child:
         self._log.close()
 
 
+# Flight SQL users of every test cluster (authentication is on by default): name → (password, role).
+FLIGHT_SQL_USERS = {"admin": ("admin-test-pw", "admin"), "grafana": ("vitals-test-pw", "reader")}
+# A static bearer token (role reader), as a dashboard service account would use.
+FLIGHT_SQL_TOKEN = ("dashboard", "dashboard-test-token")
+
+
+def write_test_config(path: Path) -> Path:
+    """A vitalflow.toml giving Flight SQL the test users and token (the file holds only hashes)."""
+    sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
+    lines = ["[flight_sql.auth]", 'token_secret = "test-only-secret"']
+    for name, (password, role) in FLIGHT_SQL_USERS.items():
+        lines += ["[[flight_sql.auth.users]]", f'name = "{name}"', f'password_sha256 = "{sha(password)}"', f'role = "{role}"']
+    name, token = FLIGHT_SQL_TOKEN
+    lines += ["[[flight_sql.auth.tokens]]", f'name = "{name}"', f'token_sha256 = "{sha(token)}"']
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def flight_sql_connect(addr: str, user: str = "admin"):
+    """An ADBC Flight SQL connection signed in as one of FLIGHT_SQL_USERS."""
+    import adbc_driver_flightsql.dbapi as flightsql
+
+    password = FLIGHT_SQL_USERS[user][0]
+    return flightsql.connect(f"grpc://{addr}", db_kwargs={"username": user, "password": password}, autocommit=True)
+
+
 class Cluster:
     """Starts vitalflow processes for one test and cleans up after it."""
 
@@ -65,11 +92,12 @@ class Cluster:
         self.data = workdir / "data"
         self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
         self.children: list[Child] = []
+        self.config = write_test_config(workdir / "vitalflow.toml")
         # Port 0 for the HTTP API too: several schedulers in one test must not fight over 8000.
         self.env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="1", VITALFLOW__HTTP__PORT="0")
 
     def base_args(self) -> list[str]:
-        return [self.binary, "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]
+        return [self.binary, "--config", str(self.config), "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
         child = Child(name, self.base_args() + list(args), self.workdir, dict(self.env, **(env or {})))
@@ -88,6 +116,10 @@ class Cluster:
                 raise AssertionError(f"{name} exited with {child.proc.returncode}:\n{child.tail()}")
             time.sleep(0.1)
         raise AssertionError(f"{name} wrote no ready file within {timeout}s:\n{child.tail()}")
+
+    def connect(self, addr: str, user: str = "admin"):
+        """An ADBC Flight SQL connection to `addr` signed in as `user`."""
+        return flight_sql_connect(addr, user)
 
     def logs(self) -> str:
         return "\n\n".join(f"----- {c.name} -----\n{c.tail()}" for c in self.children)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import time
 
-import adbc_driver_flightsql.dbapi as flightsql
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -90,7 +89,7 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
     group = f"{cluster.topic}-ingest"
     cluster.start("ingest", "ingest", "--group", group)
 
-    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    conn = cluster.connect(addrs['flight_sql'])
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", READINGS, cluster)
         wait_for(conn, "SELECT count(*) FROM dead_letters", len(BAD_MESSAGES), cluster)
@@ -141,7 +140,7 @@ def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
     assert executor["flight"] > 0
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=small_flushes)
 
-    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    conn = cluster.connect(addrs['flight_sql'])
     try:
         deadline = time.monotonic() + 120
         while query(conn, "SELECT count(*) FROM vitals_clean").column(0)[0].as_py() == 0:
@@ -157,7 +156,7 @@ def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
     port = addrs["scheduler"].rsplit(":", 1)[1]
     cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
     assert sim.wait_exit(120) == 0, sim.tail()
-    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    conn = cluster.connect(addrs['flight_sql'])
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", total, cluster)
         assert_exactly_once(conn, total)
@@ -188,7 +187,7 @@ def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating
     addrs = cluster.start_service("scheduler-2", "scheduler", "--port", "0", "--flight-sql-port", "0")
     port = addrs["scheduler"].rsplit(":", 1)[1]
     cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    conn = cluster.connect(addrs['flight_sql'])
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", total, cluster)
         assert_exactly_once(conn, total)
@@ -200,11 +199,11 @@ def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating
 
 def test_flight_sql_refuses_writes_and_names_bad_sql(cluster):
     addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-    conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+    conn = cluster.connect(addrs['flight_sql'])
     try:
         # Scoring with literals needs no data and no executor: it is planned and folded on the server.
         for sql, needle in [
-            ("CREATE TABLE x AS SELECT 1", "DDL"),
+            ("CREATE TABLE x AS SELECT 1", "read-only"),
             ("SELECT * FROM no_such_table", "no_such_table"),
             ("SELECT predict_risk('fast', 1, 2, 3, 4, 5)", "heart_rate"),
         ]:

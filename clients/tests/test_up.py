@@ -7,12 +7,12 @@ import os
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
 import pytest
+from http_json import http
 
 RISK_LEVELS = {"High", "Medium", "Low"}
 RECORD = {"patient_id": "P001", "heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104}
@@ -48,16 +48,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def http(method: str, url: str, body: object | None = None) -> tuple[int, object]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
 
 
 def wait_until(what: str, check, timeout: float, log: Path, proc: subprocess.Popen):
@@ -110,9 +100,9 @@ def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
         conn.close()
 
         # The seed's HTTP contract.
-        status, health = http("GET", f"http://{addrs['http']}/healthz")
+        status, health, _ = http("GET", f"http://{addrs['http']}/healthz")
         assert status == 200 and health["status"] == "ok", health
-        status, answer = http("POST", f"http://{addrs['http']}/predict_batch", [RECORD, dict(RECORD, heart_rate=150, spo2=85, systolic_bp=80)])
+        status, answer, _ = http("POST", f"http://{addrs['http']}/predict_batch", [RECORD, dict(RECORD, heart_rate=150, spo2=85, systolic_bp=80)])
         assert status == 200, answer
         predictions = answer["predictions"]
         assert len(predictions) == 2
@@ -121,7 +111,7 @@ def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
             assert set(p["probabilities"]) == RISK_LEVELS
             assert abs(sum(p["probabilities"].values()) - 1) < 1e-3
             assert p["model_version"] == health["model_version"]
-        status, answer = http("POST", f"http://{addrs['http']}/predict_batch", {"records": [RECORD, dict(RECORD, spo2="high")]})
+        status, answer, _ = http("POST", f"http://{addrs['http']}/predict_batch", {"records": [RECORD, dict(RECORD, spo2="high")]})
         assert status == 422, answer
         assert answer["detail"][0]["loc"] == ["body", 1, "spo2"], answer
 
@@ -169,7 +159,7 @@ def test_up_detach_then_stop(tmp_path):
     pid = addrs["pid"]
     try:
         assert alive(pid)
-        status, health = http("GET", f"http://{addrs['http']}/healthz")
+        status, health, _ = http("GET", f"http://{addrs['http']}/healthz")
         assert status == 200, health
         again = subprocess.run([binary(), "--data", data, "up", "--detach", "--no-dashboard"], capture_output=True, timeout=60, text=True)
         assert again.returncode != 0 and "already running" in again.stderr, again.stderr

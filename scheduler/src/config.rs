@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::auth::AuthConfig;
 use crate::error::{Error, Result};
 
 /// The Ballista scheduler.
@@ -85,11 +86,49 @@ pub struct FlightSqlConfig {
     pub bind_host: String,
     /// Port; 0 picks a free port.
     pub port: u16,
+    /// Who may query (`[flight_sql.auth]`); on by default.
+    pub auth: AuthConfig,
+    /// PEM certificate chain; set with `tls_key_path` to serve `grpc+tls`. Empty serves plain gRPC.
+    pub tls_cert_path: String,
+    /// PEM private key of `tls_cert_path`.
+    pub tls_key_path: String,
+    /// Longest one query may run, planning to last row, in seconds; it then fails with a clear error.
+    pub query_timeout_seconds: u64,
+    /// Most result data one query may return, in MiB of Arrow memory: protects the server from a
+    /// runaway `SELECT *`; clients should aggregate or narrow the time range.
+    pub max_result_mb: u64,
+    /// Audit entries kept in memory for the `audit_log` table (the log events are the durable record).
+    pub audit_window: usize,
 }
 
 impl Default for FlightSqlConfig {
     fn default() -> Self {
-        FlightSqlConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 50060 }
+        FlightSqlConfig {
+            enabled: true,
+            bind_host: "127.0.0.1".into(),
+            port: 50060,
+            auth: AuthConfig::default(),
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            query_timeout_seconds: 300,
+            max_result_mb: 1024,
+            audit_window: 100_000,
+        }
+    }
+}
+
+impl FlightSqlConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.tls_cert_path.is_empty() != self.tls_key_path.is_empty() {
+            return Err(Error::Config(
+                "flight_sql.tls_cert_path and flight_sql.tls_key_path must be set together".into(),
+            ));
+        }
+        if self.query_timeout_seconds == 0 || self.max_result_mb == 0 {
+            return Err(Error::Config("flight_sql.query_timeout_seconds and flight_sql.max_result_mb must be above 0".into()));
+        }
+        Ok(())
     }
 }
 

@@ -54,6 +54,9 @@ pub enum Error {
         /// Parse error.
         reason: String,
     },
+    /// The caller's credentials are missing or wrong.
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
     /// The configuration is inconsistent or a file it names is unreadable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -3,6 +3,9 @@
 //! Bodies are validated by hand rather than by a typed extractor so that every mistake is answered
 //! with 422 and names the record index and the field, in FastAPI's `detail` shape that the seed's
 //! clients already parse. A client's mistake is never a 5xx.
+//!
+//! `/predict_batch` takes the same credentials as Flight SQL (Basic, or a Bearer token the Flight SQL
+//! handshake issued); `/healthz` is open so that load balancers and probes need no secret.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,7 +13,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
@@ -20,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
 use vitalflow_udf_model::RiskForest;
 
+use crate::auth::Authenticator;
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 
@@ -30,6 +34,7 @@ const MAX_REPORTED_ERRORS: usize = 50;
 #[derive(Debug)]
 struct HttpState {
     forest: Arc<RiskForest>,
+    auth: Arc<Authenticator>,
     max_batch_records: usize,
 }
 
@@ -75,8 +80,8 @@ struct PredictBatchResponse<'a> {
 }
 
 /// The HTTP routes over a model.
-pub fn router(forest: Arc<RiskForest>, config: &HttpConfig) -> Router {
-    let state = Arc::new(HttpState { forest, max_batch_records: config.max_batch_records });
+pub fn router(forest: Arc<RiskForest>, auth: Arc<Authenticator>, config: &HttpConfig) -> Router {
+    let state = Arc::new(HttpState { forest, auth, max_batch_records: config.max_batch_records });
     Router::new()
         .route("/predict_batch", post(predict_batch))
         .route("/healthz", get(healthz))
@@ -92,7 +97,12 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     .into_response()
 }
 
-async fn predict_batch(State(state): State<Arc<HttpState>>, body: Bytes) -> Response {
+async fn predict_batch(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if let Err(error) = state.auth.check_header(authorization) {
+        let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
+        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")], Json(detail)).into_response();
+    }
     let records = match parse_records(&body, state.max_batch_records) {
         Ok(records) => records,
         Err((status, errors)) => return (status, Json(json!({ "detail": errors }))).into_response(),
@@ -236,12 +246,17 @@ pub struct RunningHttp {
 }
 
 /// Binds and serves the HTTP API until `shutdown` is cancelled.
-pub async fn start_http(config: &HttpConfig, forest: Arc<RiskForest>, shutdown: CancellationToken) -> Result<RunningHttp> {
+pub async fn start_http(
+    config: &HttpConfig,
+    forest: Arc<RiskForest>,
+    auth: Arc<Authenticator>,
+    shutdown: CancellationToken,
+) -> Result<RunningHttp> {
     let bind = format!("{}:{}", config.bind_host, config.port);
     let bind_err = |source| Error::Bind { what: "http", addr: bind.clone(), source };
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let app = router(forest, config);
+    let app = router(forest, auth, config);
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!(error = %error, "HTTP server stopped.");

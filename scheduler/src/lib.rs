@@ -1,5 +1,9 @@
 #![doc = include_str!("../README.md")]
 
+/// The audit log of Flight SQL queries.
+pub mod audit;
+/// Users, tokens and credential checks (Flight SQL, and the HTTP API).
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod error;
@@ -78,6 +82,11 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<SchedulerProcess> {
     config.etl.validate()?;
+    if config.flight_sql.enabled || config.http.enabled {
+        // Fail before starting anything: no users with auth on, half a TLS pair.
+        config.flight_sql.validate()?;
+        auth::Authenticator::new(&config.flight_sql.auth)?;
+    }
     let sql = config.etl.sql()?;
     let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
@@ -90,15 +99,23 @@ pub async fn start(
         tasks.push(tokio::spawn(async move { driver.run(&etl_config, token).await }));
     }
     let mut flight_sql = None;
+    // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
+    let mut authenticator = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let running = start_flight_sql(&config.flight_sql, FlightSqlEndpoint::new(ctx)?, shutdown.clone()).await?;
+        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?;
+        authenticator = Some(endpoint.authenticator());
+        let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
     }
     let mut http = None;
     if config.http.enabled {
-        let running = http::start_http(&config.http, forest.clone(), shutdown.clone()).await?;
+        let auth = match authenticator {
+            Some(auth) => auth,
+            None => Arc::new(auth::Authenticator::new(&config.flight_sql.auth)?),
+        };
+        let running = http::start_http(&config.http, forest.clone(), auth, shutdown.clone()).await?;
         http = Some(running.addr);
         tasks.push(running.task);
     }

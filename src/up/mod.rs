@@ -176,6 +176,8 @@ fn apply_flags(config: &mut VitalflowConfig, args: &UpArgs) -> anyhow::Result<()
         *host = "127.0.0.1".into();
     }
     config.executor.bind_host = "127.0.0.1".into();
+    // Loopback only, so the local demo needs no sign-in (every caller is the local admin).
+    config.flight_sql.auth.required = false;
     Ok(())
 }
 

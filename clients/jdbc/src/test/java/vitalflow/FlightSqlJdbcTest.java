@@ -1,0 +1,98 @@
+package vitalflow;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.sql.Connection;
+import java.sql.DatabaseMetaData;
+import java.sql.DriverManager;
+import java.sql.PreparedStatement;
+import java.sql.ResultSet;
+import java.sql.SQLException;
+import java.sql.Statement;
+import java.sql.Types;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+
+/** What a JDBC tool does: connect with user and password, browse tables and columns, run prepared queries. */
+class FlightSqlJdbcTest {
+  private static String env(String name) {
+    String value = System.getenv(name);
+    if (value == null || value.isEmpty()) {
+      throw new IllegalStateException(name + " is not set: run through clients/tests/test_flight_sql_clients.py");
+    }
+    return value;
+  }
+
+  private static Connection connect() throws SQLException {
+    Properties props = new Properties();
+    props.setProperty("user", env("VITALFLOW_FLIGHT_SQL_USER"));
+    props.setProperty("password", env("VITALFLOW_FLIGHT_SQL_PASSWORD"));
+    props.setProperty("useEncryption", "false");
+    return DriverManager.getConnection("jdbc:arrow-flight-sql://" + env("VITALFLOW_FLIGHT_SQL_ADDR"), props);
+  }
+
+  @Test
+  void databaseMetaDataListsTablesAndColumns() throws SQLException {
+    try (Connection conn = connect()) {
+      DatabaseMetaData meta = conn.getMetaData();
+      Set<String> tables = new HashSet<>();
+      try (ResultSet rs = meta.getTables(null, null, "%", null)) {
+        while (rs.next()) {
+          tables.add(rs.getString("TABLE_NAME"));
+        }
+      }
+      assertTrue(tables.containsAll(Set.of("vitals_raw", "vitals_clean", "dead_letters")), tables.toString());
+      Map<String, Integer> columns = new HashMap<>();
+      try (ResultSet rs = meta.getColumns(null, null, "vitals_clean", "%")) {
+        while (rs.next()) {
+          columns.put(rs.getString("COLUMN_NAME"), rs.getInt("DATA_TYPE"));
+        }
+      }
+      assertEquals(Types.VARCHAR, columns.get("risk"), columns.toString());
+      // UTC timestamps: the driver reports them as TIMESTAMP_WITH_TIMEZONE.
+      assertTrue(Set.of(Types.TIMESTAMP, Types.TIMESTAMP_WITH_TIMEZONE).contains(columns.get("event_time")), columns.toString());
+      assertTrue(meta.isReadOnly());
+    }
+  }
+
+  @Test
+  void preparedQueriesReturnRowsWithAndWithoutParameters() throws SQLException {
+    long expected = Long.parseLong(env("VITALFLOW_EXPECTED_ROWS"));
+    try (Connection conn = connect()) {
+      try (PreparedStatement ps = conn.prepareStatement("SELECT count(*) AS n FROM vitals_clean");
+          ResultSet rs = ps.executeQuery()) {
+        assertTrue(rs.next());
+        assertEquals(expected, rs.getLong(1));
+      }
+      long inline;
+      try (Statement st = conn.createStatement();
+          ResultSet rs = st.executeQuery("SELECT count(*) FROM vitals_clean WHERE heart_rate > 90")) {
+        assertTrue(rs.next());
+        inline = rs.getLong(1);
+      }
+      try (PreparedStatement ps = conn.prepareStatement("SELECT count(*) FROM vitals_clean WHERE heart_rate > ?")) {
+        ps.setDouble(1, 90.0);
+        try (ResultSet rs = ps.executeQuery()) {
+          assertTrue(rs.next());
+          assertEquals(inline, rs.getLong(1));
+        }
+      }
+      try (PreparedStatement ps =
+              conn.prepareStatement("SELECT patient_id, event_time, risk FROM vitals_clean ORDER BY event_time LIMIT 3");
+          ResultSet rs = ps.executeQuery()) {
+        int rows = 0;
+        while (rs.next()) {
+          assertTrue(rs.getString("patient_id").startsWith("P"));
+          assertTrue(rs.getTimestamp("event_time") != null);
+          rows++;
+        }
+        assertEquals(3, rows);
+      }
+    }
+  }
+}

@@ -1,0 +1,42 @@
+"""The HTTP API of `vitalflow scheduler`: the seed's /predict_batch contract, behind the same sign-in as Flight SQL."""
+
+from __future__ import annotations
+
+import base64
+
+from conftest import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS
+from http_json import http
+
+RECORD = {"heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104}
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_predict_batch_needs_credentials_and_names_bad_fields(cluster):
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl")
+    base = f"http://{addrs['http']}"
+
+    status, health, _ = http("GET", f"{base}/healthz")
+    assert status == 200 and health["status"] == "ok", health
+
+    status, answer, headers = http("POST", f"{base}/predict_batch", [RECORD])
+    assert status == 401, answer
+    assert "Basic" in headers.get("www-authenticate", headers.get("WWW-Authenticate", "")), headers
+    assert answer["detail"][0]["loc"] == ["header", "authorization"], answer
+
+    user, (password, _) = next(iter(FLIGHT_SQL_USERS.items()))
+    status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], basic(user, "not-the-password"))
+    assert status == 401, answer
+
+    status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], basic(user, password))
+    assert status == 200, answer
+    assert answer["predictions"][0]["risk"] in {"High", "Medium", "Low"}
+
+    _, token = FLIGHT_SQL_TOKEN
+    bad = [RECORD, {**RECORD, "glucose": None}, {**RECORD, "temperature": 95.2}]
+    status, answer, _ = http("POST", f"{base}/predict_batch", {"records": bad}, {"Authorization": f"Bearer {token}"})
+    assert status == 422, answer
+    assert [d["loc"] for d in answer["detail"]] == [["body", 1, "glucose"], ["body", 2, "temperature"]], answer
+    assert "outside" in answer["detail"][1]["msg"], answer
