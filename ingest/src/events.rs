@@ -16,11 +16,21 @@ pub struct IngestStats {
     pub files_written: AtomicU64,
     /// Offset commits that failed (the landed files stay the truth).
     pub commit_failures: AtomicU64,
+    /// Partitions assigned to this process by rebalances.
+    pub partitions_assigned: AtomicU64,
+    /// Buffered records released unlanded because their partition was revoked (its next owner reads them).
+    pub records_released: AtomicU64,
 }
 
 impl IngestStats {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// A rebalance assigned `assigned` partitions, or revoked some with `released` records buffered.
+    pub(crate) fn rebalanced(&self, assigned: usize, released: usize) {
+        Self::add(&self.partitions_assigned, assigned);
+        Self::add(&self.records_released, released);
     }
 }
 
