@@ -17,6 +17,7 @@ use rdkafka::Offset;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::IngestStats;
@@ -96,6 +97,10 @@ impl Assignment {
         }
     }
 
+    fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.owned.contains_key(&(topic.to_string(), partition))
+    }
+
     fn assign(&mut self, topic: &str, partition: i32, next: i64) {
         self.owned.insert((topic.to_string(), partition), Owned { next, records: Vec::new() });
     }
@@ -123,7 +128,19 @@ pub struct IngestContext {
     pub(crate) shutdown: CancellationToken,
 }
 
-impl ClientContext for IngestContext {}
+impl ClientContext for IngestContext {
+    /// librdkafka's periodic statistics: keeps the lag of owned partitions for `/metrics`.
+    fn stats(&self, statistics: Statistics) {
+        let assignment = lock(&self.assignment);
+        for (topic, t) in &statistics.topics {
+            for (partition, p) in &t.partitions {
+                if p.consumer_lag >= 0 && assignment.owns(topic, *partition) {
+                    self.stats.set_lag(topic, *partition, Some(p.consumer_lag));
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -161,7 +178,11 @@ impl ConsumerContext for IngestContext {
             }
             Rebalance::Revoke(tpl) => {
                 let mut assignment = lock(&self.assignment);
-                let dropped: usize = tpl.elements().iter().map(|e| assignment.revoke(e.topic(), e.partition())).sum();
+                let mut dropped = 0;
+                for e in tpl.elements() {
+                    dropped += assignment.revoke(e.topic(), e.partition());
+                    self.stats.set_lag(e.topic(), e.partition(), None);
+                }
                 self.stats.rebalanced(0, dropped);
                 tracing::info!(partitions = tpl.count(), dropped_unlanded = dropped, "Partitions revoked; their next owner reads unlanded records again.");
             }

@@ -33,6 +33,24 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// Every code, in declaration order (the order of [`ReasonCode::index`]).
+    pub const ALL: [ReasonCode; 9] = [
+        ReasonCode::Oversized,
+        ReasonCode::EmptyPayload,
+        ReasonCode::InvalidJson,
+        ReasonCode::NotAnObject,
+        ReasonCode::MissingField,
+        ReasonCode::WrongType,
+        ReasonCode::ImpossibleValue,
+        ReasonCode::InvalidValue,
+        ReasonCode::NoVitals,
+    ];
+
+    /// Position in [`ReasonCode::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The code stored in `dead_letters.reason_code` and used as a metric label.
     pub fn as_str(self) -> &'static str {
         match self {

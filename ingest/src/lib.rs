@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod landed;
 pub mod landing;
+pub mod metrics;
 pub mod produce;
 pub mod source;
 pub mod store;

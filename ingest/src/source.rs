@@ -66,6 +66,8 @@ pub async fn run(
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
+            // Statistics carry each partition's consumer lag (see IngestContext::stats).
+            .set("statistics.interval.ms", kafka.properties.get("statistics.interval.ms").map_or("1000", String::as_str))
             .create_with_context(context)
             .map_err(kafka_err("create consumer"))?,
     );
@@ -200,7 +202,7 @@ async fn flush(
 /// its presence marks the range complete).
 async fn land(config: &IngestConfig, location: &DataLocation, ranges: &[PartitionRange], fault: Fault) -> Result<BatchLanded> {
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let mut event = BatchLanded { landed: 0, dead_lettered: 0, files: 0, latency: Duration::ZERO };
+    let mut event = BatchLanded { landed: 0, dead_lettered: 0, files: 0, by_reason: Default::default(), latency: Duration::ZERO };
     for PartitionRange { topic, partition, records } in ranges {
         let (Some(first), Some(last)) = (records.first(), records.last()) else { continue };
         let mut good = Vec::with_capacity(records.len());
@@ -209,7 +211,10 @@ async fn land(config: &IngestConfig, location: &DataLocation, ranges: &[Partitio
             let position = SourcePosition { topic: topic.clone(), partition: *partition, offset: r.offset };
             match decode_record(r.payload.as_deref(), config.max_message_bytes) {
                 Ok(reading) => good.push((position, reading)),
-                Err(rejection) => bad.push(DeadLetter { position, payload: r.payload.clone().unwrap_or_default(), rejection }),
+                Err(rejection) => {
+                    event.by_reason[rejection.code.index()] += 1;
+                    bad.push(DeadLetter { position, payload: r.payload.clone().unwrap_or_default(), rejection });
+                }
             }
         }
         if !bad.is_empty() {
