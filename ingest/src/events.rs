@@ -160,3 +160,28 @@ pub(crate) fn commit_failed(stats: &IngestStats, error: &dyn std::fmt::Display) 
     stats.commit_failures.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(error = %error, "Offset commit failed; landed files remain the record of progress.");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_counter_reason_and_the_histogram() {
+        let stats = IngestStats::default();
+        let mut by_reason = [0; ReasonCode::ALL.len()];
+        by_reason[ReasonCode::ImpossibleValue.index()] = 2;
+        BatchLanded { landed: 10, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }.emit(&stats);
+        stats.set_lag("ward\"3", 1, Some(42));
+        let text = stats.render_prometheus();
+        assert!(text.contains("vitalflow_ingest_records_landed_total 10\n"), "{text}");
+        assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"impossible_value\"} 2\n"));
+        assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"oversized\"} 0\n"));
+        assert!(text.contains("vitalflow_ingest_consumer_lag_records{topic=\"ward\\\"3\",partition=\"1\"} 42\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_bucket{le=\"0.025\"} 0\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_count 1\n"));
+        stats.set_lag("ward\"3", 1, None);
+        assert!(ReasonCode::ALL.iter().enumerate().all(|(i, c)| c.index() == i));
+        assert!(!stats.render_prometheus().contains("partition=\"1\""));
+    }
+}
