@@ -29,6 +29,12 @@ use crate::store::DataLocation;
 /// How long a shutdown waits for a failing store before leaving records uncommitted.
 const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
 
+/// How long a flush retries a failing store before ingest stops with the error. A flush does not poll
+/// the consumer; past librdkafka's `max.poll.interval.ms` (5 min by default) the group would hand this
+/// process's partitions on while it still holds them, and a late file could overlap the new owner's.
+/// Stopping well before is safe: nothing of the flush is committed, and a restart resumes from the files.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Fault-injection hook for the exactly-once tests. `after-landing`: abort after a flush's files are
 /// written and before the commit. `between-files`: abort after a range's dead letters are written and
 /// before its `vitals_raw` file. Both are windows a crash-safe ingest must survive without a duplicate.
@@ -166,7 +172,7 @@ async fn flush(
                 event.latency = started.elapsed();
                 break event;
             }
-            Err(error) if error.is_retryable() && !shutdown.is_cancelled() => {
+            Err(error) if error.is_retryable() && !shutdown.is_cancelled() && started.elapsed() < FLUSH_PATIENCE => {
                 tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Landing failed; retrying.");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
