@@ -7,6 +7,7 @@ pub mod config;
 pub mod decode;
 pub mod error;
 pub mod events;
+pub mod fhir;
 pub mod landed;
 pub mod landing;
 pub mod metrics;
