@@ -309,3 +309,24 @@ def test_fuzzed_bad_messages_are_dead_letters_with_reasons_and_good_ones_land(cl
         assert letter["reason_code"] == EXPECTED_CODE.get(kind, kind), (kind, letter["reason"])
         assert letter["reason"] and letter["stage"] == "ingest"
         assert (letter["payload"] or b"") == (payloads[offset] or b""), kind
+
+
+def test_fhir_observations_land_with_their_vitals_in_table_units(cluster, fast_config):
+    fixtures = sorted((ROOT / "ingest" / "fixtures" / "fhir").glob("*.json"))
+    subprocess.run([cluster.binary, "--kafka", cluster.kafka, "--topic", cluster.topic, "simulate", "--count", "0",
+                    "--partitions", "1"], check=True, capture_output=True)
+    produce_payloads(cluster.kafka, cluster.topic, [f.read_bytes() for f in fixtures])
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest", fast_config)
+    wait_all_landed(cluster, len(fixtures))
+    assert_exactly_once(cluster, len(fixtures))
+    assert landed_positions(cluster.data, "dead_letters") == []
+    rows = {}
+    for f in sorted((cluster.data / "vitals_raw").rglob("*.parquet")):
+        for r in pq.read_table(f).drop_columns(["event_time", "ingest_time"]).to_pylist():
+            rows[fixtures[r["source_offset"]].stem] = r
+    assert rows["heart-rate"]["heart_rate"] == 44 and rows["heart-rate"]["spo2"] is None
+    assert rows["body-temperature-degF"]["temperature"] == pytest.approx(37.5)
+    assert rows["glucose-mmol"]["glucose"] == pytest.approx(6.3 * 18.0156)
+    assert (rows["blood-pressure-panel"]["systolic_bp"], rows["blood-pressure-panel"]["diastolic_bp"]) == (107, 60)
+    bundle = rows["vital-signs-bundle"]
+    assert (bundle["patient_id"], bundle["heart_rate"], bundle["spo2"], bundle["respiratory_rate"]) == ("P017", 101, 95, 26)
