@@ -155,6 +155,12 @@ pub struct IngestArgs {
     /// Consumer group (overrides ingest.group_id).
     #[arg(long)]
     pub group: Option<String>,
+    /// Port of the /metrics endpoint, 0 for any free port (overrides ingest.metrics_port).
+    #[arg(long)]
+    pub metrics_port: Option<u16>,
+    /// Shared service options.
+    #[command(flatten)]
+    pub service: ServiceArgs,
 }
 
 /// `vitalflow simulate`.

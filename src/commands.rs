@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::metrics::serve_metrics;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
 use vitalflow_ingest::{DataLocation, client::ensure_topic, events::IngestStats};
 use vitalflow_udf_model::RiskForest;
@@ -134,11 +135,23 @@ pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Re
     if let Some(group) = args.group {
         config.ingest.group_id = group;
     }
+    if let Some(port) = args.metrics_port {
+        config.ingest.metrics_port = port;
+    }
+    config.ingest.validate()?;
     let location = open_data(&config)?;
     let stats = Arc::new(IngestStats::default());
-    vitalflow_ingest::source::run(&config.kafka, &config.ingest, &location, stats, shutdown_on_signal())
+    let shutdown = shutdown_on_signal();
+    let metrics = serve_metrics(&config.ingest.metrics_host, config.ingest.metrics_port, stats.clone(), shutdown.clone())
         .await
-        .context("running ingest")
+        .context("starting the metrics endpoint")?;
+    write_ready_file(args.service.ready_file.as_deref(), &serde_json::json!({ "metrics": metrics.addr.to_string() }))?;
+    let result = vitalflow_ingest::source::run(&config.kafka, &config.ingest, &location, stats, shutdown.clone())
+        .await
+        .context("running ingest");
+    shutdown.cancel();
+    let _ = metrics.task.await;
+    result
 }
 
 /// `vitalflow simulate`.

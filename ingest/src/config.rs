@@ -41,6 +41,10 @@ pub struct IngestConfig {
     pub flush_records: usize,
     /// Larger messages are dead-lettered unread, in bytes (a vitals record is ~250 bytes).
     pub max_message_bytes: usize,
+    /// Interface of the `/metrics` endpoint (loopback: metrics are for a local scraper unless opened up).
+    pub metrics_host: String,
+    /// Port of the `/metrics` endpoint; 0 picks a free port.
+    pub metrics_port: u16,
 }
 
 impl Default for IngestConfig {
@@ -50,6 +54,8 @@ impl Default for IngestConfig {
             flush_interval_ms: 200,
             flush_records: 10_000,
             max_message_bytes: 64 * 1024,
+            metrics_host: "127.0.0.1".into(),
+            metrics_port: 9464,
         }
     }
 }

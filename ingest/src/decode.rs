@@ -1,4 +1,4 @@
-//! The seed's flat JSON record → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
+//! The seed's flat JSON record (or a FHIR resource, see [`crate::fhir`]) → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
 //!
 //! A record needs a patient id, a time and at least one vital; any single vital may be missing.
 //! Values of the wrong type, or outside what a living patient can show, reject the whole record:
@@ -33,6 +33,24 @@ pub enum ReasonCode {
 }
 
 impl ReasonCode {
+    /// Every code, in declaration order (the order of [`ReasonCode::index`]).
+    pub const ALL: [ReasonCode; 9] = [
+        ReasonCode::Oversized,
+        ReasonCode::EmptyPayload,
+        ReasonCode::InvalidJson,
+        ReasonCode::NotAnObject,
+        ReasonCode::MissingField,
+        ReasonCode::WrongType,
+        ReasonCode::ImpossibleValue,
+        ReasonCode::InvalidValue,
+        ReasonCode::NoVitals,
+    ];
+
+    /// Position in [`ReasonCode::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The code stored in `dead_letters.reason_code` and used as a metric label.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,7 +77,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(code: ReasonCode, reason: impl Into<String>) -> Rejection {
+    pub(crate) fn new(code: ReasonCode, reason: impl Into<String>) -> Rejection {
         Rejection { code, reason: reason.into() }
     }
 }
@@ -83,7 +101,7 @@ pub struct Reading {
 const MAX_PATIENT_ID: usize = 64;
 
 /// Earliest plausible measurement time; an epoch-seconds value read as milliseconds lands before it.
-const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms
+pub(crate) const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms
 
 /// Decodes one Kafka payload.
 pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading, Rejection> {
@@ -101,6 +119,10 @@ pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading
     let Value::Object(obj) = value else {
         return Err(Rejection::new(ReasonCode::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
     };
+    // Sniffed: only FHIR resources carry a resourceType.
+    if obj.contains_key("resourceType") {
+        return crate::fhir::decode_resource(&obj);
+    }
 
     let patient_id = patient_id(&obj)?;
     let event_time_ns = event_time(&obj)?;
@@ -200,7 +222,7 @@ fn event_time(obj: &Map<String, Value>) -> Result<i64, Rejection> {
 }
 
 /// RFC 3339 with an offset, or a naive ISO time taken as UTC (Python's `isoformat()` without a zone).
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }

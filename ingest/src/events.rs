@@ -1,7 +1,15 @@
 //! What ingest counts and logs, once per flush (never per record).
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::decode::ReasonCode;
+
+/// Upper bounds (seconds) of the flush-latency histogram buckets.
+const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
 /// Counters of one ingest process, read by tests and the metrics endpoint.
 #[derive(Debug, Default)]
@@ -12,16 +20,91 @@ pub struct IngestStats {
     pub records_landed: AtomicU64,
     /// Records written to `dead_letters`.
     pub records_dead_lettered: AtomicU64,
+    /// Records written to `dead_letters`, per reason code in [`ReasonCode::ALL`] order.
+    pub dead_lettered_by_reason: [AtomicU64; ReasonCode::ALL.len()],
     /// Parquet files written.
     pub files_written: AtomicU64,
     /// Offset commits that failed (the landed files stay the truth).
     pub commit_failures: AtomicU64,
+    /// Partitions assigned to this process by rebalances.
+    pub partitions_assigned: AtomicU64,
+    /// Buffered records released unlanded because their partition was revoked (its next owner reads them).
+    pub records_released: AtomicU64,
+    /// Flushes landed, with their latency histogram.
+    flush_latency: Mutex<Histogram>,
+    /// Per (topic, partition) owned: records on the broker after the last landed offset.
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+}
+
+/// A Prometheus histogram: cumulative counts per bucket, sum and count.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    sum: f64,
+    count: u64,
 }
 
 impl IngestStats {
     fn add(counter: &AtomicU64, n: usize) {
         counter.fetch_add(n as u64, Ordering::Relaxed);
     }
+
+    /// A rebalance assigned `assigned` partitions, or revoked some with `released` records buffered.
+    pub(crate) fn rebalanced(&self, assigned: usize, released: usize) {
+        Self::add(&self.partitions_assigned, assigned);
+        Self::add(&self.records_released, released);
+    }
+
+    /// The consumer lag of a partition after a flush (`None`: revoked, no longer ours to report).
+    pub(crate) fn set_lag(&self, topic: &str, partition: i32, lag: Option<i64>) {
+        let mut map = self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match lag {
+            Some(lag) => map.insert((topic.to_string(), partition), lag.max(0)),
+            None => map.remove(&(topic.to_string(), partition)),
+        };
+    }
+
+    /// Records dead-lettered for `code` so far.
+    pub fn dead_lettered(&self, code: ReasonCode) -> u64 {
+        self.dead_lettered_by_reason[code.index()].load(Ordering::Relaxed)
+    }
+
+    /// The counters in Prometheus' text format (what `/metrics` serves).
+    pub fn render_prometheus(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+        };
+        counter(&mut out, "vitalflow_ingest_records_in_total", "Records received from Kafka.", &self.records_in);
+        counter(&mut out, "vitalflow_ingest_records_landed_total", "Records landed in vitals_raw.", &self.records_landed);
+        let name = "vitalflow_ingest_records_dead_lettered_total";
+        let _ = writeln!(out, "# HELP {name} Records written to dead_letters, by reason.\n# TYPE {name} counter");
+        for code in ReasonCode::ALL {
+            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", code.as_str(), self.dead_lettered(code));
+        }
+        counter(&mut out, "vitalflow_ingest_files_written_total", "Parquet files written.", &self.files_written);
+        counter(&mut out, "vitalflow_ingest_commit_failures_total", "Offset commits that failed after landing.", &self.commit_failures);
+        counter(&mut out, "vitalflow_ingest_partitions_assigned_total", "Partitions assigned by rebalances.", &self.partitions_assigned);
+        counter(&mut out, "vitalflow_ingest_records_released_total", "Buffered records released on revocation, read again by the next owner.", &self.records_released);
+        let name = "vitalflow_ingest_consumer_lag_records";
+        let _ = writeln!(out, "# HELP {name} Records on the broker after the last landed offset, per owned partition.\n# TYPE {name} gauge");
+        for ((topic, partition), lag) in self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}", escape_label(topic));
+        }
+        let name = "vitalflow_ingest_flush_latency_seconds";
+        let h = self.flush_latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = writeln!(out, "# HELP {name} Time from a flush starting to its last file written.\n# TYPE {name} histogram");
+        for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", h.count, h.sum, h.count);
+        out
+    }
+}
+
+/// Escapes a Prometheus label value.
+fn escape_label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// One flush landed: the `BatchLanded` event.
@@ -33,6 +116,8 @@ pub struct BatchLanded {
     pub dead_lettered: usize,
     /// Files written.
     pub files: usize,
+    /// Dead letters per reason code, in [`ReasonCode::ALL`] order.
+    pub by_reason: [usize; ReasonCode::ALL.len()],
     /// Time from the flush starting to the last file written.
     pub latency: Duration,
 }
@@ -43,6 +128,18 @@ impl BatchLanded {
         IngestStats::add(&stats.records_landed, self.landed);
         IngestStats::add(&stats.records_dead_lettered, self.dead_lettered);
         IngestStats::add(&stats.files_written, self.files);
+        for (counter, n) in stats.dead_lettered_by_reason.iter().zip(self.by_reason) {
+            IngestStats::add(counter, n);
+        }
+        {
+            let mut h = stats.flush_latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let secs = self.latency.as_secs_f64();
+            for (bucket, le) in h.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+                *bucket += u64::from(secs <= le);
+            }
+            h.sum += secs;
+            h.count += 1;
+        }
         tracing::debug!(
             landed = self.landed,
             dead_lettered = self.dead_lettered,
@@ -62,4 +159,29 @@ pub(crate) fn records_received(stats: &IngestStats, n: usize) {
 pub(crate) fn commit_failed(stats: &IngestStats, error: &dyn std::fmt::Display) {
     stats.commit_failures.fetch_add(1, Ordering::Relaxed);
     tracing::warn!(error = %error, "Offset commit failed; landed files remain the record of progress.");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_every_counter_reason_and_the_histogram() {
+        let stats = IngestStats::default();
+        let mut by_reason = [0; ReasonCode::ALL.len()];
+        by_reason[ReasonCode::ImpossibleValue.index()] = 2;
+        BatchLanded { landed: 10, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }.emit(&stats);
+        stats.set_lag("ward\"3", 1, Some(42));
+        let text = stats.render_prometheus();
+        assert!(text.contains("vitalflow_ingest_records_landed_total 10\n"), "{text}");
+        assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"impossible_value\"} 2\n"));
+        assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"oversized\"} 0\n"));
+        assert!(text.contains("vitalflow_ingest_consumer_lag_records{topic=\"ward\\\"3\",partition=\"1\"} 42\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_bucket{le=\"0.025\"} 0\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_bucket{le=\"0.05\"} 1\n"));
+        assert!(text.contains("vitalflow_ingest_flush_latency_seconds_count 1\n"));
+        stats.set_lag("ward\"3", 1, None);
+        assert!(ReasonCode::ALL.iter().enumerate().all(|(i, c)| c.index() == i));
+        assert!(!stats.render_prometheus().contains("partition=\"1\""));
+    }
 }

@@ -1,12 +1,16 @@
 #![doc = include_str!("../README.md")]
 
+pub mod assignment;
 pub mod batch;
 pub mod client;
 pub mod config;
 pub mod decode;
 pub mod error;
 pub mod events;
+pub mod fhir;
+pub mod landed;
 pub mod landing;
+pub mod metrics;
 pub mod produce;
 pub mod source;
 pub mod store;

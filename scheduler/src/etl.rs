@@ -217,8 +217,9 @@ impl EtlDriver {
         Ok(Some(report))
     }
 
-    /// The landed files not yet processed, at most [`MAX_FILES_PER_BATCH`]. Sorted by name, so each
-    /// partition's files come in offset order and a cut keeps every partition's earliest files.
+    /// The landed files not yet processed (the listing is recursive), at most [`MAX_FILES_PER_BATCH`].
+    /// Sorted by file name, so each partition's files come in offset order and a cut keeps every
+    /// partition's earliest files.
     async fn next_batch(&self) -> Result<Option<MicroBatch>> {
         let prefix = self.location.path(table::VITALS_RAW);
         let listed: Vec<_> = self
@@ -233,7 +234,9 @@ impl EtlDriver {
             .map(|m| m.location)
             .filter(|p| landed_range(p).is_some_and(|r| self.checkpoint.is_new(&r)))
             .collect();
-        files.sort();
+        // By file name, not path: ingest files sit in date/hour folders (the hour of a range's first
+        // record), and a partition's ranges must still come in offset order for a cut to be safe.
+        files.sort_by(|a, b| a.filename().cmp(&b.filename()).then_with(|| a.cmp(b)));
         files.truncate(MAX_FILES_PER_BATCH);
         Ok((!files.is_empty()).then(|| MicroBatch { id: self.checkpoint.last_batch_id + 1, files }))
     }

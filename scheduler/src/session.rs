@@ -27,6 +27,8 @@ pub fn session_config() -> SessionConfig {
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
+    // Ingest lands vitals_raw in date=/hour= folders; tables are read whole, sub-folders included.
+    options.execution.listing_table_ignore_subdirectory = false;
     config
 }
 
