@@ -182,7 +182,7 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
     let mut out = TreeArrays::default();
     let mut leaf_fallback = Vec::new();
     push_node(tree.root_node(), &mut out, &mut leaf_fallback);
-    let mut sums = vec![[0f32; 3]; out.feature.len()];
+    let mut sums = vec![[0f64; 3]; out.feature.len()];
     let weights = data.weights();
     for (i, (row, target)) in data.records().outer_iter().zip(data.targets().iter()).enumerate() {
         let mut node = 0usize;
@@ -190,11 +190,11 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
             let f = out.feature[node] as usize;
             node = if row[f] <= out.threshold[node] { out.left[node] } else { out.right[node] } as usize;
         }
-        sums[node][*target] += weights.map_or(1.0, |w| w[i]);
+        sums[node][*target] += weights.map_or(1.0, |w| f64::from(w[i]));
     }
     for node in 0..out.feature.len() {
         if out.feature[node] < 0 {
-            let total: f32 = sums[node].iter().sum();
+            let total: f64 = sums[node].iter().sum();
             out.value[node] = if total > 0.0 {
                 sums[node].iter().map(|s| s / total).collect()
             } else {

@@ -8,7 +8,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, six_vitals};
+use super::{coerce_six_vitals, float_args, score_arrays};
 use crate::forest::RiskForest;
 
 /// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
@@ -59,12 +59,10 @@ impl ScalarUDFImpl for PredictRisk {
         let rows = args.number_rows;
         let cols = float_args(&args.args, rows)?;
         let mut out = StringBuilder::with_capacity(rows, rows * 6);
-        for i in 0..rows {
-            match six_vitals(&cols, i).and_then(|row| self.forest.predict(&row)) {
-                Some(p) => out.append_value(p.risk.as_str()),
-                None => out.append_null(),
-            }
-        }
+        score_arrays(&self.forest, &cols, |_, p| match p {
+            Some(p) => out.append_value(p.risk.as_str()),
+            None => out.append_null(),
+        });
         Ok(ColumnarValue::Array(Arc::new(out.finish())))
     }
 }
