@@ -12,7 +12,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, Metrics, evaluate, train_forest};
 
-use crate::cli::{ExecutorArgs, IngestArgs, SchedulerArgs, SimulateArgs, TrainArgs};
+use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, TrainArgs};
 use crate::config::VitalflowConfig;
 
 /// The configured model, or the one compiled into the binary.
@@ -20,9 +20,8 @@ fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
     let forest = if config.model.path.is_empty() {
         RiskForest::bundled().context("loading the bundled model")?
     } else {
-        let json = std::fs::read_to_string(&config.model.path)
-            .with_context(|| format!("reading model file {}", config.model.path))?;
-        RiskForest::from_json(&json).with_context(|| format!("loading model file {}", config.model.path))?
+        // The error names the file and what is wrong with it.
+        RiskForest::load(Path::new(&config.model.path))?
     };
     Ok(Arc::new(forest))
 }
@@ -196,4 +195,54 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     print_metrics("forest", &model);
     print_metrics("rubric on noisy measurements", &rubric);
     Ok(())
+}
+
+/// `vitalflow predict`: the SQL functions over a file, as the ETL runs them.
+pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
+    use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+
+    if let Some(model) = &args.model {
+        config.model.path = model.display().to_string();
+    }
+    let forest = load_model(&config)?;
+    let ctx = SessionContext::new();
+    for f in vitalflow_udf_model::udf::functions(&forest) {
+        ctx.register_udf((*f).clone());
+    }
+    let input = args.input.display().to_string();
+    let is_parquet = args.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    if is_parquet {
+        ctx.register_parquet("input", &input, ParquetReadOptions::default()).await
+    } else {
+        ctx.register_csv("input", &input, CsvReadOptions::new().file_extension("")).await
+    }
+    .with_context(|| format!("reading {input}"))?;
+    let six = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
+    let sql = format!(
+        "SELECT predict_risk({six}) AS risk, risk_probability({six})['High'] AS p_high, \
+         risk_probability({six})['Medium'] AS p_medium, risk_probability({six})['Low'] AS p_low FROM input"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .with_context(|| format!("scoring {input} (it needs the columns {six})"))?
+        .collect()
+        .await
+        .with_context(|| format!("scoring {input}"))?;
+    let sink: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = arrow::csv::Writer::new(std::io::BufWriter::new(sink));
+    for batch in &batches {
+        writer.write(batch).context("writing the scores")?;
+    }
+    Ok(())
+}
+
+/// `vitalflow bench ...`.
+pub fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
+    match args.bench {
+        Bench::Model(args) => crate::bench::model::run(&args),
+    }
 }

@@ -1,5 +1,6 @@
 //! The `vitalflow` command: wires the crates together. Every subcommand is a library call.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -34,6 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => commands::ingest(config, args).await,
         Command::Simulate(args) => commands::simulate(config, args).await,
         Command::Train(args) => commands::train(config, args),
+        Command::Predict(args) => commands::predict(config, args).await,
+        Command::Bench(args) => commands::bench(config, args),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
             Ok(())

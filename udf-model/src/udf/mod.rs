@@ -26,7 +26,7 @@ mod rubric_score;
 
 pub use model_version::ModelVersion;
 pub use news2_score::News2Score;
-pub use predict_risk::PredictRisk;
+pub use predict_risk::{PredictRisk, predict_risk_array};
 pub use risk_probability::RiskProbability;
 pub use rubric_score::RubricScore;
 

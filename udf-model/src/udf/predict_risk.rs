@@ -3,7 +3,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::StringBuilder;
+use arrow::array::{Float64Array, StringArray, StringBuilder};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -58,11 +58,17 @@ impl ScalarUDFImpl for PredictRisk {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let cols = float_args(&args.args, rows)?;
-        let mut out = StringBuilder::with_capacity(rows, rows * 6);
-        score_arrays(&self.forest, &cols, |_, p| match p {
-            Some(p) => out.append_value(p.risk.as_str()),
-            None => out.append_null(),
-        });
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        Ok(ColumnarValue::Array(Arc::new(predict_risk_array(&self.forest, &cols))))
     }
+}
+
+/// The labels of six Float64 columns (model vitals in feature order): `predict_risk` without the SQL.
+pub fn predict_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> StringArray {
+    let rows = cols.first().map_or(0, |c| c.len());
+    let mut out = StringBuilder::with_capacity(rows, rows * 6);
+    score_arrays(forest, cols, |_, p| match p {
+        Some(p) => out.append_value(p.risk.as_str()),
+        None => out.append_null(),
+    });
+    out.finish()
 }
