@@ -152,6 +152,15 @@ pub struct TrainArgs {
     /// Depth limit of each tree.
     #[arg(long)]
     pub max_depth: Option<usize>,
+    /// Rows in each tree's bootstrap sample.
+    #[arg(long)]
+    pub max_samples: Option<usize>,
+    /// Features each tree may split on, drawn per tree (6: all).
+    #[arg(long)]
+    pub max_features: Option<usize>,
+    /// Extra weight on High rows (above 1 favours High recall).
+    #[arg(long)]
+    pub high_weight_boost: Option<f32>,
     /// Seed for data and bootstrap.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,

@@ -173,12 +173,22 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     let params = ForestParams {
         trees: args.trees.unwrap_or(defaults.trees),
         max_depth: args.max_depth.unwrap_or(defaults.max_depth),
+        max_samples: args.max_samples.unwrap_or(defaults.max_samples),
+        max_features: args.max_features.unwrap_or(defaults.max_features),
+        high_weight_boost: args.high_weight_boost.unwrap_or(defaults.high_weight_boost),
         seed: args.seed,
         ..defaults
     };
     let train_rows = training_rows(args.rows, args.seed);
     let test_rows = training_rows(args.test_rows, args.seed.wrapping_add(1));
-    eprintln!("training {} trees (depth ≤ {}) on {} simulated rows", params.trees, params.max_depth, train_rows.features.len());
+    eprintln!(
+        "training {} trees (depth ≤ {}, {} bootstrap rows and {} features per tree) on {} simulated rows",
+        params.trees,
+        params.max_depth,
+        params.max_samples,
+        params.max_features,
+        train_rows.features.len()
+    );
     let progress = indicatif::ProgressBar::new(params.trees as u64);
     let version = args.version.clone().unwrap_or_else(|| format!("rf-{}", &train_rows.hash()[..12]));
     let mut file = train_forest(&train_rows, &params, &version, |done| progress.set_position(done as u64))?;
@@ -199,13 +209,14 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
 
 /// `vitalflow predict`: the SQL functions over a file, as the ETL runs them.
 pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
-    use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionContext};
+    use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
     if let Some(model) = &args.model {
         config.model.path = model.display().to_string();
     }
     let forest = load_model(&config)?;
-    let ctx = SessionContext::new();
+    // One partition: the output rows stay in the input's order.
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     for f in vitalflow_udf_model::udf::functions(&forest) {
         ctx.register_udf((*f).clone());
     }
@@ -214,7 +225,21 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
     if is_parquet {
         ctx.register_parquet("input", &input, ParquetReadOptions::default()).await
     } else {
-        ctx.register_csv("input", &input, CsvReadOptions::new().file_extension("")).await
+        // Inference from the first rows may type a vital Int64 that has decimals later on: read vitals as Float64.
+        let csv = CsvReadOptions::new().file_extension("");
+        let inferred = ctx.read_csv(&input, csv.clone()).await.with_context(|| format!("reading {input}"))?;
+        let vitals: Vec<&str> = vitalflow_udf_model::schema::Vital::ALL.iter().map(|v| v.column()).collect();
+        let fields: Vec<arrow::datatypes::Field> = inferred
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let float = vitals.contains(&f.name().as_str());
+                if float { f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Float64) } else { f.as_ref().clone() }
+            })
+            .collect();
+        let schema = arrow::datatypes::Schema::new(fields);
+        ctx.register_csv("input", &input, csv.schema(&schema)).await
     }
     .with_context(|| format!("reading {input}"))?;
     let six = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";

@@ -393,6 +393,16 @@ mod tests {
     }
 
     #[test]
+    fn seventeen_digit_thresholds_load_exactly() {
+        // 114.05000305175781 is exactly the f32 nearest 114.05; a parser one ulp low would move the
+        // threshold below it and send x = 114.05000305175781 right, where scikit-learn sends it left.
+        let json = serde_json::to_string(&stump(0.0)).unwrap().replace("[0.0,-2.0,-2.0]", "[114.05000305175781,-2.0,-2.0]");
+        let forest = RiskForest::from_json(&json).unwrap();
+        let x: f64 = "114.05000305175781".parse().unwrap();
+        assert_eq!(forest.predict(&[x, 120.0, 80.0, 98.0, 37.0, 100.0]).unwrap().risk, RiskLevel::Low);
+    }
+
+    #[test]
     fn probabilities_are_in_high_medium_low_order() {
         let forest = RiskForest::from_model(&stump(100.0)).unwrap();
         let p = forest.predict(&[150.0, 120.0, 80.0, 98.0, 37.0, 100.0]).unwrap();

@@ -58,6 +58,7 @@ pub struct TreeArrays {
     /// Feature index tested at each node; -1 at leaves.
     pub feature: Vec<i32>,
     /// Threshold at each node (`x <= threshold` goes left); ignored at leaves.
+    #[serde(deserialize_with = "exact::floats")]
     pub threshold: Vec<f64>,
     /// Left child of each node; -1 at leaves.
     pub left: Vec<i32>,
@@ -65,7 +66,30 @@ pub struct TreeArrays {
     pub right: Vec<i32>,
     /// Class fractions at each leaf, summing to one (empty at inner nodes), in the file's class order.
     /// Kept in f64 as scikit-learn keeps them: its averaged probabilities are reproduced bit for bit.
+    #[serde(deserialize_with = "exact::float_rows")]
     pub value: Vec<Vec<f64>>,
+}
+
+/// Exact decimal-to-f64 parsing. serde_json's default float parser can be one ulp off for 17-digit
+/// numbers, which moves a threshold across an `f32` and sends a row the other way than scikit-learn
+/// does; Rust's `str::parse::<f64>` rounds correctly, so numbers are taken raw and parsed with it.
+mod exact {
+    use serde::de::{Deserialize, Deserializer, Error};
+    use serde_json::value::RawValue;
+
+    fn parse<E: Error>(raw: &RawValue) -> Result<f64, E> {
+        raw.get().trim().parse::<f64>().map_err(|_| E::custom(format!("expected a number, got {}", raw.get())))
+    }
+
+    pub(super) fn floats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let raw: Vec<Box<RawValue>> = Vec::deserialize(d)?;
+        raw.iter().map(|r| parse(r)).collect()
+    }
+
+    pub(super) fn float_rows<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<f64>>, D::Error> {
+        let raw: Vec<Vec<Box<RawValue>>> = Vec::deserialize(d)?;
+        raw.iter().map(|row| row.iter().map(|r| parse(r)).collect()).collect()
+    }
 }
 
 impl ModelFile {

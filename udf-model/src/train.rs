@@ -44,6 +44,11 @@ pub struct ForestParams {
     pub trees: usize,
     /// Depth limit of each tree.
     pub max_depth: usize,
+    /// Rows drawn (with replacement) for each tree's bootstrap sample; fewer than the training rows
+    /// keeps training fast, because linfa-trees scans every sample row at every node.
+    pub max_samples: usize,
+    /// Features each tree may split on, drawn at random per tree (6: all, plain bagging).
+    pub max_features: usize,
     /// Smallest total sample weight in a leaf.
     pub min_weight_leaf: f32,
     /// Multiplier of the class-balanced weight of High rows: above 1 trades precision for High recall.
@@ -54,7 +59,15 @@ pub struct ForestParams {
 
 impl Default for ForestParams {
     fn default() -> Self {
-        ForestParams { trees: 25, max_depth: 9, min_weight_leaf: 3.0, high_weight_boost: 2.0, seed: 7 }
+        ForestParams {
+            trees: 40,
+            max_depth: 16,
+            max_samples: 30_000,
+            max_features: 6,
+            min_weight_leaf: 2.0,
+            high_weight_boost: 3.0,
+            seed: 7,
+        }
     }
 }
 
@@ -129,14 +142,24 @@ pub fn train_forest(
 
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let mut trees = Vec::with_capacity(params.trees);
+    let sample_rows = params.max_samples.clamp(1, n);
+    let width = params.max_features.clamp(1, 6);
     for t in 0..params.trees {
-        let sample: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
-        let mut records = Array2::<f64>::zeros((n, 6));
-        let mut targets = Array1::<usize>::zeros(n);
-        let mut weights = Array1::<f32>::zeros(n);
-        for (i, &s) in sample.iter().enumerate() {
-            for f in 0..6 {
-                records[(i, f)] = rows.features[s][f];
+        // This tree's features: a random subset of `width`, in feature order.
+        let mut order: Vec<usize> = (0..6).collect();
+        for i in 0..width {
+            let j = rng.gen_range(i..6);
+            order.swap(i, j);
+        }
+        let mut chosen = order[..width].to_vec();
+        chosen.sort_unstable();
+        let mut records = Array2::<f64>::zeros((sample_rows, width));
+        let mut targets = Array1::<usize>::zeros(sample_rows);
+        let mut weights = Array1::<f32>::zeros(sample_rows);
+        for i in 0..sample_rows {
+            let s = rng.gen_range(0..n);
+            for (col, f) in chosen.iter().enumerate() {
+                records[(i, col)] = rows.features[s][*f];
             }
             let c = class_index(rows.labels[s]);
             targets[i] = c;
@@ -149,7 +172,11 @@ pub fn train_forest(
             .min_weight_leaf(params.min_weight_leaf)
             .fit(&dataset)
             .map_err(|e| Error::Training(format!("tree {t}: {e}")))?;
-        trees.push(flatten_tree(&tree, &dataset));
+        let mut arrays = flatten_tree(&tree, &dataset);
+        for f in arrays.feature.iter_mut().filter(|f| **f >= 0) {
+            *f = chosen[*f as usize] as i32;
+        }
+        trees.push(arrays);
         on_tree(t + 1);
     }
     Ok(ModelFile {
