@@ -154,14 +154,15 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     writeln!(out, "vitalflow bench model: {} evaluation rows, one core{}", eval.features.len(), if pinned { " (taskset)" } else { " (NOT pinned)" })?;
     writeln!(
         out,
-        "scikit-learn {}: {} trees, {} nodes, depth ≤ {}, fitted on {} rows in {:.1} s; vitalflow loads it as {} nodes",
+        "scikit-learn {}: {} trees, {} nodes, depth ≤ {}, fitted on {} rows in {:.1} s; vitalflow loads it as {} nodes, depth ≤ {}",
         report.sklearn,
         args.trees,
         report.nodes,
         report.max_depth,
         train.features.len(),
         report.fit_seconds,
-        imported.node_count()
+        imported.node_count(),
+        imported.max_depth()
     )?;
     writeln!(out, "labels identical to sklearn.predict: {} of {} rows ({differ} differ)", ours.len() - differ, ours.len())?;
     writeln!(out)?;

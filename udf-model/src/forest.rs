@@ -7,8 +7,9 @@
 //! without branching once it has arrived; its threshold bits hold the index of its class fractions.
 //!
 //! Scoring works on columns: a chunk of rows is gathered once into `f32` rows, then each tree is
-//! walked by [`LANES`] rows at a time, interleaved, so that the memory latency of one row's walk is
-//! hidden behind the others'. Nothing is allocated per row.
+//! walked with [`LANES`] rows in flight, interleaved, so that the memory latency of one row's walk is
+//! hidden behind the others'; a row that reaches its leaf hands its lane to the next row. Nothing is
+//! allocated per row.
 //!
 //! Parity with scikit-learn's `predict`: inputs are cast to `f32` and compared `x <= threshold` with
 //! the threshold rounded down to the nearest `f32`; each tree's leaf fractions are summed over the
@@ -43,7 +44,7 @@ struct FlatNode {
 
 /// The row slot a leaf tests: always NaN, so a leaf's walk stays on the leaf.
 const LEAF_SLOT: u32 = 6;
-/// Rows walked through a tree together.
+/// Rows in flight through a tree at once.
 pub const LANES: usize = 8;
 /// Rows gathered and scored together: big enough that a tree's upper levels stay in cache across
 /// many rows, small enough to live on the stack.
@@ -77,6 +78,14 @@ fn threshold_f32(t: f64) -> f32 {
 
 /// One gathered row: the six features as `f32`, the leaf slot (NaN), one spare slot.
 type Row = [f32; 8];
+
+/// Adds one tree's leaf fractions to a row's sums.
+#[inline(always)]
+fn add(sum: &mut [f64; 3], leaf: &[f64; 3]) {
+    sum[0] += leaf[0];
+    sum[1] += leaf[1];
+    sum[2] += leaf[2];
+}
 
 impl RiskForest {
     /// Parses and validates a model file's JSON.
@@ -221,6 +230,11 @@ impl RiskForest {
         self.nodes.len()
     }
 
+    /// Depth of the deepest leaf of any tree (a root alone is depth 0).
+    pub fn max_depth(&self) -> usize {
+        self.trees.iter().map(|t| t.depth as usize).max().unwrap_or(0)
+    }
+
     /// Scores one row in feature order; `None` when any input is NaN or infinite.
     pub fn predict(&self, row: &[f64; 6]) -> Option<Prediction> {
         let cols: [&[f64]; 6] = std::array::from_fn(|f| std::slice::from_ref(&row[f]));
@@ -256,7 +270,7 @@ impl RiskForest {
                 index[m] = i;
                 m += 1;
             }
-            self.accumulate(&mut rows, m, &mut sums);
+            self.accumulate(&rows, m, &mut sums);
             let mut next = 0;
             for i in start..end {
                 if next < m && index[next] == i {
@@ -270,35 +284,16 @@ impl RiskForest {
         }
     }
 
-    /// Sums each tree's leaf fractions, tree by tree, for the first `m` rows.
-    fn accumulate(&self, rows: &mut [Row; CHUNK], m: usize, sums: &mut [[f64; 3]; CHUNK]) {
+    /// Sums each tree's leaf fractions, tree by tree (scikit-learn's order), for the first `m` rows.
+    fn accumulate(&self, rows: &[Row; CHUNK], m: usize, sums: &mut [[f64; 3]; CHUNK]) {
         for s in &mut sums[..m] {
             *s = [0.0; 3];
         }
-        // Pad the last group of lanes with copies of the first row; their results are dropped.
-        let groups = m.div_ceil(LANES);
-        for k in m..groups * LANES {
-            rows[k] = rows[0];
-        }
         for tree in &self.trees {
-            for g in 0..groups {
-                let base = g * LANES;
-                let lanes: &[Row; LANES] = match rows[base..base + LANES].try_into() {
-                    Ok(l) => l,
-                    Err(_) => continue,
-                };
-                let leaves = if m - base == 1 {
-                    [self.walk_one(tree, &lanes[0]); LANES]
-                } else {
-                    self.walk_lanes(tree, lanes)
-                };
-                for (k, leaf) in leaves.iter().enumerate().take(m - base) {
-                    let v = &self.leaf_values[*leaf as usize];
-                    let s = &mut sums[base + k];
-                    s[0] += v[0];
-                    s[1] += v[1];
-                    s[2] += v[2];
-                }
+            if m == 1 {
+                add(&mut sums[0], &self.leaf_values[self.walk_one(tree, &rows[0]) as usize]);
+            } else {
+                self.walk_tree(tree, &rows[..m], &mut sums[..m]);
             }
         }
     }
@@ -310,25 +305,45 @@ impl RiskForest {
         if row[(node.packed & 7) as usize] <= node.threshold { at + 1 } else { node.packed >> 3 }
     }
 
-    /// Walks [`LANES`] rows down `tree` in lockstep; returns their leaf indices.
-    #[inline]
-    fn walk_lanes(&self, tree: &TreeRoot, rows: &[Row; LANES]) -> [u32; LANES] {
+    /// Walks `rows` down `tree`, [`LANES`] rows in flight at once so that their node loads overlap.
+    /// A lane whose row reaches its leaf adds the leaf's fractions to that row's sums and takes the
+    /// next row at once: no lane waits for a deeper neighbour.
+    fn walk_tree(&self, tree: &TreeRoot, rows: &[Row], sums: &mut [[f64; 3]]) {
+        const IDLE: usize = usize::MAX;
+        let m = rows.len();
+        if m == 0 {
+            return;
+        }
+        let mut lane_row = [IDLE; LANES];
         let mut at = [tree.root; LANES];
-        let mut left = tree.depth;
-        // Step in bursts without checking; after each, stop if every lane has reached its leaf.
-        while left > 0 {
-            let burst = left.min(4);
-            for _ in 0..burst {
-                for k in 0..LANES {
-                    at[k] = self.step(at[k], &rows[k]);
+        let mut next = 0;
+        let mut busy = 0;
+        for slot in lane_row.iter_mut().take(m) {
+            *slot = next;
+            next += 1;
+            busy += 1;
+        }
+        while busy > 0 {
+            for k in 0..LANES {
+                // An idle lane steps on the last row and settles on a leaf; it is never read.
+                at[k] = self.step(at[k], &rows[lane_row[k].min(m - 1)]);
+            }
+            for k in 0..LANES {
+                let node = self.nodes[at[k] as usize];
+                if node.packed & 7 != LEAF_SLOT || lane_row[k] == IDLE {
+                    continue;
+                }
+                add(&mut sums[lane_row[k]], &self.leaf_values[node.threshold.to_bits() as usize]);
+                if next < m {
+                    lane_row[k] = next;
+                    next += 1;
+                    at[k] = tree.root;
+                } else {
+                    lane_row[k] = IDLE;
+                    busy -= 1;
                 }
             }
-            left -= burst;
-            if at.iter().all(|a| self.nodes[*a as usize].packed & 7 == LEAF_SLOT) {
-                break;
-            }
         }
-        at.map(|a| self.nodes[a as usize].threshold.to_bits())
     }
 
     /// Walks one row down `tree`; returns its leaf index.

@@ -59,13 +59,15 @@ pub struct ForestParams {
 
 impl Default for ForestParams {
     fn default() -> Self {
+        // The shipped model's settings (minutes to train). Deeper trees on smaller bootstraps are the
+        // likely way past the rubric baseline, but were not measured to the end (see the issue-4 note).
         ForestParams {
-            trees: 40,
-            max_depth: 16,
-            max_samples: 30_000,
+            trees: 25,
+            max_depth: 9,
+            max_samples: 50_000,
             max_features: 6,
-            min_weight_leaf: 2.0,
-            high_weight_boost: 3.0,
+            min_weight_leaf: 3.0,
+            high_weight_boost: 2.0,
             seed: 7,
         }
     }
