@@ -46,9 +46,10 @@ struct FlatNode {
 const LEAF_SLOT: u32 = 6;
 /// Rows in flight through a tree at once.
 pub const LANES: usize = 8;
-/// Rows gathered and scored together: big enough that a tree's upper levels stay in cache across
-/// many rows, small enough to live on the stack.
-const CHUNK: usize = 256;
+/// Rows gathered and scored together: each tree is walked by all of them before the next tree, so a
+/// deep tree (tens of kB) stays in cache across thousands of rows, as scikit-learn's tree-by-tree
+/// loop keeps it; the buffers (about 200 kB) are allocated once per call, never per row.
+const CHUNK: usize = 4096;
 
 /// A tree's root and the depth of its deepest leaf.
 #[derive(Debug, Clone, Copy)]
@@ -253,9 +254,10 @@ impl RiskForest {
         mut emit: impl FnMut(usize, Option<Prediction>),
     ) {
         let n = cols.iter().map(|c| c.len()).min().unwrap_or(0);
-        let mut rows: [Row; CHUNK] = [[f32::NAN; 8]; CHUNK];
-        let mut index = [0usize; CHUNK];
-        let mut sums = [[0.0f64; 3]; CHUNK];
+        let cap = n.min(CHUNK);
+        let mut rows: Vec<Row> = vec![[f32::NAN; 8]; cap];
+        let mut index = vec![0usize; cap];
+        let mut sums = vec![[0.0f64; 3]; cap];
         let mut start = 0;
         while start < n {
             let end = (start + CHUNK).min(n);
@@ -285,7 +287,7 @@ impl RiskForest {
     }
 
     /// Sums each tree's leaf fractions, tree by tree (scikit-learn's order), for the first `m` rows.
-    fn accumulate(&self, rows: &[Row; CHUNK], m: usize, sums: &mut [[f64; 3]; CHUNK]) {
+    fn accumulate(&self, rows: &[Row], m: usize, sums: &mut [[f64; 3]]) {
         for s in &mut sums[..m] {
             *s = [0.0; 3];
         }
