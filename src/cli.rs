@@ -58,6 +58,10 @@ pub enum Command {
     Up(UpArgs),
     /// Stop the `vitalflow up` running on the data directory (--data).
     Stop,
+    /// Score a CSV or Parquet file of vitals with the risk model and print or write the labels.
+    Predict(PredictArgs),
+    /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio.
+    Bench(BenchArgs),
     /// Print the effective configuration as TOML.
     Config,
 }
@@ -198,6 +202,15 @@ pub struct TrainArgs {
     /// Depth limit of each tree.
     #[arg(long)]
     pub max_depth: Option<usize>,
+    /// Rows in each tree's bootstrap sample.
+    #[arg(long)]
+    pub max_samples: Option<usize>,
+    /// Features each tree may split on, drawn per tree (6: all).
+    #[arg(long)]
+    pub max_features: Option<usize>,
+    /// Extra weight on High rows (above 1 favours High recall).
+    #[arg(long)]
+    pub high_weight_boost: Option<f32>,
     /// Seed for data and bootstrap.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -207,4 +220,60 @@ pub struct TrainArgs {
     /// Where to write the model file.
     #[arg(long, default_value = "model.json")]
     pub out: PathBuf,
+}
+
+/// `vitalflow predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Model file (JSON; default: model.path, else the model compiled into the binary).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Rows to score: CSV with a header, or Parquet (`.parquet`), with columns heart_rate,
+    /// systolic_bp, diastolic_bp, spo2, temperature, glucose.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the CSV of risk and class probabilities (default: stdout).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// `vitalflow bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub bench: Bench,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// The risk forest's inference against scikit-learn's predict on the same forest, one core.
+    Model(BenchModelArgs),
+}
+
+/// `vitalflow bench model`.
+#[derive(Debug, Args)]
+pub struct BenchModelArgs {
+    /// Python with numpy and scikit-learn (e.g. the venv of deploy/python-env.sh).
+    #[arg(long, env = "VITALFLOW_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Simulated rows scikit-learn's forest is trained on.
+    #[arg(long, default_value_t = 50_000)]
+    pub train_rows: usize,
+    /// Simulated rows scored (the largest batch is capped at this).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Trees in scikit-learn's forest (the seed's setting).
+    #[arg(long, default_value_t = 100)]
+    pub trees: usize,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100, 10_000, 1_000_000])]
+    pub batches: Vec<usize>,
+    /// Seconds spent timing each batch size on each side (at least one call).
+    #[arg(long, default_value_t = 2.0)]
+    pub seconds: f64,
+    /// The core both sides are pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub core: usize,
 }

@@ -13,7 +13,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, Metrics, evaluate, train_forest};
 
-use crate::cli::{ExecutorArgs, IngestArgs, SchedulerArgs, SimulateArgs, TrainArgs};
+use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, TrainArgs};
 use crate::config::VitalflowConfig;
 
 /// The configured model, or the one compiled into the binary.
@@ -21,9 +21,8 @@ pub(crate) fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskFor
     let forest = if config.model.path.is_empty() {
         RiskForest::bundled().context("loading the bundled model")?
     } else {
-        let json = std::fs::read_to_string(&config.model.path)
-            .with_context(|| format!("reading model file {}", config.model.path))?;
-        RiskForest::from_json(&json).with_context(|| format!("loading model file {}", config.model.path))?
+        // The error names the file and what is wrong with it.
+        RiskForest::load(Path::new(&config.model.path))?
     };
     Ok(Arc::new(forest))
 }
@@ -192,12 +191,22 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     let params = ForestParams {
         trees: args.trees.unwrap_or(defaults.trees),
         max_depth: args.max_depth.unwrap_or(defaults.max_depth),
+        max_samples: args.max_samples.unwrap_or(defaults.max_samples),
+        max_features: args.max_features.unwrap_or(defaults.max_features),
+        high_weight_boost: args.high_weight_boost.unwrap_or(defaults.high_weight_boost),
         seed: args.seed,
         ..defaults
     };
     let train_rows = training_rows(args.rows, args.seed);
     let test_rows = training_rows(args.test_rows, args.seed.wrapping_add(1));
-    eprintln!("training {} trees (depth ≤ {}) on {} simulated rows", params.trees, params.max_depth, train_rows.features.len());
+    eprintln!(
+        "training {} trees (depth ≤ {}, {} bootstrap rows and {} features per tree) on {} simulated rows",
+        params.trees,
+        params.max_depth,
+        params.max_samples,
+        params.max_features,
+        train_rows.features.len()
+    );
     let progress = indicatif::ProgressBar::new(params.trees as u64);
     let version = args.version.clone().unwrap_or_else(|| format!("rf-{}", &train_rows.hash()[..12]));
     let mut file = train_forest(&train_rows, &params, &version, |done| progress.set_position(done as u64))?;
@@ -214,4 +223,69 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     print_metrics("forest", &model);
     print_metrics("rubric on noisy measurements", &rubric);
     Ok(())
+}
+
+/// `vitalflow predict`: the SQL functions over a file, as the ETL runs them.
+pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
+    use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+
+    if let Some(model) = &args.model {
+        config.model.path = model.display().to_string();
+    }
+    let forest = load_model(&config)?;
+    // One partition: the output rows stay in the input's order.
+    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    for f in vitalflow_udf_model::udf::functions(&forest) {
+        ctx.register_udf((*f).clone());
+    }
+    let input = args.input.display().to_string();
+    let is_parquet = args.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
+    if is_parquet {
+        ctx.register_parquet("input", &input, ParquetReadOptions::default()).await
+    } else {
+        // Inference from the first rows may type a vital Int64 that has decimals later on: read vitals as Float64.
+        let csv = CsvReadOptions::new().file_extension("");
+        let inferred = ctx.read_csv(&input, csv.clone()).await.with_context(|| format!("reading {input}"))?;
+        let vitals: Vec<&str> = vitalflow_udf_model::schema::Vital::ALL.iter().map(|v| v.column()).collect();
+        let fields: Vec<arrow::datatypes::Field> = inferred
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| {
+                let float = vitals.contains(&f.name().as_str());
+                if float { f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Float64) } else { f.as_ref().clone() }
+            })
+            .collect();
+        let schema = arrow::datatypes::Schema::new(fields);
+        ctx.register_csv("input", &input, csv.schema(&schema)).await
+    }
+    .with_context(|| format!("reading {input}"))?;
+    let six = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
+    let sql = format!(
+        "SELECT predict_risk({six}) AS risk, risk_probability({six})['High'] AS p_high, \
+         risk_probability({six})['Medium'] AS p_medium, risk_probability({six})['Low'] AS p_low FROM input"
+    );
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .with_context(|| format!("scoring {input} (it needs the columns {six})"))?
+        .collect()
+        .await
+        .with_context(|| format!("scoring {input}"))?;
+    let sink: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut writer = arrow::csv::Writer::new(std::io::BufWriter::new(sink));
+    for batch in &batches {
+        writer.write(batch).context("writing the scores")?;
+    }
+    Ok(())
+}
+
+/// `vitalflow bench ...`.
+pub fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
+    match args.bench {
+        Bench::Model(args) => crate::bench::model::run(&args),
+    }
 }

@@ -1,5 +1,6 @@
 //! The `vitalflow` command: wires the crates together. Every subcommand is a library call.
 
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -42,6 +43,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let location = commands::open_data(&config)?;
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
+        Command::Predict(args) => commands::predict(config, args).await,
+        Command::Bench(args) => commands::bench(config, args),
         Command::Config => {
             print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
             Ok(())

@@ -9,6 +9,14 @@ pub enum Error {
     /// The model file parsed but breaks an invariant (a child index out of range, a feature we do not know, ...).
     #[error("invalid model file: {0}")]
     InvalidModel(String),
+    /// A model file on disk could not be read, parsed or used; names the file.
+    #[error("model file {path}: {reason}")]
+    ModelFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// Training could not run on the data given.
     #[error("training the forest: {0}")]
     Training(String),

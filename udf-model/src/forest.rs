@@ -1,72 +1,27 @@
-//! The risk model: its JSON file ([`ModelFile`]) and the flat forest that scores rows ([`RiskForest`]).
+//! The flat forest that scores rows ([`RiskForest`]), laid out for speed and deciding exactly as
+//! scikit-learn does.
 //!
-//! Trees are stored as scikit-learn stores them (parallel arrays of feature, threshold, children and
-//! per-node class fractions), so that a forest exported from scikit-learn loads the same way as one
-//! trained here. Decisions reproduce scikit-learn's exactly: inputs are cast to `f32` and compared
-//! `x <= threshold` against the threshold rounded down to the nearest `f32`.
+//! Layout: every tree of the forest in one array of 8-byte nodes, each tree in pre-order so that a
+//! node's left child is the next node and only the right child is stored. A leaf points right at
+//! itself and tests a slot that always holds NaN (`NaN <= t` is false), so a walk can keep stepping
+//! without branching once it has arrived; its threshold bits hold the index of its class fractions.
+//!
+//! Scoring works on columns: a chunk of rows is gathered once into `f32` rows, then each tree is
+//! walked with [`LANES`] rows in flight, interleaved, so that the memory latency of one row's walk is
+//! hidden behind the others'; a row that reaches its leaf hands its lane to the next row. Nothing is
+//! allocated per row.
+//!
+//! Parity with scikit-learn's `predict`: inputs are cast to `f32` and compared `x <= threshold` with
+//! the threshold rounded down to the nearest `f32`; each tree's leaf fractions are summed over the
+//! trees in order in f64, divided by the tree count, and the first largest class in
+//! the file's class order wins, as in `RandomForestClassifier.predict_proba` with `n_jobs=1`.
 
-use serde::{Deserialize, Serialize};
+use std::path::Path;
 
 use crate::error::{Error, Result};
+pub use crate::model_file::{BUNDLED_MODEL_JSON, MODEL_FORMAT, ModelFile, TrainingInfo, TreeArrays};
 use crate::rubric::RiskLevel;
 use crate::schema::MODEL_FEATURES;
-
-/// Format tag written into every model file.
-pub const MODEL_FORMAT: &str = "vitalflow-forest/1";
-
-/// The model shipped in the repository and compiled into the binary: what runs when no model URL is set.
-pub const BUNDLED_MODEL_JSON: &str = include_str!("../models/risk-forest.json");
-
-/// A model file as stored beside the data.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelFile {
-    /// Always [`MODEL_FORMAT`].
-    pub format: String,
-    /// Version stamped on every `vitals_clean` row the model scores.
-    pub version: String,
-    /// Input columns, in order.
-    pub features: Vec<String>,
-    /// Class labels, in the order of each node's `value`.
-    pub classes: Vec<String>,
-    /// Where the model came from and on what data.
-    pub training: TrainingInfo,
-    /// Held-out figures measured when the model was trained (absent for imported models).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metrics: Option<serde_json::Value>,
-    /// The trees.
-    pub trees: Vec<TreeArrays>,
-}
-
-/// Provenance of a model.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainingInfo {
-    /// What produced the model (`vitalflow train`, `scikit-learn`).
-    pub trainer: String,
-    /// SHA-256 of the training rows and labels.
-    pub data_hash: String,
-    /// Training rows.
-    pub rows: u64,
-    /// Hyper-parameters as the trainer names them.
-    pub params: serde_json::Value,
-}
-
-/// One tree as parallel arrays, scikit-learn's `tree_` layout. Node 0 is the root.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TreeArrays {
-    /// Feature index tested at each node; -1 at leaves.
-    pub feature: Vec<i32>,
-    /// Threshold at each node (`x <= threshold` goes left); ignored at leaves.
-    pub threshold: Vec<f64>,
-    /// Left child of each node; -1 at leaves.
-    pub left: Vec<i32>,
-    /// Right child of each node; -1 at leaves.
-    pub right: Vec<i32>,
-    /// Class fractions at each leaf (empty at inner nodes), in the file's class order.
-    pub value: Vec<Vec<f32>>,
-}
 
 /// A class prediction with the averaged class probabilities.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -74,32 +29,43 @@ pub struct Prediction {
     /// The most probable class.
     pub risk: RiskLevel,
     /// Probabilities in [`RiskLevel::ALL`] order (High, Medium, Low).
-    pub probabilities: [f32; 3],
+    pub probabilities: [f64; 3],
 }
 
-/// An inner node or a leaf, 16 bytes, all trees in one array.
+/// An inner node or a leaf, 8 bytes.
 #[derive(Debug, Clone, Copy)]
 struct FlatNode {
-    /// `x <= threshold` goes left.
+    /// Inner node: `x <= threshold` goes left (to the next node). Leaf: the bits are the leaf's index
+    /// in `leaf_values`.
     threshold: f32,
-    /// Feature index, or [`LEAF`].
-    feature: u32,
-    /// Left child index, or at a leaf the offset of its probabilities in `leaf_values`.
-    left: u32,
-    /// Right child index.
-    right: u32,
+    /// `right << 3 | feature`; a leaf has feature [`LEAF_SLOT`] and `right` its own index.
+    packed: u32,
 }
 
-const LEAF: u32 = u32::MAX;
+/// The row slot a leaf tests: always NaN, so a leaf's walk stays on the leaf.
+const LEAF_SLOT: u32 = 6;
+/// Rows in flight through a tree at once.
+pub const LANES: usize = 8;
+/// Rows gathered and scored together: each tree is walked by all of them before the next tree, so a
+/// deep tree (tens of kB) stays in cache across thousands of rows, as scikit-learn's tree-by-tree
+/// loop keeps it; the buffers (about 200 kB) are allocated once per call, never per row.
+const CHUNK: usize = 4096;
+
+/// A tree's root and the depth of its deepest leaf.
+#[derive(Debug, Clone, Copy)]
+struct TreeRoot {
+    root: u32,
+    depth: u32,
+}
 
 /// A validated forest laid out flat for fast scoring.
 #[derive(Debug, Clone)]
 pub struct RiskForest {
     version: String,
     nodes: Vec<FlatNode>,
-    roots: Vec<u32>,
-    /// Per leaf, three probabilities in [`RiskLevel::ALL`] order, already divided by the tree count.
-    leaf_values: Vec<f32>,
+    trees: Vec<TreeRoot>,
+    /// Per leaf, the class fractions in [`RiskLevel::ALL`] order.
+    leaf_values: Vec<[f64; 3]>,
     /// For argmax ties: position of each of [`RiskLevel::ALL`] in the file's class order, so that a
     /// tie resolves as the file's trainer (scikit-learn's `argmax`) would.
     tie_order: [usize; 3],
@@ -111,11 +77,33 @@ fn threshold_f32(t: f64) -> f32 {
     if f as f64 > t { f.next_down() } else { f }
 }
 
+/// One gathered row: the six features as `f32`, the leaf slot (NaN), one spare slot.
+type Row = [f32; 8];
+
+/// Adds one tree's leaf fractions to a row's sums.
+#[inline(always)]
+fn add(sum: &mut [f64; 3], leaf: &[f64; 3]) {
+    sum[0] += leaf[0];
+    sum[1] += leaf[1];
+    sum[2] += leaf[2];
+}
+
 impl RiskForest {
-    /// Parses and validates a model file.
+    /// Parses and validates a model file's JSON.
     pub fn from_json(json: &str) -> Result<RiskForest> {
-        let file: ModelFile = serde_json::from_str(json)?;
-        RiskForest::from_model(&file)
+        RiskForest::from_model(&ModelFile::from_json(json)?)
+    }
+
+    /// Reads, parses and validates the model file at `path`; every error names the file.
+    pub fn load(path: &Path) -> Result<RiskForest> {
+        let file = ModelFile::read(path)?;
+        RiskForest::from_model(&file).map_err(|e| Error::ModelFile {
+            path: path.display().to_string(),
+            reason: match e {
+                Error::InvalidModel(reason) => reason,
+                other => other.to_string(),
+            },
+        })
     }
 
     /// The model compiled into the binary.
@@ -131,7 +119,11 @@ impl RiskForest {
         }
         let expected: Vec<&str> = MODEL_FEATURES.iter().map(|v| v.column()).collect();
         if file.features != expected {
-            return Err(invalid(format!("features are {:?}, expected {expected:?}", file.features)));
+            return Err(invalid(format!(
+                "features are {:?}, but vitalflow's model inputs are {expected:?} in this order \
+                 (export with --features to name the columns the model was trained on)",
+                file.features
+            )));
         }
         // Column of each file class in RiskLevel::ALL order.
         let mut class_slot = Vec::with_capacity(file.classes.len());
@@ -151,56 +143,77 @@ impl RiskForest {
         for (file_pos, slot) in class_slot.iter().enumerate() {
             tie_order[*slot] = file_pos;
         }
-
-        let scale = 1.0 / file.trees.len() as f32;
         let mut forest = RiskForest {
             version: file.version.clone(),
             nodes: Vec::new(),
-            roots: Vec::with_capacity(file.trees.len()),
+            trees: Vec::with_capacity(file.trees.len()),
             leaf_values: Vec::new(),
             tie_order,
         };
         for (t, tree) in file.trees.iter().enumerate() {
-            let n = tree.feature.len();
-            if n == 0
-                || [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4]
-            {
-                return Err(invalid(format!("tree {t}: arrays are empty or of different lengths")));
-            }
-            let base = forest.nodes.len() as u32;
-            forest.roots.push(base);
-            for i in 0..n {
-                let node = if tree.feature[i] < 0 {
-                    let v = &tree.value[i];
-                    if v.len() != 3 || v.iter().any(|p| !p.is_finite() || *p < 0.0) {
-                        return Err(invalid(format!("tree {t} leaf {i}: class fractions {v:?}")));
-                    }
-                    let total: f32 = v.iter().sum();
-                    let offset = forest.leaf_values.len() as u32;
-                    let mut probs = [0.0f32; 3];
-                    for (file_pos, p) in v.iter().enumerate() {
-                        // Normalised: scikit-learn stores counts in older versions, fractions in newer.
-                        probs[class_slot[file_pos]] = if total > 0.0 { p / total } else { 0.0 };
-                    }
-                    forest.leaf_values.extend(probs.iter().map(|p| p * scale));
-                    FlatNode { threshold: 0.0, feature: LEAF, left: offset, right: 0 }
-                } else {
-                    let (f, l, r) = (tree.feature[i], tree.left[i], tree.right[i]);
-                    // Children after their parent: a walk always ends.
-                    let child_ok = |c: i32| c > i as i32 && (c as usize) < n;
-                    if f as usize >= MODEL_FEATURES.len() || !child_ok(l) || !child_ok(r) {
-                        return Err(invalid(format!("tree {t} node {i}: feature {f}, children {l} and {r}")));
-                    }
-                    let th = tree.threshold[i];
-                    if th.is_nan() {
-                        return Err(invalid(format!("tree {t} node {i}: threshold is NaN")));
-                    }
-                    FlatNode { threshold: threshold_f32(th), feature: f as u32, left: base + l as u32, right: base + r as u32 }
-                };
-                forest.nodes.push(node);
-            }
+            forest.push_tree(tree, &class_slot).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
+        }
+        if forest.nodes.len() >= (u32::MAX >> 3) as usize {
+            return Err(invalid(format!("{} nodes is more than this layout holds", forest.nodes.len())));
         }
         Ok(forest)
+    }
+
+    /// Appends one tree in pre-order, checking that it is a tree (every node reached once).
+    fn push_tree(&mut self, tree: &TreeArrays, class_slot: &[usize]) -> Result<(), String> {
+        let n = tree.feature.len();
+        if n == 0 || [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4] {
+            return Err("arrays are empty or of different lengths".into());
+        }
+        let root = self.nodes.len() as u32;
+        let mut seen = vec![false; n];
+        let mut max_depth = 0u32;
+        // (file node, flat node whose right child this is, depth)
+        let mut stack: Vec<(usize, Option<usize>, u32)> = vec![(0, None, 0)];
+        while let Some((i, parent, depth)) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                return Err(format!("node {i} is reached twice"));
+            }
+            let here = self.nodes.len();
+            if let Some(p) = parent {
+                self.nodes[p].packed |= (here as u32) << 3;
+            }
+            max_depth = max_depth.max(depth);
+            if tree.feature[i] < 0 {
+                let v = &tree.value[i];
+                if v.len() != 3 || v.iter().any(|p| !p.is_finite() || *p < 0.0) {
+                    return Err(format!("leaf {i}: class fractions {v:?}"));
+                }
+                // Fractions are used as stored, as scikit-learn (>= 1.4) uses its leaf values; the
+                // exporter normalises counts from older versions the way their predict_proba did.
+                let total = v[0] + v[1] + v[2];
+                if (total - 1.0).abs() > 1e-4 {
+                    return Err(format!("leaf {i}: class fractions {v:?} do not sum to 1"));
+                }
+                let mut probs = [0.0; 3];
+                for (file_pos, p) in v.iter().enumerate() {
+                    probs[class_slot[file_pos]] = *p;
+                }
+                let leaf = self.leaf_values.len() as u32;
+                self.leaf_values.push(probs);
+                self.nodes.push(FlatNode { threshold: f32::from_bits(leaf), packed: (here as u32) << 3 | LEAF_SLOT });
+            } else {
+                let (f, l, r) = (tree.feature[i], tree.left[i], tree.right[i]);
+                let child_ok = |c: i32| c >= 0 && (c as usize) < n;
+                if f as usize >= MODEL_FEATURES.len() || !child_ok(l) || !child_ok(r) {
+                    return Err(format!("node {i}: feature {f}, children {l} and {r}"));
+                }
+                let th = tree.threshold[i];
+                if th.is_nan() {
+                    return Err(format!("node {i}: threshold is NaN"));
+                }
+                self.nodes.push(FlatNode { threshold: threshold_f32(th), packed: f as u32 });
+                stack.push((r as usize, Some(here), depth + 1));
+                stack.push((l as usize, None, depth + 1));
+            }
+        }
+        self.trees.push(TreeRoot { root, depth: max_depth });
+        Ok(())
     }
 
     /// The version stamped on scored rows.
@@ -210,40 +223,153 @@ impl RiskForest {
 
     /// Number of trees.
     pub fn tree_count(&self) -> usize {
-        self.roots.len()
+        self.trees.len()
+    }
+
+    /// Number of nodes over all trees.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Depth of the deepest leaf of any tree (a root alone is depth 0).
+    pub fn max_depth(&self) -> usize {
+        self.trees.iter().map(|t| t.depth as usize).max().unwrap_or(0)
     }
 
     /// Scores one row in feature order; `None` when any input is NaN or infinite.
     pub fn predict(&self, row: &[f64; 6]) -> Option<Prediction> {
-        if row.iter().any(|v| !v.is_finite()) {
-            return None;
-        }
-        let x = row.map(|v| v as f32);
-        let mut probs = [0.0f32; 3];
-        for &root in &self.roots {
-            let mut node = self.nodes[root as usize];
-            while node.feature != LEAF {
-                let next = if x[node.feature as usize] <= node.threshold { node.left } else { node.right };
-                node = self.nodes[next as usize];
-            }
-            let leaf = &self.leaf_values[node.left as usize..node.left as usize + 3];
-            for (p, v) in probs.iter_mut().zip(leaf) {
-                *p += v;
-            }
-        }
-        Some(Prediction { risk: self.argmax(&probs), probabilities: probs })
+        let cols: [&[f64]; 6] = std::array::from_fn(|f| std::slice::from_ref(&row[f]));
+        let mut out = None;
+        self.score_columns(cols, |_| true, |_, p| out = p);
+        out
     }
 
-    fn argmax(&self, probs: &[f32; 3]) -> RiskLevel {
+    /// Scores rows given as six equally long columns in feature order. `present(i)` says whether row
+    /// `i` has every input (Arrow validity); `emit(i, prediction)` is called once per row, in row
+    /// order, with `None` for a row that is absent or has a NaN or infinite input.
+    pub fn score_columns(
+        &self,
+        cols: [&[f64]; 6],
+        present: impl Fn(usize) -> bool,
+        mut emit: impl FnMut(usize, Option<Prediction>),
+    ) {
+        let n = cols.iter().map(|c| c.len()).min().unwrap_or(0);
+        let cap = n.min(CHUNK);
+        let mut rows: Vec<Row> = vec![[f32::NAN; 8]; cap];
+        let mut index = vec![0usize; cap];
+        let mut sums = vec![[0.0f64; 3]; cap];
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHUNK).min(n);
+            let mut m = 0;
+            for i in start..end {
+                if !present(i) || !cols.iter().all(|c| c[i].is_finite()) {
+                    continue;
+                }
+                for (f, col) in cols.iter().enumerate() {
+                    rows[m][f] = col[i] as f32;
+                }
+                index[m] = i;
+                m += 1;
+            }
+            self.accumulate(&rows, m, &mut sums);
+            let mut next = 0;
+            for i in start..end {
+                if next < m && index[next] == i {
+                    emit(i, Some(self.finish(&sums[next])));
+                    next += 1;
+                } else {
+                    emit(i, None);
+                }
+            }
+            start = end;
+        }
+    }
+
+    /// Sums each tree's leaf fractions, tree by tree (scikit-learn's order), for the first `m` rows.
+    fn accumulate(&self, rows: &[Row], m: usize, sums: &mut [[f64; 3]]) {
+        for s in &mut sums[..m] {
+            *s = [0.0; 3];
+        }
+        for tree in &self.trees {
+            if m == 1 {
+                add(&mut sums[0], &self.leaf_values[self.walk_one(tree, &rows[0]) as usize]);
+            } else {
+                self.walk_tree(tree, &rows[..m], &mut sums[..m]);
+            }
+        }
+    }
+
+    /// One step of a walk: the next node of `at` for `row`.
+    #[inline(always)]
+    fn step(&self, at: u32, row: &Row) -> u32 {
+        let node = self.nodes[at as usize];
+        if row[(node.packed & 7) as usize] <= node.threshold { at + 1 } else { node.packed >> 3 }
+    }
+
+    /// Walks `rows` down `tree`, [`LANES`] rows in flight at once so that their node loads overlap.
+    /// A lane whose row reaches its leaf adds the leaf's fractions to that row's sums and takes the
+    /// next row at once: no lane waits for a deeper neighbour.
+    fn walk_tree(&self, tree: &TreeRoot, rows: &[Row], sums: &mut [[f64; 3]]) {
+        const IDLE: usize = usize::MAX;
+        let m = rows.len();
+        if m == 0 {
+            return;
+        }
+        let mut lane_row = [IDLE; LANES];
+        let mut at = [tree.root; LANES];
+        let mut next = 0;
+        let mut busy = 0;
+        for slot in lane_row.iter_mut().take(m) {
+            *slot = next;
+            next += 1;
+            busy += 1;
+        }
+        while busy > 0 {
+            for k in 0..LANES {
+                // An idle lane steps on the last row and settles on a leaf; it is never read.
+                at[k] = self.step(at[k], &rows[lane_row[k].min(m - 1)]);
+            }
+            for k in 0..LANES {
+                let node = self.nodes[at[k] as usize];
+                if node.packed & 7 != LEAF_SLOT || lane_row[k] == IDLE {
+                    continue;
+                }
+                add(&mut sums[lane_row[k]], &self.leaf_values[node.threshold.to_bits() as usize]);
+                if next < m {
+                    lane_row[k] = next;
+                    next += 1;
+                    at[k] = tree.root;
+                } else {
+                    lane_row[k] = IDLE;
+                    busy -= 1;
+                }
+            }
+        }
+    }
+
+    /// Walks one row down `tree`; returns its leaf index.
+    fn walk_one(&self, tree: &TreeRoot, row: &Row) -> u32 {
+        let mut at = tree.root;
+        while self.nodes[at as usize].packed & 7 != LEAF_SLOT {
+            at = self.step(at, row);
+        }
+        self.nodes[at as usize].threshold.to_bits()
+    }
+
+    /// Averages the summed fractions and picks the class.
+    fn finish(&self, sums: &[f64; 3]) -> Prediction {
+        let n = self.trees.len() as f64;
+        let probabilities = sums.map(|s| s / n);
         let mut best = 0;
         for c in 1..3 {
-            let better = probs[c] > probs[best]
-                || (probs[c] == probs[best] && self.tie_order[c] < self.tie_order[best]);
+            let better = probabilities[c] > probabilities[best]
+                || (probabilities[c] == probabilities[best] && self.tie_order[c] < self.tie_order[best]);
             if better {
                 best = c;
             }
         }
-        RiskLevel::ALL[best]
+        Prediction { risk: RiskLevel::ALL[best], probabilities }
     }
 }
 
@@ -284,11 +410,52 @@ mod tests {
     }
 
     #[test]
+    fn seventeen_digit_thresholds_load_exactly() {
+        // 114.05000305175781 is exactly the f32 nearest 114.05; a parser one ulp low would move the
+        // threshold below it and send x = 114.05000305175781 right, where scikit-learn sends it left.
+        let json = serde_json::to_string(&stump(0.0)).unwrap().replace("[0.0,-2.0,-2.0]", "[114.05000305175781,-2.0,-2.0]");
+        let forest = RiskForest::from_json(&json).unwrap();
+        let x: f64 = "114.05000305175781".parse().unwrap();
+        assert_eq!(forest.predict(&[x, 120.0, 80.0, 98.0, 37.0, 100.0]).unwrap().risk, RiskLevel::Low);
+    }
+
+    #[test]
     fn probabilities_are_in_high_medium_low_order() {
         let forest = RiskForest::from_model(&stump(100.0)).unwrap();
         let p = forest.predict(&[150.0, 120.0, 80.0, 98.0, 37.0, 100.0]).unwrap();
         assert_eq!(p.probabilities, [1.0, 0.0, 0.0]);
         assert_eq!(forest.predict(&[f64::NAN, 0.0, 0.0, 0.0, 0.0, 0.0]), None);
+        assert_eq!(forest.predict(&[f64::INFINITY, 0.0, 0.0, 0.0, 0.0, 0.0]), None);
+    }
+
+    #[test]
+    fn ties_resolve_to_the_first_class_in_file_order() {
+        // File order High, Low, Medium; a leaf split evenly between Low and Medium is Low.
+        let mut file = stump(100.0);
+        file.trees[0].value[1] = vec![0.0, 0.5, 0.5];
+        let forest = RiskForest::from_model(&file).unwrap();
+        assert_eq!(forest.predict(&[90.0, 0.0, 0.0, 0.0, 0.0, 0.0]).unwrap().risk, RiskLevel::Low);
+    }
+
+    #[test]
+    fn columns_score_like_single_rows_with_nulls_in_place() {
+        let forest = RiskForest::bundled().unwrap();
+        let rows = crate::simulate::training_rows(1_000, 5);
+        let cols: Vec<Vec<f64>> = (0..6).map(|f| rows.features.iter().map(|r| r[f]).collect()).collect();
+        let mut cols = cols;
+        cols[3][17] = f64::NAN;
+        let slices: [&[f64]; 6] = std::array::from_fn(|f| cols[f].as_slice());
+        let mut got = Vec::new();
+        forest.score_columns(slices, |i| i != 500, |i, p| got.push((i, p)));
+        assert_eq!(got.len(), rows.features.len());
+        for (i, p) in got {
+            let mut row: [f64; 6] = std::array::from_fn(|f| cols[f][i]);
+            if i == 500 {
+                assert_eq!(p, None);
+                row[0] = f64::NAN;
+            }
+            assert_eq!(p, forest.predict(&row), "row {i}");
+        }
     }
 
     #[test]
@@ -296,9 +463,34 @@ mod tests {
         let mut cyclic = stump(1.0);
         cyclic.trees[0].left[0] = 0;
         assert!(matches!(RiskForest::from_model(&cyclic), Err(Error::InvalidModel(_))));
+        let mut shared = stump(1.0);
+        shared.trees[0].right[0] = 1;
+        assert!(matches!(RiskForest::from_model(&shared), Err(Error::InvalidModel(_))));
         let mut wrong_classes = stump(1.0);
         wrong_classes.classes[2] = "Low".into();
         assert!(RiskForest::from_model(&wrong_classes).is_err());
         assert!(RiskForest::from_json("{").is_err());
+    }
+
+    #[test]
+    fn a_bad_model_file_is_an_error_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("vitalflow-model-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let corrupt = dir.join("corrupt.json");
+        std::fs::write(&corrupt, "{\"format\": \"vitalflow-forest/1\", \"trees\": [").unwrap();
+        let err = RiskForest::load(&corrupt).unwrap_err().to_string();
+        assert!(err.contains("corrupt.json"), "{err}");
+
+        let mut renamed = stump(1.0);
+        renamed.features[0] = "pulse".into();
+        let wrong = dir.join("wrong-features.json");
+        renamed.write(&wrong).unwrap();
+        let err = RiskForest::load(&wrong).unwrap_err().to_string();
+        assert!(err.contains("wrong-features.json") && err.contains("pulse") && err.contains("heart_rate"), "{err}");
+
+        let missing = dir.join("absent.json");
+        let err = RiskForest::load(&missing).unwrap_err().to_string();
+        assert!(err.contains("absent.json") && err.contains("cannot read"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

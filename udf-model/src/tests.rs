@@ -92,3 +92,31 @@ fn the_bundled_model_is_sane_on_fresh_rows() {
     let clear = SixVitals::from_array([150.0, 78.0, 40.0, 85.0, 39.9, 340.0]);
     assert_eq!(forest.predict(&clear.to_array()).map(|p| p.risk), Some(RiskLevel::High));
 }
+
+#[tokio::test]
+async fn risk_probability_is_a_struct_that_agrees_with_predict_risk() {
+    let ctx = context();
+    let batches = ctx
+        .sql(
+            "SELECT risk_probability(hr, sbp, dbp, spo2, temp, glu) AS p, predict_risk(hr, sbp, dbp, spo2, temp, glu) AS r \
+             FROM (VALUES (72, 125, 78, 98, 36.8, 100), (150.0, 78, 40, 85, 39.9, 340), (72, 125, 78, 98, 'NaN', 100), \
+                          (72, NULL, 78, 98, 36.8, 100)) AS t(hr, sbp, dbp, spo2, temp, glu)",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let b = &batches[0];
+    let probs = b.column(0).as_struct();
+    let risk = b.column(1).as_string::<i32>();
+    assert_eq!(probs.column_names(), vec!["High", "Medium", "Low"]);
+    for i in 0..2 {
+        let p: Vec<f64> = (0..3).map(|c| probs.column(c).as_primitive::<arrow::datatypes::Float64Type>().value(i)).collect();
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p:?}");
+        let best = (0..3).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
+        assert_eq!(RiskLevel::ALL[best].as_str(), risk.value(i));
+    }
+    // NaN and NULL inputs give NULL out, never an error.
+    assert!(probs.is_null(2) && probs.is_null(3) && risk.is_null(2) && risk.is_null(3));
+}

@@ -44,6 +44,11 @@ pub struct ForestParams {
     pub trees: usize,
     /// Depth limit of each tree.
     pub max_depth: usize,
+    /// Rows drawn (with replacement) for each tree's bootstrap sample; fewer than the training rows
+    /// keeps training fast, because linfa-trees scans every sample row at every node.
+    pub max_samples: usize,
+    /// Features each tree may split on, drawn at random per tree (6: all, plain bagging).
+    pub max_features: usize,
     /// Smallest total sample weight in a leaf.
     pub min_weight_leaf: f32,
     /// Multiplier of the class-balanced weight of High rows: above 1 trades precision for High recall.
@@ -54,7 +59,17 @@ pub struct ForestParams {
 
 impl Default for ForestParams {
     fn default() -> Self {
-        ForestParams { trees: 25, max_depth: 9, min_weight_leaf: 3.0, high_weight_boost: 2.0, seed: 7 }
+        // The shipped model's settings (minutes to train). Deeper trees on smaller bootstraps are the
+        // likely way past the rubric baseline, but were not measured to the end (see the issue-4 note).
+        ForestParams {
+            trees: 25,
+            max_depth: 9,
+            max_samples: 50_000,
+            max_features: 6,
+            min_weight_leaf: 3.0,
+            high_weight_boost: 2.0,
+            seed: 7,
+        }
     }
 }
 
@@ -129,14 +144,24 @@ pub fn train_forest(
 
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let mut trees = Vec::with_capacity(params.trees);
+    let sample_rows = params.max_samples.clamp(1, n);
+    let width = params.max_features.clamp(1, 6);
     for t in 0..params.trees {
-        let sample: Vec<usize> = (0..n).map(|_| rng.gen_range(0..n)).collect();
-        let mut records = Array2::<f64>::zeros((n, 6));
-        let mut targets = Array1::<usize>::zeros(n);
-        let mut weights = Array1::<f32>::zeros(n);
-        for (i, &s) in sample.iter().enumerate() {
-            for f in 0..6 {
-                records[(i, f)] = rows.features[s][f];
+        // This tree's features: a random subset of `width`, in feature order.
+        let mut order: Vec<usize> = (0..6).collect();
+        for i in 0..width {
+            let j = rng.gen_range(i..6);
+            order.swap(i, j);
+        }
+        let mut chosen = order[..width].to_vec();
+        chosen.sort_unstable();
+        let mut records = Array2::<f64>::zeros((sample_rows, width));
+        let mut targets = Array1::<usize>::zeros(sample_rows);
+        let mut weights = Array1::<f32>::zeros(sample_rows);
+        for i in 0..sample_rows {
+            let s = rng.gen_range(0..n);
+            for (col, f) in chosen.iter().enumerate() {
+                records[(i, col)] = rows.features[s][*f];
             }
             let c = class_index(rows.labels[s]);
             targets[i] = c;
@@ -149,7 +174,11 @@ pub fn train_forest(
             .min_weight_leaf(params.min_weight_leaf)
             .fit(&dataset)
             .map_err(|e| Error::Training(format!("tree {t}: {e}")))?;
-        trees.push(flatten_tree(&tree, &dataset));
+        let mut arrays = flatten_tree(&tree, &dataset);
+        for f in arrays.feature.iter_mut().filter(|f| **f >= 0) {
+            *f = chosen[*f as usize] as i32;
+        }
+        trees.push(arrays);
         on_tree(t + 1);
     }
     Ok(ModelFile {
@@ -182,7 +211,7 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
     let mut out = TreeArrays::default();
     let mut leaf_fallback = Vec::new();
     push_node(tree.root_node(), &mut out, &mut leaf_fallback);
-    let mut sums = vec![[0f32; 3]; out.feature.len()];
+    let mut sums = vec![[0f64; 3]; out.feature.len()];
     let weights = data.weights();
     for (i, (row, target)) in data.records().outer_iter().zip(data.targets().iter()).enumerate() {
         let mut node = 0usize;
@@ -190,11 +219,11 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
             let f = out.feature[node] as usize;
             node = if row[f] <= out.threshold[node] { out.left[node] } else { out.right[node] } as usize;
         }
-        sums[node][*target] += weights.map_or(1.0, |w| w[i]);
+        sums[node][*target] += weights.map_or(1.0, |w| f64::from(w[i]));
     }
     for node in 0..out.feature.len() {
         if out.feature[node] < 0 {
-            let total: f32 = sums[node].iter().sum();
+            let total: f64 = sums[node].iter().sum();
             out.value[node] = if total > 0.0 {
                 sums[node].iter().map(|s| s / total).collect()
             } else {

@@ -100,6 +100,8 @@ pub async fn start_flight_sql(
     config.validate()?;
     let mut builder = Server::builder();
     if let Some(tls) = tls_config(config)? {
+        // With both ring and aws-lc-rs linked, rustls has no default provider and would panic: pick one.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         builder = builder.tls_config(tls).map_err(|e| Error::Config(format!("flight_sql TLS certificate or key: {e}")))?;
     }
     let bind = format!("{}:{}", config.bind_host, config.port);

@@ -8,29 +8,33 @@
 use std::sync::Arc;
 
 use arrow::array::{Array, Float64Array};
+use arrow::buffer::NullBuffer;
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
 
-use crate::forest::RiskForest;
+use crate::forest::{Prediction, RiskForest};
 use crate::schema::MODEL_FEATURES;
 
 mod model_version;
 mod news2_score;
 mod predict_risk;
+mod risk_probability;
 mod rubric_score;
 
 pub use model_version::ModelVersion;
 pub use news2_score::News2Score;
-pub use predict_risk::PredictRisk;
+pub use predict_risk::{PredictRisk, predict_risk_array};
+pub use risk_probability::RiskProbability;
 pub use rubric_score::RubricScore;
 
 /// Every vitalflow SQL function, scoring with `forest`.
 pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::new_from_impl(PredictRisk::new(forest.clone()))),
+        Arc::new(ScalarUDF::new_from_impl(RiskProbability::new(forest.clone()))),
         Arc::new(ScalarUDF::new_from_impl(ModelVersion::new(forest.version()))),
         Arc::new(ScalarUDF::new_from_impl(RubricScore::new())),
         Arc::new(ScalarUDF::new_from_impl(News2Score::new())),
@@ -80,6 +84,15 @@ fn float_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> 
 /// Coerces the six model vitals (`predict_risk`, `rubric_score`) to Float64.
 fn coerce_six_vitals(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
     coerce_to(name, arg_types, &MODEL_FEATURES.map(|v| (v.column(), DataType::Float64)))
+}
+
+/// Scores six Float64 columns (the model vitals in feature order) with `forest`, column-wise over the
+/// Arrow buffers; `emit(i, prediction)` is called for every row in order, `None` where an input is
+/// NULL, NaN or infinite.
+pub fn score_arrays(forest: &RiskForest, cols: &[Float64Array], emit: impl FnMut(usize, Option<Prediction>)) {
+    let nulls = cols.iter().fold(None, |acc: Option<NullBuffer>, c| NullBuffer::union(acc.as_ref(), c.nulls()));
+    let values: [&[f64]; 6] = std::array::from_fn(|f| cols.get(f).map_or(&[][..], |c| c.values().as_ref()));
+    forest.score_columns(values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
 }
 
 /// Row `i` of the six model-vital columns; `None` when any of them is NULL.

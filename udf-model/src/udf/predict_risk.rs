@@ -3,12 +3,13 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::StringBuilder;
+use arrow::array::{Float64Array, StringArray};
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, six_vitals};
+use super::{coerce_six_vitals, float_args, score_arrays};
 use crate::forest::RiskForest;
 
 /// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
@@ -58,13 +59,27 @@ impl ScalarUDFImpl for PredictRisk {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let cols = float_args(&args.args, rows)?;
-        let mut out = StringBuilder::with_capacity(rows, rows * 6);
-        for i in 0..rows {
-            match six_vitals(&cols, i).and_then(|row| self.forest.predict(&row)) {
-                Some(p) => out.append_value(p.risk.as_str()),
-                None => out.append_null(),
-            }
-        }
-        Ok(ColumnarValue::Array(Arc::new(out.finish())))
+        Ok(ColumnarValue::Array(Arc::new(predict_risk_array(&self.forest, &cols))))
     }
+}
+
+/// The labels of six Float64 columns (model vitals in feature order): `predict_risk` without the SQL.
+/// Builds the string buffers directly (three fixed labels), not through a per-value builder.
+pub fn predict_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> StringArray {
+    let rows = cols.first().map_or(0, |c| c.len());
+    let mut offsets: Vec<i32> = Vec::with_capacity(rows + 1);
+    let mut bytes: Vec<u8> = Vec::with_capacity(rows * 6);
+    let mut valid: Vec<bool> = Vec::with_capacity(rows);
+    offsets.push(0);
+    score_arrays(forest, cols, |_, p| {
+        if let Some(p) = p {
+            bytes.extend_from_slice(p.risk.as_str().as_bytes());
+        }
+        valid.push(p.is_some());
+        offsets.push(bytes.len() as i32);
+    });
+    let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
+    let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+    // Cannot fail: offsets rise from 0 to the end of `bytes`, which holds whole ASCII labels.
+    StringArray::try_new(offsets, Buffer::from_vec(bytes), nulls).unwrap_or_else(|_| StringArray::new_null(rows))
 }

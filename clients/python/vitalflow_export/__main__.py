@@ -1,0 +1,37 @@
+"""python -m vitalflow_export MODEL.pkl OUT.json [--features a,b,...] [--version V]"""
+
+from __future__ import annotations
+
+import argparse
+import pickle
+import sys
+
+from . import FEATURES, export_forest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="vitalflow_export", description="Export a scikit-learn RandomForestClassifier to a vitalflow model file.")
+    parser.add_argument("model", help="pickled, fitted RandomForestClassifier (pickle or joblib)")
+    parser.add_argument("out", help="where to write the vitalflow model file (JSON)")
+    parser.add_argument("--features", help=f"comma-separated input names in training order (default: the model's, else {','.join(FEATURES)})")
+    parser.add_argument("--version", help="model version stamped on scored rows (default: sklearn-rf- and the trees' hash)")
+    args = parser.parse_args(argv)
+    try:
+        import joblib
+
+        model = joblib.load(args.model)
+    except ImportError:
+        with open(args.model, "rb") as f:
+            model = pickle.load(f)
+    features = args.features.split(",") if args.features else None
+    try:
+        doc = export_forest(model, args.out, features=features, version=args.version)
+    except (TypeError, ValueError) as e:
+        print(f"vitalflow_export: {args.model}: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: {len(doc['trees'])} trees, version {doc['version']}, features {','.join(doc['features'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

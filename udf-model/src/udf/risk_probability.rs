@@ -1,0 +1,83 @@
+//! `risk_probability(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose)
+//! → Struct<High: Float64, Medium: Float64, Low: Float64>`: the forest's averaged class probabilities.
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Builder, StructArray};
+use arrow::buffer::NullBuffer;
+use arrow::datatypes::{DataType, Field, Fields};
+use datafusion::common::Result;
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+
+use super::{coerce_six_vitals, float_args, score_arrays};
+use crate::forest::RiskForest;
+use crate::rubric::RiskLevel;
+
+/// The class probabilities of the risk forest; NULL when any input is NULL or not finite.
+#[derive(Debug)]
+pub struct RiskProbability {
+    forest: Arc<RiskForest>,
+    signature: Signature,
+}
+
+impl RiskProbability {
+    /// The function scoring with `forest`.
+    pub fn new(forest: Arc<RiskForest>) -> RiskProbability {
+        RiskProbability { forest, signature: Signature::user_defined(Volatility::Immutable) }
+    }
+
+    /// The struct's fields: one Float64 per class, named as the labels `predict_risk` returns.
+    pub fn fields() -> Fields {
+        RiskLevel::ALL.iter().map(|l| Field::new(l.as_str(), DataType::Float64, false)).collect()
+    }
+}
+
+// Two instances are the same function when they carry the same model version.
+impl PartialEq for RiskProbability {
+    fn eq(&self, other: &Self) -> bool {
+        self.forest.version() == other.forest.version()
+    }
+}
+impl Eq for RiskProbability {}
+impl Hash for RiskProbability {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.forest.version().hash(state);
+    }
+}
+
+impl ScalarUDFImpl for RiskProbability {
+    fn name(&self) -> &str {
+        "risk_probability"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        coerce_six_vitals(self.name(), arg_types)
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Struct(RiskProbability::fields()))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let rows = args.number_rows;
+        let cols = float_args(&args.args, rows)?;
+        let mut builders: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(rows));
+        let mut valid = Vec::with_capacity(rows);
+        score_arrays(&self.forest, &cols, |_, p| {
+            valid.push(p.is_some());
+            let probs = p.map_or([0.0; 3], |p| p.probabilities);
+            for (b, v) in builders.iter_mut().zip(probs) {
+                b.append_value(v);
+            }
+        });
+        let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let nulls = NullBuffer::from(valid);
+        let out = StructArray::try_new(RiskProbability::fields(), arrays, Some(nulls))?;
+        Ok(ColumnarValue::Array(Arc::new(out)))
+    }
+}
