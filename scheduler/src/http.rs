@@ -123,8 +123,8 @@ async fn predict_batch(State(state): State<Arc<HttpState>>, headers: HeaderMap, 
 }
 
 /// Probabilities are averages of leaf fractions; four decimals is what a reader can use.
-fn round4(p: f32) -> f64 {
-    (f64::from(p) * 10_000.0).round() / 10_000.0
+fn round4(p: f64) -> f64 {
+    (p * 10_000.0).round() / 10_000.0
 }
 
 /// The six model inputs of every record, or the status and every error found.
