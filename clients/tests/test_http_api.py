@@ -34,9 +34,35 @@ def test_predict_batch_needs_credentials_and_names_bad_fields(cluster):
     assert status == 200, answer
     assert answer["predictions"][0]["risk"] in {"High", "Medium", "Low"}
 
+    # Prometheus text, open like /healthz: the answers so far are counted.
+    import urllib.request
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        metrics = response.read().decode()
+    assert 'vitalflow_http_predict_batch_responses_total{status="401"} 2' in metrics, metrics
+    assert 'vitalflow_http_predict_batch_responses_total{status="200"} 1' in metrics, metrics
+
     _, token = FLIGHT_SQL_TOKEN
     bad = [RECORD, {**RECORD, "glucose": None}, {**RECORD, "temperature": 95.2}]
     status, answer, _ = http("POST", f"{base}/predict_batch", {"records": bad}, {"Authorization": f"Bearer {token}"})
     assert status == 422, answer
     assert [d["loc"] for d in answer["detail"]] == [["body", 1, "glucose"], ["body", 2, "temperature"]], answer
     assert "outside" in answer["detail"][1]["msg"], answer
+
+
+def test_http_api_never_answers_5xx_to_what_its_openapi_document_allows(cluster, tmp_path):
+    """schemathesis generates requests from /openapi.json (valid and invalid bodies, auth on)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl")
+    user, (password, _) = next(iter(FLIGHT_SQL_USERS.items()))
+    authorization = basic(user, password)["Authorization"]
+    cli = Path(sys.executable).parent / "schemathesis"
+    result = subprocess.run(
+        [str(cli), "run", f"http://{addrs['http']}/openapi.json",
+         "--checks", "not_a_server_error,response_schema_conformance,status_code_conformance",
+         "--max-examples", "60", "--seed", "7", "--header", f"Authorization: {authorization}"],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]

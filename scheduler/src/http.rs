@@ -1,14 +1,20 @@
-//! The HTTP API: the seed's FastAPI contract, `POST /predict_batch` and `GET /healthz`.
+//! The HTTP API: the seed's FastAPI contract, `POST /predict_batch` and `GET /healthz`, plus
+//! `GET /metrics` (Prometheus) and `GET /openapi.json`.
 //!
 //! Bodies are validated by hand rather than by a typed extractor so that every mistake is answered
 //! with 422 and names the record index and the field, in FastAPI's `detail` shape that the seed's
 //! clients already parse. A client's mistake is never a 5xx.
 //!
 //! `/predict_batch` takes the same credentials as Flight SQL (Basic, or a Bearer token the Flight SQL
-//! handshake issued); `/healthz` is open so that load balancers and probes need no secret.
+//! handshake issued); `/healthz`, `/metrics` and `/openapi.json` carry no patient data and are open, so
+//! that probes and Prometheus need no secret.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::Bytes;
@@ -21,21 +27,86 @@ use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
-use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::{RiskForest, RiskLevel};
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
+use crate::etl::EtlStats;
 use crate::error::{Error, Result};
 
 /// Errors reported per request, at most this many (FastAPI reports all; a 10k-record body of junk
 /// should not produce a megabyte of errors).
 const MAX_REPORTED_ERRORS: usize = 50;
 
+/// The OpenAPI document of these routes (schemathesis tests the server against it).
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
 #[derive(Debug)]
 struct HttpState {
     forest: Arc<RiskForest>,
     auth: Arc<Authenticator>,
     max_batch_records: usize,
+    stats: HttpStats,
+    etl: Option<Arc<EtlStats>>,
+}
+
+/// Counters of `/predict_batch`, rendered on `/metrics`.
+#[derive(Debug, Default)]
+struct HttpStats {
+    /// Responses by status code.
+    responses: Mutex<BTreeMap<u16, u64>>,
+    /// Predictions made, by risk level in `RiskLevel::ALL` order.
+    predictions: [AtomicU64; 3],
+    /// Seconds spent answering, as microseconds (summed) and the number of answers.
+    micros: AtomicU64,
+    answered: AtomicU64,
+}
+
+impl HttpStats {
+    fn record(&self, status: StatusCode, started: Instant) {
+        if let Ok(mut responses) = self.responses.lock() {
+            *responses.entry(status.as_u16()).or_default() += 1;
+        }
+        self.micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.answered.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, etl: Option<&EtlStats>) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP vitalflow_http_predict_batch_responses_total /predict_batch answers by status code.
+");
+        out.push_str("# TYPE vitalflow_http_predict_batch_responses_total counter
+");
+        if let Ok(responses) = self.responses.lock() {
+            for (status, n) in responses.iter() {
+                let _ = writeln!(out, "vitalflow_http_predict_batch_responses_total{{status=\"{status}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP vitalflow_http_predictions_total Records scored by /predict_batch, by risk level.
+");
+        out.push_str("# TYPE vitalflow_http_predictions_total counter
+");
+        for (level, n) in vitalflow_udf_model::RiskLevel::ALL.iter().zip(&self.predictions) {
+            let _ = writeln!(out, "vitalflow_http_predictions_total{{risk=\"{level}\"}} {}", n.load(Ordering::Relaxed));
+        }
+        out.push_str("# HELP vitalflow_http_predict_batch_seconds Time answering /predict_batch.
+");
+        out.push_str("# TYPE vitalflow_http_predict_batch_seconds summary
+");
+        let seconds = self.micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_sum {seconds}");
+        let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_count {}", self.answered.load(Ordering::Relaxed));
+        if let Some(etl) = etl {
+            for (name, help, value) in [
+                ("vitalflow_etl_batches_total", "ETL micro-batches committed.", &etl.batches),
+                ("vitalflow_etl_rows_total", "Rows the ETL wrote to vitals_clean.", &etl.rows_out),
+                ("vitalflow_etl_failures_total", "ETL micro-batches that failed and were retried.", &etl.failures),
+            ] {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            }
+        }
+        out
+    }
 }
 
 /// One entry of FastAPI's `detail` list: where, what, and a machine-readable kind.
@@ -80,12 +151,29 @@ struct PredictBatchResponse<'a> {
 }
 
 /// The HTTP routes over a model.
-pub fn router(forest: Arc<RiskForest>, auth: Arc<Authenticator>, config: &HttpConfig) -> Router {
-    let state = Arc::new(HttpState { forest, auth, max_batch_records: config.max_batch_records });
+pub fn router(forest: Arc<RiskForest>, auth: Arc<Authenticator>, etl: Option<Arc<EtlStats>>, config: &HttpConfig) -> Router {
+    let state = Arc::new(HttpState {
+        forest,
+        auth,
+        max_batch_records: config.max_batch_records,
+        stats: HttpStats::default(),
+        etl,
+    });
     Router::new()
         .route("/predict_batch", post(predict_batch))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
         .with_state(state)
+}
+
+async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
+    let text = state.stats.render(state.etl.as_deref());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON).into_response()
 }
 
 async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
@@ -98,12 +186,19 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
 }
 
 async fn predict_batch(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    let response = answer_predict_batch(&state, &headers, &body);
+    state.stats.record(response.status(), started);
+    response
+}
+
+fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Response {
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(error) = state.auth.check_header(authorization) {
         let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
         return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")], Json(detail)).into_response();
     }
-    let records = match parse_records(&body, state.max_batch_records) {
+    let records = match parse_records(body, state.max_batch_records) {
         Ok(records) => records,
         Err((status, errors)) => return (status, Json(json!({ "detail": errors }))).into_response(),
     };
@@ -115,6 +210,7 @@ async fn predict_batch(State(state): State<Arc<HttpState>>, headers: HeaderMap, 
             return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": [error] }))).into_response();
         };
         // Probabilities come in RiskLevel::ALL order: High, Medium, Low.
+        state.stats.predictions[RiskLevel::ALL.iter().position(|l| *l == p.risk).unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
         let [high, medium, low] = p.probabilities.map(round4);
         let probabilities = Probabilities { high, medium, low };
         predictions.push(PredictionJson { risk: p.risk.as_str(), probabilities, model_version: state.forest.version() });
@@ -250,13 +346,14 @@ pub async fn start_http(
     config: &HttpConfig,
     forest: Arc<RiskForest>,
     auth: Arc<Authenticator>,
+    etl: Option<Arc<EtlStats>>,
     shutdown: CancellationToken,
 ) -> Result<RunningHttp> {
     let bind = format!("{}:{}", config.bind_host, config.port);
     let bind_err = |source| Error::Bind { what: "http", addr: bind.clone(), source };
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let app = router(forest, auth, config);
+    let app = router(forest, auth, etl, config);
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!(error = %error, "HTTP server stopped.");
@@ -311,6 +408,39 @@ mod tests {
             ]
         );
         assert!(errors[0].msg.contains("a string"), "{}", errors[0].msg);
+    }
+
+    #[test]
+    fn openapi_document_states_the_ranges_the_server_enforces() {
+        let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+        let record = &doc["components"]["schemas"]["VitalsRecord"];
+        let required: Vec<&str> = record["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+        assert_eq!(required, MODEL_FEATURES.map(Vital::column));
+        for vital in MODEL_FEATURES {
+            let field = &record["properties"][vital.column()];
+            let (low, high) = vital.possible_range();
+            assert_eq!((field["minimum"].as_f64(), field["maximum"].as_f64()), (Some(low), Some(high)), "{}", vital.column());
+        }
+    }
+
+    #[test]
+    fn metrics_count_answers_and_predictions() {
+        let stats = HttpStats::default();
+        stats.record(StatusCode::OK, Instant::now());
+        stats.record(StatusCode::UNPROCESSABLE_ENTITY, Instant::now());
+        stats.predictions[0].fetch_add(2, Ordering::Relaxed);
+        let etl = EtlStats::default();
+        etl.batches.fetch_add(5, Ordering::Relaxed);
+        let text = stats.render(Some(&etl));
+        for line in [
+            "vitalflow_http_predict_batch_responses_total{status=\"200\"} 1",
+            "vitalflow_http_predict_batch_responses_total{status=\"422\"} 1",
+            "vitalflow_http_predictions_total{risk=\"High\"} 2",
+            "vitalflow_http_predict_batch_seconds_count 2",
+            "vitalflow_etl_batches_total 5",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub async fn start(
             Some(auth) => auth,
             None => Arc::new(auth::Authenticator::new(&config.flight_sql.auth)?),
         };
-        let running = http::start_http(&config.http, forest.clone(), auth, shutdown.clone()).await?;
+        let etl = config.etl.enabled.then(|| etl_stats.clone());
+        let running = http::start_http(&config.http, forest.clone(), auth, etl, shutdown.clone()).await?;
         http = Some(running.addr);
         tasks.push(running.task);
     }
