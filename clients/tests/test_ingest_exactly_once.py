@@ -125,16 +125,17 @@ def acknowledged(sim) -> int:
     return int(text.split("vitalflow simulate: ", 1)[1].split(" ", 1)[0])
 
 
-def ingest(cluster, name: str, group: str, config: Path, env: dict[str, str] | None = None):
-    return cluster.start(name, "--config", str(config), "ingest", "--group", group, "--metrics-port", "0",
+def ingest(cluster, name: str, group: str, env: dict[str, str] | None = None):
+    # The cluster passes its own --config to every child; `fast_config` adds the short group timeouts to it.
+    return cluster.start(name, "ingest", "--group", group, "--metrics-port", "0",
                          env=dict(SMALL_FLUSHES, **(env or {})))
 
 
 @pytest.fixture
-def fast_config(tmp_path) -> Path:
-    path = tmp_path / "vitalflow.toml"
-    path.write_text(FAST_GROUP)
-    return path
+def fast_config(cluster) -> Path:
+    with open(cluster.config, "a") as config:
+        config.write(FAST_GROUP)
+    return cluster.config
 
 
 def wait_some_landed(cluster, at_least: int = 1, timeout: float = 120) -> None:
@@ -151,12 +152,12 @@ def test_ingest_killed_at_random_points_lands_every_record_once(cluster, fast_co
     group = f"{cluster.topic}-ingest"
     # A paced stream: the kills fall while records arrive, not after.
     sim = Stream(cluster.kafka, cluster.topic, RECORDS, rate=max(RECORDS / 15, 5000), partitions=3)
-    proc = ingest(cluster, "ingest-0", group, fast_config)
+    proc = ingest(cluster, "ingest-0", group)
     wait_some_landed(cluster)
     for i in range(1, 7):
         time.sleep(rng.uniform(0.2, 2.0))
         proc.stop(signal.SIGKILL)
-        proc = ingest(cluster, f"ingest-{i}", group, fast_config)
+        proc = ingest(cluster, f"ingest-{i}", group)
     produced = sim.join()
     wait_all_landed(cluster, produced)
     proc.stop()
@@ -171,7 +172,7 @@ def test_ingest_crash_inside_a_flush_resumes_from_the_landed_files(cluster, fast
     sim = simulate(cluster, 5000)
     produced = acknowledged(sim)
     bad = produce_payloads(cluster.kafka, cluster.topic, [b"{broken"] * 20)
-    crashed = ingest(cluster, "ingest-crash", group, fast_config,
+    crashed = ingest(cluster, "ingest-crash", group,
                      env={"VITALFLOW_FAULT_INGEST": fault, "VITALFLOW__INGEST__FLUSH_RECORDS": "1000"})
     assert crashed.wait_exit(60) != 0, crashed.tail()
     if fault == "after-landing":
@@ -181,7 +182,7 @@ def test_ingest_crash_inside_a_flush_resumes_from_the_landed_files(cluster, fast
     else:
         # The bad records' range has its dead letters but not its vitals_raw file.
         assert landed_positions(cluster.data, "dead_letters")
-    ingest(cluster, "ingest", group, fast_config, env={"VITALFLOW__INGEST__FLUSH_RECORDS": "777"})
+    ingest(cluster, "ingest", group, env={"VITALFLOW__INGEST__FLUSH_RECORDS": "777"})
     wait_all_landed(cluster, produced + bad)
     assert_exactly_once(cluster, produced + bad)
 
@@ -192,7 +193,7 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cl
         pytest.skip("needs the test script's broker (VITALFLOW_KAFKA_DIR) to restart it")
     group = f"{cluster.topic}-ingest"
     produced = acknowledged(simulate(cluster, RECORDS))
-    proc = ingest(cluster, "ingest", group, fast_config, env={"VITALFLOW__INGEST__FLUSH_RECORDS": "1000"})
+    proc = ingest(cluster, "ingest", group, env={"VITALFLOW__INGEST__FLUSH_RECORDS": "1000"})
     wait_some_landed(cluster, at_least=1000)
     kafka_sh = [str(ROOT / "deploy" / "kafka" / "kafka.sh")]
     subprocess.run(kafka_sh + ["stop"], check=True)
@@ -207,12 +208,12 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cl
 def test_two_processes_in_one_group_one_killed_and_restarted(cluster, fast_config):
     group = f"{cluster.topic}-ingest"
     sim = Stream(cluster.kafka, cluster.topic, RECORDS, rate=max(RECORDS / 15, 5000), partitions=6)
-    a = ingest(cluster, "ingest-a", group, fast_config)
-    b = ingest(cluster, "ingest-b", group, fast_config)
+    a = ingest(cluster, "ingest-a", group)
+    b = ingest(cluster, "ingest-b", group)
     wait_some_landed(cluster, at_least=RECORDS // 10)
     a.stop(signal.SIGKILL)
     time.sleep(2)
-    a = ingest(cluster, "ingest-a2", group, fast_config)
+    a = ingest(cluster, "ingest-a2", group)
     produced = sim.join()
     wait_all_landed(cluster, produced)
     assert a.proc.poll() is None and b.proc.poll() is None, cluster.logs()
@@ -291,7 +292,7 @@ def test_fuzzed_bad_messages_are_dead_letters_with_reasons_and_good_ones_land(cl
     subprocess.run([cluster.binary, "--kafka", cluster.kafka, "--topic", cluster.topic, "simulate", "--count", "0",
                     "--partitions", str(cluster_topic_partitions)], check=True, capture_output=True)
     produce_payloads(cluster.kafka, cluster.topic, payloads)
-    ingest(cluster, "ingest", f"{cluster.topic}-ingest", fast_config)
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest")
     wait_all_landed(cluster, len(payloads))
     assert_exactly_once(cluster, len(payloads))
 
@@ -316,7 +317,7 @@ def test_fhir_observations_land_with_their_vitals_in_table_units(cluster, fast_c
     subprocess.run([cluster.binary, "--kafka", cluster.kafka, "--topic", cluster.topic, "simulate", "--count", "0",
                     "--partitions", "1"], check=True, capture_output=True)
     produce_payloads(cluster.kafka, cluster.topic, [f.read_bytes() for f in fixtures])
-    ingest(cluster, "ingest", f"{cluster.topic}-ingest", fast_config)
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest")
     wait_all_landed(cluster, len(fixtures))
     assert_exactly_once(cluster, len(fixtures))
     assert landed_positions(cluster.data, "dead_letters") == []
