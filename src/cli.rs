@@ -62,8 +62,11 @@ pub enum Command {
     Predict(PredictArgs),
     /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio.
     Bench(BenchArgs),
-    /// Print the effective configuration as TOML.
+    /// Print the effective configuration as TOML (secrets shown as "<redacted>").
     Config,
+    /// Read a password from standard input and print the `password_hash` for a
+    /// `[[flight_sql.auth.users]]` entry (salted PBKDF2-HMAC-SHA256).
+    HashPassword,
 }
 
 /// Options every long-running service shares.

@@ -289,3 +289,20 @@ pub fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
         Bench::Model(args) => crate::bench::model::run(&args),
     }
 }
+
+/// Reads one password line from standard input and prints its `password_hash`.
+pub fn hash_password() -> anyhow::Result<()> {
+    use std::io::{BufRead, IsTerminal};
+    if std::io::stdin().is_terminal() {
+        eprintln!("Password (input is shown; pipe it in to keep it off the screen):");
+    }
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        anyhow::bail!("no password on standard input");
+    }
+    let hash = vitalflow_scheduler::auth::hash_password(password, vitalflow_scheduler::auth::PBKDF2_ITERATIONS);
+    println!("password_hash = \"{hash}\"");
+    Ok(())
+}

@@ -148,6 +148,29 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
     Ok(config)
 }
 
+/// The configuration as TOML for people to read: every non-empty value whose key names a secret or
+/// a password (`token_secret`, `sasl_password`, ...) reads "<redacted>". Hashes stay: they are not secrets.
+pub fn redacted_toml(config: &VitalflowConfig) -> anyhow::Result<String> {
+    fn redact(value: &mut toml::Value) {
+        match value {
+            toml::Value::Table(table) => {
+                for (key, v) in table.iter_mut() {
+                    let secret = key.ends_with("secret") || key.ends_with("password");
+                    match v {
+                        toml::Value::String(s) if secret && !s.is_empty() => *s = "<redacted>".into(),
+                        other => redact(other),
+                    }
+                }
+            }
+            toml::Value::Array(items) => items.iter_mut().for_each(redact),
+            _ => {}
+        }
+    }
+    let mut value = toml::Value::try_from(config).context("serialising the configuration")?;
+    redact(&mut value);
+    toml::to_string_pretty(&value).context("printing the configuration")
+}
+
 /// Merges `overlay` into `base`, table by table.
 fn merge(base: &mut toml::Value, overlay: toml::Value) {
     match (base, overlay) {
@@ -187,6 +210,21 @@ fn set_from_env(value: &mut toml::Value, path: &[String], raw: &str) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printed_configuration_hides_secrets_but_not_hashes() {
+        let mut config = VitalflowConfig::default();
+        config.flight_sql.auth.token_secret = "hunter2-signing-key".into();
+        config.flight_sql.auth.users.push(vitalflow_scheduler::auth::UserConfig {
+            name: "ana".into(),
+            password_hash: "pbkdf2-sha256$1000$c2FsdHNhbHQ$aGFzaA".into(),
+            role: vitalflow_scheduler::auth::Role::Admin,
+        });
+        let text = redacted_toml(&config).unwrap();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("token_secret = \"<redacted>\""), "{text}");
+        assert!(text.contains("pbkdf2-sha256$1000$"), "{text}");
+    }
 
     #[test]
     fn layers_defaults_file_then_environment() {

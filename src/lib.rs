@@ -7,7 +7,6 @@ pub mod config;
 pub mod logging;
 pub mod up;
 
-use anyhow::Context;
 
 use crate::cli::{Cli, Command};
 use crate::config::VitalflowConfig;
@@ -46,8 +45,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(config, args).await,
         Command::Bench(args) => commands::bench(config, args),
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
+            print!("{}", config::redacted_toml(&config)?);
             Ok(())
         }
+        Command::HashPassword => commands::hash_password(),
     }
 }

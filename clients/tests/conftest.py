@@ -7,6 +7,7 @@ fails, and every child is killed when the test ends.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -62,12 +63,21 @@ FLIGHT_SQL_USERS = {"admin": ("admin-test-pw", "admin"), "grafana": ("vitals-tes
 FLIGHT_SQL_TOKEN = ("dashboard", "dashboard-test-token")
 
 
+def password_hash(password: str, iterations: int = 1000) -> str:
+    """A `password_hash` as `vitalflow hash-password` writes it; few iterations keep debug builds quick."""
+    salt = os.urandom(16)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    b64 = lambda b: base64.b64encode(b).decode().rstrip("=")  # noqa: E731
+    return f"pbkdf2-sha256${iterations}${b64(salt)}${b64(digest)}"
+
+
 def write_test_config(path: Path) -> Path:
     """A vitalflow.toml giving Flight SQL the test users and token (the file holds only hashes)."""
     sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
-    lines = ["[flight_sql.auth]", 'token_secret = "test-only-secret"']
+    # Every port the suites do not pass as a flag is 0 here, so that suites running side by side never collide.
+    lines = ["[ingest]", "metrics_port = 0", "[flight_sql.auth]", 'token_secret = "test-only-secret"']
     for name, (password, role) in FLIGHT_SQL_USERS.items():
-        lines += ["[[flight_sql.auth.users]]", f'name = "{name}"', f'password_sha256 = "{sha(password)}"', f'role = "{role}"']
+        lines += ["[[flight_sql.auth.users]]", f'name = "{name}"', f'password_hash = "{password_hash(password)}"', f'role = "{role}"']
     name, token = FLIGHT_SQL_TOKEN
     lines += ["[[flight_sql.auth.tokens]]", f'name = "{name}"', f'token_sha256 = "{sha(token)}"']
     path.write_text("\n".join(lines) + "\n")

@@ -56,6 +56,10 @@ pub struct ExecutorConfig {
     pub heartbeat_interval_seconds: u64,
     /// Directory for shuffle files; empty uses a temporary directory.
     pub work_dir: String,
+    /// Memory one task may hold, in MiB. A query needing more fails with "Resources exhausted"
+    /// (operators that can spill to `work_dir` spill first) and the executor stays up.
+    /// 0 leaves it to Ballista: its share of the host's (or cgroup's) memory per task slot.
+    pub memory_limit_mb: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -70,6 +74,7 @@ impl Default for ExecutorConfig {
             concurrent_tasks: 0,
             heartbeat_interval_seconds: 5,
             work_dir: String::new(),
+            memory_limit_mb: 0,
         }
     }
 }
@@ -108,6 +113,12 @@ pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: i
         grpc: resolve_port(&config.bind_host, config.grpc_port)?,
     };
     on_ports(ports);
+    let slots = match config.concurrent_tasks {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // Ballista splits the pool evenly across task slots: a task's share is the configured limit.
+    let memory_pool_size = (config.memory_limit_mb > 0).then(|| config.memory_limit_mb * 1024 * 1024 * slots as u64);
     let process = ExecutorProcessConfig {
         bind_host: config.bind_host.clone(),
         external_host: Some(config.external_host.clone()),
@@ -115,7 +126,8 @@ pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: i
         grpc_port: ports.grpc,
         scheduler_host: config.scheduler_host.clone(),
         scheduler_port: config.scheduler_port,
-        vcores: config.concurrent_tasks,
+        vcores: slots,
+        memory_pool_size,
         task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
         work_dir: (!config.work_dir.is_empty()).then(|| config.work_dir.clone()),
         executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,

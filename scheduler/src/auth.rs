@@ -4,9 +4,14 @@
 //! Issued tokens are signed (HMAC-SHA256), not stored: any scheduler sharing `token_secret` accepts
 //! them, they survive a restart when the secret is configured, and nothing grows per client. The
 //! user is looked up again on every check, so removing a user from the configuration revokes its
-//! tokens at the next restart. Used by Flight SQL and meant for the HTTP API too.
+//! tokens at the next restart. Used by Flight SQL and the HTTP API.
+//!
+//! Passwords are stored as salted PBKDF2-HMAC-SHA256 (`vitalflow hash-password` makes one), so a
+//! leaked configuration does not give away passwords shared with other systems. Static tokens are
+//! random and long, so a plain SHA-256 of them is enough.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -54,8 +59,9 @@ impl Default for AuthConfig {
 pub struct UserConfig {
     /// User name, as written in the audit log.
     pub name: String,
-    /// Lower-case hex SHA-256 of the password (`printf %s 'secret' | sha256sum`): the file never holds it.
-    pub password_sha256: String,
+    /// Salted hash of the password, `pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64): made by
+    /// `vitalflow hash-password`. The file never holds the password.
+    pub password_hash: String,
     /// What the user may do.
     #[serde(default)]
     pub role: Role,
@@ -104,10 +110,73 @@ impl Principal {
 /// Checks credentials and issues tokens.
 pub struct Authenticator {
     required: bool,
-    users: HashMap<String, (Vec<u8>, Role)>,
+    users: HashMap<String, (PasswordHash, Role)>,
     tokens: Vec<(Vec<u8>, Principal)>,
     ttl: Duration,
     key: [u8; 32],
+    /// Keyed digests of `user:password` pairs verified since start: the slow hash runs once per
+    /// pair, not on every HTTP request that sends Basic credentials.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Most remembered verified credentials; the set starts over when full.
+const VERIFIED_CAPACITY: usize = 4096;
+
+/// Iterations `vitalflow hash-password` uses (OWASP's 2023 advice for PBKDF2-HMAC-SHA256).
+pub const PBKDF2_ITERATIONS: u32 = 600_000;
+
+/// Scheme name at the start of a password hash.
+const PBKDF2_SCHEME: &str = "pbkdf2-sha256";
+
+/// A parsed `password_hash`.
+#[derive(Debug, Clone, PartialEq)]
+struct PasswordHash {
+    iterations: u32,
+    salt: Vec<u8>,
+    hash: Vec<u8>,
+}
+
+impl PasswordHash {
+    fn parse(field: &str, value: &str) -> Result<PasswordHash> {
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "{field} must be {PBKDF2_SCHEME}$<iterations>$<salt>$<hash> as `vitalflow hash-password` prints it: {why}"
+            ))
+        };
+        let parts: Vec<&str> = value.split('$').collect();
+        let [scheme, iterations, salt, hash] = parts[..] else {
+            return Err(bad(&format!("found {} '$'-separated parts, not 4", parts.len())));
+        };
+        if scheme != PBKDF2_SCHEME {
+            return Err(bad(&format!("unknown scheme {scheme:?}")));
+        }
+        let iterations: u32 = iterations.parse().map_err(|_| bad("iterations is not a number"))?;
+        let salt = BASE64_ANY_PADDING.decode(salt).map_err(|_| bad("salt is not base64"))?;
+        let hash = BASE64_ANY_PADDING.decode(hash).map_err(|_| bad("hash is not base64"))?;
+        if iterations == 0 || salt.len() < 8 || hash.len() != 32 {
+            return Err(bad("needs iterations above 0, a salt of at least 8 bytes and a 32-byte hash"));
+        }
+        Ok(PasswordHash { iterations, salt, hash })
+    }
+
+    fn derive(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), salt, iterations, &mut out);
+        out
+    }
+
+    fn matches(&self, password: &str) -> bool {
+        constant_time_eq(&Self::derive(password, &self.salt, self.iterations), &self.hash)
+    }
+}
+
+/// A `password_hash` value for `password` with a fresh random salt.
+pub fn hash_password(password: &str, iterations: u32) -> String {
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    let hash = PasswordHash::derive(password, &salt, iterations);
+    let b64 = general_purpose::STANDARD_NO_PAD;
+    format!("{PBKDF2_SCHEME}${iterations}${}${}", b64.encode(salt), b64.encode(hash))
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -173,7 +242,7 @@ impl Authenticator {
         if config.required && config.users.is_empty() && config.tokens.is_empty() {
             return Err(Error::Config(
                 "flight_sql.auth.required is true but no flight_sql.auth.users or flight_sql.auth.tokens are configured; \
-                 add a user (password_sha256) or a token, or set flight_sql.auth.required = false for a local-only server"
+                 add a user (password_hash, from `vitalflow hash-password`) or a token, or set flight_sql.auth.required = false for a local-only server"
                     .into(),
             ));
         }
@@ -182,7 +251,7 @@ impl Authenticator {
         }
         let mut users = HashMap::new();
         for u in &config.users {
-            let hash = parse_hex_sha256(&format!("flight_sql.auth.users[{}].password_sha256", u.name), &u.password_sha256)?;
+            let hash = PasswordHash::parse(&format!("flight_sql.auth.users[{}].password_hash", u.name), &u.password_hash)?;
             if users.insert(u.name.clone(), (hash, u.role)).is_some() {
                 return Err(Error::Config(format!("flight_sql.auth.users names {:?} twice", u.name)));
             }
@@ -208,6 +277,7 @@ impl Authenticator {
             tokens,
             ttl: Duration::from_secs(config.token_ttl_seconds),
             key,
+            verified: Mutex::new(HashSet::new()),
         })
     }
 
@@ -223,11 +293,25 @@ impl Authenticator {
             .map_err(|_| unauthenticated("Basic credentials are not base64"))?;
         let text = String::from_utf8(decoded).map_err(|_| unauthenticated("Basic credentials are not UTF-8"))?;
         let (name, password) = text.split_once(':').ok_or_else(|| unauthenticated("Basic credentials lack ':'"))?;
-        let given = sha256(password.as_bytes());
-        match self.users.get(name) {
-            Some((hash, role)) if constant_time_eq(hash, &given) => Ok(Principal { name: name.to_string(), role: *role }),
-            _ => Err(unauthenticated("wrong user name or password")),
+        let Some((hash, role)) = self.users.get(name) else {
+            return Err(unauthenticated("wrong user name or password"));
+        };
+        let principal = Principal { name: name.to_string(), role: *role };
+        let pair = hmac_sha256(&self.key, text.as_bytes());
+        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.contains(&pair) {
+            return Ok(principal);
         }
+        drop(verified);
+        if !hash.matches(password) {
+            return Err(unauthenticated("wrong user name or password"));
+        }
+        verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if verified.len() >= VERIFIED_CAPACITY {
+            verified.clear();
+        }
+        verified.insert(pair);
+        Ok(principal)
     }
 
     /// A bearer token for `principal`, valid for the configured lifetime.
@@ -289,7 +373,7 @@ impl Authenticator {
     }
 }
 
-/// Hex SHA-256 of a secret, as `password_sha256` and `token_sha256` expect.
+/// Hex SHA-256 of a secret, as `token_sha256` expects.
 pub fn secret_sha256(secret: &str) -> String {
     hex(&sha256(secret.as_bytes()))
 }
@@ -312,8 +396,8 @@ mod tests {
     fn config() -> AuthConfig {
         AuthConfig {
             users: vec![
-                UserConfig { name: "ana".into(), password_sha256: secret_sha256("s3cret pass!"), role: Role::Admin },
-                UserConfig { name: "bo".into(), password_sha256: secret_sha256("x"), role: Role::Reader },
+                UserConfig { name: "ana".into(), password_hash: hash_password("s3cret pass!", 1000), role: Role::Admin },
+                UserConfig { name: "bo".into(), password_hash: hash_password("x", 1000), role: Role::Reader },
             ],
             tokens: vec![TokenConfig { name: "grafana".into(), token_sha256: secret_sha256("tok-1"), role: Role::Reader }],
             ..AuthConfig::default()
@@ -368,10 +452,27 @@ mod tests {
         let off = Authenticator::new(&AuthConfig { required: false, ..AuthConfig::default() }).unwrap();
         assert_eq!(off.check_header(None).unwrap(), Principal::local());
         let bad = AuthConfig {
-            users: vec![UserConfig { name: "x".into(), password_sha256: "abc".into(), role: Role::Reader }],
+            users: vec![UserConfig { name: "x".into(), password_hash: secret_sha256("x"), role: Role::Reader }],
             ..AuthConfig::default()
         };
-        assert!(Authenticator::new(&bad).unwrap_err().to_string().contains("password_sha256"));
+        assert!(Authenticator::new(&bad).unwrap_err().to_string().contains("password_hash"));
+    }
+
+    #[test]
+    fn password_hashes_are_salted_and_checked_again_after_a_cached_success() {
+        let (a, b) = (hash_password("same", 1000), hash_password("same", 1000));
+        assert_ne!(a, b, "two hashes of one password must differ by their salt");
+        let parsed = PasswordHash::parse("f", &a).unwrap();
+        assert!(parsed.matches("same") && !parsed.matches("Same"));
+        // RFC 7914 section 11's PBKDF2-HMAC-SHA256 vector (first 32 bytes).
+        assert_eq!(
+            hex(&PasswordHash::derive("passwd", b"salt", 1)),
+            "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
+        );
+        let auth = Authenticator::new(&config()).unwrap();
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true))).is_ok());
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true))).is_ok(), "cached success");
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass", true))).is_err(), "cache must not widen");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ballista_core::config::TaskSchedulingPolicy;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig as BallistaSchedulerConfig;
 use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
 use vitalflow_udf_model::RiskForest;
@@ -22,6 +23,43 @@ pub struct RunningScheduler {
     pub addr: SocketAddr,
     /// The server task; aborting it stops the scheduler.
     pub task: JoinHandle<()>,
+    /// Cancels jobs of this scheduler.
+    pub jobs: ClusterJobs,
+}
+
+/// The scheduler's jobs, as seen from inside its process: the Flight SQL front door names each of
+/// its jobs and cancels the job when its client goes away or its time runs out, because a Ballista
+/// client context only stops reading, and the job would go on holding executor slots.
+#[derive(Clone)]
+pub struct ClusterJobs {
+    server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+}
+
+impl std::fmt::Debug for ClusterJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterJobs").field("scheduler_id", &self.server.scheduler_id).finish()
+    }
+}
+
+impl ClusterJobs {
+    /// Cancels every queued or running job named `job_name`; returns how many were cancelled.
+    pub async fn cancel_named(&self, job_name: &str) -> usize {
+        let jobs = match self.server.state.task_manager.get_running_jobs().await {
+            Ok(jobs) => jobs,
+            Err(error) => {
+                tracing::warn!(%error, job_name, "Listing jobs to cancel failed.");
+                return 0;
+            }
+        };
+        let mut cancelled = 0;
+        for job in jobs.into_iter().filter(|j| j.job_name == job_name) {
+            match self.server.cancel_job(job.job_id.clone()).await {
+                Ok(()) => cancelled += 1,
+                Err(error) => tracing::warn!(%error, job_id = %job.job_id, "Cancelling a job failed."),
+            }
+        }
+        cancelled
+    }
 }
 
 /// Binds and starts the scheduler's gRPC server.
@@ -48,11 +86,12 @@ pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) 
     let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, ballista_config)
         .await
         .map_err(ballista("creating scheduler"))?;
+    let jobs = ClusterJobs { server: server.clone() };
     let task = tokio::spawn(async move {
         if let Err(error) = start_grpc_service_with_listener(listener, server).await {
             tracing::error!(error = %error, "Ballista scheduler stopped.");
         }
     });
     tracing::info!(%addr, "Ballista scheduler listening.");
-    Ok(RunningScheduler { addr, task })
+    Ok(RunningScheduler { addr, task, jobs })
 }

@@ -15,6 +15,7 @@ mod server;
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
@@ -46,6 +47,7 @@ use self::handle::StatementHandle;
 use self::query::{QueryLimits, client_schema, parameter_schema, plan, query_status, to_client_batch};
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{Authenticator, Principal};
+use crate::cluster::ClusterJobs;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
 
@@ -60,6 +62,9 @@ pub struct FlightSqlEndpoint {
     limits: QueryLimits,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
+    /// The scheduler's jobs, when it runs in this process: lets an abandoned query's job be cancelled.
+    jobs: Option<ClusterJobs>,
+    queries: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FlightSqlEndpoint {
@@ -118,7 +123,15 @@ impl FlightSqlEndpoint {
             },
             sql_info: Arc::new(sql_info),
             xdbc_info: Arc::new(xdbc_info),
+            jobs: None,
+            queries: Arc::new(AtomicU64::new(0)),
         })
+    }
+
+    /// Cancels the Ballista job of a query that times out, fails or loses its client.
+    pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> FlightSqlEndpoint {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// The authenticator, shared with the transport layer.
@@ -149,8 +162,13 @@ impl FlightSqlEndpoint {
     async fn stream(&self, who: &Principal, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
         let mut audit = self.audit.start(who, &handle.sql);
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let job = QueryJob {
+            name: format!("flight-sql/{}/{}", who.name, self.queries.fetch_add(1, Ordering::Relaxed)),
+            jobs: self.jobs.clone(),
+            finished: false,
+        };
         let started = async {
-            let frame = self.plan_timed(who, handle).await?;
+            let frame = job.named(self.plan_timed(who, handle).await?);
             let schema = client_schema(frame.schema().inner());
             let run = tokio::time::timeout_at(deadline, frame.execute_stream());
             let batches = run.await.map_err(|_| self.timeout_status())?.map_err(query_status)?;
@@ -166,8 +184,8 @@ impl FlightSqlEndpoint {
         let (limits, timeout) = (self.limits, self.timeout_status());
         let announced = schema.clone();
         // One state threaded through the stream: batches, bytes so far, the audit entry.
-        let state = (batches, 0u64, audit, false);
-        let limited = futures::stream::unfold(state, move |(mut batches, mut bytes, mut audit, ended)| {
+        let state = (batches, 0u64, audit, job, false);
+        let limited = futures::stream::unfold(state, move |(mut batches, mut bytes, mut audit, mut job, ended)| {
             let (announced, timeout) = (announced.clone(), timeout.clone());
             async move {
                 if ended {
@@ -177,6 +195,7 @@ impl FlightSqlEndpoint {
                     Err(_) => Err(timeout),
                     Ok(None) => {
                         audit.finish(Outcome::Ok, None);
+                        job.finish();
                         return None;
                     }
                     Ok(Some(Err(e))) => Err(query_status(e)),
@@ -195,11 +214,11 @@ impl FlightSqlEndpoint {
                 match item {
                     Ok(batch) => {
                         audit.add_rows(batch.num_rows());
-                        Some((Ok(batch), (batches, bytes, audit, false)))
+                        Some((Ok(batch), (batches, bytes, audit, job, false)))
                     }
                     Err(status) => {
                         audit.finish(Outcome::Failed, Some(status.message().to_string()));
-                        Some((Err(FlightError::Tonic(Box::new(status))), (batches, bytes, audit, true)))
+                        Some((Err(FlightError::Tonic(Box::new(status))), (batches, bytes, audit, job, true)))
                     }
                 }
             }
@@ -215,6 +234,48 @@ impl FlightSqlEndpoint {
             self.audit.start(who, sql).finish(Outcome::Refused, Some(status.message().to_string()));
         }
         result
+    }
+}
+
+/// The cluster job of one streamed query. Dropped before its results ran to the end (time limit,
+/// error, client gone), it cancels the job so that it stops holding executor slots.
+struct QueryJob {
+    name: String,
+    jobs: Option<ClusterJobs>,
+    finished: bool,
+}
+
+impl QueryJob {
+    /// The results ran to the end: nothing to cancel.
+    fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// `frame`, to run as a job with this name.
+    fn named(&self, frame: datafusion::prelude::DataFrame) -> datafusion::prelude::DataFrame {
+        use ballista::prelude::SessionConfigExt;
+        let (mut state, plan) = frame.into_parts();
+        let config = state.config().clone().with_ballista_job_name(&self.name);
+        *state.config_mut() = config;
+        datafusion::prelude::DataFrame::new(state, plan)
+    }
+}
+
+impl Drop for QueryJob {
+    fn drop(&mut self) {
+        let (Some(jobs), false) = (self.jobs.take(), self.finished) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            // The job may still be on its way to the scheduler: look again for a few seconds.
+            for _ in 0..5 {
+                if jobs.cancel_named(&name).await > 0 {
+                    tracing::info!(job_name = %name, "Cancelled the job of an abandoned query.");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 }
 

@@ -103,7 +103,7 @@ pub async fn start(
     let mut authenticator = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?;
+        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone());
         authenticator = Some(endpoint.authenticator());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);

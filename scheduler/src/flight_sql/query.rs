@@ -38,6 +38,11 @@ pub(crate) fn query_status(e: DataFusionError) -> Status {
         | DataFusionError::SchemaError(..)
         | DataFusionError::NotImplemented(_) => Status::invalid_argument(e.to_string()),
         DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
+        // An executor's memory limit arrives from Ballista as the text of a failed job.
+        _ if ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| e.to_string().contains(m)) => Status::resource_exhausted(format!(
+            "query needs more memory than an executor task may use (executor.memory_limit_mb); \
+             aggregate, filter or narrow the time range: {e}"
+        )),
         _ => Status::internal(e.to_string()),
     }
 }
