@@ -324,7 +324,18 @@ impl EtlDriver {
         let versions = list_versions(self.location.store().as_ref(), &dir)
             .await
             .map_err(|source| Error::Store { step: format!("listing {dir}"), source })?;
-        self.state_url = current(&versions, self.checkpoint.last_batch_id).map(|v| self.location.object_url(&v.path));
+        let path = match current(&versions, self.checkpoint.last_batch_id) {
+            Some(version) => version.path.clone(),
+            None => {
+                // Version 0, the empty state: a real file, because Ballista 55 fails stages that
+                // union a scan with an empty table (its task metrics do not match the stage's).
+                let path = self.location.path(&format!("{STATE_DIR}/{}", crate::versioned::version_file(0)));
+                let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
+                vitalflow_ingest::landing::write_parquet(&self.location, &path, &[empty]).await?;
+                path
+            }
+        };
+        self.state_url = Some(self.location.object_url(&path));
         self.register_input(files)
     }
 

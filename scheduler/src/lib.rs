@@ -95,7 +95,7 @@ pub async fn start(
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
     if config.etl.enabled {
-        let ctx = session::remote_context(&target, &location, &forest).await?;
+        let ctx = session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?;
         let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone()).await?;
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));

@@ -56,7 +56,24 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
 
 /// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.
 pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
-    let state = SessionStateBuilder::new().with_config(session_config()).with_default_features().build();
+    remote_context_with(scheduler, location, forest, session_config()).await
+}
+
+/// Settings of the ETL driver's session. Ballista 55's adaptive planner is off: on the ETL's
+/// window plan over small batches it plans sorts with no partitions, which DataFusion 55 rejects
+/// (`topk_emitter_count > 0`) and the executor dies; the static planner runs the same plan.
+pub fn etl_session_config() -> SessionConfig {
+    session_config().set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
+}
+
+/// [`remote_context`] with `config` instead of [`session_config`].
+pub async fn remote_context_with(
+    scheduler: &str,
+    location: &DataLocation,
+    forest: &Arc<RiskForest>,
+    config: SessionConfig,
+) -> Result<SessionContext> {
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
         .await
         .map_err(|source| Error::Query { step: format!("connecting to scheduler {scheduler}"), source })?;
