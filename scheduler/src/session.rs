@@ -62,8 +62,10 @@ pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &A
 /// Settings of the ETL driver's session. Ballista 55's adaptive planner is off: on the ETL's
 /// window plan over small batches it plans sorts with no partitions, which DataFusion 55 rejects
 /// (`topk_emitter_count > 0`) and the executor dies; the static planner runs the same plan.
+/// A micro-batch is small: two shuffle partitions per stage keep its tasks few (the default, one
+/// per core of the client, makes dozens of near-empty tasks per stage).
 pub fn etl_session_config() -> SessionConfig {
-    session_config().set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false)
+    session_config().set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false).with_target_partitions(2)
 }
 
 /// [`remote_context`] with `config` instead of [`session_config`].
