@@ -5,7 +5,9 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     let cli = vitalflow::cli::Cli::parse();
     vitalflow::logging::init(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // DataFusion's planner and plan (de)serialization recurse per node and expression; the ETL's
+    // plan needs more than tokio's 2 MiB worker stacks (debug builds overflow them).
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().thread_stack_size(16 * 1024 * 1024).build() {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("vitalflow: cannot start the async runtime: {error}");

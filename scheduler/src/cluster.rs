@@ -79,6 +79,8 @@ pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) 
         expire_dead_executor_interval_seconds: 5.min(config.executor_timeout_seconds.max(1)),
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
         override_session_builder: Some(scheduler_session_builder(forest)),
+        // patient_latest travels to the scheduler as a VersionedTable and resolves there.
+        override_logical_codec: Some(Arc::new(crate::versioned::VitalflowLogicalCodec::default())),
         ..BallistaSchedulerConfig::default()
     });
     let ballista = |step| move |source| Error::Ballista { step, source };

@@ -44,11 +44,26 @@ pub struct EtlConfig {
     /// SQL file turning `new_vitals_raw` into `vitals_clean` rows; empty uses the shipped
     /// `deploy/etl/vitals_clean.sql`.
     pub sql_file: String,
+    /// How long a patient's last value of a vital stands in for a reading that lacks it, in seconds
+    /// (`${carry_forward_seconds}` in the SQL): a monitor that skips glucose still gets a risk.
+    pub carry_forward_seconds: u64,
+    /// Readings in each per-patient rolling window of `vitals_clean`, the current one included; also
+    /// how many recent readings per patient the ETL keeps as state.
+    pub window_readings: u32,
+    /// How long a superseded `patient_latest` version is kept for queries still reading it, in seconds.
+    pub version_grace_seconds: u64,
 }
 
 impl Default for EtlConfig {
     fn default() -> Self {
-        EtlConfig { enabled: true, min_interval_ms: 250, sql_file: String::new() }
+        EtlConfig {
+            enabled: true,
+            min_interval_ms: 250,
+            sql_file: String::new(),
+            carry_forward_seconds: 900,
+            window_readings: 5,
+            version_grace_seconds: 120,
+        }
     }
 }
 
@@ -58,6 +73,10 @@ impl EtlConfig {
         if self.min_interval_ms < 10 {
             return Err(Error::Config(format!("etl.min_interval_ms is {}, at least 10 is needed", self.min_interval_ms)));
         }
+        if self.window_readings == 0 {
+            return Err(Error::Config("etl.window_readings is 0, at least 1 (the reading itself) is needed".into()));
+        }
+
         Ok(())
     }
 
@@ -66,13 +85,22 @@ impl EtlConfig {
         Duration::from_millis(self.min_interval_ms)
     }
 
-    /// The ETL SQL: the configured file, or the shipped default.
+    /// The ETL SQL: the configured file, or the shipped default, with its `${setting}`s filled in.
     pub fn sql(&self) -> Result<String> {
-        if self.sql_file.is_empty() {
-            return Ok(crate::etl::DEFAULT_SQL.to_string());
-        }
-        std::fs::read_to_string(&self.sql_file)
-            .map_err(|e| Error::Config(format!("etl.sql_file {:?}: {e}", self.sql_file)))
+        let template = if self.sql_file.is_empty() {
+            crate::etl::DEFAULT_SQL.to_string()
+        } else {
+            std::fs::read_to_string(&self.sql_file)
+                .map_err(|e| Error::Config(format!("etl.sql_file {:?}: {e}", self.sql_file)))?
+        };
+        Ok(template
+            .replace("${carry_forward_seconds}", &self.carry_forward_seconds.to_string())
+            .replace("${window_preceding}", &(self.window_readings.saturating_sub(1)).to_string()))
+    }
+
+    /// Grace period of superseded versions.
+    pub fn version_grace(&self) -> Duration {
+        Duration::from_secs(self.version_grace_seconds)
     }
 }
 

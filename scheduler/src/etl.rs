@@ -1,17 +1,22 @@
 //! The continuous ETL driver. Ballista runs batch jobs; continuity is ours, as in Spark's micro-batch
 //! engine: each [`MicroBatch`] takes the landed `vitals_raw` files not yet processed, runs the ETL SQL
-//! on the cluster, writes `vitals_clean/batch-<id>.parquet`, then records the batch in the checkpoint.
+//! on the cluster, writes its outputs, then records the batch in the checkpoint.
 //!
-//! Exactly-once output: the output file is named after the batch id and written before the checkpoint,
-//! so a batch re-run after a crash overwrites its own file instead of adding a second one.
+//! Exactly-once output. A batch's file list is recorded in the checkpoint (as pending) before it runs,
+//! so a re-run after a crash takes exactly the same rows. Every output file is named after the batch
+//! id (`vitals_clean/batch-<id>`, `dead_letters/etl-batch-<id>`, `risk_alerts/batch-<id>`,
+//! `patient_latest/v-<id>`, `_etl_state/v-<id>`) and written before the checkpoint, so the re-run
+//! overwrites (or deletes) its own files instead of adding second ones.
+
+mod outputs;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use arrow::array::{ArrayRef, Int64Array};
-use arrow::compute::cast;
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
@@ -20,13 +25,13 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::landing::write_parquet;
 use vitalflow_ingest::source::LandedRange;
-use vitalflow_udf_model::schema::{VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
 
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
 use crate::session::parquet_table;
+use crate::versioned::{current, list_versions, retire_versions};
 
 /// The ETL SQL shipped with vitalflow.
 pub const DEFAULT_SQL: &str = include_str!("../../deploy/etl/vitals_clean.sql");
@@ -34,8 +39,17 @@ pub const DEFAULT_SQL: &str = include_str!("../../deploy/etl/vitals_clean.sql");
 /// Name under which a micro-batch's input files are visible to the ETL SQL.
 pub const INPUT_TABLE: &str = "new_vitals_raw";
 
-/// Object path of the checkpoint, relative to the data location.
-const CHECKPOINT: &str = "_checkpoints/etl.json";
+/// Name under which the ETL state (each patient's recent clean readings) is visible to the ETL SQL.
+pub const STATE_TABLE: &str = "etl_state";
+
+use crate::versioned::CHECKPOINT;
+
+/// Directory of the ETL's state: each patient's last `etl.window_readings` clean readings, one
+/// version per batch (see [`crate::versioned`]).
+pub const STATE_DIR: &str = "_etl_state";
+
+/// Stage written into `dead_letters.stage` for rows the ETL rejects.
+pub const STAGE: &str = "etl";
 
 /// Fault-injection hook for the exactly-once tests: when this environment variable is `after-output`,
 /// the process aborts after writing a micro-batch's output and before recording it in the checkpoint,
@@ -54,6 +68,19 @@ pub struct EtlCheckpoint {
     pub last_batch_id: i64,
     /// Per `topic/partition`, the last source offset whose landed file has been processed.
     pub processed_offsets: BTreeMap<String, i64>,
+    /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingBatch>,
+}
+
+/// A micro-batch recorded before it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingBatch {
+    /// Its id.
+    pub id: i64,
+    /// Its input objects (paths relative to the store root).
+    pub files: Vec<String>,
 }
 
 impl EtlCheckpoint {
@@ -92,6 +119,10 @@ pub struct BatchReport {
     pub files: usize,
     /// Rows written to `vitals_clean`.
     pub rows_out: usize,
+    /// Rows written to `dead_letters` (stage 'etl').
+    pub rejected: usize,
+    /// Rows written to `risk_alerts`.
+    pub alerts: usize,
     /// Time taken.
     pub elapsed: Duration,
 }
@@ -103,8 +134,24 @@ pub struct EtlStats {
     pub batches: AtomicU64,
     /// Rows written to `vitals_clean`.
     pub rows_out: AtomicU64,
+    /// Rows written to `dead_letters` by the ETL.
+    pub rejected: AtomicU64,
+    /// Rows written to `risk_alerts`.
+    pub alerts: AtomicU64,
     /// Micro-batches that failed and will be retried.
     pub failures: AtomicU64,
+    /// Id of the last committed micro-batch.
+    pub last_batch_id: AtomicU64,
+    /// The last failure, for `vitalflow status` and `etl_progress`; cleared by the next commit.
+    pub last_error: std::sync::Mutex<Option<String>>,
+}
+
+impl EtlStats {
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
 }
 
 /// The driver: a client context on the cluster, the data location, the SQL and the checkpoint.
@@ -112,9 +159,12 @@ pub struct EtlDriver {
     ctx: SessionContext,
     location: DataLocation,
     sql: String,
+    config: EtlConfig,
     checkpoint: EtlCheckpoint,
     stats: Arc<EtlStats>,
     abort_after_output: bool,
+    /// The state version the current batch starts from.
+    state_url: Option<String>,
 }
 
 impl std::fmt::Debug for EtlDriver {
@@ -125,10 +175,13 @@ impl std::fmt::Debug for EtlDriver {
 
 impl EtlDriver {
     /// Loads the checkpoint (none yet means a fresh start) and checks that the SQL plans.
-    pub async fn new(ctx: SessionContext, location: DataLocation, sql: String, stats: Arc<EtlStats>) -> Result<EtlDriver> {
+    pub async fn new(ctx: SessionContext, location: DataLocation, config: &EtlConfig, stats: Arc<EtlStats>) -> Result<EtlDriver> {
+        config.validate()?;
+        let sql = config.sql()?;
         let checkpoint = load_checkpoint(&location).await?;
+        stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
-        let driver = EtlDriver { ctx, location, sql, checkpoint, stats, abort_after_output };
+        let driver = EtlDriver { ctx, location, sql, config: config.clone(), checkpoint, stats, abort_after_output, state_url: None };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
         let planned = driver
@@ -136,8 +189,8 @@ impl EtlDriver {
             .sql(&driver.sql)
             .await
             .map_err(|source| Error::Query { step: "planning the ETL SQL".into(), source })?;
-        // And its output must fit vitals_clean: a missing column fails now, not every batch.
-        conform(&RecordBatch::new_empty(planned.schema().inner().clone()), 0)?;
+        // And its output must fit the outputs: a missing column fails now, not every batch.
+        outputs::check_columns(planned.schema().inner())?;
         Ok(driver)
     }
 
@@ -147,21 +200,24 @@ impl EtlDriver {
     }
 
     /// Runs micro-batches every `min_interval` until `shutdown`; failures are retried with backoff.
-    pub async fn run(mut self, config: &EtlConfig, shutdown: CancellationToken) {
-        let mut backoff = config.min_interval();
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let min_interval = self.config.min_interval();
+        let mut backoff = min_interval;
         loop {
             let wait = match self.run_once().await {
                 Ok(_) => {
-                    backoff = config.min_interval();
-                    config.min_interval()
+                    backoff = min_interval;
+                    min_interval
                 }
                 Err(error) if !error.is_retryable() => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats.set_error(Some(error.to_string()));
                     tracing::error!(error = %error, "ETL driver stopped: fix the cause and restart; nothing is lost, landed files wait.");
                     break;
                 }
                 Err(error) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    self.stats.set_error(Some(error.to_string()));
                     tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "ETL micro-batch failed; retrying.");
                     backoff = (backoff * 2).min(Duration::from_secs(30));
                     backoff
@@ -179,7 +235,14 @@ impl EtlDriver {
     pub async fn run_once(&mut self) -> Result<Option<BatchReport>> {
         let Some(batch) = self.next_batch().await? else { return Ok(None) };
         let started = Instant::now();
-        self.register_input(&batch.files)?;
+        if self.checkpoint.pending.as_ref().is_none_or(|p| p.id != batch.id) {
+            // Recorded before running: a re-run after a crash takes exactly these files.
+            let mut intent = self.checkpoint.clone();
+            intent.pending = Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
+            save_checkpoint(&self.location, &intent).await?;
+            self.checkpoint = intent;
+        }
+        self.register_inputs(&batch.files).await?;
         let step = |what: &str| format!("micro-batch {}: {what}", batch.id);
         let frame = self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
         let results: Vec<RecordBatch> = frame
@@ -189,38 +252,52 @@ impl EtlDriver {
             .try_collect()
             .await
             .map_err(|source| Error::Query { step: step("running"), source })?;
-        let conformed = results
-            .iter()
-            .filter(|b| b.num_rows() > 0)
-            .map(|b| conform(b, batch.id))
-            .collect::<Result<Vec<_>>>()?;
-        let rows_out: usize = conformed.iter().map(RecordBatch::num_rows).sum();
-        if rows_out > 0 {
-            let path = self.location.path(&format!("{}/batch-{:012}.parquet", table::VITALS_CLEAN, batch.id));
-            write_parquet(&self.location, &path, &conformed).await?;
-        }
+        let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
+        let split = outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
+        let written = split.write(&self.location, batch.id).await?;
         if self.abort_after_output {
             tracing::warn!(batch = batch.id, "{FAULT_ENV}: aborting between output and checkpoint.");
             std::process::abort();
         }
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
+        next.pending = None;
         for range in batch.files.iter().filter_map(landed_range) {
             next.record(&range);
         }
         save_checkpoint(&self.location, &next).await?;
         self.checkpoint = next;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.rows_out.fetch_add(rows_out as u64, Ordering::Relaxed);
-        let report = BatchReport { id: batch.id, files: batch.files.len(), rows_out, elapsed: started.elapsed() };
-        tracing::debug!(batch = report.id, files = report.files, rows = report.rows_out, elapsed_ms = report.elapsed.as_millis() as u64, "Micro-batch committed.");
+        self.stats.rows_out.fetch_add(written.clean as u64, Ordering::Relaxed);
+        self.stats.rejected.fetch_add(written.rejected as u64, Ordering::Relaxed);
+        self.stats.alerts.fetch_add(written.alerts as u64, Ordering::Relaxed);
+        self.stats.last_batch_id.store(batch.id.max(0) as u64, Ordering::Relaxed);
+        self.stats.set_error(None);
+        // After the commit: superseded versions past their grace period.
+        for dir in [table::PATIENT_LATEST, STATE_DIR] {
+            if let Err(error) = retire_versions(&self.location, dir, batch.id, self.config.version_grace()).await {
+                tracing::warn!(error = %error, dir, "Could not delete superseded versions; will retry after the next batch.");
+            }
+        }
+        let report = BatchReport {
+            id: batch.id,
+            files: batch.files.len(),
+            rows_out: written.clean,
+            rejected: written.rejected,
+            alerts: written.alerts,
+            elapsed: started.elapsed(),
+        };
+        tracing::debug!(batch = report.id, files = report.files, rows = report.rows_out, rejected = report.rejected, alerts = report.alerts, elapsed_ms = report.elapsed.as_millis() as u64, "Micro-batch committed.");
         Ok(Some(report))
     }
 
-    /// The landed files not yet processed (the listing is recursive), at most [`MAX_FILES_PER_BATCH`].
-    /// Sorted by file name, so each partition's files come in offset order and a cut keeps every
-    /// partition's earliest files.
+    /// The pending batch if a crash interrupted one; else the landed files not yet processed (the
+    /// listing is recursive), at most [`MAX_FILES_PER_BATCH`]. Sorted by file name, so each
+    /// partition's files come in offset order and a cut keeps every partition's earliest files.
     async fn next_batch(&self) -> Result<Option<MicroBatch>> {
+        if let Some(pending) = &self.checkpoint.pending {
+            return Ok(Some(MicroBatch { id: pending.id, files: pending.files.iter().map(|f| Path::from(f.as_str())).collect() }));
+        }
         let prefix = self.location.path(table::VITALS_RAW);
         let listed: Vec<_> = self
             .location
@@ -241,46 +318,53 @@ impl EtlDriver {
         Ok((!files.is_empty()).then(|| MicroBatch { id: self.checkpoint.last_batch_id + 1, files }))
     }
 
-    /// Makes `files` the content of [`INPUT_TABLE`].
+    /// Makes `files` the content of [`INPUT_TABLE`] and the newest committed state [`STATE_TABLE`].
+    async fn register_inputs(&mut self, files: &[Path]) -> Result<()> {
+        let dir = self.location.path(STATE_DIR);
+        let versions = list_versions(self.location.store().as_ref(), &dir)
+            .await
+            .map_err(|source| Error::Store { step: format!("listing {dir}"), source })?;
+        let path = match current(&versions, self.checkpoint.last_batch_id) {
+            Some(version) => version.path.clone(),
+            None => {
+                // Version 0, the empty state: a real file, because Ballista 55 fails stages that
+                // union a scan with an empty table (its task metrics do not match the stage's).
+                let path = self.location.path(&format!("{STATE_DIR}/{}", crate::versioned::version_file(0)));
+                let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
+                vitalflow_ingest::landing::write_parquet(&self.location, &path, &[empty]).await?;
+                path
+            }
+        };
+        self.state_url = Some(self.location.object_url(&path));
+        self.register_input(files)
+    }
+
+    /// Makes `files` the content of [`INPUT_TABLE`], and `state_url` (none: empty) of [`STATE_TABLE`].
     fn register_input(&self, files: &[Path]) -> Result<()> {
         let urls: Vec<String> = files.iter().map(|p| self.location.object_url(p)).collect();
-        // An empty input still needs a URL to plan against: the table directory, filtered to nothing.
+        self.register(INPUT_TABLE, &urls, VITALS_RAW_SCHEMA.clone())?;
+        let state: Vec<String> = self.state_url.iter().cloned().collect();
+        self.register(STATE_TABLE, &state, PATIENT_LATEST_SCHEMA.clone())
+    }
+
+    fn register(&self, name: &str, urls: &[String], schema: arrow::datatypes::SchemaRef) -> Result<()> {
+        // An empty input still needs a URL to plan against: a directory that never holds files.
         let table = if urls.is_empty() {
-            parquet_table(&[self.location.table_url("_empty_input")], VITALS_RAW_SCHEMA.clone())?
+            parquet_table(&[self.location.table_url("_empty_input")], schema)?
         } else {
-            parquet_table(&urls, VITALS_RAW_SCHEMA.clone())?
+            parquet_table(urls, schema)?
         };
         let register = |step: &str, r: datafusion::error::Result<_>| {
-            r.map(|_| ()).map_err(|source| Error::Query { step: format!("{step} {INPUT_TABLE}"), source })
+            r.map(|_| ()).map_err(|source| Error::Query { step: format!("{step} {name}"), source })
         };
-        register("dropping", self.ctx.deregister_table(INPUT_TABLE))?;
-        register("registering", self.ctx.register_table(INPUT_TABLE, Arc::new(table)))
+        register("dropping", self.ctx.deregister_table(name))?;
+        register("registering", self.ctx.register_table(name, Arc::new(table)))
     }
 }
 
 /// The source range of a `vitals_raw` object, from its name.
 fn landed_range(path: &Path) -> Option<LandedRange> {
     path.filename().and_then(LandedRange::parse)
-}
-
-/// Casts an ETL result to `vitals_clean` by column name and appends `etl_batch_id`; a missing column,
-/// an impossible cast or a NULL in a required column is an error naming it.
-fn conform(batch: &RecordBatch, batch_id: i64) -> Result<RecordBatch> {
-    let schema = VITALS_CLEAN_SCHEMA.clone();
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        if field.name() == "etl_batch_id" {
-            columns.push(Arc::new(Int64Array::from(vec![batch_id; batch.num_rows()])));
-            continue;
-        }
-        let column = batch
-            .column_by_name(field.name())
-            .ok_or_else(|| Error::Config(format!("the ETL SQL has no column {}", field.name())))?;
-        let cast_column = cast(column, field.data_type())
-            .map_err(|e| Error::Config(format!("ETL column {} ({}) is not {}: {e}", field.name(), column.data_type(), field.data_type())))?;
-        columns.push(cast_column);
-    }
-    RecordBatch::try_new(schema, columns).map_err(|e| Error::Config(format!("ETL output does not fit vitals_clean: {e}")))
 }
 
 async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {

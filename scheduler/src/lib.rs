@@ -11,6 +11,7 @@ pub mod etl;
 pub mod flight_sql;
 pub mod http;
 pub mod session;
+pub mod versioned;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -87,16 +88,17 @@ pub async fn start(
         config.flight_sql.validate()?;
         auth::Authenticator::new(&config.flight_sql.auth)?;
     }
-    let sql = config.etl.sql()?;
+    // Fails before anything starts when the SQL file is unreadable.
+    config.etl.sql()?;
     let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
     if config.etl.enabled {
-        let ctx = session::remote_context(&target, &location, &forest).await?;
-        let driver = EtlDriver::new(ctx, location.clone(), sql, etl_stats.clone()).await?;
-        let (etl_config, token) = (config.etl.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(async move { driver.run(&etl_config, token).await }));
+        let ctx = session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?;
+        let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone()).await?;
+        let token = shutdown.clone();
+        tasks.push(tokio::spawn(async move { driver.run(token).await }));
     }
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.

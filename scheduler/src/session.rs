@@ -15,15 +15,20 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::schema::{
+    DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
+};
 use vitalflow_udf_model::udf::{functions, register_all};
 
 use crate::error::{Error, Result};
+use crate::versioned::{VersionedTable, VitalflowLogicalCodec};
 
 /// Settings of every vitalflow session. Strings stay `Utf8`: Flight SQL clients (JDBC, Grafana) do not
 /// all read `Utf8View`, which DataFusion would otherwise produce from Parquet and SQL types.
 pub fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new_with_ballista().with_information_schema(true);
+    let mut config = SessionConfig::new_with_ballista()
+        .with_information_schema(true)
+        .with_ballista_logical_extension_codec(Arc::new(VitalflowLogicalCodec::default()));
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
@@ -51,7 +56,26 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
 
 /// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.
 pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
-    let state = SessionStateBuilder::new().with_config(session_config()).with_default_features().build();
+    remote_context_with(scheduler, location, forest, session_config()).await
+}
+
+/// Settings of the ETL driver's session. Ballista 55's adaptive planner is off: on the ETL's
+/// window plan over small batches it plans sorts with no partitions, which DataFusion 55 rejects
+/// (`topk_emitter_count > 0`) and the executor dies; the static planner runs the same plan.
+/// A micro-batch is small: two shuffle partitions per stage keep its tasks few (the default, one
+/// per core of the client, makes dozens of near-empty tasks per stage).
+pub fn etl_session_config() -> SessionConfig {
+    session_config().set_bool(ballista_core::config::BALLISTA_ADAPTIVE_PLANNER_ENABLED, false).with_target_partitions(2)
+}
+
+/// [`remote_context`] with `config` instead of [`session_config`].
+pub async fn remote_context_with(
+    scheduler: &str,
+    location: &DataLocation,
+    forest: &Arc<RiskForest>,
+    config: SessionConfig,
+) -> Result<SessionContext> {
+    let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
         .await
         .map_err(|source| Error::Query { step: format!("connecting to scheduler {scheduler}"), source })?;
@@ -60,6 +84,19 @@ pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &A
         ctx.register_udf((*udf).clone());
     }
     register_tables(&ctx, location)?;
+    register_etl_tables(&ctx, location)?;
+    Ok(ctx)
+}
+
+/// An in-process DataFusion context (no Ballista) with vitalflow's functions and tables: the
+/// reference the cluster's answers are checked against, and the ETL driver's context in tests.
+pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
+    let ctx = SessionContext::new_with_config(session_config());
+    for udf in functions(forest) {
+        ctx.register_udf((*udf).clone());
+    }
+    register_tables(&ctx, location)?;
+    register_etl_tables(&ctx, location)?;
     Ok(ctx)
 }
 
@@ -76,6 +113,19 @@ pub fn register_tables(ctx: &SessionContext, location: &DataLocation) -> Result<
             .map_err(|source| Error::Query { step: format!("registering table {name}"), source })?;
     }
     Ok(())
+}
+
+/// Registers the tables the ETL keeps as versions (`patient_latest`) and the one it appends to
+/// (`risk_alerts`).
+pub fn register_etl_tables(ctx: &SessionContext, location: &DataLocation) -> Result<()> {
+    let register = |name: &str, table: Arc<dyn datafusion::catalog::TableProvider>| {
+        ctx.register_table(name, table)
+            .map(|_| ())
+            .map_err(|source| Error::Query { step: format!("registering table {name}"), source })
+    };
+    register(table::PATIENT_LATEST, Arc::new(VersionedTable::new(location, table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone())))?;
+    let alerts = parquet_table(&[location.table_url(table::RISK_ALERTS)], RISK_ALERTS_SCHEMA.clone())?;
+    register(table::RISK_ALERTS, Arc::new(alerts))
 }
 
 /// A Parquet table over directories or files, with a fixed schema (an empty directory is an empty table).

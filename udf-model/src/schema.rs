@@ -97,6 +97,10 @@ pub mod table {
     pub const VITALS_CLEAN: &str = "vitals_clean";
     /// Records that could not be used, with the reason.
     pub const DEAD_LETTERS: &str = "dead_letters";
+    /// One row per patient: the latest reading, kept current by the ETL.
+    pub const PATIENT_LATEST: &str = "patient_latest";
+    /// One row each time a patient's risk rises to High.
+    pub const RISK_ALERTS: &str = "risk_alerts";
 }
 
 fn utc_nanos() -> DataType {
@@ -159,6 +163,72 @@ pub static VITALS_CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("news2_score", DataType::Int32, true),
         Field::new("model_version", DataType::Utf8, false),
     ]);
+    fields.extend(source_fields());
+    fields.push(Field::new("etl_batch_id", DataType::Int64, false));
+    // Added after the first release: nullable and at the end, so that older files stay readable.
+    fields.extend(clean_feature_fields());
+    Arc::new(Schema::new(fields))
+});
+
+/// Columns of `vitals_clean` after `etl_batch_id`: class probabilities and per-patient windowed
+/// features (rolling mean and change over the patient's last readings, and an anomaly flag).
+fn clean_feature_fields() -> Vec<Field> {
+    let mut fields: Vec<Field> = ["probability_high", "probability_medium", "probability_low"]
+        .iter()
+        .map(|n| Field::new(*n, DataType::Float64, true))
+        .collect();
+    for v in WINDOWED_VITALS {
+        fields.push(Field::new(format!("{}_rolling_mean", v.column()), DataType::Float64, true));
+        fields.push(Field::new(format!("{}_change", v.column()), DataType::Float64, true));
+    }
+    fields.push(Field::new("anomaly", DataType::Boolean, true));
+    fields
+}
+
+/// Vitals with rolling features in `vitals_clean`.
+pub const WINDOWED_VITALS: [Vital; 7] = Vital::ALL;
+
+/// `patient_latest`: one row per patient, the latest reading with its carried-forward vitals and
+/// scores, and when each vital was last measured (the carry-forward state of the ETL).
+pub static PATIENT_LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("event_time", utc_nanos(), false),
+    ];
+    fields.extend(vital_fields());
+    fields.extend([
+        Field::new("risk", DataType::Utf8, true),
+        Field::new("probability_high", DataType::Float64, true),
+        Field::new("rubric_score", DataType::Int32, true),
+        Field::new("news2_score", DataType::Int32, true),
+        Field::new("model_version", DataType::Utf8, false),
+    ]);
+    fields.extend(source_fields());
+    fields.push(Field::new("etl_batch_id", DataType::Int64, false));
+    fields.extend(measured_time_fields());
+    Arc::new(Schema::new(fields))
+});
+
+/// `<vital>_measured_at` for every vital, on-oxygen and consciousness: when the carried value was measured.
+pub fn measured_time_fields() -> Vec<Field> {
+    vital_fields().iter().map(|f| Field::new(format!("{}_measured_at", f.name()), utc_nanos(), true)).collect()
+}
+
+/// `risk_alerts`: one row when a patient's risk rises to High from a lower level or from no earlier
+/// reading. `alert_id` is stable across re-runs (the triggering reading's source position), so
+/// receivers of pushed alerts can drop repeats.
+pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("event_time", utc_nanos(), false),
+        Field::new("risk", DataType::Utf8, false),
+        Field::new("previous_risk", DataType::Utf8, true),
+        Field::new("probability_high", DataType::Float64, true),
+        Field::new("news2_score", DataType::Int32, true),
+        Field::new("rubric_score", DataType::Int32, true),
+        Field::new("model_version", DataType::Utf8, false),
+    ];
     fields.extend(source_fields());
     fields.push(Field::new("etl_batch_id", DataType::Int64, false));
     Arc::new(Schema::new(fields))

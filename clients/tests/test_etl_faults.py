@@ -1,0 +1,203 @@
+"""Continuous ETL under faults, on one scheduler and two executors: kill -9 of an executor while
+batches run, and kill -9 of the scheduler (with its ETL driver) at random points across at least 50
+micro-batches. Afterwards every vitals_raw row is in exactly one of vitals_clean or dead_letters
+(stage 'etl'), and risk_alerts holds every rise to High exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections import defaultdict
+
+import pyarrow.dataset as ds
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+
+from test_end_to_end import query
+
+# Small ingest flushes and a short ETL interval: many small micro-batches while readings arrive.
+FAST = {
+    "VITALFLOW__INGEST__FLUSH_RECORDS": "20",
+    "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50",
+    "VITALFLOW__ETL__MIN_INTERVAL_MS": "50",
+    # A killed executor is noticed within seconds.
+    "VITALFLOW__SCHEDULER__EXECUTOR_TIMEOUT_SECONDS": "6",
+    "VITALFLOW__EXECUTOR__HEARTBEAT_INTERVAL_SECONDS": "1",
+}
+
+
+def read_table(cluster, name: str, columns: list[str]) -> list[dict]:
+    path = cluster.data / name
+    if not path.exists():
+        return []
+    files = [str(p) for p in path.rglob("*.parquet")]
+    if not files:
+        return []
+    return ds.dataset(files, format="parquet").to_table(columns=columns).to_pylist()
+
+
+def positions(rows: list[dict]) -> list[tuple]:
+    return [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows]
+
+
+def start_cluster(cluster, suffix: str, scheduler_port: int = 0) -> dict:
+    addrs = cluster.start_service(
+        f"scheduler{suffix}", "scheduler", "--port", str(scheduler_port), "--flight-sql-port", "0", env=FAST
+    )
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    for i in (1, 2):
+        cluster.start_service(
+            f"executor{suffix}-{i}", "executor", "--scheduler", f"127.0.0.1:{port}",
+            "--flight-port", "0", "--grpc-port", "0", env=FAST,
+        )
+    return addrs
+
+
+def kill(cluster, *prefixes: str) -> None:
+    for child in cluster.children:
+        if child.proc.poll() is None and child.name.startswith(prefixes):
+            child.stop(signal.SIGKILL)
+
+
+def wait_all_processed(cluster, total: int, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    done = -1
+    while time.monotonic() < deadline:
+        clean = read_table(cluster, "vitals_clean", ["source_offset"])
+        letters = [r for r in read_table(cluster, "dead_letters", ["stage"]) if r["stage"] == "etl"]
+        done = len(clean) + len(letters)
+        if done >= total:
+            return
+        time.sleep(0.5)
+    pytest.fail(f"{done} of {total} rows processed after {timeout}s\n{cluster.logs()}")
+
+
+def assert_exactly_once(cluster, total: int) -> list[dict]:
+    """Every vitals_raw row in exactly one of vitals_clean or dead_letters (stage 'etl')."""
+    raw = positions(read_table(cluster, "vitals_raw", ["source_topic", "source_partition", "source_offset"]))
+    assert len(raw) == total and len(set(raw)) == total, f"vitals_raw holds {len(raw)} rows, {len(set(raw))} distinct"
+    cols = ["patient_id", "event_time", "risk", "etl_batch_id", "source_topic", "source_partition", "source_offset"]
+    clean = read_table(cluster, "vitals_clean", cols)
+    letters = [
+        r for r in read_table(cluster, "dead_letters", ["stage", "source_topic", "source_partition", "source_offset"])
+        if r["stage"] == "etl"
+    ]
+    out = positions(clean) + positions(letters)
+    assert len(out) == len(set(out)), f"{len(out) - len(set(out))} rows written twice"
+    assert set(out) == set(raw), f"{len(set(raw) - set(out))} rows missing, {len(set(out) - set(raw))} unknown"
+    return clean
+
+
+def expected_alerts(clean: list[dict]) -> set[tuple]:
+    """DESIGN's rule over the whole history: a reading whose risk is High while the patient's previous
+    known risk was not (or there was none)."""
+    by_patient = defaultdict(list)
+    for r in clean:
+        by_patient[r["patient_id"]].append(r)
+    alerts = set()
+    for rows in by_patient.values():
+        rows.sort(key=lambda r: (r["event_time"], r["etl_batch_id"], r["source_topic"], r["source_partition"], r["source_offset"]))
+        previous = None
+        for r in rows:
+            if r["risk"] == "High" and previous != "High":
+                alerts.add((r["source_topic"], r["source_partition"], r["source_offset"]))
+            if r["risk"] is not None:
+                previous = r["risk"]
+    return alerts
+
+
+def assert_alerts_exactly_once(cluster, clean: list[dict]) -> int:
+    alerts = read_table(cluster, "risk_alerts", ["alert_id", "source_topic", "source_partition", "source_offset"])
+    ids = [a["alert_id"] for a in alerts]
+    assert len(ids) == len(set(ids)), f"{len(ids) - len(set(ids))} alerts written twice"
+    expected = expected_alerts(clean)
+    assert set(positions(alerts)) == expected, (
+        f"{len(expected - set(positions(alerts)))} rises to High without an alert, "
+        f"{len(set(positions(alerts)) - expected)} alerts without a rise"
+    )
+    return len(alerts)
+
+
+def test_executor_killed_while_batches_run_output_is_exactly_once(cluster):
+    total = 800
+    sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "200", "--patients", "30", "--seed", "17")
+    addrs = start_cluster(cluster, "")
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=FAST)
+    # Once batches are flowing, one executor dies; the other (after the loss is noticed) finishes.
+    deadline = time.monotonic() + 120
+    while len(read_table(cluster, "vitals_clean", ["source_offset"])) < 100:
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.2)
+    kill(cluster, "executor-1")
+    assert sim.wait_exit(120) == 0, sim.tail()
+    wait_all_processed(cluster, total)
+    clean = assert_exactly_once(cluster, total)
+    assert_alerts_exactly_once(cluster, clean)
+    conn = cluster.connect(addrs["flight_sql"])
+    try:
+        patients = query(conn, "SELECT count(*) AS n, count(DISTINCT patient_id) AS d FROM patient_latest").to_pylist()[0]
+        assert patients == {"n": 30, "d": 30}, patients
+        # Functions given garbage on the executors (NaN, NULL, out of range) yield NULL; the job succeeds.
+        garbage = query(
+            conn,
+            "SELECT predict_risk(heart_rate * CAST('NaN' AS DOUBLE), systolic_bp, diastolic_bp, spo2, temperature, glucose) AS nan_risk, "
+            "risk_probability(heart_rate, NULL, diastolic_bp, spo2, temperature, glucose) AS null_probability, "
+            "news2_score(respiratory_rate, spo2 + 1000, on_oxygen, systolic_bp, heart_rate, 'X', temperature) AS bad_news2, "
+            "rubric_score(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, -glucose * 1e300 * 1e300) AS inf_score "
+            "FROM vitals_clean",
+        ).to_pylist()
+        assert len(garbage) == total and all(v is None for row in garbage for v in row.values()), garbage[:3]
+    finally:
+        conn.close()
+
+
+def committed_batches(cluster) -> int:
+    path = cluster.data / "_checkpoints" / "etl.json"
+    try:
+        return json.loads(path.read_text())["last_batch_id"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+
+
+def topic_records(kafka: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"{topic}-count"})
+    try:
+        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        return sum(consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts)
+    finally:
+        consumer.close()
+
+
+def test_scheduler_killed_at_random_points_across_50_batches_loses_and_doubles_nothing(cluster):
+    seed = int(os.environ.get("ETL_FAULT_SEED", random.randrange(1 << 30)))
+    rng = random.Random(seed)
+    print(f"ETL_FAULT_SEED={seed}")
+    sim = cluster.start("simulate", "simulate", "--rate", "100", "--patients", "25", "--seed", "23")
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=FAST)
+    round_no = 0
+    start_cluster(cluster, f"-{round_no}")
+    # Kill -9 scheduler and executors at random moments while the stream runs, until 50 batches
+    # have been committed; then stop the stream and let the last cluster finish.
+    # Each round first lets one batch commit (a loaded machine may need longer than a random delay
+    # for a batch, and killing every attempt would only prove that nothing is lost), then kills at a
+    # random moment of the batches that follow.
+    deadline = time.monotonic() + 900
+    while committed_batches(cluster) < 50:
+        before = committed_batches(cluster)
+        while committed_batches(cluster) == before:
+            assert time.monotonic() < deadline, f"{committed_batches(cluster)} batches after 900 s\n{cluster.logs()}"
+            time.sleep(0.1)
+        time.sleep(rng.uniform(0.0, 12.0))
+        kill(cluster, "scheduler", "executor")
+        round_no += 1
+        start_cluster(cluster, f"-{round_no}")
+    sim.stop(signal.SIGTERM)
+    total = topic_records(cluster.kafka, cluster.topic)
+    wait_all_processed(cluster, total)
+    clean = assert_exactly_once(cluster, total)
+    assert round_no >= 3, f"only {round_no} kills (seed {seed})"
+    alerts = assert_alerts_exactly_once(cluster, clean)
+    assert alerts > 0, "the simulated ward raised no alert"

@@ -1,0 +1,195 @@
+//! The ETL SQL and driver on an in-process context: cleaning, de-duplication, carry-forward across
+//! batches, the alert rule, patient_latest, and re-runs after a crash.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use vitalflow_ingest::DataLocation;
+use vitalflow_ingest::batch::{SourcePosition, vitals_raw_batch};
+use vitalflow_ingest::decode::Reading;
+use vitalflow_ingest::landed::vitals_raw_file;
+use vitalflow_ingest::landing::write_parquet;
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::rubric::Consciousness;
+
+use super::*;
+use crate::session::local_context;
+
+const T0: i64 = 1_795_000_000_000_000_000; // 2026-11-19, in ns
+const MINUTE: i64 = 60_000_000_000;
+
+/// A reading at `minute` past T0 with vitals in `Vital::ALL` order.
+fn reading(patient: &str, minute: i64, vitals: [Option<f64>; 7]) -> Reading {
+    Reading {
+        patient_id: patient.into(),
+        event_time_ns: T0 + minute * MINUTE,
+        vitals,
+        on_oxygen: Some(false),
+        consciousness: Some(Consciousness::Alert),
+    }
+}
+
+const NORMAL: [Option<f64>; 7] = [Some(75.0), Some(120.0), Some(80.0), Some(98.0), Some(36.8), Some(100.0), Some(16.0)];
+const CRITICAL: [Option<f64>; 7] = [Some(150.0), Some(80.0), Some(40.0), Some(85.0), Some(40.0), Some(350.0), Some(30.0)];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    location: DataLocation,
+    forest: Arc<RiskForest>,
+    ctx: SessionContext,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let forest = Arc::new(RiskForest::bundled().unwrap());
+        let ctx = local_context(&location, &forest).unwrap();
+        Fixture { _dir: dir, location, forest, ctx }
+    }
+
+    /// Lands `readings` as partition 0 from `first_offset` on, as ingest would.
+    async fn land(&self, first_offset: i64, readings: Vec<Reading>) {
+        let rows: Vec<(SourcePosition, Reading)> = readings
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (SourcePosition { topic: "vitals".into(), partition: 0, offset: first_offset + i as i64 }, r))
+            .collect();
+        let last = first_offset + rows.len() as i64 - 1;
+        let batch = vitals_raw_batch(&rows, T0 + 60 * MINUTE).unwrap();
+        let path = self.location.path(&vitals_raw_file("vitals", 0, first_offset, last, T0 / 1_000_000));
+        write_parquet(&self.location, &path, &[batch]).await.unwrap();
+    }
+
+    async fn driver(&self) -> EtlDriver {
+        let ctx = local_context(&self.location, &self.forest).unwrap();
+        EtlDriver::new(ctx, self.location.clone(), &EtlConfig::default(), Arc::new(EtlStats::default())).await.unwrap()
+    }
+
+    async fn query(&self, sql: &str) -> Vec<RecordBatch> {
+        self.ctx.sql(sql).await.unwrap().collect().await.unwrap()
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let batches = self.query(sql).await;
+        batches[0].column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0)
+    }
+
+    async fn strings(&self, sql: &str) -> Vec<Option<String>> {
+        let batches = self.query(sql).await;
+        batches
+            .iter()
+            .flat_map(|b| {
+                let a = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+                let a = a.as_any().downcast_ref::<StringArray>().unwrap().clone();
+                (0..a.len()).map(move |i| a.is_valid(i).then(|| a.value(i).to_string())).collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_row_ends_clean_or_rejected_with_duplicates_and_implausible_values_rejected() {
+    let f = Fixture::new();
+    let mut swapped = NORMAL;
+    (swapped[1], swapped[2]) = (Some(70.0), Some(110.0));
+    f.land(0, vec![
+        reading("P1", 0, NORMAL),
+        reading("P1", 0, NORMAL), // re-sent: duplicate
+        reading("P1", 1, swapped),
+        reading("P2", 0, NORMAL),
+        reading("P2", 0, CRITICAL), // same time, other values: kept
+    ])
+    .await;
+    let mut driver = f.driver().await;
+    let report = driver.run_once().await.unwrap().unwrap();
+    assert_eq!((report.rows_out, report.rejected), (3, 2));
+    assert_eq!(f.count("SELECT count(*) FROM vitals_clean").await, 3);
+    let codes = f.strings("SELECT reason_code FROM dead_letters WHERE stage = 'etl' ORDER BY source_offset").await;
+    assert_eq!(codes, vec![Some("duplicate".into()), Some("implausible_value".into())]);
+    let reasons = f.strings("SELECT reason FROM dead_letters WHERE reason_code = 'implausible_value'").await;
+    assert!(reasons[0].as_deref().unwrap().contains("diastolic_bp 110"), "{reasons:?}");
+    let payload = f.strings("SELECT CAST(payload AS VARCHAR) FROM dead_letters WHERE reason_code = 'duplicate'").await;
+    assert!(payload[0].as_deref().unwrap().contains(r#""patient_id":"P1""#), "{payload:?}");
+    // Offsets 0..=4 each exactly once across the two tables.
+    let total = f
+        .count(
+            "SELECT count(DISTINCT source_offset) FROM (SELECT source_offset FROM vitals_clean \
+             UNION ALL SELECT source_offset FROM dead_letters WHERE stage = 'etl')",
+        )
+        .await;
+    assert_eq!(total, 5);
+    assert!(driver.run_once().await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn missing_vitals_are_carried_forward_for_a_bounded_time_across_batches() {
+    let f = Fixture::new();
+    f.land(0, vec![reading("P1", 0, NORMAL)]).await;
+    let mut driver = f.driver().await;
+    driver.run_once().await.unwrap().unwrap();
+    let mut no_glucose = NORMAL;
+    no_glucose[5] = None;
+    // 10 minutes later glucose is carried (default 15 min); 40 minutes later it is not.
+    f.land(1, vec![reading("P1", 10, no_glucose), reading("P1", 40, no_glucose)]).await;
+    driver.run_once().await.unwrap().unwrap();
+    let rows = f.query("SELECT glucose, risk FROM vitals_clean WHERE source_offset > 0 ORDER BY event_time").await;
+    let glucose = rows[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert_eq!((glucose.value(0), glucose.is_null(1)), (100.0, true));
+    let risk = rows[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
+    assert_eq!((risk.value(0), risk.is_null(1)), ("Low", true));
+    // patient_latest: one row, the newest reading, with glucose missing as it is there.
+    assert_eq!(f.count("SELECT count(*) FROM patient_latest").await, 1);
+    assert_eq!(f.count("SELECT source_offset FROM patient_latest").await, 2);
+}
+
+#[tokio::test]
+async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
+    let f = Fixture::new();
+    // P1: High from its first reading (alert, previous NULL), stays High (none), Low, High again (alert).
+    f.land(0, vec![reading("P1", 0, CRITICAL), reading("P1", 1, CRITICAL), reading("P2", 0, NORMAL)]).await;
+    let mut driver = f.driver().await;
+    driver.run_once().await.unwrap().unwrap();
+    f.land(3, vec![reading("P1", 2, CRITICAL), reading("P1", 3, NORMAL), reading("P1", 4, CRITICAL), reading("P2", 5, CRITICAL)]).await;
+    driver.run_once().await.unwrap().unwrap();
+    let alerts = f.strings("SELECT concat(patient_id, ':', CAST(source_offset AS VARCHAR), ':', coalesce(previous_risk, '-')) FROM risk_alerts ORDER BY patient_id, event_time").await;
+    assert_eq!(alerts, vec![Some("P1:0:-".into()), Some("P1:5:Low".into()), Some("P2:6:Low".into())]);
+    let ids = f.strings("SELECT alert_id FROM risk_alerts ORDER BY source_offset").await;
+    assert_eq!(ids[0].as_deref(), Some("vitals/0/0"));
+    // Rolling features and the anomaly flag: P2 jumped from normal to critical.
+    let rows = f.query("SELECT anomaly, heart_rate_change FROM vitals_clean WHERE source_offset = 6").await;
+    let anomaly = rows[0].column(0).as_any().downcast_ref::<BooleanArray>().unwrap();
+    let change = rows[0].column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+    assert!(anomaly.value(0));
+    assert_eq!(change.value(0), 75.0);
+    let latest = f.strings("SELECT concat(patient_id, ':', risk) FROM patient_latest ORDER BY patient_id").await;
+    assert_eq!(latest, vec![Some("P1:High".into()), Some("P2:High".into())]);
+}
+
+#[tokio::test]
+async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_overwrites() {
+    let f = Fixture::new();
+    f.land(0, vec![reading("P1", 0, CRITICAL)]).await;
+    let mut driver = f.driver().await;
+    // Simulate the crash: record the intent, write the outputs, do not commit.
+    let batch = driver.next_batch().await.unwrap().unwrap();
+    let mut intent = driver.checkpoint.clone();
+    intent.pending = Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
+    save_checkpoint(&f.location, &intent).await.unwrap();
+    driver.run_once().await.unwrap().unwrap();
+    let committed = driver.checkpoint().clone();
+    // A file landing meanwhile waits for the next batch; the crashed batch re-runs alone.
+    f.land(1, vec![reading("P1", 1, NORMAL)]).await;
+    let mut restarted = f.driver().await;
+    restarted.checkpoint = intent;
+    let report = restarted.run_once().await.unwrap().unwrap();
+    assert_eq!((report.id, report.files, report.rows_out, report.alerts), (1, 1, 1, 1));
+    assert_eq!(restarted.checkpoint(), &committed);
+    assert_eq!(f.count("SELECT count(*) FROM risk_alerts").await, 1);
+    let report = restarted.run_once().await.unwrap().unwrap();
+    assert_eq!((report.id, report.rows_out, report.alerts), (2, 1, 0));
+    assert_eq!(f.count("SELECT count(*) FROM vitals_clean").await, 2);
+    assert_eq!(f.count("SELECT count(*) FROM patient_latest").await, 1);
+}
