@@ -283,7 +283,8 @@ fn conform(batch: &RecordBatch, batch_id: i64) -> Result<RecordBatch> {
     RecordBatch::try_new(schema, columns).map_err(|e| Error::Config(format!("ETL output does not fit vitals_clean: {e}")))
 }
 
-async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
+/// The committed checkpoint; a fresh start when there is none.
+pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
     let path = location.path(CHECKPOINT);
     let bytes = match location.store().get(&path).await {
         Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
