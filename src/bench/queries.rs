@@ -49,12 +49,15 @@ import duckdb
 args = json.loads(sys.argv[1])
 con = duckdb.connect()
 con.execute("SET threads TO %d" % args["threads"])
-con.execute("CREATE VIEW vitals_clean AS SELECT * FROM read_parquet('%s/**/*.parquet')" % args["dir"])
+# DuckDB 2 reads nanosecond times as TIMESTAMPTZ_NS, which does not compare with now(): cast in the view.
+con.execute("CREATE VIEW vitals_clean AS SELECT * REPLACE (event_time::TIMESTAMPTZ AS event_time) FROM read_parquet('%s/**/*.parquet')" % args["dir"])
+# Results as Arrow tables, as DataFusion returns them (the method was renamed in DuckDB 2).
+fetch = lambda r: r.to_arrow_table() if hasattr(r, "to_arrow_table") else r.arrow()
 out = {"duckdb": duckdb.__version__, "seconds": []}
 for sql in args["queries"]:
     times = []
     for _ in range(args["repeats"] + 1):
-        t = time.perf_counter(); con.execute(sql).fetch_arrow_table(); times.append(time.perf_counter() - t)
+        t = time.perf_counter(); fetch(con.sql(sql)); times.append(time.perf_counter() - t)
     times = sorted(times[1:])
     out["seconds"].append(times[len(times) // 2])
 print(json.dumps(out))
