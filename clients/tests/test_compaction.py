@@ -67,7 +67,7 @@ def test_compaction_keeps_counts_exact_during_queries_and_kill_9(cluster):
     sim = cluster.start("simulate", "simulate", "--count", str(first), "--rate", "0", "--patients", "30", "--seed", "21")
     assert sim.wait_exit(120) == 0, sim.tail()
     addrs = start_scheduler(cluster, "scheduler")
-    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=SMALL_FLUSHES)
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=SMALL_FLUSHES)
 
     conn = cluster.connect(addrs["flight_sql"])
     try:
@@ -84,7 +84,7 @@ def test_compaction_keeps_counts_exact_during_queries_and_kill_9(cluster):
     # Ingest killed after its ranges were compacted: it must resume after the compacted ranges.
     kill(cluster, "ingest")
     sim = cluster.start("simulate-2", "simulate", "--count", str(second), "--rate", "200", "--patients", "30", "--seed", "22")
-    cluster.start("ingest-2", "ingest", "--group", f"{cluster.topic}-ingest", env=SMALL_FLUSHES)
+    cluster.start("ingest-2", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=SMALL_FLUSHES)
 
     # kill -9 the scheduler (ETL driver and compactor) and its executor at random moments while
     # readings land, are processed and compacted.
