@@ -253,6 +253,25 @@ pub struct BenchArgs {
 pub enum Bench {
     /// The risk forest's inference against scikit-learn's predict on the same forest, one core.
     Model(BenchModelArgs),
+    /// The dashboard's queries on vitalflow's DataFusion session against DuckDB, same Parquet.
+    Queries(BenchQueriesArgs),
+}
+
+/// `vitalflow bench queries`.
+#[derive(Debug, Args)]
+pub struct BenchQueriesArgs {
+    /// Python with `duckdb` installed.
+    #[arg(long, env = "VITALFLOW_PYTHON", default_value = "python3")]
+    pub python: String,
+    /// Readings generated.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub readings: usize,
+    /// Patients they belong to.
+    #[arg(long, default_value_t = 2_000)]
+    pub patients: usize,
+    /// Timed runs per query (after one warm-up); the median is printed.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
 }
 
 /// `vitalflow bench model`.

@@ -284,9 +284,10 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
 }
 
 /// `vitalflow bench ...`.
-pub fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
     match args.bench {
         Bench::Model(args) => crate::bench::model::run(&args),
+        Bench::Queries(args) => crate::bench::queries::run(args).await,
     }
 }
 

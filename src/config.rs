@@ -11,7 +11,9 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vitalflow_executor::ExecutorConfig;
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
-use vitalflow_scheduler::{EtlConfig, FlightSqlConfig, HttpConfig, SchedulerConfig, SchedulerProcessConfig};
+use vitalflow_scheduler::{
+    CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig, SchedulerProcessConfig,
+};
 
 /// The whole configuration, one section per component.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +35,10 @@ pub struct VitalflowConfig {
     pub flight_sql: FlightSqlConfig,
     /// The HTTP API (`/predict_batch`, `/healthz`).
     pub http: HttpConfig,
+    /// Background compaction of small files (scheduler process).
+    pub compaction: CompactionConfig,
+    /// Deleting data older than N days (scheduler process; off by default).
+    pub retention: RetentionConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
     /// `vitalflow simulate`.
@@ -122,6 +128,8 @@ impl VitalflowConfig {
             etl: self.etl.clone(),
             flight_sql: self.flight_sql.clone(),
             http: self.http.clone(),
+            compaction: self.compaction.clone(),
+            retention: self.retention.clone(),
         }
     }
 }

@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
         Command::Predict(args) => commands::predict(config, args).await,
-        Command::Bench(args) => commands::bench(config, args),
+        Command::Bench(args) => commands::bench(config, args).await,
         Command::Config => {
             print!("{}", config::redacted_toml(&config)?);
             Ok(())

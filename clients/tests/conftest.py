@@ -103,8 +103,15 @@ class Cluster:
         self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
         self.children: list[Child] = []
         self.config = write_test_config(workdir / "vitalflow.toml")
-        # Port 0 for the HTTP API too: several schedulers in one test must not fight over 8000.
-        self.env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "info"), RUST_BACKTRACE="1", VITALFLOW__HTTP__PORT="0")
+        # Port 0 for the HTTP API and ingest's /metrics too: several processes (and other suites on the
+        # same machine) must not fight over 8000 or 9464.
+        self.env = dict(
+            os.environ,
+            RUST_LOG=os.environ.get("RUST_LOG", "info"),
+            RUST_BACKTRACE="1",
+            VITALFLOW__HTTP__PORT="0",
+            VITALFLOW__INGEST__METRICS_PORT="0",
+        )
 
     def base_args(self) -> list[str]:
         return [self.binary, "--config", str(self.config), "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]

@@ -179,3 +179,53 @@ impl Default for HttpConfig {
         HttpConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 8000, max_batch_records: 10_000 }
     }
 }
+
+/// Background compaction of small files (`vitals_raw` ranges the ETL has processed, `vitals_clean`
+/// batches it has committed) into larger ones; readers never see a row twice or miss one meanwhile
+/// (see `coverage`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionConfig {
+    /// Run compaction in the scheduler process (with the ETL driver).
+    pub enabled: bool,
+    /// Seconds between two compaction passes.
+    pub interval_seconds: u64,
+    /// Size a compacted file grows to, in MiB of Parquet; files of this size or more are left alone.
+    pub target_file_mb: u64,
+    /// Fewest consecutive small files worth merging (fewer wait for more to land).
+    pub min_files: usize,
+    /// Seconds a compacted file's inputs stay after it is written, hidden from new queries, so that
+    /// queries planned before it still read them; must exceed `flight_sql.query_timeout_seconds`.
+    pub grace_seconds: u64,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig { enabled: true, interval_seconds: 60, target_file_mb: 64, min_files: 8, grace_seconds: 600 }
+    }
+}
+
+impl CompactionConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.interval_seconds == 0 || self.target_file_mb == 0 || self.min_files < 2 {
+            return Err(Error::Config("compaction.interval_seconds and target_file_mb must be above 0, min_files at least 2".into()));
+        }
+        Ok(())
+    }
+
+    /// Target size in bytes.
+    pub fn target_bytes(&self) -> u64 {
+        self.target_file_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// Deleting old data. Off by default: clinical data is kept until someone decides otherwise.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Delete files of `vitals_raw`, `vitals_clean` and `dead_letters` written more than this many days
+    /// ago; 0 keeps everything. Ranges the ETL has not processed are always kept.
+    /// Runs every `compaction.interval_seconds`, also when compaction itself is off.
+    pub days: u64,
+}

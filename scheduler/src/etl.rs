@@ -367,7 +367,8 @@ fn landed_range(path: &Path) -> Option<LandedRange> {
     path.filename().and_then(LandedRange::parse)
 }
 
-async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
+/// The committed checkpoint; a fresh start when there is none.
+pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
     let path = location.path(CHECKPOINT);
     let bytes = match location.store().get(&path).await {
         Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,

@@ -5,11 +5,14 @@ pub mod audit;
 /// Users, tokens and credential checks (Flight SQL, and the HTTP API).
 pub mod auth;
 pub mod cluster;
+pub mod compaction;
+pub mod coverage;
 pub mod config;
 pub mod error;
 pub mod etl;
 pub mod flight_sql;
 pub mod http;
+pub mod retention;
 pub mod session;
 pub mod versioned;
 
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{EtlConfig, FlightSqlConfig, HttpConfig, SchedulerConfig};
+pub use config::{CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
@@ -39,6 +42,10 @@ pub struct SchedulerProcessConfig {
     pub flight_sql: FlightSqlConfig,
     /// The HTTP API.
     pub http: HttpConfig,
+    /// Background compaction of small files.
+    pub compaction: CompactionConfig,
+    /// Deleting old data.
+    pub retention: RetentionConfig,
 }
 
 /// Addresses a started scheduler process listens on.
@@ -83,6 +90,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<SchedulerProcess> {
     config.etl.validate()?;
+    config.compaction.validate()?;
     if config.flight_sql.enabled || config.http.enabled {
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
@@ -99,6 +107,12 @@ pub async fn start(
         let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone()).await?;
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));
+    }
+    // Beside the ETL driver, whose checkpoint says what is settled: one compactor per data location.
+    if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
+        let (location, compaction, retention, token) =
+            (location.clone(), config.compaction.clone(), config.retention.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(compaction::run(location, compaction, retention, token)));
     }
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.

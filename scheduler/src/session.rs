@@ -11,7 +11,10 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use object_store::ObjectStore;
+use object_store::local::LocalFileSystem;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
@@ -20,6 +23,7 @@ use vitalflow_udf_model::schema::{
 };
 use vitalflow_udf_model::udf::{functions, register_all};
 
+use crate::coverage::ResolvingStore;
 use crate::error::{Error, Result};
 use crate::versioned::{VersionedTable, VitalflowLogicalCodec};
 
@@ -38,13 +42,10 @@ pub fn session_config() -> SessionConfig {
 }
 
 /// The scheduler's session builder: Ballista's defaults plus vitalflow's functions, so that plans
-/// naming them deserialize. Listings are never cached: a session lives as long as its client (the
-/// Flight SQL endpoint's lives for days) and must see every file landed since its last query.
+/// naming them deserialize, and the [`runtime_env`] that resolves table listings.
 pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
     Arc::new(move |config| {
-        let runtime = RuntimeEnvBuilder::new()
-            .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
-            .build_arc()?;
+        let runtime = runtime_env()?;
         let state = default_session_builder(config)?;
         // new_from_existing would give the session a new id; Ballista keys sessions by it.
         let id = state.session_id().to_string();
@@ -52,6 +53,33 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
         register_all(&mut state, &forest)?;
         Ok(state)
     })
+}
+
+/// The runtime of every context that plans scans: listings are never cached (a session lives as long
+/// as its client and must see every file landed since its last query) and hide files covered by a
+/// compacted one (see [`crate::coverage`]).
+pub fn runtime_env() -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
+        .build_arc()?;
+    let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
+    runtime.register_object_store(ObjectStoreUrl::local_filesystem().as_ref(), Arc::new(ResolvingStore::new(local)));
+    Ok(runtime)
+}
+
+/// An in-process DataFusion context (no Ballista) with vitalflow's settings, functions and tables,
+/// for benchmarks and for checking results against the cluster's.
+pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
+    let step = |step: &'static str| move |source| Error::Query { step: step.to_string(), source };
+    let mut state = SessionStateBuilder::new()
+        .with_config(session_config())
+        .with_runtime_env(runtime_env().map_err(step("creating the runtime"))?)
+        .with_default_features()
+        .build();
+    register_all(&mut state, forest).map_err(step("registering functions"))?;
+    let ctx = SessionContext::new_with_state(state);
+    register_tables(&ctx, location)?;
+    Ok(ctx)
 }
 
 /// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.

@@ -2,6 +2,7 @@
 //! both figures with their ratio. Benchmarks, not tests: nothing here asserts a speed.
 
 pub mod model;
+pub mod queries;
 
 /// Rows per second, for printing.
 pub(crate) fn rows_per_sec(rows: u64, seconds: f64) -> f64 {

@@ -1,0 +1,122 @@
+"""Compaction of small files while queries run, through kill -9 of the scheduler and of ingest.
+
+Real processes (scheduler with the ETL driver and the compactor, an executor, ingest, the simulator,
+Apache Kafka). Ingest flushes tiny files so that compaction has work; every count read over Flight SQL
+meanwhile must be exact: no row missing, none doubled, at any moment.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+
+from test_end_to_end import assert_exactly_once, query
+
+# Compact every second, merge from two files, delete inputs 3 s after their merged file is written.
+FAST_COMPACTION = {
+    "VITALFLOW__COMPACTION__INTERVAL_SECONDS": "1",
+    "VITALFLOW__COMPACTION__MIN_FILES": "2",
+    "VITALFLOW__COMPACTION__GRACE_SECONDS": "3",
+    "VITALFLOW__ETL__MIN_INTERVAL_MS": "100",
+}
+SMALL_FLUSHES = {"VITALFLOW__INGEST__FLUSH_RECORDS": "25", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
+
+
+def raw_files(cluster) -> list:
+    return sorted((cluster.data / "vitals_raw").rglob("*.parquet"))
+
+
+def spans_more_than_a_flush(cluster) -> bool:
+    """A compacted vitals_raw file exists: its offset range is wider than one 25-record flush."""
+    for f in raw_files(cluster):
+        first, last = (int(x) for x in f.stem.rsplit("-", 2)[1:])
+        if last - first + 1 > 25:
+            return True
+    return False
+
+
+def start_scheduler(cluster, name: str) -> dict:
+    addrs = cluster.start_service(name, "scheduler", "--port", "0", "--flight-sql-port", "0", env=FAST_COMPACTION)
+    port = addrs["scheduler"].rsplit(":", 1)[1]
+    cluster.start_service(f"{name}-executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    return addrs
+
+
+def kill(cluster, *names: str) -> None:
+    for child in cluster.children:
+        if child.name in names and child.proc.poll() is None:
+            child.stop(signal.SIGKILL)
+
+
+def counts(conn, table: str) -> tuple[int, int]:
+    n = query(conn, f"SELECT count(*) FROM {table}").column(0)[0].as_py()
+    distinct = query(
+        conn, f"SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM {table}) AS d"
+    ).column(0)[0].as_py()
+    return n, distinct
+
+
+def settled(cluster) -> bool:
+    """Merged files exist and few files are left (3 partitions, two hour folders at most)."""
+    return spans_more_than_a_flush(cluster) and len(raw_files(cluster)) <= 12
+
+
+def assert_exact_while_compacting(conn, cluster, expected: int, timeout: float = 180) -> int:
+    """Queries while readings land, are processed and compacted, until all are in and compaction has
+    settled: no answer ever holds a row twice, and counts never go down (no row lost). Returns how
+    many queries ran before compaction settled."""
+    deadline = time.monotonic() + timeout
+    before_settled = 0
+    seen = {"vitals_raw": 0, "vitals_clean": 0}
+    while True:
+        done = settled(cluster)
+        for table in seen:
+            n, distinct = counts(conn, table)
+            assert n == distinct, f"{table}: {n} rows but {distinct} distinct offsets\n{cluster.logs()}"
+            assert seen[table] <= n <= expected, f"{table}: {n} rows after {seen[table]} (expected up to {expected})"
+            seen[table] = n
+        if not done:
+            before_settled += 1
+        elif seen == {"vitals_raw": expected, "vitals_clean": expected}:
+            return before_settled
+        assert time.monotonic() < deadline, f"not settled: {seen}, {len(raw_files(cluster))} files\n{cluster.logs()}"
+
+
+def test_compaction_keeps_counts_exact_during_queries_and_kill_9(cluster):
+    first, second = 1200, 800
+    sim = cluster.start("simulate", "simulate", "--count", str(first), "--rate", "0", "--patients", "30", "--seed", "21")
+    assert sim.wait_exit(120) == 0, sim.tail()
+    addrs = start_scheduler(cluster, "scheduler")
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=SMALL_FLUSHES)
+
+    conn = cluster.connect(addrs["flight_sql"])
+    try:
+        queries = assert_exact_while_compacting(conn, cluster, first)
+        assert queries >= 2, "compaction settled before any query ran during it"
+        clean_files = sorted((cluster.data / "vitals_clean").glob("*.parquet"))
+        assert any(f.stem.count("-") == 2 for f in clean_files), f"vitals_clean was not compacted: {clean_files}"
+    finally:
+        conn.close()
+
+    # Ingest killed after its ranges were compacted: it must resume after the compacted ranges.
+    kill(cluster, "ingest")
+    sim = cluster.start("simulate-2", "simulate", "--count", str(second), "--rate", "200", "--patients", "30", "--seed", "22")
+    cluster.start("ingest-2", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=SMALL_FLUSHES)
+
+    # kill -9 the scheduler (ETL driver and compactor) and its executor at random moments while
+    # readings land, are processed and compacted.
+    rng = random.Random(6)
+    for round_ in range(3):
+        time.sleep(rng.uniform(0.5, 2.5))
+        kill(cluster, f"scheduler-{round_}" if round_ else "scheduler", f"scheduler-{round_}-executor" if round_ else "scheduler-executor")
+        addrs = start_scheduler(cluster, f"scheduler-{round_ + 1}")
+    assert sim.wait_exit(120) == 0, sim.tail()
+
+    conn = cluster.connect(addrs["flight_sql"])
+    try:
+        total = first + second
+        assert_exact_while_compacting(conn, cluster, total)
+        assert_exactly_once(conn, total)
+    finally:
+        conn.close()

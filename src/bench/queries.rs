@@ -1,0 +1,189 @@
+//! `vitalflow bench queries`: the dashboard's queries on vitalflow's in-process DataFusion context
+//! (the functions, tables and listing rules the scheduler plans with) and on DuckDB (Python `duckdb`
+//! in a subprocess), over the same `vitals_clean` Parquet files; prints both medians and the ratio.
+//!
+//! The data: `--readings` rows of `--patients` patients, one reading per patient in turn, spread over
+//! the last hour, in files of one million rows (a compacted table's shape).
+
+use std::io::Write;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampNanosecondArray};
+use arrow::compute::cast;
+use arrow::record_batch::RecordBatch;
+use vitalflow_ingest::DataLocation;
+use vitalflow_ingest::landing::write_parquet;
+use vitalflow_scheduler::session::local_context;
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::schema::{VITALS_CLEAN_SCHEMA, table};
+
+use crate::cli::BenchQueriesArgs;
+
+/// Latest reading per patient as a window over the history. When the ETL maintains `patient_latest`
+/// (one row per patient), this becomes `SELECT ... FROM patient_latest` and the bench measures that.
+const LATEST: &str = "SELECT patient_id, event_time, heart_rate, spo2, risk, news2_score FROM (\
+    SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY event_time DESC) AS rn FROM vitals_clean) latest \
+    WHERE rn = 1 ORDER BY patient_id";
+
+/// The dashboard's queries (clients/streamlit/app.py), by name.
+fn queries() -> Vec<(&'static str, String)> {
+    vec![
+        ("latest per patient", LATEST.to_string()),
+        ("risk distribution", format!("SELECT risk, count(*) AS patients FROM ({LATEST}) l GROUP BY risk ORDER BY risk")),
+        (
+            "high-risk alerts, last 5 min",
+            "SELECT event_time, patient_id, heart_rate, spo2, news2_score FROM vitals_clean \
+             WHERE risk = 'High' AND event_time > now() - INTERVAL '5 minutes' ORDER BY event_time DESC LIMIT 50"
+                .to_string(),
+        ),
+        ("freshness", "SELECT max(event_time) AS newest FROM vitals_clean".to_string()),
+    ]
+}
+
+const DUCKDB_DRIVER: &str = r#"
+import json, sys, time
+import duckdb
+args = json.loads(sys.argv[1])
+con = duckdb.connect()
+con.execute("SET threads TO %d" % args["threads"])
+# DuckDB 2 reads nanosecond times as TIMESTAMPTZ_NS, which does not compare with now(): cast in the view.
+con.execute("CREATE VIEW vitals_clean AS SELECT * REPLACE (event_time::TIMESTAMPTZ AS event_time) FROM read_parquet('%s/**/*.parquet')" % args["dir"])
+# Results as Arrow tables, as DataFusion returns them (the method was renamed in DuckDB 2).
+fetch = lambda r: r.to_arrow_table() if hasattr(r, "to_arrow_table") else r.arrow()
+out = {"duckdb": duckdb.__version__, "seconds": []}
+for sql in args["queries"]:
+    times = []
+    for _ in range(args["repeats"] + 1):
+        t = time.perf_counter(); fetch(con.sql(sql)); times.append(time.perf_counter() - t)
+    times = sorted(times[1:])
+    out["seconds"].append(times[len(times) // 2])
+print(json.dumps(out))
+"#;
+
+#[derive(Debug, serde::Deserialize)]
+struct DuckReport {
+    duckdb: String,
+    seconds: Vec<f64>,
+}
+
+/// Runs the benchmark and prints the table.
+pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.patients > 0 && args.readings > 0 && args.repeats > 0, "--patients, --readings and --repeats must be above 0");
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let location = DataLocation::open(dir.path().to_str().context("temporary directory is not UTF-8")?)?;
+    let started = Instant::now();
+    let written = generate(&location, args.readings, args.patients).await?;
+    eprintln!("generated {} readings of {} patients in {written} files ({:.1} s)", args.readings, args.patients, started.elapsed().as_secs_f64());
+
+    let forest = Arc::new(RiskForest::bundled()?);
+    let ctx = local_context(&location, &forest)?;
+    let mut ours = Vec::new();
+    for (name, sql) in queries() {
+        let mut times = Vec::new();
+        for _ in 0..=args.repeats {
+            let t = Instant::now();
+            ctx.sql(&sql).await.with_context(|| format!("planning {name}"))?.collect().await.with_context(|| format!("running {name}"))?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        ours.push(median(&mut times[1..].to_vec()));
+    }
+
+    let table_dir = dir.path().join(table::VITALS_CLEAN);
+    let request = serde_json::json!({
+        "dir": table_dir.to_string_lossy(),
+        "queries": queries().into_iter().map(|(_, sql)| sql).collect::<Vec<_>>(),
+        "repeats": args.repeats,
+        "threads": std::thread::available_parallelism().map_or(2, |n| n.get()),
+    });
+    let output = Command::new(&args.python)
+        .args(["-c", DUCKDB_DRIVER, &request.to_string()])
+        .output()
+        .with_context(|| format!("starting {} (needs `pip install duckdb`)", args.python))?;
+    if !output.status.success() {
+        bail!("DuckDB driver failed (is `duckdb` installed for {}?):\n{}", args.python, String::from_utf8_lossy(&output.stderr));
+    }
+    let duck: DuckReport = serde_json::from_slice(&output.stdout).context("reading the DuckDB driver's report")?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "dashboard queries on {} readings of {} patients (median of {} runs, after one warm-up)", args.readings, args.patients, args.repeats)?;
+    writeln!(out, "{:<30} {:>14} {:>14} {:>10}", "query", "vitalflow ms", format!("duckdb {} ms", duck.duckdb), "ratio")?;
+    for (((name, _), v), d) in queries().iter().zip(&ours).zip(&duck.seconds) {
+        writeln!(out, "{name:<30} {:>14.1} {:>14.1} {:>9.2}x", v * 1e3, d * 1e3, v / d)?;
+    }
+    writeln!(out, "ratio = vitalflow time / DuckDB time (below 1: vitalflow is faster); vitalflow = in-process DataFusion with vitalflow's session")?;
+    Ok(())
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Writes the readings as `vitals_clean` files of at most one million rows; returns the file count.
+async fn generate(location: &DataLocation, readings: usize, patients: usize) -> anyhow::Result<usize> {
+    const FILE_ROWS: usize = 1_000_000;
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    let now_ns = i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_nanos())?;
+    let hour_ns = 3_600_000_000_000i64;
+    let step = hour_ns / readings as i64;
+    let mut files = 0;
+    for start in (0..readings).step_by(FILE_ROWS) {
+        let n = FILE_ROWS.min(readings - start);
+        let ids: Vec<usize> = (start..start + n).collect();
+        let patient = StringArray::from_iter_values(ids.iter().map(|i| format!("P{:05}", i % patients)));
+        let time = TimestampNanosecondArray::from_iter_values(ids.iter().map(|i| now_ns - hour_ns + *i as i64 * step)).with_timezone("UTC");
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        for field in VITALS_CLEAN_SCHEMA.fields() {
+            let column: ArrayRef = match field.name().as_str() {
+                "patient_id" => Arc::new(patient.clone()),
+                "event_time" => Arc::new(time.clone()),
+                "heart_rate" => uniform(&mut rng, n, 40.0, 160.0),
+                "systolic_bp" => uniform(&mut rng, n, 80.0, 180.0),
+                "diastolic_bp" => uniform(&mut rng, n, 50.0, 110.0),
+                "spo2" => uniform(&mut rng, n, 85.0, 100.0),
+                "temperature" => uniform(&mut rng, n, 35.0, 40.0),
+                "glucose" => uniform(&mut rng, n, 60.0, 250.0),
+                "respiratory_rate" => uniform(&mut rng, n, 8.0, 30.0),
+                "risk" => Arc::new(StringArray::from_iter_values((0..n).map(|_| ["High", "Medium", "Low", "Low", "Low"][rng.below(5)]))),
+                "news2_score" | "rubric_score" => Arc::new(Int32Array::from_iter_values((0..n).map(|_| rng.below(12) as i32))),
+                "model_version" => Arc::new(StringArray::from_iter_values((0..n).map(|_| "bench"))),
+                _ if field.is_nullable() => arrow::array::new_null_array(field.data_type(), n),
+                _ => cast(&(Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| *i as i64))) as ArrayRef), field.data_type())?,
+            };
+            columns.push(cast(&column, field.data_type())?);
+        }
+        let batch = RecordBatch::try_new(VITALS_CLEAN_SCHEMA.clone(), columns)?;
+        let path = location.path(&format!("{}/batch-{:012}.parquet", table::VITALS_CLEAN, files + 1));
+        write_parquet(location, &path, &[batch]).await?;
+        files += 1;
+    }
+    Ok(files)
+}
+
+fn uniform(rng: &mut XorShift, n: usize, low: f64, high: f64) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values((0..n).map(|_| low + (high - low) * rng.unit())))
+}
+
+/// A small deterministic generator: the data only needs to look varied, the same on every run.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
