@@ -284,8 +284,9 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
 }
 
 /// `vitalflow bench ...`.
-pub fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn bench(config: VitalflowConfig, args: BenchArgs, external_kafka: bool) -> anyhow::Result<()> {
     match args.bench {
         Bench::Model(args) => crate::bench::model::run(&args),
+        Bench::Ingest(args) => crate::bench::ingest::run(config, &args, external_kafka).await,
     }
 }

@@ -44,9 +44,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
         Command::Predict(args) => commands::predict(config, args).await,
-        Command::Bench(args) => commands::bench(config, args),
+        Command::Bench(args) => commands::bench(config, args, external_kafka).await,
         Command::Config => {
-            print!("{}", toml::to_string_pretty(&config).context("printing configuration")?);
+            // Secrets never reach a terminal or a log.
+            let mut shown = config;
+            shown.kafka = shown.kafka.redacted();
+            print!("{}", toml::to_string_pretty(&shown).context("printing configuration")?);
             Ok(())
         }
     }
