@@ -255,6 +255,8 @@ pub enum Bench {
     Model(BenchModelArgs),
     /// The dashboard's queries on vitalflow's DataFusion session against DuckDB, same Parquet.
     Queries(BenchQueriesArgs),
+    /// Records/s landed as Parquet by ingest, per core, against the raw consume rate of the topic.
+    Ingest(BenchIngestArgs),
 }
 
 /// `vitalflow bench queries`.
@@ -272,6 +274,32 @@ pub struct BenchQueriesArgs {
     /// Timed runs per query (after one warm-up); the median is printed.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+}
+
+/// `vitalflow bench ingest`.
+#[derive(Debug, Args)]
+pub struct BenchIngestArgs {
+    /// Records produced to a fresh topic and then landed.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub records: u64,
+    /// Partitions of the benchmark topic.
+    #[arg(long, default_value_t = 4)]
+    pub partitions: i32,
+    /// Use the embedded tansu broker even when a Kafka is configured (--kafka, file or environment).
+    #[arg(long)]
+    pub embedded: bool,
+    /// Internal: run one measured side in this process (the benchmark starts its workers itself).
+    #[arg(long, hide = true, value_enum)]
+    pub worker: Option<BenchIngestWorker>,
+}
+
+/// The measured sides of `vitalflow bench ingest`, each run in a child process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchIngestWorker {
+    /// Read every record and do nothing (the ceiling).
+    Raw,
+    /// The ingest loop, landing Parquet.
+    Land,
 }
 
 /// `vitalflow bench model`.

@@ -284,10 +284,11 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
 }
 
 /// `vitalflow bench ...`.
-pub async fn bench(_config: VitalflowConfig, args: BenchArgs) -> anyhow::Result<()> {
+pub async fn bench(config: VitalflowConfig, args: BenchArgs, external_kafka: bool) -> anyhow::Result<()> {
     match args.bench {
         Bench::Model(args) => crate::bench::model::run(&args),
         Bench::Queries(args) => crate::bench::queries::run(args).await,
+        Bench::Ingest(args) => crate::bench::ingest::run(config, &args, external_kafka).await,
     }
 }
 

@@ -174,7 +174,8 @@ pub fn redacted_toml(config: &VitalflowConfig) -> anyhow::Result<String> {
             _ => {}
         }
     }
-    let mut value = toml::Value::try_from(config).context("serialising the configuration")?;
+    let shown = VitalflowConfig { kafka: config.kafka.redacted(), ..config.clone() };
+    let mut value = toml::Value::try_from(&shown).context("serialising the configuration")?;
     redact(&mut value);
     toml::to_string_pretty(&value).context("printing the configuration")
 }

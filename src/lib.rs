@@ -43,8 +43,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
         Command::Predict(args) => commands::predict(config, args).await,
-        Command::Bench(args) => commands::bench(config, args).await,
+        Command::Bench(args) => commands::bench(config, args, external_kafka).await,
         Command::Config => {
+            // Secrets never reach a terminal or a log.
             print!("{}", config::redacted_toml(&config)?);
             Ok(())
         }

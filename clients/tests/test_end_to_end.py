@@ -88,7 +88,7 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
     scheduler_port = addrs["scheduler"].rsplit(":", 1)[1]
     cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{scheduler_port}", "--flight-port", "0", "--grpc-port", "0")
     group = f"{cluster.topic}-ingest"
-    cluster.start("ingest", "ingest", "--group", group)
+    cluster.start("ingest", "ingest", "--group", group, "--metrics-port", "0")
 
     conn = cluster.connect(addrs['flight_sql'])
     try:
@@ -139,7 +139,7 @@ def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
     port = addrs["scheduler"].rsplit(":", 1)[1]
     executor = cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
     assert executor["flight"] > 0
-    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=small_flushes)
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=small_flushes)
 
     conn = cluster.connect(addrs['flight_sql'])
     try:
@@ -176,7 +176,7 @@ def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating
     )
     port = addrs["scheduler"].rsplit(":", 1)[1]
     executor = cluster.start("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0")
 
     # The first micro-batch writes its output, then the process dies before the checkpoint.
     crashed = cluster.children[1]

@@ -292,7 +292,8 @@ def test_fuzzed_bad_messages_are_dead_letters_with_reasons_and_good_ones_land(cl
     subprocess.run([cluster.binary, "--kafka", cluster.kafka, "--topic", cluster.topic, "simulate", "--count", "0",
                     "--partitions", str(cluster_topic_partitions)], check=True, capture_output=True)
     produce_payloads(cluster.kafka, cluster.topic, payloads)
-    ingest(cluster, "ingest", f"{cluster.topic}-ingest")
+    dead_letter_topic = f"{cluster.topic}-dead-letters"
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest", env={"VITALFLOW__INGEST__DEAD_LETTER_TOPIC": dead_letter_topic})
     wait_all_landed(cluster, len(payloads))
     assert_exactly_once(cluster, len(payloads))
 
@@ -310,6 +311,36 @@ def test_fuzzed_bad_messages_are_dead_letters_with_reasons_and_good_ones_land(cl
         assert letter["reason_code"] == EXPECTED_CODE.get(kind, kind), (kind, letter["reason"])
         assert letter["reason"] and letter["stage"] == "ingest"
         assert (letter["payload"] or b"") == (payloads[offset] or b""), kind
+
+    # The dead-letter topic has each dead letter too (no crash in this run, so exactly once), keyed by
+    # its source position, with the reason in its headers and the payload as it was.
+    on_topic = read_topic(cluster.kafka, dead_letter_topic, len(by_offset))
+    assert sorted(on_topic) == sorted(f"{cluster.topic}-0-{o}" for o in by_offset)
+    for key, (value, headers) in on_topic.items():
+        letter = by_offset[int(key.rsplit("-", 1)[1])]
+        assert headers["reason_code"] == letter["reason_code"] and headers["reason"] == letter["reason"], key
+        assert headers["stage"] == "ingest" and headers["source_topic"] == cluster.topic and headers["source_partition"] == "0"
+        assert (value or b"") == (letter["payload"] or b""), key
+
+
+def read_topic(kafka: str, topic: str, expected: int, timeout: float = 60) -> dict[str, tuple[bytes | None, dict[str, str]]]:
+    """Every message of `topic` by key: (value, headers), after at least `expected` have arrived."""
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"{topic}-reader", "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    out: dict[str, tuple[bytes | None, dict[str, str]]] = {}
+    count = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while count < expected and time.monotonic() < deadline:
+            m = consumer.poll(1.0)
+            if m is None or m.error():
+                continue
+            count += 1
+            out[m.key().decode()] = (m.value(), {k: v.decode() for k, v in (m.headers() or [])})
+    finally:
+        consumer.close()
+    assert count == expected, f"{count} of {expected} dead letters on {topic}"
+    return out
 
 
 def test_fhir_observations_land_with_their_vitals_in_table_units(cluster, fast_config):

@@ -7,6 +7,10 @@
 #   kafka.sh kill      kill -9 the broker (fault tests)
 #   kafka.sh restart   stop then start on the same port and storage
 #   kafka.sh address   print the bootstrap address of the running broker
+#   kafka.sh sasl      print the SASL_SSL listener as JSON: bootstrap, ca (PEM path), username, password
+#
+# Besides the PLAINTEXT listener every test uses, the broker has a SASL_SSL listener (TLS with a CA made
+# at first start, SASL PLAIN and SCRAM-SHA-256 for user "vitalflow") for the TLS/SASL tests.
 #
 # Environment:
 #   VITALFLOW_CACHE       where jars are cached (default ~/.cache/vitalflow), outside the checkout
@@ -41,17 +45,60 @@ pid_alive() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; 
 
 address() { echo "127.0.0.1:$(cat "$state/port")"; }
 
+random_secret() {
+  python3 -c 'import secrets; print(secrets.token_hex(16))'
+}
+
+# A CA and a broker certificate for 127.0.0.1 signed by it, in a PKCS#12 keystore; and the SASL password.
+make_tls() {
+  local tls="$state/tls"
+  [ -f "$tls/broker.p12" ] && return 0
+  mkdir -p "$tls" && chmod 700 "$tls"
+  random_secret > "$tls/store_password"
+  random_secret > "$tls/sasl_password"
+  local pass; pass=$(cat "$tls/store_password")
+  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=vitalflow test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' > "$tls/san.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 3650 \
+    -extfile "$tls/san.ext" -out "$tls/broker.pem" 2>/dev/null
+  openssl pkcs12 -export -in "$tls/broker.pem" -inkey "$tls/broker.key" -certfile "$tls/ca.pem" -name broker \
+    -passout "pass:$pass" -out "$tls/broker.p12"
+}
+
+sasl() {
+  python3 - "$state" <<'PY'
+import json, pathlib, sys
+state = pathlib.Path(sys.argv[1])
+print(json.dumps({
+    "bootstrap": "127.0.0.1:" + (state / "sasl_port").read_text().strip(),
+    "ca": str(state / "tls" / "ca.pem"),
+    "username": "vitalflow",
+    "password": (state / "tls" / "sasl_password").read_text().strip(),
+}))
+PY
+}
+
 write_properties() {
-  local port=$1 cport=$2
+  local port=$1 cport=$2 sport=$3 tls="$state/tls"
+  local pass sasl_pass; pass=$(cat "$tls/store_password"); sasl_pass=$(cat "$tls/sasl_password")
   cat > "$state/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-256
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$tls/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$pass
+listener.name.sasl_ssl.ssl.key.password=$pass
+listener.name.sasl_ssl.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_vitalflow="$sasl_pass";
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 log.dirs=$state/data
 num.partitions=3
 auto.create.topics.enable=true
@@ -74,13 +121,16 @@ start() {
     echo "${KAFKA_PORT:-$(free_port)}" > "$state/port"
     free_port > "$state/controller_port"
   fi
-  local port cport
-  port=$(cat "$state/port"); cport=$(cat "$state/controller_port")
-  write_properties "$port" "$cport"
+  [ -f "$state/sasl_port" ] || free_port > "$state/sasl_port"
+  make_tls
+  local port cport sport
+  port=$(cat "$state/port"); cport=$(cat "$state/controller_port"); sport=$(cat "$state/sasl_port")
+  write_properties "$port" "$cport" "$sport"
   local cp="$libs/*"
   if [ ! -f "$state/data/meta.properties" ]; then
     java -cp "$cp" -Dlog4j2.configurationFile="$here/log4j2.yaml" kafka.tools.StorageTool format \
       --standalone -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      --add-scram "SCRAM-SHA-256=[name=vitalflow,password=$(cat "$state/tls/sasl_password")]" \
       -c "$state/server.properties" >> "$state/broker.log" 2>&1
   fi
   # setsid: the broker outlives this script and is stopped by pid, never by a terminal's signals.
@@ -119,6 +169,7 @@ case "${1:-}" in
   kill) stop KILL ;;
   restart) stop TERM; start ;;
   address) pid_alive && address || { log "no broker running in $state"; exit 1; } ;;
+  sasl) pid_alive && sasl || { log "no broker running in $state"; exit 1; } ;;
   clean) stop TERM; rm -rf "$state" ;;
-  *) echo "usage: $0 install|start|stop|kill|restart|address|clean" >&2; exit 2 ;;
+  *) echo "usage: $0 install|start|stop|kill|restart|address|sasl|clean" >&2; exit 2 ;;
 esac

@@ -15,58 +15,53 @@ use std::time::Duration;
 
 use rdkafka::Offset;
 use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
 use tokio_util::sync::CancellationToken;
 
+use crate::batch::RangeBatch;
 use crate::events::IngestStats;
 use crate::landed::resume_positions;
 use crate::store::DataLocation;
 
-/// One record as received, kept until it is landed.
-#[derive(Debug, Clone)]
-pub(crate) struct Received {
-    pub(crate) offset: i64,
-    /// Kafka timestamp in ms (0 when the broker gave none).
-    pub(crate) timestamp_ms: i64,
-    pub(crate) payload: Option<Vec<u8>>,
-}
-
-/// An owned partition: the next offset it accepts and what is buffered since the last flush.
+/// An owned partition: the next offset it accepts and what is decoded since the last flush.
 #[derive(Debug, Default)]
 struct Owned {
     /// Offsets below this have landed (in files) and are never buffered again.
     next: i64,
-    records: Vec<Received>,
+    pending: Option<RangeBatch>,
 }
 
-/// Records of one partition taken for a flush.
+/// The decoded records of one partition taken for a flush.
 #[derive(Debug)]
 pub(crate) struct PartitionRange {
     pub(crate) topic: String,
     pub(crate) partition: i32,
-    pub(crate) records: Vec<Received>,
+    pub(crate) range: RangeBatch,
 }
 
-/// Owned partitions and their buffers, shared by the ingest loop and the rebalance callbacks.
+/// Owned partitions (by topic, then partition) and their buffers, shared by the ingest loop and the
+/// rebalance callbacks.
 #[derive(Debug, Default)]
 pub(crate) struct Assignment {
-    owned: BTreeMap<(String, i32), Owned>,
+    owned: BTreeMap<String, BTreeMap<i32, Owned>>,
     buffered: usize,
 }
 
 impl Assignment {
-    /// Buffers `m` if its partition is owned and the offset is new; a re-delivery of a landed or
-    /// buffered offset is not buffered twice.
-    pub(crate) fn push(&mut self, m: &BorrowedMessage<'_>) -> bool {
-        let Some(owned) = self.owned.get_mut(&(m.topic().to_string(), m.partition())) else { return false };
+    /// Decodes and buffers `m` if its partition is owned and the offset is new; a re-delivery of a
+    /// landed or buffered offset is not buffered twice.
+    pub(crate) fn push(&mut self, m: &BorrowedMessage<'_>, max_message_bytes: usize) -> bool {
+        let Some(owned) = self.owned.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else { return false };
         let offset = m.offset();
-        if offset < owned.next || owned.records.last().is_some_and(|last| offset <= last.offset) {
+        if offset < owned.next || owned.pending.as_ref().is_some_and(|p| offset <= p.last) {
             return false;
         }
-        let timestamp_ms = m.timestamp().to_millis().unwrap_or(0);
-        owned.records.push(Received { offset, timestamp_ms, payload: m.payload().map(<[u8]>::to_vec) });
+        let range = owned.pending.get_or_insert_with(|| RangeBatch::new(offset, m.timestamp().to_millis().unwrap_or(0)));
+        range.push(m.topic(), m.partition(), offset, m.payload(), max_message_bytes);
         self.buffered += 1;
         true
     }
@@ -81,33 +76,32 @@ impl Assignment {
         self.buffered = 0;
         self.owned
             .iter_mut()
-            .filter(|(_, o)| !o.records.is_empty())
-            .map(|((topic, partition), o)| PartitionRange {
-                topic: topic.clone(),
-                partition: *partition,
-                records: std::mem::take(&mut o.records),
+            .flat_map(|(topic, partitions)| partitions.iter_mut().map(move |(p, o)| (topic, *p, o)))
+            .filter_map(|(topic, partition, o)| {
+                o.pending.take().map(|range| PartitionRange { topic: topic.clone(), partition, range })
             })
             .collect()
     }
 
     /// Marks `[.., last]` of a partition as landed.
     pub(crate) fn landed(&mut self, topic: &str, partition: i32, last: i64) {
-        if let Some(owned) = self.owned.get_mut(&(topic.to_string(), partition)) {
+        if let Some(owned) = self.owned.get_mut(topic).and_then(|t| t.get_mut(&partition)) {
             owned.next = owned.next.max(last + 1);
         }
     }
 
     fn owns(&self, topic: &str, partition: i32) -> bool {
-        self.owned.contains_key(&(topic.to_string(), partition))
+        self.owned.get(topic).is_some_and(|t| t.contains_key(&partition))
     }
 
     fn assign(&mut self, topic: &str, partition: i32, next: i64) {
-        self.owned.insert((topic.to_string(), partition), Owned { next, records: Vec::new() });
+        self.owned.entry(topic.to_string()).or_default().insert(partition, Owned { next, pending: None });
     }
 
     /// Forgets a partition; returns how many buffered records were dropped.
     fn revoke(&mut self, topic: &str, partition: i32) -> usize {
-        let dropped = self.owned.remove(&(topic.to_string(), partition)).map_or(0, |o| o.records.len());
+        let removed = self.owned.get_mut(topic).and_then(|t| t.remove(&partition));
+        let dropped = removed.and_then(|o| o.pending).map_or(0, |r| r.records);
         self.buffered -= dropped;
         dropped
     }
@@ -126,9 +120,28 @@ pub struct IngestContext {
     pub(crate) stats: Arc<IngestStats>,
     pub(crate) runtime: tokio::runtime::Handle,
     pub(crate) shutdown: CancellationToken,
+    /// Set, and `refused` cancelled, when the brokers refuse this client's credentials or TLS.
+    pub(crate) refusal: Mutex<Option<String>>,
+    pub(crate) refused: CancellationToken,
 }
 
 impl ClientContext for IngestContext {
+    /// librdkafka's global errors. It retries authentication and TLS failures forever; a consumer
+    /// that can never read must stop with the reason instead of waiting silently.
+    fn error(&self, error: KafkaError, reason: &str) {
+        let refused = matches!(
+            error.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL)
+        );
+        if refused {
+            let mut slot = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
+            slot.get_or_insert_with(|| format!("{error}: {reason}"));
+            self.refused.cancel();
+        } else {
+            tracing::error!(error = %error, reason, "Kafka client error.");
+        }
+    }
+
     /// librdkafka's periodic statistics: keeps the lag of owned partitions for `/metrics`.
     fn stats(&self, statistics: Statistics) {
         let assignment = lock(&self.assignment);

@@ -1,15 +1,19 @@
-//! Decoded readings and rejected records → Arrow batches of `vitals_raw` and `dead_letters`.
+//! Kafka records → Arrow batches of `vitals_raw` and `dead_letters`, decoded as they arrive: the flat
+//! JSON fast path ([`crate::flat`]) appends straight to the builders, everything else goes through
+//! [`decode_record`].
 
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, StringBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Array, Int32Builder, Int64Builder, StringBuilder,
     TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
+use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 
-use crate::decode::{Reading, Rejection};
+use crate::decode::{ReasonCode, Reading, Rejection, decode_record};
+use crate::flat::decode_flat;
 use crate::error::Result;
 
 /// Where a record came from.
@@ -23,41 +27,86 @@ pub struct SourcePosition {
     pub offset: i64,
 }
 
-/// `vitals_raw` rows of one flush.
-pub fn vitals_raw_batch(rows: &[(SourcePosition, Reading)], ingest_time_ns: i64) -> Result<RecordBatch> {
-    let n = rows.len();
-    let mut patient = StringBuilder::with_capacity(n, n * 8);
-    let mut time = TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut vitals: Vec<Float64Builder> = (0..7).map(|_| Float64Builder::with_capacity(n)).collect();
-    let mut oxygen = BooleanBuilder::with_capacity(n);
-    let mut consciousness = StringBuilder::with_capacity(n, n);
-    let mut topic = StringBuilder::with_capacity(n, n * 12);
-    let mut partition = Int32Builder::with_capacity(n);
-    let mut offset = Int64Builder::with_capacity(n);
-    for (pos, r) in rows {
-        patient.append_value(&r.patient_id);
-        time.append_value(r.event_time_ns);
-        for (b, v) in vitals.iter_mut().zip(r.vitals) {
-            b.append_option(v);
+/// `vitals_raw` rows of one partition's offset range, appended as records are decoded; topic,
+/// partition and ingest time are the same for every row and filled in by [`VitalsRawBuilder::finish`].
+#[derive(Debug)]
+pub struct VitalsRawBuilder {
+    patient: StringBuilder,
+    time: TimestampNanosecondBuilder,
+    vitals: [Float64Builder; 7],
+    oxygen: BooleanBuilder,
+    consciousness: StringBuilder,
+    offset: Int64Builder,
+}
+
+impl Default for VitalsRawBuilder {
+    fn default() -> Self {
+        VitalsRawBuilder {
+            patient: StringBuilder::new(),
+            time: TimestampNanosecondBuilder::new().with_timezone("UTC"),
+            vitals: std::array::from_fn(|_| Float64Builder::new()),
+            oxygen: BooleanBuilder::new(),
+            consciousness: StringBuilder::new(),
+            offset: Int64Builder::new(),
         }
-        oxygen.append_option(r.on_oxygen);
-        consciousness.append_option(r.consciousness.map(|c| c.letter()));
-        topic.append_value(&pos.topic);
-        partition.append_value(pos.partition);
-        offset.append_value(pos.offset);
     }
-    let ingest = constant_time(ingest_time_ns, n);
-    let mut columns: Vec<ArrayRef> = vec![Arc::new(patient.finish()), Arc::new(time.finish())];
-    columns.extend(vitals.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
-    columns.extend([
-        Arc::new(oxygen.finish()) as ArrayRef,
-        Arc::new(consciousness.finish()),
-        Arc::new(topic.finish()),
-        Arc::new(partition.finish()),
-        Arc::new(offset.finish()),
-        Arc::new(ingest),
-    ]);
-    Ok(RecordBatch::try_new(VITALS_RAW_SCHEMA.clone(), columns)?)
+}
+
+impl VitalsRawBuilder {
+    /// Appends one reading found at `offset`.
+    pub fn append(
+        &mut self,
+        offset: i64,
+        patient_id: &str,
+        event_time_ns: i64,
+        vitals: &[Option<f64>; 7],
+        on_oxygen: Option<bool>,
+        consciousness: Option<Consciousness>,
+    ) {
+        self.patient.append_value(patient_id);
+        self.time.append_value(event_time_ns);
+        for (b, v) in self.vitals.iter_mut().zip(vitals) {
+            b.append_option(*v);
+        }
+        self.oxygen.append_option(on_oxygen);
+        self.consciousness.append_option(consciousness.map(Consciousness::letter));
+        self.offset.append_value(offset);
+    }
+
+    /// Appends a reading of the general decoder.
+    pub fn append_reading(&mut self, offset: i64, r: &Reading) {
+        self.append(offset, &r.patient_id, r.event_time_ns, &r.vitals, r.on_oxygen, r.consciousness);
+    }
+
+    /// Rows appended so far.
+    pub fn len(&self) -> usize {
+        self.offset.len()
+    }
+
+    /// Whether no row was appended.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows as a `vitals_raw` batch of `topic`/`partition`, landed at `ingest_time_ns`.
+    pub fn finish(&mut self, topic: &str, partition: i32, ingest_time_ns: i64) -> Result<RecordBatch> {
+        let n = self.len();
+        let mut topics = StringBuilder::with_capacity(n, n * topic.len());
+        for _ in 0..n {
+            topics.append_value(topic);
+        }
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(self.patient.finish()), Arc::new(self.time.finish())];
+        columns.extend(self.vitals.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef));
+        columns.extend([
+            Arc::new(self.oxygen.finish()) as ArrayRef,
+            Arc::new(self.consciousness.finish()),
+            Arc::new(topics.finish()),
+            Arc::new(Int32Array::from(vec![partition; n])),
+            Arc::new(self.offset.finish()),
+            Arc::new(constant_time(ingest_time_ns, n)),
+        ]);
+        Ok(RecordBatch::try_new(VITALS_RAW_SCHEMA.clone(), columns)?)
+    }
 }
 
 /// A UTC time column holding `ns` in each of `n` rows.
@@ -107,4 +156,61 @@ pub fn dead_letter_batch(letters: &[DeadLetter], stage: &str, time_ns: i64) -> R
         Arc::new(time),
     ];
     Ok(RecordBatch::try_new(DEAD_LETTERS_SCHEMA.clone(), columns)?)
+}
+
+/// One partition's records since its last flush, decoded: the offset range they span, the good rows
+/// in Arrow builders and the bad ones as dead letters.
+#[derive(Debug)]
+pub struct RangeBatch {
+    /// First offset of the range.
+    pub first: i64,
+    /// Kafka timestamp (ms) of the first record; it picks the range's hour folder.
+    pub first_timestamp_ms: i64,
+    /// Last offset of the range.
+    pub last: i64,
+    /// Records in the range, good and bad.
+    pub records: usize,
+    /// The good rows.
+    pub rows: VitalsRawBuilder,
+    /// The bad records.
+    pub dead: Vec<DeadLetter>,
+    /// Dead letters per reason code, in [`ReasonCode::ALL`] order.
+    pub by_reason: [usize; ReasonCode::ALL.len()],
+}
+
+impl RangeBatch {
+    /// An empty range starting at `first`.
+    pub fn new(first: i64, first_timestamp_ms: i64) -> RangeBatch {
+        RangeBatch {
+            first,
+            first_timestamp_ms,
+            last: first,
+            records: 0,
+            rows: VitalsRawBuilder::default(),
+            dead: Vec::new(),
+            by_reason: [0; ReasonCode::ALL.len()],
+        }
+    }
+
+    /// Decodes the record at `offset` (after every offset pushed so far) into a row or a dead letter.
+    pub fn push(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>, max_message_bytes: usize) {
+        self.last = offset;
+        self.records += 1;
+        let fast = payload.filter(|p| !p.is_empty() && p.len() <= max_message_bytes).and_then(decode_flat);
+        if let Some(r) = fast {
+            self.rows.append(offset, r.patient_id, r.event_time_ns, &r.vitals, r.on_oxygen, r.consciousness);
+            return;
+        }
+        match decode_record(payload, max_message_bytes) {
+            Ok(reading) => self.rows.append_reading(offset, &reading),
+            Err(rejection) => {
+                self.by_reason[rejection.code.index()] += 1;
+                self.dead.push(DeadLetter {
+                    position: SourcePosition { topic: topic.to_string(), partition, offset },
+                    payload: payload.map(<[u8]>::to_vec).unwrap_or_default(),
+                    rejection,
+                });
+            }
+        }
+    }
 }

@@ -43,6 +43,15 @@ pub enum Error {
         #[source]
         source: rdkafka::error::KafkaError,
     },
+    /// The brokers refused the client's credentials or TLS (wrong password, unknown CA, plaintext to a
+    /// TLS port); retrying cannot help.
+    #[error("kafka at {brokers} refused the connection: {reason} (check kafka.security_protocol, kafka.sasl_* and kafka.ssl_*)")]
+    Refused {
+        /// Bootstrap servers.
+        brokers: String,
+        /// librdkafka's reason.
+        reason: String,
+    },
     /// The configuration is inconsistent.
     #[error("invalid ingest configuration: {0}")]
     Config(String),

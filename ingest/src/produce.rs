@@ -30,6 +30,7 @@ pub async fn produce_simulated(
     spec: ProduceSpec,
     shutdown: CancellationToken,
 ) -> Result<u64> {
+    kafka.validate()?;
     let producer: FutureProducer = client_config(kafka)
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")

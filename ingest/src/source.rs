@@ -9,16 +9,20 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arrow::record_batch::RecordBatch;
+use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::RuntimeFlavor;
 use tokio_util::sync::CancellationToken;
 
 use crate::assignment::{Assignment, IngestContext, PartitionRange, lock};
-use crate::batch::{DeadLetter, SourcePosition, dead_letter_batch, vitals_raw_batch};
+use crate::batch::{DeadLetter, dead_letter_batch};
+use crate::dead_letter_topic::DeadLetterTopic;
 use crate::client::{client_config, kafka_err};
 use crate::config::{IngestConfig, KafkaConfig};
-use crate::decode::decode_record;
+use crate::decode::ReasonCode;
 use crate::error::{Error, Result};
 use crate::events::{BatchLanded, IngestStats, commit_failed, records_received};
 pub use crate::landed::{LandedRange, STAGE, range_file};
@@ -42,6 +46,9 @@ pub const FAULT_ENV: &str = "VITALFLOW_FAULT_INGEST";
 
 type IngestConsumer = StreamConsumer<IngestContext>;
 
+/// Records taken from librdkafka's queue in one go after the loop wakes for one.
+const DRAIN_RECORDS: usize = 4096;
+
 /// Consumes `kafka.topic` and lands it under `location` until `shutdown` is cancelled; lands what is
 /// buffered before it returns. Needs a multi-threaded tokio runtime: the rebalance callback lists the
 /// landed files from inside the consumer's poll.
@@ -53,6 +60,10 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<()> {
     config.validate()?;
+    kafka.validate()?;
+    if config.dead_letter_topic == kafka.topic {
+        return Err(Error::Config(format!("ingest.dead_letter_topic must not be the vitals topic {:?}: dead letters would be read again", kafka.topic)));
+    }
     let runtime = tokio::runtime::Handle::current();
     if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
         return Err(Error::Config("ingest needs a multi-threaded tokio runtime".into()));
@@ -64,45 +75,51 @@ pub async fn run(
         stats: stats.clone(),
         runtime,
         shutdown: shutdown.clone(),
+        refusal: Mutex::new(None),
+        refused: CancellationToken::new(),
     };
-    let consumer: Arc<IngestConsumer> = Arc::new(
-        client_config(kafka)
-            .set("group.id", &config.group_id)
-            // Landed files say where to resume; our commit, after the files are written, is a courtesy.
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            // Statistics carry each partition's consumer lag (see IngestContext::stats).
-            .set("statistics.interval.ms", kafka.properties.get("statistics.interval.ms").map_or("1000", String::as_str))
-            .create_with_context(context)
-            .map_err(kafka_err("create consumer"))?,
-    );
+    let consumer: Arc<IngestConsumer> =
+        Arc::new(consumer_config(kafka, config).create_with_context(context).map_err(kafka_err("create consumer"))?);
     consumer.subscribe(&[&kafka.topic]).map_err(kafka_err("subscribe"))?;
+    let refused = consumer.context().refused.clone();
     tracing::info!(topic = %kafka.topic, group = %config.group_id, brokers = %kafka.brokers, "Ingest consuming.");
 
-    let fault = Fault::from_env();
+    let sinks = Sinks { location: location.clone(), dead_letter_topic: DeadLetterTopic::new(kafka, config)?, fault: Fault::from_env() };
     let mut tick = tokio::time::interval(config.flush_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = refused.cancelled() => {
+                let reason = lock_refusal(&consumer);
+                return Err(Error::Refused { brokers: kafka.brokers.clone(), reason });
+            }
             _ = tick.tick() => {
                 if lock(&assignment).buffered() > 0 {
-                    flush(&consumer, config, location, &stats, &assignment, fault, &shutdown).await?;
+                    flush(&consumer, &sinks, &stats, &assignment, &shutdown).await?;
                 }
             }
             received = consumer.recv() => match received {
                 Ok(m) => {
-                    let full = {
-                        let mut a = lock(&assignment);
-                        if a.push(&m) {
-                            records_received(&stats, 1);
-                        }
-                        a.buffered() >= config.flush_records
-                    };
+                    let mut full = accept(&assignment, &stats, config, &m);
                     drop(m);
+                    // Take what librdkafka already holds without going round the select: its futures
+                    // (timer, two tokens, the stream's waker) cost more than decoding a record.
+                    for _ in 0..DRAIN_RECORDS {
+                        if full {
+                            break;
+                        }
+                        match consumer.recv().now_or_never() {
+                            Some(Ok(m)) => full = accept(&assignment, &stats, config, &m),
+                            Some(Err(error)) => {
+                                tracing::warn!(error = %error, "Kafka receive failed; retrying.");
+                                break;
+                            }
+                            None => break,
+                        }
+                    }
                     if full {
-                        flush(&consumer, config, location, &stats, &assignment, fault, &shutdown).await?;
+                        flush(&consumer, &sinks, &stats, &assignment, &shutdown).await?;
                     }
                 }
                 Err(error) => {
@@ -121,10 +138,45 @@ pub async fn run(
             tokio::time::sleep(FINAL_FLUSH_PATIENCE).await;
             timer.cancel();
         });
-        flush(&consumer, config, location, &stats, &assignment, fault, &give_up).await?;
+        flush(&consumer, &sinks, &stats, &assignment, &give_up).await?;
     }
     tracing::info!("Ingest stopped.");
     Ok(())
+}
+
+/// Buffers one received record; returns whether the buffers are full enough to flush.
+fn accept(assignment: &Mutex<Assignment>, stats: &IngestStats, config: &IngestConfig, m: &BorrowedMessage<'_>) -> bool {
+    let mut a = lock(assignment);
+    if a.push(m, config.max_message_bytes) {
+        records_received(stats, 1);
+    }
+    a.buffered() >= config.flush_records
+}
+
+/// Why the brokers refused the consumer, as librdkafka said it.
+fn lock_refusal(consumer: &IngestConsumer) -> String {
+    let slot = consumer.context().refusal.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    slot.clone().unwrap_or_default()
+}
+
+/// The ingest consumer's librdkafka settings (`vitalflow bench ingest` reads its ceiling with them too).
+pub fn consumer_config(kafka: &KafkaConfig, config: &IngestConfig) -> ClientConfig {
+    let mut c = client_config(kafka);
+    c.set("group.id", &config.group_id)
+        // Landed files say where to resume; our commit, after the files are written, is a courtesy.
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Statistics carry each partition's consumer lag (see IngestContext::stats).
+        .set("statistics.interval.ms", kafka.properties.get("statistics.interval.ms").map_or("1000", String::as_str));
+    c
+}
+
+/// Where a flush writes, and where it may be made to abort.
+struct Sinks {
+    location: DataLocation,
+    dead_letter_topic: Option<DeadLetterTopic>,
+    fault: Fault,
 }
 
 /// Where [`FAULT_ENV`] makes the process abort.
@@ -156,18 +208,17 @@ impl Fault {
 /// or shutdown; nothing is committed for records not landed.
 async fn flush(
     consumer: &Arc<IngestConsumer>,
-    config: &IngestConfig,
-    location: &DataLocation,
+    sinks: &Sinks,
     stats: &IngestStats,
     assignment: &Mutex<Assignment>,
-    fault: Fault,
     shutdown: &CancellationToken,
 ) -> Result<()> {
     let started = Instant::now();
-    let ranges = lock(assignment).take();
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let ranges = lock(assignment).take().into_iter().map(|p| LandingRange::build(p, now_ns)).collect::<Result<Vec<_>>>()?;
     let mut backoff = Duration::from_millis(100);
     let event = loop {
-        match land(config, location, &ranges, fault).await {
+        match land(sinks, &ranges).await {
             Ok(mut event) => {
                 event.latency = started.elapsed();
                 break event;
@@ -181,18 +232,17 @@ async fn flush(
         }
     };
     event.emit(stats);
-    fault.trigger(Fault::AfterLanding);
+    sinks.fault.trigger(Fault::AfterLanding);
 
     let mut offsets = TopicPartitionList::new();
     {
         let mut a = lock(assignment);
         for range in &ranges {
-            if let Some(last) = range.records.last() {
-                a.landed(&range.topic, range.partition, last.offset);
-                offsets
-                    .add_partition_offset(&range.topic, range.partition, Offset::Offset(last.offset + 1))
-                    .map_err(kafka_err("build commit"))?;
-            }
+            let last = range.last;
+            a.landed(&range.topic, range.partition, last);
+            offsets
+                .add_partition_offset(&range.topic, range.partition, Offset::Offset(last + 1))
+                .map_err(kafka_err("build commit"))?;
         }
     }
     let committer = consumer.clone();
@@ -204,36 +254,61 @@ async fn flush(
     Ok(())
 }
 
-/// Decodes and writes every range: dead letters first, then the `vitals_raw` file (even when empty:
-/// its presence marks the range complete).
-async fn land(config: &IngestConfig, location: &DataLocation, ranges: &[PartitionRange], fault: Fault) -> Result<BatchLanded> {
-    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+/// Writes every range: dead letters first, then the `vitals_raw` file (even when empty: its presence
+/// marks the range complete).
+async fn land(sinks: &Sinks, ranges: &[LandingRange]) -> Result<BatchLanded> {
+    let Sinks { location, dead_letter_topic, fault } = sinks;
     let mut event = BatchLanded { landed: 0, dead_lettered: 0, files: 0, by_reason: Default::default(), latency: Duration::ZERO };
-    for PartitionRange { topic, partition, records } in ranges {
-        let (Some(first), Some(last)) = (records.first(), records.last()) else { continue };
-        let mut good = Vec::with_capacity(records.len());
-        let mut bad = Vec::new();
-        for r in records {
-            let position = SourcePosition { topic: topic.clone(), partition: *partition, offset: r.offset };
-            match decode_record(r.payload.as_deref(), config.max_message_bytes) {
-                Ok(reading) => good.push((position, reading)),
-                Err(rejection) => {
-                    event.by_reason[rejection.code.index()] += 1;
-                    bad.push(DeadLetter { position, payload: r.payload.clone().unwrap_or_default(), rejection });
-                }
-            }
-        }
-        if !bad.is_empty() {
-            let path = location.path(&dead_letter_file(topic, *partition, first.offset, last.offset));
-            write_parquet(location, &path, &[dead_letter_batch(&bad, STAGE, now_ns)?]).await?;
-            event.dead_lettered += bad.len();
+    for r in ranges {
+        if let Some(dead) = &r.dead_letters {
+            let path = location.path(&dead_letter_file(&r.topic, r.partition, r.first, r.last));
+            write_parquet(location, &path, std::slice::from_ref(dead)).await?;
+            event.dead_lettered += dead.num_rows();
             event.files += 1;
             fault.trigger(Fault::BetweenFiles);
+            if let Some(topic) = dead_letter_topic {
+                topic.send(&r.dead).await?;
+            }
         }
-        let path = location.path(&vitals_raw_file(topic, *partition, first.offset, last.offset, first.timestamp_ms));
-        write_parquet(location, &path, &[vitals_raw_batch(&good, now_ns)?]).await?;
-        event.landed += good.len();
+        let path = location.path(&vitals_raw_file(&r.topic, r.partition, r.first, r.last, r.first_timestamp_ms));
+        write_parquet(location, &path, std::slice::from_ref(&r.rows)).await?;
+        event.landed += r.rows.num_rows();
         event.files += 1;
+        for (total, n) in event.by_reason.iter_mut().zip(r.by_reason) {
+            *total += n;
+        }
     }
     Ok(event)
+}
+
+/// A partition's range ready to write: its batches are built once, so a retried flush writes the same.
+struct LandingRange {
+    topic: String,
+    partition: i32,
+    first: i64,
+    last: i64,
+    first_timestamp_ms: i64,
+    rows: RecordBatch,
+    dead_letters: Option<RecordBatch>,
+    /// The dead letters themselves, for the dead-letter topic.
+    dead: Vec<DeadLetter>,
+    by_reason: [usize; ReasonCode::ALL.len()],
+}
+
+impl LandingRange {
+    fn build(p: PartitionRange, now_ns: i64) -> Result<LandingRange> {
+        let PartitionRange { topic, partition, mut range } = p;
+        let dead_letters = if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, STAGE, now_ns)?) };
+        Ok(LandingRange {
+            rows: range.rows.finish(&topic, partition, now_ns)?,
+            topic,
+            partition,
+            first: range.first,
+            last: range.last,
+            first_timestamp_ms: range.first_timestamp_ms,
+            dead_letters,
+            dead: range.dead,
+            by_reason: range.by_reason,
+        })
+    }
 }
