@@ -203,10 +203,10 @@ pub struct SimulateArgs {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Simulated training rows.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub rows: usize,
     /// Held-out rows for the report.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 30_000)]
     pub test_rows: usize,
     /// Trees in the forest.
     #[arg(long)]
