@@ -185,6 +185,18 @@ pub struct SimulateArgs {
     /// Random seed (overrides simulator.seed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// Encoding: flat (the seed's JSON), aliases (hr, sbp, ..., epoch-ms ts) or fhir (R4 Bundles) (overrides simulator.format).
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Fraction of readings with an artefact, 0 for none (overrides simulator.artefact_rate).
+    #[arg(long)]
+    pub artefact_rate: Option<f64>,
+    /// Probability that a vital is missing from a reading, 0 for none (overrides simulator.missing_rate).
+    #[arg(long)]
+    pub missing_rate: Option<f64>,
+    /// New deterioration episodes per patient per simulated hour (overrides simulator.episode_rate_per_hour).
+    #[arg(long)]
+    pub episode_rate: Option<f64>,
     /// Partitions of the topic when this command creates it.
     #[arg(long, default_value_t = 3)]
     pub partitions: i32,
@@ -194,10 +206,10 @@ pub struct SimulateArgs {
 #[derive(Debug, Args)]
 pub struct TrainArgs {
     /// Simulated training rows.
-    #[arg(long, default_value_t = 200_000)]
+    #[arg(long, default_value_t = 100_000)]
     pub rows: usize,
     /// Held-out rows for the report.
-    #[arg(long, default_value_t = 50_000)]
+    #[arg(long, default_value_t = 30_000)]
     pub test_rows: usize,
     /// Trees in the forest.
     #[arg(long)]
@@ -208,7 +220,7 @@ pub struct TrainArgs {
     /// Rows in each tree's bootstrap sample.
     #[arg(long)]
     pub max_samples: Option<usize>,
-    /// Features each tree may split on, drawn per tree (6: all).
+    /// Inputs each tree may split on, drawn per tree (7: all six vitals and the rubric input).
     #[arg(long)]
     pub max_features: Option<usize>,
     /// Extra weight on High rows (above 1 favours High recall).
@@ -223,6 +235,12 @@ pub struct TrainArgs {
     /// Where to write the model file.
     #[arg(long, default_value = "model.json")]
     pub out: PathBuf,
+    /// Train on the six vitals only, without the rubric's score of them as a seventh input.
+    #[arg(long)]
+    pub without_rubric_feature: bool,
+    /// Also write the report (printed on stdout) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
 }
 
 /// `vitalflow predict`.

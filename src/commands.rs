@@ -10,8 +10,8 @@ use vitalflow_ingest::metrics::serve_metrics;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
 use vitalflow_ingest::{DataLocation, client::ensure_topic, events::IngestStats};
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
-use vitalflow_udf_model::train::{ForestParams, Metrics, evaluate, train_forest};
+use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
+use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
 use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, TrainArgs};
 use crate::config::VitalflowConfig;
@@ -164,25 +164,27 @@ pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow
     if let Some(seed) = args.seed {
         config.simulator.seed = seed;
     }
+    if let Some(format) = &args.format {
+        config.simulator.format = OutputFormat::parse(format)?;
+    }
+    if let Some(rate) = args.artefact_rate {
+        config.simulator.artefact_rate = rate;
+    }
+    if let Some(rate) = args.missing_rate {
+        config.simulator.missing_rate = rate;
+    }
+    if let Some(rate) = args.episode_rate {
+        config.simulator.episode_rate_per_hour = rate;
+    }
     config.simulator.validate()?;
     ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
-    let mut simulator = VitalsSimulator::new(config.simulator.patients, config.simulator.seed);
+    let mut simulator = VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.settings());
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
     let sent = produce_simulated(&config.kafka, &mut simulator, spec, shutdown_on_signal())
         .await
         .context("producing readings")?;
     eprintln!("vitalflow simulate: {sent} readings acknowledged by {} on topic {}", config.kafka.brokers, config.kafka.topic);
     Ok(())
-}
-
-fn print_metrics(name: &str, m: &Metrics) {
-    println!(
-        "{name:<28} accuracy {:.4}  macro-F1 {:.4}  recall High {:.4} Medium {:.4} Low {:.4}",
-        m.accuracy, m.macro_f1, m.recall[0], m.recall[1], m.recall[2]
-    );
-    for (label, row) in ["High", "Medium", "Low"].iter().zip(m.confusion) {
-        println!("{:<28}   true {label:<6} → predicted High {:>6} Medium {:>6} Low {:>6}", "", row[0], row[1], row[2]);
-    }
 }
 
 /// `vitalflow train`.
@@ -195,6 +197,7 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         max_features: args.max_features.unwrap_or(defaults.max_features),
         high_weight_boost: args.high_weight_boost.unwrap_or(defaults.high_weight_boost),
         seed: args.seed,
+        rubric_feature: !args.without_rubric_feature,
         ..defaults
     };
     let train_rows = training_rows(args.rows, args.seed);
@@ -207,21 +210,43 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         params.max_features,
         train_rows.features.len()
     );
-    let progress = indicatif::ProgressBar::new(params.trees as u64);
+    let progress = indicatif::ProgressBar::new(params.trees as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} trees, {elapsed} elapsed, about {eta} left")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    // Drawn on a terminal; when stderr is a pipe, one line per tree tells a log what is happening.
+    let plain = progress.is_hidden();
     let version = args.version.clone().unwrap_or_else(|| format!("rf-{}", &train_rows.hash()[..12]));
-    let mut file = train_forest(&train_rows, &params, &version, |done| progress.set_position(done as u64))?;
+    let mut file = train_forest(&train_rows, &params, &version, |done| {
+        progress.set_position(done as u64);
+        if plain {
+            eprintln!("tree {done}/{} done", params.trees);
+        }
+    })?;
     progress.finish_and_clear();
     let forest = RiskForest::from_model(&file)?;
     let (model, rubric) = evaluate(&forest, &test_rows);
+    let importance = permutation_importance(&forest, &test_rows, args.seed);
+    let named: serde_json::Map<String, serde_json::Value> = vitalflow_udf_model::schema::MODEL_FEATURES
+        .iter()
+        .zip(importance)
+        .map(|(v, i)| (v.column().to_string(), i.into()))
+        .collect();
     file.metrics = Some(serde_json::json!({
         "held_out_rows": test_rows.features.len(),
+        "held_out_data_hash": test_rows.hash(),
         "forest": model,
         "rubric_on_measurements": rubric,
+        "permutation_importance_macro_f1": named,
     }));
     std::fs::write(&args.out, serde_json::to_vec(&file)?).with_context(|| format!("writing {}", args.out.display()))?;
+    let report = report_text(test_rows.features.len(), &model, &rubric, &importance);
     println!("model {} written to {}", file.version, args.out.display());
-    print_metrics("forest", &model);
-    print_metrics("rubric on noisy measurements", &rubric);
+    print!("{report}");
+    if let Some(path) = &args.report {
+        std::fs::write(path, format!("model {}\n{report}", file.version))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(())
 }
 

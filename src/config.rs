@@ -14,6 +14,7 @@ use vitalflow_ingest::{IngestConfig, KafkaConfig};
 use vitalflow_scheduler::{
     CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig, SchedulerProcessConfig,
 };
+use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings};
 
 /// The whole configuration, one section per component.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -99,11 +100,34 @@ pub struct SimulatorConfig {
     pub rate_per_sec: f64,
     /// Seed; the same seed gives the same patients and readings.
     pub seed: u64,
+    /// Simulated seconds between two readings of one patient (the ward's clock runs faster than the wall's).
+    pub seconds_per_reading: f64,
+    /// New deterioration episodes per patient per simulated hour.
+    pub episode_rate_per_hour: f64,
+    /// Fraction of patients already in an episode at the start.
+    pub ill_at_start: f64,
+    /// Fraction of readings with an artefact (SpO2 drop-out, motion spike, slipped temperature probe).
+    pub artefact_rate: f64,
+    /// Probability that a vital is missing from a reading (glucose twice as often).
+    pub missing_rate: f64,
+    /// Encoding of the readings: flat (the seed's JSON), aliases, fhir.
+    pub format: OutputFormat,
 }
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
-        SimulatorConfig { patients: 50, rate_per_sec: 50.0, seed: 42 }
+        let s = SimulatorSettings::default();
+        SimulatorConfig {
+            patients: 50,
+            rate_per_sec: 50.0,
+            seed: 42,
+            seconds_per_reading: s.seconds_per_reading,
+            episode_rate_per_hour: s.episode_rate_per_hour,
+            ill_at_start: s.ill_at_start,
+            artefact_rate: s.artefact_rate,
+            missing_rate: s.missing_rate,
+            format: s.format,
+        }
     }
 }
 
@@ -116,7 +140,20 @@ impl SimulatorConfig {
             rate == 0.0 || (0.01..=1e7).contains(&rate),
             "simulator.rate_per_sec is {rate:?}: use 0 (unpaced) or 0.01 to 10000000"
         );
+        self.settings().validate()?;
         Ok(())
+    }
+
+    /// What the ward looks like, for the simulator.
+    pub fn settings(&self) -> SimulatorSettings {
+        SimulatorSettings {
+            seconds_per_reading: self.seconds_per_reading,
+            episode_rate_per_hour: self.episode_rate_per_hour,
+            ill_at_start: self.ill_at_start,
+            artefact_rate: self.artefact_rate,
+            missing_rate: self.missing_rate,
+            format: self.format,
+        }
     }
 }
 

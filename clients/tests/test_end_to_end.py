@@ -78,7 +78,9 @@ def produce_bad_messages(kafka: str, topic: str) -> None:
 def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
     # The simulator creates the topic (3 partitions) and produces every reading before the services
     # start: ingest then also proves it reads a backlog from the earliest offset.
-    sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", "40", "--seed", "11")
+    # No artefacts and no missing fields: every row is scored and compared with the rubric on all six vitals.
+    sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", "40", "--seed", "11",
+                        "--artefact-rate", "0", "--missing-rate", "0")
     assert sim.wait_exit(120) == 0, sim.tail()
     produce_bad_messages(cluster.kafka, cluster.topic)
 

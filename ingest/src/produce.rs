@@ -1,4 +1,4 @@
-//! `vitalflow simulate`: the simulator's readings produced to the vitals topic as the seed's JSON.
+//! `vitalflow simulate`: the simulator's readings produced to the vitals topic in its format (the seed's JSON by default).
 
 use std::time::{Duration, Instant};
 
@@ -48,9 +48,8 @@ pub async fn produce_simulated(
                 _ = shutdown.cancelled() => break,
             }
         }
-        let reading = simulator.next_reading(chrono::Utc::now());
-        let payload = serde_json::to_vec(&reading).map_err(|e| Error::Config(format!("encoding a reading: {e}")))?;
-        let record = FutureRecord::to(&kafka.topic).key(&reading.patient_id).payload(&payload);
+        let (key, payload) = simulator.next_payload(chrono::Utc::now());
+        let record = FutureRecord::to(&kafka.topic).key(&key).payload(&payload);
         match producer.send_result(record) {
             Ok(delivery) => in_flight.push(delivery),
             Err((error, _)) => return Err(Error::Kafka { op: "produce", source: error }),

@@ -17,6 +17,9 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A simulator setting is out of range; names the setting.
+    #[error("{0}")]
+    Config(String),
     /// Training could not run on the data given.
     #[error("training the forest: {0}")]
     Training(String),

@@ -44,8 +44,28 @@ struct FlatNode {
 
 /// The row slot a leaf tests: always NaN, so a leaf's walk stays on the leaf.
 const LEAF_SLOT: u32 = 6;
+/// The row slot of the derived feature [`RUBRIC_FEATURE`] (NaN for models that do not use it).
+const RUBRIC_SLOT: usize = 7;
+/// An optional seventh model input, computed from the six vitals by the forest itself (so the SQL
+/// functions still take the six vitals): the clinical rubric's score of the measurements, raised to
+/// 5 when a single parameter scores 3 — ordered so that `>= 7` is the rubric's High and `>= 5` its Medium.
+/// With it a tree can start from the rubric's answer and spend its splits on where the rubric is wrong.
+pub const RUBRIC_FEATURE: &str = "rubric_points";
+
+/// The [`RUBRIC_FEATURE`] value of six vitals in feature order; NaN when one is not finite.
+pub fn rubric_points(row: &[f64; 6]) -> f64 {
+    match crate::rubric::SixVitals::from_array(*row).points() {
+        Some(points) => {
+            let total: u8 = points.iter().sum();
+            if total < 5 && points.contains(&3) { 5.0 } else { f64::from(total) }
+        }
+        None => f64::NAN,
+    }
+}
 /// Rows in flight through a tree at once.
 pub const LANES: usize = 8;
+/// Steps every lane takes between two checks for leaves.
+const STEPS_PER_CHECK: usize = 2;
 /// Rows gathered and scored together: each tree is walked by all of them before the next tree, so a
 /// deep tree (tens of kB) stays in cache across thousands of rows, as scikit-learn's tree-by-tree
 /// loop keeps it; the buffers (about 200 kB) are allocated once per call, never per row.
@@ -69,6 +89,8 @@ pub struct RiskForest {
     /// For argmax ties: position of each of [`RiskLevel::ALL`] in the file's class order, so that a
     /// tie resolves as the file's trainer (scikit-learn's `argmax`) would.
     tie_order: [usize; 3],
+    /// The model reads [`RUBRIC_FEATURE`].
+    uses_rubric: bool,
 }
 
 /// The largest `f32` not above `t`: with it, `(x as f32) <= t32` decides as `(x as f32) as f64 <= t`.
@@ -118,9 +140,13 @@ impl RiskForest {
             return Err(invalid(format!("format is {:?}, expected {MODEL_FORMAT:?}", file.format)));
         }
         let expected: Vec<&str> = MODEL_FEATURES.iter().map(|v| v.column()).collect();
-        if file.features != expected {
+        let mut with_rubric = expected.clone();
+        with_rubric.push(RUBRIC_FEATURE);
+        let uses_rubric = file.features == with_rubric;
+        if file.features != expected && !uses_rubric {
             return Err(invalid(format!(
-                "features are {:?}, but vitalflow's model inputs are {expected:?} in this order \
+                "features are {:?}, but vitalflow's model inputs are {expected:?} in this order, \
+                 optionally followed by {RUBRIC_FEATURE:?} \
                  (export with --features to name the columns the model was trained on)",
                 file.features
             )));
@@ -149,6 +175,7 @@ impl RiskForest {
             trees: Vec::with_capacity(file.trees.len()),
             leaf_values: Vec::new(),
             tie_order,
+            uses_rubric,
         };
         for (t, tree) in file.trees.iter().enumerate() {
             forest.push_tree(tree, &class_slot).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
@@ -200,9 +227,12 @@ impl RiskForest {
             } else {
                 let (f, l, r) = (tree.feature[i], tree.left[i], tree.right[i]);
                 let child_ok = |c: i32| c >= 0 && (c as usize) < n;
-                if f as usize >= MODEL_FEATURES.len() || !child_ok(l) || !child_ok(r) {
+                let inputs = MODEL_FEATURES.len() + usize::from(self.uses_rubric);
+                if f as usize >= inputs || !child_ok(l) || !child_ok(r) {
                     return Err(format!("node {i}: feature {f}, children {l} and {r}"));
                 }
+                // The derived input lives past the leaf slot.
+                let f = if f as usize == MODEL_FEATURES.len() { RUBRIC_SLOT as i32 } else { f };
                 let th = tree.threshold[i];
                 if th.is_nan() {
                     return Err(format!("node {i}: threshold is NaN"));
@@ -269,6 +299,10 @@ impl RiskForest {
                 for (f, col) in cols.iter().enumerate() {
                     rows[m][f] = col[i] as f32;
                 }
+                if self.uses_rubric {
+                    // Computed from the f64 inputs, as training computed it.
+                    rows[m][RUBRIC_SLOT] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
+                }
                 index[m] = i;
                 m += 1;
             }
@@ -308,27 +342,31 @@ impl RiskForest {
     }
 
     /// Walks `rows` down `tree`, [`LANES`] rows in flight at once so that their node loads overlap.
-    /// A lane whose row reaches its leaf adds the leaf's fractions to that row's sums and takes the
-    /// next row at once: no lane waits for a deeper neighbour.
+    /// Lanes take [`STEPS_PER_CHECK`] steps between checks for leaves (a leaf steps onto itself, so
+    /// the extra steps are harmless and the check's cost is shared). A lane whose row has reached its
+    /// leaf adds the leaf's fractions to that row's sums and takes the next row: no lane waits for a
+    /// deeper neighbour.
     fn walk_tree(&self, tree: &TreeRoot, rows: &[Row], sums: &mut [[f64; 3]]) {
         const IDLE: usize = usize::MAX;
         let m = rows.len();
-        if m == 0 {
-            return;
-        }
+        let Some(first) = rows.first() else { return };
         let mut lane_row = [IDLE; LANES];
+        // An idle lane walks the first row to a leaf and stays there; its sums are never read.
+        let mut lane_data: [&Row; LANES] = [first; LANES];
         let mut at = [tree.root; LANES];
         let mut next = 0;
         let mut busy = 0;
-        for slot in lane_row.iter_mut().take(m) {
-            *slot = next;
+        for k in 0..LANES.min(m) {
+            lane_row[k] = k;
+            lane_data[k] = &rows[k];
             next += 1;
             busy += 1;
         }
         while busy > 0 {
-            for k in 0..LANES {
-                // An idle lane steps on the last row and settles on a leaf; it is never read.
-                at[k] = self.step(at[k], &rows[lane_row[k].min(m - 1)]);
+            for _ in 0..STEPS_PER_CHECK {
+                for k in 0..LANES {
+                    at[k] = self.step(at[k], lane_data[k]);
+                }
             }
             for k in 0..LANES {
                 let node = self.nodes[at[k] as usize];
@@ -338,6 +376,7 @@ impl RiskForest {
                 add(&mut sums[lane_row[k]], &self.leaf_values[node.threshold.to_bits() as usize]);
                 if next < m {
                     lane_row[k] = next;
+                    lane_data[k] = &rows[next];
                     next += 1;
                     at[k] = tree.root;
                 } else {
@@ -456,6 +495,34 @@ mod tests {
             }
             assert_eq!(p, forest.predict(&row), "row {i}");
         }
+    }
+
+    #[test]
+    fn the_rubric_input_is_computed_from_the_six_vitals() {
+        // One split on the derived input: rubric points <= 6.5 is Low, else High.
+        let mut file = stump(6.5);
+        file.features.push(RUBRIC_FEATURE.into());
+        file.trees[0].feature[0] = 6;
+        let forest = RiskForest::from_model(&file).unwrap();
+        let calm = [75.0, 120.0, 80.0, 98.0, 36.8, 100.0];
+        let septic = [150.0, 78.0, 40.0, 85.0, 39.9, 340.0];
+        assert_eq!(rubric_points(&calm), 0.0);
+        assert!(rubric_points(&septic) >= 7.0);
+        // A single 3 counts as 5, the rubric's Medium.
+        assert_eq!(rubric_points(&[75.0, 120.0, 80.0, 90.0, 36.8, 100.0]), 5.0);
+        assert_eq!(forest.predict(&calm).unwrap().risk, RiskLevel::Low);
+        assert_eq!(forest.predict(&septic).unwrap().risk, RiskLevel::High);
+        let mut nan = septic;
+        nan[4] = f64::NAN;
+        assert_eq!(forest.predict(&nan), None);
+        // A model that names the derived input but has nodes past it is refused.
+        let mut past = file.clone();
+        past.trees[0].feature[0] = 7;
+        assert!(RiskForest::from_model(&past).is_err());
+        // Without the name in the feature list, feature 6 is out of range.
+        let mut unnamed = file;
+        unnamed.features.pop();
+        assert!(RiskForest::from_model(&unnamed).is_err());
     }
 
     #[test]

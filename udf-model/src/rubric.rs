@@ -353,6 +353,26 @@ mod tests {
     }
 
     #[test]
+    fn oxygen_and_consciousness_points() {
+        assert_eq!((oxygen_points(false), oxygen_points(true)), (0, 2));
+        assert_eq!(consciousness_points(Consciousness::Alert), 0);
+        for level in [Consciousness::Confused, Consciousness::Voice, Consciousness::Pain, Consciousness::Unresponsive] {
+            assert_eq!(consciousness_points(level), 3, "{level:?}");
+        }
+    }
+
+    #[test]
+    fn label_edges_six_and_seven_four_and_five() {
+        // Totals on both sides of the label edges, without a single 3.
+        let six = SixVitals { heart_rate: 120.0, systolic_bp: 95.0, diastolic_bp: 95.0, glucose: 200.0, ..normal() };
+        assert_eq!((six.rubric_score(), six.rubric_label()), (Some(6), Some(RiskLevel::Medium)));
+        let seven = SixVitals { temperature: 38.5, ..six };
+        assert_eq!((seven.rubric_score(), seven.rubric_label()), (Some(7), Some(RiskLevel::High)));
+        let nan = SixVitals { glucose: f64::NAN, ..seven };
+        assert_eq!((nan.rubric_score(), nan.rubric_label()), (None, None));
+    }
+
+    #[test]
     fn non_finite_values_have_no_band() {
         assert_eq!(heart_rate_points(f64::NAN), None);
         assert_eq!(temperature_points(f64::INFINITY), None);

@@ -83,12 +83,16 @@ async fn news2_and_rubric_scores_in_sql() {
 #[test]
 fn the_bundled_model_is_sane_on_fresh_rows() {
     let forest = RiskForest::bundled().unwrap();
-    let rows = training_rows(5_000, 4242);
+    let rows = training_rows(20_000, 4242);
     let (model, rubric) = evaluate(&forest, &rows);
-    assert!(model.recall[0] >= 0.85, "High recall {:?}", model.recall);
-    assert!(model.accuracy >= 0.88, "accuracy {}", model.accuracy);
+    assert!(model.recall[0] >= 0.9, "High recall {:?}", model.recall);
+    assert!(model.accuracy >= 0.9, "accuracy {}", model.accuracy);
     // Sanity of the comparison itself: the rubric on noisy measurements is a strong baseline.
-    assert!(rubric.accuracy > 0.8, "rubric accuracy {}", rubric.accuracy);
+    assert!(rubric.accuracy > 0.85, "rubric accuracy {}", rubric.accuracy);
+    // The shipped forest is at least as good as the rubric on what a clinician looks at first (the
+    // margin is small, so fresh rows may put it a hair below on either figure: README, The risk model).
+    assert!(model.recall[0] >= rubric.recall[0] - 0.01, "High recall {} vs rubric {}", model.recall[0], rubric.recall[0]);
+    assert!(model.macro_f1 >= rubric.macro_f1 - 0.01, "macro-F1 {} vs rubric {}", model.macro_f1, rubric.macro_f1);
     let clear = SixVitals::from_array([150.0, 78.0, 40.0, 85.0, 39.9, 340.0]);
     assert_eq!(forest.predict(&clear.to_array()).map(|p| p.risk), Some(RiskLevel::High));
 }
