@@ -114,12 +114,14 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
         assert [r["news2_score"] for r in rows] == [rubric.news2_score(r) for r in rows]
         assert any(r["news2_score"] >= 7 for r in rows) and any(r["news2_score"] == 0 for r in rows)
 
-        clear = [r for r in rows if rubric.is_clear(r)]
-        normal = [r for r in clear if rubric.label(r) == "Low"]
-        critical = [r for r in clear if rubric.label(r) == "High"]
-        assert len(normal) >= 50 and len(critical) >= 10, f"{len(normal)} clear normal, {len(critical)} clear critical"
-        wrong = [r for r in clear if r["risk"] != rubric.label(r)]
-        assert not wrong, f"{len(wrong)} of {len(clear)} clear readings mislabelled, e.g. {wrong[:3]}"
+        # Plainly normal readings (every vital far from every band edge) and plainly critical ones (a rubric
+        # score of 9 or more, two points past High: the simulator's septic patients rarely have every vital
+        # clear of an edge at once) must get the rubric's label.
+        normal = [r for r in rows if rubric.is_clear(r) and rubric.label(r) == "Low"]
+        critical = [r for r in rows if rubric.rubric_score(r) >= 9]
+        assert len(normal) >= 50 and len(critical) >= 10, f"{len(normal)} clear normal, {len(critical)} critical"
+        wrong = [r for r in normal + critical if r["risk"] != rubric.label(r)]
+        assert not wrong, f"{len(wrong)} of {len(normal) + len(critical)} plain readings mislabelled, e.g. {wrong[:3]}"
 
         letters = query(conn, "SELECT payload, reason_code, reason, stage, source_topic FROM dead_letters").to_pylist()
         by_payload = {bytes(l["payload"]): l for l in letters}
