@@ -13,9 +13,9 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::schema::{
@@ -67,8 +67,8 @@ pub fn runtime_env() -> datafusion::error::Result<Arc<RuntimeEnv>> {
     Ok(runtime)
 }
 
-/// An in-process DataFusion context (no Ballista) with vitalflow's settings, functions and tables,
-/// for benchmarks and for checking results against the cluster's.
+/// An in-process DataFusion context (no Ballista) with vitalflow's settings, functions and tables:
+/// for benchmarks, the reference the cluster's answers are checked against, and the ETL driver in tests.
 pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
     let step = |step: &'static str| move |source| Error::Query { step: step.to_string(), source };
     let mut state = SessionStateBuilder::new()
@@ -79,6 +79,7 @@ pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Resul
     register_all(&mut state, forest).map_err(step("registering functions"))?;
     let ctx = SessionContext::new_with_state(state);
     register_tables(&ctx, location)?;
+    register_etl_tables(&ctx, location)?;
     Ok(ctx)
 }
 
@@ -108,18 +109,6 @@ pub async fn remote_context_with(
         .await
         .map_err(|source| Error::Query { step: format!("connecting to scheduler {scheduler}"), source })?;
     // remote_with_state drops functions registered on the state: register them on the context.
-    for udf in functions(forest) {
-        ctx.register_udf((*udf).clone());
-    }
-    register_tables(&ctx, location)?;
-    register_etl_tables(&ctx, location)?;
-    Ok(ctx)
-}
-
-/// An in-process DataFusion context (no Ballista) with vitalflow's functions and tables: the
-/// reference the cluster's answers are checked against, and the ETL driver's context in tests.
-pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
-    let ctx = SessionContext::new_with_config(session_config());
     for udf in functions(forest) {
         ctx.register_udf((*udf).clone());
     }
