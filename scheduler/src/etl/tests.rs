@@ -7,7 +7,7 @@ use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::batch::{SourcePosition, vitals_raw_batch};
+use vitalflow_ingest::batch::VitalsRawBuilder;
 use vitalflow_ingest::decode::Reading;
 use vitalflow_ingest::landed::vitals_raw_file;
 use vitalflow_ingest::landing::write_parquet;
@@ -52,13 +52,12 @@ impl Fixture {
 
     /// Lands `readings` as partition 0 from `first_offset` on, as ingest would.
     async fn land(&self, first_offset: i64, readings: Vec<Reading>) {
-        let rows: Vec<(SourcePosition, Reading)> = readings
-            .into_iter()
-            .enumerate()
-            .map(|(i, r)| (SourcePosition { topic: "vitals".into(), partition: 0, offset: first_offset + i as i64 }, r))
-            .collect();
-        let last = first_offset + rows.len() as i64 - 1;
-        let batch = vitals_raw_batch(&rows, T0 + 60 * MINUTE).unwrap();
+        let mut builder = VitalsRawBuilder::default();
+        for (i, r) in readings.iter().enumerate() {
+            builder.append_reading(first_offset + i as i64, r);
+        }
+        let last = first_offset + readings.len() as i64 - 1;
+        let batch = builder.finish("vitals", 0, T0 + 60 * MINUTE).unwrap();
         let path = self.location.path(&vitals_raw_file("vitals", 0, first_offset, last, T0 / 1_000_000));
         write_parquet(&self.location, &path, &[batch]).await.unwrap();
     }
