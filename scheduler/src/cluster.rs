@@ -44,7 +44,8 @@ impl std::fmt::Debug for ClusterJobs {
 impl ClusterJobs {
     /// Cancels every queued or running job named `job_name`; returns how many were cancelled.
     pub async fn cancel_named(&self, job_name: &str) -> usize {
-        let jobs = match self.server.state.task_manager.get_running_jobs().await {
+        // get_all_jobs: Ballista 55's get_running_jobs lists only completed jobs in its memory state.
+        let jobs = match self.server.state.task_manager.get_all_jobs().await {
             Ok(jobs) => jobs,
             Err(error) => {
                 tracing::warn!(%error, job_name, "Listing jobs to cancel failed.");
@@ -52,7 +53,7 @@ impl ClusterJobs {
             }
         };
         let mut cancelled = 0;
-        for job in jobs.into_iter().filter(|j| j.job_name == job_name) {
+        for job in jobs.into_iter().filter(|j| j.job_name == job_name && j.end_time == 0) {
             match self.server.cancel_job(job.job_id.clone()).await {
                 Ok(()) => cancelled += 1,
                 Err(error) => tracing::warn!(%error, job_id = %job.job_id, "Cancelling a job failed."),
