@@ -259,10 +259,8 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
     }
     let forest = load_model(&config)?;
     // One partition: the output rows stay in the input's order.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
-    for f in vitalflow_udf_model::udf::functions(&forest) {
-        ctx.register_udf((*f).clone());
-    }
+    let mut ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    vitalflow_udf_model::udf::register_all(&mut ctx, &forest)?;
     let input = args.input.display().to_string();
     let is_parquet = args.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
     if is_parquet {

@@ -113,18 +113,21 @@ class Cluster:
             VITALFLOW__INGEST__METRICS_PORT="0",
         )
 
-    def base_args(self) -> list[str]:
-        return [self.binary, "--config", str(self.config), "--data", str(self.data), "--kafka", self.kafka, "--topic", self.topic]
+    def base_args(self, data: Path | None = None) -> list[str]:
+        data = data or self.data
+        return [self.binary, "--config", str(self.config), "--data", str(data), "--kafka", self.kafka, "--topic", self.topic]
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
-        child = Child(name, self.base_args() + list(args), self.workdir, dict(self.env, **(env or {})))
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None, data: Path | None = None) -> Child:
+        child = Child(name, self.base_args(data) + list(args), self.workdir, dict(self.env, **(env or {})))
         self.children.append(child)
         return child
 
-    def start_service(self, name: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None) -> dict:
+    def start_service(
+        self, name: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None, data: Path | None = None
+    ) -> dict:
         """Starts a service with --ready-file and returns the addresses it wrote."""
         ready = self.workdir / f"{name}.ready.json"
-        child = self.start(name, *args, "--ready-file", str(ready), env=env)
+        child = self.start(name, *args, "--ready-file", str(ready), env=env, data=data)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if ready.exists():

@@ -23,16 +23,16 @@ timeline AS (
   SELECT patient_id, event_time, FALSE AS from_state, source_topic, source_partition, source_offset, ingest_time,
     heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
     CAST(NULL AS VARCHAR) AS state_risk,
-    -- A state row's carried values and when they were measured (NULL on the batch's rows).
-    NULL AS s_heart_rate, NULL AS s_heart_rate_at,
-    NULL AS s_systolic_bp, NULL AS s_systolic_bp_at,
-    NULL AS s_diastolic_bp, NULL AS s_diastolic_bp_at,
-    NULL AS s_spo2, NULL AS s_spo2_at,
-    NULL AS s_temperature, NULL AS s_temperature_at,
-    NULL AS s_glucose, NULL AS s_glucose_at,
-    NULL AS s_respiratory_rate, NULL AS s_respiratory_rate_at,
-    NULL AS s_on_oxygen, NULL AS s_on_oxygen_at,
-    NULL AS s_consciousness, NULL AS s_consciousness_at
+    -- Each vital as measured, and when (NULL when the reading lacks it): what carry-forward carries.
+    heart_rate AS m_heart_rate, CASE WHEN heart_rate IS NOT NULL THEN event_time END AS m_heart_rate_at,
+    systolic_bp AS m_systolic_bp, CASE WHEN systolic_bp IS NOT NULL THEN event_time END AS m_systolic_bp_at,
+    diastolic_bp AS m_diastolic_bp, CASE WHEN diastolic_bp IS NOT NULL THEN event_time END AS m_diastolic_bp_at,
+    spo2 AS m_spo2, CASE WHEN spo2 IS NOT NULL THEN event_time END AS m_spo2_at,
+    temperature AS m_temperature, CASE WHEN temperature IS NOT NULL THEN event_time END AS m_temperature_at,
+    glucose AS m_glucose, CASE WHEN glucose IS NOT NULL THEN event_time END AS m_glucose_at,
+    respiratory_rate AS m_respiratory_rate, CASE WHEN respiratory_rate IS NOT NULL THEN event_time END AS m_respiratory_rate_at,
+    on_oxygen AS m_on_oxygen, CASE WHEN on_oxygen IS NOT NULL THEN event_time END AS m_on_oxygen_at,
+    consciousness AS m_consciousness, CASE WHEN consciousness IS NOT NULL THEN event_time END AS m_consciousness_at
   FROM new_vitals_raw
   UNION ALL
   -- A state row's vitals as they were measured at its own time (carried ones are NULL here), so
@@ -48,15 +48,15 @@ timeline AS (
     CASE WHEN on_oxygen_measured_at = event_time THEN on_oxygen END AS on_oxygen,
     CASE WHEN consciousness_measured_at = event_time THEN consciousness END AS consciousness,
     risk AS state_risk,
-    heart_rate AS s_heart_rate, heart_rate_measured_at AS s_heart_rate_at,
-    systolic_bp AS s_systolic_bp, systolic_bp_measured_at AS s_systolic_bp_at,
-    diastolic_bp AS s_diastolic_bp, diastolic_bp_measured_at AS s_diastolic_bp_at,
-    spo2 AS s_spo2, spo2_measured_at AS s_spo2_at,
-    temperature AS s_temperature, temperature_measured_at AS s_temperature_at,
-    glucose AS s_glucose, glucose_measured_at AS s_glucose_at,
-    respiratory_rate AS s_respiratory_rate, respiratory_rate_measured_at AS s_respiratory_rate_at,
-    on_oxygen AS s_on_oxygen, on_oxygen_measured_at AS s_on_oxygen_at,
-    consciousness AS s_consciousness, consciousness_measured_at AS s_consciousness_at
+    heart_rate AS m_heart_rate, heart_rate_measured_at AS m_heart_rate_at,
+    systolic_bp AS m_systolic_bp, systolic_bp_measured_at AS m_systolic_bp_at,
+    diastolic_bp AS m_diastolic_bp, diastolic_bp_measured_at AS m_diastolic_bp_at,
+    spo2 AS m_spo2, spo2_measured_at AS m_spo2_at,
+    temperature AS m_temperature, temperature_measured_at AS m_temperature_at,
+    glucose AS m_glucose, glucose_measured_at AS m_glucose_at,
+    respiratory_rate AS m_respiratory_rate, respiratory_rate_measured_at AS m_respiratory_rate_at,
+    on_oxygen AS m_on_oxygen, on_oxygen_measured_at AS m_on_oxygen_at,
+    consciousness AS m_consciousness, consciousness_measured_at AS m_consciousness_at
   FROM etl_state
 ),
 checked AS (
@@ -90,26 +90,18 @@ judged AS (
 ),
 clean_timeline AS (
   -- Carry-forward: each vital's last measured value and when it was measured, over the patient's
-  -- clean readings in time order (a state row carries its own carried values and times).
+  -- clean readings in time order (a state row brings its own carried values and times).
+  -- last_known(v) is last_value(v) IGNORE NULLS, which the cluster cannot run (README, ETL).
   SELECT j.*,
-    last_value(CASE WHEN from_state THEN s_heart_rate ELSE heart_rate END) IGNORE NULLS OVER w AS c_heart_rate,
-    last_value(CASE WHEN from_state THEN s_heart_rate_at WHEN heart_rate IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_heart_rate_at,
-    last_value(CASE WHEN from_state THEN s_systolic_bp ELSE systolic_bp END) IGNORE NULLS OVER w AS c_systolic_bp,
-    last_value(CASE WHEN from_state THEN s_systolic_bp_at WHEN systolic_bp IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_systolic_bp_at,
-    last_value(CASE WHEN from_state THEN s_diastolic_bp ELSE diastolic_bp END) IGNORE NULLS OVER w AS c_diastolic_bp,
-    last_value(CASE WHEN from_state THEN s_diastolic_bp_at WHEN diastolic_bp IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_diastolic_bp_at,
-    last_value(CASE WHEN from_state THEN s_spo2 ELSE spo2 END) IGNORE NULLS OVER w AS c_spo2,
-    last_value(CASE WHEN from_state THEN s_spo2_at WHEN spo2 IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_spo2_at,
-    last_value(CASE WHEN from_state THEN s_temperature ELSE temperature END) IGNORE NULLS OVER w AS c_temperature,
-    last_value(CASE WHEN from_state THEN s_temperature_at WHEN temperature IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_temperature_at,
-    last_value(CASE WHEN from_state THEN s_glucose ELSE glucose END) IGNORE NULLS OVER w AS c_glucose,
-    last_value(CASE WHEN from_state THEN s_glucose_at WHEN glucose IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_glucose_at,
-    last_value(CASE WHEN from_state THEN s_respiratory_rate ELSE respiratory_rate END) IGNORE NULLS OVER w AS c_respiratory_rate,
-    last_value(CASE WHEN from_state THEN s_respiratory_rate_at WHEN respiratory_rate IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_respiratory_rate_at,
-    last_value(CASE WHEN from_state THEN s_on_oxygen ELSE on_oxygen END) IGNORE NULLS OVER w AS c_on_oxygen,
-    last_value(CASE WHEN from_state THEN s_on_oxygen_at WHEN on_oxygen IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_on_oxygen_at,
-    last_value(CASE WHEN from_state THEN s_consciousness ELSE consciousness END) IGNORE NULLS OVER w AS c_consciousness,
-    last_value(CASE WHEN from_state THEN s_consciousness_at WHEN consciousness IS NOT NULL THEN event_time END) IGNORE NULLS OVER w AS c_consciousness_at
+    last_known(m_heart_rate) OVER w AS c_heart_rate, last_known(m_heart_rate_at) OVER w AS c_heart_rate_at,
+    last_known(m_systolic_bp) OVER w AS c_systolic_bp, last_known(m_systolic_bp_at) OVER w AS c_systolic_bp_at,
+    last_known(m_diastolic_bp) OVER w AS c_diastolic_bp, last_known(m_diastolic_bp_at) OVER w AS c_diastolic_bp_at,
+    last_known(m_spo2) OVER w AS c_spo2, last_known(m_spo2_at) OVER w AS c_spo2_at,
+    last_known(m_temperature) OVER w AS c_temperature, last_known(m_temperature_at) OVER w AS c_temperature_at,
+    last_known(m_glucose) OVER w AS c_glucose, last_known(m_glucose_at) OVER w AS c_glucose_at,
+    last_known(m_respiratory_rate) OVER w AS c_respiratory_rate, last_known(m_respiratory_rate_at) OVER w AS c_respiratory_rate_at,
+    last_known(m_on_oxygen) OVER w AS c_on_oxygen, last_known(m_on_oxygen_at) OVER w AS c_on_oxygen_at,
+    last_known(m_consciousness) OVER w AS c_consciousness, last_known(m_consciousness_at) OVER w AS c_consciousness_at
   FROM judged j
   WHERE reject_code IS NULL
   WINDOW w AS (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
@@ -148,7 +140,7 @@ windowed AS (
   -- Per-patient features over the last window_readings clean readings, earlier batches included:
   -- the rolling mean, the change since the oldest reading in the window, and the risk before this one.
   SELECT s.*,
-    last_value(risk) IGNORE NULLS OVER (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
+    last_known(risk) OVER (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_risk,
     avg(heart_rate) OVER r AS heart_rate_rolling_mean, heart_rate - first_value(heart_rate) OVER r AS heart_rate_change,
     avg(systolic_bp) OVER r AS systolic_bp_rolling_mean, systolic_bp - first_value(systolic_bp) OVER r AS systolic_bp_change,

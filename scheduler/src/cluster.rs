@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_scheduler::cluster::BallistaCluster;
@@ -27,9 +28,8 @@ pub struct RunningScheduler {
     pub jobs: ClusterJobs,
 }
 
-/// The scheduler's jobs, as seen from inside its process: the Flight SQL front door names each of
-/// its jobs and cancels the job when its client goes away or its time runs out, because a Ballista
-/// client context only stops reading, and the job would go on holding executor slots.
+/// The scheduler's jobs, as seen from inside its process: the Flight SQL front door and the ETL driver
+/// name each of their jobs ([`NamedJob`]) and cancel one whose caller gave up on it.
 #[derive(Clone)]
 pub struct ClusterJobs {
     server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
@@ -60,6 +60,54 @@ impl ClusterJobs {
             }
         }
         cancelled
+    }
+}
+
+/// One Ballista job, named so that it can be found again. Dropped before [`NamedJob::finish`] (time
+/// limit, error, caller gone), it cancels the job: a Ballista client only stops reading, and the job
+/// would go on holding executor slots.
+pub struct NamedJob {
+    name: String,
+    jobs: Option<ClusterJobs>,
+    finished: bool,
+}
+
+impl NamedJob {
+    /// A job called `name`, cancelled through `jobs` (none: the scheduler runs elsewhere, nothing to cancel).
+    pub fn new(name: String, jobs: Option<ClusterJobs>) -> NamedJob {
+        NamedJob { name, jobs, finished: false }
+    }
+
+    /// `frame`, to run as this job.
+    pub fn named(&self, frame: datafusion::prelude::DataFrame) -> datafusion::prelude::DataFrame {
+        use ballista::prelude::SessionConfigExt;
+        let (mut state, plan) = frame.into_parts();
+        let config = state.config().clone().with_ballista_job_name(&self.name);
+        *state.config_mut() = config;
+        datafusion::prelude::DataFrame::new(state, plan)
+    }
+
+    /// The results ran to the end: nothing to cancel.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for NamedJob {
+    fn drop(&mut self) {
+        let (Some(jobs), false) = (self.jobs.take(), self.finished) else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let name = std::mem::take(&mut self.name);
+        runtime.spawn(async move {
+            // The job may still be on its way to the scheduler: look again for a few seconds.
+            for _ in 0..5 {
+                if jobs.cancel_named(&name).await > 0 {
+                    tracing::info!(job_name = %name, "Cancelled an abandoned job.");
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 }
 

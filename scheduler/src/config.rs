@@ -33,12 +33,25 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// Where the ETL's micro-batches run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EtlEngine {
+    /// As Ballista jobs on the executors.
+    Cluster,
+    /// On a DataFusion context in the driver's process: no executors needed and no job round trips,
+    /// for a small ward, and the reference the cluster's results are checked against.
+    InProcess,
+}
+
 /// The continuous ETL driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtlConfig {
     /// Run the driver in this process.
     pub enabled: bool,
+    /// Where micro-batches run: `cluster` or `in_process`.
+    pub run_on: EtlEngine,
     /// Shortest time between two micro-batches, in milliseconds.
     pub min_interval_ms: u64,
     /// SQL file turning `new_vitals_raw` into `vitals_clean` rows; empty uses the shipped
@@ -52,17 +65,22 @@ pub struct EtlConfig {
     pub window_readings: u32,
     /// How long a superseded `patient_latest` version is kept for queries still reading it, in seconds.
     pub version_grace_seconds: u64,
+    /// Longest a micro-batch's cluster job may run, in seconds; past it the job is cancelled and the
+    /// batch re-runs (the same rows: exactly once holds), so one stuck job cannot stall the pipeline.
+    pub batch_timeout_seconds: u64,
 }
 
 impl Default for EtlConfig {
     fn default() -> Self {
         EtlConfig {
             enabled: true,
+            run_on: EtlEngine::Cluster,
             min_interval_ms: 250,
             sql_file: String::new(),
             carry_forward_seconds: 900,
             window_readings: 5,
             version_grace_seconds: 120,
+            batch_timeout_seconds: 120,
         }
     }
 }
@@ -76,13 +94,20 @@ impl EtlConfig {
         if self.window_readings == 0 {
             return Err(Error::Config("etl.window_readings is 0, at least 1 (the reading itself) is needed".into()));
         }
-
+        if self.batch_timeout_seconds == 0 {
+            return Err(Error::Config("etl.batch_timeout_seconds is 0, at least 1 is needed".into()));
+        }
         Ok(())
     }
 
     /// Minimum interval as a duration.
     pub fn min_interval(&self) -> Duration {
         Duration::from_millis(self.min_interval_ms)
+    }
+
+    /// Batch timeout as a duration.
+    pub fn batch_timeout(&self) -> Duration {
+        Duration::from_secs(self.batch_timeout_seconds)
     }
 
     /// The ETL SQL: the configured file, or the shipped default, with its `${setting}`s filled in.

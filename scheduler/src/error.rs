@@ -34,6 +34,14 @@ pub enum Error {
         #[source]
         source: DataFusionError,
     },
+    /// A micro-batch's cluster job ran past `etl.batch_timeout_seconds` and was cancelled (retryable).
+    #[error("micro-batch {batch} did not finish within etl.batch_timeout_seconds ({seconds} s); its job is cancelled and the batch re-runs")]
+    BatchTimeout {
+        /// The batch id.
+        batch: i64,
+        /// The limit.
+        seconds: u64,
+    },
     /// Reading or writing the checkpoint or a table object failed (retryable).
     #[error("object store {step}: {source}")]
     Store {
@@ -66,7 +74,7 @@ impl Error {
     /// Whether the same step can succeed later (stores and clusters come back; bad config does not).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } => true,
+            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } | Error::BatchTimeout { .. } => true,
             Error::Landing(e) => e.is_retryable(),
             _ => false,
         }

@@ -28,6 +28,7 @@ use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::source::LandedRange;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
 
+use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
 use crate::session::parquet_table;
@@ -165,6 +166,8 @@ pub struct EtlDriver {
     abort_after_output: bool,
     /// The state version the current batch starts from.
     state_url: Option<String>,
+    /// The scheduler's jobs when it runs in this process: a batch past its deadline is cancelled there.
+    jobs: Option<ClusterJobs>,
 }
 
 impl std::fmt::Debug for EtlDriver {
@@ -181,7 +184,8 @@ impl EtlDriver {
         let checkpoint = load_checkpoint(&location).await?;
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
-        let driver = EtlDriver { ctx, location, sql, config: config.clone(), checkpoint, stats, abort_after_output, state_url: None };
+        let driver =
+            EtlDriver { ctx, location, sql, config: config.clone(), checkpoint, stats, abort_after_output, state_url: None, jobs: None };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
         let planned = driver
@@ -192,6 +196,12 @@ impl EtlDriver {
         // And its output must fit the outputs: a missing column fails now, not every batch.
         outputs::check_columns(planned.schema().inner())?;
         Ok(driver)
+    }
+
+    /// Cancels a batch's job in `jobs` when it runs past `etl.batch_timeout_seconds`.
+    pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> EtlDriver {
+        self.jobs = Some(jobs);
+        self
     }
 
     /// The checkpoint as last committed.
@@ -244,14 +254,23 @@ impl EtlDriver {
         }
         self.register_inputs(&batch.files).await?;
         let step = |what: &str| format!("micro-batch {}: {what}", batch.id);
-        let frame = self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
-        let results: Vec<RecordBatch> = frame
-            .execute_stream()
+        // Named, so that a job past the deadline (or of a driver that gave up) is cancelled.
+        let mut job = NamedJob::new(format!("etl/batch-{}", batch.id), self.jobs.clone());
+        let run = async {
+            let frame = self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
+            job.named(frame)
+                .execute_stream()
+                .await
+                .map_err(|source| Error::Query { step: step("starting"), source })?
+                .try_collect::<Vec<RecordBatch>>()
+                .await
+                .map_err(|source| Error::Query { step: step("running"), source })
+        };
+        let timeout = self.config.batch_timeout();
+        let results = tokio::time::timeout(timeout, run)
             .await
-            .map_err(|source| Error::Query { step: step("starting"), source })?
-            .try_collect()
-            .await
-            .map_err(|source| Error::Query { step: step("running"), source })?;
+            .map_err(|_| Error::BatchTimeout { batch: batch.id, seconds: timeout.as_secs() })??;
+        job.finish();
         let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
         let split = outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
         let written = split.write(&self.location, batch.id).await?;

@@ -47,7 +47,7 @@ use self::handle::StatementHandle;
 use self::query::{QueryLimits, client_schema, parameter_schema, plan, query_status, to_client_batch};
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{Authenticator, Principal};
-use crate::cluster::ClusterJobs;
+use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
 
@@ -162,11 +162,8 @@ impl FlightSqlEndpoint {
     async fn stream(&self, who: &Principal, handle: &StatementHandle) -> Result<Response<DoGetStream>, Status> {
         let mut audit = self.audit.start(who, &handle.sql);
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
-        let job = QueryJob {
-            name: format!("flight-sql/{}/{}", who.name, self.queries.fetch_add(1, Ordering::Relaxed)),
-            jobs: self.jobs.clone(),
-            finished: false,
-        };
+        let name = format!("flight-sql/{}/{}", who.name, self.queries.fetch_add(1, Ordering::Relaxed));
+        let job = NamedJob::new(name, self.jobs.clone());
         let started = async {
             let frame = job.named(self.plan_timed(who, handle).await?);
             let schema = client_schema(frame.schema().inner());
@@ -234,48 +231,6 @@ impl FlightSqlEndpoint {
             self.audit.start(who, sql).finish(Outcome::Refused, Some(status.message().to_string()));
         }
         result
-    }
-}
-
-/// The cluster job of one streamed query. Dropped before its results ran to the end (time limit,
-/// error, client gone), it cancels the job so that it stops holding executor slots.
-struct QueryJob {
-    name: String,
-    jobs: Option<ClusterJobs>,
-    finished: bool,
-}
-
-impl QueryJob {
-    /// The results ran to the end: nothing to cancel.
-    fn finish(&mut self) {
-        self.finished = true;
-    }
-
-    /// `frame`, to run as a job with this name.
-    fn named(&self, frame: datafusion::prelude::DataFrame) -> datafusion::prelude::DataFrame {
-        use ballista::prelude::SessionConfigExt;
-        let (mut state, plan) = frame.into_parts();
-        let config = state.config().clone().with_ballista_job_name(&self.name);
-        *state.config_mut() = config;
-        datafusion::prelude::DataFrame::new(state, plan)
-    }
-}
-
-impl Drop for QueryJob {
-    fn drop(&mut self) {
-        let (Some(jobs), false) = (self.jobs.take(), self.finished) else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
-        let name = std::mem::take(&mut self.name);
-        runtime.spawn(async move {
-            // The job may still be on its way to the scheduler: look again for a few seconds.
-            for _ in 0..5 {
-                if jobs.cancel_named(&name).await > 0 {
-                    tracing::info!(job_name = %name, "Cancelled the job of an abandoned query.");
-                    return;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
     }
 }
 

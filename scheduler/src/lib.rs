@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
+pub use config::{CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
@@ -103,8 +103,13 @@ pub async fn start(
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
     if config.etl.enabled {
-        let ctx = session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?;
-        let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone()).await?;
+        let ctx = match config.etl.run_on {
+            EtlEngine::Cluster => session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?,
+            EtlEngine::InProcess => session::local_context(&location, &forest)?,
+        };
+        let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone())
+            .await?
+            .with_cluster_jobs(scheduler.jobs.clone());
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));
     }

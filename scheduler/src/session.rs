@@ -21,7 +21,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::schema::{
     DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
 };
-use vitalflow_udf_model::udf::{functions, register_all};
+use vitalflow_udf_model::udf::register_all;
 
 use crate::coverage::ResolvingStore;
 use crate::error::{Error, Result};
@@ -105,13 +105,11 @@ pub async fn remote_context_with(
     config: SessionConfig,
 ) -> Result<SessionContext> {
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
-    let ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
+    let mut ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
         .await
         .map_err(|source| Error::Query { step: format!("connecting to scheduler {scheduler}"), source })?;
     // remote_with_state drops functions registered on the state: register them on the context.
-    for udf in functions(forest) {
-        ctx.register_udf((*udf).clone());
-    }
+    register_all(&mut ctx, forest).map_err(|source| Error::Query { step: "registering functions".into(), source })?;
     register_tables(&ctx, location)?;
     register_etl_tables(&ctx, location)?;
     Ok(ctx)

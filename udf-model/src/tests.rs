@@ -10,14 +10,12 @@ use crate::forest::RiskForest;
 use crate::rubric::{RiskLevel, SixVitals};
 use crate::simulate::training_rows;
 use crate::train::evaluate;
-use crate::udf::functions;
+use crate::udf::register_all;
 
 fn context() -> SessionContext {
-    let ctx = SessionContext::new();
+    let mut ctx = SessionContext::new();
     let forest = Arc::new(RiskForest::bundled().expect("the bundled model loads"));
-    for f in functions(&forest) {
-        ctx.register_udf((*f).clone());
-    }
+    register_all(&mut ctx, &forest).expect("functions register");
     ctx
 }
 
@@ -44,6 +42,22 @@ async fn predict_risk_labels_clear_cases_and_nulls() {
     )
     .await;
     assert_eq!(got, vec![Some("Low".into()), Some("High".into()), None]);
+}
+
+#[tokio::test]
+async fn last_known_carries_the_last_non_null_value_per_partition_in_window_order() {
+    let ctx = context();
+    // Rows arrive out of order; the window's ORDER BY decides what "last" is.
+    let got = strings(
+        &ctx,
+        "SELECT concat(p, ':', coalesce(last_known(v) OVER (PARTITION BY p ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW), '-'), \
+                  ':', coalesce(last_known(v) OVER (PARTITION BY p ORDER BY t ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), '-')) \
+         FROM (VALUES ('a', 3, NULL), ('a', 1, NULL), ('a', 2, 'x'), ('a', 4, 'y'), ('a', 5, NULL), ('b', 1, NULL)) AS r(p, t, v) \
+         ORDER BY p, t",
+    )
+    .await;
+    let want = ["a:-:-", "a:x:-", "a:x:x", "a:y:x", "a:y:y", "b:-:-"];
+    assert_eq!(got, want.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -13,17 +13,19 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{ColumnarValue, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
 
 use crate::forest::{Prediction, RiskForest};
 use crate::schema::MODEL_FEATURES;
 
+mod last_known;
 mod model_version;
 mod news2_score;
 mod predict_risk;
 mod risk_probability;
 mod rubric_score;
 
+pub use last_known::LastKnown;
 pub use model_version::ModelVersion;
 pub use news2_score::News2Score;
 pub use predict_risk::{PredictRisk, predict_risk_array};
@@ -41,10 +43,18 @@ pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
     ]
 }
 
+/// vitalflow's aggregate functions (used as window functions by the ETL).
+pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
+    vec![Arc::new(AggregateUDF::new_from_impl(LastKnown::new()))]
+}
+
 /// Registers every vitalflow SQL function in `registry`.
 pub fn register_all(registry: &mut dyn FunctionRegistry, forest: &Arc<RiskForest>) -> Result<()> {
     for udf in functions(forest) {
         registry.register_udf(udf)?;
+    }
+    for udaf in aggregate_functions() {
+        registry.register_udaf(udaf)?;
     }
     Ok(())
 }
