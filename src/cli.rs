@@ -275,6 +275,25 @@ pub enum Bench {
     Queries(BenchQueriesArgs),
     /// Records/s landed as Parquet by ingest, per core, against the raw consume rate of the topic.
     Ingest(BenchIngestArgs),
+    /// Produce → readable with its risk over Flight SQL, per record (p50/p99), the whole pipeline running.
+    E2e(BenchE2eArgs),
+}
+
+/// `vitalflow bench e2e`.
+#[derive(Debug, Args)]
+pub struct BenchE2eArgs {
+    /// Records produced per second.
+    #[arg(long, default_value_t = 20_000.0)]
+    pub rate: f64,
+    /// Seconds of producing.
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Seconds at the start left out of the figures (start-up, first batches).
+    #[arg(long, default_value_t = 10.0)]
+    pub warmup: f64,
+    /// Use the embedded tansu broker even when a Kafka is configured (--kafka, file or environment).
+    #[arg(long)]
+    pub embedded: bool,
 }
 
 /// `vitalflow bench queries`.

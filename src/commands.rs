@@ -312,6 +312,7 @@ pub async fn bench(config: VitalflowConfig, args: BenchArgs, external_kafka: boo
         Bench::Model(args) => crate::bench::model::run(&args),
         Bench::Queries(args) => crate::bench::queries::run(args).await,
         Bench::Ingest(args) => crate::bench::ingest::run(config, &args, external_kafka).await,
+        Bench::E2e(args) => crate::bench::e2e::run(config, &args, external_kafka).await,
     }
 }
 

@@ -5,9 +5,13 @@ use tracing_subscriber::EnvFilter;
 use crate::cli::LogFormat;
 
 /// Installs the subscriber: `RUST_LOG` if set, else info for vitalflow and warnings for dependencies.
+/// Ballista 55 logs "Fail to combine stage metrics" as an ERROR for every stage of a plan with window
+/// functions (its metrics display, not the job, which succeeds): that target is off by default.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new("warn,vitalflow=info,vitalflow_ingest=info,vitalflow_scheduler=info,vitalflow_executor=info")
+        EnvFilter::new(
+            "warn,vitalflow=info,vitalflow_ingest=info,vitalflow_scheduler=info,vitalflow_executor=info,ballista_scheduler::display=off",
+        )
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {

@@ -19,14 +19,11 @@ WINDOW_MINUTES = 15
 RISK_COLOURS = {"High": "#d62728", "Medium": "#ff7f0e", "Low": "#2ca02c"}
 VITALS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "respiratory_rate"]
 
+# patient_latest: one row per patient, kept current by each ETL micro-batch, so this never scans history.
 LATEST_SQL = f"""
 SELECT patient_id, event_time, {", ".join(VITALS)}, risk, news2_score
-FROM (
-  SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY event_time DESC) AS rn
-  FROM vitals_clean
-  WHERE event_time > now() - INTERVAL '{WINDOW_MINUTES} minutes'
-) latest
-WHERE rn = 1
+FROM patient_latest
+WHERE event_time > now() - INTERVAL '{WINDOW_MINUTES} minutes'
 ORDER BY patient_id
 """
 

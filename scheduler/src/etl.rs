@@ -57,8 +57,10 @@ pub const STAGE: &str = "etl";
 /// the window a crash-safe driver must survive without a duplicate.
 pub const FAULT_ENV: &str = "VITALFLOW_FAULT_ETL";
 
-/// Most landed files one micro-batch takes, so that a backlog is worked off in bounded steps.
-const MAX_FILES_PER_BATCH: usize = 256;
+/// Most landed files, and bytes of them, one micro-batch takes: a backlog is worked off in bounded
+/// steps, large enough that many small files (a quiet ward, short flush intervals) catch up quickly.
+const MAX_FILES_PER_BATCH: usize = 2048;
+const MAX_BYTES_PER_BATCH: u64 = 128 << 20;
 
 /// What has been processed: the truth the driver resumes from. Its size is bounded by the number of
 /// partitions, not of files, so it stays small however long the pipeline runs.
@@ -325,15 +327,25 @@ impl EtlDriver {
             .try_collect()
             .await
             .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
-        let mut files: Vec<Path> = listed
+        let mut listed: Vec<_> = listed
             .into_iter()
-            .map(|m| m.location)
-            .filter(|p| landed_range(p).is_some_and(|r| self.checkpoint.is_new(&r)))
+            .filter(|m| landed_range(&m.location).is_some_and(|r| self.checkpoint.is_new(&r)))
             .collect();
         // By file name, not path: ingest files sit in date/hour folders (the hour of a range's first
         // record), and a partition's ranges must still come in offset order for a cut to be safe.
-        files.sort_by(|a, b| a.filename().cmp(&b.filename()).then_with(|| a.cmp(b)));
-        files.truncate(MAX_FILES_PER_BATCH);
+        listed.sort_by(|a, b| a.location.filename().cmp(&b.location.filename()).then_with(|| a.location.cmp(&b.location)));
+        let mut bytes = 0;
+        let files: Vec<Path> = listed
+            .into_iter()
+            .take(MAX_FILES_PER_BATCH)
+            .enumerate()
+            // The first file always, however large: a batch must make progress.
+            .take_while(|(i, m)| {
+                bytes += m.size;
+                *i == 0 || bytes <= MAX_BYTES_PER_BATCH
+            })
+            .map(|(_, m)| m.location)
+            .collect();
         Ok((!files.is_empty()).then(|| MicroBatch { id: self.checkpoint.last_batch_id + 1, files }))
     }
 
@@ -397,7 +409,8 @@ pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckp
     serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
 }
 
-async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
+/// Writes the checkpoint: a micro-batch's commit point (and a pending batch's intent).
+pub async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
     let path = location.path(CHECKPOINT);
     let json = serde_json::to_vec(checkpoint).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
     location

@@ -276,7 +276,7 @@ async fn produce(kafka: &KafkaConfig, records: u64) -> anyhow::Result<u64> {
 }
 
 /// Deletes the benchmark topic from a configured Kafka (best effort: it only costs disk there).
-async fn delete_topic(kafka: &KafkaConfig) {
+pub(crate) async fn delete_topic(kafka: &KafkaConfig) {
     use rdkafka::admin::{AdminClient, AdminOptions};
     let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> = client_config(kafka).create();
     if let Ok(admin) = admin {

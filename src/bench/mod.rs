@@ -1,6 +1,7 @@
 //! `vitalflow bench ...`: benchmarks that time vitalflow and its reference in the same run and print
 //! both figures with their ratio. Benchmarks, not tests: nothing here asserts a speed.
 
+pub mod e2e;
 pub mod ingest;
 pub mod model;
 pub mod queries;

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::client::ensure_topic;
 use vitalflow_ingest::events::IngestStats;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
+use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
 use crate::cli::UpArgs;
@@ -87,25 +88,8 @@ async fn run(
     };
     ensure_topic(&config.kafka, TOPIC_PARTITIONS).await.context("creating the vitals topic")?;
 
-    let mut process_config = config.scheduler_process();
-    // The scheduler is internal to `up`: a free port never collides with a real cluster's 50050.
-    process_config.scheduler.port = 0;
-    let scheduler = vitalflow_scheduler::start(&process_config, location.clone(), forest.clone(), shutdown.clone())
-        .await
-        .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
-
-    let mut executor_config = config.executor.clone();
-    executor_config.scheduler_host = process_config.scheduler.external_host.clone();
-    executor_config.scheduler_port = scheduler.addrs.scheduler.port();
-    (executor_config.flight_port, executor_config.grpc_port) = (0, 0);
-    let executor_forest = forest.clone();
-    let executor = tokio::spawn(async move {
-        if let Err(error) = vitalflow_executor::serve(&executor_config, executor_forest, |_| {}).await {
-            tracing::error!(error = %error, "The executor stopped.");
-        }
-    });
-
-    let ingest = spawn_ingest(config, location, shutdown.clone());
+    let pipeline = LocalPipeline::start(config, location, forest, shutdown.clone()).await?;
+    let scheduler = &pipeline.scheduler;
     let simulator = spawn_simulator(config, shutdown.clone());
 
     let dashboard_port = match (config.up.dashboard, args.no_dashboard) {
@@ -141,9 +125,7 @@ async fn run(
         tokio::task::spawn_blocking(move || dashboard.stop(Duration::from_secs(5))).await.ok();
     }
     let _ = simulator.await;
-    let _ = ingest.await;
-    scheduler.stop().await;
-    executor.abort();
+    pipeline.stop().await;
     if let Some(broker) = broker {
         broker.stop();
     }
@@ -171,14 +153,62 @@ fn apply_flags(config: &mut VitalflowConfig, args: &UpArgs) -> anyhow::Result<()
         config.up.broker_port = port;
     }
     config.simulator.validate()?;
-    // `up` is the local demo: everything on loopback, whatever the file says.
+    local_only(config);
+    Ok(())
+}
+
+/// `up` is the local demo: everything on loopback, whatever the file says, and so no sign-in (every
+/// caller is the local admin).
+pub(crate) fn local_only(config: &mut VitalflowConfig) {
     for host in [&mut config.flight_sql.bind_host, &mut config.http.bind_host, &mut config.scheduler.bind_host] {
         *host = "127.0.0.1".into();
     }
     config.executor.bind_host = "127.0.0.1".into();
-    // Loopback only, so the local demo needs no sign-in (every caller is the local admin).
     config.flight_sql.auth.required = false;
-    Ok(())
+}
+
+/// The pipeline's services in this process: the scheduler with the ETL driver, Flight SQL and the
+/// HTTP API, one executor, and ingest. `up` runs it beside the broker and the simulator;
+/// `bench e2e` measures it.
+pub(crate) struct LocalPipeline {
+    /// The scheduler process (its addresses and ETL counters).
+    pub(crate) scheduler: vitalflow_scheduler::SchedulerProcess,
+    executor: JoinHandle<()>,
+    ingest: JoinHandle<()>,
+}
+
+impl LocalPipeline {
+    /// Starts the scheduler (on a free port: it is internal), the executor, then ingest.
+    pub(crate) async fn start(
+        config: &VitalflowConfig,
+        location: &vitalflow_ingest::DataLocation,
+        forest: Arc<RiskForest>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<LocalPipeline> {
+        let mut process_config = config.scheduler_process();
+        process_config.scheduler.port = 0;
+        let scheduler = vitalflow_scheduler::start(&process_config, location.clone(), forest.clone(), shutdown.clone())
+            .await
+            .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
+        let mut executor_config = config.executor.clone();
+        executor_config.scheduler_host = process_config.scheduler.external_host.clone();
+        executor_config.scheduler_port = scheduler.addrs.scheduler.port();
+        (executor_config.flight_port, executor_config.grpc_port) = (0, 0);
+        let executor = tokio::spawn(async move {
+            if let Err(error) = vitalflow_executor::serve(&executor_config, forest, |_| {}).await {
+                tracing::error!(error = %error, "The executor stopped.");
+            }
+        });
+        let ingest = spawn_ingest(config, location, shutdown);
+        Ok(LocalPipeline { scheduler, executor, ingest })
+    }
+
+    /// After the shutdown token is cancelled: waits for ingest, then stops the scheduler and the executor.
+    pub(crate) async fn stop(self) {
+        let _ = self.ingest.await;
+        self.scheduler.stop().await;
+        self.executor.abort();
+    }
 }
 
 fn spawn_ingest(

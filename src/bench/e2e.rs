@@ -1,0 +1,258 @@
+//! `vitalflow bench e2e`: for each record, the time from its produce call to the moment it is
+//! readable with its risk over Flight SQL, with the whole pipeline running as `up` runs it.
+//!
+//! One run: a fresh topic on the configured Kafka (or the embedded broker), a fresh data directory,
+//! and in this process the scheduler with the ETL driver and Flight SQL, one executor and ingest (the
+//! pieces of `up`). A producer thread sends simulated readings at a fixed rate and notes when each
+//! (partition, offset) was sent; a Flight SQL client asks `patient_latest` for each partition's
+//! newest processed offset, again and again. A record is readable from the first answer that covers
+//! its offset (records are keyed by patient, so a partition's offsets are processed in order); its
+//! latency runs to the moment that answer arrived, so the query's own time counts against vitalflow.
+//! The figures cover the records sent after the warm-up, and are held against the goal (p99 ≤ 500 ms).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use arrow::array::{Array, AsArray};
+use arrow::datatypes::{Int32Type, Int64Type};
+use arrow_flight::sql::client::FlightSqlServiceClient;
+use futures::TryStreamExt;
+use rdkafka::ClientContext;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::DataLocation;
+use vitalflow_ingest::client::{client_config, ensure_topic};
+use vitalflow_udf_model::simulate::VitalsSimulator;
+
+use crate::cli::BenchE2eArgs;
+use crate::commands::load_model;
+use crate::config::VitalflowConfig;
+use crate::up::LocalPipeline;
+
+/// Partitions of the benchmark topic (as `up` creates).
+const PARTITIONS: i32 = 3;
+
+/// The goal the figures are held against (issue: p99 ≤ 500 ms at 20k records/s on 2 cores).
+const GOAL_P99: Duration = Duration::from_millis(500);
+
+/// When each delivered record was sent, by (partition, offset).
+#[derive(Default)]
+struct SendTimes {
+    sent: Mutex<HashMap<(i32, i64), Instant>>,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// The producer's context: notes each delivery in the shared [`SendTimes`].
+struct DeliveryClock(Arc<SendTimes>);
+
+impl ClientContext for DeliveryClock {}
+
+impl ProducerContext for DeliveryClock {
+    type DeliveryOpaque = Box<Instant>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Instant>) {
+        match result {
+            Ok(m) => {
+                if let Ok(mut times) = self.0.sent.lock() {
+                    times.insert((m.partition(), m.offset()), *sent);
+                }
+            }
+            Err((error, _)) => {
+                if self.0.failed.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tracing::error!(error = %error, "Delivery failed.");
+                }
+            }
+        }
+    }
+}
+
+/// Runs the benchmark.
+pub async fn run(config: VitalflowConfig, args: &BenchE2eArgs, external_kafka: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(args.rate > 0.0 && args.seconds > args.warmup, "--rate must be above 0 and --seconds above --warmup");
+    let mut config = config;
+    let broker = if external_kafka && !args.embedded {
+        None
+    } else {
+        let port = crate::up::broker::free_port_or(0)?;
+        let broker = crate::up::broker::start_embedded_broker(port).await?;
+        config.kafka.brokers = broker.addr.to_string();
+        Some(broker)
+    };
+    let broker_name = match broker {
+        Some(_) => format!("embedded tansu broker on {}", config.kafka.brokers),
+        None => format!("Kafka at {}", config.kafka.brokers),
+    };
+    config.kafka.topic = format!("vitalflow-bench-e2e-{}", uuid::Uuid::new_v4().simple());
+    let work = tempfile::tempdir().context("creating a temporary directory")?;
+    let result = measure(&mut config, args, &broker_name, work.path()).await;
+    if broker.is_none() {
+        crate::bench::ingest::delete_topic(&config.kafka).await;
+    }
+    if let Some(b) = broker {
+        b.stop();
+    }
+    result
+}
+
+async fn measure(config: &mut VitalflowConfig, args: &BenchE2eArgs, broker_name: &str, work: &std::path::Path) -> anyhow::Result<()> {
+    ensure_topic(&config.kafka, PARTITIONS).await.context("creating the benchmark topic")?;
+    let location = DataLocation::open(&work.join("data").display().to_string())?;
+    // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
+    crate::up::local_only(config);
+    config.http.enabled = false;
+    config.compaction.enabled = false;
+    config.flight_sql.port = 0;
+    config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
+    let forest = load_model(config)?;
+    let shutdown = CancellationToken::new();
+    let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
+    let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+    println!(
+        "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {PARTITIONS} partitions; \
+         ETL on {:?} every ≥{} ms, ingest flush {} records / {} ms",
+        args.rate, args.seconds, args.warmup, config.etl.run_on, config.etl.min_interval_ms, config.ingest.flush_records,
+        config.ingest.flush_interval_ms
+    );
+
+    let producing = Arc::new(AtomicBool::new(true));
+    let times = Arc::new(SendTimes::default());
+    let producer = {
+        let (kafka, rate, seconds, producing, times) =
+            (config.kafka.clone(), args.rate, args.seconds, producing.clone(), times.clone());
+        std::thread::spawn(move || produce_paced(&kafka, rate, seconds, &times, &producing))
+    };
+
+    let mut client = FlightSqlServiceClient::new(
+        tonic::transport::Endpoint::from_shared(format!("http://{flight_sql}"))?.connect().await.context("connecting to Flight SQL")?,
+    );
+    // Per partition, the newest processed offset and when it was first seen.
+    let mut seen: Vec<Vec<(i64, Instant)>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut queries = Vec::new();
+    let drain_deadline = Duration::from_secs_f64(args.seconds) + Duration::from_secs(60);
+    let started = Instant::now();
+    loop {
+        let asked = Instant::now();
+        for (partition, offset) in newest_offsets(&mut client).await? {
+            if let Some(s) = seen.get_mut(partition as usize)
+                && s.last().is_none_or(|(o, _)| offset > *o)
+            {
+                s.push((offset, Instant::now()));
+            }
+        }
+        queries.push(asked.elapsed());
+        if !producing.load(Ordering::Relaxed) && all_covered(&times, &seen) {
+            break;
+        }
+        if started.elapsed() > drain_deadline {
+            eprintln!("warning: not every record was readable 60 s after the last was sent");
+            break;
+        }
+    }
+    let sent = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    shutdown.cancel();
+    pipeline.stop().await;
+
+    let warm = started + Duration::from_secs_f64(args.warmup);
+    let sent_times = times.sent.lock().map_err(|_| anyhow::anyhow!("send times poisoned"))?;
+    let mut latencies = Vec::new();
+    let mut unread = 0usize;
+    for (&(partition, offset), &at) in sent_times.iter().filter(|(_, at)| **at >= warm) {
+        let readable = seen.get(partition as usize).and_then(|s| {
+            let i = s.partition_point(|(o, _)| *o < offset);
+            s.get(i).map(|(_, t)| *t)
+        });
+        match readable {
+            Some(t) => latencies.push(t.saturating_duration_since(at)),
+            None => unread += 1,
+        }
+    }
+    if latencies.is_empty() {
+        bail!("no record sent after the warm-up became readable ({unread} unread)");
+    }
+    latencies.sort();
+    queries.sort();
+    let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
+    let measured = latencies.len() + unread;
+    let span = args.seconds - args.warmup;
+    println!("sent {sent} records ({:.0} records/s); measured the {measured} sent after the warm-up", sent as f64 / args.seconds);
+    println!(
+        "produce → readable with risk over Flight SQL: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {unread} never readable",
+        pct(&latencies, 0.5), pct(&latencies, 0.9), pct(&latencies, 0.99), pct(&latencies, 1.0)
+    );
+    println!("sustained: {:.0} records/s made readable", latencies.len() as f64 / span);
+    println!(
+        "poll query (Flight SQL, patient_latest): {} runs, p50 {:.0} ms, p99 {:.0} ms",
+        queries.len(), pct(&queries, 0.5), pct(&queries, 0.99)
+    );
+    let p99 = Duration::from_secs_f64(pct(&latencies, 0.99) / 1e3);
+    println!(
+        "goal p99 ≤ {} ms at 20000 records/s: p99 is {:.2}× the goal at {:.0} records/s",
+        GOAL_P99.as_millis(), p99.as_secs_f64() / GOAL_P99.as_secs_f64(), args.rate
+    );
+    Ok(())
+}
+
+/// Each partition's newest offset in `patient_latest`.
+async fn newest_offsets(client: &mut FlightSqlServiceClient<tonic::transport::Channel>) -> anyhow::Result<Vec<(i32, i64)>> {
+    let sql = "SELECT source_partition, max(source_offset) AS o FROM patient_latest GROUP BY source_partition";
+    let info = client.execute(sql.to_string(), None).await.context("asking Flight SQL")?;
+    let mut out = Vec::new();
+    for endpoint in info.endpoint {
+        let Some(ticket) = endpoint.ticket else { continue };
+        let batches: Vec<_> = client.do_get(ticket).await?.try_collect().await.context("reading the answer")?;
+        for b in batches {
+            let (p, o) = (b.column(0).as_primitive::<Int32Type>(), b.column(1).as_primitive::<Int64Type>());
+            out.extend((0..b.num_rows()).filter(|&i| p.is_valid(i) && o.is_valid(i)).map(|i| (p.value(i), o.value(i))));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether every delivered record's offset is covered by what was seen.
+fn all_covered(times: &SendTimes, seen: &[Vec<(i64, Instant)>]) -> bool {
+    let Ok(sent) = times.sent.lock() else { return false };
+    let mut newest = vec![-1i64; seen.len()];
+    for &(p, o) in sent.keys() {
+        if let Some(n) = newest.get_mut(p as usize) {
+            *n = (*n).max(o);
+        }
+    }
+    newest.iter().zip(seen).all(|(n, s)| s.last().map_or(*n < 0, |(o, _)| o >= n))
+}
+
+/// Sends simulated readings at `rate` per second for `seconds`; returns how many were delivered.
+fn produce_paced(kafka: &vitalflow_ingest::KafkaConfig, rate: f64, seconds: f64, times: &Arc<SendTimes>, producing: &AtomicBool) -> anyhow::Result<u64> {
+    let result = (|| {
+        let producer: ThreadedProducer<DeliveryClock> = client_config(kafka)
+            .set("linger.ms", "2")
+            .create_with_context(DeliveryClock(times.clone()))
+            .context("creating the producer")?;
+        let mut simulator = VitalsSimulator::new(2_000, 7);
+        let started = Instant::now();
+        let total = (rate * seconds) as u64;
+        let mut sent = 0u64;
+        while sent < total {
+            let due = (started.elapsed().as_secs_f64() * rate) as u64;
+            if sent >= due {
+                std::thread::sleep(Duration::from_micros(500));
+                continue;
+            }
+            let (key, payload) = simulator.next_payload(chrono::Utc::now());
+            let record = BaseRecord::with_opaque_to(&kafka.topic, Box::new(Instant::now())).key(&key).payload(&payload);
+            if let Err((error, _)) = producer.send(record) {
+                bail!("producing: {error}");
+            }
+            sent += 1;
+        }
+        producer.flush(Duration::from_secs(60)).context("waiting for deliveries")?;
+        let failed = times.failed.load(Ordering::Relaxed);
+        anyhow::ensure!(failed == 0, "{failed} of {sent} records were not delivered");
+        Ok(sent)
+    })();
+    producing.store(false, Ordering::Relaxed);
+    result
+}
