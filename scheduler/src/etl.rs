@@ -320,6 +320,13 @@ impl EtlDriver {
             return Ok(Some(MicroBatch { id: pending.id, files: pending.files.iter().map(|f| Path::from(f.as_str())).collect() }));
         }
         let prefix = self.location.path(table::VITALS_RAW);
+        // A listing is no snapshot: a file put while it runs can be missed while a later file of the
+        // same partition (written after it) is seen, and taking that one would mark the missed one as
+        // processed. Files in place before the listing began are all seen, and every later file of a
+        // partition was written after a missed one: so only files older than the listing are taken.
+        // The margin covers the file system's coarse clock (a tick), or an object store's own clock.
+        let settle = chrono::Duration::milliseconds(if self.location.url().scheme() == "file" { 100 } else { 2_000 });
+        let listing_began = chrono::Utc::now() - settle;
         let listed: Vec<_> = self
             .location
             .store()
@@ -329,6 +336,7 @@ impl EtlDriver {
             .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
         let mut listed: Vec<_> = listed
             .into_iter()
+            .filter(|m| m.last_modified < listing_began)
             .filter(|m| landed_range(&m.location).is_some_and(|r| self.checkpoint.is_new(&r)))
             .collect();
         // By file name, not path: ingest files sit in date/hour folders (the hour of a range's first

@@ -28,6 +28,7 @@ use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::client::{client_config, ensure_topic};
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
+use super::BenchKafka;
 use crate::cli::BenchE2eArgs;
 use crate::commands::load_model;
 use crate::config::VitalflowConfig;
@@ -74,27 +75,10 @@ impl ProducerContext for DeliveryClock {
 pub async fn run(config: VitalflowConfig, args: &BenchE2eArgs, external_kafka: bool) -> anyhow::Result<()> {
     anyhow::ensure!(args.rate > 0.0 && args.seconds > args.warmup, "--rate must be above 0 and --seconds above --warmup");
     let mut config = config;
-    let broker = if external_kafka && !args.embedded {
-        None
-    } else {
-        let port = crate::up::broker::free_port_or(0)?;
-        let broker = crate::up::broker::start_embedded_broker(port).await?;
-        config.kafka.brokers = broker.addr.to_string();
-        Some(broker)
-    };
-    let broker_name = match broker {
-        Some(_) => format!("embedded tansu broker on {}", config.kafka.brokers),
-        None => format!("Kafka at {}", config.kafka.brokers),
-    };
-    config.kafka.topic = format!("vitalflow-bench-e2e-{}", uuid::Uuid::new_v4().simple());
+    let kafka = BenchKafka::open(&mut config, external_kafka, args.embedded, "vitalflow-bench-e2e").await?;
     let work = tempfile::tempdir().context("creating a temporary directory")?;
-    let result = measure(&mut config, args, &broker_name, work.path()).await;
-    if broker.is_none() {
-        crate::bench::ingest::delete_topic(&config.kafka).await;
-    }
-    if let Some(b) = broker {
-        b.stop();
-    }
+    let result = measure(&mut config, args, &kafka.name, work.path()).await;
+    kafka.close(&config.kafka).await;
     result
 }
 

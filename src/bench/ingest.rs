@@ -28,7 +28,7 @@ use vitalflow_ingest::source::consumer_config;
 use vitalflow_ingest::{DataLocation, KafkaConfig};
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
-use super::rows_per_sec;
+use super::{BenchKafka, rows_per_sec};
 use crate::cli::{BenchIngestArgs, BenchIngestWorker};
 use crate::config::VitalflowConfig;
 
@@ -55,26 +55,9 @@ pub async fn run(config: VitalflowConfig, args: &BenchIngestArgs, external_kafka
     }
     anyhow::ensure!(args.records > 0, "--records must be above 0");
     let mut config = config;
-    let broker = if external_kafka && !args.embedded {
-        None
-    } else {
-        let port = crate::up::broker::free_port_or(0)?;
-        let broker = crate::up::broker::start_embedded_broker(port).await?;
-        config.kafka.brokers = broker.addr.to_string();
-        Some(broker)
-    };
-    let broker_name = match broker {
-        Some(_) => format!("embedded tansu broker (memory storage) on {}", config.kafka.brokers),
-        None => format!("Kafka at {}", config.kafka.brokers),
-    };
-    config.kafka.topic = format!("vitalflow-bench-{}", uuid::Uuid::new_v4().simple());
-    let result = measure(&config, args, &broker_name).await;
-    if broker.is_none() {
-        delete_topic(&config.kafka).await;
-    }
-    if let Some(b) = broker {
-        b.stop();
-    }
+    let kafka = BenchKafka::open(&mut config, external_kafka, args.embedded, "vitalflow-bench").await?;
+    let result = measure(&config, args, &kafka.name).await;
+    kafka.close(&config.kafka).await;
     result
 }
 
@@ -273,15 +256,4 @@ async fn produce(kafka: &KafkaConfig, records: u64) -> anyhow::Result<u64> {
         Ok(bytes)
     })
     .await?
-}
-
-/// Deletes the benchmark topic from a configured Kafka (best effort: it only costs disk there).
-pub(crate) async fn delete_topic(kafka: &KafkaConfig) {
-    use rdkafka::admin::{AdminClient, AdminOptions};
-    let admin: Result<AdminClient<rdkafka::client::DefaultClientContext>, _> = client_config(kafka).create();
-    if let Ok(admin) = admin {
-        if let Err(error) = admin.delete_topics(&[&kafka.topic], &AdminOptions::new()).await {
-            tracing::warn!(error = %error, topic = %kafka.topic, "Could not delete the benchmark topic.");
-        }
-    }
 }

@@ -60,6 +60,8 @@ impl Fixture {
         let batch = builder.finish("vitals", 0, T0 + 60 * MINUTE).unwrap();
         let path = self.location.path(&vitals_raw_file("vitals", 0, first_offset, last, T0 / 1_000_000));
         write_parquet(&self.location, &path, &[batch]).await.unwrap();
+        // The driver takes only files older than its listing by the file system's clock tick.
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
     }
 
     async fn driver(&self) -> EtlDriver {
