@@ -144,6 +144,8 @@ pub struct EtlStats {
     pub last_batch_id: AtomicU64,
     /// The last failure, for `vitalflow status` and `etl_progress`; cleared by the next commit.
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// Delivery of the committed alerts to Kafka and the webhook.
+    pub delivery: Arc<crate::alerts::AlertDeliveryStats>,
 }
 
 impl EtlStats {

@@ -2,6 +2,8 @@
 
 /// The audit log of Flight SQL queries.
 pub mod audit;
+/// Delivery of committed `risk_alerts` to a Kafka topic and a webhook.
+pub mod alerts;
 /// Users, tokens and credential checks (Flight SQL, and the HTTP API).
 pub mod auth;
 pub mod cluster;
@@ -25,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
+pub use config::{AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
@@ -46,6 +48,10 @@ pub struct SchedulerProcessConfig {
     pub compaction: CompactionConfig,
     /// Deleting old data.
     pub retention: RetentionConfig,
+    /// Delivery of alerts to Kafka and a webhook (beside the ETL driver).
+    pub alerts: AlertsConfig,
+    /// The brokers and security settings the Kafka alert sink produces with.
+    pub kafka: vitalflow_ingest::KafkaConfig,
 }
 
 /// Addresses a started scheduler process listens on.
@@ -91,6 +97,7 @@ pub async fn start(
 ) -> Result<SchedulerProcess> {
     config.etl.validate()?;
     config.compaction.validate()?;
+    config.alerts.validate()?;
     if config.flight_sql.enabled || config.http.enabled {
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
@@ -107,6 +114,8 @@ pub async fn start(
         let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone()).await?;
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));
+        // Beside the driver, reading what it commits; never in its way.
+        tasks.extend(alerts::start_delivery(&config.alerts, &config.kafka, &location, etl_stats.delivery.clone(), &shutdown)?);
     }
     // Beside the ETL driver, whose checkpoint says what is settled: one compactor per data location.
     if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
