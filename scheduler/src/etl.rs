@@ -9,6 +9,7 @@
 //! overwrites (or deletes) its own files instead of adding second ones.
 
 mod outputs;
+pub(crate) use outputs::count_rows;
 #[cfg(test)]
 mod tests;
 
@@ -70,7 +71,25 @@ pub struct EtlCheckpoint {
     pub processed_offsets: BTreeMap<String, i64>,
     /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingBatch>,
+    pub pending: Option<PendingBatch>,    /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
+    /// written before this field count from their first commit with it).
+    #[serde(default)]
+    pub totals: EtlTotals,
+    /// When the last batch was committed, in milliseconds since the epoch (0: never).
+    #[serde(default)]
+    pub committed_at_ms: i64,
+}
+
+/// Rows written by the committed batches, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtlTotals {
+    /// Rows written to `vitals_clean`.
+    pub rows_out: u64,
+    /// Rows written to `dead_letters` (stage 'etl').
+    pub rejected: u64,
+    /// Rows written to `risk_alerts`.
+    pub alerts: u64,
 }
 
 /// A micro-batch recorded before it runs.
@@ -89,7 +108,7 @@ impl EtlCheckpoint {
     }
 
     /// Whether a landed file still needs processing.
-    fn is_new(&self, range: &LandedRange) -> bool {
+    pub(crate) fn is_new(&self, range: &LandedRange) -> bool {
         self.processed_offsets.get(&Self::key(range)).is_none_or(|done| range.last > *done)
     }
 
@@ -264,6 +283,10 @@ impl EtlDriver {
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
         next.pending = None;
+        next.totals.rows_out += written.clean as u64;
+        next.totals.rejected += written.rejected as u64;
+        next.totals.alerts += written.alerts as u64;
+        next.committed_at_ms = chrono::Utc::now().timestamp_millis();
         for range in batch.files.iter().filter_map(landed_range) {
             next.record(&range);
         }
@@ -365,7 +388,7 @@ impl EtlDriver {
 }
 
 /// The source range of a `vitals_raw` object, from its name.
-fn landed_range(path: &Path) -> Option<LandedRange> {
+pub(crate) fn landed_range(path: &Path) -> Option<LandedRange> {
     path.filename().and_then(LandedRange::parse)
 }
 

@@ -14,6 +14,8 @@ pub mod error;
 pub mod etl;
 pub mod flight_sql;
 pub mod http;
+/// Where the ETL stands (`vitalflow status`, the `etl_progress` table).
+pub mod progress;
 pub mod retention;
 pub mod session;
 pub mod versioned;
@@ -31,7 +33,7 @@ pub use config::{AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, Htt
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
-use crate::flight_sql::{FlightSqlEndpoint, start_flight_sql};
+use crate::flight_sql::{FlightSqlEndpoint, ProgressSource, start_flight_sql};
 
 /// Everything the scheduler process runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -128,7 +130,9 @@ pub async fn start(
     let mut authenticator = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone());
+        let progress = ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
+        let endpoint =
+            FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone()).with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
