@@ -26,8 +26,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
@@ -37,7 +35,8 @@ use vitalflow_udf_model::schema::table;
 
 use crate::config::AlertsConfig;
 use crate::error::{Error, Result};
-use crate::etl::load_checkpoint;
+use crate::compaction::{list_parquet, read};
+use crate::etl::{load_checkpoint, read_json, write_json};
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -123,24 +122,11 @@ pub fn checkpoint_path(sink: &str) -> String {
 
 /// A sink's checkpoint; `None` when it has never run.
 pub async fn load_delivery_checkpoint(location: &DataLocation, sink: &str) -> Result<Option<DeliveryCheckpoint>> {
-    let path = location.path(&checkpoint_path(sink));
-    let bytes = match location.store().get(&path).await {
-        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
-    };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+    read_json(location, &checkpoint_path(sink)).await
 }
 
 async fn save_delivery_checkpoint(location: &DataLocation, sink: &str, checkpoint: DeliveryCheckpoint) -> Result<()> {
-    let path = location.path(&checkpoint_path(sink));
-    let json = serde_json::to_vec(&checkpoint).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
-    location
-        .store()
-        .put(&path, PutPayload::from(json))
-        .await
-        .map_err(|source| Error::Store { step: format!("writing {path}"), source })?;
-    Ok(())
+    write_json(location, &checkpoint_path(sink), &checkpoint).await
 }
 
 /// The batch id in a `risk_alerts` file name (`batch-<id>.parquet`).
@@ -151,13 +137,7 @@ fn alert_batch_id(name: &str) -> Option<i64> {
 /// The committed `risk_alerts` files after batch `delivered`, up to batch `committed`, in batch order.
 /// Batches without alerts have no file.
 pub async fn committed_alert_files(location: &DataLocation, delivered: i64, committed: i64) -> Result<Vec<(i64, object_store::path::Path)>> {
-    let prefix = location.path(table::RISK_ALERTS);
-    let listed: Vec<_> = location
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
+    let listed = list_parquet(location, table::RISK_ALERTS).await?;
     let mut files: Vec<_> = listed
         .into_iter()
         .filter_map(|meta| {
@@ -171,14 +151,7 @@ pub async fn committed_alert_files(location: &DataLocation, delivered: i64, comm
 
 /// The alerts in one `risk_alerts` file.
 pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Path) -> Result<Vec<AlertMessage>> {
-    let bytes = location
-        .store()
-        .get(path)
-        .await
-        .map_err(|source| Error::Store { step: format!("reading {path}"), source })?
-        .bytes()
-        .await
-        .map_err(|source| Error::Store { step: format!("reading {path}"), source })?;
+    let bytes = read(location, path).await?;
     let unreadable = |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
     let mut alerts = Vec::new();

@@ -394,18 +394,28 @@ pub(crate) fn landed_range(path: &Path) -> Option<LandedRange> {
 
 /// The committed checkpoint; a fresh start when there is none.
 pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
-    let path = location.path(CHECKPOINT);
-    let bytes = match location.store().get(&path).await {
-        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(EtlCheckpoint::default()),
-        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
-    };
-    serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+    Ok(read_json(location, CHECKPOINT).await?.unwrap_or_default())
 }
 
 async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
-    let path = location.path(CHECKPOINT);
-    let json = serde_json::to_vec(checkpoint).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
+    write_json(location, CHECKPOINT, checkpoint).await
+}
+
+/// A JSON object of the store (a checkpoint); `None` when there is none.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(location: &DataLocation, relative: &str) -> Result<Option<T>> {
+    let path = location.path(relative);
+    let bytes = match location.store().get(&path).await {
+        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+}
+
+/// Writes `value` as the JSON object `relative` (one put: readers see the old or the new one).
+pub(crate) async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, value: &T) -> Result<()> {
+    let path = location.path(relative);
+    let json = serde_json::to_vec(value).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
     location
         .store()
         .put(&path, PutPayload::from(json))

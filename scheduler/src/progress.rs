@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use futures::TryStreamExt;
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
@@ -16,6 +15,7 @@ use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::schema::table;
 
 use crate::alerts::load_delivery_checkpoint;
+use crate::compaction::list_parquet;
 use crate::error::{Error, Result};
 use crate::etl::{EtlCheckpoint, EtlStats, count_rows, landed_range, load_checkpoint};
 
@@ -114,13 +114,7 @@ fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
 pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) -> Result<EtlProgress> {
     let now = chrono::Utc::now();
     let checkpoint = load_checkpoint(location).await?;
-    let prefix = location.path(table::VITALS_RAW);
-    let landed: Vec<ObjectMeta> = location
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
+    let landed = list_parquet(location, table::VITALS_RAW).await?;
     let (files, oldest) = unprocessed(&checkpoint, &landed);
     let paths: Vec<_> = files.iter().map(|m| m.location.clone()).collect();
     let lag_records = count_rows(location, &paths).await? as u64;

@@ -9,6 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
+use object_store::{ObjectStoreExt, PutPayload};
 use vitalflow_ingest::landing::write_parquet;
 use vitalflow_udf_model::schema::RISK_ALERTS_SCHEMA;
 
