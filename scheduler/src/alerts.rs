@@ -292,7 +292,12 @@ impl Delivery {
         let mut backoff = poll;
         let mut failed_attempts: u64 = 0;
         loop {
-            let wait = match self.deliver_pending().await {
+            // Stopping mid-send is safe: the batch is not recorded, so the next start sends it again.
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                attempt = self.deliver_pending() => attempt,
+            };
+            let wait = match attempt {
                 Ok(sent) => {
                     if failed_attempts > 0 {
                         tracing::info!(sink = name, failed_attempts, "Alert delivery recovered.");
