@@ -225,7 +225,14 @@ impl EtlDriver {
         let min_interval = self.config.min_interval();
         let mut backoff = min_interval;
         loop {
-            let wait = match self.run_once().await {
+            // Stopping mid-batch is a crash the checkpoint is made for (the pending batch re-runs at the
+            // next start), and a batch can wait forever once the executors are gone: `up`'s in-process
+            // Ballista executor stops on Ctrl-C by itself.
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                attempt = self.run_once() => attempt,
+            };
+            let wait = match attempt {
                 Ok(_) => {
                     backoff = min_interval;
                     min_interval
