@@ -62,6 +62,9 @@ pub enum Command {
     Predict(PredictArgs),
     /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio.
     Bench(BenchArgs),
+    /// Show where the ETL stands: batches committed, rows, lag behind ingest, alert delivery; read from
+    /// the data location (--data), so it works with every process stopped.
+    Status(StatusArgs),
     /// Print the effective configuration as TOML (secrets shown as "<redacted>").
     Config,
     /// Read a password from standard input and print the `password_hash` for a
@@ -75,6 +78,14 @@ pub struct ServiceArgs {
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+}
+
+/// `vitalflow status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the figures as one JSON object (the columns of the `etl_progress` table) for scripts.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `vitalflow scheduler`.

@@ -13,7 +13,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
-use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, TrainArgs};
+use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs};
 use crate::config::VitalflowConfig;
 
 /// The configured model, or the one compiled into the binary.
@@ -99,6 +99,18 @@ pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyh
     );
     shutdown.cancelled().await;
     process.stop().await;
+    Ok(())
+}
+
+/// `vitalflow status`: the ETL's progress as the store shows it.
+pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result<()> {
+    let location = open_data(&config)?;
+    let progress = vitalflow_scheduler::progress::read_progress(&location, None).await.context("reading the ETL progress")?;
+    if args.json {
+        println!("{}", serde_json::to_string(&progress).context("printing the progress")?);
+    } else {
+        print!("ETL of {}\n{}", location.url(), vitalflow_scheduler::progress::render(&progress));
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use vitalflow_executor::ExecutorConfig;
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
 use vitalflow_scheduler::{
-    CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig, SchedulerProcessConfig,
+    AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig, SchedulerProcessConfig,
 };
 use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings};
 
@@ -40,6 +40,8 @@ pub struct VitalflowConfig {
     pub compaction: CompactionConfig,
     /// Deleting data older than N days (scheduler process; off by default).
     pub retention: RetentionConfig,
+    /// Alerts to a Kafka topic and a webhook (scheduler process, beside the ETL driver).
+    pub alerts: AlertsConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
     /// `vitalflow simulate`.
@@ -167,6 +169,8 @@ impl VitalflowConfig {
             http: self.http.clone(),
             compaction: self.compaction.clone(),
             retention: self.retention.clone(),
+            alerts: self.alerts.clone(),
+            kafka: self.kafka.clone(),
         }
     }
 }

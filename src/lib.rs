@@ -44,6 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Predict(args) => commands::predict(config, args).await,
         Command::Bench(args) => commands::bench(config, args, external_kafka).await,
+        Command::Status(args) => commands::status(config, args).await,
         Command::Config => {
             // Secrets never reach a terminal or a log.
             print!("{}", config::redacted_toml(&config)?);

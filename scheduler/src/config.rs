@@ -129,6 +129,71 @@ impl EtlConfig {
     }
 }
 
+/// Delivery of `risk_alerts` to a Kafka topic and a webhook: at least once, only for committed
+/// micro-batches, resuming from each sink's own checkpoint (see [`crate::alerts`]). Runs beside the
+/// ETL driver (`etl.enabled`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// Kafka topic (on the brokers of `[kafka]`, with its security settings) each alert is produced
+    /// to, keyed by patient id; created with one partition when missing. Empty turns it off. On by
+    /// default: every vitalflow deployment already has the Kafka its vitals come from.
+    pub kafka_topic: String,
+    /// URL each committed micro-batch's alerts are POSTed to as one JSON array (`http://` or
+    /// `https://`); empty (the default) turns it off.
+    pub webhook_url: String,
+    /// Sent as `Authorization: Bearer <token>` with each webhook request; empty sends no header.
+    pub webhook_token_secret: String,
+    /// Longest one webhook request or one Kafka delivery may take before it counts as failed and is
+    /// retried, in milliseconds.
+    pub timeout_ms: u64,
+    /// How often delivery looks for newly committed micro-batches, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// Longest wait between two attempts while a sink is down, in seconds (the wait doubles from
+    /// `poll_interval_ms` up to this).
+    pub max_backoff_seconds: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            kafka_topic: "risk-alerts".into(),
+            webhook_url: String::new(),
+            webhook_token_secret: String::new(),
+            timeout_ms: 10_000,
+            poll_interval_ms: 250,
+            max_backoff_seconds: 30,
+        }
+    }
+}
+
+impl AlertsConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.timeout_ms == 0 || self.poll_interval_ms < 10 || self.max_backoff_seconds == 0 {
+            return Err(Error::Config(
+                "alerts.timeout_ms and alerts.max_backoff_seconds must be above 0, alerts.poll_interval_ms at least 10".into(),
+            ));
+        }
+        if !self.webhook_url.is_empty() {
+            let url = url::Url::parse(&self.webhook_url)
+                .map_err(|e| Error::Config(format!("alerts.webhook_url {:?} is not a URL: {e}", self.webhook_url)))?;
+            if !["http", "https"].contains(&url.scheme()) || url.host().is_none() {
+                return Err(Error::Config(format!("alerts.webhook_url {:?} must be an http:// or https:// URL", self.webhook_url)));
+            }
+        }
+        if self.webhook_url.is_empty() && !self.webhook_token_secret.is_empty() {
+            return Err(Error::Config("alerts.webhook_token_secret is set but alerts.webhook_url is empty".into()));
+        }
+        Ok(())
+    }
+
+    /// The webhook and Kafka timeout as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
 /// The Flight SQL endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

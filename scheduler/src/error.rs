@@ -62,6 +62,14 @@ pub enum Error {
         /// Parse error.
         reason: String,
     },
+    /// Sending alerts to a sink failed (retried with backoff).
+    #[error("alert delivery to {sink}: {reason}")]
+    Delivery {
+        /// `kafka` or `webhook`.
+        sink: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
     /// The caller's credentials are missing or wrong.
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
@@ -74,7 +82,7 @@ impl Error {
     /// Whether the same step can succeed later (stores and clusters come back; bad config does not).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } | Error::BatchTimeout { .. } => true,
+            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } | Error::BatchTimeout { .. } | Error::Delivery { .. } => true,
             Error::Landing(e) => e.is_retryable(),
             _ => false,
         }

@@ -9,6 +9,7 @@
 //! overwrites (or deletes) its own files instead of adding second ones.
 
 mod outputs;
+pub(crate) use outputs::count_rows;
 #[cfg(test)]
 mod tests;
 
@@ -73,7 +74,25 @@ pub struct EtlCheckpoint {
     pub processed_offsets: BTreeMap<String, i64>,
     /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingBatch>,
+    pub pending: Option<PendingBatch>,    /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
+    /// written before this field count from their first commit with it).
+    #[serde(default)]
+    pub totals: EtlTotals,
+    /// When the last batch was committed, in milliseconds since the epoch (0: never).
+    #[serde(default)]
+    pub committed_at_ms: i64,
+}
+
+/// Rows written by the committed batches, summed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtlTotals {
+    /// Rows written to `vitals_clean`.
+    pub rows_out: u64,
+    /// Rows written to `dead_letters` (stage 'etl').
+    pub rejected: u64,
+    /// Rows written to `risk_alerts`.
+    pub alerts: u64,
 }
 
 /// A micro-batch recorded before it runs.
@@ -92,7 +111,7 @@ impl EtlCheckpoint {
     }
 
     /// Whether a landed file still needs processing.
-    fn is_new(&self, range: &LandedRange) -> bool {
+    pub(crate) fn is_new(&self, range: &LandedRange) -> bool {
         self.processed_offsets.get(&Self::key(range)).is_none_or(|done| range.last > *done)
     }
 
@@ -147,6 +166,8 @@ pub struct EtlStats {
     pub last_batch_id: AtomicU64,
     /// The last failure, for `vitalflow status` and `etl_progress`; cleared by the next commit.
     pub last_error: std::sync::Mutex<Option<String>>,
+    /// Delivery of the committed alerts to Kafka and the webhook.
+    pub delivery: Arc<crate::alerts::AlertDeliveryStats>,
 }
 
 impl EtlStats {
@@ -216,7 +237,14 @@ impl EtlDriver {
         let min_interval = self.config.min_interval();
         let mut backoff = min_interval;
         loop {
-            let wait = match self.run_once().await {
+            // Stopping mid-batch is a crash the checkpoint is made for (the pending batch re-runs at the
+            // next start), and a batch can wait forever once the executors are gone: `up`'s in-process
+            // Ballista executor stops on Ctrl-C by itself.
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                attempt = self.run_once() => attempt,
+            };
+            let wait = match attempt {
                 Ok(_) => {
                     backoff = min_interval;
                     min_interval
@@ -283,6 +311,10 @@ impl EtlDriver {
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
         next.pending = None;
+        next.totals.rows_out += written.clean as u64;
+        next.totals.rejected += written.rejected as u64;
+        next.totals.alerts += written.alerts as u64;
+        next.committed_at_ms = chrono::Utc::now().timestamp_millis();
         for range in batch.files.iter().filter_map(landed_range) {
             next.record(&range);
         }
@@ -402,25 +434,35 @@ impl EtlDriver {
 }
 
 /// The source range of a `vitals_raw` object, from its name.
-fn landed_range(path: &Path) -> Option<LandedRange> {
+pub(crate) fn landed_range(path: &Path) -> Option<LandedRange> {
     path.filename().and_then(LandedRange::parse)
 }
 
 /// The committed checkpoint; a fresh start when there is none.
 pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
-    let path = location.path(CHECKPOINT);
-    let bytes = match location.store().get(&path).await {
-        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(EtlCheckpoint::default()),
-        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
-    };
-    serde_json::from_slice(&bytes).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+    Ok(read_json(location, CHECKPOINT).await?.unwrap_or_default())
 }
 
 /// Writes the checkpoint: a micro-batch's commit point (and a pending batch's intent).
 pub async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
-    let path = location.path(CHECKPOINT);
-    let json = serde_json::to_vec(checkpoint).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
+    write_json(location, CHECKPOINT, checkpoint).await
+}
+
+/// A JSON object of the store (a checkpoint); `None` when there is none.
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(location: &DataLocation, relative: &str) -> Result<Option<T>> {
+    let path = location.path(relative);
+    let bytes = match location.store().get(&path).await {
+        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+}
+
+/// Writes `value` as the JSON object `relative` (one put: readers see the old or the new one).
+pub(crate) async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, value: &T) -> Result<()> {
+    let path = location.path(relative);
+    let json = serde_json::to_vec(value).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
     location
         .store()
         .put(&path, PutPayload::from(json))

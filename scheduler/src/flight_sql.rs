@@ -65,6 +65,17 @@ pub struct FlightSqlEndpoint {
     /// The scheduler's jobs, when it runs in this process: lets an abandoned query's job be cancelled.
     jobs: Option<ClusterJobs>,
     queries: Arc<AtomicU64>,
+    /// Where `etl_progress` reads from.
+    progress: Option<Arc<ProgressSource>>,
+}
+
+/// The sources of the `etl_progress` table: the store, and the driver's counters when it runs here.
+#[derive(Debug)]
+pub struct ProgressSource {
+    /// The data location whose checkpoints and landed files are read.
+    pub location: vitalflow_ingest::DataLocation,
+    /// The ETL driver's counters, when it runs in this process.
+    pub stats: Option<Arc<crate::etl::EtlStats>>,
 }
 
 impl std::fmt::Debug for FlightSqlEndpoint {
@@ -125,7 +136,20 @@ impl FlightSqlEndpoint {
             xdbc_info: Arc::new(xdbc_info),
             jobs: None,
             queries: Arc::new(AtomicU64::new(0)),
+            progress: None,
         })
+    }
+
+    /// Serves the `etl_progress` table (listed by GetTables) from `source`.
+    pub fn with_etl_progress(mut self, source: ProgressSource) -> Result<FlightSqlEndpoint> {
+        // A placeholder with the schema, so that GetTables lists it; queries naming it run on a snapshot.
+        let placeholder = datafusion::datasource::MemTable::try_new(crate::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
+            .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
+        self.ctx
+            .register_table(crate::progress::PROGRESS_TABLE, Arc::new(placeholder))
+            .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
+        self.progress = Some(Arc::new(source));
+        Ok(self)
     }
 
     /// Cancels the Ballista job of a query that times out, fails or loses its client.
@@ -147,7 +171,7 @@ impl FlightSqlEndpoint {
 
     async fn plan_timed(&self, who: &Principal, handle: &StatementHandle) -> Result<datafusion::prelude::DataFrame, Status> {
         let parameters = handle.parameters()?;
-        let planning = plan(&self.ctx, &self.audit, who, &handle.sql, parameters.as_ref());
+        let planning = plan(&self.ctx, &self.audit, self.progress.as_deref(), who, &handle.sql, parameters.as_ref());
         tokio::time::timeout(self.limits.timeout, planning).await.map_err(|_| self.timeout_status())?
     }
 

@@ -31,6 +31,7 @@ use vitalflow_udf_model::{RiskForest, RiskLevel};
 
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
+use crate::alerts::SinkStats;
 use crate::etl::EtlStats;
 use crate::error::{Error, Result};
 
@@ -103,6 +104,18 @@ impl HttpStats {
                 ("vitalflow_etl_failures_total", "ETL micro-batches that failed and were retried.", &etl.failures),
             ] {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            }
+            type Read = fn(&SinkStats) -> u64;
+            let rows: [(&str, &str, &str, Read); 3] = [
+                ("vitalflow_alerts_delivered_total", "counter", "Alerts acknowledged by a sink.", |s| s.delivered.load(Ordering::Relaxed)),
+                ("vitalflow_alerts_delivery_failures_total", "counter", "Alert delivery attempts that failed and are retried.", |s| s.failures.load(Ordering::Relaxed)),
+                ("vitalflow_alerts_delivered_batch_id", "gauge", "Last ETL micro-batch whose alerts a sink acknowledged.", |s| s.last_batch_id.load(Ordering::Relaxed)),
+            ];
+            for (name, kind, help, value) in rows {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+                for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed)) {
+                    let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", value(stats));
+                }
             }
         }
         out

@@ -2,6 +2,8 @@
 
 /// The audit log of Flight SQL queries.
 pub mod audit;
+/// Delivery of committed `risk_alerts` to a Kafka topic and a webhook.
+pub mod alerts;
 /// Users, tokens and credential checks (Flight SQL, and the HTTP API).
 pub mod auth;
 pub mod cluster;
@@ -12,6 +14,8 @@ pub mod error;
 pub mod etl;
 pub mod flight_sql;
 pub mod http;
+/// Where the ETL stands (`vitalflow status`, the `etl_progress` table).
+pub mod progress;
 pub mod retention;
 pub mod session;
 pub mod versioned;
@@ -25,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
+pub use config::{AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
-use crate::flight_sql::{FlightSqlEndpoint, start_flight_sql};
+use crate::flight_sql::{FlightSqlEndpoint, ProgressSource, start_flight_sql};
 
 /// Everything the scheduler process runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -46,6 +50,10 @@ pub struct SchedulerProcessConfig {
     pub compaction: CompactionConfig,
     /// Deleting old data.
     pub retention: RetentionConfig,
+    /// Delivery of alerts to Kafka and a webhook (beside the ETL driver).
+    pub alerts: AlertsConfig,
+    /// The brokers and security settings the Kafka alert sink produces with.
+    pub kafka: vitalflow_ingest::KafkaConfig,
 }
 
 /// Addresses a started scheduler process listens on.
@@ -91,6 +99,7 @@ pub async fn start(
 ) -> Result<SchedulerProcess> {
     config.etl.validate()?;
     config.compaction.validate()?;
+    config.alerts.validate()?;
     if config.flight_sql.enabled || config.http.enabled {
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
@@ -112,6 +121,8 @@ pub async fn start(
             .with_cluster_jobs(scheduler.jobs.clone());
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));
+        // Beside the driver, reading what it commits; never in its way.
+        tasks.extend(alerts::start_delivery(&config.alerts, &config.kafka, &location, etl_stats.delivery.clone(), &shutdown)?);
     }
     // Beside the ETL driver, whose checkpoint says what is settled: one compactor per data location.
     if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
@@ -124,7 +135,9 @@ pub async fn start(
     let mut authenticator = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone());
+        let progress = ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
+        let endpoint =
+            FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone()).with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);

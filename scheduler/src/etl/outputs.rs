@@ -48,7 +48,7 @@ pub(super) fn check_columns(schema: &SchemaRef) -> Result<()> {
 }
 
 /// Rows in the landed `files`, from their Parquet footers (two small reads per file).
-pub(super) async fn count_rows(location: &DataLocation, files: &[Path]) -> Result<usize> {
+pub(crate) async fn count_rows(location: &DataLocation, files: &[Path]) -> Result<usize> {
     let store = location.store();
     let mut rows = 0;
     for path in files {

@@ -22,6 +22,8 @@ use tonic::Status;
 
 use crate::audit::{AUDIT_TABLE, AuditLog};
 use crate::auth::{Principal, Role};
+use crate::flight_sql::ProgressSource;
+use crate::progress::{PROGRESS_TABLE, read_progress};
 
 /// SQL that only reads, checked again on the plan: no DDL, no DML (COPY included), no `SET`.
 fn read_only() -> SQLOptions {
@@ -96,31 +98,37 @@ fn number_placeholders(statement: &mut Statement) {
     });
 }
 
-/// Whether the query names the audit table.
-fn reads_audit(ctx: &SessionContext, statement: &Statement) -> Result<bool, Status> {
+/// Whether the query names the table `name`.
+fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Result<bool, Status> {
     let refs = ctx
         .state()
         .resolve_table_references(&DFStatement::Statement(Box::new(statement.clone())))
         .map_err(query_status)?;
-    Ok(refs.iter().any(|r| r.table().eq_ignore_ascii_case(AUDIT_TABLE)))
+    Ok(refs.iter().any(|r| r.table().eq_ignore_ascii_case(name)))
 }
 
 /// Plans `sql` read-only for `who`, binding `parameters` when given. Queries of `audit_log` are for
-/// admins and run on a snapshot of the in-memory window.
+/// admins and run on a snapshot of the in-memory window; queries of `etl_progress` on a snapshot of
+/// the figures read now.
 pub(crate) async fn plan(
     ctx: &SessionContext,
     audit: &AuditLog,
+    progress: Option<&ProgressSource>,
     who: &Principal,
     sql: &str,
     parameters: Option<&RecordBatch>,
 ) -> Result<DataFrame, Status> {
     let mut statement = parse_query(sql)?;
     number_placeholders(&mut statement);
-    let ctx = if reads_audit(ctx, &statement)? {
+    let ctx = if names_table(ctx, &statement, AUDIT_TABLE)? {
         if who.role != Role::Admin {
             return Err(Status::permission_denied(format!("{AUDIT_TABLE} is readable by the admin role only")));
         }
         audit_context(audit)?
+    } else if let Some(progress) = progress
+        && names_table(ctx, &statement, PROGRESS_TABLE)?
+    {
+        progress_context(progress).await?
     } else {
         ctx.clone()
     };
@@ -162,6 +170,18 @@ fn audit_context(audit: &AuditLog) -> Result<SessionContext, Status> {
     let table = MemTable::try_new(snapshot.schema(), vec![vec![snapshot]]).map_err(query_status)?;
     let ctx = SessionContext::new_with_config(crate::session::session_config());
     ctx.register_table(AUDIT_TABLE, Arc::new(table)).map_err(query_status)?;
+    Ok(ctx)
+}
+
+/// A context holding only `etl_progress`, read now.
+async fn progress_context(source: &ProgressSource) -> Result<SessionContext, Status> {
+    let progress = read_progress(&source.location, source.stats.as_deref())
+        .await
+        .map_err(|e| Status::unavailable(format!("reading the ETL progress: {e}")))?;
+    let batch = progress.to_record_batch().map_err(|e| Status::internal(e.to_string()))?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(query_status)?;
+    let ctx = SessionContext::new_with_config(crate::session::session_config());
+    ctx.register_table(PROGRESS_TABLE, Arc::new(table)).map_err(query_status)?;
     Ok(ctx)
 }
 

@@ -1,0 +1,357 @@
+//! Delivery of `risk_alerts` to a Kafka topic and a webhook (`[alerts]`), one loop per sink.
+//!
+//! The table is the truth; a sink is a copy of it a receiver can trust:
+//! - **Only committed alerts.** A sink reads `risk_alerts/batch-<id>.parquet` only for ids up to the
+//!   ETL checkpoint's `last_batch_id`; a file of a batch the ETL has not committed (a crash's leftover,
+//!   rewritten by the re-run) is never sent.
+//! - **At least once.** After a batch's alerts are acknowledged (Kafka: by the broker; webhook: a 2xx
+//!   answer), the sink records the batch id in its own checkpoint, `_checkpoints/alerts-<sink>.json`.
+//!   A crash between the two sends that batch again after the restart: every message carries
+//!   `alert_id` (`topic/partition/offset` of the reading) for receivers to drop repeats by.
+//! - **The ETL never waits.** A sink that is down is retried with a doubling wait (up to
+//!   `alerts.max_backoff_seconds`) while the ETL goes on committing; its alerts wait in the table.
+//!   Failures are logged (WARN), counted on `/metrics` and kept as the sink's last error.
+//! - **A new sink starts now.** A sink without a checkpoint starts after the batch committed when it
+//!   first runs: turning a webhook on does not page anyone with last month's alerts (they stay
+//!   queryable in `risk_alerts`).
+
+mod kafka;
+#[cfg(test)]
+mod tests;
+mod webhook;
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::{DataLocation, KafkaConfig};
+use vitalflow_udf_model::schema::table;
+
+use crate::config::AlertsConfig;
+use crate::error::{Error, Result};
+use crate::compaction::{list_parquet, read};
+use crate::etl::{load_checkpoint, read_json, write_json};
+
+/// One alert as a sink sends it: JSON, the `risk_alerts` row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertMessage {
+    /// `topic/partition/offset` of the reading that raised it: unique, for receivers to de-duplicate by.
+    pub alert_id: String,
+    /// The patient.
+    pub patient_id: String,
+    /// Time of the reading, RFC 3339 in UTC with milliseconds.
+    pub event_time: String,
+    /// Always `High`.
+    pub risk: String,
+    /// The patient's previous known risk level; `null` for a first reading.
+    pub previous_risk: Option<String>,
+    /// The model's probability of `High`.
+    pub probability_high: Option<f64>,
+    /// NEWS2 score of the reading.
+    pub news2_score: Option<i32>,
+    /// The clinical rubric's score of the reading.
+    pub rubric_score: Option<i32>,
+    /// Model that scored it.
+    pub model_version: String,
+    /// ETL micro-batch that wrote it.
+    pub etl_batch_id: i64,
+}
+
+/// Counters and state of one sink, for `/metrics` and `vitalflow status`.
+#[derive(Debug, Default)]
+pub struct SinkStats {
+    /// Whether this sink is configured and running.
+    pub enabled: AtomicBool,
+    /// Alerts acknowledged by the sink (a batch re-sent after a restart counts again).
+    pub delivered: AtomicU64,
+    /// Attempts that failed and were retried.
+    pub failures: AtomicU64,
+    /// Id of the last micro-batch whose alerts the sink has acknowledged.
+    pub last_batch_id: AtomicU64,
+    /// The last failure; cleared by the next success.
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl SinkStats {
+    fn set_error(&self, error: Option<String>) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = error;
+        }
+    }
+
+    /// The last failure, if the last attempt failed.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+/// Counters of every sink.
+#[derive(Debug, Default)]
+pub struct AlertDeliveryStats {
+    /// The Kafka topic.
+    pub kafka: SinkStats,
+    /// The webhook.
+    pub webhook: SinkStats,
+}
+
+impl AlertDeliveryStats {
+    /// Each sink with its name.
+    pub fn sinks(&self) -> [(&'static str, &SinkStats); 2] {
+        [(kafka::NAME, &self.kafka), (webhook::NAME, &self.webhook)]
+    }
+}
+
+/// Where a sink has got to: the last micro-batch whose alerts it has acknowledged.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryCheckpoint {
+    /// Id of that batch.
+    pub last_batch_id: i64,
+}
+
+/// Object path of a sink's checkpoint, relative to the data location.
+pub fn checkpoint_path(sink: &str) -> String {
+    format!("_checkpoints/alerts-{sink}.json")
+}
+
+/// A sink's checkpoint; `None` when it has never run.
+pub async fn load_delivery_checkpoint(location: &DataLocation, sink: &str) -> Result<Option<DeliveryCheckpoint>> {
+    read_json(location, &checkpoint_path(sink)).await
+}
+
+async fn save_delivery_checkpoint(location: &DataLocation, sink: &str, checkpoint: DeliveryCheckpoint) -> Result<()> {
+    write_json(location, &checkpoint_path(sink), &checkpoint).await
+}
+
+/// The batch id in a `risk_alerts` file name (`batch-<id>.parquet`).
+fn alert_batch_id(name: &str) -> Option<i64> {
+    name.strip_prefix("batch-")?.strip_suffix(".parquet")?.parse().ok()
+}
+
+/// The committed `risk_alerts` files after batch `delivered`, up to batch `committed`, in batch order.
+/// Batches without alerts have no file.
+pub async fn committed_alert_files(location: &DataLocation, delivered: i64, committed: i64) -> Result<Vec<(i64, object_store::path::Path)>> {
+    let listed = list_parquet(location, table::RISK_ALERTS).await?;
+    let mut files: Vec<_> = listed
+        .into_iter()
+        .filter_map(|meta| {
+            let id = meta.location.filename().and_then(alert_batch_id)?;
+            (id > delivered && id <= committed).then_some((id, meta.location))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// The alerts in one `risk_alerts` file.
+pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Path) -> Result<Vec<AlertMessage>> {
+    let bytes = read(location, path).await?;
+    let unreadable = |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
+    let mut alerts = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable risk_alerts file: {e}")))?;
+        alerts.extend(messages(&batch).map_err(|e| Error::Config(format!("{path}: {e}")))?);
+    }
+    Ok(alerts)
+}
+
+/// `risk_alerts` rows as messages.
+fn messages(batch: &RecordBatch) -> std::result::Result<Vec<AlertMessage>, String> {
+    fn col<'a, T: 'static>(batch: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
+        let column = batch.column_by_name(name).ok_or_else(|| format!("no column {name}"))?;
+        column.as_any().downcast_ref::<T>().ok_or_else(|| format!("column {name} is {}", column.data_type()))
+    }
+    fn opt<A: Array, T>(array: &A, i: usize, value: impl Fn(&A, usize) -> T) -> Option<T> {
+        (!array.is_null(i)).then(|| value(array, i))
+    }
+    let alert_id = col::<StringArray>(batch, "alert_id")?;
+    let patient_id = col::<StringArray>(batch, "patient_id")?;
+    let event_time = col::<TimestampNanosecondArray>(batch, "event_time")?;
+    let risk = col::<StringArray>(batch, "risk")?;
+    let previous_risk = col::<StringArray>(batch, "previous_risk")?;
+    let probability_high = col::<Float64Array>(batch, "probability_high")?;
+    let news2_score = col::<Int32Array>(batch, "news2_score")?;
+    let rubric_score = col::<Int32Array>(batch, "rubric_score")?;
+    let model_version = col::<StringArray>(batch, "model_version")?;
+    let etl_batch_id = col::<Int64Array>(batch, "etl_batch_id")?;
+    Ok((0..batch.num_rows())
+        .map(|i| AlertMessage {
+            alert_id: alert_id.value(i).to_string(),
+            patient_id: patient_id.value(i).to_string(),
+            event_time: chrono::DateTime::from_timestamp_nanos(event_time.value(i))
+                .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            risk: risk.value(i).to_string(),
+            previous_risk: opt(previous_risk, i, |a, i| a.value(i).to_string()),
+            probability_high: opt(probability_high, i, Float64Array::value),
+            news2_score: opt(news2_score, i, Int32Array::value),
+            rubric_score: opt(rubric_score, i, Int32Array::value),
+            model_version: model_version.value(i).to_string(),
+            etl_batch_id: etl_batch_id.value(i),
+        })
+        .collect())
+}
+
+/// A destination of alerts.
+enum Sink {
+    Kafka(kafka::KafkaSink),
+    Webhook(webhook::WebhookSink),
+}
+
+impl Sink {
+    fn name(&self) -> &'static str {
+        match self {
+            Sink::Kafka(_) => kafka::NAME,
+            Sink::Webhook(_) => webhook::NAME,
+        }
+    }
+
+    /// Sends `alerts`; `Ok` once the sink has acknowledged every one.
+    async fn send(&mut self, alerts: &[AlertMessage]) -> Result<()> {
+        match self {
+            Sink::Kafka(sink) => sink.send(alerts).await,
+            Sink::Webhook(sink) => sink.send(alerts).await,
+        }
+    }
+}
+
+/// One sink's delivery loop.
+struct Delivery {
+    sink: Sink,
+    location: DataLocation,
+    stats: Arc<AlertDeliveryStats>,
+    /// Last batch acknowledged; `None` until the checkpoint is loaded.
+    delivered: Option<i64>,
+}
+
+impl Delivery {
+    fn stats(&self) -> &SinkStats {
+        match self.sink {
+            Sink::Kafka(_) => &self.stats.kafka,
+            Sink::Webhook(_) => &self.stats.webhook,
+        }
+    }
+
+    /// Delivers every committed batch not yet delivered; whether anything was sent.
+    async fn deliver_pending(&mut self) -> Result<bool> {
+        let name = self.sink.name();
+        let committed = load_checkpoint(&self.location).await?.last_batch_id;
+        let delivered = match self.delivered {
+            Some(delivered) => delivered,
+            None => {
+                let start = match load_delivery_checkpoint(&self.location, name).await? {
+                    Some(checkpoint) => checkpoint.last_batch_id,
+                    None => {
+                        // A new sink starts now (module doc); recorded so that a restart does not move it.
+                        save_delivery_checkpoint(&self.location, name, DeliveryCheckpoint { last_batch_id: committed }).await?;
+                        tracing::info!(sink = name, after_batch = committed, "Alert delivery starts with the next committed micro-batch; earlier alerts stay in risk_alerts.");
+                        committed
+                    }
+                };
+                self.delivered = Some(start);
+                self.stats().last_batch_id.store(start.max(0) as u64, Ordering::Relaxed);
+                start
+            }
+        };
+        if committed <= delivered {
+            return Ok(false);
+        }
+        let mut sent = false;
+        for (id, path) in committed_alert_files(&self.location, delivered, committed).await? {
+            let alerts = read_alerts(&self.location, &path).await?;
+            self.sink.send(&alerts).await?;
+            self.record(id, alerts.len()).await?;
+            tracing::debug!(sink = name, batch = id, alerts = alerts.len(), "Alerts delivered.");
+            sent = true;
+        }
+        // Batches without alerts have no file: the sink is now current up to `committed`.
+        if self.delivered.is_some_and(|d| d < committed) {
+            self.record(committed, 0).await?;
+        }
+        Ok(sent)
+    }
+
+    async fn record(&mut self, batch_id: i64, alerts: usize) -> Result<()> {
+        save_delivery_checkpoint(&self.location, self.sink.name(), DeliveryCheckpoint { last_batch_id: batch_id }).await?;
+        self.delivered = Some(batch_id);
+        let stats = self.stats();
+        stats.delivered.fetch_add(alerts as u64, Ordering::Relaxed);
+        stats.last_batch_id.store(batch_id.max(0) as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Delivers until `shutdown`: every `poll` when current, with a doubling wait (up to `max_backoff`) while failing.
+    async fn run(mut self, poll: Duration, max_backoff: Duration, shutdown: CancellationToken) {
+        let name = self.sink.name();
+        let mut backoff = poll;
+        let mut failed_attempts: u64 = 0;
+        loop {
+            // Stopping mid-send is safe: the batch is not recorded, so the next start sends it again.
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                attempt = self.deliver_pending() => attempt,
+            };
+            let wait = match attempt {
+                Ok(sent) => {
+                    if failed_attempts > 0 {
+                        tracing::info!(sink = name, failed_attempts, "Alert delivery recovered.");
+                    }
+                    failed_attempts = 0;
+                    backoff = poll;
+                    self.stats().set_error(None);
+                    // Straight on after sending: more batches may have been committed meanwhile.
+                    if sent { Duration::ZERO } else { poll }
+                }
+                Err(error) => {
+                    failed_attempts += 1;
+                    let stats = self.stats();
+                    stats.failures.fetch_add(1, Ordering::Relaxed);
+                    stats.set_error(Some(error.to_string()));
+                    tracing::warn!(sink = name, error = %error, failed_attempts, delivered_through_batch = self.delivered.unwrap_or(0), retry_in_ms = backoff.as_millis() as u64, "Alert delivery failed; the alerts wait in risk_alerts and are retried.");
+                    let wait = backoff;
+                    backoff = (backoff * 2).min(max_backoff);
+                    wait
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+        tracing::info!(sink = name, "Alert delivery stopped.");
+    }
+}
+
+/// Starts one delivery loop per configured sink; their tasks end at `shutdown`.
+pub fn start_delivery(
+    config: &AlertsConfig,
+    kafka: &KafkaConfig,
+    location: &DataLocation,
+    stats: Arc<AlertDeliveryStats>,
+    shutdown: &CancellationToken,
+) -> Result<Vec<JoinHandle<()>>> {
+    config.validate()?;
+    let mut sinks = Vec::new();
+    if !config.kafka_topic.is_empty() {
+        sinks.push(Sink::Kafka(kafka::KafkaSink::new(kafka, &config.kafka_topic, config.timeout())?));
+    }
+    if !config.webhook_url.is_empty() {
+        sinks.push(Sink::Webhook(webhook::WebhookSink::new(&config.webhook_url, &config.webhook_token_secret, config.timeout())?));
+    }
+    let poll = Duration::from_millis(config.poll_interval_ms);
+    let max_backoff = Duration::from_secs(config.max_backoff_seconds).max(poll);
+    let mut tasks = Vec::new();
+    for sink in sinks {
+        tracing::info!(sink = sink.name(), "Alert delivery on.");
+        let delivery = Delivery { sink, location: location.clone(), stats: stats.clone(), delivered: None };
+        delivery.stats().enabled.store(true, Ordering::Relaxed);
+        tasks.push(tokio::spawn(delivery.run(poll, max_backoff, shutdown.clone())));
+    }
+    Ok(tasks)
+}

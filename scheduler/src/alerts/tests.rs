@@ -1,0 +1,171 @@
+//! Delivery against a real HTTP server on 127.0.0.1:0: only committed batches, at least once across a
+//! restart, retried while the receiver answers 500.
+
+use std::sync::atomic::AtomicUsize;
+
+use arrow::array::ArrayRef;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use object_store::{ObjectStoreExt, PutPayload};
+use vitalflow_ingest::landing::write_parquet;
+use vitalflow_udf_model::schema::RISK_ALERTS_SCHEMA;
+
+use super::*;
+
+/// What the receiver got, and how many requests it still refuses with 500.
+#[derive(Default)]
+struct Receiver {
+    bodies: Mutex<Vec<Vec<AlertMessage>>>,
+    refuse: AtomicUsize,
+    requests: AtomicUsize,
+}
+
+async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    receiver.requests.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(headers.get("content-type").unwrap(), "application/json");
+    assert_eq!(headers.get("authorization").unwrap(), "Bearer tok");
+    if receiver.refuse.load(Ordering::SeqCst) > 0 {
+        receiver.refuse.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    receiver.bodies.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
+    StatusCode::NO_CONTENT
+}
+
+async fn serve_receiver(receiver: Arc<Receiver>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = Router::new().route("/alerts", post(receive)).with_state(receiver);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/alerts")
+}
+
+/// `n` alerts of batch `batch`, offsets from `batch * 100`.
+fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
+    let offsets: Vec<i64> = (0..n as i64).map(|i| batch * 100 + i).collect();
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(offsets.iter().map(|o| format!("vitals/0/{o}")))),
+        Arc::new(StringArray::from_iter_values(offsets.iter().map(|o| format!("P{o:03}")))),
+        Arc::new(TimestampNanosecondArray::from(vec![1_795_000_000_123_000_000; n]).with_timezone("UTC")),
+        Arc::new(StringArray::from(vec!["High"; n])),
+        Arc::new(StringArray::from((0..n).map(|i| (i % 2 == 0).then_some("Medium")).collect::<Vec<_>>())),
+        Arc::new(Float64Array::from(vec![Some(0.9); n])),
+        Arc::new(Int32Array::from(vec![Some(7); n])),
+        Arc::new(Int32Array::from(vec![None; n])),
+        Arc::new(StringArray::from(vec!["m1"; n])),
+        Arc::new(StringArray::from(vec!["vitals"; n])),
+        Arc::new(Int32Array::from(vec![0; n])),
+        Arc::new(Int64Array::from(offsets)),
+        Arc::new(Int64Array::from(vec![batch; n])),
+    ];
+    RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns).unwrap()
+}
+
+async fn write_alerts(location: &DataLocation, batch: i64, n: usize) {
+    let path = location.path(&format!("{}/batch-{batch:012}.parquet", table::RISK_ALERTS));
+    write_parquet(location, &path, &[alerts_batch(batch, n)]).await.unwrap();
+}
+
+async fn commit(location: &DataLocation, batch: i64) {
+    let json = format!("{{\"last_batch_id\":{batch},\"processed_offsets\":{{}}}}");
+    location.store().put(&location.path(crate::versioned::CHECKPOINT), PutPayload::from(json)).await.unwrap();
+}
+
+fn webhook_delivery(location: &DataLocation, url: &str, stats: &Arc<AlertDeliveryStats>) -> Delivery {
+    let sink = webhook::WebhookSink::new(url, "tok", Duration::from_secs(5)).unwrap();
+    Delivery { sink: Sink::Webhook(sink), location: location.clone(), stats: stats.clone(), delivered: None }
+}
+
+fn received_ids(receiver: &Receiver) -> Vec<String> {
+    receiver.bodies.lock().unwrap().iter().flatten().map(|a| a.alert_id.clone()).collect()
+}
+
+#[tokio::test]
+async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = serve_receiver(receiver.clone()).await;
+    let stats = Arc::new(AlertDeliveryStats::default());
+
+    // A new sink starts after what is committed when it first runs: batch 1's alerts are history.
+    write_alerts(&location, 1, 2).await;
+    commit(&location, 1).await;
+    let mut delivery = webhook_delivery(&location, &url, &stats);
+    assert!(!delivery.deliver_pending().await.unwrap());
+    assert_eq!(load_delivery_checkpoint(&location, "webhook").await.unwrap(), Some(DeliveryCheckpoint { last_batch_id: 1 }));
+
+    // Batch 2 committed (3 alerts), batch 3 committed without alerts, batch 4 written but not committed.
+    write_alerts(&location, 2, 3).await;
+    write_alerts(&location, 4, 5).await;
+    commit(&location, 3).await;
+    assert!(delivery.deliver_pending().await.unwrap());
+    assert_eq!(received_ids(&receiver), ["vitals/0/200", "vitals/0/201", "vitals/0/202"]);
+    assert_eq!(load_delivery_checkpoint(&location, "webhook").await.unwrap(), Some(DeliveryCheckpoint { last_batch_id: 3 }));
+    assert_eq!(stats.webhook.delivered.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.webhook.last_batch_id.load(Ordering::Relaxed), 3);
+
+    // The message: the row, with the time in RFC 3339 UTC and NULLs as null.
+    let first = receiver.bodies.lock().unwrap()[0][0].clone();
+    assert_eq!(
+        serde_json::to_value(&first).unwrap(),
+        serde_json::json!({
+            "alert_id": "vitals/0/200", "patient_id": "P200", "event_time": "2026-11-18T11:06:40.123Z",
+            "risk": "High", "previous_risk": "Medium", "probability_high": 0.9, "news2_score": 7,
+            "rubric_score": null, "model_version": "m1", "etl_batch_id": 2
+        })
+    );
+
+    // A restarted process resumes from the sink's checkpoint: batch 4 once it is committed, nothing again.
+    write_alerts(&location, 4, 1).await;
+    commit(&location, 4).await;
+    let mut restarted = webhook_delivery(&location, &url, &stats);
+    assert!(restarted.deliver_pending().await.unwrap());
+    assert_eq!(received_ids(&receiver), ["vitals/0/200", "vitals/0/201", "vitals/0/202", "vitals/0/400"]);
+    assert!(!restarted.deliver_pending().await.unwrap());
+    assert_eq!(receiver.requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_refusing_webhook_is_retried_and_gets_every_alert_once_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = serve_receiver(receiver.clone()).await;
+    let stats = Arc::new(AlertDeliveryStats::default());
+    commit(&location, 0).await;
+    let mut delivery = webhook_delivery(&location, &url, &stats);
+    assert!(!delivery.deliver_pending().await.unwrap());
+
+    // 600 alerts (two requests) in batch 1; the receiver answers 500 three times.
+    write_alerts(&location, 1, 600).await;
+    commit(&location, 1).await;
+    receiver.refuse.store(3, Ordering::SeqCst);
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(delivery.run(Duration::from_millis(10), Duration::from_millis(40), shutdown.clone()));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while stats.webhook.last_batch_id.load(Ordering::Relaxed) < 1 {
+        assert!(tokio::time::Instant::now() < deadline, "not delivered: {:?}", stats.webhook.last_error());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    shutdown.cancel();
+    task.await.unwrap();
+    let ids = received_ids(&receiver);
+    let expected: Vec<String> = (100..700).map(|o| format!("vitals/0/{o}")).collect();
+    // At least once: a failure after the first 500 were taken sends them again; every alert arrives.
+    let distinct: std::collections::BTreeSet<_> = ids.iter().cloned().collect();
+    assert_eq!(distinct, expected.into_iter().collect());
+    assert_eq!(stats.webhook.failures.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.webhook.last_error(), None);
+    assert!(receiver.bodies.lock().unwrap().iter().all(|b| b.len() <= 500));
+}
+
+#[test]
+fn alert_files_name_their_batch() {
+    assert_eq!(alert_batch_id("batch-000000000042.parquet"), Some(42));
+    assert_eq!(alert_batch_id("etl-batch-000000000042.parquet"), None);
+    assert_eq!(alert_batch_id("batch-x.parquet"), None);
+}

@@ -1,0 +1,273 @@
+//! Where the ETL stands: batches committed, rows written, lag behind ingest, alert delivery, errors.
+//! Read from the store (the ETL checkpoint, the landed `vitals_raw` files, the alert sinks'
+//! checkpoints), so `vitalflow status` works with every process stopped; the scheduler process that
+//! runs the driver adds its in-memory figures (failures, the last error) for the `etl_progress` table.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use arrow::record_batch::RecordBatch;
+use object_store::ObjectMeta;
+use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::schema::table;
+
+use crate::alerts::load_delivery_checkpoint;
+use crate::compaction::list_parquet;
+use crate::error::{Error, Result};
+use crate::etl::{EtlCheckpoint, EtlStats, count_rows, landed_range, load_checkpoint};
+
+/// Name of the Flight SQL table.
+pub const PROGRESS_TABLE: &str = "etl_progress";
+
+/// The ETL's progress, one row of `etl_progress` and the figures of `vitalflow status --json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EtlProgress {
+    /// Micro-batches committed (ids run 1, 2, ...: the last committed id).
+    pub batches_committed: i64,
+    /// When the last batch was committed (RFC 3339, UTC); `None` before the first, or when its
+    /// checkpoint predates the field.
+    pub last_commit_time: Option<String>,
+    /// A batch started and not committed (running now, or interrupted and re-run at the next start).
+    pub pending_batch_id: Option<i64>,
+    /// Rows written to `vitals_clean` by the committed batches.
+    pub rows_out: u64,
+    /// Rows the ETL sent to `dead_letters`.
+    pub rejected: u64,
+    /// Rows written to `risk_alerts`.
+    pub alerts: u64,
+    /// Landed `vitals_raw` files the ETL has not committed yet.
+    pub lag_files: u64,
+    /// Rows in those files.
+    pub lag_records: u64,
+    /// Seconds since the oldest of those files landed; `None` when there are none.
+    pub lag_seconds: Option<f64>,
+    /// Failed micro-batches since the driver started (`None`: not known outside the driver's process).
+    pub failures: Option<u64>,
+    /// The driver's last failure, cleared by the next commit (`None` also outside its process).
+    pub last_error: Option<String>,
+    /// Last batch whose alerts the Kafka topic acknowledged; `None` when that sink never ran.
+    pub kafka_delivered_batch_id: Option<i64>,
+    /// Committed batches whose alerts the Kafka topic has not acknowledged yet.
+    pub kafka_lag_batches: Option<i64>,
+    /// Last batch whose alerts the webhook acknowledged; `None` when that sink never ran.
+    pub webhook_delivered_batch_id: Option<i64>,
+    /// Committed batches whose alerts the webhook has not acknowledged yet.
+    pub webhook_lag_batches: Option<i64>,
+    /// The last delivery failure of a sink (`sink: error`), cleared by its next success; driver's process only.
+    pub alert_delivery_error: Option<String>,
+    /// When these figures were read (RFC 3339, UTC).
+    pub checked_at: String,
+}
+
+/// Schema of the `etl_progress` table: the fields of [`EtlProgress`] in order.
+pub static PROGRESS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let time = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    Arc::new(Schema::new(vec![
+        Field::new("batches_committed", DataType::Int64, false),
+        Field::new("last_commit_time", time.clone(), true),
+        Field::new("pending_batch_id", DataType::Int64, true),
+        Field::new("rows_out", DataType::UInt64, false),
+        Field::new("rejected", DataType::UInt64, false),
+        Field::new("alerts", DataType::UInt64, false),
+        Field::new("lag_files", DataType::UInt64, false),
+        Field::new("lag_records", DataType::UInt64, false),
+        Field::new("lag_seconds", DataType::Float64, true),
+        Field::new("failures", DataType::UInt64, true),
+        Field::new("last_error", DataType::Utf8, true),
+        Field::new("kafka_delivered_batch_id", DataType::Int64, true),
+        Field::new("kafka_lag_batches", DataType::Int64, true),
+        Field::new("webhook_delivered_batch_id", DataType::Int64, true),
+        Field::new("webhook_lag_batches", DataType::Int64, true),
+        Field::new("alert_delivery_error", DataType::Utf8, true),
+        Field::new("checked_at", time, false),
+    ]))
+});
+
+impl EtlProgress {
+    /// One row of [`PROGRESS_SCHEMA`].
+    pub fn to_record_batch(&self) -> Result<RecordBatch> {
+        let json = serde_json::to_vec(self).map_err(|e| Error::Config(format!("encoding etl_progress: {e}")))?;
+        let bad = |e: arrow::error::ArrowError| Error::Config(format!("building etl_progress: {e}"));
+        let mut decoder = arrow::json::ReaderBuilder::new(PROGRESS_SCHEMA.clone()).build_decoder().map_err(bad)?;
+        decoder.decode(&json).map_err(bad)?;
+        decoder.flush().map_err(bad)?.ok_or_else(|| Error::Config("etl_progress: no row".into()))
+    }
+}
+
+/// Landed `vitals_raw` objects the checkpoint does not cover yet (a pending batch's included), with
+/// the time the oldest of them landed.
+pub fn unprocessed<'a>(checkpoint: &EtlCheckpoint, landed: &'a [ObjectMeta]) -> (Vec<&'a ObjectMeta>, Option<chrono::DateTime<chrono::Utc>>) {
+    let files: Vec<&ObjectMeta> =
+        landed.iter().filter(|m| landed_range(&m.location).is_some_and(|r| checkpoint.is_new(&r))).collect();
+    let oldest = files.iter().map(|m| m.last_modified).min();
+    (files, oldest)
+}
+
+fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
+    time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The progress as the store shows it, plus the driver's in-memory figures when `stats` is given.
+pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) -> Result<EtlProgress> {
+    let now = chrono::Utc::now();
+    let checkpoint = load_checkpoint(location).await?;
+    let landed = list_parquet(location, table::VITALS_RAW).await?;
+    let (files, oldest) = unprocessed(&checkpoint, &landed);
+    let paths: Vec<_> = files.iter().map(|m| m.location.clone()).collect();
+    let lag_records = count_rows(location, &paths).await? as u64;
+    let mut progress = EtlProgress {
+        batches_committed: checkpoint.last_batch_id,
+        last_commit_time: (checkpoint.committed_at_ms > 0)
+            .then(|| chrono::DateTime::from_timestamp_millis(checkpoint.committed_at_ms).map(rfc3339))
+            .flatten(),
+        pending_batch_id: checkpoint.pending.as_ref().map(|p| p.id),
+        rows_out: checkpoint.totals.rows_out,
+        rejected: checkpoint.totals.rejected,
+        alerts: checkpoint.totals.alerts,
+        lag_files: files.len() as u64,
+        lag_records,
+        lag_seconds: oldest.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
+        checked_at: rfc3339(now),
+        ..EtlProgress::default()
+    };
+    for (sink, delivered, lag) in [
+        ("kafka", &mut progress.kafka_delivered_batch_id, &mut progress.kafka_lag_batches),
+        ("webhook", &mut progress.webhook_delivered_batch_id, &mut progress.webhook_lag_batches),
+    ] {
+        if let Some(c) = load_delivery_checkpoint(location, sink).await? {
+            *delivered = Some(c.last_batch_id);
+            *lag = Some((checkpoint.last_batch_id - c.last_batch_id).max(0));
+        }
+    }
+    if let Some(stats) = stats {
+        progress.failures = Some(stats.failures.load(Ordering::Relaxed));
+        progress.last_error = stats.last_error.lock().ok().and_then(|e| e.clone());
+        progress.alert_delivery_error =
+            stats.delivery.sinks().into_iter().find_map(|(name, s)| s.last_error().map(|e| format!("{name}: {e}")));
+    }
+    Ok(progress)
+}
+
+/// The figures for a person, one per line.
+pub fn render(progress: &EtlProgress) -> String {
+    let p = progress;
+    let or = |v: &Option<String>, none: &str| v.clone().unwrap_or_else(|| none.to_string());
+    let mut lines = vec![
+        format!("batches committed   {} (last at {})", p.batches_committed, or(&p.last_commit_time, "never")),
+        format!("rows out            {} clean, {} rejected, {} alerts", p.rows_out, p.rejected, p.alerts),
+        match p.lag_seconds {
+            Some(age) => format!("lag behind ingest   {} files, {} records, oldest landed {age:.1} s ago", p.lag_files, p.lag_records),
+            None => "lag behind ingest   none (every landed file is processed)".to_string(),
+        },
+    ];
+    if let Some(id) = p.pending_batch_id {
+        lines.push(format!("pending batch       {id} (started, not committed: running, or re-run at the next start)"));
+    }
+    for (sink, delivered, lag) in
+        [("kafka", p.kafka_delivered_batch_id, p.kafka_lag_batches), ("webhook", p.webhook_delivered_batch_id, p.webhook_lag_batches)]
+    {
+        let line = match (delivered, lag) {
+            (Some(d), Some(l)) => format!("delivered through batch {d}, {l} batches behind"),
+            _ => "never ran".to_string(),
+        };
+        lines.push(format!("alerts to {sink:<9} {line}"));
+    }
+    match (p.failures, &p.last_error) {
+        (Some(n), Some(e)) => lines.push(format!("failures            {n}; last: {e}")),
+        (Some(n), None) => lines.push(format!("failures            {n} since start, none now")),
+        (None, _) => lines.push("failures            (known to the running scheduler: etl_progress over Flight SQL, logs)".to_string()),
+    }
+    if let Some(e) = &p.alert_delivery_error {
+        lines.push(format!("alert delivery      failing: {e}"));
+    }
+    lines.push(format!("checked at          {}", p.checked_at));
+    lines.join("\n") + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use object_store::path::Path;
+
+    use super::*;
+
+    fn landed(name: &str, minute: u32) -> ObjectMeta {
+        ObjectMeta {
+            location: Path::from(format!("vitals_raw/date=2026-11-24/hour=08/{name}")),
+            last_modified: chrono::DateTime::parse_from_rfc3339(&format!("2026-11-24T08:{minute:02}:00Z")).unwrap().into(),
+            size: 100,
+            e_tag: None,
+            version: None,
+        }
+    }
+
+    #[test]
+    fn lag_is_what_the_checkpoint_does_not_cover() {
+        let files = [
+            landed("vitals-p0-0-49.parquet", 1),
+            landed("vitals-p0-50-99.parquet", 2),
+            landed("vitals-p0-100-149.parquet", 4),
+            landed("vitals-p1-0-9.parquet", 3),
+            landed("not-ingest.txt", 0),
+        ];
+        let checkpoint = EtlCheckpoint {
+            processed_offsets: BTreeMap::from([("vitals/0".to_string(), 99)]),
+            ..EtlCheckpoint::default()
+        };
+        let (lag, oldest) = unprocessed(&checkpoint, &files);
+        let names: Vec<_> = lag.iter().map(|m| m.location.filename().unwrap()).collect();
+        assert_eq!(names, ["vitals-p0-100-149.parquet", "vitals-p1-0-9.parquet"]);
+        assert_eq!(oldest, Some(files[3].last_modified));
+        // Nothing processed yet: every ingest file; everything processed: none, and no age.
+        assert_eq!(unprocessed(&EtlCheckpoint::default(), &files).0.len(), 4);
+        let done = EtlCheckpoint {
+            processed_offsets: BTreeMap::from([("vitals/0".to_string(), 149), ("vitals/1".to_string(), 9)]),
+            ..EtlCheckpoint::default()
+        };
+        assert_eq!(unprocessed(&done, &files), (vec![], None));
+    }
+
+    #[tokio::test]
+    async fn progress_reads_checkpoints_and_counts_unprocessed_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let rows = |n: i64| {
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+            RecordBatch::try_new(schema, vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..n))]).unwrap()
+        };
+        for (name, n) in [("vitals-p0-0-9.parquet", 10), ("vitals-p0-10-16.parquet", 7), ("vitals-p1-0-4.parquet", 5)] {
+            let path = location.path(&format!("{}/date=2026-11-24/{name}", table::VITALS_RAW));
+            vitalflow_ingest::landing::write_parquet(&location, &path, &[rows(n)]).await.unwrap();
+        }
+        let nothing = read_progress(&location, None).await.unwrap();
+        assert_eq!((nothing.batches_committed, nothing.lag_files, nothing.lag_records), (0, 3, 22));
+        assert!(nothing.lag_seconds.is_some() && nothing.last_commit_time.is_none() && nothing.failures.is_none());
+
+        let checkpoint = r#"{"last_batch_id":4,"processed_offsets":{"vitals/0":9},"pending":{"id":5,"files":[]},
+            "totals":{"rows_out":9,"rejected":1,"alerts":2},"committed_at_ms":1795000000000}"#;
+        let put = |path: &str, body: &str| {
+            let (path, body) = (location.path(path), object_store::PutPayload::from(body.to_string()));
+            let store = location.store().clone();
+            async move { object_store::ObjectStoreExt::put(store.as_ref(), &path, body).await.unwrap() }
+        };
+        put(crate::versioned::CHECKPOINT, checkpoint).await;
+        put(&crate::alerts::checkpoint_path("kafka"), r#"{"last_batch_id":3}"#).await;
+        let stats = EtlStats::default();
+        stats.failures.store(2, Ordering::Relaxed);
+        let p = read_progress(&location, Some(&stats)).await.unwrap();
+        assert_eq!((p.batches_committed, p.pending_batch_id, p.rows_out, p.rejected, p.alerts), (4, Some(5), 9, 1, 2));
+        assert_eq!((p.lag_files, p.lag_records), (2, 12));
+        assert_eq!(p.last_commit_time.as_deref(), Some("2026-11-18T11:06:40.000Z"));
+        assert_eq!((p.kafka_delivered_batch_id, p.kafka_lag_batches), (Some(3), Some(1)));
+        assert_eq!((p.webhook_delivered_batch_id, p.webhook_lag_batches), (None, None));
+        assert_eq!((p.failures, p.last_error.clone()), (Some(2), None));
+
+        let batch = p.to_record_batch().unwrap();
+        assert_eq!((batch.num_rows(), batch.schema()), (1, PROGRESS_SCHEMA.clone()));
+        assert!(render(&p).contains("lag behind ingest   2 files, 12 records"), "{}", render(&p));
+    }
+}
