@@ -67,6 +67,8 @@ pub struct FlightSqlEndpoint {
     queries: Arc<AtomicU64>,
     /// Where `etl_progress` reads from.
     progress: Option<Arc<ProgressSource>>,
+    /// An in-process context with the same tables and functions, for queries of small tables.
+    local: Option<datafusion::prelude::SessionContext>,
 }
 
 /// The sources of the `etl_progress` table: the store, and the driver's counters when it runs here.
@@ -137,7 +139,15 @@ impl FlightSqlEndpoint {
             jobs: None,
             queries: Arc::new(AtomicU64::new(0)),
             progress: None,
+            local: None,
         })
+    }
+
+    /// Plans queries that read only small tables (`patient_latest`) on `ctx`, in this process, instead of
+    /// as Ballista jobs.
+    pub fn with_local_context(mut self, ctx: datafusion::prelude::SessionContext) -> FlightSqlEndpoint {
+        self.local = Some(ctx);
+        self
     }
 
     /// Serves the `etl_progress` table (listed by GetTables) from `source`.
@@ -171,7 +181,7 @@ impl FlightSqlEndpoint {
 
     async fn plan_timed(&self, who: &Principal, handle: &StatementHandle) -> Result<datafusion::prelude::DataFrame, Status> {
         let parameters = handle.parameters()?;
-        let planning = plan(&self.ctx, &self.audit, self.progress.as_deref(), who, &handle.sql, parameters.as_ref());
+        let planning = plan(&self.ctx, self.local.as_ref(), &self.audit, self.progress.as_deref(), who, &handle.sql, parameters.as_ref());
         tokio::time::timeout(self.limits.timeout, planning).await.map_err(|_| self.timeout_status())?
     }
 

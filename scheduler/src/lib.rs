@@ -136,8 +136,10 @@ pub async fn start(
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
         let progress = ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
-        let endpoint =
-            FlightSqlEndpoint::new(ctx, &config.flight_sql)?.with_cluster_jobs(scheduler.jobs.clone()).with_etl_progress(progress)?;
+        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
+            .with_cluster_jobs(scheduler.jobs.clone())
+            .with_local_context(session::local_context(&location, &forest)?)
+            .with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);

@@ -99,6 +99,19 @@ fn number_placeholders(statement: &mut Statement) {
 }
 
 /// Whether the query names the table `name`.
+/// Tables small by design (one row per patient), read on the front door's in-process context: a
+/// Ballista job's fixed cost (~100 ms of polling) would be most of such a query's time.
+const IN_PROCESS_TABLES: &[&str] = &[vitalflow_udf_model::schema::table::PATIENT_LATEST];
+
+/// Whether the query names tables, all of them among `names`.
+fn names_only(ctx: &SessionContext, statement: &Statement, names: &[&str]) -> Result<bool, Status> {
+    let refs = ctx
+        .state()
+        .resolve_table_references(&DFStatement::Statement(Box::new(statement.clone())))
+        .map_err(query_status)?;
+    Ok(!refs.is_empty() && refs.iter().all(|r| names.iter().any(|n| r.table().eq_ignore_ascii_case(n))))
+}
+
 fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Result<bool, Status> {
     let refs = ctx
         .state()
@@ -112,6 +125,7 @@ fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Resul
 /// the figures read now.
 pub(crate) async fn plan(
     ctx: &SessionContext,
+    local: Option<&SessionContext>,
     audit: &AuditLog,
     progress: Option<&ProgressSource>,
     who: &Principal,
@@ -129,6 +143,10 @@ pub(crate) async fn plan(
         && names_table(ctx, &statement, PROGRESS_TABLE)?
     {
         progress_context(progress).await?
+    } else if let Some(local) = local
+        && names_only(ctx, &statement, IN_PROCESS_TABLES)?
+    {
+        local.clone()
     } else {
         ctx.clone()
     };
