@@ -74,7 +74,8 @@ pub struct EtlCheckpoint {
     pub processed_offsets: BTreeMap<String, i64>,
     /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingBatch>,    /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
+    pub pending: Option<PendingBatch>,
+    /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
     /// written before this field count from their first commit with it).
     #[serde(default)]
     pub totals: EtlTotals,
