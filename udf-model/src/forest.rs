@@ -110,6 +110,32 @@ fn add(sum: &mut [f64; 3], leaf: &[f64; 3]) {
     sum[2] += leaf[2];
 }
 
+/// The scoring buffers of one chunk of rows, allocated once per call.
+struct Chunk {
+    /// Gathered rows; the live ones first once rows leave early.
+    rows: Vec<Row>,
+    /// Running sums of the rows in `rows`' order.
+    sums: Vec<[f64; 3]>,
+    /// Gather position of each row in `rows`' order.
+    slot: Vec<u32>,
+    /// Final sums by gather position.
+    total: Vec<[f64; 3]>,
+}
+
+/// Trees between two checks for rows whose label is settled.
+const CHECK_EVERY: usize = 4;
+
+/// Whether `left` more trees cannot change the leading class of `sums`: a tree adds at most 1 to a
+/// class, so a lead of more than `left` holds (the margin covers the sums' rounding, so the label is
+/// the one the full sums would give, ties included).
+#[inline]
+fn settled(sums: &[f64; 3], left: f64) -> bool {
+    let [a, b, c] = *sums;
+    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
+    let (top, second) = if c > hi { (c, hi) } else { (hi, lo.max(c)) };
+    top - second > left + 1e-6
+}
+
 impl RiskForest {
     /// Parses and validates a model file's JSON.
     pub fn from_json(json: &str) -> Result<RiskForest> {
@@ -283,11 +309,38 @@ impl RiskForest {
         present: impl Fn(usize) -> bool,
         mut emit: impl FnMut(usize, Option<Prediction>),
     ) {
+        self.sum_columns(cols, present, false, |i, sums| emit(i, sums.map(|s| self.finish(s))));
+    }
+
+    /// The labels alone (`predict_risk`): as [`RiskForest::score_columns`]'s `risk`, but a row stops
+    /// walking trees once the trees left cannot change its label (its leading class is ahead of the
+    /// second by more than one vote per tree left), so the probabilities are never complete.
+    pub fn label_columns(
+        &self,
+        cols: [&[f64]; 6],
+        present: impl Fn(usize) -> bool,
+        mut emit: impl FnMut(usize, Option<RiskLevel>),
+    ) {
+        self.sum_columns(cols, present, true, |i, sums| emit(i, sums.map(|s| self.finish(s).risk)));
+    }
+
+    /// Gathers the rows chunk by chunk and emits each row's summed leaf fractions in row order.
+    fn sum_columns(
+        &self,
+        cols: [&[f64]; 6],
+        present: impl Fn(usize) -> bool,
+        decide_early: bool,
+        mut emit: impl FnMut(usize, Option<&[f64; 3]>),
+    ) {
         let n = cols.iter().map(|c| c.len()).min().unwrap_or(0);
         let cap = n.min(CHUNK);
-        let mut rows: Vec<Row> = vec![[f32::NAN; 8]; cap];
+        let mut chunk = Chunk {
+            rows: vec![[f32::NAN; 8]; cap],
+            sums: vec![[0.0; 3]; cap],
+            slot: vec![0; cap],
+            total: vec![[0.0; 3]; cap],
+        };
         let mut index = vec![0usize; cap];
-        let mut sums = vec![[0.0f64; 3]; cap];
         let mut start = 0;
         while start < n {
             let end = (start + CHUNK).min(n);
@@ -296,21 +349,22 @@ impl RiskForest {
                 if !present(i) || !cols.iter().all(|c| c[i].is_finite()) {
                     continue;
                 }
+                let row = &mut chunk.rows[m];
                 for (f, col) in cols.iter().enumerate() {
-                    rows[m][f] = col[i] as f32;
+                    row[f] = col[i] as f32;
                 }
                 if self.uses_rubric {
                     // Computed from the f64 inputs, as training computed it.
-                    rows[m][RUBRIC_SLOT] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
+                    row[RUBRIC_SLOT] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
                 }
                 index[m] = i;
                 m += 1;
             }
-            self.accumulate(&rows, m, &mut sums);
+            self.accumulate(&mut chunk, m, decide_early);
             let mut next = 0;
             for i in start..end {
                 if next < m && index[next] == i {
-                    emit(i, Some(self.finish(&sums[next])));
+                    emit(i, Some(&chunk.total[next]));
                     next += 1;
                 } else {
                     emit(i, None);
@@ -320,17 +374,45 @@ impl RiskForest {
         }
     }
 
-    /// Sums each tree's leaf fractions, tree by tree (scikit-learn's order), for the first `m` rows.
-    fn accumulate(&self, rows: &[Row], m: usize, sums: &mut [[f64; 3]]) {
-        for s in &mut sums[..m] {
+    /// Sums each tree's leaf fractions, tree by tree (scikit-learn's order), for the first `m` rows of
+    /// `chunk` into `chunk.total`. With `decide_early`, every [`CHECK_EVERY`] trees the rows whose
+    /// label is settled leave the walk (swapped behind the live ones).
+    fn accumulate(&self, chunk: &mut Chunk, m: usize, decide_early: bool) {
+        let Chunk { rows, sums, slot, total } = chunk;
+        for (j, (s, p)) in sums[..m].iter_mut().zip(&mut slot[..m]).enumerate() {
             *s = [0.0; 3];
+            *p = j as u32;
         }
-        for tree in &self.trees {
-            if m == 1 {
+        let trees = self.trees.len();
+        let mut live = m;
+        for (k, tree) in self.trees.iter().enumerate() {
+            if live == 1 {
                 add(&mut sums[0], &self.leaf_values[self.walk_one(tree, &rows[0]) as usize]);
             } else {
-                self.walk_tree(tree, &rows[..m], &mut sums[..m]);
+                self.walk_tree(tree, &rows[..live], &mut sums[..live]);
             }
+            let done = k + 1;
+            if decide_early && done % CHECK_EVERY == 0 && 2 * done > trees && done < trees {
+                let left = (trees - done) as f64;
+                let mut j = 0;
+                while j < live {
+                    if settled(&sums[j], left) {
+                        total[slot[j] as usize] = sums[j];
+                        live -= 1;
+                        rows.swap(j, live);
+                        sums.swap(j, live);
+                        slot.swap(j, live);
+                    } else {
+                        j += 1;
+                    }
+                }
+            }
+            if live == 0 {
+                break;
+            }
+        }
+        for j in 0..live {
+            total[slot[j] as usize] = sums[j];
         }
     }
 
@@ -494,6 +576,76 @@ mod tests {
                 row[0] = f64::NAN;
             }
             assert_eq!(p, forest.predict(&row), "row {i}");
+        }
+    }
+
+    /// A forest of `trees` random depth-3 trees; leaves one-hot (votes, so ties happen) or fractional.
+    fn random_forest(trees: usize, one_hot: bool, seed: u64) -> RiskForest {
+        let mut state = seed;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as f64 / (1u64 << 31) as f64
+        };
+        let mut file = stump(0.0);
+        // Thresholds around the simulated ward's values of each vital.
+        let centre = [90.0, 125.0, 78.0, 95.0, 37.2, 130.0];
+        let spread = [30.0, 30.0, 15.0, 5.0, 1.0, 60.0];
+        file.trees = (0..trees)
+            .map(|_| {
+                let mut t = TreeArrays { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
+                // Inner nodes 0..7 in breadth-first order, leaves 7..15.
+                for i in 0..15 {
+                    if i < 7 {
+                        let f = (next() * 6.0) as usize;
+                        t.feature.push(f as i32);
+                        t.threshold.push(centre[f] + (next() - 0.5) * 2.0 * spread[f]);
+                        t.left.push(2 * i + 1);
+                        t.right.push(2 * i + 2);
+                        t.value.push(vec![]);
+                    } else {
+                        t.feature.push(-2);
+                        t.threshold.push(-2.0);
+                        t.left.push(-1);
+                        t.right.push(-1);
+                        let v = if one_hot {
+                            let mut v = vec![0.0; 3];
+                            v[(next() * 3.0) as usize % 3] = 1.0;
+                            v
+                        } else {
+                            let (a, b) = (next(), next());
+                            let (lo, hi) = (a.min(b), a.max(b));
+                            vec![lo, hi - lo, 1.0 - hi]
+                        };
+                        t.value.push(v);
+                    }
+                }
+                t
+            })
+            .collect();
+        RiskForest::from_model(&file).unwrap()
+    }
+
+    #[test]
+    fn labels_that_stop_early_equal_the_full_sums_labels() {
+        let rows = crate::simulate::training_rows(20_000, 9);
+        let cols: Vec<Vec<f64>> = (0..6).map(|f| rows.features.iter().map(|r| r[f]).collect()).collect();
+        let slices: [&[f64]; 6] = std::array::from_fn(|f| cols[f].as_slice());
+        let forests = [
+            RiskForest::bundled().unwrap(),
+            random_forest(100, true, 1),
+            random_forest(101, true, 2),
+            random_forest(64, false, 3),
+        ];
+        for (k, forest) in forests.iter().enumerate() {
+            let mut full = Vec::new();
+            forest.score_columns(slices, |i| i % 97 != 0, |_, p| full.push(p.map(|p| p.risk)));
+            let mut labels = Vec::new();
+            forest.label_columns(slices, |i| i % 97 != 0, |_, r| labels.push(r));
+            assert_eq!(full.len(), labels.len());
+            for (i, (a, b)) in full.iter().zip(&labels).enumerate() {
+                assert_eq!(a, b, "forest {k}, row {i}");
+            }
+            assert!(full.iter().flatten().count() > 19_000);
         }
     }
 

@@ -16,6 +16,7 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
 
 use crate::forest::{Prediction, RiskForest};
+use crate::rubric::RiskLevel;
 use crate::schema::MODEL_FEATURES;
 
 mod last_known;
@@ -100,9 +101,20 @@ fn coerce_six_vitals(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>
 /// Arrow buffers; `emit(i, prediction)` is called for every row in order, `None` where an input is
 /// NULL, NaN or infinite.
 pub fn score_arrays(forest: &RiskForest, cols: &[Float64Array], emit: impl FnMut(usize, Option<Prediction>)) {
-    let nulls = cols.iter().fold(None, |acc: Option<NullBuffer>, c| NullBuffer::union(acc.as_ref(), c.nulls()));
-    let values: [&[f64]; 6] = std::array::from_fn(|f| cols.get(f).map_or(&[][..], |c| c.values().as_ref()));
+    let (values, nulls) = model_inputs(cols);
     forest.score_columns(values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
+}
+
+/// As [`score_arrays`], the label alone (rows stop at the tree that settles their label).
+pub fn label_arrays(forest: &RiskForest, cols: &[Float64Array], emit: impl FnMut(usize, Option<RiskLevel>)) {
+    let (values, nulls) = model_inputs(cols);
+    forest.label_columns(values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
+}
+
+/// The value buffers of the six model-vital columns and the union of their NULLs.
+fn model_inputs(cols: &[Float64Array]) -> ([&[f64]; 6], Option<NullBuffer>) {
+    let nulls = cols.iter().fold(None, |acc: Option<NullBuffer>, c| NullBuffer::union(acc.as_ref(), c.nulls()));
+    (std::array::from_fn(|f| cols.get(f).map_or(&[][..], |c| c.values().as_ref())), nulls)
 }
 
 /// Row `i` of the six model-vital columns; `None` when any of them is NULL.

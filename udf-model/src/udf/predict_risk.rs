@@ -9,7 +9,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, score_arrays};
+use super::{coerce_six_vitals, float_args, label_arrays};
 use crate::forest::RiskForest;
 
 /// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
@@ -71,11 +71,11 @@ pub fn predict_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> StringA
     let mut bytes: Vec<u8> = Vec::with_capacity(rows * 6);
     let mut valid: Vec<bool> = Vec::with_capacity(rows);
     offsets.push(0);
-    score_arrays(forest, cols, |_, p| {
-        if let Some(p) = p {
-            bytes.extend_from_slice(p.risk.as_str().as_bytes());
+    label_arrays(forest, cols, |_, risk| {
+        if let Some(risk) = risk {
+            bytes.extend_from_slice(risk.as_str().as_bytes());
         }
-        valid.push(p.is_some());
+        valid.push(risk.is_some());
         offsets.push(bytes.len() as i32);
     });
     let nulls = valid.iter().any(|v| !v).then(|| NullBuffer::from(valid));
