@@ -62,14 +62,24 @@ timeline AS (
 checked AS (
   -- De-duplication: the same patient, time and values again (a re-sent record) is a duplicate of the
   -- first copy (an earlier batch's, else the lowest source position). Two different readings
-  -- stamped the same time are both kept.
+  -- stamped the same time are both kept. Sorted by time and values, copies are neighbours: a row is a
+  -- copy when the row before it has the same time and values. (One window per patient: a window
+  -- partitioned by the values would be one partition per reading, which costs far more.)
   SELECT t.*,
-    row_number() OVER (
-      PARTITION BY patient_id, event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose,
-        respiratory_rate, on_oxygen, consciousness
-      ORDER BY from_state DESC, source_topic, source_partition, source_offset
-    ) AS copy_no
+    CASE WHEN (lag(event_time) OVER d IS NOT DISTINCT FROM event_time)
+      AND (lag(heart_rate) OVER d IS NOT DISTINCT FROM heart_rate)
+      AND (lag(systolic_bp) OVER d IS NOT DISTINCT FROM systolic_bp)
+      AND (lag(diastolic_bp) OVER d IS NOT DISTINCT FROM diastolic_bp)
+      AND (lag(spo2) OVER d IS NOT DISTINCT FROM spo2)
+      AND (lag(temperature) OVER d IS NOT DISTINCT FROM temperature)
+      AND (lag(glucose) OVER d IS NOT DISTINCT FROM glucose)
+      AND (lag(respiratory_rate) OVER d IS NOT DISTINCT FROM respiratory_rate)
+      AND (lag(on_oxygen) OVER d IS NOT DISTINCT FROM on_oxygen)
+      AND (lag(consciousness) OVER d IS NOT DISTINCT FROM consciousness)
+      AND row_number() OVER d > 1 THEN 2 ELSE 1 END AS copy_no
   FROM timeline t
+  WINDOW d AS (PARTITION BY patient_id ORDER BY event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature,
+               glucose, respiratory_rate, on_oxygen, consciousness, from_state DESC, source_topic, source_partition, source_offset)
 ),
 judged AS (
   -- Cleaning rules beyond ingest's possible ranges (which already dead-lettered impossible values).

@@ -148,6 +148,12 @@ pub struct BatchReport {
     pub alerts: usize,
     /// Time taken.
     pub elapsed: Duration,
+    /// Of which running the ETL SQL, planning included.
+    pub sql: Duration,
+    /// Of which splitting its result into the outputs and the next state.
+    pub split: Duration,
+    /// Of which writing the outputs and the checkpoint.
+    pub write: Duration,
 }
 
 /// Counters of the driver.
@@ -298,12 +304,17 @@ impl EtlDriver {
                 .map_err(|source| Error::Query { step: step("running"), source })
         };
         let timeout = self.config.batch_timeout();
+        let sql_began = Instant::now();
         let results = tokio::time::timeout(timeout, run)
             .await
             .map_err(|_| Error::BatchTimeout { batch: batch.id, seconds: timeout.as_secs() })??;
         job.finish();
+        let sql = sql_began.elapsed();
+        let split_began = Instant::now();
         let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
         let split = outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
+        let write_began = Instant::now();
+        let split_time = write_began - split_began;
         let written = split.write(&self.location, batch.id).await?;
         if self.abort_after_output {
             tracing::warn!(batch = batch.id, "{FAULT_ENV}: aborting between output and checkpoint.");
@@ -320,6 +331,7 @@ impl EtlDriver {
             next.record(&range);
         }
         save_checkpoint(&self.location, &next).await?;
+        let write = write_began.elapsed();
         self.checkpoint = next;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.rows_out.fetch_add(written.clean as u64, Ordering::Relaxed);
@@ -340,8 +352,16 @@ impl EtlDriver {
             rejected: written.rejected,
             alerts: written.alerts,
             elapsed: started.elapsed(),
+            sql,
+            split: split_time,
+            write,
         };
-        tracing::debug!(batch = report.id, files = report.files, rows = report.rows_out, rejected = report.rejected, alerts = report.alerts, elapsed_ms = report.elapsed.as_millis() as u64, "Micro-batch committed.");
+        tracing::debug!(
+            batch = report.id, files = report.files, rows = report.rows_out, rejected = report.rejected, alerts = report.alerts,
+            elapsed_ms = report.elapsed.as_millis() as u64, sql_ms = sql.as_millis() as u64,
+            split_ms = split_time.as_millis() as u64, write_ms = write.as_millis() as u64,
+            "Micro-batch committed."
+        );
         Ok(Some(report))
     }
 

@@ -123,6 +123,29 @@ async fn every_row_ends_clean_or_rejected_with_duplicates_and_implausible_values
         .await;
     assert_eq!(total, 5);
     assert!(driver.run_once().await.unwrap().is_none());
+
+    // The next batch: a copy of an earlier batch's reading is a duplicate of it; a reading lacking a
+    // vital, sent twice, keeps its first copy (NULL equals NULL here); a reading at a time already
+    // seen but with other values is kept.
+    let mut partial = NORMAL;
+    partial[5] = None;
+    f.land(5, vec![
+        reading("P1", 0, NORMAL),
+        reading("P3", 2, partial),
+        reading("P3", 2, partial),
+        reading("P2", 0, one_beat_faster(CRITICAL)),
+    ])
+    .await;
+    let report = driver.run_once().await.unwrap().unwrap();
+    assert_eq!((report.rows_out, report.rejected), (2, 2));
+    let duplicates = f.count("SELECT count(*) FROM dead_letters WHERE reason_code = 'duplicate' AND source_offset IN (5, 7)").await;
+    assert_eq!(duplicates, 2);
+}
+
+/// `vitals` with heart rate one beat higher: the same time as a reading, other values.
+fn one_beat_faster(mut vitals: [Option<f64>; 7]) -> [Option<f64>; 7] {
+    vitals[0] = vitals[0].map(|v| v + 1.0);
+    vitals
 }
 
 #[tokio::test]
