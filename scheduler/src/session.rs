@@ -38,10 +38,6 @@ pub fn session_config() -> SessionConfig {
     options.sql_parser.map_string_types_to_utf8view = false;
     // Ingest lands vitals_raw in date=/hour= folders; tables are read whole, sub-folders included.
     options.execution.listing_table_ignore_subdirectory = false;
-    // Filters run inside the Parquet scan (late materialisation): the dashboard's time-filtered
-    // queries decode other columns only for the rows that pass.
-    options.execution.parquet.pushdown_filters = true;
-    options.execution.parquet.reorder_filters = true;
     config
 }
 
