@@ -128,9 +128,11 @@ def explain(error: BaseException, url: str) -> str:
     """One sentence a ward user can act on; never a stack trace."""
     text = str(error)
     lower = text.lower()
-    if "unauthenticated" in lower or "unauthorized" in lower or "permission" in lower:
+    if "unauthenticated" in lower or "unauthorized" in lower:
         return (f"vitalflow at {url} refused the sign-in: check VITALFLOW_TOKEN, or VITALFLOW_USER and "
                 "VITALFLOW_PASSWORD.")
+    if "permission" in lower:
+        return f"vitalflow at {url} refused a query to this account (permission denied): ask for the reader role."
     if any(s in lower for s in ("unavailable", "connection refused", "failed to connect", "deadline", "no route", "dns")):
         return f"vitalflow is not answering at {url} (is it running? is VITALFLOW_FLIGHT_SQL right?)."
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
