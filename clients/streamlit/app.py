@@ -274,7 +274,7 @@ def render_drill_down(server: Settings, latest: pd.DataFrame) -> None:
         st.info(f"No readings of {patient} in the last {HISTORY_MINUTES} minutes.")
         return
     changes = risk_changes(history)
-    st.caption(f"{len(history)} readings of the last {HISTORY_MINUTES} minutes. Shaded: the rubric's normal band "
+    st.caption(f"{len(history)} reading{'s' if len(history) != 1 else ''} of the last {HISTORY_MINUTES} minutes. Shaded: the rubric's normal band "
                "(0 points). Dotted lines: risk changes, in the new level's colour.")
     st.plotly_chart(history_figure(history, changes), width="stretch")
     if changes.empty:
@@ -328,7 +328,7 @@ def render() -> None:
         latest.style.apply(
             lambda row: [f"color: {risk_colour(row['risk'])}" if c == "risk" else "" for c in row.index],
             axis=1,
-        ),
+        ).format({**{v: "{:.0f}" for v in VITALS}, "temperature": "{:.1f}", "news2_score": "{:.0f}"}, na_rep="–"),
         hide_index=True,
         width="stretch",
     )
