@@ -218,20 +218,25 @@ def ward_html(latest: pd.DataFrame) -> str:
 
 
 def alerts_html(alerts: pd.DataFrame, latest: pd.DataFrame, now: datetime) -> str:
-    """The high-risk alert list, newest first, each with the patient's risk now."""
+    """The high-risk alert list: one line per patient (its newest rise; a patient flapping between Medium
+    and High would fill the list), newest first, with the number of rises and the patient's risk now."""
     current = dict(zip(latest["patient_id"], latest["risk"]))
+    rises = alerts["patient_id"].value_counts()
+    newest = alerts.sort_values("event_time", ascending=False).drop_duplicates("patient_id")
     items = []
-    for row in alerts.to_dict("records"):
+    for row in newest.to_dict("records"):
         pid = html.escape(str(row["patient_id"]))
         was = row["previous_risk"] if isinstance(row["previous_risk"], str) else "no earlier reading"
         age = seconds_since(row["event_time"], now)
         now_risk = current.get(row["patient_id"])
         now_text = f" · now {html.escape(now_risk)}" if isinstance(now_risk, str) else ""
+        count = int(rises[row["patient_id"]])
+        count_text = f" · {count} rises in {WINDOW_MINUTES} min" if count > 1 else ""
         items.append(
             f'<li class="vf-alert" data-patient="{pid}" style="margin:4px 0;padding:6px 8px;'
             f'border-left:6px solid {RISK_COLOURS["High"]};background:#fff4f4;list-style:none;font-family:sans-serif">'
             f"<b>{pid}</b> rose to High from {html.escape(was)}, {_number(age)} s ago · NEWS2 "
-            f"{_number(row['news2_score'])} · P(High) {_number(row['probability_high'], 2)}{now_text}</li>"
+            f"{_number(row['news2_score'])} · P(High) {_number(row['probability_high'], 2)}{now_text}{count_text}</li>"
         )
     return f'<ul class="vf-alerts" style="padding:0;margin:0">{"".join(items)}</ul>'
 

@@ -85,6 +85,23 @@ def test_risk_changes_are_the_readings_where_the_level_moves():
     ]
 
 
+def test_alert_list_has_one_line_per_patient_with_its_newest_rise():
+    now = datetime(2026, 11, 24, 10, 0, 30, tzinfo=timezone.utc)
+    t = pd.Timestamp("2026-11-24T10:00:00Z")
+    alerts = pd.DataFrame({
+        "event_time": [t + pd.Timedelta(seconds=s) for s in (20, 10, 0)],
+        "patient_id": ["P008", "P002", "P008"],
+        "previous_risk": ["Medium", "Low", None],
+        "news2_score": [4, None, 3],
+        "probability_high": [0.96, 0.7, 0.9],
+    })
+    latest = pd.DataFrame({"patient_id": ["P002", "P008"], "risk": ["Medium", "High"]})
+    items = app.alerts_html(alerts, latest, now).split("<li ")[1:]
+    assert len(items) == 2
+    assert "<b>P008</b> rose to High from Medium, 10 s ago · NEWS2 4 · P(High) 0.96 · now High · 2 rises in 15 min</li>" in items[0]
+    assert "<b>P002</b> rose to High from Low, 20 s ago · NEWS2 – · P(High) 0.70 · now Medium</li>" in items[1]
+
+
 def test_settings_come_from_the_environment_before_the_secrets_file():
     file = {"flight_sql": "grpc+tls://ward:50060", "user": "grafana", "password": "from-file"}
     assert app.load_settings({}, {}) == app.Settings(url="grpc://127.0.0.1:50060")
