@@ -53,6 +53,14 @@ def load_app():
 app = load_app()
 
 
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """AppTest installs the page as sys.modules["__main__"]: put the real one back for the suites after."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
 def plotly_array(value) -> list:
     """A data array of a figure's JSON: a list, or (plotly 6+) numbers as base64 with a dtype."""
     if isinstance(value, dict) and "bdata" in value:
@@ -111,14 +119,15 @@ def test_settings_come_from_the_environment_before_the_secrets_file():
     assert app.Settings(token="t0k", user="grafana").db_kwargs() == {"adbc.flight.sql.authorization_header": "Bearer t0k"}
 
 
-def closed_port() -> int:
+def free_port() -> int:
+    """A port nothing listens on (closed again at once)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
 def test_server_down_says_so_in_words_and_no_stack_trace(monkeypatch):
-    url = f"grpc://127.0.0.1:{closed_port()}"
+    url = f"grpc://127.0.0.1:{free_port()}"
     monkeypatch.setenv("VITALFLOW_FLIGHT_SQL", url)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -248,12 +257,6 @@ def test_credentials_from_the_secrets_file_and_a_refused_sign_in_in_words(ward, 
 
 
 # --- the running page in headless Chromium -----------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture
 def dashboard(ward, tmp_path):
