@@ -1,23 +1,58 @@
-"""vitalflow ward dashboard: the seed's Streamlit page, reading vitalflow over Arrow Flight SQL.
+"""vitalflow ward dashboard: a Streamlit page reading vitalflow over Arrow Flight SQL (ADBC).
 
-Started by `vitalflow up` (or by hand: `streamlit run clients/streamlit/app.py`). Settings come from the
-environment: VITALFLOW_FLIGHT_SQL (default grpc://127.0.0.1:50060), and VITALFLOW_TOKEN or
-VITALFLOW_USER / VITALFLOW_PASSWORD when the server requires authentication.
+Started by `vitalflow up` (or by hand: `streamlit run clients/streamlit/app.py`). One file on purpose:
+`up` compiles it into the binary and runs it from its cached venv.
+
+Settings, from the environment first, else from the `[vitalflow]` table of Streamlit's secrets file
+(`.streamlit/secrets.toml`: keys flight_sql, token, user, password):
+  VITALFLOW_FLIGHT_SQL   server URL (default grpc://127.0.0.1:50060; grpc+tls://host:port for TLS)
+  VITALFLOW_TOKEN        a static bearer token (a service account), or
+  VITALFLOW_USER / VITALFLOW_PASSWORD  a Flight SQL user.
 """
 
 from __future__ import annotations
 
+import html
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Mapping
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
+from plotly.subplots import make_subplots
 
 REFRESH_SECONDS = 5
+# Patients whose newest reading is older than this are off the ward view; alerts of this window are listed.
 WINDOW_MINUTES = 15
+# The drill-down's history.
+HISTORY_MINUTES = 60
+HISTORY_ROWS = 2000
+# A gap this long since the newest reading means the feed has stopped (the monitors send every few seconds).
+STALE_SECONDS = 60
+DEFAULT_URL = "grpc://127.0.0.1:50060"
 RISK_COLOURS = {"High": "#d62728", "Medium": "#ff7f0e", "Low": "#2ca02c"}
+UNSCORED_COLOUR = "#7f7f7f"
+RISK_ORDER = {"High": 0, "Medium": 1, "Low": 2}
 VITALS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "respiratory_rate"]
+
+# The 0-point band of each vital in shared/clinical-rubric.md (NEWS2 2017 Chart 1; ACC/AHA diastolic;
+# ADA glucose), inclusive, on the rubric's rounding: shaded in the drill-down as "normal".
+NORMAL_BANDS = {
+    "heart_rate": (51, 90),
+    "systolic_bp": (111, 219),
+    "diastolic_bp": (50, 89),
+    "spo2": (96, 100),
+    "temperature": (36.1, 38.0),
+    "glucose": (70, 180),
+    "respiratory_rate": (12, 20),
+}
+UNITS = {
+    "heart_rate": "/min", "systolic_bp": "mmHg", "diastolic_bp": "mmHg", "spo2": "%",
+    "temperature": "°C", "glucose": "mg/dL", "respiratory_rate": "/min",
+}
 
 # patient_latest: one row per patient, kept current by each ETL micro-batch, so this never scans history.
 LATEST_SQL = f"""
@@ -27,38 +62,95 @@ WHERE event_time > now() - INTERVAL '{WINDOW_MINUTES} minutes'
 ORDER BY patient_id
 """
 
+# Seconds since the newest reading, whatever its age (the ward view above hides stale patients).
+FRESHNESS_SQL = "SELECT max(event_time) AS newest FROM patient_latest"
+
+# risk_alerts: one row when a patient's risk rises to High (not one per High reading).
 ALERTS_SQL = f"""
-SELECT event_time, patient_id, {", ".join(VITALS)}, news2_score
-FROM vitals_clean
-WHERE risk = 'High' AND event_time > now() - INTERVAL '5 minutes'
+SELECT event_time, patient_id, previous_risk, news2_score, probability_high
+FROM risk_alerts
+WHERE event_time > now() - INTERVAL '{WINDOW_MINUTES} minutes'
 ORDER BY event_time DESC
 LIMIT 50
 """
 
+HISTORY_SQL = f"""
+SELECT event_time, {", ".join(VITALS)}, risk, news2_score
+FROM vitals_clean
+WHERE patient_id = ? AND event_time > now() - INTERVAL '{HISTORY_MINUTES} minutes'
+ORDER BY event_time DESC
+LIMIT {HISTORY_ROWS}
+"""
 
-def server_url() -> str:
-    return os.environ.get("VITALFLOW_FLIGHT_SQL", "grpc://127.0.0.1:50060")
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the server is and how to sign in."""
+
+    url: str = DEFAULT_URL
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+
+    def db_kwargs(self) -> dict[str, str]:
+        if self.token:
+            from adbc_driver_flightsql import DatabaseOptions
+
+            return {DatabaseOptions.AUTHORIZATION_HEADER.value: f"Bearer {self.token}"}
+        if self.user:
+            return {"username": self.user, "password": self.password or ""}
+        return {}
+
+
+def load_settings(env: Mapping[str, str], file: Mapping[str, object]) -> Settings:
+    """The environment wins over the secrets file's [vitalflow] table; empty values count as unset."""
+
+    def get(env_name: str, key: str) -> str | None:
+        value = env.get(env_name) or file.get(key)
+        return str(value) if value else None
+
+    return Settings(
+        url=get("VITALFLOW_FLIGHT_SQL", "flight_sql") or DEFAULT_URL,
+        token=get("VITALFLOW_TOKEN", "token"),
+        user=get("VITALFLOW_USER", "user"),
+        password=get("VITALFLOW_PASSWORD", "password"),
+    )
+
+
+def settings() -> Settings:
+    file: Mapping[str, object] = {}
+    if st.secrets.load_if_toml_exists():
+        file = st.secrets.get("vitalflow", {})
+    return load_settings(os.environ, file)
+
+
+def explain(error: BaseException, url: str) -> str:
+    """One sentence a ward user can act on; never a stack trace."""
+    text = str(error)
+    lower = text.lower()
+    if "unauthenticated" in lower or "unauthorized" in lower:
+        return (f"vitalflow at {url} refused the sign-in: check VITALFLOW_TOKEN, or VITALFLOW_USER and "
+                "VITALFLOW_PASSWORD.")
+    if "permission" in lower:
+        return f"vitalflow at {url} refused a query to this account (permission denied): ask for the reader role."
+    if any(s in lower for s in ("unavailable", "connection refused", "failed to connect", "deadline", "no route", "dns")):
+        return f"vitalflow is not answering at {url} (is it running? is VITALFLOW_FLIGHT_SQL right?)."
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
+    return f"A query to vitalflow at {url} failed: {type(error).__name__}: {first_line[:200]}."
 
 
 @st.cache_resource(show_spinner=False)
-def connection():
+def connection(server: Settings):
     import adbc_driver_flightsql.dbapi as flightsql
-    from adbc_driver_flightsql import DatabaseOptions
 
-    db_kwargs = {}
-    if os.environ.get("VITALFLOW_TOKEN"):
-        db_kwargs[DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {os.environ['VITALFLOW_TOKEN']}"
-    elif os.environ.get("VITALFLOW_USER"):
-        db_kwargs["username"] = os.environ["VITALFLOW_USER"]
-        db_kwargs["password"] = os.environ.get("VITALFLOW_PASSWORD", "")
-    return flightsql.connect(server_url(), db_kwargs=db_kwargs, autocommit=True)
+    return flightsql.connect(server.url, db_kwargs=server.db_kwargs(), autocommit=True)
 
 
-def query(sql: str) -> pd.DataFrame:
+def query(server: Settings, sql: str, parameters: tuple | None = None) -> pd.DataFrame:
     try:
-        cur = connection().cursor()
+        cur = connection(server).cursor()
         try:
-            cur.execute(sql)
+            cur.execute(sql, parameters)
             return cur.fetch_arrow_table().to_pandas()
         finally:
             cur.close()
@@ -68,60 +160,188 @@ def query(sql: str) -> pd.DataFrame:
         raise
 
 
-def render() -> None:
-    try:
-        latest = query(LATEST_SQL)
-        alerts = query(ALERTS_SQL)
-    except Exception as error:  # the page explains and retries; it never shows a stack trace
-        st.warning(
-            f"Cannot read from vitalflow at {server_url()} right now ({type(error).__name__}: "
-            f"{str(error).splitlines()[0][:200] if str(error) else 'no detail'}). Retrying every {REFRESH_SECONDS} s."
+def seconds_since(newest: object, now: datetime) -> float | None:
+    """Age of the newest reading in seconds (None when there is none); times without a zone are UTC."""
+    if newest is None or pd.isna(newest):
+        return None
+    stamp = pd.Timestamp(newest)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return max((now - stamp.to_pydatetime()).total_seconds(), 0.0)
+
+
+def risk_changes(history: pd.DataFrame) -> pd.DataFrame:
+    """Rows (oldest first) where the risk differs from the previous scored reading: event_time, previous_risk, risk."""
+    scored = history.dropna(subset=["risk"]).sort_values("event_time")
+    previous = scored["risk"].shift()
+    changed = scored[previous.notna() & (scored["risk"] != previous)]
+    return pd.DataFrame({
+        "event_time": changed["event_time"],
+        "previous_risk": previous[changed.index],
+        "risk": changed["risk"],
+    }).reset_index(drop=True)
+
+
+def risk_colour(risk: object) -> str:
+    return RISK_COLOURS.get(risk, UNSCORED_COLOUR) if isinstance(risk, str) else UNSCORED_COLOUR
+
+
+def by_urgency(latest: pd.DataFrame) -> pd.DataFrame:
+    """High first, then Medium, Low, unscored; higher NEWS2 first within a level."""
+    order = latest["risk"].map(RISK_ORDER).fillna(len(RISK_ORDER))
+    news2 = latest["news2_score"].fillna(-1)
+    return latest.assign(_o=order, _n=-news2).sort_values(["_o", "_n", "patient_id"]).drop(columns=["_o", "_n"])
+
+
+def _number(value: object, digits: int = 0) -> str:
+    return "–" if value is None or pd.isna(value) else f"{float(value):.{digits}f}"
+
+
+def tile_html(row: Mapping[str, object]) -> str:
+    """One patient's ward tile: coloured by risk, with NEWS2 and the key vitals."""
+    risk = row["risk"] if isinstance(row["risk"], str) else "Unscored"
+    pid = html.escape(str(row["patient_id"]))
+    return (
+        f'<div class="vf-tile" data-patient="{pid}" data-risk="{html.escape(risk)}" '
+        f'style="background:{risk_colour(row["risk"])};color:white;border-radius:8px;padding:8px 10px;'
+        f'min-width:130px;flex:0 0 auto;font-family:sans-serif">'
+        f'<div style="font-weight:700;font-size:1.1em">{pid}</div>'
+        f'<div>{html.escape(risk)} · NEWS2 {_number(row["news2_score"])}</div>'
+        f'<div style="font-size:0.85em">HR {_number(row["heart_rate"])} · SpO₂ {_number(row["spo2"])} · '
+        f'BP {_number(row["systolic_bp"])}/{_number(row["diastolic_bp"])}</div></div>'
+    )
+
+
+def ward_html(latest: pd.DataFrame) -> str:
+    tiles = "".join(tile_html(row) for row in by_urgency(latest).to_dict("records"))
+    return f'<div class="vf-ward" style="display:flex;flex-wrap:wrap;gap:8px">{tiles}</div>'
+
+
+def alerts_html(alerts: pd.DataFrame, latest: pd.DataFrame, now: datetime) -> str:
+    """The high-risk alert list: one line per patient (its newest rise; a patient flapping between Medium
+    and High would fill the list), newest first, with the number of rises and the patient's risk now."""
+    current = dict(zip(latest["patient_id"], latest["risk"]))
+    rises = alerts["patient_id"].value_counts()
+    newest = alerts.sort_values("event_time", ascending=False).drop_duplicates("patient_id")
+    items = []
+    for row in newest.to_dict("records"):
+        pid = html.escape(str(row["patient_id"]))
+        was = row["previous_risk"] if isinstance(row["previous_risk"], str) else "no earlier reading"
+        age = seconds_since(row["event_time"], now)
+        now_risk = current.get(row["patient_id"])
+        now_text = f" · now {html.escape(now_risk)}" if isinstance(now_risk, str) else ""
+        count = int(rises[row["patient_id"]])
+        count_text = f" · {count} rises in {WINDOW_MINUTES} min" if count > 1 else ""
+        items.append(
+            f'<li class="vf-alert" data-patient="{pid}" style="margin:4px 0;padding:6px 8px;'
+            f'border-left:6px solid {RISK_COLOURS["High"]};background:#fff4f4;list-style:none;font-family:sans-serif">'
+            f"<b>{pid}</b> rose to High from {html.escape(was)}, {_number(age)} s ago · NEWS2 "
+            f"{_number(row['news2_score'])} · P(High) {_number(row['probability_high'], 2)}{now_text}{count_text}</li>"
         )
+    return f'<ul class="vf-alerts" style="padding:0;margin:0">{"".join(items)}</ul>'
+
+
+def risk_pie(latest: pd.DataFrame) -> go.Figure:
+    counts = latest["risk"].fillna("Unscored").value_counts().rename_axis("risk").reset_index(name="patients")
+    pie = px.pie(counts, names="risk", values="patients", color="risk",
+                 color_discrete_map=dict(RISK_COLOURS, Unscored=UNSCORED_COLOUR), hole=0.35)
+    pie.update_layout(margin=dict(t=10, b=10, l=10, r=10), height=320)
+    return pie
+
+
+def history_figure(history: pd.DataFrame, changes: pd.DataFrame) -> go.Figure:
+    """Each vital over time, its normal band shaded, risk changes as vertical lines in the new level's colour."""
+    titles = [f"{v.replace('_', ' ')} ({UNITS[v]})" for v in VITALS]
+    fig = make_subplots(rows=len(VITALS), cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=0.03)
+    for i, vital in enumerate(VITALS, start=1):
+        fig.add_trace(go.Scatter(x=history["event_time"], y=history[vital], mode="lines+markers", name=vital,
+                                 marker=dict(size=5, color=[risk_colour(r) for r in history["risk"]]),
+                                 line=dict(color="#1f77b4", width=1)), row=i, col=1)
+        # After the trace: plotly leaves shapes out of subplots that are still empty.
+        low, high = NORMAL_BANDS[vital]
+        fig.add_hrect(y0=low, y1=high, row=i, col=1, fillcolor=RISK_COLOURS["Low"], opacity=0.12, line_width=0)
+    for change in changes.to_dict("records"):
+        fig.add_vline(x=change["event_time"], line_color=risk_colour(change["risk"]), line_dash="dot", line_width=2,
+                      row="all", col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=len(VITALS), col=1)
+    fig.update_layout(height=150 * len(VITALS), showlegend=False, margin=dict(t=30, b=10, l=10, r=10))
+    return fig
+
+
+def render_drill_down(server: Settings, latest: pd.DataFrame) -> None:
+    st.subheader("Patient drill-down")
+    patients = by_urgency(latest)["patient_id"].tolist()
+    if st.session_state.get("patient") not in patients:
+        st.session_state["patient"] = patients[0]
+    patient = st.selectbox("Patient", patients, key="patient")
+    history = query(server, HISTORY_SQL, (patient,)).sort_values("event_time")
+    if history.empty:
+        st.info(f"No readings of {patient} in the last {HISTORY_MINUTES} minutes.")
+        return
+    changes = risk_changes(history)
+    st.caption(f"{len(history)} reading{'s' if len(history) != 1 else ''} of the last {HISTORY_MINUTES} minutes. Shaded: the rubric's normal band "
+               "(0 points). Dotted lines: risk changes, in the new level's colour.")
+    st.plotly_chart(history_figure(history, changes), width="stretch")
+    if changes.empty:
+        st.caption("No risk change in this window.")
+    else:
+        st.dataframe(changes, hide_index=True, width="stretch")
+
+
+def render() -> None:
+    server = settings()
+    now = datetime.now(timezone.utc)
+    try:
+        latest = query(server, LATEST_SQL)
+        newest = query(server, FRESHNESS_SQL)["newest"].iloc[0]
+        alerts = query(server, ALERTS_SQL)
+    except Exception as error:  # the page explains and retries; it never shows a stack trace
+        st.warning(f"{explain(error, server.url)} Retrying every {REFRESH_SECONDS} s.")
         return
 
+    age = seconds_since(newest, now)
+    if age is None:
+        st.info("No readings yet. Waiting for data…")
+        return
+    if age > STALE_SECONDS:
+        st.warning(f"No new reading for {age:.0f} s: is the feed (Kafka, ingest, ETL) running?")
     if latest.empty:
-        st.info(f"No readings in the last {WINDOW_MINUTES} minutes yet. Waiting for data…")
+        st.info(f"No readings in the last {WINDOW_MINUTES} minutes. Waiting for data…")
         return
 
-    newest = pd.Timestamp(latest["event_time"].max())
-    if newest.tzinfo is None:
-        newest = newest.tz_localize("UTC")
-    age = (datetime.now(timezone.utc) - newest.to_pydatetime()).total_seconds()
-    high = int((latest["risk"] == "High").sum())
     c1, c2, c3 = st.columns(3)
     c1.metric("Patients", len(latest))
-    c2.metric("High risk now", high)
-    c3.metric("Newest reading", f"{max(age, 0):.0f} s ago")
+    c2.metric("High risk now", int((latest["risk"] == "High").sum()))
+    c3.metric("Newest reading", f"{age:.0f} s ago")
+
+    st.subheader("Ward overview")
+    st.html(ward_html(latest))
 
     left, right = st.columns([1, 2])
     with left:
         st.subheader("Risk distribution")
-        counts = latest["risk"].fillna("Unscored").value_counts().rename_axis("risk").reset_index(name="patients")
-        pie = px.pie(counts, names="risk", values="patients", color="risk",
-                     color_discrete_map=dict(RISK_COLOURS, Unscored="#7f7f7f"), hole=0.35)
-        pie.update_layout(margin=dict(t=10, b=10, l=10, r=10), height=320)
-        st.plotly_chart(pie, width="stretch")
+        st.plotly_chart(risk_pie(latest), width="stretch")
     with right:
-        st.subheader("High-risk alerts (last 5 minutes)")
+        st.subheader(f"High-risk alerts (last {WINDOW_MINUTES} minutes)")
         if alerts.empty:
-            st.success("No high-risk readings in the last 5 minutes.")
+            st.success(f"No patient rose to High in the last {WINDOW_MINUTES} minutes.")
         else:
-            st.dataframe(alerts, hide_index=True, width="stretch", height=320)
+            st.html(alerts_html(alerts, latest, now))
 
     st.subheader("Latest vitals per patient")
     st.dataframe(
         latest.style.apply(
-            lambda row: [f"color: {RISK_COLOURS.get(row['risk'], 'inherit')}" if c == "risk" else "" for c in row.index],
+            lambda row: [f"color: {risk_colour(row['risk'])}" if c == "risk" else "" for c in row.index],
             axis=1,
-        ),
+        ).format({**{v: "{:.0f}" for v in VITALS}, "temperature": "{:.1f}", "news2_score": "{:.0f}"}, na_rep="–"),
         hide_index=True,
         width="stretch",
     )
 
-
-st.set_page_config(page_title="vitalflow ward", page_icon="🩺", layout="wide")
-st.title("vitalflow: patient vitals and risk")
-st.caption(f"Live from {server_url()} over Arrow Flight SQL, refreshing every {REFRESH_SECONDS} s.")
+    try:
+        render_drill_down(server, latest)
+    except Exception as error:
+        st.warning(f"{explain(error, server.url)} Retrying every {REFRESH_SECONDS} s.")
 
 
 @st.fragment(run_every=REFRESH_SECONDS)
@@ -129,4 +349,13 @@ def live() -> None:
     render()
 
 
-live()
+def main() -> None:
+    st.set_page_config(page_title="vitalflow ward", page_icon="🩺", layout="wide")
+    st.title("vitalflow: patient vitals and risk")
+    st.caption(f"Live from {settings().url} over Arrow Flight SQL, refreshing every {REFRESH_SECONDS} s.")
+    live()
+
+
+# Streamlit runs the page as __main__; tests import the functions above without rendering.
+if __name__ == "__main__":
+    main()

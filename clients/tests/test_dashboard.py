@@ -1,0 +1,342 @@
+"""The Streamlit dashboard (clients/streamlit/app.py) against a live vitalflow: its logic through
+Streamlit's AppTest, and the running page in headless Chromium (Debian's chromium and chromium-driver)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from conftest import FLIGHT_SQL_TOKEN, Cluster, _required_env, flight_sql_connect
+from streamlit.testing.v1 import AppTest
+
+import rubric
+
+APP = Path(__file__).resolve().parents[1] / "streamlit" / "app.py"
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,2400"]
+
+NORMAL = {"heart_rate": 72, "systolic_bp": 122, "diastolic_bp": 78, "spo2": 98, "temperature": 36.8, "glucose": 100,
+          "respiratory_rate": 16, "on_oxygen": False, "consciousness": "A"}
+CRITICAL = {"heart_rate": 150, "systolic_bp": 80, "diastolic_bp": 45, "spo2": 85, "temperature": 39.6, "glucose": 420,
+            "respiratory_rate": 30, "on_oxygen": True, "consciousness": "V"}
+# P901 stays well, P902 arrives critical, P903 deteriorates from well to critical.
+READINGS = [(40, "P901", NORMAL), (20, "P901", NORMAL), (20, "P902", CRITICAL), (40, "P903", NORMAL), (20, "P903", CRITICAL)]
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("vitalflow_dashboard", APP)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+app = load_app()
+
+
+@pytest.fixture(autouse=True)
+def keep_main_module():
+    """AppTest installs the page as sys.modules["__main__"]: put the real one back for the suites after."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
+
+def plotly_array(value) -> list:
+    """A data array of a figure's JSON: a list, or (plotly 6+) numbers as base64 with a dtype."""
+    if isinstance(value, dict) and "bdata" in value:
+        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"]).tolist()
+    return list(value)
+
+
+# --- logic without a server ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("vital", app.VITALS)
+def test_normal_bands_are_the_rubrics_zero_point_bands(vital):
+    low, high = app.NORMAL_BANDS[vital]
+    step = 0.1 if vital == "temperature" else 1
+    assert rubric.points(vital, low) == 0 and rubric.points(vital, high) == 0
+    assert rubric.points(vital, round(low - step, 1)) > 0
+    if vital != "spo2":  # SpO2 has no band above 100 %
+        assert rubric.points(vital, round(high + step, 1)) > 0
+
+
+def test_risk_changes_are_the_readings_where_the_level_moves():
+    t = pd.Timestamp("2026-11-24T10:00:00Z")
+    history = pd.DataFrame({
+        "event_time": [t + pd.Timedelta(seconds=s) for s in (0, 5, 10, 15, 20, 25)],
+        "risk": ["Low", "Low", None, "High", "High", "Medium"],
+    }).sample(frac=1, random_state=1)  # the function orders by time itself
+    changes = app.risk_changes(history)
+    assert changes.to_dict("records") == [
+        {"event_time": t + pd.Timedelta(seconds=15), "previous_risk": "Low", "risk": "High"},
+        {"event_time": t + pd.Timedelta(seconds=25), "previous_risk": "High", "risk": "Medium"},
+    ]
+
+
+def test_alert_list_has_one_line_per_patient_with_its_newest_rise():
+    now = datetime(2026, 11, 24, 10, 0, 30, tzinfo=timezone.utc)
+    t = pd.Timestamp("2026-11-24T10:00:00Z")
+    alerts = pd.DataFrame({
+        "event_time": [t + pd.Timedelta(seconds=s) for s in (20, 10, 0)],
+        "patient_id": ["P008", "P002", "P008"],
+        "previous_risk": ["Medium", "Low", None],
+        "news2_score": [4, None, 3],
+        "probability_high": [0.96, 0.7, 0.9],
+    })
+    latest = pd.DataFrame({"patient_id": ["P002", "P008"], "risk": ["Medium", "High"]})
+    items = app.alerts_html(alerts, latest, now).split("<li ")[1:]
+    assert len(items) == 2
+    assert "<b>P008</b> rose to High from Medium, 10 s ago · NEWS2 4 · P(High) 0.96 · now High · 2 rises in 15 min</li>" in items[0]
+    assert "<b>P002</b> rose to High from Low, 20 s ago · NEWS2 – · P(High) 0.70 · now Medium</li>" in items[1]
+
+
+def test_settings_come_from_the_environment_before_the_secrets_file():
+    file = {"flight_sql": "grpc+tls://ward:50060", "user": "grafana", "password": "from-file"}
+    assert app.load_settings({}, {}) == app.Settings(url="grpc://127.0.0.1:50060")
+    assert app.load_settings({}, file) == app.Settings(url="grpc+tls://ward:50060", user="grafana", password="from-file")
+    env = {"VITALFLOW_FLIGHT_SQL": "grpc://10.0.0.5:1", "VITALFLOW_TOKEN": "t0k", "VITALFLOW_USER": ""}
+    assert app.load_settings(env, file) == app.Settings(url="grpc://10.0.0.5:1", token="t0k", user="grafana", password="from-file")
+    assert app.Settings(token="t0k", user="grafana").db_kwargs() == {"adbc.flight.sql.authorization_header": "Bearer t0k"}
+
+
+def free_port() -> int:
+    """A port nothing listens on (closed again at once)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_server_down_says_so_in_words_and_no_stack_trace(monkeypatch):
+    url = f"grpc://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL", url)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    warnings = [w.value for w in at.warning]
+    assert len(warnings) == 1, warnings
+    assert f"vitalflow is not answering at {url}" in warnings[0] and "Retrying every 5 s" in warnings[0], warnings
+
+
+# --- against a live server ---------------------------------------------------------------------------
+
+def produce_readings(kafka: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": kafka})
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
+    now = datetime.now(timezone.utc)
+    for seconds_ago, patient, vitals in READINGS:
+        stamp = (now - timedelta(seconds=seconds_ago)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        producer.produce(topic, key=patient.encode(), value=json.dumps(dict(vitals, patient_id=patient, timestamp=stamp)).encode())
+    assert producer.flush(30) == 0, "readings were not all delivered"
+
+
+def rows(conn, sql: str) -> list[dict]:
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table().to_pylist()
+
+
+@pytest.fixture(scope="module")
+def ward(tmp_path_factory):
+    """A cluster (authentication on) that has scored READINGS; yields (Flight SQL address, {patient: [risks oldest first]})."""
+    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path_factory.mktemp("ward"))
+    try:
+        produce_readings(cluster.kafka, cluster.topic)
+        addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
+        port = addrs["scheduler"].rsplit(":", 1)[1]
+        cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+        cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
+        with flight_sql_connect(addrs["flight_sql"]) as conn:
+            deadline = time.monotonic() + 180
+            while len(rows(conn, "SELECT 1 FROM vitals_clean")) != len(READINGS):
+                assert time.monotonic() < deadline, cluster.logs()
+                time.sleep(0.5)
+            risks: dict[str, list[str]] = {}
+            for row in rows(conn, "SELECT patient_id, risk FROM vitals_clean ORDER BY event_time"):
+                risks.setdefault(row["patient_id"], []).append(row["risk"])
+            # What the page must show rests on these labels of the model: check them, so that a failure says which.
+            assert risks == {"P901": ["Low", "Low"], "P902": ["High"], "P903": ["Low", "High"]}, risks
+            # One alert per rise to High: P902 (no earlier reading) and P903 (from Low).
+            deadline = time.monotonic() + 60
+            while len(rows(conn, "SELECT 1 FROM risk_alerts")) != 2:
+                assert time.monotonic() < deadline, rows(conn, "SELECT * FROM risk_alerts")
+                time.sleep(0.5)
+        yield addrs["flight_sql"], risks
+    except BaseException:
+        print(cluster.logs())
+        raise
+    finally:
+        cluster.stop_all()
+
+
+def token_env(monkeypatch, addr: str, token: str = FLIGHT_SQL_TOKEN[1]) -> None:
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL", f"grpc://{addr}")
+    monkeypatch.setenv("VITALFLOW_TOKEN", token)
+    for name in ("VITALFLOW_USER", "VITALFLOW_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
+    addr, risks = ward
+    token_env(monkeypatch, addr)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Patients"] == "3" and metrics["High risk now"] == "2", metrics
+    age = float(metrics["Newest reading"].removesuffix(" s ago"))
+    assert 15 <= age < 600, metrics  # the newest reading was stamped 20 s before it was produced
+    # The only warning the page may show is the stale-feed one, when (a slow debug cluster) took over a minute.
+    warnings = [w.value for w in at.warning]
+    if warnings:
+        assert warnings == [f"No new reading for {age:.0f} s: is the feed (Kafka, ingest, ETL) running?"] and age >= app.STALE_SECONDS
+    else:
+        assert age <= app.STALE_SECONDS + 1, metrics
+
+    html = [h.proto.body for h in at.get("html")]
+    ward_tiles, alert_list = html[0], html[1]
+    for patient, levels in risks.items():
+        assert f'data-patient="{patient}" data-risk="{levels[-1]}"' in ward_tiles, ward_tiles
+    # High first on the ward.
+    assert ward_tiles.index('data-patient="P901"') > max(ward_tiles.index('data-patient="P902"'), ward_tiles.index('data-patient="P903"'))
+    assert alert_list.count('class="vf-alert"') == 2, alert_list
+    assert "<b>P903</b> rose to High from Low" in alert_list and "<b>P902</b> rose to High from no earlier reading" in alert_list
+
+    assert len(at.get("plotly_chart")) == 2  # the risk pie and the drill-down
+    pie = json.loads(at.get("plotly_chart")[0].proto.spec)["data"]
+    assert {label: value for t in pie for label, value in zip(plotly_array(t["labels"]), plotly_array(t["values"]))} == {"High": 2, "Low": 1}, pie
+
+    # The drill-down opens on the most urgent patient; P903's history shows its one risk change.
+    assert at.selectbox(key="patient").value in ("P902", "P903")
+    at.selectbox(key="patient").set_value("P903").run()
+    assert not at.exception, [e.value for e in at.exception]
+    history = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert [len(plotly_array(t["x"])) for t in history["data"]] == [2] * len(app.VITALS)
+    assert len([s for s in history["layout"]["shapes"] if s["type"] == "rect"]) == len(app.VITALS)
+    assert len([s for s in history["layout"]["shapes"] if s["type"] == "line"]) == len(app.VITALS)  # one change, every row
+    changes = at.dataframe[-1].value
+    assert changes[["previous_risk", "risk"]].to_dict("records") == [{"previous_risk": "Low", "risk": "High"}]
+
+
+def test_credentials_from_the_secrets_file_and_a_refused_sign_in_in_words(ward, monkeypatch):
+    addr, _ = ward
+    for name in ("VITALFLOW_FLIGHT_SQL", "VITALFLOW_TOKEN", "VITALFLOW_USER", "VITALFLOW_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    at = AppTest.from_file(str(APP), default_timeout=60)
+    at.secrets["vitalflow"] = {"flight_sql": f"grpc://{addr}", "user": "grafana", "password": "vitals-test-pw"}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert all(w.value.startswith("No new reading for") for w in at.warning), [w.value for w in at.warning]
+    assert {m.label: m.value for m in at.metric}["Patients"] == "3"
+
+    token_env(monkeypatch, addr, token="not-the-token")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.value for w in at.warning] == [
+        f"vitalflow at grpc://{addr} refused the sign-in: check VITALFLOW_TOKEN, or VITALFLOW_USER and "
+        "VITALFLOW_PASSWORD. Retrying every 5 s."
+    ]
+
+
+# --- the running page in headless Chromium -----------------------------------------------------------
+
+@pytest.fixture
+def dashboard(ward, tmp_path):
+    """`streamlit run app.py` on a free port, reading the ward with the service-account token; yields its URL."""
+    addr, _ = ward
+    port = free_port()
+    log = tmp_path / "streamlit.log"
+    env = dict(os.environ, VITALFLOW_FLIGHT_SQL=f"grpc://{addr}", VITALFLOW_TOKEN=FLIGHT_SQL_TOKEN[1],
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
+            "--server.port", str(port), "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, f"streamlit exited ({proc.returncode}):\n{log.read_text()}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as health:
+                    if health.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, f"streamlit not healthy within 60 s:\n{log.read_text()}"
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard, ward, tmp_path):
+    from selenium import webdriver
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for path in (CHROMIUM, CHROMEDRIVER):
+        assert Path(path).exists(), f"{path} is missing: install the Debian packages chromium and chromium-driver (.ci/run does)"
+    _, risks = ward
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")), options=options)
+    screenshot = tmp_path / "dashboard.png"
+    try:
+        driver.get(dashboard)
+        css = lambda selector: driver.find_elements(By.CSS_SELECTOR, selector)  # noqa: E731
+        wanted = {
+            "the risk pie's slices": '[data-testid="stPlotlyChart"] g.slice',
+            "the alert list": "li.vf-alert",
+            "the patient tiles": "div.vf-tile",
+        }
+        try:
+            WebDriverWait(driver, 90, poll_frequency=0.5).until(lambda _: all(css(s) for s in wanted.values()))
+        except TimeoutException:
+            driver.save_screenshot(str(screenshot))
+            missing = [name for name, s in wanted.items() if not css(s)]
+            pytest.fail(f"not on the page after 90 s: {missing} (screenshot {screenshot}):\n{driver.find_element(By.TAG_NAME, 'body').text[:3000]}")
+
+        pie = css('[data-testid="stPlotlyChart"]')[0]
+        assert len(pie.find_elements(By.CSS_SELECTOR, "g.slice")) == 2  # High and Low
+        tiles = {t.get_attribute("data-patient"): t for t in css("div.vf-tile")}
+        assert set(tiles) == set(risks)
+        for patient, levels in risks.items():
+            assert tiles[patient].get_attribute("data-risk") == levels[-1]
+            assert f"{levels[-1]} · NEWS2" in tiles[patient].text
+        alerts = [a.text for a in css("li.vf-alert")]
+        assert len(alerts) == 2 and any(a.startswith("P903 rose to High from Low") for a in alerts), alerts
+        assert not css('[data-testid="stException"]'), "the page shows an exception"
+        assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+        driver.save_screenshot(str(screenshot))
+        print(f"dashboard screenshot: {screenshot}")
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
