@@ -1,8 +1,9 @@
-"""python -m vitalflow_export MODEL.pkl OUT.json [--features a,b,...] [--version V]"""
+"""vitalflow-export-sklearn (or python -m vitalflow_export) MODEL.pkl OUT.json [--features a,b,...] [--version V]"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 
@@ -10,7 +11,9 @@ from . import FEATURES, export_forest
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vitalflow_export", description="Export a scikit-learn RandomForestClassifier to a vitalflow model file.")
+    # Named as it was started: the console script vitalflow-export-sklearn or python -m vitalflow_export.
+    prog = os.path.basename(sys.argv[0])
+    parser = argparse.ArgumentParser(prog="python -m vitalflow_export" if prog == "__main__.py" else prog, description="Export a scikit-learn RandomForestClassifier to a vitalflow model file.")
     parser.add_argument("model", help="pickled, fitted RandomForestClassifier (pickle or joblib)")
     parser.add_argument("out", help="where to write the vitalflow model file (JSON)")
     parser.add_argument("--features", help=f"comma-separated input names in training order (default: the model's, else {','.join(FEATURES)})")
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = export_forest(model, args.out, features=features, version=args.version)
     except (TypeError, ValueError) as e:
-        print(f"vitalflow_export: {args.model}: {e}", file=sys.stderr)
+        print(f"{parser.prog}: {args.model}: {e}", file=sys.stderr)
         return 2
     print(f"wrote {args.out}: {len(doc['trees'])} trees, version {doc['version']}, features {','.join(doc['features'])}")
     return 0
