@@ -53,7 +53,8 @@ def connect(
     url: `grpc://host:port` (or `host:port`), `grpc+tls://host:port` for TLS; default
     $VITALFLOW_FLIGHT_SQL_URL, else grpc://127.0.0.1:50060.
     Sign in with `user` and `password` (a user of flight_sql.auth.users) or with a static `token`
-    (flight_sql.auth.tokens); unset, they come from $VITALFLOW_USER / $VITALFLOW_PASSWORD or $VITALFLOW_TOKEN.
+    (flight_sql.auth.tokens); unset, they come from $VITALFLOW_USER / $VITALFLOW_PASSWORD or $VITALFLOW_TOKEN,
+    and with none of them the connection is anonymous (`vitalflow up` turns authentication off).
     tls_root_certs: PEM (text, bytes or a file path) of the CA that signed the server's certificate.
     db_kwargs: further ADBC Flight SQL options.
     """
@@ -64,16 +65,12 @@ def connect(
         raise ValueError("vitalflow.connect: give either user and password, or token, not both")
     if (user is None) != (password is None):
         raise ValueError("vitalflow.connect: user and password go together")
-    if not token and user is None:
-        raise ValueError(
-            "vitalflow.connect: no credentials: pass user= and password= (or token=), or set VITALFLOW_USER and "
-            "VITALFLOW_PASSWORD (or VITALFLOW_TOKEN); vitalflow's Flight SQL requires sign-in"
-        )
     options = {}
     if token:
         options[adbc_driver_flightsql.DatabaseOptions.AUTHORIZATION_HEADER.value] = f"Bearer {token}"
-    else:
+    elif user is not None:
         options["username"], options["password"] = user, password
+    # Neither: a server with flight_sql.auth.required = false (`vitalflow up`); any other says "credentials required".
     if tls_root_certs is not None:
         if not url.startswith("grpc+tls://"):
             raise ValueError("vitalflow.connect: tls_root_certs needs a grpc+tls:// URL")

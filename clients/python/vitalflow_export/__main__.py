@@ -10,6 +10,15 @@ import sys
 from . import FEATURES, export_forest
 
 
+def _load(path: str):
+    try:
+        import joblib
+    except ImportError:
+        with open(path, "rb") as f:
+            return pickle.load(f)
+    return joblib.load(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     # Named as it was started: the console script vitalflow-export-sklearn or python -m vitalflow_export.
     prog = os.path.basename(sys.argv[0])
@@ -20,12 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", help="model version stamped on scored rows (default: sklearn-rf- and the trees' hash)")
     args = parser.parse_args(argv)
     try:
-        import joblib
-
-        model = joblib.load(args.model)
-    except ImportError:
-        with open(args.model, "rb") as f:
-            model = pickle.load(f)
+        model = _load(args.model)
+    except Exception as e:  # noqa: BLE001 - whatever the unpickler says, the file is named
+        print(f"{parser.prog}: {args.model}: not a readable pickle or joblib file ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
     features = args.features.split(",") if args.features else None
     try:
         doc = export_forest(model, args.out, features=features, version=args.version)
