@@ -162,7 +162,11 @@ def test_notebook_runs_top_to_bottom(server, tmp_path, monkeypatch):
     monkeypatch.setenv("VITALFLOW_PASSWORD", FLIGHT_SQL_USERS["grafana"][0])
     monkeypatch.setenv("MPLCONFIGDIR", str(tmp_path / "mpl"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    try:
+        nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        # The executed notebook, outputs and charts included, to open when something looks wrong.
+        nbformat.write(nb, tmp_path / NOTEBOOK.name)
 
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
@@ -192,9 +196,18 @@ def test_grafana_datasource_provisioning_signs_in(server):
     path = ROOT / "clients" / "grafana" / "provisioning" / "datasources" / "vitalflow.yaml"
     env = {"VITALFLOW_FLIGHT_SQL_HOST": server, "VITALFLOW_GRAFANA_USER": "grafana",
            "VITALFLOW_GRAFANA_PASSWORD": FLIGHT_SQL_USERS["grafana"][0]}
-    # Grafana expands ${VAR} from its environment in provisioning files.
-    text = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], path.read_text())
-    (source,) = yaml.safe_load(text)["datasources"]
+
+    def expand(value):
+        """Grafana expands ${VAR} in a provisioning file's values from its environment (unset: empty)."""
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        if isinstance(value, str):
+            return re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), value)
+        return value
+
+    (source,) = expand(yaml.safe_load(path.read_text()))["datasources"]
     assert source["type"] == "influxdata-flightsql-datasource"
     data, secure = source["jsonData"], source["secureJsonData"]
     # The keys the plugin's backend reads (pkg/flightsql/flightsql.go `config`), with the types it decodes.
