@@ -20,6 +20,8 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Python venv"
 venv=$(deploy/python-env.sh clients/requirements-test.txt)
+# The `vitalflow` Python package, installed as a user installs it (editable: this checkout's code).
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e clients/python
 
 step "Go and JDBC client tests' dependencies (Go module proxy, Maven Central)"
 # Fetched here, like Kafka; the Flight SQL client suite runs them against a live server.
