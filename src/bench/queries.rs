@@ -20,7 +20,7 @@ use vitalflow_scheduler::session::local_context;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_scheduler::etl::{EtlCheckpoint, save_checkpoint};
 use vitalflow_scheduler::versioned::version_file;
-use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_CLEAN_SCHEMA, table};
+use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
 use crate::cli::BenchQueriesArgs;
 
@@ -33,19 +33,32 @@ const LATEST_FROM_HISTORY: &str = "SELECT patient_id, event_time, heart_rate, sp
 /// The same as vitalflow answers it: `patient_latest`, one row per patient kept by the ETL.
 const LATEST: &str = "SELECT patient_id, event_time, heart_rate, spo2, risk, news2_score FROM patient_latest ORDER BY patient_id";
 
+/// Rises to High of the last 15 minutes as vitalflow answers them: `risk_alerts`, written by the ETL.
+const ALERTS: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM risk_alerts \
+    WHERE event_time > now() - INTERVAL '15 minutes' ORDER BY event_time DESC LIMIT 50";
+
+/// The same from the history: each reading's previous risk by a window over all of it (a rise at the
+/// window's start needs the reading before), then the rises.
+const ALERTS_FROM_HISTORY: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM (\
+    SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk FROM vitals_clean) h \
+    WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') AND event_time > now() - INTERVAL '15 minutes' \
+    ORDER BY event_time DESC LIMIT 50";
+
 /// The dashboard's queries (clients/streamlit/app.py), by name: vitalflow's SQL and DuckDB's.
 fn queries() -> Vec<(&'static str, String, String)> {
     let both = |sql: &str| (sql.to_string(), sql.to_string());
     let distribution = |latest: &str| format!("SELECT risk, count(*) AS patients FROM ({latest}) l GROUP BY risk ORDER BY risk");
-    let alerts = both(
-        "SELECT event_time, patient_id, heart_rate, spo2, news2_score FROM vitals_clean \
-         WHERE risk = 'High' AND event_time > now() - INTERVAL '5 minutes' ORDER BY event_time DESC LIMIT 50",
+    let history = both(
+        "SELECT event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, risk, news2_score \
+         FROM vitals_clean WHERE patient_id = 'P00017' AND event_time > now() - INTERVAL '60 minutes' ORDER BY event_time DESC LIMIT 2000",
     );
-    let freshness = both("SELECT max(event_time) AS newest FROM vitals_clean");
+    // The dashboard reads freshness from patient_latest; an engine without it takes the history's newest.
+    let freshness = ("SELECT max(event_time) AS newest FROM patient_latest".to_string(), "SELECT max(event_time) AS newest FROM vitals_clean".to_string());
     vec![
         ("latest per patient", LATEST.to_string(), LATEST_FROM_HISTORY.to_string()),
         ("risk distribution", distribution(LATEST), distribution(LATEST_FROM_HISTORY)),
-        ("high-risk alerts, last 5 min", alerts.0, alerts.1),
+        ("alerts (rises to High), 15 min", ALERTS.to_string(), ALERTS_FROM_HISTORY.to_string()),
+        ("one patient's last hour", history.0, history.1),
         ("freshness", freshness.0, freshness.1),
     ]
 }
@@ -87,7 +100,7 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
 
     let forest = Arc::new(RiskForest::bundled()?);
     let ctx = local_context(&location, &forest)?;
-    write_patient_latest(&ctx, &location).await?;
+    write_etl_tables(&ctx, &location).await?;
     let mut ours = Vec::new();
     for (name, sql, _) in queries() {
         let mut times = Vec::new();
@@ -126,9 +139,9 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `patient_latest` as the ETL would have left it after the generated history: the latest reading of
-/// each patient, as one committed version.
-async fn write_patient_latest(ctx: &datafusion::prelude::SessionContext, location: &DataLocation) -> anyhow::Result<()> {
+/// `patient_latest` and `risk_alerts` as the ETL would have left them after the generated history: the
+/// latest reading of each patient (one committed version) and every rise to High.
+async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &DataLocation) -> anyhow::Result<()> {
     let columns: Vec<String> = PATIENT_LATEST_SCHEMA
         .fields()
         .iter()
@@ -153,6 +166,26 @@ async fn write_patient_latest(ctx: &datafusion::prelude::SessionContext, locatio
     }
     let path = location.path(&format!("{}/{}", table::PATIENT_LATEST, version_file(1)));
     write_parquet(location, &path, &batches).await?;
+
+    // risk_alerts: every rise to High in the history, as the ETL's alert rule writes them.
+    let alerts_sql = format!(
+        "SELECT concat(patient_id, '/', CAST(source_offset AS VARCHAR)) AS alert_id, patient_id, event_time, risk, previous_risk, \
+           probability_high, news2_score, rubric_score, model_version, source_topic, source_partition, source_offset, etl_batch_id \
+         FROM (SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk FROM vitals_clean) h \
+         WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') ORDER BY event_time"
+    );
+    let mut alerts = Vec::new();
+    for batch in ctx.sql(&alerts_sql).await?.collect().await? {
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(RISK_ALERTS_SCHEMA.fields())
+            .map(|(c, f)| cast(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
+        alerts.push(RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns)?);
+    }
+    let path = location.path(&format!("{}/batch-{:012}.parquet", table::RISK_ALERTS, 1));
+    write_parquet(location, &path, &alerts).await?;
     save_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
     Ok(())
 }
