@@ -1,0 +1,125 @@
+//! The executor's probe endpoints, for Kubernetes and load balancers (Ballista's executor has none):
+//! `/healthz` answers 200 while its Flight and gRPC servers accept connections, `/readyz` 200 while
+//! they do and the scheduler is reachable too. Each answer names what it checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{Error, Result};
+
+/// How long a probe waits for one connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the probes connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Targets {
+    /// This executor's Flight server (host as seen from this process).
+    pub flight: (String, u16),
+    /// This executor's gRPC server.
+    pub grpc: (String, u16),
+    /// The scheduler it registers with.
+    pub scheduler: (String, u16),
+}
+
+/// Binds `host:port` (0: a free port) so that the port is known before the executor registers.
+pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener> {
+    TcpListener::bind((host, port)).await.map_err(|source| Error::Port { host: host.into(), source })
+}
+
+/// The bound port of `listener`.
+pub(crate) fn port(listener: &TcpListener, host: &str) -> Result<u16> {
+    listener.local_addr().map(|a: SocketAddr| a.port()).map_err(|source| Error::Port { host: host.into(), source })
+}
+
+/// The probes' server task, stopped when dropped (with the executor, however `serve` ends).
+pub(crate) struct Running(pub tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the probes on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, targets: Targets) {
+    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(targets);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::warn!(error = %error, "Executor health endpoint stopped.");
+    }
+}
+
+async fn reachable((host, port): &(String, u16)) -> bool {
+    matches!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await, Ok(Ok(_)))
+}
+
+/// The checks in order, each `(name, passed)`; the answer is 200 when all pass.
+async fn answer(checks: Vec<(&'static str, bool)>) -> Response {
+    let ok = checks.iter().all(|(_, passed)| *passed);
+    let body = json!({
+        "status": if ok { "ok" } else { "failing" },
+        "checks": checks.iter().map(|(name, passed)| (name.to_string(), json!(passed))).collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn healthz(State(t): State<Targets>) -> Response {
+    answer(vec![("flight", reachable(&t.flight).await), ("grpc", reachable(&t.grpc).await)]).await
+}
+
+async fn readyz(State(t): State<Targets>) -> Response {
+    let (flight, grpc, scheduler) = tokio::join!(reachable(&t.flight), reachable(&t.grpc), reachable(&t.scheduler));
+    answer(vec![("flight", flight), ("grpc", grpc), ("scheduler", scheduler)]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use super::*;
+
+    /// A plain HTTP/1.1 GET (blocking I/O on a blocking thread: no client crate needed).
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+        tokio::task::spawn_blocking(move || {
+            let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+            stream.write_all(request.as_bytes()).expect("write");
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).expect("read");
+            answer
+        })
+        .await
+        .expect("request thread")
+    }
+
+    #[tokio::test]
+    async fn probes_pass_only_while_their_targets_accept_connections() {
+        let open = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let open_port = open.local_addr().expect("addr").port();
+        // A port nothing listens on: bound, read and released.
+        let closed_port = port(&bind("127.0.0.1", 0).await.expect("bind"), "127.0.0.1").expect("port");
+        let local = |p: u16| ("127.0.0.1".to_string(), p);
+        let listener = bind("127.0.0.1", 0).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let targets = Targets { flight: local(open_port), grpc: local(open_port), scheduler: local(closed_port) };
+        let server = tokio::spawn(serve(listener, targets));
+
+        let health = get(addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+        let ready = get(addr, "/readyz").await;
+        assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+        assert!(ready.contains("\"scheduler\":false") && ready.contains("\"flight\":true"), "{ready}");
+        drop(open);
+        let health = get(addr, "/healthz").await;
+        assert!(health.starts_with("HTTP/1.1 503") && health.contains("\"grpc\":false"), "{health}");
+        server.abort();
+    }
+}
