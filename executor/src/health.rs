@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -22,11 +22,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub(crate) struct Targets {
     /// This executor's Flight server (host as seen from this process).
-    pub flight: (String, u16),
+    pub(crate) flight: (String, u16),
     /// This executor's gRPC server.
-    pub grpc: (String, u16),
+    pub(crate) grpc: (String, u16),
     /// The scheduler it registers with.
-    pub scheduler: (String, u16),
+    pub(crate) scheduler: (String, u16),
 }
 
 /// Binds `host:port` (0: a free port) so that the port is known before the executor registers.
@@ -40,7 +40,7 @@ pub(crate) fn port(listener: &TcpListener, host: &str) -> Result<u16> {
 }
 
 /// The probes' server task, stopped when dropped (with the executor, however `serve` ends).
-pub(crate) struct Running(pub tokio::task::JoinHandle<()>);
+pub(crate) struct Running(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for Running {
     fn drop(&mut self) {
