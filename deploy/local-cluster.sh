@@ -18,6 +18,8 @@
 #                          variables override it as usual
 #   KAFKA_BOOTSTRAP        an existing Kafka; unset: deploy/kafka/kafka.sh runs one in the cluster directory
 #   EXECUTORS, INGESTERS   how many executors and ingest processes (default 2 and 2)
+#   PARTITIONS             partitions of the vitals topic when start creates it (default 6): at most this
+#                          many ingest processes share the load
 #   DASHBOARD              1 (default): the Streamlit dashboard, in a venv made by deploy/python-env.sh; 0: none
 #   DASHBOARD_PORT         default 8501; it reads Flight SQL as VITALFLOW_USER / VITALFLOW_PASSWORD or
 #                          VITALFLOW_TOKEN (clients/streamlit/app.py)
@@ -118,6 +120,11 @@ start() {
   scheduler=$(json_field "$run/scheduler.json" scheduler)
   http=$(json_field "$run/scheduler.json" http)
   wait_ready scheduler http_ok "http://$http/healthz"
+
+  # The topic before its consumers, with its partition count (a topic a producer auto-creates later
+  # gets the broker's default): `simulate --count 0` creates it when missing and produces nothing.
+  "${common[@]}" simulate --count 0 --partitions "${PARTITIONS:-6}" >> "$logs/topic.log" 2>&1 \
+    || fail_start "creating the topic failed" topic
 
   local i
   for i in $(seq 1 "${EXECUTORS:-2}"); do

@@ -125,6 +125,8 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
             env.update(example_secret_values(secret["stringData"]))
         for mount in container.get("volumeMounts", []):
             assert mount["name"] in {v["name"] for v in pod["volumes"]}, (name, mount)
+        for init in pod.get("initContainers", []):
+            assert_command_accepted(init["args"], f"deployment {name} init container {init['name']}")
         if name == "dashboard":
             assert env["VITALFLOW_FLIGHT_SQL"] == "grpc://scheduler:50060"
             continue
@@ -159,7 +161,8 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
         line.split("=", 1) for line in (DEPLOY / "secrets.env.example").read_text().splitlines() if line and not line.startswith("#")
     )
     secrets = example_secret_values(secrets)
-    for name in ("scheduler", "executor", "ingest", "simulator"):
+    assert services["ingest"]["depends_on"]["topic"]["condition"] == "service_completed_successfully"
+    for name in ("scheduler", "executor", "ingest", "simulator", "topic"):
         service = services[name]
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert [c["source"] for c in service["configs"]] == ["vitalflow"]
