@@ -103,9 +103,9 @@ start() {
   if [ -f "$run/order" ]; then
     log "a cluster is recorded in $dir (run stop first)"; exit 1
   fi
+  local bin; bin=$(binary)
   mkdir -p "$pids" "$run" "$logs"
   : > "$run/order"
-  local bin; bin=$(binary)
   local kafka=${KAFKA_BOOTSTRAP:-}
   if [ -z "$kafka" ]; then
     touch "$run/own-kafka"   # first, so that stop ends a broker that started but failed to answer
