@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # The Streamlit dashboard (clients/streamlit/app.py) in a small runtime image. Build from the repository root:
 #   docker build -f deploy/dashboard.Dockerfile -t vitalflow-dashboard .
 # The same venv and Streamlit options as deploy/local-cluster.sh (which the test suite runs).

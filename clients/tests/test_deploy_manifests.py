@@ -214,6 +214,21 @@ def test_dockerfiles_are_multi_stage_copy_what_exists_and_run_what_the_local_clu
         assert ("USER", "10001") in runtime, f"{name}: the runtime stage runs as a non-root user"
     build = " ".join(args for op, args in dockerfile("Dockerfile") if op == "RUN")
     assert "cargo build --release --locked -p vitalflow" in build
+
+
+def test_the_runtime_image_installs_every_library_the_binary_links_to():
+    # Debian packages of the shared libraries (the image is Debian like CI's machines); libc6 and
+    # libgcc-s1 are in every Debian base image.
+    package_of = {"libz.so": "zlib1g", "libssl.so": "libssl3", "libcrypto.so": "libssl3", "libgcc_s.so": "libgcc-s1",
+                  "libm.so": "libc6", "libc.so": "libc6", "ld-linux": "libc6", "linux-vdso.so": None}
+    linked = subprocess.run(["ldd", _required_env("VITALFLOW_BIN")], capture_output=True, text=True, check=True).stdout
+    steps = dockerfile("Dockerfile")
+    runtime = steps[[i for i, (op, _) in enumerate(steps) if op == "FROM"][-1]:]
+    installed = {"libc6", "libgcc-s1"} | set(" ".join(args for op, args in runtime if op == "RUN").split())
+    for line in linked.splitlines():
+        library = line.split()[0].rsplit("/", 1)[-1]
+        package = next((p for prefix, p in package_of.items() if library.startswith(prefix)), "unknown")
+        assert package is None or package in installed, f"the binary links {library} ({package}): install it in deploy/Dockerfile's runtime stage"
     # The dashboard image runs Streamlit with the options deploy/local-cluster.sh starts it with (tested live).
     entry = next(args for op, args in dockerfile("dashboard.Dockerfile") if op == "ENTRYPOINT")
     option = re.compile(r"--(?:server|browser|global)\.\w+")
