@@ -215,6 +215,13 @@ def test_dockerfiles_are_multi_stage_copy_what_exists_and_run_what_the_local_clu
     build = " ".join(args for op, args in dockerfile("Dockerfile") if op == "RUN")
     assert "cargo build --release --locked -p vitalflow" in build
 
+    # The dashboard image runs Streamlit with the options deploy/local-cluster.sh starts it with (tested live).
+    entry = next(args for op, args in dockerfile("dashboard.Dockerfile") if op == "ENTRYPOINT")
+    option = re.compile(r"--(?:server|browser|global)\.\w+")
+    local = (DEPLOY / "local-cluster.sh").read_text()
+    assert set(option.findall(entry)) == set(option.findall(local))
+    assert "clients/streamlit/requirements.txt" in local and "clients/streamlit/app.py" in local
+
 
 def test_the_runtime_image_installs_every_library_the_binary_links_to():
     # Debian packages of the shared libraries (the image is Debian like CI's machines); libc6 and
@@ -229,9 +236,3 @@ def test_the_runtime_image_installs_every_library_the_binary_links_to():
         library = line.split()[0].rsplit("/", 1)[-1]
         package = next((p for prefix, p in package_of.items() if library.startswith(prefix)), "unknown")
         assert package is None or package in installed, f"the binary links {library} ({package}): install it in deploy/Dockerfile's runtime stage"
-    # The dashboard image runs Streamlit with the options deploy/local-cluster.sh starts it with (tested live).
-    entry = next(args for op, args in dockerfile("dashboard.Dockerfile") if op == "ENTRYPOINT")
-    option = re.compile(r"--(?:server|browser|global)\.\w+")
-    local = (DEPLOY / "local-cluster.sh").read_text()
-    assert set(option.findall(entry)) == set(option.findall(local))
-    assert "clients/streamlit/requirements.txt" in local and "clients/streamlit/app.py" in local
