@@ -159,6 +159,9 @@ pub struct ExecutorArgs {
     /// gRPC port, 0 for any free port (overrides executor.grpc_port).
     #[arg(long)]
     pub grpc_port: Option<u16>,
+    /// Port of /healthz and /readyz, 0 for any free port (overrides executor.health_port).
+    #[arg(long)]
+    pub health_port: Option<u16>,
     /// Tasks run at once (overrides executor.concurrent_tasks).
     #[arg(long)]
     pub concurrent_tasks: Option<usize>,

@@ -127,6 +127,9 @@ pub async fn executor(mut config: VitalflowConfig, args: ExecutorArgs) -> anyhow
     if let Some(p) = args.grpc_port {
         config.executor.grpc_port = p;
     }
+    if let Some(p) = args.health_port {
+        config.executor.health_port = p;
+    }
     if let Some(n) = args.concurrent_tasks {
         config.executor.concurrent_tasks = n;
     }

@@ -251,6 +251,12 @@ fn set_from_env(value: &mut toml::Value, path: &[String], raw: &str) -> anyhow::
         Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().with_context(|| format!("{raw:?} is not an integer"))?),
         Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().with_context(|| format!("{raw:?} is not a number"))?),
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{raw:?} is not true or false"))?),
+        // Lists (e.g. Flight SQL users from a Kubernetes or compose secret) as a TOML inline array.
+        Some(toml::Value::Array(_)) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(toml::Value::is_array)
+            .with_context(|| format!("not a TOML array such as [{{ name = \"ana\", password_hash = \"...\" }}]: {raw:?}"))?,
         _ => toml::Value::String(raw.to_string()),
     };
     table.insert(last.clone(), typed);
@@ -274,6 +280,16 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(text.contains("token_secret = \"<redacted>\""), "{text}");
         assert!(text.contains("pbkdf2-sha256$1000$"), "{text}");
+    }
+
+    #[test]
+    fn a_list_comes_from_the_environment_as_a_toml_inline_array() {
+        let users = r#"[{ name = "grafana", password_hash = "pbkdf2-sha256$1000$c2FsdA$aGFzaA", role = "reader" }]"#;
+        let config = load(None, [("VITALFLOW__FLIGHT_SQL__AUTH__USERS".to_string(), users.to_string())]).unwrap();
+        assert_eq!(config.flight_sql.auth.users.len(), 1);
+        assert_eq!(config.flight_sql.auth.users[0].name, "grafana");
+        let err = format!("{:#}", load(None, [("VITALFLOW__FLIGHT_SQL__AUTH__USERS".into(), "grafana".into())]).unwrap_err());
+        assert!(err.contains("VITALFLOW__FLIGHT_SQL__AUTH__USERS") && err.contains("not a TOML array"), "{err}");
     }
 
     #[test]

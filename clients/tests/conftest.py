@@ -103,7 +103,7 @@ class Cluster:
         self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
         self.children: list[Child] = []
         self.config = write_test_config(workdir / "vitalflow.toml")
-        # Port 0 for the HTTP API and ingest's /metrics too: several processes (and other suites on the
+        # Port 0 for the HTTP API, ingest's /metrics and the executors' probes too: several processes (and other suites on the
         # same machine) must not fight over 8000 or 9464.
         self.env = dict(
             os.environ,
@@ -111,6 +111,7 @@ class Cluster:
             RUST_BACKTRACE="1",
             VITALFLOW__HTTP__PORT="0",
             VITALFLOW__INGEST__METRICS_PORT="0",
+            VITALFLOW__EXECUTOR__HEALTH_PORT="0",
         )
 
     def base_args(self, data: Path | None = None) -> list[str]:

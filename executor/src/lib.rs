@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::udf::register_all;
 
+mod health;
+
 /// Errors of the executor crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -52,6 +54,8 @@ pub struct ExecutorConfig {
     pub scheduler_port: u16,
     /// Tasks run at once; 0 uses every core.
     pub concurrent_tasks: usize,
+    /// Port of the HTTP probes `/healthz` and `/readyz` (on `bind_host`); 0 picks a free port.
+    pub health_port: u16,
     /// Seconds between heartbeats; the scheduler's executor timeout must be a few of these.
     pub heartbeat_interval_seconds: u64,
     /// Directory for shuffle files; empty uses a temporary directory.
@@ -69,6 +73,7 @@ impl Default for ExecutorConfig {
             external_host: "127.0.0.1".into(),
             flight_port: 50051,
             grpc_port: 50052,
+            health_port: 50053,
             scheduler_host: "127.0.0.1".into(),
             scheduler_port: 50050,
             concurrent_tasks: 0,
@@ -103,15 +108,27 @@ pub struct ExecutorPorts {
     pub flight: u16,
     /// gRPC port.
     pub grpc: u16,
+    /// Port of `/healthz` and `/readyz`.
+    pub health: u16,
 }
 
 /// Runs one executor until SIGINT or SIGTERM (Ballista installs those handlers itself).
 /// `on_ports` is called with the ports before the executor registers.
 pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: impl FnOnce(ExecutorPorts)) -> Result<()> {
+    let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
         grpc: resolve_port(&config.bind_host, config.grpc_port)?,
+        health: health::port(&probes, &config.bind_host)?,
     };
+    // The probes connect to our own servers: through loopback when they bind every interface.
+    let own_host = if config.bind_host == "0.0.0.0" { "127.0.0.1".to_string() } else { config.bind_host.clone() };
+    let targets = health::Targets {
+        flight: (own_host.clone(), ports.flight),
+        grpc: (own_host, ports.grpc),
+        scheduler: (config.scheduler_host.clone(), config.scheduler_port),
+    };
+    let _probes = health::Running(tokio::spawn(health::serve(probes, targets)));
     on_ports(ports);
     let slots = match config.concurrent_tasks {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -139,6 +156,7 @@ pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: i
         scheduler = %format!("{}:{}", config.scheduler_host, config.scheduler_port),
         flight_port = ports.flight,
         grpc_port = ports.grpc,
+        health_port = ports.health,
         model_version = forest.version(),
         "Executor starting."
     );

@@ -187,6 +187,7 @@ impl ConsumerContext for IngestContext {
                     assignment.assign(&key.0, key.1, next.unwrap_or(0));
                 }
                 self.stats.rebalanced(tpl.count(), 0);
+                self.stats.joined();
                 tracing::info!(partitions = ?positions_for_log(&by_topic, &positions), "Partitions assigned; resuming after the landed files.");
             }
             Rebalance::Revoke(tpl) => {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::decode::ReasonCode;
@@ -28,6 +28,9 @@ pub struct IngestStats {
     pub commit_failures: AtomicU64,
     /// Partitions assigned to this process by rebalances.
     pub partitions_assigned: AtomicU64,
+    /// Whether the consumer has joined its group (a first assignment arrived, possibly of no partition):
+    /// what `/readyz` reports.
+    pub joined_group: AtomicBool,
     /// Buffered records released unlanded because their partition was revoked (its next owner reads them).
     pub records_released: AtomicU64,
     /// Flushes landed, with their latency histogram.
@@ -53,6 +56,16 @@ impl IngestStats {
     pub(crate) fn rebalanced(&self, assigned: usize, released: usize) {
         Self::add(&self.partitions_assigned, assigned);
         Self::add(&self.records_released, released);
+    }
+
+    /// A rebalance gave this consumer its (possibly empty) share of the topic: it is in the group.
+    pub(crate) fn joined(&self) {
+        self.joined_group.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the consumer is in its group (see [`IngestStats::joined_group`]).
+    pub fn in_group(&self) -> bool {
+        self.joined_group.load(Ordering::Relaxed)
     }
 
     /// The consumer lag of a partition after a flush (`None`: revoked, no longer ours to report).

@@ -193,7 +193,7 @@ impl LocalPipeline {
         let mut executor_config = config.executor.clone();
         executor_config.scheduler_host = process_config.scheduler.external_host.clone();
         executor_config.scheduler_port = scheduler.addrs.scheduler.port();
-        (executor_config.flight_port, executor_config.grpc_port) = (0, 0);
+        (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
         let executor = tokio::spawn(async move {
             if let Err(error) = vitalflow_executor::serve(&executor_config, forest, |_| {}).await {
                 tracing::error!(error = %error, "The executor stopped.");

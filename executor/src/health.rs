@@ -1,0 +1,112 @@
+//! The executor's probe endpoints, for Kubernetes and load balancers (Ballista's executor has none):
+//! `/healthz` answers 200 while its Flight and gRPC servers accept connections, `/readyz` 200 while
+//! they do and the scheduler is reachable too. Each answer names what it checked.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::{Error, Result};
+
+/// How long a probe waits for one connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where the probes connect.
+#[derive(Debug, Clone)]
+pub(crate) struct Targets {
+    /// This executor's Flight server (host as seen from this process).
+    pub(crate) flight: (String, u16),
+    /// This executor's gRPC server.
+    pub(crate) grpc: (String, u16),
+    /// The scheduler it registers with.
+    pub(crate) scheduler: (String, u16),
+}
+
+/// Binds `host:port` (0: a free port) so that the port is known before the executor registers.
+pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener> {
+    TcpListener::bind((host, port)).await.map_err(|source| Error::Port { host: host.into(), source })
+}
+
+/// The bound port of `listener`.
+pub(crate) fn port(listener: &TcpListener, host: &str) -> Result<u16> {
+    listener.local_addr().map(|a: SocketAddr| a.port()).map_err(|source| Error::Port { host: host.into(), source })
+}
+
+/// The probes' server task, stopped when dropped (with the executor, however `serve` ends).
+pub(crate) struct Running(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves the probes on `listener` until the task is aborted.
+pub(crate) async fn serve(listener: TcpListener, targets: Targets) {
+    let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(targets);
+    if let Err(error) = axum::serve(listener, app).await {
+        tracing::warn!(error = %error, "Executor health endpoint stopped.");
+    }
+}
+
+async fn reachable((host, port): &(String, u16)) -> bool {
+    matches!(tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((host.as_str(), *port))).await, Ok(Ok(_)))
+}
+
+/// The checks in order, each `(name, passed)`; the answer is 200 when all pass.
+async fn answer(checks: Vec<(&'static str, bool)>) -> Response {
+    let ok = checks.iter().all(|(_, passed)| *passed);
+    let body = json!({
+        "status": if ok { "ok" } else { "failing" },
+        "checks": checks.iter().map(|(name, passed)| (name.to_string(), json!(passed))).collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn healthz(State(t): State<Targets>) -> Response {
+    answer(vec![("flight", reachable(&t.flight).await), ("grpc", reachable(&t.grpc).await)]).await
+}
+
+async fn readyz(State(t): State<Targets>) -> Response {
+    let (flight, grpc, scheduler) = tokio::join!(reachable(&t.flight), reachable(&t.grpc), reachable(&t.scheduler));
+    answer(vec![("flight", flight), ("grpc", grpc), ("scheduler", scheduler)]).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A probe's status and JSON body.
+    async fn read(response: Response) -> (StatusCode, serde_json::Value) {
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("JSON"))
+    }
+
+    #[tokio::test]
+    async fn probes_pass_only_while_their_targets_accept_connections() {
+        let open = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let open_port = open.local_addr().expect("addr").port();
+        // A port nothing listens on: bound, read and released.
+        let closed_port = port(&bind("127.0.0.1", 0).await.expect("bind"), "127.0.0.1").expect("port");
+        let local = |p: u16| ("127.0.0.1".to_string(), p);
+        let targets = Targets { flight: local(open_port), grpc: local(open_port), scheduler: local(closed_port) };
+
+        assert_eq!(read(healthz(State(targets.clone())).await).await.0, StatusCode::OK);
+        let (status, body) = read(readyz(State(targets.clone())).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["checks"], json!({ "flight": true, "grpc": true, "scheduler": false }));
+        drop(open);
+        let (status, body) = read(healthz(State(targets)).await).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body, json!({ "status": "failing", "checks": { "flight": false, "grpc": false } }));
+    }
+}
