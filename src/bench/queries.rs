@@ -13,6 +13,7 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, TimestampNanosecondArray};
 use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::landing::write_parquet;
@@ -156,18 +157,8 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
         "SELECT {} FROM (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY event_time DESC) AS rn FROM vitals_clean) WHERE rn = 1",
         columns.join(", ")
     );
-    let mut batches = Vec::new();
-    for batch in ctx.sql(&sql).await?.collect().await? {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(PATIENT_LATEST_SCHEMA.fields())
-            .map(|(c, f)| cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        batches.push(RecordBatch::try_new(PATIENT_LATEST_SCHEMA.clone(), columns)?);
-    }
     let path = location.path(&format!("{}/{}", table::PATIENT_LATEST, version_file(1)));
-    write_parquet(location, &path, &batches).await?;
+    write_parquet(location, &path, &query_as(ctx, &sql, &PATIENT_LATEST_SCHEMA).await?).await?;
 
     // risk_alerts: every rise to High in the history, as the ETL's alert rule writes them.
     let alerts_sql = format!(
@@ -176,20 +167,20 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
          FROM (SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk FROM vitals_clean) h \
          WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') ORDER BY event_time"
     );
-    let mut alerts = Vec::new();
-    for batch in ctx.sql(&alerts_sql).await?.collect().await? {
-        let columns = batch
-            .columns()
-            .iter()
-            .zip(RISK_ALERTS_SCHEMA.fields())
-            .map(|(c, f)| cast(c, f.data_type()))
-            .collect::<Result<Vec<_>, _>>()?;
-        alerts.push(RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns)?);
-    }
     let path = location.path(&format!("{}/batch-{:012}.parquet", table::RISK_ALERTS, 1));
-    write_parquet(location, &path, &alerts).await?;
+    write_parquet(location, &path, &query_as(ctx, &alerts_sql, &RISK_ALERTS_SCHEMA).await?).await?;
     save_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
     Ok(())
+}
+
+/// `sql`'s result with its columns, in order, cast to `schema`'s types.
+async fn query_as(ctx: &datafusion::prelude::SessionContext, sql: &str, schema: &SchemaRef) -> anyhow::Result<Vec<RecordBatch>> {
+    let mut batches = Vec::new();
+    for batch in ctx.sql(sql).await?.collect().await? {
+        let columns = batch.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
+        batches.push(RecordBatch::try_new(schema.clone(), columns)?);
+    }
+    Ok(batches)
 }
 
 fn median(times: &mut [f64]) -> f64 {
