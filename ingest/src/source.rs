@@ -165,7 +165,7 @@ const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
     ("statistics.interval.ms", "1000"),
     // Once a partition's local queue holds `queued.min.messages`, librdkafka waits this long before it
     // fetches again (its default: 1 s). Working off a backlog, the loop emptied the queue well within that
-    // and then sat idle ~60% of the time: `bench ingest` landed 117k records/s with 1 s, 250-340k with 10 ms.
+    // and then sat idle ~60% of the time: `bench ingest` landed 117k records/s with 1 s, 235-280k with 10 ms.
     ("fetch.queue.backoff.ms", "10"),
 ];
 
