@@ -2,7 +2,6 @@
 //! `/healthz` answers 200 while its Flight and gRPC servers accept connections, `/readyz` 200 while
 //! they do and the scheduler is reachable too. Each answer names what it checked.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -34,11 +33,6 @@ pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener> {
     TcpListener::bind((host, port)).await.map_err(|source| Error::Port { host: host.into(), source })
 }
 
-/// The bound port of `listener`.
-pub(crate) fn port(listener: &TcpListener, host: &str) -> Result<u16> {
-    listener.local_addr().map(|a: SocketAddr| a.port()).map_err(|source| Error::Port { host: host.into(), source })
-}
-
 /// The probes' server task, stopped when dropped (with the executor, however `serve` ends).
 pub(crate) struct Running(pub(crate) tokio::task::JoinHandle<()>);
 
@@ -61,7 +55,7 @@ async fn reachable((host, port): &(String, u16)) -> bool {
 }
 
 /// The checks in order, each `(name, passed)`; the answer is 200 when all pass.
-async fn answer(checks: Vec<(&'static str, bool)>) -> Response {
+fn answer(checks: Vec<(&'static str, bool)>) -> Response {
     let ok = checks.iter().all(|(_, passed)| *passed);
     let body = json!({
         "status": if ok { "ok" } else { "failing" },
@@ -72,12 +66,12 @@ async fn answer(checks: Vec<(&'static str, bool)>) -> Response {
 }
 
 async fn healthz(State(t): State<Targets>) -> Response {
-    answer(vec![("flight", reachable(&t.flight).await), ("grpc", reachable(&t.grpc).await)]).await
+    answer(vec![("flight", reachable(&t.flight).await), ("grpc", reachable(&t.grpc).await)])
 }
 
 async fn readyz(State(t): State<Targets>) -> Response {
     let (flight, grpc, scheduler) = tokio::join!(reachable(&t.flight), reachable(&t.grpc), reachable(&t.scheduler));
-    answer(vec![("flight", flight), ("grpc", grpc), ("scheduler", scheduler)]).await
+    answer(vec![("flight", flight), ("grpc", grpc), ("scheduler", scheduler)])
 }
 
 #[cfg(test)]
@@ -96,7 +90,7 @@ mod tests {
         let open = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let open_port = open.local_addr().expect("addr").port();
         // A port nothing listens on: bound, read and released.
-        let closed_port = port(&bind("127.0.0.1", 0).await.expect("bind"), "127.0.0.1").expect("port");
+        let closed_port = crate::resolve_port("127.0.0.1", 0).expect("port");
         let local = |p: u16| ("127.0.0.1".to_string(), p);
         let targets = Targets { flight: local(open_port), grpc: local(open_port), scheduler: local(closed_port) };
 

@@ -91,7 +91,12 @@ fn resolve_port(host: &str, port: u16) -> Result<u16> {
         return Ok(port);
     }
     let listener = TcpListener::bind((host, 0)).map_err(|source| Error::Port { host: host.into(), source })?;
-    listener.local_addr().map(|a| a.port()).map_err(|source| Error::Port { host: host.into(), source })
+    bound_port(listener.local_addr(), host)
+}
+
+/// The port of a listener's address (`local_addr()`), bound on `host`.
+fn bound_port(addr: std::io::Result<std::net::SocketAddr>, host: &str) -> Result<u16> {
+    addr.map(|a| a.port()).map_err(|source| Error::Port { host: host.into(), source })
 }
 
 /// The function registry every executor needs: DataFusion's defaults plus vitalflow's functions.
@@ -119,7 +124,7 @@ pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: i
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
         grpc: resolve_port(&config.bind_host, config.grpc_port)?,
-        health: health::port(&probes, &config.bind_host)?,
+        health: bound_port(probes.local_addr(), &config.bind_host)?,
     };
     // The probes connect to our own servers: through loopback when they bind every interface.
     let own_host = if config.bind_host == "0.0.0.0" { "127.0.0.1".to_string() } else { config.bind_host.clone() };

@@ -464,6 +464,12 @@ pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckp
     Ok(read_json(location, CHECKPOINT).await?.unwrap_or_default())
 }
 
+/// Object path, relative to the data location, of batch `batch_id`'s file of `table` (`vitals_clean`,
+/// `risk_alerts`): re-running the batch writes the same name.
+pub fn batch_file(table: &str, batch_id: i64) -> String {
+    format!("{table}/batch-{batch_id:012}.parquet")
+}
+
 /// Writes the checkpoint: a micro-batch's commit point (and a pending batch's intent).
 pub async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
     write_json(location, CHECKPOINT, checkpoint).await

@@ -19,7 +19,7 @@ use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::landing::write_parquet;
 use vitalflow_scheduler::session::local_context;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_scheduler::etl::{EtlCheckpoint, save_checkpoint};
+use vitalflow_scheduler::etl::{EtlCheckpoint, batch_file, save_checkpoint};
 use vitalflow_scheduler::versioned::version_file;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
@@ -38,12 +38,10 @@ const LATEST: &str = "SELECT patient_id, event_time, heart_rate, spo2, risk, new
 const ALERTS: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM risk_alerts \
     WHERE event_time > now() - INTERVAL '15 minutes' ORDER BY event_time DESC LIMIT 50";
 
-/// The same from the history: each reading's previous risk by a window over all of it (a rise at the
-/// window's start needs the reading before), then the rises.
-const ALERTS_FROM_HISTORY: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM (\
-    SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk FROM vitals_clean) h \
-    WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') AND event_time > now() - INTERVAL '15 minutes' \
-    ORDER BY event_time DESC LIMIT 50";
+/// Every rise to High in the history, as a FROM ... WHERE: each reading's previous risk by a window over
+/// all of it (a rise at the window's start needs the reading before), then the rises. The ETL's alert rule.
+const RISES_FROM_HISTORY: &str = "FROM (SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk \
+    FROM vitals_clean) h WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High')";
 
 /// The dashboard's queries (clients/streamlit/app.py), by name: vitalflow's SQL and DuckDB's.
 fn queries() -> Vec<(&'static str, String, String)> {
@@ -54,11 +52,15 @@ fn queries() -> Vec<(&'static str, String, String)> {
          FROM vitals_clean WHERE patient_id = 'P00017' AND event_time > now() - INTERVAL '60 minutes' ORDER BY event_time DESC LIMIT 2000",
     );
     // The dashboard reads freshness from patient_latest; an engine without it takes the history's newest.
+    let alerts_from_history = format!(
+        "SELECT event_time, patient_id, previous_risk, news2_score, probability_high {RISES_FROM_HISTORY} \
+         AND event_time > now() - INTERVAL '15 minutes' ORDER BY event_time DESC LIMIT 50"
+    );
     let freshness = ("SELECT max(event_time) AS newest FROM patient_latest".to_string(), "SELECT max(event_time) AS newest FROM vitals_clean".to_string());
     vec![
         ("latest per patient", LATEST.to_string(), LATEST_FROM_HISTORY.to_string()),
         ("risk distribution", distribution(LATEST), distribution(LATEST_FROM_HISTORY)),
-        ("alerts (rises to High), 15 min", ALERTS.to_string(), ALERTS_FROM_HISTORY.to_string()),
+        ("alerts (rises to High), 15 min", ALERTS.to_string(), alerts_from_history),
         ("one patient's last hour", history.0, history.1),
         ("freshness", freshness.0, freshness.1),
     ]
@@ -164,10 +166,9 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
     let alerts_sql = format!(
         "SELECT concat(patient_id, '/', CAST(source_offset AS VARCHAR)) AS alert_id, patient_id, event_time, risk, previous_risk, \
            probability_high, news2_score, rubric_score, model_version, source_topic, source_partition, source_offset, etl_batch_id \
-         FROM (SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk FROM vitals_clean) h \
-         WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') ORDER BY event_time"
+         {RISES_FROM_HISTORY} ORDER BY event_time"
     );
-    let path = location.path(&format!("{}/batch-{:012}.parquet", table::RISK_ALERTS, 1));
+    let path = location.path(&batch_file(table::RISK_ALERTS, 1));
     write_parquet(location, &path, &query_as(ctx, &alerts_sql, &RISK_ALERTS_SCHEMA).await?).await?;
     save_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
     Ok(())
@@ -222,7 +223,7 @@ async fn generate(location: &DataLocation, readings: usize, patients: usize) -> 
             columns.push(cast(&column, field.data_type())?);
         }
         let batch = RecordBatch::try_new(VITALS_CLEAN_SCHEMA.clone(), columns)?;
-        let path = location.path(&format!("{}/batch-{:012}.parquet", table::VITALS_CLEAN, files + 1));
+        let path = location.path(&batch_file(table::VITALS_CLEAN, files as i64 + 1));
         write_parquet(location, &path, &[batch]).await?;
         files += 1;
     }

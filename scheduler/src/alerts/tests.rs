@@ -65,7 +65,7 @@ fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
 }
 
 async fn write_alerts(location: &DataLocation, batch: i64, n: usize) {
-    let path = location.path(&format!("{}/batch-{batch:012}.parquet", table::RISK_ALERTS));
+    let path = location.path(&crate::etl::batch_file(table::RISK_ALERTS, batch));
     write_parquet(location, &path, &[alerts_batch(batch, n)]).await.unwrap();
 }
 

@@ -20,7 +20,7 @@ use vitalflow_udf_model::schema::{
     measured_time_fields, table,
 };
 
-use super::{STAGE, STATE_DIR};
+use super::{STAGE, STATE_DIR, batch_file};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
 use crate::session::{parquet_table, session_config};
@@ -187,8 +187,8 @@ impl Outputs {
     /// a new version only when the batch had clean rows.
     pub(super) async fn write(&self, location: &DataLocation, batch_id: i64) -> Result<Written> {
         write_or_delete(location, &format!("{}/{STAGE}-batch-{batch_id:012}.parquet", table::DEAD_LETTERS), &self.dead_letters).await?;
-        write_or_delete(location, &format!("{}/batch-{batch_id:012}.parquet", table::VITALS_CLEAN), &self.clean).await?;
-        write_or_delete(location, &format!("{}/batch-{batch_id:012}.parquet", table::RISK_ALERTS), &self.alerts).await?;
+        write_or_delete(location, &batch_file(table::VITALS_CLEAN, batch_id), &self.clean).await?;
+        write_or_delete(location, &batch_file(table::RISK_ALERTS, batch_id), &self.alerts).await?;
         write_or_delete(location, &format!("{STATE_DIR}/{}", version_file(batch_id)), &self.state).await?;
         write_or_delete(location, &format!("{}/{}", table::PATIENT_LATEST, version_file(batch_id)), &self.latest).await?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
