@@ -13,7 +13,9 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
-use crate::cli::{Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs};
+use crate::cli::{
+    Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs,
+};
 use crate::config::VitalflowConfig;
 
 /// The configured model, or the one compiled into the binary.
@@ -105,7 +107,8 @@ pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyh
 /// `vitalflow status`: the ETL's progress as the store shows it.
 pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result<()> {
     let location = open_data(&config)?;
-    let progress = vitalflow_scheduler::progress::read_progress(&location, None).await.context("reading the ETL progress")?;
+    let progress =
+        vitalflow_scheduler::progress::read_progress(&location, None).await.context("reading the ETL progress")?;
     if args.json {
         println!("{}", serde_json::to_string(&progress).context("printing the progress")?);
     } else {
@@ -156,9 +159,10 @@ pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Re
     let location = open_data(&config)?;
     let stats = Arc::new(IngestStats::default());
     let shutdown = shutdown_on_signal();
-    let metrics = serve_metrics(&config.ingest.metrics_host, config.ingest.metrics_port, stats.clone(), shutdown.clone())
-        .await
-        .context("starting the metrics endpoint")?;
+    let metrics =
+        serve_metrics(&config.ingest.metrics_host, config.ingest.metrics_port, stats.clone(), shutdown.clone())
+            .await
+            .context("starting the metrics endpoint")?;
     write_ready_file(args.service.ready_file.as_deref(), &serde_json::json!({ "metrics": metrics.addr.to_string() }))?;
     let result = vitalflow_ingest::source::run(&config.kafka, &config.ingest, &location, stats, shutdown.clone())
         .await
@@ -193,12 +197,16 @@ pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow
     }
     config.simulator.validate()?;
     ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
-    let mut simulator = VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.settings());
+    let mut simulator =
+        VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.settings());
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
     let sent = produce_simulated(&config.kafka, &mut simulator, spec, shutdown_on_signal())
         .await
         .context("producing readings")?;
-    eprintln!("vitalflow simulate: {sent} readings acknowledged by {} on topic {}", config.kafka.brokers, config.kafka.topic);
+    eprintln!(
+        "vitalflow simulate: {sent} readings acknowledged by {} on topic {}",
+        config.kafka.brokers, config.kafka.topic
+    );
     Ok(())
 }
 
@@ -291,7 +299,11 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
             .iter()
             .map(|f| {
                 let float = vitals.contains(&f.name().as_str());
-                if float { f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Float64) } else { f.as_ref().clone() }
+                if float {
+                    f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Float64)
+                } else {
+                    f.as_ref().clone()
+                }
             })
             .collect();
         let schema = arrow::datatypes::Schema::new(fields);

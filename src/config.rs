@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 use vitalflow_executor::ExecutorConfig;
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
 use vitalflow_scheduler::{
-    AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig, SchedulerProcessConfig,
+    AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
+    SchedulerProcessConfig,
 };
 use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings};
 
@@ -185,7 +186,8 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
     let file = file.or_else(|| implicit.exists().then_some(implicit));
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        let table: toml::Table = toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
         merge(&mut value, toml::Value::Table(table));
     }
     for (key, raw) in env {
@@ -248,15 +250,23 @@ fn set_from_env(value: &mut toml::Value, path: &[String], raw: &str) -> anyhow::
     }
     let table = node.as_table_mut().context("not a section")?;
     let typed = match table.get(last) {
-        Some(toml::Value::Integer(_)) => toml::Value::Integer(raw.trim().parse().with_context(|| format!("{raw:?} is not an integer"))?),
-        Some(toml::Value::Float(_)) => toml::Value::Float(raw.trim().parse().with_context(|| format!("{raw:?} is not a number"))?),
-        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{raw:?} is not true or false"))?),
+        Some(toml::Value::Integer(_)) => {
+            toml::Value::Integer(raw.trim().parse().with_context(|| format!("{raw:?} is not an integer"))?)
+        }
+        Some(toml::Value::Float(_)) => {
+            toml::Value::Float(raw.trim().parse().with_context(|| format!("{raw:?} is not a number"))?)
+        }
+        Some(toml::Value::Boolean(_)) => {
+            toml::Value::Boolean(raw.trim().parse().with_context(|| format!("{raw:?} is not true or false"))?)
+        }
         // Lists (e.g. Flight SQL users from a Kubernetes or compose secret) as a TOML inline array.
         Some(toml::Value::Array(_)) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
             .ok()
             .and_then(|mut t| t.remove("v"))
             .filter(toml::Value::is_array)
-            .with_context(|| format!("not a TOML array such as [{{ name = \"ana\", password_hash = \"...\" }}]: {raw:?}"))?,
+            .with_context(|| {
+                format!("not a TOML array such as [{{ name = \"ana\", password_hash = \"...\" }}]: {raw:?}")
+            })?,
         _ => toml::Value::String(raw.to_string()),
     };
     table.insert(last.clone(), typed);
@@ -288,7 +298,8 @@ mod tests {
         let config = load(None, [("VITALFLOW__FLIGHT_SQL__AUTH__USERS".to_string(), users.to_string())]).unwrap();
         assert_eq!(config.flight_sql.auth.users.len(), 1);
         assert_eq!(config.flight_sql.auth.users[0].name, "grafana");
-        let err = format!("{:#}", load(None, [("VITALFLOW__FLIGHT_SQL__AUTH__USERS".into(), "grafana".into())]).unwrap_err());
+        let err =
+            format!("{:#}", load(None, [("VITALFLOW__FLIGHT_SQL__AUTH__USERS".into(), "grafana".into())]).unwrap_err());
         assert!(err.contains("VITALFLOW__FLIGHT_SQL__AUTH__USERS") && err.contains("not a TOML array"), "{err}");
     }
 
@@ -296,7 +307,8 @@ mod tests {
     fn layers_defaults_file_then_environment() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("vitalflow.toml");
-        std::fs::write(&file, "[kafka]\nbrokers = \"kafka:9092\"\ntopic = \"ward-3\"\n[etl]\nmin_interval_ms = 500\n").unwrap();
+        std::fs::write(&file, "[kafka]\nbrokers = \"kafka:9092\"\ntopic = \"ward-3\"\n[etl]\nmin_interval_ms = 500\n")
+            .unwrap();
         let env = [
             ("VITALFLOW__KAFKA__TOPIC".to_string(), "ward-4".to_string()),
             ("VITALFLOW__FLIGHT_SQL__PORT".to_string(), "6000".to_string()),

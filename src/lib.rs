@@ -7,7 +7,6 @@ pub mod config;
 pub mod logging;
 pub mod up;
 
-
 use crate::cli::{Cli, Command};
 use crate::config::VitalflowConfig;
 
@@ -30,7 +29,8 @@ pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = effective_config(&cli)?;
     // `up` embeds a broker unless a real Kafka is configured (flag, file or environment).
-    let external_kafka = cli.kafka.is_some() || config.kafka.brokers != vitalflow_ingest::KafkaConfig::default().brokers;
+    let external_kafka =
+        cli.kafka.is_some() || config.kafka.brokers != vitalflow_ingest::KafkaConfig::default().brokers;
     match cli.command {
         Command::Scheduler(args) => commands::scheduler(config, args).await,
         Command::Executor(args) => commands::executor(config, args).await,

@@ -119,7 +119,11 @@ pub struct ExecutorPorts {
 
 /// Runs one executor until SIGINT or SIGTERM (Ballista installs those handlers itself).
 /// `on_ports` is called with the ports before the executor registers.
-pub async fn serve(config: &ExecutorConfig, forest: Arc<RiskForest>, on_ports: impl FnOnce(ExecutorPorts)) -> Result<()> {
+pub async fn serve(
+    config: &ExecutorConfig,
+    forest: Arc<RiskForest>,
+    on_ports: impl FnOnce(ExecutorPorts),
+) -> Result<()> {
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,

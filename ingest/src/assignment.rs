@@ -15,11 +15,11 @@ use std::time::Duration;
 
 use rdkafka::Offset;
 use rdkafka::client::ClientContext;
-use rdkafka::error::KafkaError;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::RangeBatch;
@@ -60,7 +60,8 @@ impl Assignment {
         if offset < owned.next || owned.pending.as_ref().is_some_and(|p| offset <= p.last) {
             return false;
         }
-        let range = owned.pending.get_or_insert_with(|| RangeBatch::new(offset, m.timestamp().to_millis().unwrap_or(0)));
+        let range =
+            owned.pending.get_or_insert_with(|| RangeBatch::new(offset, m.timestamp().to_millis().unwrap_or(0)));
         range.push(m.topic(), m.partition(), offset, m.payload(), max_message_bytes);
         self.buffered += 1;
         true
@@ -167,7 +168,9 @@ impl ConsumerContext for IngestContext {
                 let mut unknown = BTreeSet::new();
                 for (topic, partitions) in &by_topic {
                     match self.landed_positions(topic, partitions) {
-                        Some(landed) => positions.extend(landed.into_iter().map(|(p, next)| ((topic.clone(), p), next))),
+                        Some(landed) => {
+                            positions.extend(landed.into_iter().map(|(p, next)| ((topic.clone(), p), next)))
+                        }
                         None => unknown.extend(partitions.iter().map(|p| (topic.clone(), *p))),
                     }
                 }
@@ -198,7 +201,11 @@ impl ConsumerContext for IngestContext {
                     self.stats.set_lag(e.topic(), e.partition(), None);
                 }
                 self.stats.rebalanced(0, dropped);
-                tracing::info!(partitions = tpl.count(), dropped_unlanded = dropped, "Partitions revoked; their next owner reads unlanded records again.");
+                tracing::info!(
+                    partitions = tpl.count(),
+                    dropped_unlanded = dropped,
+                    "Partitions revoked; their next owner reads unlanded records again."
+                );
             }
             Rebalance::Error(error) => tracing::warn!(error = %error, "Rebalance failed."),
         }
@@ -211,7 +218,9 @@ impl IngestContext {
     fn landed_positions(&self, topic: &str, partitions: &BTreeSet<i32>) -> Option<BTreeMap<i32, i64>> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let listed = tokio::task::block_in_place(|| self.runtime.block_on(resume_positions(&self.location, topic, partitions)));
+            let listed = tokio::task::block_in_place(|| {
+                self.runtime.block_on(resume_positions(&self.location, topic, partitions))
+            });
             match listed {
                 Ok(positions) => return Some(positions),
                 Err(error) if !self.shutdown.is_cancelled() => {
@@ -228,7 +237,10 @@ impl IngestContext {
     }
 }
 
-fn positions_for_log(by_topic: &BTreeMap<String, BTreeSet<i32>>, positions: &BTreeMap<(String, i32), i64>) -> Vec<String> {
+fn positions_for_log(
+    by_topic: &BTreeMap<String, BTreeSet<i32>>,
+    positions: &BTreeMap<(String, i32), i64>,
+) -> Vec<String> {
     by_topic
         .iter()
         .flat_map(|(t, ps)| ps.iter().map(move |p| (t, *p)))

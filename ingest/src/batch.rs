@@ -5,16 +5,16 @@
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Array, Int32Builder, Int64Builder, StringBuilder,
-    TimestampNanosecondArray, TimestampNanosecondBuilder,
+    ArrayBuilder, ArrayRef, BinaryBuilder, BooleanBuilder, Float64Builder, Int32Array, Int32Builder, Int64Builder,
+    StringBuilder, TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
 use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 
-use crate::decode::{ReasonCode, Reading, Rejection, decode_record};
-use crate::flat::decode_flat;
+use crate::decode::{Reading, ReasonCode, Rejection, decode_record};
 use crate::error::Result;
+use crate::flat::decode_flat;
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

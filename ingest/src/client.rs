@@ -33,7 +33,8 @@ pub(crate) fn kafka_err(op: &'static str) -> impl FnOnce(KafkaError) -> Error {
 /// topics would make one with their default partition count; an embedded broker creates none.
 pub async fn ensure_topic(kafka: &KafkaConfig, partitions: i32) -> Result<()> {
     kafka.validate()?;
-    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create().map_err(kafka_err("create admin client"))?;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(kafka).create().map_err(kafka_err("create admin client"))?;
     let topic = NewTopic::new(&kafka.topic, partitions, TopicReplication::Fixed(1));
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics([&topic], &opts).await.map_err(kafka_err("create topic"))?;

@@ -88,13 +88,19 @@ impl KafkaConfig {
                 )));
             }
             if self.sasl_username.is_empty() || self.sasl_password.is_empty() {
-                return Err(Error::Config(format!("kafka.sasl_username and kafka.sasl_password are needed by security_protocol {protocol}")));
+                return Err(Error::Config(format!(
+                    "kafka.sasl_username and kafka.sasl_password are needed by security_protocol {protocol}"
+                )));
             }
             if protocol == "sasl_plaintext" && mechanism == "PLAIN" {
-                tracing::warn!("kafka.security_protocol sasl_plaintext with PLAIN sends the password unencrypted; use sasl_ssl.");
+                tracing::warn!(
+                    "kafka.security_protocol sasl_plaintext with PLAIN sends the password unencrypted; use sasl_ssl."
+                );
             }
         } else if !self.sasl_mechanism.is_empty() || !self.sasl_username.is_empty() || !self.sasl_password.is_empty() {
-            return Err(Error::Config(format!("kafka.sasl_* keys are set but kafka.security_protocol is {protocol}; use sasl_ssl")));
+            return Err(Error::Config(format!(
+                "kafka.sasl_* keys are set but kafka.security_protocol is {protocol}; use sasl_ssl"
+            )));
         }
         for (key, path) in [
             ("ssl_ca_location", &self.ssl_ca_location),

@@ -62,13 +62,22 @@ impl DeadLetterTopic {
             if !l.payload.is_empty() {
                 record = record.payload(&l.payload);
             }
-            deliveries.push(self.producer.send_result(record).map_err(|(e, _)| Error::Kafka { op: "produce dead letter", source: e })?);
+            deliveries.push(
+                self.producer
+                    .send_result(record)
+                    .map_err(|(e, _)| Error::Kafka { op: "produce dead letter", source: e })?,
+            );
         }
         for delivery in deliveries {
             match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((source, _))) => return Err(Error::Kafka { op: "produce dead letter", source }),
-                Err(_) => return Err(Error::Kafka { op: "produce dead letter", source: rdkafka::error::KafkaError::Canceled }),
+                Err(_) => {
+                    return Err(Error::Kafka {
+                        op: "produce dead letter",
+                        source: rdkafka::error::KafkaError::Canceled,
+                    });
+                }
             }
         }
         Ok(())

@@ -105,9 +105,9 @@ pub(crate) const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms
 
 /// Decodes one Kafka payload.
 pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading, Rejection> {
-    let payload = payload.filter(|p| !p.is_empty()).ok_or_else(|| {
-        Rejection::new(ReasonCode::EmptyPayload, "message has no payload")
-    })?;
+    let payload = payload
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| Rejection::new(ReasonCode::EmptyPayload, "message has no payload"))?;
     if payload.len() > max_bytes {
         return Err(Rejection::new(
             ReasonCode::Oversized,
@@ -134,7 +134,10 @@ pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading
         None => None,
         Some((_, Value::Bool(b))) => Some(*b),
         Some((name, other)) => {
-            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected true or false, got {}", kind(other))));
+            return Err(Rejection::new(
+                ReasonCode::WrongType,
+                format!("{name}: expected true or false, got {}", kind(other)),
+            ));
         }
     };
     let consciousness = match field(&obj, "consciousness", &["acvpu", "avpu"]) {
@@ -143,7 +146,10 @@ pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading
             Rejection::new(ReasonCode::InvalidValue, format!("{name}: {s:?} is not one of A, C, V, P, U"))
         })?),
         Some((name, other)) => {
-            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a string, got {}", kind(other))));
+            return Err(Rejection::new(
+                ReasonCode::WrongType,
+                format!("{name}: expected a string, got {}", kind(other)),
+            ));
         }
     };
     if vitals.iter().all(Option::is_none) {
@@ -153,7 +159,11 @@ pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading
 }
 
 /// The first present, non-null field among `name` and its aliases.
-fn field<'a>(obj: &'a Map<String, Value>, name: &'static str, aliases: &[&'static str]) -> Option<(&'static str, &'a Value)> {
+fn field<'a>(
+    obj: &'a Map<String, Value>,
+    name: &'static str,
+    aliases: &[&'static str],
+) -> Option<(&'static str, &'a Value)> {
     std::iter::once(name)
         .chain(aliases.iter().copied())
         .find_map(|n| obj.get(n).filter(|v| !v.is_null()).map(|v| (n, v)))
@@ -192,9 +202,8 @@ fn event_time(obj: &Map<String, Value>) -> Result<i64, Rejection> {
     let (name, value) = field(obj, "timestamp", &["event_time", "time", "ts"])
         .ok_or_else(|| Rejection::new(ReasonCode::MissingField, "timestamp is missing"))?;
     let millis_or_time: DateTime<Utc> = match value {
-        Value::String(s) => parse_time(s).ok_or_else(|| {
-            Rejection::new(ReasonCode::WrongType, format!("{name}: {s:?} is not an RFC 3339 time"))
-        })?,
+        Value::String(s) => parse_time(s)
+            .ok_or_else(|| Rejection::new(ReasonCode::WrongType, format!("{name}: {s:?} is not an RFC 3339 time")))?,
         Value::Number(n) => {
             let ms = n.as_i64().ok_or_else(|| {
                 Rejection::new(ReasonCode::WrongType, format!("{name}: {n} is not whole epoch milliseconds"))
@@ -205,16 +214,22 @@ fn event_time(obj: &Map<String, Value>) -> Result<i64, Rejection> {
                     format!("{name}: {ms} is before 2000-01-01 as epoch milliseconds (epoch seconds?)"),
                 ));
             }
-            Utc.timestamp_millis_opt(ms).single().ok_or_else(|| {
-                Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {ms} is out of range"))
-            })?
+            Utc.timestamp_millis_opt(ms)
+                .single()
+                .ok_or_else(|| Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {ms} is out of range")))?
         }
         other => {
-            return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a time string or epoch milliseconds, got {}", kind(other))));
+            return Err(Rejection::new(
+                ReasonCode::WrongType,
+                format!("{name}: expected a time string or epoch milliseconds, got {}", kind(other)),
+            ));
         }
     };
     if millis_or_time.timestamp_millis() < EARLIEST {
-        return Err(Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {millis_or_time} is before 2000-01-01")));
+        return Err(Rejection::new(
+            ReasonCode::ImpossibleValue,
+            format!("{name}: {millis_or_time} is before 2000-01-01"),
+        ));
     }
     millis_or_time
         .timestamp_nanos_opt()
@@ -296,14 +311,42 @@ mod tests {
             (b"[1,2]", ReasonCode::NotAnObject, "an array"),
             (br#"{"timestamp": "2026-11-23T10:15:02Z", "hr": 80}"#, ReasonCode::MissingField, "patient_id"),
             (br#"{"patient_id": "P1", "hr": 80}"#, ReasonCode::MissingField, "timestamp"),
-            (br#"{"patient_id": 17, "timestamp": "2026-11-23T10:15:02Z", "hr": 80}"#, ReasonCode::WrongType, "patient_id"),
+            (
+                br#"{"patient_id": 17, "timestamp": "2026-11-23T10:15:02Z", "hr": 80}"#,
+                ReasonCode::WrongType,
+                "patient_id",
+            ),
             (br#"{"patient_id": "P1", "timestamp": "yesterday", "hr": 80}"#, ReasonCode::WrongType, "timestamp"),
-            (br#"{"patient_id": "P1", "timestamp": 1795428902, "hr": 80}"#, ReasonCode::ImpossibleValue, "epoch seconds"),
-            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": "88"}"#, ReasonCode::WrongType, "heart_rate"),
-            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": 900}"#, ReasonCode::ImpossibleValue, "heart_rate: 900"),
-            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "temperature": 3.7}"#, ReasonCode::ImpossibleValue, "temperature"),
-            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "consciousness": "Z"}"#, ReasonCode::InvalidValue, "consciousness"),
-            (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "on_oxygen": "yes"}"#, ReasonCode::WrongType, "on_oxygen"),
+            (
+                br#"{"patient_id": "P1", "timestamp": 1795428902, "hr": 80}"#,
+                ReasonCode::ImpossibleValue,
+                "epoch seconds",
+            ),
+            (
+                br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": "88"}"#,
+                ReasonCode::WrongType,
+                "heart_rate",
+            ),
+            (
+                br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "heart_rate": 900}"#,
+                ReasonCode::ImpossibleValue,
+                "heart_rate: 900",
+            ),
+            (
+                br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "temperature": 3.7}"#,
+                ReasonCode::ImpossibleValue,
+                "temperature",
+            ),
+            (
+                br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "consciousness": "Z"}"#,
+                ReasonCode::InvalidValue,
+                "consciousness",
+            ),
+            (
+                br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 80, "on_oxygen": "yes"}"#,
+                ReasonCode::WrongType,
+                "on_oxygen",
+            ),
             (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z"}"#, ReasonCode::NoVitals, "no vital"),
         ];
         for (payload, code, needle) in cases {

@@ -45,7 +45,9 @@ pub enum Error {
     },
     /// The brokers refused the client's credentials or TLS (wrong password, unknown CA, plaintext to a
     /// TLS port); retrying cannot help.
-    #[error("kafka at {brokers} refused the connection: {reason} (check kafka.security_protocol, kafka.sasl_* and kafka.ssl_*)")]
+    #[error(
+        "kafka at {brokers} refused the connection: {reason} (check kafka.security_protocol, kafka.sasl_* and kafka.ssl_*)"
+    )]
     Refused {
         /// Bootstrap servers.
         brokers: String,

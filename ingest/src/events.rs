@@ -86,31 +86,59 @@ impl IngestStats {
     pub fn render_prometheus(&self) -> String {
         let mut out = String::with_capacity(4096);
         let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+            let _ =
+                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
         };
         counter(&mut out, "vitalflow_ingest_records_in_total", "Records received from Kafka.", &self.records_in);
-        counter(&mut out, "vitalflow_ingest_records_landed_total", "Records landed in vitals_raw.", &self.records_landed);
+        counter(
+            &mut out,
+            "vitalflow_ingest_records_landed_total",
+            "Records landed in vitals_raw.",
+            &self.records_landed,
+        );
         let name = "vitalflow_ingest_records_dead_lettered_total";
         let _ = writeln!(out, "# HELP {name} Records written to dead_letters, by reason.\n# TYPE {name} counter");
         for code in ReasonCode::ALL {
             let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", code.as_str(), self.dead_lettered(code));
         }
         counter(&mut out, "vitalflow_ingest_files_written_total", "Parquet files written.", &self.files_written);
-        counter(&mut out, "vitalflow_ingest_commit_failures_total", "Offset commits that failed after landing.", &self.commit_failures);
-        counter(&mut out, "vitalflow_ingest_partitions_assigned_total", "Partitions assigned by rebalances.", &self.partitions_assigned);
-        counter(&mut out, "vitalflow_ingest_records_released_total", "Buffered records released on revocation, read again by the next owner.", &self.records_released);
+        counter(
+            &mut out,
+            "vitalflow_ingest_commit_failures_total",
+            "Offset commits that failed after landing.",
+            &self.commit_failures,
+        );
+        counter(
+            &mut out,
+            "vitalflow_ingest_partitions_assigned_total",
+            "Partitions assigned by rebalances.",
+            &self.partitions_assigned,
+        );
+        counter(
+            &mut out,
+            "vitalflow_ingest_records_released_total",
+            "Buffered records released on revocation, read again by the next owner.",
+            &self.records_released,
+        );
         let name = "vitalflow_ingest_consumer_lag_records";
-        let _ = writeln!(out, "# HELP {name} Records on the broker after the last landed offset, per owned partition.\n# TYPE {name} gauge");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Records on the broker after the last landed offset, per owned partition.\n# TYPE {name} gauge"
+        );
         for ((topic, partition), lag) in self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
             let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}", escape_label(topic));
         }
         let name = "vitalflow_ingest_flush_latency_seconds";
         let h = self.flush_latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(out, "# HELP {name} Time from a flush starting to its last file written.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a flush starting to its last file written.\n# TYPE {name} histogram"
+        );
         for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
             let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
         }
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", h.count, h.sum, h.count);
+        let _ =
+            writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", h.count, h.sum, h.count);
         out
     }
 }
@@ -183,7 +211,8 @@ mod tests {
         let stats = IngestStats::default();
         let mut by_reason = [0; ReasonCode::ALL.len()];
         by_reason[ReasonCode::ImpossibleValue.index()] = 2;
-        BatchLanded { landed: 10, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }.emit(&stats);
+        BatchLanded { landed: 10, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }
+            .emit(&stats);
         stats.set_lag("ward\"3", 1, Some(42));
         let text = stats.render_prometheus();
         assert!(text.contains("vitalflow_ingest_records_landed_total 10\n"), "{text}");

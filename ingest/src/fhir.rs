@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use vitalflow_udf_model::schema::Vital;
 
-use crate::decode::{EARLIEST, ReasonCode, Reading, Rejection, parse_time};
+use crate::decode::{EARLIEST, Reading, ReasonCode, Rejection, parse_time};
 
 /// LOINC codes of the vitals we store.
 fn vital_of_loinc(code: &str) -> Option<Vital> {
@@ -35,7 +35,10 @@ const MMHG_PER_KPA: f64 = 7.500_62;
 fn to_table_unit(vital: Vital, value: f64, unit: Option<&str>) -> Result<f64, Rejection> {
     let converted = match (vital, unit.map(str::trim)) {
         (_, None | Some("")) => Some(value),
-        (Vital::HeartRate | Vital::RespiratoryRate, Some("/min" | "{beats}/min" | "{breaths}/min" | "beats/minute" | "breaths/minute" | "bpm")) => Some(value),
+        (
+            Vital::HeartRate | Vital::RespiratoryRate,
+            Some("/min" | "{beats}/min" | "{breaths}/min" | "beats/minute" | "breaths/minute" | "bpm"),
+        ) => Some(value),
         (Vital::SystolicBp | Vital::DiastolicBp, Some("mm[Hg]" | "mmHg")) => Some(value),
         (Vital::SystolicBp | Vital::DiastolicBp, Some("kPa")) => Some(value * MMHG_PER_KPA),
         (Vital::Spo2, Some("%")) => Some(value),
@@ -47,7 +50,10 @@ fn to_table_unit(vital: Vital, value: f64, unit: Option<&str>) -> Result<f64, Re
         _ => None,
     };
     converted.ok_or_else(|| {
-        Rejection::new(ReasonCode::InvalidValue, format!("{}: unit {:?} is not one vitalflow converts", vital.column(), unit.unwrap_or_default()))
+        Rejection::new(
+            ReasonCode::InvalidValue,
+            format!("{}: unit {:?} is not one vitalflow converts", vital.column(), unit.unwrap_or_default()),
+        )
     })
 }
 
@@ -70,7 +76,8 @@ pub(crate) fn decode_resource(obj: &Map<String, Value>) -> Result<Reading, Rejec
                 let resource = entry.get("resource").and_then(Value::as_object);
                 match resource {
                     Some(r) if r.get("resourceType").and_then(Value::as_str) == Some("Observation") => {
-                        observation(r, &mut row).map_err(|e| Rejection::new(e.code, format!("Bundle entry {i}: {}", e.reason)))?;
+                        observation(r, &mut row)
+                            .map_err(|e| Rejection::new(e.code, format!("Bundle entry {i}: {}", e.reason)))?;
                     }
                     // Patients, devices and other context resources carry no vitals.
                     _ => {}
@@ -78,14 +85,21 @@ pub(crate) fn decode_resource(obj: &Map<String, Value>) -> Result<Reading, Rejec
             }
         }
         Some(other) => {
-            return Err(Rejection::new(ReasonCode::InvalidValue, format!("resourceType {other:?} is not Observation or Bundle")));
+            return Err(Rejection::new(
+                ReasonCode::InvalidValue,
+                format!("resourceType {other:?} is not Observation or Bundle"),
+            ));
         }
         None => return Err(Rejection::new(ReasonCode::WrongType, "resourceType: expected a string")),
     }
-    let patient_id = row.patient.ok_or_else(|| Rejection::new(ReasonCode::MissingField, "subject: no Patient reference"))?;
+    let patient_id =
+        row.patient.ok_or_else(|| Rejection::new(ReasonCode::MissingField, "subject: no Patient reference"))?;
     let event_time_ns = row.time_ns.ok_or_else(|| Rejection::new(ReasonCode::MissingField, "effective[x]: no time"))?;
     if row.vitals.iter().all(Option::is_none) {
-        return Err(Rejection::new(ReasonCode::NoVitals, "no vital-sign Observation with a value (LOINC code not one vitalflow stores?)"));
+        return Err(Rejection::new(
+            ReasonCode::NoVitals,
+            "no vital-sign Observation with a value (LOINC code not one vitalflow stores?)",
+        ));
     }
     Ok(Reading { patient_id, event_time_ns, vitals: row.vitals, on_oxygen: None, consciousness: None })
 }
@@ -97,7 +111,10 @@ fn observation(obs: &Map<String, Value>, row: &mut Row) -> Result<(), Rejection>
     let patient = subject(obs)?;
     match &row.patient {
         Some(p) if *p != patient => {
-            return Err(Rejection::new(ReasonCode::InvalidValue, format!("subject: Patient/{patient} differs from Patient/{p} in the same record")));
+            return Err(Rejection::new(
+                ReasonCode::InvalidValue,
+                format!("subject: Patient/{patient} differs from Patient/{p} in the same record"),
+            ));
         }
         _ => row.patient = Some(patient),
     }
@@ -145,7 +162,10 @@ fn subject(obs: &Map<String, Value>) -> Result<String, Rejection> {
     };
     let id = reference.rsplit_once("Patient/").map_or(reference, |(_, id)| id).trim();
     if id.is_empty() || id.len() > 64 {
-        return Err(Rejection::new(ReasonCode::InvalidValue, format!("subject.reference {reference:?} names no patient")));
+        return Err(Rejection::new(
+            ReasonCode::InvalidValue,
+            format!("subject.reference {reference:?} names no patient"),
+        ));
     }
     Ok(id.to_string())
 }
@@ -166,12 +186,18 @@ fn effective_time(obs: &Map<String, Value>) -> Result<i64, Rejection> {
     };
     // FHIR allows a bare date; it is taken as midnight UTC.
     let time = parse_time(text)
-        .or_else(|| chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc()))
+        .or_else(|| {
+            chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|t| t.and_utc())
+        })
         .ok_or_else(|| Rejection::new(ReasonCode::WrongType, format!("{name}: {text:?} is not a dateTime")))?;
     if time.timestamp_millis() < EARLIEST {
         return Err(Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {text} is before 2000-01-01")));
     }
-    time.timestamp_nanos_opt().ok_or_else(|| Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {text} is out of range")))
+    time.timestamp_nanos_opt()
+        .ok_or_else(|| Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {text} is out of range")))
 }
 
 /// The vital's value from `valueQuantity`, converted and range-checked; `None` when absent
@@ -186,7 +212,10 @@ fn quantity(element: &Map<String, Value>, vital: Vital) -> Result<Option<f64>, R
     let v = to_table_unit(vital, value, unit)?;
     let (lo, hi) = vital.possible_range();
     if !(lo..=hi).contains(&v) {
-        return Err(Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {v} is outside the possible range {lo}..={hi}")));
+        return Err(Rejection::new(
+            ReasonCode::ImpossibleValue,
+            format!("{name}: {v} is outside the possible range {lo}..={hi}"),
+        ));
     }
     Ok(Some(v))
 }
@@ -236,7 +265,11 @@ mod tests {
             (hr.replace("\"value\": 44", "\"value\": 900"), ReasonCode::ImpossibleValue, "heart_rate: 900"),
             (hr.replace("\"value\": 44", "\"value\": \"44\""), ReasonCode::WrongType, "valueQuantity.value"),
             (hr.replace("\"code\": \"/min\"", "\"code\": \"Hz\""), ReasonCode::InvalidValue, "unit \"Hz\""),
-            (hr.replace("\"status\": \"final\"", "\"status\": \"entered-in-error\""), ReasonCode::InvalidValue, "entered-in-error"),
+            (
+                hr.replace("\"status\": \"final\"", "\"status\": \"entered-in-error\""),
+                ReasonCode::InvalidValue,
+                "entered-in-error",
+            ),
             (hr.replace("\"subject\": {\"reference\": \"Patient/example\"},", ""), ReasonCode::MissingField, "subject"),
             (hr.replace("effectiveDateTime", "note"), ReasonCode::MissingField, "effective"),
             (hr.replace("8867-4", "1234-5"), ReasonCode::NoVitals, "LOINC"),
@@ -248,7 +281,8 @@ mod tests {
             assert_eq!(e.code, code, "{}", e.reason);
             assert!(e.reason.contains(needle), "{:?} lacks {needle:?}", e.reason);
         }
-        let two_patients = include_str!("../fixtures/fhir/vital-signs-bundle.json").replacen("Patient/P017", "Patient/P018", 1);
+        let two_patients =
+            include_str!("../fixtures/fhir/vital-signs-bundle.json").replacen("Patient/P017", "Patient/P018", 1);
         assert_eq!(decode(&two_patients).unwrap_err().code, ReasonCode::InvalidValue);
     }
 }

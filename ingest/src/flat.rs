@@ -162,7 +162,8 @@ pub(crate) fn decode_flat(payload: &[u8]) -> Option<FlatRecord<'_>> {
     let mut seen = 0u32;
     let mut patient_id = None;
     let mut event_time_ns = None;
-    let mut record = FlatRecord { patient_id: "", event_time_ns: 0, vitals: [None; 7], on_oxygen: None, consciousness: None };
+    let mut record =
+        FlatRecord { patient_id: "", event_time_ns: 0, vitals: [None; 7], on_oxygen: None, consciousness: None };
     loop {
         c.skip_ws();
         c.eat(b'"')?;
@@ -350,8 +351,12 @@ mod tests {
         ] {
             agrees(&format!(r#"{{"patient_id":"P1","timestamp":{time},"heart_rate":70}}"#));
         }
-        agrees(" {\n\t\"patient_id\" : \"P é\" , \"timestamp\":\"2026-11-23T10:15:02Z\",\"spo2\":9.7e1,\"glucose\":null,\"on_oxygen\":false,\"consciousness\":\"new confusion\", \"respiratory_rate\": 12.25 } \r\n");
-        agrees(r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","temperature":36.900000000000006,"consciousness":null,"on_oxygen":null}"#);
+        agrees(
+            " {\n\t\"patient_id\" : \"P é\" , \"timestamp\":\"2026-11-23T10:15:02Z\",\"spo2\":9.7e1,\"glucose\":null,\"on_oxygen\":false,\"consciousness\":\"new confusion\", \"respiratory_rate\": 12.25 } \r\n",
+        );
+        agrees(
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","temperature":36.900000000000006,"consciousness":null,"on_oxygen":null}"#,
+        );
     }
 
     #[test]
@@ -391,6 +396,9 @@ mod tests {
         ] {
             assert!(decode_flat(json.as_bytes()).is_none(), "fast path accepted {json}");
         }
-        assert!(decode_flat(b"{\"patient_id\":\"\xff\",\"timestamp\":\"2026-11-23T10:15:02Z\",\"heart_rate\":70}").is_none());
+        assert!(
+            decode_flat(b"{\"patient_id\":\"\xff\",\"timestamp\":\"2026-11-23T10:15:02Z\",\"heart_rate\":70}")
+                .is_none()
+        );
     }
 }

@@ -70,7 +70,11 @@ impl LandedRange {
 /// Where each of `partitions` of `topic` resumes: one past the last offset of its complete landed
 /// ranges, or absent when nothing of it has landed. Deletes dead-letter files of ranges that never
 /// completed (see the module docs).
-pub async fn resume_positions(location: &DataLocation, topic: &str, partitions: &BTreeSet<i32>) -> Result<BTreeMap<i32, i64>> {
+pub async fn resume_positions(
+    location: &DataLocation,
+    topic: &str,
+    partitions: &BTreeSet<i32>,
+) -> Result<BTreeMap<i32, i64>> {
     let mut landed: BTreeMap<i32, i64> = BTreeMap::new();
     for range in list_ranges(location, table::VITALS_RAW).await? {
         if range.topic == topic && partitions.contains(&range.partition) {
@@ -88,11 +92,11 @@ pub async fn resume_positions(location: &DataLocation, topic: &str, partitions: 
             && landed.get(&range.partition).is_none_or(|next| range.first >= *next);
         if orphan {
             tracing::info!(file = %meta.location, "Deleting the dead letters of a flush that did not complete; the range lands again.");
-            location
-                .store()
-                .delete(&meta.location)
-                .await
-                .map_err(|source| Error::Store { op: "delete", path: meta.location.to_string(), source })?;
+            location.store().delete(&meta.location).await.map_err(|source| Error::Store {
+                op: "delete",
+                path: meta.location.to_string(),
+                source,
+            })?;
         }
     }
     Ok(landed)
@@ -105,12 +109,11 @@ pub async fn list_ranges(location: &DataLocation, table: &str) -> Result<Vec<Lan
 }
 
 async fn list(location: &DataLocation, prefix: &object_store::path::Path) -> Result<Vec<object_store::ObjectMeta>> {
-    location
-        .store()
-        .list(Some(prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Store { op: "list", path: prefix.to_string(), source })
+    location.store().list(Some(prefix)).try_collect().await.map_err(|source| Error::Store {
+        op: "list",
+        path: prefix.to_string(),
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -132,8 +135,14 @@ mod tests {
     fn vitals_raw_files_sit_under_the_hour_of_their_first_record() {
         // 2026-11-24T10:15:02.123Z
         let path = vitals_raw_file("ward-3", 0, 5, 9, 1_795_515_302_123);
-        assert_eq!(path, "vitals_raw/date=2026-11-24/hour=10/ward-3-p0-00000000000000000005-00000000000000000009.parquet");
-        assert_eq!(dead_letter_file("ward-3", 1, 5, 9), "dead_letters/ingest-ward-3-p1-00000000000000000005-00000000000000000009.parquet");
+        assert_eq!(
+            path,
+            "vitals_raw/date=2026-11-24/hour=10/ward-3-p0-00000000000000000005-00000000000000000009.parquet"
+        );
+        assert_eq!(
+            dead_letter_file("ward-3", 1, 5, 9),
+            "dead_letters/ingest-ward-3-p1-00000000000000000005-00000000000000000009.parquet"
+        );
     }
 
     async fn touch(location: &DataLocation, relative: &str) {

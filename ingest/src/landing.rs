@@ -3,8 +3,8 @@
 //! replaces it instead of adding a duplicate.
 
 use arrow::record_batch::RecordBatch;
-use object_store::{ObjectStoreExt, PutPayload};
 use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
@@ -29,9 +29,7 @@ pub async fn write_parquet(location: &DataLocation, path: &Path, batches: &[Reco
     let Some(first) = batches.first() else {
         return Err(Error::Config(format!("no batches to write to {path}")));
     };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
     let parquet_err = |source| Error::Parquet { path: path.to_string(), source };
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(parquet_err)?;
@@ -42,10 +40,10 @@ pub async fn write_parquet(location: &DataLocation, path: &Path, batches: &[Reco
     }
     writer.close().map_err(parquet_err)?;
     let bytes = buf.len();
-    location
-        .store()
-        .put(path, PutPayload::from(buf))
-        .await
-        .map_err(|source| Error::Store { op: "put", path: path.to_string(), source })?;
+    location.store().put(path, PutPayload::from(buf)).await.map_err(|source| Error::Store {
+        op: "put",
+        path: path.to_string(),
+        source,
+    })?;
     Ok(LandedFile { path: path.clone(), rows, bytes })
 }

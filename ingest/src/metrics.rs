@@ -27,7 +27,12 @@ pub struct MetricsServer {
 }
 
 /// Binds `host:port` and serves `GET /metrics`, `/healthz` and `/readyz` until `shutdown`.
-pub async fn serve_metrics(host: &str, port: u16, stats: Arc<IngestStats>, shutdown: CancellationToken) -> Result<MetricsServer> {
+pub async fn serve_metrics(
+    host: &str,
+    port: u16,
+    stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+) -> Result<MetricsServer> {
     let listener = TcpListener::bind((host, port))
         .await
         .map_err(|e| Error::Config(format!("binding the metrics endpoint to {host}:{port}: {e}")))?;
@@ -61,7 +66,8 @@ async fn readyz(State(stats): State<Arc<IngestStats>>) -> Response {
     if stats.in_group() {
         Json(serde_json::json!({ "status": "ready" })).into_response()
     } else {
-        let body = serde_json::json!({ "status": "not ready", "reason": "the Kafka consumer has not joined its group yet" });
+        let body =
+            serde_json::json!({ "status": "not ready", "reason": "the Kafka consumer has not joined its group yet" });
         (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
     }
 }

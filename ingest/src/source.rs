@@ -19,9 +19,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::assignment::{Assignment, IngestContext, PartitionRange, lock};
 use crate::batch::{DeadLetter, dead_letter_batch};
-use crate::dead_letter_topic::DeadLetterTopic;
 use crate::client::{client_config, kafka_err};
 use crate::config::{IngestConfig, KafkaConfig};
+use crate::dead_letter_topic::DeadLetterTopic;
 use crate::decode::ReasonCode;
 use crate::error::{Error, Result};
 use crate::events::{BatchLanded, IngestStats, commit_failed, records_received};
@@ -62,7 +62,10 @@ pub async fn run(
     config.validate()?;
     kafka.validate()?;
     if config.dead_letter_topic == kafka.topic {
-        return Err(Error::Config(format!("ingest.dead_letter_topic must not be the vitals topic {:?}: dead letters would be read again", kafka.topic)));
+        return Err(Error::Config(format!(
+            "ingest.dead_letter_topic must not be the vitals topic {:?}: dead letters would be read again",
+            kafka.topic
+        )));
     }
     let runtime = tokio::runtime::Handle::current();
     if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
@@ -84,7 +87,11 @@ pub async fn run(
     let refused = consumer.context().refused.clone();
     tracing::info!(topic = %kafka.topic, group = %config.group_id, brokers = %kafka.brokers, "Ingest consuming.");
 
-    let sinks = Sinks { location: location.clone(), dead_letter_topic: DeadLetterTopic::new(kafka, config)?, fault: Fault::from_env() };
+    let sinks = Sinks {
+        location: location.clone(),
+        dead_letter_topic: DeadLetterTopic::new(kafka, config)?,
+        fault: Fault::from_env(),
+    };
     let mut tick = tokio::time::interval(config.flush_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -228,7 +235,8 @@ async fn flush(
 ) -> Result<()> {
     let started = Instant::now();
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-    let ranges = lock(assignment).take().into_iter().map(|p| LandingRange::build(p, now_ns)).collect::<Result<Vec<_>>>()?;
+    let ranges =
+        lock(assignment).take().into_iter().map(|p| LandingRange::build(p, now_ns)).collect::<Result<Vec<_>>>()?;
     let mut backoff = Duration::from_millis(100);
     let event = loop {
         match land(sinks, &ranges).await {
@@ -272,7 +280,8 @@ async fn flush(
 /// marks the range complete).
 async fn land(sinks: &Sinks, ranges: &[LandingRange]) -> Result<BatchLanded> {
     let Sinks { location, dead_letter_topic, fault } = sinks;
-    let mut event = BatchLanded { landed: 0, dead_lettered: 0, files: 0, by_reason: Default::default(), latency: Duration::ZERO };
+    let mut event =
+        BatchLanded { landed: 0, dead_lettered: 0, files: 0, by_reason: Default::default(), latency: Duration::ZERO };
     for r in ranges {
         if let Some(dead) = &r.dead_letters {
             let path = location.path(&dead_letter_file(&r.topic, r.partition, r.first, r.last));
@@ -312,7 +321,8 @@ struct LandingRange {
 impl LandingRange {
     fn build(p: PartitionRange, now_ns: i64) -> Result<LandingRange> {
         let PartitionRange { topic, partition, mut range } = p;
-        let dead_letters = if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, STAGE, now_ns)?) };
+        let dead_letters =
+            if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, STAGE, now_ns)?) };
         Ok(LandingRange {
             rows: range.rows.finish(&topic, partition, now_ns)?,
             topic,

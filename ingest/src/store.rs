@@ -92,6 +92,9 @@ mod tests {
         assert_eq!(loc.url().scheme(), "file");
         assert!(loc.table_url("vitals_raw").ends_with("/data/vitals_raw/"));
         let p = loc.path("vitals_raw/x.parquet");
-        assert_eq!(loc.object_url(&p), format!("file://{}/vitals_raw/x.parquet", std::fs::canonicalize(&sub).unwrap().display()));
+        assert_eq!(
+            loc.object_url(&p),
+            format!("file://{}/vitals_raw/x.parquet", std::fs::canonicalize(&sub).unwrap().display())
+        );
     }
 }

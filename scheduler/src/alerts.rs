@@ -33,9 +33,9 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::{DataLocation, KafkaConfig};
 use vitalflow_udf_model::schema::table;
 
+use crate::compaction::{list_parquet, read};
 use crate::config::AlertsConfig;
 use crate::error::{Error, Result};
-use crate::compaction::{list_parquet, read};
 use crate::etl::{load_checkpoint, read_json, write_json};
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
@@ -136,7 +136,11 @@ fn alert_batch_id(name: &str) -> Option<i64> {
 
 /// The committed `risk_alerts` files after batch `delivered`, up to batch `committed`, in batch order.
 /// Batches without alerts have no file.
-pub async fn committed_alert_files(location: &DataLocation, delivered: i64, committed: i64) -> Result<Vec<(i64, object_store::path::Path)>> {
+pub async fn committed_alert_files(
+    location: &DataLocation,
+    delivered: i64,
+    committed: i64,
+) -> Result<Vec<(i64, object_store::path::Path)>> {
     let listed = list_parquet(location, table::RISK_ALERTS).await?;
     let mut files: Vec<_> = listed
         .into_iter()
@@ -152,7 +156,8 @@ pub async fn committed_alert_files(location: &DataLocation, delivered: i64, comm
 /// The alerts in one `risk_alerts` file.
 pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Path) -> Result<Vec<AlertMessage>> {
     let bytes = read(location, path).await?;
-    let unreadable = |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
+    let unreadable =
+        |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
     let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
     let mut alerts = Vec::new();
     for batch in reader {
@@ -249,8 +254,13 @@ impl Delivery {
                     Some(checkpoint) => checkpoint.last_batch_id,
                     None => {
                         // A new sink starts now (module doc); recorded so that a restart does not move it.
-                        save_delivery_checkpoint(&self.location, name, DeliveryCheckpoint { last_batch_id: committed }).await?;
-                        tracing::info!(sink = name, after_batch = committed, "Alert delivery starts with the next committed micro-batch; earlier alerts stay in risk_alerts.");
+                        save_delivery_checkpoint(&self.location, name, DeliveryCheckpoint { last_batch_id: committed })
+                            .await?;
+                        tracing::info!(
+                            sink = name,
+                            after_batch = committed,
+                            "Alert delivery starts with the next committed micro-batch; earlier alerts stay in risk_alerts."
+                        );
                         committed
                     }
                 };
@@ -278,7 +288,8 @@ impl Delivery {
     }
 
     async fn record(&mut self, batch_id: i64, alerts: usize) -> Result<()> {
-        save_delivery_checkpoint(&self.location, self.sink.name(), DeliveryCheckpoint { last_batch_id: batch_id }).await?;
+        save_delivery_checkpoint(&self.location, self.sink.name(), DeliveryCheckpoint { last_batch_id: batch_id })
+            .await?;
         self.delivered = Some(batch_id);
         let stats = self.stats();
         stats.delivered.fetch_add(alerts as u64, Ordering::Relaxed);
@@ -342,7 +353,11 @@ pub fn start_delivery(
         sinks.push(Sink::Kafka(kafka::KafkaSink::new(kafka, &config.kafka_topic, config.timeout())?));
     }
     if !config.webhook_url.is_empty() {
-        sinks.push(Sink::Webhook(webhook::WebhookSink::new(&config.webhook_url, &config.webhook_token_secret, config.timeout())?));
+        sinks.push(Sink::Webhook(webhook::WebhookSink::new(
+            &config.webhook_url,
+            &config.webhook_token_secret,
+            config.timeout(),
+        )?));
     }
     let poll = Duration::from_millis(config.poll_interval_ms);
     let max_backoff = Duration::from_secs(config.max_backoff_seconds).max(poll);

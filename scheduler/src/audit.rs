@@ -131,7 +131,9 @@ impl AuditLog {
     pub fn snapshot(&self) -> Result<RecordBatch, arrow::error::ArrowError> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(TimestampNanosecondArray::from_iter_values(entries.iter().map(|e| e.time_ns)).with_timezone("UTC")),
+            Arc::new(
+                TimestampNanosecondArray::from_iter_values(entries.iter().map(|e| e.time_ns)).with_timezone("UTC"),
+            ),
             Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.user_name.as_str()))),
             Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.sql.as_str()))),
             Arc::new(StringArray::from_iter_values(entries.iter().map(|e| e.outcome.as_str()))),

@@ -251,7 +251,8 @@ impl Authenticator {
         }
         let mut users = HashMap::new();
         for u in &config.users {
-            let hash = PasswordHash::parse(&format!("flight_sql.auth.users[{}].password_hash", u.name), &u.password_hash)?;
+            let hash =
+                PasswordHash::parse(&format!("flight_sql.auth.users[{}].password_hash", u.name), &u.password_hash)?;
             if users.insert(u.name.clone(), (hash, u.role)).is_some() {
                 return Err(Error::Config(format!("flight_sql.auth.users names {:?} twice", u.name)));
             }
@@ -260,7 +261,8 @@ impl Authenticator {
             .tokens
             .iter()
             .map(|t| {
-                let hash = parse_hex_sha256(&format!("flight_sql.auth.tokens[{}].token_sha256", t.name), &t.token_sha256)?;
+                let hash =
+                    parse_hex_sha256(&format!("flight_sql.auth.tokens[{}].token_sha256", t.name), &t.token_sha256)?;
                 Ok((hash, Principal { name: t.name.clone(), role: t.role }))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -360,7 +362,9 @@ impl Authenticator {
             return Ok(Principal::local());
         }
         let Some(value) = value else {
-            return Err(unauthenticated("credentials required: sign in with Basic user:password or send a Bearer token"));
+            return Err(unauthenticated(
+                "credentials required: sign in with Basic user:password or send a Bearer token",
+            ));
         };
         let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("basic") {
@@ -381,11 +385,8 @@ pub fn secret_sha256(secret: &str) -> String {
 /// `user:password` as a Basic header value; `pad` false drops `=` padding as Go clients do.
 pub fn basic_header(user: &str, password: &str, pad: bool) -> String {
     let raw = format!("{user}:{password}");
-    let encoded = if pad {
-        general_purpose::STANDARD.encode(raw)
-    } else {
-        general_purpose::STANDARD_NO_PAD.encode(raw)
-    };
+    let encoded =
+        if pad { general_purpose::STANDARD.encode(raw) } else { general_purpose::STANDARD_NO_PAD.encode(raw) };
     format!("Basic {encoded}")
 }
 
@@ -396,10 +397,18 @@ mod tests {
     fn config() -> AuthConfig {
         AuthConfig {
             users: vec![
-                UserConfig { name: "ana".into(), password_hash: hash_password("s3cret pass!", 1000), role: Role::Admin },
+                UserConfig {
+                    name: "ana".into(),
+                    password_hash: hash_password("s3cret pass!", 1000),
+                    role: Role::Admin,
+                },
                 UserConfig { name: "bo".into(), password_hash: hash_password("x", 1000), role: Role::Reader },
             ],
-            tokens: vec![TokenConfig { name: "grafana".into(), token_sha256: secret_sha256("tok-1"), role: Role::Reader }],
+            tokens: vec![TokenConfig {
+                name: "grafana".into(),
+                token_sha256: secret_sha256("tok-1"),
+                role: Role::Reader,
+            }],
             ..AuthConfig::default()
         }
     }
@@ -427,7 +436,11 @@ mod tests {
         assert_eq!(auth.check_header(Some("Bearer tok-1")).unwrap().name, "grafana");
         let token = auth.issue_token(&Principal { name: "bo".into(), role: Role::Reader });
         // Claiming another user with bo's signature fails.
-        let forged = format!("{TOKEN_PREFIX}{}.{}", URL_SAFE_NO_PAD.encode("99999999999:ana"), token.rsplit_once('.').unwrap().1);
+        let forged = format!(
+            "{TOKEN_PREFIX}{}.{}",
+            URL_SAFE_NO_PAD.encode("99999999999:ana"),
+            token.rsplit_once('.').unwrap().1
+        );
         assert!(auth.check_bearer(&forged).is_err());
         // Another server's key does not verify this one's tokens.
         let other = Authenticator::new(&config()).unwrap();

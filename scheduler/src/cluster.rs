@@ -114,10 +114,13 @@ impl Drop for NamedJob {
 /// Binds and starts the scheduler's gRPC server.
 pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) -> Result<RunningScheduler> {
     let bind = format!("{}:{}", config.bind_host, config.port);
-    let listener = tokio::net::TcpListener::bind(&bind)
-        .await
-        .map_err(|source| Error::Bind { what: "ballista scheduler", addr: bind.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind { what: "ballista scheduler", addr: bind, source })?;
+    let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|source| Error::Bind {
+        what: "ballista scheduler",
+        addr: bind.clone(),
+        source,
+    })?;
+    let addr =
+        listener.local_addr().map_err(|source| Error::Bind { what: "ballista scheduler", addr: bind, source })?;
     let ballista_config = Arc::new(BallistaSchedulerConfig {
         bind_host: config.bind_host.clone(),
         // The real port, also when 0 was asked for: executors are told to call back here.
@@ -133,7 +136,8 @@ pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) 
         ..BallistaSchedulerConfig::default()
     });
     let ballista = |step| move |source| Error::Ballista { step, source };
-    let cluster = BallistaCluster::new_from_config(&ballista_config).await.map_err(ballista("creating cluster state"))?;
+    let cluster =
+        BallistaCluster::new_from_config(&ballista_config).await.map_err(ballista("creating cluster state"))?;
     let server = create_scheduler::<LogicalPlanNode, PhysicalPlanNode>(cluster, ballista_config)
         .await
         .map_err(ballista("creating scheduler"))?;

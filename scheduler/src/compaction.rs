@@ -37,7 +37,8 @@ use crate::etl::{EtlCheckpoint, load_checkpoint};
 
 /// Tables compacted, with how a file is known to be settled. (risk_alerts, written per micro-batch
 /// like vitals_clean, joins with [`Settled::CommittedBatch`].)
-const COMPACTED: [(&str, Settled); 2] = [(table::VITALS_RAW, Settled::ProcessedRange), (table::VITALS_CLEAN, Settled::CommittedBatch)];
+const COMPACTED: [(&str, Settled); 2] =
+    [(table::VITALS_RAW, Settled::ProcessedRange), (table::VITALS_CLEAN, Settled::CommittedBatch)];
 
 /// When a file will never be written again under its name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,7 +53,10 @@ impl Settled {
     pub(crate) fn holds(self, path: &Path, checkpoint: &EtlCheckpoint) -> bool {
         match self {
             Settled::ProcessedRange => path.filename().and_then(LandedRange::parse).is_some_and(|r| {
-                checkpoint.processed_offsets.get(&format!("{}/{}", r.topic, r.partition)).is_some_and(|done| r.last <= *done)
+                checkpoint
+                    .processed_offsets
+                    .get(&format!("{}/{}", r.topic, r.partition))
+                    .is_some_and(|done| r.last <= *done)
             }),
             Settled::CommittedBatch => span_of(path).is_some_and(|s| s.last <= checkpoint.last_batch_id),
         }
@@ -72,7 +76,12 @@ pub struct CompactionReport {
 
 /// Runs compaction and retention every `compaction.interval_seconds` until `shutdown`; a failed pass is
 /// logged and the next one starts from what the store holds.
-pub async fn run(location: DataLocation, compaction: CompactionConfig, retention: RetentionConfig, shutdown: CancellationToken) {
+pub async fn run(
+    location: DataLocation,
+    compaction: CompactionConfig,
+    retention: RetentionConfig,
+    shutdown: CancellationToken,
+) {
     let interval = std::time::Duration::from_secs(compaction.interval_seconds);
     loop {
         tokio::select! {
@@ -174,7 +183,8 @@ fn runs(files: Vec<ObjectMeta>, config: &CompactionConfig) -> Vec<Vec<ObjectMeta
             *size = 0;
         };
         for (_, meta) in group {
-            let same_folder = run.last().is_none_or(|prev: &ObjectMeta| folder(&prev.location) == folder(&meta.location));
+            let same_folder =
+                run.last().is_none_or(|prev: &ObjectMeta| folder(&prev.location) == folder(&meta.location));
             if meta.size >= target || !same_folder || size + meta.size > target {
                 close(&mut run, &mut size);
             }
@@ -211,11 +221,17 @@ async fn merge(location: &DataLocation, run: &[ObjectMeta]) -> Result<()> {
     let mut rows = 0usize;
     for meta in run {
         let bytes = read(location, &meta.location).await?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).and_then(|b| b.build()).map_err(|e| parquet_err(&meta.location, e))?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+            .and_then(|b| b.build())
+            .map_err(|e| parquet_err(&meta.location, e))?;
         let schema = reader.schema();
         let (first_schema, w) = match &mut writer {
             Some(w) => w,
-            None => writer.insert((schema.clone(), ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone())).map_err(|e| parquet_err(&target, e))?)),
+            None => writer.insert((
+                schema.clone(),
+                ArrowWriter::try_new(Vec::new(), schema.clone(), Some(props.clone()))
+                    .map_err(|e| parquet_err(&target, e))?,
+            )),
         };
         if *first_schema != schema {
             // Schema changed between files (an upgrade): merge only like with like; this run waits.
@@ -261,7 +277,8 @@ mod tests {
             meta("r/h=2/t-p1-1-1.parquet", 10),
             meta("r/h=2/t-p1-2-2.parquet", 10),
         ];
-        let got: Vec<Vec<String>> = runs(files, &config).into_iter().map(|r| r.iter().map(|m| m.location.to_string()).collect()).collect();
+        let got: Vec<Vec<String>> =
+            runs(files, &config).into_iter().map(|r| r.iter().map(|m| m.location.to_string()).collect()).collect();
         assert_eq!(got, vec![vec!["r/h=1/t-p0-1-1.parquet", "r/h=1/t-p0-2-2.parquet", "r/h=1/t-p0-3-3.parquet"]]);
         let run = [meta("v/batch-000000000003.parquet", 1), meta("v/batch-000000000004-000000000009.parquet", 1)];
         assert_eq!(merged_path(&run), Some(Path::from("v/batch-000000000003-000000000009.parquet")));

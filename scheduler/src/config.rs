@@ -89,7 +89,10 @@ impl EtlConfig {
     /// Checks values before anything starts.
     pub fn validate(&self) -> Result<()> {
         if self.min_interval_ms < 10 {
-            return Err(Error::Config(format!("etl.min_interval_ms is {}, at least 10 is needed", self.min_interval_ms)));
+            return Err(Error::Config(format!(
+                "etl.min_interval_ms is {}, at least 10 is needed",
+                self.min_interval_ms
+            )));
         }
         if self.window_readings == 0 {
             return Err(Error::Config("etl.window_readings is 0, at least 1 (the reading itself) is needed".into()));
@@ -172,14 +175,18 @@ impl AlertsConfig {
     pub fn validate(&self) -> Result<()> {
         if self.timeout_ms == 0 || self.poll_interval_ms < 10 || self.max_backoff_seconds == 0 {
             return Err(Error::Config(
-                "alerts.timeout_ms and alerts.max_backoff_seconds must be above 0, alerts.poll_interval_ms at least 10".into(),
+                "alerts.timeout_ms and alerts.max_backoff_seconds must be above 0, alerts.poll_interval_ms at least 10"
+                    .into(),
             ));
         }
         if !self.webhook_url.is_empty() {
             let url = url::Url::parse(&self.webhook_url)
                 .map_err(|e| Error::Config(format!("alerts.webhook_url {:?} is not a URL: {e}", self.webhook_url)))?;
             if !["http", "https"].contains(&url.scheme()) || url.host().is_none() {
-                return Err(Error::Config(format!("alerts.webhook_url {:?} must be an http:// or https:// URL", self.webhook_url)));
+                return Err(Error::Config(format!(
+                    "alerts.webhook_url {:?} must be an http:// or https:// URL",
+                    self.webhook_url
+                )));
             }
         }
         if self.webhook_url.is_empty() && !self.webhook_token_secret.is_empty() {
@@ -244,7 +251,9 @@ impl FlightSqlConfig {
             ));
         }
         if self.query_timeout_seconds == 0 || self.max_result_mb == 0 {
-            return Err(Error::Config("flight_sql.query_timeout_seconds and flight_sql.max_result_mb must be above 0".into()));
+            return Err(Error::Config(
+                "flight_sql.query_timeout_seconds and flight_sql.max_result_mb must be above 0".into(),
+            ));
         }
         Ok(())
     }
@@ -299,7 +308,9 @@ impl CompactionConfig {
     /// Checks values before anything starts.
     pub fn validate(&self) -> Result<()> {
         if self.interval_seconds == 0 || self.target_file_mb == 0 || self.min_files < 2 {
-            return Err(Error::Config("compaction.interval_seconds and target_file_mb must be above 0, min_files at least 2".into()));
+            return Err(Error::Config(
+                "compaction.interval_seconds and target_file_mb must be above 0, min_files at least 2".into(),
+            ));
         }
         Ok(())
     }

@@ -46,7 +46,8 @@ impl Span {
     /// Reads the span of a file name (the last path segment); `None` for names without one.
     pub fn parse(file_name: &str) -> Option<Span> {
         let stem = file_name.strip_suffix(".parquet")?;
-        let number = |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten();
+        let number =
+            |s: &str| (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse::<i64>().ok()).flatten();
         let (rest, last_part) = stem.rsplit_once('-')?;
         let last = number(last_part)?;
         match rest.rsplit_once('-') {
@@ -60,7 +61,10 @@ impl Span {
 
     /// Whether `self` covers `other`: same group and a span at least as wide around it.
     pub fn covers(&self, other: &Span) -> bool {
-        self.group == other.group && self.first <= other.first && other.last <= self.last && (self.first, self.last) != (other.first, other.last)
+        self.group == other.group
+            && self.first <= other.first
+            && other.last <= self.last
+            && (self.first, self.last) != (other.first, other.last)
     }
 }
 
@@ -123,11 +127,20 @@ impl fmt::Display for ResolvingStore {
 
 #[async_trait]
 impl ObjectStore for ResolvingStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
         self.inner.put_opts(location, payload, opts).await
     }
 
-    async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> object_store::Result<Box<dyn MultipartUpload>> {
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -135,11 +148,18 @@ impl ObjectStore for ResolvingStore {
         self.inner.get_opts(location, options).await
     }
 
-    async fn get_ranges(&self, location: &Path, ranges: &[std::ops::Range<u64>]) -> object_store::Result<Vec<bytes::Bytes>> {
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<bytes::Bytes>> {
         self.inner.get_ranges(location, ranges).await
     }
 
-    fn delete_stream(&self, locations: BoxStream<'static, object_store::Result<Path>>) -> BoxStream<'static, object_store::Result<Path>> {
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
         self.inner.delete_stream(locations)
     }
 
@@ -174,7 +194,13 @@ mod tests {
     use super::*;
 
     fn meta(name: &str) -> ObjectMeta {
-        ObjectMeta { location: Path::from(name), last_modified: chrono::Utc::now(), size: 1, e_tag: None, version: None }
+        ObjectMeta {
+            location: Path::from(name),
+            last_modified: chrono::Utc::now(),
+            size: 1,
+            e_tag: None,
+            version: None,
+        }
     }
 
     #[test]
@@ -184,7 +210,8 @@ mod tests {
         assert_eq!(Span::parse("batch-000000000012.parquet"), s("batch", 12, 12));
         assert_eq!(Span::parse("batch-000000000001-000000000012.parquet"), s("batch", 1, 12));
         assert_eq!(Span::parse("patient_latest-0-7.parquet"), s("patient_latest", 0, 7));
-        for none in ["notes.parquet", "batch-12.csv", "-5.parquet", "batch-9-3.parquet", "batch-x.parquet", "7.parquet"] {
+        for none in ["notes.parquet", "batch-12.csv", "-5.parquet", "batch-9-3.parquet", "batch-x.parquet", "7.parquet"]
+        {
             assert_eq!(Span::parse(none), None, "{none}");
         }
     }
@@ -204,12 +231,26 @@ mod tests {
             meta("t/readme.parquet"),
         ];
         let names: Vec<String> = visible(files.clone()).into_iter().map(|m| m.location.to_string()).collect();
-        assert_eq!(names, ["t/raw-p0-1-20.parquet", "t/raw-p0-21-30.parquet", "t/raw-p1-1-10.parquet", "t/batch-3.parquet", "t/batch-1-2.parquet", "t/readme.parquet"]);
+        assert_eq!(
+            names,
+            [
+                "t/raw-p0-1-20.parquet",
+                "t/raw-p0-21-30.parquet",
+                "t/raw-p1-1-10.parquet",
+                "t/batch-3.parquet",
+                "t/batch-1-2.parquet",
+                "t/readme.parquet"
+            ]
+        );
         let covered = covered_by(&files);
         assert_eq!(covered[&Path::from("t/raw-p0-11-20.parquet")].location, Path::from("t/raw-p0-1-20.parquet"));
         assert_eq!(covered.len(), 3);
         // Newest-version naming: each version covers every earlier one.
-        let versions = vec![meta("p/patient_latest-0-3.parquet"), meta("p/patient_latest-0-9.parquet"), meta("p/patient_latest-0-5.parquet")];
+        let versions = vec![
+            meta("p/patient_latest-0-3.parquet"),
+            meta("p/patient_latest-0-9.parquet"),
+            meta("p/patient_latest-0-5.parquet"),
+        ];
         let names: Vec<String> = visible(versions).into_iter().map(|m| m.location.to_string()).collect();
         assert_eq!(names, ["p/patient_latest-0-9.parquet"]);
     }

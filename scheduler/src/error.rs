@@ -35,7 +35,9 @@ pub enum Error {
         source: DataFusionError,
     },
     /// A micro-batch's cluster job ran past `etl.batch_timeout_seconds` and was cancelled (retryable).
-    #[error("micro-batch {batch} did not finish within etl.batch_timeout_seconds ({seconds} s); its job is cancelled and the batch re-runs")]
+    #[error(
+        "micro-batch {batch} did not finish within etl.batch_timeout_seconds ({seconds} s); its job is cancelled and the batch re-runs"
+    )]
     BatchTimeout {
         /// The batch id.
         batch: i64,
@@ -82,7 +84,11 @@ impl Error {
     /// Whether the same step can succeed later (stores and clusters come back; bad config does not).
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Store { .. } | Error::Ballista { .. } | Error::Query { .. } | Error::BatchTimeout { .. } | Error::Delivery { .. } => true,
+            Error::Store { .. }
+            | Error::Ballista { .. }
+            | Error::Query { .. }
+            | Error::BatchTimeout { .. }
+            | Error::Delivery { .. } => true,
             Error::Landing(e) => e.is_retryable(),
             _ => false,
         }

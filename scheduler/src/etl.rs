@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
-use object_store::{ObjectStoreExt, PutPayload};
 use object_store::path::Path;
+use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
@@ -208,14 +208,28 @@ impl std::fmt::Debug for EtlDriver {
 
 impl EtlDriver {
     /// Loads the checkpoint (none yet means a fresh start) and checks that the SQL plans.
-    pub async fn new(ctx: SessionContext, location: DataLocation, config: &EtlConfig, stats: Arc<EtlStats>) -> Result<EtlDriver> {
+    pub async fn new(
+        ctx: SessionContext,
+        location: DataLocation,
+        config: &EtlConfig,
+        stats: Arc<EtlStats>,
+    ) -> Result<EtlDriver> {
         config.validate()?;
         let sql = config.sql()?;
         let checkpoint = load_checkpoint(&location).await?;
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
-        let driver =
-            EtlDriver { ctx, location, sql, config: config.clone(), checkpoint, stats, abort_after_output, state_url: None, jobs: None };
+        let driver = EtlDriver {
+            ctx,
+            location,
+            sql,
+            config: config.clone(),
+            checkpoint,
+            stats,
+            abort_after_output,
+            state_url: None,
+            jobs: None,
+        };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
         let planned = driver
@@ -285,7 +299,8 @@ impl EtlDriver {
         if self.checkpoint.pending.as_ref().is_none_or(|p| p.id != batch.id) {
             // Recorded before running: a re-run after a crash takes exactly these files.
             let mut intent = self.checkpoint.clone();
-            intent.pending = Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
+            intent.pending =
+                Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
             save_checkpoint(&self.location, &intent).await?;
             self.checkpoint = intent;
         }
@@ -294,7 +309,8 @@ impl EtlDriver {
         // Named, so that a job past the deadline (or of a driver that gave up) is cancelled.
         let mut job = NamedJob::new(format!("etl/batch-{}", batch.id), self.jobs.clone());
         let run = async {
-            let frame = self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
+            let frame =
+                self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
             job.named(frame)
                 .execute_stream()
                 .await
@@ -312,7 +328,8 @@ impl EtlDriver {
         let sql = sql_began.elapsed();
         let split_began = Instant::now();
         let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
-        let split = outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
+        let split =
+            outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
         let write_began = Instant::now();
         let split_time = write_began - split_began;
         let written = split.write(&self.location, batch.id).await?;
@@ -357,9 +374,15 @@ impl EtlDriver {
             write,
         };
         tracing::debug!(
-            batch = report.id, files = report.files, rows = report.rows_out, rejected = report.rejected, alerts = report.alerts,
-            elapsed_ms = report.elapsed.as_millis() as u64, sql_ms = sql.as_millis() as u64,
-            split_ms = split_time.as_millis() as u64, write_ms = write.as_millis() as u64,
+            batch = report.id,
+            files = report.files,
+            rows = report.rows_out,
+            rejected = report.rejected,
+            alerts = report.alerts,
+            elapsed_ms = report.elapsed.as_millis() as u64,
+            sql_ms = sql.as_millis() as u64,
+            split_ms = split_time.as_millis() as u64,
+            write_ms = write.as_millis() as u64,
             "Micro-batch committed."
         );
         Ok(Some(report))
@@ -370,7 +393,10 @@ impl EtlDriver {
     /// partition's files come in offset order and a cut keeps every partition's earliest files.
     async fn next_batch(&self) -> Result<Option<MicroBatch>> {
         if let Some(pending) = &self.checkpoint.pending {
-            return Ok(Some(MicroBatch { id: pending.id, files: pending.files.iter().map(|f| Path::from(f.as_str())).collect() }));
+            return Ok(Some(MicroBatch {
+                id: pending.id,
+                files: pending.files.iter().map(|f| Path::from(f.as_str())).collect(),
+            }));
         }
         let prefix = self.location.path(table::VITALS_RAW);
         // A listing is no snapshot: a file put while it runs can be missed while a later file of the
@@ -394,7 +420,9 @@ impl EtlDriver {
             .collect();
         // By file name, not path: ingest files sit in date/hour folders (the hour of a range's first
         // record), and a partition's ranges must still come in offset order for a cut to be safe.
-        listed.sort_by(|a, b| a.location.filename().cmp(&b.location.filename()).then_with(|| a.location.cmp(&b.location)));
+        listed.sort_by(|a, b| {
+            a.location.filename().cmp(&b.location.filename()).then_with(|| a.location.cmp(&b.location))
+        });
         let mut bytes = 0;
         let files: Vec<Path> = listed
             .into_iter()
@@ -476,20 +504,26 @@ pub async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint
 }
 
 /// A JSON object of the store (a checkpoint); `None` when there is none.
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(location: &DataLocation, relative: &str) -> Result<Option<T>> {
+pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+    location: &DataLocation,
+    relative: &str,
+) -> Result<Option<T>> {
     let path = location.path(relative);
     let bytes = match location.store().get(&path).await {
         Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
     };
-    serde_json::from_slice(&bytes).map(Some).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
 }
 
 /// Writes `value` as the JSON object `relative` (one put: readers see the old or the new one).
 pub(crate) async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, value: &T) -> Result<()> {
     let path = location.path(relative);
-    let json = serde_json::to_vec(value).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
+    let json =
+        serde_json::to_vec(value).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
     location
         .store()
         .put(&path, PutPayload::from(json))

@@ -33,8 +33,8 @@ use arrow_flight::sql::{
     DoPutPreparedStatementResult, ProstMessageExt, SqlInfo, TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage,
-    SchemaAsIpc, Ticket,
+    Action, FlightDescriptor, FlightEndpoint, FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, SchemaAsIpc,
+    Ticket,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -42,9 +42,9 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
-pub use self::server::{RunningFlightSql, start_flight_sql};
 use self::handle::StatementHandle;
 use self::query::{QueryLimits, client_schema, parameter_schema, plan, query_status, to_client_batch};
+pub use self::server::{RunningFlightSql, start_flight_sql};
 use crate::audit::{AuditLog, Outcome};
 use crate::auth::{Authenticator, Principal};
 use crate::cluster::{ClusterJobs, NamedJob};
@@ -153,8 +153,9 @@ impl FlightSqlEndpoint {
     /// Serves the `etl_progress` table (listed by GetTables) from `source`.
     pub fn with_etl_progress(mut self, source: ProgressSource) -> Result<FlightSqlEndpoint> {
         // A placeholder with the schema, so that GetTables lists it; queries naming it run on a snapshot.
-        let placeholder = datafusion::datasource::MemTable::try_new(crate::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
-            .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
+        let placeholder =
+            datafusion::datasource::MemTable::try_new(crate::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
+                .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
         self.ctx
             .register_table(crate::progress::PROGRESS_TABLE, Arc::new(placeholder))
             .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
@@ -179,9 +180,21 @@ impl FlightSqlEndpoint {
         Ok(client_schema(frame.schema().inner()))
     }
 
-    async fn plan_timed(&self, who: &Principal, handle: &StatementHandle) -> Result<datafusion::prelude::DataFrame, Status> {
+    async fn plan_timed(
+        &self,
+        who: &Principal,
+        handle: &StatementHandle,
+    ) -> Result<datafusion::prelude::DataFrame, Status> {
         let parameters = handle.parameters()?;
-        let planning = plan(&self.ctx, self.local.as_ref(), &self.audit, self.progress.as_deref(), who, &handle.sql, parameters.as_ref());
+        let planning = plan(
+            &self.ctx,
+            self.local.as_ref(),
+            &self.audit,
+            self.progress.as_deref(),
+            who,
+            &handle.sql,
+            parameters.as_ref(),
+        );
         tokio::time::timeout(self.limits.timeout, planning).await.map_err(|_| self.timeout_status())?
     }
 
@@ -505,7 +518,11 @@ impl FlightSqlService for FlightSqlEndpoint {
         query: CommandGetPrimaryKeys,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        Ok(Response::new(flight_info(query.as_any().encode_to_vec(), &metadata::PRIMARY_KEYS_SCHEMA, request.into_inner())?))
+        Ok(Response::new(flight_info(
+            query.as_any().encode_to_vec(),
+            &metadata::PRIMARY_KEYS_SCHEMA,
+            request.into_inner(),
+        )?))
     }
 
     /// vitalflow's tables are append-only event logs without primary keys: always empty, never an error.

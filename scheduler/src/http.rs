@@ -29,11 +29,11 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
 use vitalflow_udf_model::{RiskForest, RiskLevel};
 
+use crate::alerts::SinkStats;
 use crate::auth::Authenticator;
 use crate::config::HttpConfig;
-use crate::alerts::SinkStats;
-use crate::etl::EtlStats;
 use crate::error::{Error, Result};
+use crate::etl::EtlStats;
 
 /// Errors reported per request, at most this many (FastAPI reports all; a 10k-record body of junk
 /// should not produce a megabyte of errors).
@@ -74,26 +74,38 @@ impl HttpStats {
 
     fn render(&self, etl: Option<&EtlStats>) -> String {
         let mut out = String::new();
-        out.push_str("# HELP vitalflow_http_predict_batch_responses_total /predict_batch answers by status code.
-");
-        out.push_str("# TYPE vitalflow_http_predict_batch_responses_total counter
-");
+        out.push_str(
+            "# HELP vitalflow_http_predict_batch_responses_total /predict_batch answers by status code.
+",
+        );
+        out.push_str(
+            "# TYPE vitalflow_http_predict_batch_responses_total counter
+",
+        );
         if let Ok(responses) = self.responses.lock() {
             for (status, n) in responses.iter() {
                 let _ = writeln!(out, "vitalflow_http_predict_batch_responses_total{{status=\"{status}\"}} {n}");
             }
         }
-        out.push_str("# HELP vitalflow_http_predictions_total Records scored by /predict_batch, by risk level.
-");
-        out.push_str("# TYPE vitalflow_http_predictions_total counter
-");
+        out.push_str(
+            "# HELP vitalflow_http_predictions_total Records scored by /predict_batch, by risk level.
+",
+        );
+        out.push_str(
+            "# TYPE vitalflow_http_predictions_total counter
+",
+        );
         for (level, n) in vitalflow_udf_model::RiskLevel::ALL.iter().zip(&self.predictions) {
             let _ = writeln!(out, "vitalflow_http_predictions_total{{risk=\"{level}\"}} {}", n.load(Ordering::Relaxed));
         }
-        out.push_str("# HELP vitalflow_http_predict_batch_seconds Time answering /predict_batch.
-");
-        out.push_str("# TYPE vitalflow_http_predict_batch_seconds summary
-");
+        out.push_str(
+            "# HELP vitalflow_http_predict_batch_seconds Time answering /predict_batch.
+",
+        );
+        out.push_str(
+            "# TYPE vitalflow_http_predict_batch_seconds summary
+",
+        );
         let seconds = self.micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_sum {seconds}");
         let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_count {}", self.answered.load(Ordering::Relaxed));
@@ -103,17 +115,34 @@ impl HttpStats {
                 ("vitalflow_etl_rows_total", "Rows the ETL wrote to vitals_clean.", &etl.rows_out),
                 ("vitalflow_etl_failures_total", "ETL micro-batches that failed and were retried.", &etl.failures),
             ] {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                    value.load(Ordering::Relaxed)
+                );
             }
             type Read = fn(&SinkStats) -> u64;
             let rows: [(&str, &str, &str, Read); 3] = [
-                ("vitalflow_alerts_delivered_total", "counter", "Alerts acknowledged by a sink.", |s| s.delivered.load(Ordering::Relaxed)),
-                ("vitalflow_alerts_delivery_failures_total", "counter", "Alert delivery attempts that failed and are retried.", |s| s.failures.load(Ordering::Relaxed)),
-                ("vitalflow_alerts_delivered_batch_id", "gauge", "Last ETL micro-batch whose alerts a sink acknowledged.", |s| s.last_batch_id.load(Ordering::Relaxed)),
+                ("vitalflow_alerts_delivered_total", "counter", "Alerts acknowledged by a sink.", |s| {
+                    s.delivered.load(Ordering::Relaxed)
+                }),
+                (
+                    "vitalflow_alerts_delivery_failures_total",
+                    "counter",
+                    "Alert delivery attempts that failed and are retried.",
+                    |s| s.failures.load(Ordering::Relaxed),
+                ),
+                (
+                    "vitalflow_alerts_delivered_batch_id",
+                    "gauge",
+                    "Last ETL micro-batch whose alerts a sink acknowledged.",
+                    |s| s.last_batch_id.load(Ordering::Relaxed),
+                ),
             ];
             for (name, kind, help, value) in rows {
                 let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed)) {
+                for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed))
+                {
                     let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", value(stats));
                 }
             }
@@ -164,7 +193,12 @@ struct PredictBatchResponse<'a> {
 }
 
 /// The HTTP routes over a model.
-pub fn router(forest: Arc<RiskForest>, auth: Arc<Authenticator>, etl: Option<Arc<EtlStats>>, config: &HttpConfig) -> Router {
+pub fn router(
+    forest: Arc<RiskForest>,
+    auth: Arc<Authenticator>,
+    etl: Option<Arc<EtlStats>>,
+    config: &HttpConfig,
+) -> Router {
     let state = Arc::new(HttpState {
         forest,
         auth,
@@ -209,7 +243,12 @@ fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> 
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(error) = state.auth.check_header(authorization) {
         let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
-        return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")], Json(detail)).into_response();
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")],
+            Json(detail),
+        )
+            .into_response();
     }
     let records = match parse_records(body, state.max_batch_records) {
         Ok(records) => records,
@@ -219,14 +258,23 @@ fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> 
     for (index, row) in records.iter().enumerate() {
         let Some(p) = state.forest.predict(row) else {
             // Ranges are checked above, so this means the model cannot score finite values it was given.
-            let error = FieldError { loc: vec![json!("body"), json!(index)], msg: "the model cannot score this record".into(), kind: "value_error" };
+            let error = FieldError {
+                loc: vec![json!("body"), json!(index)],
+                msg: "the model cannot score this record".into(),
+                kind: "value_error",
+            };
             return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "detail": [error] }))).into_response();
         };
         // Probabilities come in RiskLevel::ALL order: High, Medium, Low.
-        state.stats.predictions[RiskLevel::ALL.iter().position(|l| *l == p.risk).unwrap_or(0)].fetch_add(1, Ordering::Relaxed);
+        state.stats.predictions[RiskLevel::ALL.iter().position(|l| *l == p.risk).unwrap_or(0)]
+            .fetch_add(1, Ordering::Relaxed);
         let [high, medium, low] = p.probabilities.map(round4);
         let probabilities = Probabilities { high, medium, low };
-        predictions.push(PredictionJson { risk: p.risk.as_str(), probabilities, model_version: state.forest.version() });
+        predictions.push(PredictionJson {
+            risk: p.risk.as_str(),
+            probabilities,
+            model_version: state.forest.version(),
+        });
     }
     axum::Json(PredictBatchResponse { predictions }).into_response()
 }
@@ -292,7 +340,11 @@ fn parse_records(body: &[u8], max_records: usize) -> Result<Vec<[f64; 6]>, (Stat
 /// A record's model inputs in feature order; a vital may be given under its column name or an alias.
 fn parse_record(index: usize, item: &Value) -> Result<[f64; 6], Vec<FieldError>> {
     let Value::Object(record) = item else {
-        let error = FieldError { loc: vec![json!("body"), json!(index)], msg: "a record must be a JSON object".into(), kind: "dict_type" };
+        let error = FieldError {
+            loc: vec![json!("body"), json!(index)],
+            msg: "a record must be a JSON object".into(),
+            kind: "dict_type",
+        };
         return Err(vec![error]);
     };
     let mut row = [0.0; 6];
@@ -314,13 +366,18 @@ fn vital_value(record: &Map<String, Value>, vital: Vital) -> Result<f64, (String
         return Err(("field required".into(), "missing"));
     };
     let number = match value {
-        Value::Number(n) => n.as_f64().ok_or_else(|| (format!("{name} is not a representable number"), "float_parsing"))?,
+        Value::Number(n) => {
+            n.as_f64().ok_or_else(|| (format!("{name} is not a representable number"), "float_parsing"))?
+        }
         Value::Null => return Err((format!("{name} is null; every model input is required"), "missing")),
         other => return Err((format!("{name} must be a number, got {}", json_kind(other)), "float_type")),
     };
     let (low, high) = vital.possible_range();
     if !(low..=high).contains(&number) {
-        return Err((format!("{name} = {number} is outside what a living patient can show ({low}..={high})"), "value_error"));
+        return Err((
+            format!("{name} = {number} is outside what a living patient can show ({low}..={high})"),
+            "value_error",
+        ));
     }
     Ok(number)
 }
@@ -427,12 +484,18 @@ mod tests {
     fn openapi_document_states_the_ranges_the_server_enforces() {
         let doc: Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
         let record = &doc["components"]["schemas"]["VitalsRecord"];
-        let required: Vec<&str> = record["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
+        let required: Vec<&str> =
+            record["required"].as_array().expect("required").iter().filter_map(Value::as_str).collect();
         assert_eq!(required, MODEL_FEATURES.map(Vital::column));
         for vital in MODEL_FEATURES {
             let field = &record["properties"][vital.column()];
             let (low, high) = vital.possible_range();
-            assert_eq!((field["minimum"].as_f64(), field["maximum"].as_f64()), (Some(low), Some(high)), "{}", vital.column());
+            assert_eq!(
+                (field["minimum"].as_f64(), field["maximum"].as_f64()),
+                (Some(low), Some(high)),
+                "{}",
+                vital.column()
+            );
         }
     }
 

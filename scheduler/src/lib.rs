@@ -1,15 +1,15 @@
 #![doc = include_str!("../README.md")]
 
-/// The audit log of Flight SQL queries.
-pub mod audit;
 /// Delivery of committed `risk_alerts` to a Kafka topic and a webhook.
 pub mod alerts;
+/// The audit log of Flight SQL queries.
+pub mod audit;
 /// Users, tokens and credential checks (Flight SQL, and the HTTP API).
 pub mod auth;
 pub mod cluster;
 pub mod compaction;
-pub mod coverage;
 pub mod config;
+pub mod coverage;
 pub mod error;
 pub mod etl;
 pub mod flight_sql;
@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
 
-pub use config::{AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig};
+pub use config::{
+    AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
+};
 pub use error::{Error, Result};
 
 use crate::etl::{EtlDriver, EtlStats};
@@ -113,7 +115,9 @@ pub async fn start(
     let mut tasks = Vec::new();
     if config.etl.enabled {
         let ctx = match config.etl.run_on {
-            EtlEngine::Cluster => session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?,
+            EtlEngine::Cluster => {
+                session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?
+            }
             EtlEngine::InProcess => session::local_context(&location, &forest)?,
         };
         let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone())
@@ -122,7 +126,13 @@ pub async fn start(
         let token = shutdown.clone();
         tasks.push(tokio::spawn(async move { driver.run(token).await }));
         // Beside the driver, reading what it commits; never in its way.
-        tasks.extend(alerts::start_delivery(&config.alerts, &config.kafka, &location, etl_stats.delivery.clone(), &shutdown)?);
+        tasks.extend(alerts::start_delivery(
+            &config.alerts,
+            &config.kafka,
+            &location,
+            etl_stats.delivery.clone(),
+            &shutdown,
+        )?);
     }
     // Beside the ETL driver, whose checkpoint says what is settled: one compactor per data location.
     if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
@@ -135,7 +145,8 @@ pub async fn start(
     let mut authenticator = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, &location, &forest).await?;
-        let progress = ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
+        let progress =
+            ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
         let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
             .with_cluster_jobs(scheduler.jobs.clone())
             .with_local_context(session::local_context(&location, &forest)?)

@@ -99,7 +99,10 @@ impl EtlProgress {
 
 /// Landed `vitals_raw` objects the checkpoint does not cover yet (a pending batch's included), with
 /// the time the oldest of them landed.
-pub fn unprocessed<'a>(checkpoint: &EtlCheckpoint, landed: &'a [ObjectMeta]) -> (Vec<&'a ObjectMeta>, Option<chrono::DateTime<chrono::Utc>>) {
+pub fn unprocessed<'a>(
+    checkpoint: &EtlCheckpoint,
+    landed: &'a [ObjectMeta],
+) -> (Vec<&'a ObjectMeta>, Option<chrono::DateTime<chrono::Utc>>) {
     let files: Vec<&ObjectMeta> =
         landed.iter().filter(|m| landed_range(&m.location).is_some_and(|r| checkpoint.is_new(&r))).collect();
     let oldest = files.iter().map(|m| m.last_modified).min();
@@ -159,16 +162,20 @@ pub fn render(progress: &EtlProgress) -> String {
         format!("batches committed   {} (last at {})", p.batches_committed, or(&p.last_commit_time, "never")),
         format!("rows out            {} clean, {} rejected, {} alerts", p.rows_out, p.rejected, p.alerts),
         match p.lag_seconds {
-            Some(age) => format!("lag behind ingest   {} files, {} records, oldest landed {age:.1} s ago", p.lag_files, p.lag_records),
+            Some(age) => format!(
+                "lag behind ingest   {} files, {} records, oldest landed {age:.1} s ago",
+                p.lag_files, p.lag_records
+            ),
             None => "lag behind ingest   none (every landed file is processed)".to_string(),
         },
     ];
     if let Some(id) = p.pending_batch_id {
         lines.push(format!("pending batch       {id} (started, not committed: running, or re-run at the next start)"));
     }
-    for (sink, delivered, lag) in
-        [("kafka", p.kafka_delivered_batch_id, p.kafka_lag_batches), ("webhook", p.webhook_delivered_batch_id, p.webhook_lag_batches)]
-    {
+    for (sink, delivered, lag) in [
+        ("kafka", p.kafka_delivered_batch_id, p.kafka_lag_batches),
+        ("webhook", p.webhook_delivered_batch_id, p.webhook_lag_batches),
+    ] {
         let line = match (delivered, lag) {
             (Some(d), Some(l)) => format!("delivered through batch {d}, {l} batches behind"),
             _ => "never ran".to_string(),
@@ -178,7 +185,9 @@ pub fn render(progress: &EtlProgress) -> String {
     match (p.failures, &p.last_error) {
         (Some(n), Some(e)) => lines.push(format!("failures            {n}; last: {e}")),
         (Some(n), None) => lines.push(format!("failures            {n} since start, none now")),
-        (None, _) => lines.push("failures            (known to the running scheduler: etl_progress over Flight SQL, logs)".to_string()),
+        (None, _) => lines.push(
+            "failures            (known to the running scheduler: etl_progress over Flight SQL, logs)".to_string(),
+        ),
     }
     if let Some(e) = &p.alert_delivery_error {
         lines.push(format!("alert delivery      failing: {e}"));
@@ -198,7 +207,9 @@ mod tests {
     fn landed(name: &str, minute: u32) -> ObjectMeta {
         ObjectMeta {
             location: Path::from(format!("vitals_raw/date=2026-11-24/hour=08/{name}")),
-            last_modified: chrono::DateTime::parse_from_rfc3339(&format!("2026-11-24T08:{minute:02}:00Z")).unwrap().into(),
+            last_modified: chrono::DateTime::parse_from_rfc3339(&format!("2026-11-24T08:{minute:02}:00Z"))
+                .unwrap()
+                .into(),
             size: 100,
             e_tag: None,
             version: None,

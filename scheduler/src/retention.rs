@@ -83,7 +83,8 @@ fn newest_ranges(files: &[ObjectMeta]) -> Vec<Path> {
 /// Replaces a `vitals_raw` file by an empty one of the same name; `false` when it was empty already.
 async fn empty_in_place(location: &DataLocation, path: &Path) -> Result<bool> {
     let bytes = read(location, path).await?;
-    let rows = ParquetRecordBatchReaderBuilder::try_new(bytes).map(|b| b.metadata().file_metadata().num_rows()).unwrap_or(1);
+    let rows =
+        ParquetRecordBatchReaderBuilder::try_new(bytes).map(|b| b.metadata().file_metadata().num_rows()).unwrap_or(1);
     if rows == 0 {
         return Ok(false);
     }

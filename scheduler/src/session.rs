@@ -49,7 +49,8 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
         let state = default_session_builder(config)?;
         // new_from_existing would give the session a new id; Ballista keys sessions by it.
         let id = state.session_id().to_string();
-        let mut state = SessionStateBuilder::new_from_existing(state).with_session_id(id).with_runtime_env(runtime).build();
+        let mut state =
+            SessionStateBuilder::new_from_existing(state).with_session_id(id).with_runtime_env(runtime).build();
         register_all(&mut state, &forest)?;
         Ok(state)
     })
@@ -84,7 +85,11 @@ pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Resul
 }
 
 /// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.
-pub async fn remote_context(scheduler: &str, location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
+pub async fn remote_context(
+    scheduler: &str,
+    location: &DataLocation,
+    forest: &Arc<RiskForest>,
+) -> Result<SessionContext> {
     remote_context_with(scheduler, location, forest, session_config()).await
 }
 
@@ -138,7 +143,10 @@ pub fn register_etl_tables(ctx: &SessionContext, location: &DataLocation) -> Res
             .map(|_| ())
             .map_err(|source| Error::Query { step: format!("registering table {name}"), source })
     };
-    register(table::PATIENT_LATEST, Arc::new(VersionedTable::new(location, table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone())))?;
+    register(
+        table::PATIENT_LATEST,
+        Arc::new(VersionedTable::new(location, table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone())),
+    )?;
     let alerts = parquet_table(&[location.table_url(table::RISK_ALERTS)], RISK_ALERTS_SCHEMA.clone())?;
     register(table::RISK_ALERTS, Arc::new(alerts))
 }

@@ -25,8 +25,8 @@ use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableProviderFilter
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use futures::TryStreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
 use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
 use vitalflow_ingest::DataLocation;
 
@@ -130,7 +130,11 @@ fn empty_schema() -> SchemaRef {
 impl VersionedTable {
     /// The versioned table `dir` under `location`.
     pub fn new(location: &DataLocation, dir: &str, schema: SchemaRef) -> VersionedTable {
-        VersionedTable { dir_url: location.table_url(dir), checkpoint_url: location.object_url(&location.path(CHECKPOINT)), schema }
+        VersionedTable {
+            dir_url: location.table_url(dir),
+            checkpoint_url: location.object_url(&location.path(CHECKPOINT)),
+            schema,
+        }
     }
 
     /// The object store, directory and checkpoint path, as the session resolves them.
@@ -169,7 +173,10 @@ impl TableProvider for VersionedTable {
         TableType::Base
     }
 
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
         Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
     }
 
@@ -198,7 +205,12 @@ pub struct VitalflowLogicalCodec {
 }
 
 impl LogicalExtensionCodec for VitalflowLogicalCodec {
-    fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> datafusion::error::Result<Extension> {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> datafusion::error::Result<Extension> {
         self.inner.try_decode(buf, inputs, ctx)
     }
 
@@ -215,8 +227,8 @@ impl LogicalExtensionCodec for VitalflowLogicalCodec {
     ) -> datafusion::error::Result<Arc<dyn TableProvider>> {
         match buf.strip_prefix(VERSIONED_TAG) {
             Some(json) => {
-                let mut table: VersionedTable =
-                    serde_json::from_slice(json).map_err(|e| DataFusionError::Internal(format!("decoding {table_ref}: {e}")))?;
+                let mut table: VersionedTable = serde_json::from_slice(json)
+                    .map_err(|e| DataFusionError::Internal(format!("decoding {table_ref}: {e}")))?;
                 table.schema = schema;
                 Ok(Arc::new(table))
             }

@@ -42,7 +42,8 @@ async fn put(location: &DataLocation, relative: &str, batch: RecordBatch) {
 }
 
 async fn files(location: &DataLocation, table: &str) -> BTreeSet<String> {
-    let listed: Vec<_> = futures::TryStreamExt::try_collect(location.store().list(Some(&location.path(table)))).await.unwrap();
+    let listed: Vec<_> =
+        futures::TryStreamExt::try_collect(location.store().list(Some(&location.path(table)))).await.unwrap();
     listed.into_iter().filter_map(|m| m.location.filename().map(str::to_string)).collect()
 }
 
@@ -77,7 +78,12 @@ async fn compaction_never_loses_or_doubles_a_row_and_keeps_resume_points() {
     }
     // vitals_clean: batches 1..=10 of 3 rows; 8 committed. dead_letters: one ingest file.
     for id in 1..=10i64 {
-        put(&location, &format!("vitals_clean/batch-{id:012}.parquet"), rows(&VITALS_CLEAN_SCHEMA, id * 10..=id * 10 + 2)).await;
+        put(
+            &location,
+            &format!("vitals_clean/batch-{id:012}.parquet"),
+            rows(&VITALS_CLEAN_SCHEMA, id * 10..=id * 10 + 2),
+        )
+        .await;
     }
     put(&location, &range_file("dead_letters", "ingest-", "t", 0, 5, 5), rows(&DEAD_LETTERS_SCHEMA, 5..=5)).await;
     let checkpoint = r#"{"last_batch_id":8,"processed_offsets":{"t/0":79,"t/1":1014}}"#;
@@ -117,5 +123,8 @@ async fn compaction_never_loses_or_doubles_a_row_and_keeps_resume_points() {
     assert_eq!(expired, 2 + 1 + 1 + 1);
     assert_eq!(counts(&location).await, vec![(20 + 0, 20), (6, 6), (0, 0)]);
     assert_eq!(resume_positions(&location, "t", &BTreeSet::from([0, 1])).await.unwrap(), resume_before);
-    assert_eq!(files(&location, "vitals_clean").await, BTreeSet::from(["batch-000000000009.parquet".to_string(), "batch-000000000010.parquet".to_string()]));
+    assert_eq!(
+        files(&location, "vitals_clean").await,
+        BTreeSet::from(["batch-000000000009.parquet".to_string(), "batch-000000000010.parquet".to_string()])
+    );
 }

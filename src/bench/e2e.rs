@@ -77,7 +77,10 @@ impl ProducerContext for DeliveryClock {
 
 /// Runs the benchmark.
 pub async fn run(config: VitalflowConfig, args: &BenchE2eArgs, external_kafka: bool) -> anyhow::Result<()> {
-    anyhow::ensure!(args.rate > 0.0 && args.seconds > args.warmup, "--rate must be above 0 and --seconds above --warmup");
+    anyhow::ensure!(
+        args.rate > 0.0 && args.seconds > args.warmup,
+        "--rate must be above 0 and --seconds above --warmup"
+    );
     let mut config = config;
     let kafka = BenchKafka::open(&mut config, external_kafka, args.embedded, "vitalflow-bench-e2e").await?;
     let work = tempfile::tempdir().context("creating a temporary directory")?;
@@ -86,7 +89,12 @@ pub async fn run(config: VitalflowConfig, args: &BenchE2eArgs, external_kafka: b
     result
 }
 
-async fn measure(config: &mut VitalflowConfig, args: &BenchE2eArgs, broker_name: &str, work: &std::path::Path) -> anyhow::Result<()> {
+async fn measure(
+    config: &mut VitalflowConfig,
+    args: &BenchE2eArgs,
+    broker_name: &str,
+    work: &std::path::Path,
+) -> anyhow::Result<()> {
     ensure_topic(&config.kafka, PARTITIONS).await.context("creating the benchmark topic")?;
     let location = DataLocation::open(&work.join("data").display().to_string())?;
     // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
@@ -102,7 +110,12 @@ async fn measure(config: &mut VitalflowConfig, args: &BenchE2eArgs, broker_name:
     println!(
         "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {PARTITIONS} partitions; \
          ETL on {:?} every ≥{} ms, ingest flush {} records / {} ms",
-        args.rate, args.seconds, args.warmup, config.etl.run_on, config.etl.min_interval_ms, config.ingest.flush_records,
+        args.rate,
+        args.seconds,
+        args.warmup,
+        config.etl.run_on,
+        config.etl.min_interval_ms,
+        config.ingest.flush_records,
         config.ingest.flush_interval_ms
     );
 
@@ -115,7 +128,10 @@ async fn measure(config: &mut VitalflowConfig, args: &BenchE2eArgs, broker_name:
     };
 
     let mut client = FlightSqlServiceClient::new(
-        tonic::transport::Endpoint::from_shared(format!("http://{flight_sql}"))?.connect().await.context("connecting to Flight SQL")?,
+        tonic::transport::Endpoint::from_shared(format!("http://{flight_sql}"))?
+            .connect()
+            .await
+            .context("connecting to Flight SQL")?,
     );
     // Per partition, the newest processed offset and when it was first seen.
     let mut seen: Vec<Vec<(i64, Instant)>> = vec![Vec::new(); PARTITIONS as usize];
@@ -168,26 +184,38 @@ async fn measure(config: &mut VitalflowConfig, args: &BenchE2eArgs, broker_name:
     let pct = |v: &[Duration], p: f64| v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e3;
     let measured = latencies.len() + unread;
     let span = args.seconds - args.warmup;
-    println!("sent {sent} records ({:.0} records/s); measured the {measured} sent after the warm-up", sent as f64 / args.seconds);
+    println!(
+        "sent {sent} records ({:.0} records/s); measured the {measured} sent after the warm-up",
+        sent as f64 / args.seconds
+    );
     println!(
         "produce → readable with risk over Flight SQL: p50 {:.0} ms, p90 {:.0} ms, p99 {:.0} ms, max {:.0} ms; {unread} never readable",
-        pct(&latencies, 0.5), pct(&latencies, 0.9), pct(&latencies, 0.99), pct(&latencies, 1.0)
+        pct(&latencies, 0.5),
+        pct(&latencies, 0.9),
+        pct(&latencies, 0.99),
+        pct(&latencies, 1.0)
     );
     println!("sustained: {:.0} records/s made readable", latencies.len() as f64 / span);
     println!(
         "poll query (Flight SQL, patient_latest): {} runs, p50 {:.0} ms, p99 {:.0} ms",
-        queries.len(), pct(&queries, 0.5), pct(&queries, 0.99)
+        queries.len(),
+        pct(&queries, 0.5),
+        pct(&queries, 0.99)
     );
     let p99 = Duration::from_secs_f64(pct(&latencies, 0.99) / 1e3);
     println!(
         "goal p99 ≤ {} ms at 20000 records/s: p99 is {:.2}× the goal at {:.0} records/s",
-        GOAL_P99.as_millis(), p99.as_secs_f64() / GOAL_P99.as_secs_f64(), args.rate
+        GOAL_P99.as_millis(),
+        p99.as_secs_f64() / GOAL_P99.as_secs_f64(),
+        args.rate
     );
     Ok(())
 }
 
 /// Each partition's newest offset in `patient_latest`.
-async fn newest_offsets(client: &mut FlightSqlServiceClient<tonic::transport::Channel>) -> anyhow::Result<Vec<(i32, i64)>> {
+async fn newest_offsets(
+    client: &mut FlightSqlServiceClient<tonic::transport::Channel>,
+) -> anyhow::Result<Vec<(i32, i64)>> {
     let sql = "SELECT source_partition, max(source_offset) AS o FROM patient_latest GROUP BY source_partition";
     let info = client.execute(sql.to_string(), None).await.context("asking Flight SQL")?;
     let mut out = Vec::new();
@@ -215,7 +243,13 @@ fn all_covered(times: &SendTimes, seen: &[Vec<(i64, Instant)>]) -> bool {
 }
 
 /// Sends simulated readings at `rate` per second for `seconds`; returns how many were delivered.
-fn produce_paced(kafka: &vitalflow_ingest::KafkaConfig, rate: f64, seconds: f64, times: &Arc<SendTimes>, producing: &AtomicBool) -> anyhow::Result<u64> {
+fn produce_paced(
+    kafka: &vitalflow_ingest::KafkaConfig,
+    rate: f64,
+    seconds: f64,
+    times: &Arc<SendTimes>,
+    producing: &AtomicBool,
+) -> anyhow::Result<u64> {
     let result = (|| {
         let producer: ThreadedProducer<DeliveryClock> = client_config(kafka)
             .set("linger.ms", "2")

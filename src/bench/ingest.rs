@@ -62,7 +62,10 @@ pub async fn run(config: VitalflowConfig, args: &BenchIngestArgs, external_kafka
 }
 
 async fn measure(config: &VitalflowConfig, args: &BenchIngestArgs, broker_name: &str) -> anyhow::Result<()> {
-    println!("vitalflow bench ingest: {} records of the seed's flat JSON, {} partitions, {broker_name}", args.records, args.partitions);
+    println!(
+        "vitalflow bench ingest: {} records of the seed's flat JSON, {} partitions, {broker_name}",
+        args.records, args.partitions
+    );
     ensure_topic(&config.kafka, args.partitions).await.context("creating the benchmark topic")?;
     let started = Instant::now();
     let bytes = produce(&config.kafka, args.records).await?;
@@ -79,7 +82,13 @@ async fn measure(config: &VitalflowConfig, args: &BenchIngestArgs, broker_name: 
     let raw = run_worker(&config_file, args, BenchIngestWorker::Raw, &work.path().join("unused"))?;
     let landed = run_worker(&config_file, args, BenchIngestWorker::Land, &work.path().join("data"))?;
     if landed.records + landed.dead_lettered != args.records || raw.records != args.records {
-        bail!("expected {} records, the raw reader saw {} and ingest landed {} (+{} dead letters)", args.records, raw.records, landed.records, landed.dead_lettered);
+        bail!(
+            "expected {} records, the raw reader saw {} and ingest landed {} (+{} dead letters)",
+            args.records,
+            raw.records,
+            landed.records,
+            landed.dead_lettered
+        );
     }
     let raw_rate = rows_per_sec(raw.records, raw.seconds);
     let land_rate = rows_per_sec(landed.records + landed.dead_lettered, landed.seconds);
@@ -91,14 +100,29 @@ async fn measure(config: &VitalflowConfig, args: &BenchIngestArgs, broker_name: 
     );
     println!(
         "(b) landed as Parquet by `vitalflow ingest`'s loop:              {:>10.0} records/s, {:>10.0} records/s per core ({:.2} s wall, {:.2} s CPU; {} dead letters; flush {} records / {} ms)",
-        land_rate, land_core, landed.seconds, landed.cpu_seconds, landed.dead_lettered, config.ingest.flush_records, config.ingest.flush_interval_ms
+        land_rate,
+        land_core,
+        landed.seconds,
+        landed.cpu_seconds,
+        landed.dead_lettered,
+        config.ingest.flush_records,
+        config.ingest.flush_interval_ms
     );
-    println!("ratio (b)/(a): {:.2} of the raw consume rate, {:.2} of its per-core rate", land_rate / raw_rate, land_core / raw_core);
+    println!(
+        "ratio (b)/(a): {:.2} of the raw consume rate, {:.2} of its per-core rate",
+        land_rate / raw_rate,
+        land_core / raw_core
+    );
     Ok(())
 }
 
 /// Starts this binary as a worker and reads its report.
-fn run_worker(config_file: &Path, args: &BenchIngestArgs, worker: BenchIngestWorker, data: &Path) -> anyhow::Result<WorkerReport> {
+fn run_worker(
+    config_file: &Path,
+    args: &BenchIngestArgs,
+    worker: BenchIngestWorker,
+    data: &Path,
+) -> anyhow::Result<WorkerReport> {
     let exe = std::env::current_exe().context("finding the vitalflow binary")?;
     let name = match worker {
         BenchIngestWorker::Raw => "raw",
@@ -159,7 +183,12 @@ async fn raw_consume(config: &VitalflowConfig, args: &BenchIngestArgs) -> anyhow
         seen += 1;
     }
     let (t0, cpu0) = start.unwrap_or((Instant::now(), process_cpu_seconds()));
-    let report = WorkerReport { records: seen, dead_lettered: 0, seconds: t0.elapsed().as_secs_f64(), cpu_seconds: process_cpu_seconds() - cpu0 };
+    let report = WorkerReport {
+        records: seen,
+        dead_lettered: 0,
+        seconds: t0.elapsed().as_secs_f64(),
+        cpu_seconds: process_cpu_seconds() - cpu0,
+    };
     tracing::debug!(bytes, "Raw consume done.");
     Ok(report)
 }
@@ -175,7 +204,8 @@ async fn land(config: &VitalflowConfig, args: &BenchIngestArgs) -> anyhow::Resul
         let (kafka, stats, shutdown) = (config.kafka.clone(), stats.clone(), shutdown.clone());
         tokio::spawn(async move { vitalflow_ingest::source::run(&kafka, &ingest, &location, stats, shutdown).await })
     };
-    let done = |s: &IngestStats| s.records_landed.load(Ordering::Relaxed) + s.records_dead_lettered.load(Ordering::Relaxed);
+    let done =
+        |s: &IngestStats| s.records_landed.load(Ordering::Relaxed) + s.records_dead_lettered.load(Ordering::Relaxed);
     let mut start = None;
     let deadline = Instant::now() + Duration::from_secs(600);
     while done(&stats) < args.records {
@@ -242,7 +272,10 @@ async fn produce(kafka: &KafkaConfig, records: u64) -> anyhow::Result<u64> {
             loop {
                 match producer.send(record) {
                     Ok(()) => break,
-                    Err((rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull), r)) => {
+                    Err((
+                        rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull),
+                        r,
+                    )) => {
                         record = r;
                         std::thread::sleep(Duration::from_millis(1));
                     }

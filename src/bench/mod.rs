@@ -24,7 +24,12 @@ pub(crate) struct BenchKafka {
 
 impl BenchKafka {
     /// Points `config.kafka` at the broker and at a fresh topic named `<prefix>-<uuid>`.
-    pub(crate) async fn open(config: &mut VitalflowConfig, external_kafka: bool, embedded: bool, prefix: &str) -> anyhow::Result<BenchKafka> {
+    pub(crate) async fn open(
+        config: &mut VitalflowConfig,
+        external_kafka: bool,
+        embedded: bool,
+        prefix: &str,
+    ) -> anyhow::Result<BenchKafka> {
         let broker = if external_kafka && !embedded {
             None
         } else {

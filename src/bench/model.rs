@@ -92,7 +92,8 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     eprintln!("simulating {} training and {} evaluation rows", args.train_rows, args.rows);
     let train = training_rows(args.train_rows, 101);
     let eval = training_rows(args.rows, 202);
-    let (train_x, train_y, eval_x) = (dir.path().join("train.f64"), dir.path().join("train.u8"), dir.path().join("eval.f64"));
+    let (train_x, train_y, eval_x) =
+        (dir.path().join("train.f64"), dir.path().join("train.u8"), dir.path().join("eval.f64"));
     write_rows(&train_x, &train)?;
     std::fs::write(&train_y, train.labels.iter().map(|l| class_code(*l)).collect::<Vec<u8>>())?;
     write_rows(&eval_x, &eval)?;
@@ -100,7 +101,10 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let predictions = dir.path().join("sklearn-predictions.u8");
 
     let batches: Vec<String> = args.batches.iter().map(|b| b.min(&eval.features.len()).to_string()).collect();
-    eprintln!("training scikit-learn's forest ({} trees, unbounded depth) and timing its predict on core {}", args.trees, args.core);
+    eprintln!(
+        "training scikit-learn's forest ({} trees, unbounded depth) and timing its predict on core {}",
+        args.trees, args.core
+    );
     let mut python = Command::new("taskset");
     python.args(["-c", &args.core.to_string(), &args.python]);
     if !pinned {
@@ -113,7 +117,14 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         .arg(&train_y)
         .arg("--eval")
         .arg(&eval_x)
-        .args(["--trees", &args.trees.to_string(), "--batches", &batches.join(","), "--seconds", &args.seconds.to_string()])
+        .args([
+            "--trees",
+            &args.trees.to_string(),
+            "--batches",
+            &batches.join(","),
+            "--seconds",
+            &args.seconds.to_string(),
+        ])
         .arg("--model-out")
         .arg(&model_json)
         .arg("--predictions-out")
@@ -122,7 +133,9 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         .env("PYTHONPATH", dir.path())
         .envs(["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"].map(|k| (k, "1")))
         .output()
-        .with_context(|| format!("running {} (set --python or VITALFLOW_PYTHON to a Python with scikit-learn)", args.python))?;
+        .with_context(|| {
+            format!("running {} (set --python or VITALFLOW_PYTHON to a Python with scikit-learn)", args.python)
+        })?;
     if !output.status.success() {
         bail!("the scikit-learn side failed: {}", String::from_utf8_lossy(&output.stderr));
     }
@@ -151,7 +164,12 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    writeln!(out, "vitalflow bench model: {} evaluation rows, one core{}", eval.features.len(), if pinned { " (taskset)" } else { " (NOT pinned)" })?;
+    writeln!(
+        out,
+        "vitalflow bench model: {} evaluation rows, one core{}",
+        eval.features.len(),
+        if pinned { " (taskset)" } else { " (NOT pinned)" }
+    )?;
     writeln!(
         out,
         "scikit-learn {}: {} trees, {} nodes, depth ≤ {}, fitted on {} rows in {:.1} s; vitalflow loads it as {} nodes, depth ≤ {}",
@@ -164,9 +182,18 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         imported.node_count(),
         imported.max_depth()
     )?;
-    writeln!(out, "labels identical to sklearn.predict: {} of {} rows ({differ} differ)", ours.len() - differ, ours.len())?;
+    writeln!(
+        out,
+        "labels identical to sklearn.predict: {} of {} rows ({differ} differ)",
+        ours.len() - differ,
+        ours.len()
+    )?;
     writeln!(out)?;
-    writeln!(out, "{:<34} {:>9} {:>16} {:>16} {:>9}", "forest", "batch", "vitalflow rows/s", "sklearn rows/s", "ratio")?;
+    writeln!(
+        out,
+        "{:<34} {:>9} {:>16} {:>16} {:>9}",
+        "forest", "batch", "vitalflow rows/s", "sklearn rows/s", "ratio"
+    )?;
     let shipped_name = format!("vitalflow shipped ({} trees)", shipped.tree_count());
     for (name, forest) in [("same sklearn forest, imported", &imported), (shipped_name.as_str(), &shipped)] {
         for t in &report.timings {
@@ -175,7 +202,10 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
             writeln!(out, "{name:<34} {:>9} {v:>16.0} {s:>16.0} {:>8.1}x", t.batch, v / s)?;
         }
     }
-    writeln!(out, "(the shipped forest's ratio compares it with the sklearn forest above: what a seed user gains by switching models)")?;
+    writeln!(
+        out,
+        "(the shipped forest's ratio compares it with the sklearn forest above: what a seed user gains by switching models)"
+    )?;
     drop(out);
     if differ > 0 {
         bail!("{differ} labels differ from scikit-learn's");

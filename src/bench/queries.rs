@@ -17,10 +17,10 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::landing::write_parquet;
-use vitalflow_scheduler::session::local_context;
-use vitalflow_udf_model::RiskForest;
 use vitalflow_scheduler::etl::{EtlCheckpoint, batch_file, save_checkpoint};
+use vitalflow_scheduler::session::local_context;
 use vitalflow_scheduler::versioned::version_file;
+use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
 use crate::cli::BenchQueriesArgs;
@@ -32,7 +32,8 @@ const LATEST_FROM_HISTORY: &str = "SELECT patient_id, event_time, heart_rate, sp
     WHERE rn = 1 ORDER BY patient_id";
 
 /// The same as vitalflow answers it: `patient_latest`, one row per patient kept by the ETL.
-const LATEST: &str = "SELECT patient_id, event_time, heart_rate, spo2, risk, news2_score FROM patient_latest ORDER BY patient_id";
+const LATEST: &str =
+    "SELECT patient_id, event_time, heart_rate, spo2, risk, news2_score FROM patient_latest ORDER BY patient_id";
 
 /// Rises to High of the last 15 minutes as vitalflow answers them: `risk_alerts`, written by the ETL.
 const ALERTS: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM risk_alerts \
@@ -46,7 +47,8 @@ const RISES_FROM_HISTORY: &str = "FROM (SELECT *, lag(risk) OVER (PARTITION BY p
 /// The dashboard's queries (clients/streamlit/app.py), by name: vitalflow's SQL and DuckDB's.
 fn queries() -> Vec<(&'static str, String, String)> {
     let both = |sql: &str| (sql.to_string(), sql.to_string());
-    let distribution = |latest: &str| format!("SELECT risk, count(*) AS patients FROM ({latest}) l GROUP BY risk ORDER BY risk");
+    let distribution =
+        |latest: &str| format!("SELECT risk, count(*) AS patients FROM ({latest}) l GROUP BY risk ORDER BY risk");
     let history = both(
         "SELECT event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, risk, news2_score \
          FROM vitals_clean WHERE patient_id = 'P00017' AND event_time > now() - INTERVAL '60 minutes' ORDER BY event_time DESC LIMIT 2000",
@@ -56,7 +58,10 @@ fn queries() -> Vec<(&'static str, String, String)> {
         "SELECT event_time, patient_id, previous_risk, news2_score, probability_high {RISES_FROM_HISTORY} \
          AND event_time > now() - INTERVAL '15 minutes' ORDER BY event_time DESC LIMIT 50"
     );
-    let freshness = ("SELECT max(event_time) AS newest FROM patient_latest".to_string(), "SELECT max(event_time) AS newest FROM vitals_clean".to_string());
+    let freshness = (
+        "SELECT max(event_time) AS newest FROM patient_latest".to_string(),
+        "SELECT max(event_time) AS newest FROM vitals_clean".to_string(),
+    );
     vec![
         ("latest per patient", LATEST.to_string(), LATEST_FROM_HISTORY.to_string()),
         ("risk distribution", distribution(LATEST), distribution(LATEST_FROM_HISTORY)),
@@ -96,12 +101,20 @@ struct DuckReport {
 
 /// Runs the benchmark and prints the table.
 pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.patients > 0 && args.readings > 0 && args.repeats > 0, "--patients, --readings and --repeats must be above 0");
+    anyhow::ensure!(
+        args.patients > 0 && args.readings > 0 && args.repeats > 0,
+        "--patients, --readings and --repeats must be above 0"
+    );
     let dir = tempfile::tempdir().context("creating a temporary directory")?;
     let location = DataLocation::open(dir.path().to_str().context("temporary directory is not UTF-8")?)?;
     let started = Instant::now();
     let written = generate(&location, args.readings, args.patients).await?;
-    eprintln!("generated {} readings of {} patients in {written} files ({:.1} s)", args.readings, args.patients, started.elapsed().as_secs_f64());
+    eprintln!(
+        "generated {} readings of {} patients in {written} files ({:.1} s)",
+        args.readings,
+        args.patients,
+        started.elapsed().as_secs_f64()
+    );
 
     let forest = Arc::new(RiskForest::bundled()?);
     let ctx = local_context(&location, &forest)?;
@@ -111,7 +124,12 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for _ in 0..=args.repeats {
             let t = Instant::now();
-            ctx.sql(&sql).await.with_context(|| format!("planning {name}"))?.collect().await.with_context(|| format!("running {name}"))?;
+            ctx.sql(&sql)
+                .await
+                .with_context(|| format!("planning {name}"))?
+                .collect()
+                .await
+                .with_context(|| format!("running {name}"))?;
             times.push(t.elapsed().as_secs_f64());
         }
         ours.push(median(&mut times[1..].to_vec()));
@@ -129,18 +147,39 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
         .output()
         .with_context(|| format!("starting {} (needs `pip install duckdb`)", args.python))?;
     if !output.status.success() {
-        bail!("DuckDB driver failed (is `duckdb` installed for {}?):\n{}", args.python, String::from_utf8_lossy(&output.stderr));
+        bail!(
+            "DuckDB driver failed (is `duckdb` installed for {}?):\n{}",
+            args.python,
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
     let duck: DuckReport = serde_json::from_slice(&output.stdout).context("reading the DuckDB driver's report")?;
 
     let mut out = std::io::stdout().lock();
-    writeln!(out, "dashboard queries on {} readings of {} patients (median of {} runs, after one warm-up)", args.readings, args.patients, args.repeats)?;
-    writeln!(out, "{:<30} {:>14} {:>14} {:>10}", "query", "vitalflow ms", format!("duckdb {} ms", duck.duckdb), "ratio")?;
+    writeln!(
+        out,
+        "dashboard queries on {} readings of {} patients (median of {} runs, after one warm-up)",
+        args.readings, args.patients, args.repeats
+    )?;
+    writeln!(
+        out,
+        "{:<30} {:>14} {:>14} {:>10}",
+        "query",
+        "vitalflow ms",
+        format!("duckdb {} ms", duck.duckdb),
+        "ratio"
+    )?;
     for (((name, _, _), v), d) in queries().iter().zip(&ours).zip(&duck.seconds) {
         writeln!(out, "{name:<30} {:>14.1} {:>14.1} {:>9.2}x", v * 1e3, d * 1e3, v / d)?;
     }
-    writeln!(out, "ratio = vitalflow time / DuckDB time (below 1: vitalflow is faster); vitalflow = in-process DataFusion with vitalflow's session")?;
-    writeln!(out, "latest per patient: vitalflow reads patient_latest (kept by the ETL), DuckDB computes it from the history")?;
+    writeln!(
+        out,
+        "ratio = vitalflow time / DuckDB time (below 1: vitalflow is faster); vitalflow = in-process DataFusion with vitalflow's session"
+    )?;
+    writeln!(
+        out,
+        "latest per patient: vitalflow reads patient_latest (kept by the ETL), DuckDB computes it from the history"
+    )?;
     Ok(())
 }
 
@@ -175,10 +214,19 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
 }
 
 /// `sql`'s result with its columns, in order, cast to `schema`'s types.
-async fn query_as(ctx: &datafusion::prelude::SessionContext, sql: &str, schema: &SchemaRef) -> anyhow::Result<Vec<RecordBatch>> {
+async fn query_as(
+    ctx: &datafusion::prelude::SessionContext,
+    sql: &str,
+    schema: &SchemaRef,
+) -> anyhow::Result<Vec<RecordBatch>> {
     let mut batches = Vec::new();
     for batch in ctx.sql(sql).await?.collect().await? {
-        let columns = batch.columns().iter().zip(schema.fields()).map(|(c, f)| cast(c, f.data_type())).collect::<Result<Vec<_>, _>>()?;
+        let columns = batch
+            .columns()
+            .iter()
+            .zip(schema.fields())
+            .map(|(c, f)| cast(c, f.data_type()))
+            .collect::<Result<Vec<_>, _>>()?;
         batches.push(RecordBatch::try_new(schema.clone(), columns)?);
     }
     Ok(batches)
@@ -201,7 +249,8 @@ async fn generate(location: &DataLocation, readings: usize, patients: usize) -> 
         let n = FILE_ROWS.min(readings - start);
         let ids: Vec<usize> = (start..start + n).collect();
         let patient = StringArray::from_iter_values(ids.iter().map(|i| format!("P{:05}", i % patients)));
-        let time = TimestampNanosecondArray::from_iter_values(ids.iter().map(|i| now_ns - hour_ns + *i as i64 * step)).with_timezone("UTC");
+        let time = TimestampNanosecondArray::from_iter_values(ids.iter().map(|i| now_ns - hour_ns + *i as i64 * step))
+            .with_timezone("UTC");
         let mut columns: Vec<ArrayRef> = Vec::new();
         for field in VITALS_CLEAN_SCHEMA.fields() {
             let column: ArrayRef = match field.name().as_str() {
@@ -214,11 +263,18 @@ async fn generate(location: &DataLocation, readings: usize, patients: usize) -> 
                 "temperature" => uniform(&mut rng, n, 35.0, 40.0),
                 "glucose" => uniform(&mut rng, n, 60.0, 250.0),
                 "respiratory_rate" => uniform(&mut rng, n, 8.0, 30.0),
-                "risk" => Arc::new(StringArray::from_iter_values((0..n).map(|_| ["High", "Medium", "Low", "Low", "Low"][rng.below(5)]))),
-                "news2_score" | "rubric_score" => Arc::new(Int32Array::from_iter_values((0..n).map(|_| rng.below(12) as i32))),
+                "risk" => Arc::new(StringArray::from_iter_values(
+                    (0..n).map(|_| ["High", "Medium", "Low", "Low", "Low"][rng.below(5)]),
+                )),
+                "news2_score" | "rubric_score" => {
+                    Arc::new(Int32Array::from_iter_values((0..n).map(|_| rng.below(12) as i32)))
+                }
                 "model_version" => Arc::new(StringArray::from_iter_values((0..n).map(|_| "bench"))),
                 _ if field.is_nullable() => arrow::array::new_null_array(field.data_type(), n),
-                _ => cast(&(Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| *i as i64))) as ArrayRef), field.data_type())?,
+                _ => cast(
+                    &(Arc::new(Int64Array::from_iter_values(ids.iter().map(|i| *i as i64))) as ArrayRef),
+                    field.data_type(),
+                )?,
             };
             columns.push(cast(&column, field.data_type())?);
         }

@@ -61,7 +61,10 @@ pub async fn start_embedded_broker(port: u16) -> anyhow::Result<EmbeddedBroker> 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(addr).await.is_err() {
         anyhow::ensure!(!task.is_finished(), "the embedded broker stopped while starting on {addr}");
-        anyhow::ensure!(tokio::time::Instant::now() < deadline, "the embedded broker did not listen on {addr} within 20 s");
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the embedded broker did not listen on {addr} within 20 s"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(EmbeddedBroker { addr, task })

@@ -35,7 +35,10 @@ pub fn prepare(python: &str, cache: &Path) -> anyhow::Result<DashboardEnv> {
     let venv_python = venv.join("bin").join("python");
     let complete = venv.join(".vitalflow-complete");
     if !complete.exists() {
-        eprintln!("vitalflow up: preparing the dashboard's Python environment in {} (first run only, about a minute)", venv.display());
+        eprintln!(
+            "vitalflow up: preparing the dashboard's Python environment in {} (first run only, about a minute)",
+            venv.display()
+        );
         if venv.exists() {
             std::fs::remove_dir_all(&venv).with_context(|| format!("removing the half-made {}", venv.display()))?;
         }
@@ -88,7 +91,14 @@ impl Dashboard {
             .arg(&env.app)
             .args(["--server.headless", "true", "--server.address", "127.0.0.1", "--server.port"])
             .arg(port.to_string())
-            .args(["--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--global.developmentMode", "false"])
+            .args([
+                "--browser.gatherUsageStats",
+                "false",
+                "--server.fileWatcherType",
+                "none",
+                "--global.developmentMode",
+                "false",
+            ])
             .env("VITALFLOW_FLIGHT_SQL", flight_sql)
             .env("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
             .stdin(Stdio::null())

@@ -254,7 +254,9 @@ async fn start_dashboard(
     let env = match env.context("preparing the dashboard").and_then(|r| r) {
         Ok(env) => env,
         Err(error) => {
-            eprintln!("vitalflow up: dashboard not started: {error:#}\n  (the pipeline, Flight SQL and HTTP keep running)");
+            eprintln!(
+                "vitalflow up: dashboard not started: {error:#}\n  (the pipeline, Flight SQL and HTTP keep running)"
+            );
             return None;
         }
     };
@@ -287,7 +289,8 @@ async fn start_dashboard(
 
 fn print_banner(addrs: &UpAddrs, config: &VitalflowConfig) {
     let off = || "(off)".to_string();
-    let kafka = if addrs.embedded_broker { format!("{} (embedded, in memory)", addrs.kafka) } else { addrs.kafka.clone() };
+    let kafka =
+        if addrs.embedded_broker { format!("{} (embedded, in memory)", addrs.kafka) } else { addrs.kafka.clone() };
     eprintln!(
         "\nvitalflow up (pid {pid}) — everything on 127.0.0.1, Ctrl-C stops it all\n\
          \x20 Kafka               {kafka}, topic {topic}\n\

@@ -9,7 +9,6 @@ use anyhow::Context;
 use std::os::unix::process::CommandExt;
 use vitalflow_ingest::DataLocation;
 
-
 /// The run directory of one data location.
 #[derive(Debug, Clone)]
 pub struct RunDir {
@@ -71,7 +70,9 @@ impl RunDir {
     /// waits until it is ready and prints where it runs.
     pub fn detach(&self) -> anyhow::Result<()> {
         if let Some(pid) = self.running() {
-            anyhow::bail!("vitalflow up is already running on this data directory (pid {pid}); stop it with `vitalflow stop`");
+            anyhow::bail!(
+                "vitalflow up is already running on this data directory (pid {pid}); stop it with `vitalflow stop`"
+            );
         }
         let _ = std::fs::remove_file(self.file(ADDRS_FILE));
         let log_path = self.file(LOG_FILE);
@@ -93,7 +94,11 @@ impl RunDir {
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Ok(addrs) = std::fs::read_to_string(self.file(ADDRS_FILE)) {
-                eprintln!("vitalflow up is running in the background (pid {}); log: {}", child.id(), log_path.display());
+                eprintln!(
+                    "vitalflow up is running in the background (pid {}); log: {}",
+                    child.id(),
+                    log_path.display()
+                );
                 println!("{addrs}");
                 eprintln!("Stop it with: vitalflow --data {} stop", self.dir.parent().unwrap_or(&self.dir).display());
                 return Ok(());
@@ -101,9 +106,16 @@ impl RunDir {
             if let Some(status) = child.try_wait()? {
                 let text = std::fs::read_to_string(&log_path).unwrap_or_default();
                 let tail: Vec<_> = text.lines().rev().take(20).collect();
-                anyhow::bail!("vitalflow up exited ({status}) while starting:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+                anyhow::bail!(
+                    "vitalflow up exited ({status}) while starting:\n{}",
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
             }
-            anyhow::ensure!(Instant::now() < deadline, "vitalflow up did not get ready within 120 s; see {}", log_path.display());
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "vitalflow up did not get ready within 120 s; see {}",
+                log_path.display()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -111,7 +123,10 @@ impl RunDir {
     /// `vitalflow stop`: SIGTERM to the running `up`, SIGKILL if it has not exited after `grace`.
     pub fn stop(&self, grace: Duration) -> anyhow::Result<()> {
         let Some(pid) = self.running() else {
-            eprintln!("vitalflow stop: no vitalflow up is running on {}", self.dir.parent().unwrap_or(&self.dir).display());
+            eprintln!(
+                "vitalflow stop: no vitalflow up is running on {}",
+                self.dir.parent().unwrap_or(&self.dir).display()
+            );
             let _ = std::fs::remove_file(self.file(PID_FILE));
             return Ok(());
         };

@@ -504,7 +504,12 @@ mod tests {
             version: "test".into(),
             features: MODEL_FEATURES.iter().map(|v| v.column().to_string()).collect(),
             classes: vec!["High".into(), "Low".into(), "Medium".into()],
-            training: TrainingInfo { trainer: "test".into(), data_hash: String::new(), rows: 0, params: serde_json::Value::Null },
+            training: TrainingInfo {
+                trainer: "test".into(),
+                data_hash: String::new(),
+                rows: 0,
+                params: serde_json::Value::Null,
+            },
             metrics: None,
             // Heart rate <= threshold: Low, else High.
             trees: vec![TreeArrays {
@@ -534,7 +539,8 @@ mod tests {
     fn seventeen_digit_thresholds_load_exactly() {
         // 114.05000305175781 is exactly the f32 nearest 114.05; a parser one ulp low would move the
         // threshold below it and send x = 114.05000305175781 right, where scikit-learn sends it left.
-        let json = serde_json::to_string(&stump(0.0)).unwrap().replace("[0.0,-2.0,-2.0]", "[114.05000305175781,-2.0,-2.0]");
+        let json =
+            serde_json::to_string(&stump(0.0)).unwrap().replace("[0.0,-2.0,-2.0]", "[114.05000305175781,-2.0,-2.0]");
         let forest = RiskForest::from_json(&json).unwrap();
         let x: f64 = "114.05000305175781".parse().unwrap();
         assert_eq!(forest.predict(&[x, 120.0, 80.0, 98.0, 37.0, 100.0]).unwrap().risk, RiskLevel::Low);
@@ -592,7 +598,8 @@ mod tests {
         let spread = [30.0, 30.0, 15.0, 5.0, 1.0, 60.0];
         file.trees = (0..trees)
             .map(|_| {
-                let mut t = TreeArrays { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
+                let mut t =
+                    TreeArrays { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
                 // Inner nodes 0..7 in breadth-first order, leaves 7..15.
                 for i in 0..15 {
                     if i < 7 {

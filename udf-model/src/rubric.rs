@@ -196,14 +196,7 @@ pub struct SixVitals {
 impl SixVitals {
     /// The values in the model's feature order (`schema::MODEL_FEATURES`).
     pub fn to_array(self) -> [f64; 6] {
-        [
-            self.heart_rate,
-            self.systolic_bp,
-            self.diastolic_bp,
-            self.spo2,
-            self.temperature,
-            self.glucose,
-        ]
+        [self.heart_rate, self.systolic_bp, self.diastolic_bp, self.spo2, self.temperature, self.glucose]
     }
 
     /// Builds from values in the model's feature order.
@@ -297,20 +290,31 @@ mod tests {
     #[test]
     fn heart_rate_band_edges() {
         let cases = [
-            (30.0, 3), (40.0, 3), (41.0, 1), (50.0, 1), (51.0, 0), (90.0, 0), (91.0, 1),
-            (110.0, 1), (111.0, 2), (130.0, 2), (131.0, 3), (200.0, 3),
+            (30.0, 3),
+            (40.0, 3),
+            (41.0, 1),
+            (50.0, 1),
+            (51.0, 0),
+            (90.0, 0),
+            (91.0, 1),
+            (110.0, 1),
+            (111.0, 2),
+            (130.0, 2),
+            (131.0, 3),
+            (200.0, 3),
             // Between whole numbers: rounded first.
-            (40.4, 3), (40.5, 1), (90.49, 0), (90.5, 1),
+            (40.4, 3),
+            (40.5, 1),
+            (90.49, 0),
+            (90.5, 1),
         ];
         check("heart rate", heart_rate_points, &cases);
     }
 
     #[test]
     fn systolic_band_edges() {
-        let cases = [
-            (90.0, 3), (91.0, 2), (100.0, 2), (101.0, 1), (110.0, 1), (111.0, 0),
-            (219.0, 0), (220.0, 3), (100.6, 1),
-        ];
+        let cases =
+            [(90.0, 3), (91.0, 2), (100.0, 2), (101.0, 1), (110.0, 1), (111.0, 0), (219.0, 0), (220.0, 3), (100.6, 1)];
         check("systolic", systolic_bp_points, &cases);
     }
 
@@ -329,10 +333,20 @@ mod tests {
     #[test]
     fn temperature_band_edges() {
         let cases = [
-            (35.0, 3), (35.1, 1), (36.0, 1), (36.1, 0), (38.0, 0), (38.1, 1), (39.0, 1), (39.1, 2),
-            (34.0, 3), (41.0, 2),
+            (35.0, 3),
+            (35.1, 1),
+            (36.0, 1),
+            (36.1, 0),
+            (38.0, 0),
+            (38.1, 1),
+            (39.0, 1),
+            (39.1, 2),
+            (34.0, 3),
+            (41.0, 2),
             // Rounded to one decimal first: 35.04 is 35.0, 38.06 is 38.1.
-            (35.04, 3), (38.06, 1), (36.04, 1),
+            (35.04, 3),
+            (38.06, 1),
+            (36.04, 1),
         ];
         check("temperature", temperature_points, &cases);
     }
@@ -340,8 +354,17 @@ mod tests {
     #[test]
     fn glucose_band_edges() {
         let cases = [
-            (53.0, 3), (54.0, 2), (69.0, 2), (70.0, 0), (180.0, 0), (181.0, 1), (250.0, 1),
-            (251.0, 2), (399.0, 2), (400.0, 3), (53.6, 2),
+            (53.0, 3),
+            (54.0, 2),
+            (69.0, 2),
+            (70.0, 0),
+            (180.0, 0),
+            (181.0, 1),
+            (250.0, 1),
+            (251.0, 2),
+            (399.0, 2),
+            (400.0, 3),
+            (53.6, 2),
         ];
         check("glucose", glucose_points, &cases);
     }
@@ -413,13 +436,13 @@ mod tests {
         };
         assert_eq!(calm.score(), Some(0));
         let sick = News2Inputs {
-            respiratory_rate: 26.0,          // 3
-            spo2: 93.0,                      // 2
-            on_oxygen: true,                 // 2
-            systolic_bp: 95.0,               // 2
-            heart_rate: 125.0,               // 2
+            respiratory_rate: 26.0,              // 3
+            spo2: 93.0,                          // 2
+            on_oxygen: true,                     // 2
+            systolic_bp: 95.0,                   // 2
+            heart_rate: 125.0,                   // 2
             consciousness: Consciousness::Voice, // 3
-            temperature: 39.4,               // 2
+            temperature: 39.4,                   // 2
         };
         assert_eq!(sick.score(), Some(16));
     }

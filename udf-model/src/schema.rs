@@ -8,14 +8,8 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 /// The six vitals the risk model sees, in the model's feature order.
-pub const MODEL_FEATURES: [Vital; 6] = [
-    Vital::HeartRate,
-    Vital::SystolicBp,
-    Vital::DiastolicBp,
-    Vital::Spo2,
-    Vital::Temperature,
-    Vital::Glucose,
-];
+pub const MODEL_FEATURES: [Vital; 6] =
+    [Vital::HeartRate, Vital::SystolicBp, Vital::DiastolicBp, Vital::Spo2, Vital::Temperature, Vital::Glucose];
 
 /// A numeric vital sign carried by a reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -108,10 +102,7 @@ fn utc_nanos() -> DataType {
 }
 
 fn vital_fields() -> Vec<Field> {
-    let mut fields: Vec<Field> = Vital::ALL
-        .iter()
-        .map(|v| Field::new(v.column(), DataType::Float64, true))
-        .collect();
+    let mut fields: Vec<Field> = Vital::ALL.iter().map(|v| Field::new(v.column(), DataType::Float64, true)).collect();
     fields.push(Field::new("on_oxygen", DataType::Boolean, true));
     fields.push(Field::new("consciousness", DataType::Utf8, true));
     fields
@@ -127,10 +118,8 @@ fn source_fields() -> [Field; 3] {
 
 /// `vitals_raw`: one row per decoded Kafka record.
 pub static VITALS_RAW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        Field::new("patient_id", DataType::Utf8, false),
-        Field::new("event_time", utc_nanos(), false),
-    ];
+    let mut fields =
+        vec![Field::new("patient_id", DataType::Utf8, false), Field::new("event_time", utc_nanos(), false)];
     fields.extend(vital_fields());
     fields.extend(source_fields());
     fields.push(Field::new("ingest_time", utc_nanos(), false));
@@ -152,10 +141,8 @@ pub static DEAD_LETTERS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 
 /// `vitals_clean`: cleaned, scored readings.
 pub static VITALS_CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        Field::new("patient_id", DataType::Utf8, false),
-        Field::new("event_time", utc_nanos(), false),
-    ];
+    let mut fields =
+        vec![Field::new("patient_id", DataType::Utf8, false), Field::new("event_time", utc_nanos(), false)];
     fields.extend(vital_fields());
     fields.extend([
         Field::new("risk", DataType::Utf8, true),
@@ -191,10 +178,8 @@ pub const WINDOWED_VITALS: [Vital; 7] = Vital::ALL;
 /// `patient_latest`: one row per patient, the latest reading with its carried-forward vitals and
 /// scores, and when each vital was last measured (the carry-forward state of the ETL).
 pub static PATIENT_LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
-    let mut fields = vec![
-        Field::new("patient_id", DataType::Utf8, false),
-        Field::new("event_time", utc_nanos(), false),
-    ];
+    let mut fields =
+        vec![Field::new("patient_id", DataType::Utf8, false), Field::new("event_time", utc_nanos(), false)];
     fields.extend(vital_fields());
     fields.extend([
         Field::new("risk", DataType::Utf8, true),

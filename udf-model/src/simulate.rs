@@ -317,7 +317,13 @@ impl Patient {
             let e = Episode::draw(rng, clock);
             // Somewhere along its course already, not only at its start.
             let shift = rng.gen_range(0.0..(e.end - e.start) * 0.8);
-            Episode { start: e.start - shift, peak: e.peak - shift, plateau_end: e.plateau_end - shift, end: e.end - shift, ..e }
+            Episode {
+                start: e.start - shift,
+                peak: e.peak - shift,
+                plateau_end: e.plateau_end - shift,
+                end: e.end - shift,
+                ..e
+            }
         });
         let mut drift = [0.0; 7];
         for (d, sd) in drift.iter_mut().zip(DRIFT) {
@@ -529,7 +535,8 @@ pub fn encode(record: &VitalsRecord, format: OutputFormat) -> Vec<u8> {
         OutputFormat::Aliases => {
             let mut obj = Map::new();
             obj.insert("patient_id".into(), record.patient_id.clone().into());
-            let millis = DateTime::parse_from_rfc3339(&record.timestamp).map(|t| t.timestamp_millis()).unwrap_or_default();
+            let millis =
+                DateTime::parse_from_rfc3339(&record.timestamp).map(|t| t.timestamp_millis()).unwrap_or_default();
             obj.insert("ts".into(), millis.into());
             for (vital, value) in Vital::ALL.iter().zip(record.vitals()) {
                 if let Some(v) = value {
@@ -627,7 +634,8 @@ mod tests {
         assert_eq!(e.intensity(e.peak + 1.0), 1.0);
         assert_eq!(e.intensity(e.end + 1.0), 0.0);
         // One patient through a whole simulated day: ill for a while, well again afterwards.
-        let settings = SimulatorSettings { ill_at_start: 1.0, episode_rate_per_hour: 0.0, ..SimulatorSettings::default() };
+        let settings =
+            SimulatorSettings { ill_at_start: 1.0, episode_rate_per_hour: 0.0, ..SimulatorSettings::default() };
         let mut sim = VitalsSimulator::with_settings(1, 3, settings);
         let labels: Vec<RiskLevel> = (0..2_880).map(|_| sim.next_labelled(at()).true_label).collect();
         assert!(labels.iter().any(|l| *l != RiskLevel::Low), "never ill");
@@ -672,7 +680,11 @@ mod tests {
 
     #[test]
     fn formats_carry_the_same_reading() {
-        let mut sim = VitalsSimulator::with_settings(3, 2, SimulatorSettings { missing_rate: 0.0, ..SimulatorSettings::default() });
+        let mut sim = VitalsSimulator::with_settings(
+            3,
+            2,
+            SimulatorSettings { missing_rate: 0.0, ..SimulatorSettings::default() },
+        );
         let r = sim.next_reading(at());
         let aliases: serde_json::Value = serde_json::from_slice(&encode(&r, OutputFormat::Aliases)).unwrap();
         assert_eq!(aliases["hr"].as_f64(), r.heart_rate);

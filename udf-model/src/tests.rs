@@ -105,7 +105,12 @@ fn the_bundled_model_is_sane_on_fresh_rows() {
     assert!(rubric.accuracy > 0.85, "rubric accuracy {}", rubric.accuracy);
     // The shipped forest is at least as good as the rubric on what a clinician looks at first (the
     // margin is small, so fresh rows may put it a hair below on either figure: README, The risk model).
-    assert!(model.recall[0] >= rubric.recall[0] - 0.01, "High recall {} vs rubric {}", model.recall[0], rubric.recall[0]);
+    assert!(
+        model.recall[0] >= rubric.recall[0] - 0.01,
+        "High recall {} vs rubric {}",
+        model.recall[0],
+        rubric.recall[0]
+    );
     assert!(model.macro_f1 >= rubric.macro_f1 - 0.01, "macro-F1 {} vs rubric {}", model.macro_f1, rubric.macro_f1);
     let clear = SixVitals::from_array([150.0, 78.0, 40.0, 85.0, 39.9, 340.0]);
     assert_eq!(forest.predict(&clear.to_array()).map(|p| p.risk), Some(RiskLevel::High));
@@ -130,7 +135,8 @@ async fn risk_probability_is_a_struct_that_agrees_with_predict_risk() {
     let risk = b.column(1).as_string::<i32>();
     assert_eq!(probs.column_names(), vec!["High", "Medium", "Low"]);
     for i in 0..2 {
-        let p: Vec<f64> = (0..3).map(|c| probs.column(c).as_primitive::<arrow::datatypes::Float64Type>().value(i)).collect();
+        let p: Vec<f64> =
+            (0..3).map(|c| probs.column(c).as_primitive::<arrow::datatypes::Float64Type>().value(i)).collect();
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{p:?}");
         let best = (0..3).max_by(|a, b| p[*a].total_cmp(&p[*b])).unwrap();
         assert_eq!(RiskLevel::ALL[best].as_str(), risk.value(i));

@@ -37,7 +37,11 @@ impl KafkaSink {
             .set("message.timeout.ms", timeout.as_millis().max(1).to_string())
             .create()
             .map_err(|e| failed(format!("creating the producer: {e}")))?;
-        Ok(KafkaSink { producer, kafka: KafkaConfig { topic: topic.to_string(), ..kafka.clone() }, topic_checked: false })
+        Ok(KafkaSink {
+            producer,
+            kafka: KafkaConfig { topic: topic.to_string(), ..kafka.clone() },
+            topic_checked: false,
+        })
     }
 
     /// Produces `alerts` and waits until the broker has every one.
@@ -52,7 +56,8 @@ impl KafkaSink {
         }
         let mut deliveries = Vec::with_capacity(alerts.len());
         for alert in alerts {
-            let payload = serde_json::to_vec(alert).map_err(|e| failed(format!("encoding alert {}: {e}", alert.alert_id)))?;
+            let payload =
+                serde_json::to_vec(alert).map_err(|e| failed(format!("encoding alert {}: {e}", alert.alert_id)))?;
             let headers = OwnedHeaders::new().insert(Header { key: "alert_id", value: Some(alert.alert_id.as_str()) });
             let record = FutureRecord::to(&self.kafka.topic).key(&alert.patient_id).payload(&payload).headers(headers);
             let delivery = self

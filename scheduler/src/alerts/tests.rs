@@ -96,7 +96,10 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
     commit(&location, 1).await;
     let mut delivery = webhook_delivery(&location, &url, &stats);
     assert!(!delivery.deliver_pending().await.unwrap());
-    assert_eq!(load_delivery_checkpoint(&location, "webhook").await.unwrap(), Some(DeliveryCheckpoint { last_batch_id: 1 }));
+    assert_eq!(
+        load_delivery_checkpoint(&location, "webhook").await.unwrap(),
+        Some(DeliveryCheckpoint { last_batch_id: 1 })
+    );
 
     // Batch 2 committed (3 alerts), batch 3 committed without alerts, batch 4 written but not committed.
     write_alerts(&location, 2, 3).await;
@@ -104,7 +107,10 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
     commit(&location, 3).await;
     assert!(delivery.deliver_pending().await.unwrap());
     assert_eq!(received_ids(&receiver), ["vitals/0/200", "vitals/0/201", "vitals/0/202"]);
-    assert_eq!(load_delivery_checkpoint(&location, "webhook").await.unwrap(), Some(DeliveryCheckpoint { last_batch_id: 3 }));
+    assert_eq!(
+        load_delivery_checkpoint(&location, "webhook").await.unwrap(),
+        Some(DeliveryCheckpoint { last_batch_id: 3 })
+    );
     assert_eq!(stats.webhook.delivered.load(Ordering::Relaxed), 3);
     assert_eq!(stats.webhook.last_batch_id.load(Ordering::Relaxed), 3);
 

@@ -29,7 +29,9 @@ fn failed(reason: impl std::fmt::Display) -> Error {
 impl WebhookSink {
     pub(super) fn new(url: &str, token: &str, timeout: Duration) -> Result<WebhookSink> {
         let url = reqwest::Url::parse(url).map_err(|e| Error::Config(format!("alerts.webhook_url {url:?}: {e}")))?;
-        if url.scheme() == "http" && !url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]") {
+        if url.scheme() == "http"
+            && !url.host_str().is_some_and(|h| h == "localhost" || h.starts_with("127.") || h == "[::1]")
+        {
             tracing::warn!(url = %url, "alerts.webhook_url is plain http: alerts (patient ids) cross the network unencrypted; use https.");
         }
         // reqwest is built without a crypto provider of its own: use ring, as Flight SQL's TLS does.
@@ -41,8 +43,9 @@ impl WebhookSink {
         let authorization = match token {
             "" => None,
             token => {
-                let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                    .map_err(|_| Error::Config("alerts.webhook_token_secret holds characters a header cannot carry".into()))?;
+                let mut value = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                    Error::Config("alerts.webhook_token_secret holds characters a header cannot carry".into())
+                })?;
                 value.set_sensitive(true);
                 Some(value)
             }

@@ -53,7 +53,8 @@ pub(crate) async fn count_rows(location: &DataLocation, files: &[Path]) -> Resul
     let mut rows = 0;
     for path in files {
         let store_err = |source| Error::Store { step: format!("reading the footer of {path}"), source };
-        let bad = |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable Parquet file: {e}"));
+        let bad =
+            |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable Parquet file: {e}"));
         let size = store.head(path).await.map_err(store_err)?.size;
         let tail = store.get_range(path, size.saturating_sub(8)..size).await.map_err(store_err)?;
         let footer = FooterTail::try_from(tail.as_ref()).map_err(bad)?;
@@ -125,7 +126,11 @@ impl Outputs {
             let batches = frame.collect().await.map_err(query_err(what))?;
             Ok(batches.into_iter().filter(|b| b.num_rows() > 0).collect())
         };
-        let positions = run("checking positions", "SELECT count(DISTINCT (source_topic, source_partition, source_offset)) FROM scored".into()).await?;
+        let positions = run(
+            "checking positions",
+            "SELECT count(DISTINCT (source_topic, source_partition, source_offset)) FROM scored".into(),
+        )
+        .await?;
         let distinct = positions
             .first()
             .and_then(|b| b.column(0).as_any().downcast_ref::<Int64Array>().map(|a| a.value(0)))
@@ -138,7 +143,8 @@ impl Outputs {
 
         let clean = run("selecting clean rows", "SELECT * FROM scored WHERE reject_code IS NULL".into()).await?;
         let clean = clean.iter().map(|b| conform(b, &VITALS_CLEAN_SCHEMA, batch_id)).collect::<Result<Vec<_>>>()?;
-        let rejected = run("selecting rejected rows", "SELECT * FROM scored WHERE reject_code IS NOT NULL".into()).await?;
+        let rejected =
+            run("selecting rejected rows", "SELECT * FROM scored WHERE reject_code IS NOT NULL".into()).await?;
         let dead_letters = rejected.iter().map(dead_letter_batch).collect::<Result<Vec<_>>>()?;
         let alerts = run(
             "selecting alerts",
@@ -186,11 +192,17 @@ impl Outputs {
     /// file an earlier attempt of the same batch may have left. The state and `patient_latest` get
     /// a new version only when the batch had clean rows.
     pub(super) async fn write(&self, location: &DataLocation, batch_id: i64) -> Result<Written> {
-        write_or_delete(location, &format!("{}/{STAGE}-batch-{batch_id:012}.parquet", table::DEAD_LETTERS), &self.dead_letters).await?;
+        write_or_delete(
+            location,
+            &format!("{}/{STAGE}-batch-{batch_id:012}.parquet", table::DEAD_LETTERS),
+            &self.dead_letters,
+        )
+        .await?;
         write_or_delete(location, &batch_file(table::VITALS_CLEAN, batch_id), &self.clean).await?;
         write_or_delete(location, &batch_file(table::RISK_ALERTS, batch_id), &self.alerts).await?;
         write_or_delete(location, &format!("{STATE_DIR}/{}", version_file(batch_id)), &self.state).await?;
-        write_or_delete(location, &format!("{}/{}", table::PATIENT_LATEST, version_file(batch_id)), &self.latest).await?;
+        write_or_delete(location, &format!("{}/{}", table::PATIENT_LATEST, version_file(batch_id)), &self.latest)
+            .await?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
     }
 }
@@ -220,11 +232,18 @@ pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef, batch_id: i64) ->
             }
             None => return Err(Error::Config(format!("the ETL SQL has no column {}", field.name()))),
         };
-        let cast_column = cast(column, field.data_type())
-            .map_err(|e| Error::Config(format!("ETL column {} ({}) is not {}: {e}", field.name(), column.data_type(), field.data_type())))?;
+        let cast_column = cast(column, field.data_type()).map_err(|e| {
+            Error::Config(format!(
+                "ETL column {} ({}) is not {}: {e}",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            ))
+        })?;
         columns.push(cast_column);
     }
-    RecordBatch::try_new(schema.clone(), columns).map_err(|e| Error::Config(format!("ETL output does not fit its table: {e}")))
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Config(format!("ETL output does not fit its table: {e}")))
 }
 
 /// `dead_letters` rows (stage 'etl') for rejected rows: the payload is the row as landed, in JSON.
@@ -246,7 +265,8 @@ fn dead_letter_batch(rejected: &RecordBatch) -> Result<RecordBatch> {
         return Err(Error::Config(format!("encoding {n} rejected rows gave {} JSON lines", payloads.len())));
     }
     let column = |name: &str, data_type: &DataType| -> Result<ArrayRef> {
-        let c = rejected.column_by_name(name).ok_or_else(|| Error::Config(format!("the ETL SQL has no column {name}")))?;
+        let c =
+            rejected.column_by_name(name).ok_or_else(|| Error::Config(format!("the ETL SQL has no column {name}")))?;
         cast(c, data_type).map_err(|e| Error::Config(format!("ETL column {name} is not {data_type}: {e}")))
     };
     let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
@@ -270,5 +290,6 @@ fn dead_letter_batch(rejected: &RecordBatch) -> Result<RecordBatch> {
         Arc::new(reason),
         Arc::new(TimestampNanosecondArray::from(vec![now; n]).with_timezone("UTC")),
     ];
-    RecordBatch::try_new(DEAD_LETTERS_SCHEMA.clone(), columns).map_err(|e| Error::Config(format!("ETL dead letters: {e}")))
+    RecordBatch::try_new(DEAD_LETTERS_SCHEMA.clone(), columns)
+        .map_err(|e| Error::Config(format!("ETL dead letters: {e}")))
 }

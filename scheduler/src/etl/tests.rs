@@ -32,7 +32,8 @@ fn reading(patient: &str, minute: i64, vitals: [Option<f64>; 7]) -> Reading {
 }
 
 const NORMAL: [Option<f64>; 7] = [Some(75.0), Some(120.0), Some(80.0), Some(98.0), Some(36.8), Some(100.0), Some(16.0)];
-const CRITICAL: [Option<f64>; 7] = [Some(150.0), Some(80.0), Some(40.0), Some(85.0), Some(40.0), Some(350.0), Some(30.0)];
+const CRITICAL: [Option<f64>; 7] =
+    [Some(150.0), Some(80.0), Some(40.0), Some(85.0), Some(40.0), Some(350.0), Some(30.0)];
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -96,13 +97,16 @@ async fn every_row_ends_clean_or_rejected_with_duplicates_and_implausible_values
     let f = Fixture::new();
     let mut swapped = NORMAL;
     (swapped[1], swapped[2]) = (Some(70.0), Some(110.0));
-    f.land(0, vec![
-        reading("P1", 0, NORMAL),
-        reading("P1", 0, NORMAL), // re-sent: duplicate
-        reading("P1", 1, swapped),
-        reading("P2", 0, NORMAL),
-        reading("P2", 0, CRITICAL), // same time, other values: kept
-    ])
+    f.land(
+        0,
+        vec![
+            reading("P1", 0, NORMAL),
+            reading("P1", 0, NORMAL), // re-sent: duplicate
+            reading("P1", 1, swapped),
+            reading("P2", 0, NORMAL),
+            reading("P2", 0, CRITICAL), // same time, other values: kept
+        ],
+    )
     .await;
     let mut driver = f.driver().await;
     let report = driver.run_once().await.unwrap().unwrap();
@@ -129,16 +133,20 @@ async fn every_row_ends_clean_or_rejected_with_duplicates_and_implausible_values
     // seen but with other values is kept.
     let mut partial = NORMAL;
     partial[5] = None;
-    f.land(5, vec![
-        reading("P1", 0, NORMAL),
-        reading("P3", 2, partial),
-        reading("P3", 2, partial),
-        reading("P2", 0, one_beat_faster(CRITICAL)),
-    ])
+    f.land(
+        5,
+        vec![
+            reading("P1", 0, NORMAL),
+            reading("P3", 2, partial),
+            reading("P3", 2, partial),
+            reading("P2", 0, one_beat_faster(CRITICAL)),
+        ],
+    )
     .await;
     let report = driver.run_once().await.unwrap().unwrap();
     assert_eq!((report.rows_out, report.rejected), (2, 2));
-    let duplicates = f.count("SELECT count(*) FROM dead_letters WHERE reason_code = 'duplicate' AND source_offset IN (5, 7)").await;
+    let duplicates =
+        f.count("SELECT count(*) FROM dead_letters WHERE reason_code = 'duplicate' AND source_offset IN (5, 7)").await;
     assert_eq!(duplicates, 2);
 }
 
@@ -176,7 +184,16 @@ async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
     f.land(0, vec![reading("P1", 0, CRITICAL), reading("P1", 1, CRITICAL), reading("P2", 0, NORMAL)]).await;
     let mut driver = f.driver().await;
     driver.run_once().await.unwrap().unwrap();
-    f.land(3, vec![reading("P1", 2, CRITICAL), reading("P1", 3, NORMAL), reading("P1", 4, CRITICAL), reading("P2", 5, CRITICAL)]).await;
+    f.land(
+        3,
+        vec![
+            reading("P1", 2, CRITICAL),
+            reading("P1", 3, NORMAL),
+            reading("P1", 4, CRITICAL),
+            reading("P2", 5, CRITICAL),
+        ],
+    )
+    .await;
     driver.run_once().await.unwrap().unwrap();
     let alerts = f.strings("SELECT concat(patient_id, ':', CAST(source_offset AS VARCHAR), ':', coalesce(previous_risk, '-')) FROM risk_alerts ORDER BY patient_id, event_time").await;
     assert_eq!(alerts, vec![Some("P1:0:-".into()), Some("P1:5:Low".into()), Some("P2:6:Low".into())]);
@@ -211,7 +228,10 @@ async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_ove
     let report = restarted.run_once().await.unwrap().unwrap();
     assert_eq!((report.id, report.files, report.rows_out, report.alerts), (1, 1, 1, 1));
     // The same checkpoint but for the commit time.
-    assert_eq!(EtlCheckpoint { committed_at_ms: 0, ..restarted.checkpoint().clone() }, EtlCheckpoint { committed_at_ms: 0, ..committed });
+    assert_eq!(
+        EtlCheckpoint { committed_at_ms: 0, ..restarted.checkpoint().clone() },
+        EtlCheckpoint { committed_at_ms: 0, ..committed }
+    );
     assert_eq!(f.count("SELECT count(*) FROM risk_alerts").await, 1);
     let report = restarted.run_once().await.unwrap().unwrap();
     assert_eq!((report.id, report.rows_out, report.alerts), (2, 1, 0));

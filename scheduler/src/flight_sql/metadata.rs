@@ -7,12 +7,12 @@ use std::sync::{Arc, LazyLock};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 use arrow_flight::sql::metadata::{
-    GetCatalogsBuilder, GetTablesBuilder, SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo,
-    XdbcTypeInfoData, XdbcTypeInfoDataBuilder,
+    GetCatalogsBuilder, GetTablesBuilder, SqlInfoData, SqlInfoDataBuilder, XdbcTypeInfo, XdbcTypeInfoData,
+    XdbcTypeInfoDataBuilder,
 };
 use arrow_flight::sql::{
-    CommandGetDbSchemas, CommandGetTables, Nullable, Searchable, SqlInfo, SqlNullOrdering,
-    SqlSupportedCaseSensitivity, SupportedSqlGrammar, XdbcDataType, XdbcDatetimeSubcode,
+    CommandGetDbSchemas, CommandGetTables, Nullable, Searchable, SqlInfo, SqlNullOrdering, SqlSupportedCaseSensitivity,
+    SupportedSqlGrammar, XdbcDataType, XdbcDatetimeSubcode,
 };
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::TableType;
@@ -39,25 +39,113 @@ pub(crate) const BASE_TABLE: &str = "BASE TABLE";
 pub(crate) const TABLE_TYPES: [&str; 2] = [BASE_TABLE, "VIEW"];
 
 const KEYWORDS: &[&str] = &[
-    "ALL", "AND", "AS", "ASC", "BETWEEN", "BY", "CASE", "CAST", "CROSS", "DESC", "DISTINCT", "ELSE", "END", "EXCEPT",
-    "EXISTS", "EXPLAIN", "FALSE", "FILTER", "FROM", "FULL", "GROUP", "HAVING", "IN", "INNER", "INTERSECT", "INTERVAL",
-    "IS", "JOIN", "LEFT", "LIKE", "ILIKE", "LIMIT", "NOT", "NULL", "NULLS", "OFFSET", "ON", "OR", "ORDER", "OUTER", "OVER",
-    "PARTITION", "RIGHT", "SELECT", "THEN", "TRUE", "UNION", "USING", "VALUES", "WHEN", "WHERE", "WINDOW", "WITH",
+    "ALL",
+    "AND",
+    "AS",
+    "ASC",
+    "BETWEEN",
+    "BY",
+    "CASE",
+    "CAST",
+    "CROSS",
+    "DESC",
+    "DISTINCT",
+    "ELSE",
+    "END",
+    "EXCEPT",
+    "EXISTS",
+    "EXPLAIN",
+    "FALSE",
+    "FILTER",
+    "FROM",
+    "FULL",
+    "GROUP",
+    "HAVING",
+    "IN",
+    "INNER",
+    "INTERSECT",
+    "INTERVAL",
+    "IS",
+    "JOIN",
+    "LEFT",
+    "LIKE",
+    "ILIKE",
+    "LIMIT",
+    "NOT",
+    "NULL",
+    "NULLS",
+    "OFFSET",
+    "ON",
+    "OR",
+    "ORDER",
+    "OUTER",
+    "OVER",
+    "PARTITION",
+    "RIGHT",
+    "SELECT",
+    "THEN",
+    "TRUE",
+    "UNION",
+    "USING",
+    "VALUES",
+    "WHEN",
+    "WHERE",
+    "WINDOW",
+    "WITH",
 ];
 const NUMERIC_FUNCTIONS: &[&str] = &[
     "abs", "acos", "asin", "atan", "atan2", "cbrt", "ceil", "cos", "degrees", "exp", "floor", "ln", "log", "log10",
     "log2", "pi", "power", "radians", "random", "round", "signum", "sin", "sqrt", "tan", "trunc",
 ];
 const STRING_FUNCTIONS: &[&str] = &[
-    "ascii", "btrim", "char_length", "concat", "concat_ws", "initcap", "left", "length", "lower", "lpad", "ltrim",
-    "regexp_like", "regexp_replace", "repeat", "replace", "reverse", "right", "rpad", "rtrim", "split_part",
-    "starts_with", "strpos", "substr", "to_hex", "translate", "trim", "upper",
+    "ascii",
+    "btrim",
+    "char_length",
+    "concat",
+    "concat_ws",
+    "initcap",
+    "left",
+    "length",
+    "lower",
+    "lpad",
+    "ltrim",
+    "regexp_like",
+    "regexp_replace",
+    "repeat",
+    "replace",
+    "reverse",
+    "right",
+    "rpad",
+    "rtrim",
+    "split_part",
+    "starts_with",
+    "strpos",
+    "substr",
+    "to_hex",
+    "translate",
+    "trim",
+    "upper",
 ];
 const SYSTEM_FUNCTIONS: &[&str] = &["arrow_typeof", "coalesce", "nullif", "nvl", "model_version"];
 const DATETIME_FUNCTIONS: &[&str] = &[
-    "current_date", "current_time", "date_bin", "date_part", "datepart", "date_trunc", "datetrunc", "extract",
-    "from_unixtime", "make_date", "now", "to_char", "to_date", "to_timestamp", "to_timestamp_millis",
-    "to_timestamp_nanos", "to_timestamp_seconds", "to_unixtime",
+    "current_date",
+    "current_time",
+    "date_bin",
+    "date_part",
+    "datepart",
+    "date_trunc",
+    "datetrunc",
+    "extract",
+    "from_unixtime",
+    "make_date",
+    "now",
+    "to_char",
+    "to_date",
+    "to_timestamp",
+    "to_timestamp_millis",
+    "to_timestamp_nanos",
+    "to_timestamp_seconds",
+    "to_unixtime",
 ];
 
 /// Every SqlInfo the endpoint answers; an empty GetSqlInfo request returns all of them.
@@ -78,7 +166,10 @@ pub(crate) fn sql_info(statement_timeout_seconds: i32) -> Result<SqlInfoData, ar
     info.append(SqlInfo::SqlDdlTable, false);
     info.append(SqlInfo::SqlIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityLowercase as i32);
     info.append(SqlInfo::SqlIdentifierQuoteChar, "\"");
-    info.append(SqlInfo::SqlQuotedIdentifierCase, SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32);
+    info.append(
+        SqlInfo::SqlQuotedIdentifierCase,
+        SqlSupportedCaseSensitivity::SqlCaseSensitivityCaseInsensitive as i32,
+    );
     info.append(SqlInfo::SqlAllTablesAreSelectable, true);
     info.append(SqlInfo::SqlNullOrdering, SqlNullOrdering::SqlNullsSortedHigh as i32);
     info.append(SqlInfo::SqlKeywords, KEYWORDS);

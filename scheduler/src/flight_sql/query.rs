@@ -30,7 +30,8 @@ fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
-const READ_ONLY: &str = "vitalflow's Flight SQL is read-only and accepts one query (SELECT, WITH or VALUES) per request";
+const READ_ONLY: &str =
+    "vitalflow's Flight SQL is read-only and accepts one query (SELECT, WITH or VALUES) per request";
 
 /// A client mistake (bad SQL, unknown table, wrong parameter) is `invalid_argument`; anything else is ours.
 pub(crate) fn query_status(e: DataFusionError) -> Status {
@@ -41,10 +42,12 @@ pub(crate) fn query_status(e: DataFusionError) -> Status {
         | DataFusionError::NotImplemented(_) => Status::invalid_argument(e.to_string()),
         DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
         // An executor's memory limit arrives from Ballista as the text of a failed job.
-        _ if ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| e.to_string().contains(m)) => Status::resource_exhausted(format!(
-            "query needs more memory than an executor task may use (executor.memory_limit_mb); \
+        _ if ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| e.to_string().contains(m)) => {
+            Status::resource_exhausted(format!(
+                "query needs more memory than an executor task may use (executor.memory_limit_mb); \
              aggregate, filter or narrow the time range: {e}"
-        )),
+            ))
+        }
         _ => Status::internal(e.to_string()),
     }
 }
@@ -216,9 +219,9 @@ fn bind(plan: LogicalPlan, row: &RecordBatch) -> Result<LogicalPlan, Status> {
     for (i, column) in row.columns().iter().enumerate() {
         let value = ScalarValue::try_from_array(column, 0).map_err(query_status)?;
         let value = match expected.get(&format!("${}", i + 1)) {
-            Some(Some(t)) if value.data_type() != *t => value.cast_to(t).map_err(|e| {
-                Status::invalid_argument(format!("parameter {} cannot be read as {t}: {e}", i + 1))
-            })?,
+            Some(Some(t)) if value.data_type() != *t => value
+                .cast_to(t)
+                .map_err(|e| Status::invalid_argument(format!("parameter {} cannot be read as {t}: {e}", i + 1)))?,
             _ => value,
         };
         values.push(value);
@@ -239,10 +242,7 @@ pub(crate) fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
     let mut names: Vec<&String> = types.keys().collect();
     names.sort_by_key(|n| n.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
     Ok(Schema::new(
-        names
-            .into_iter()
-            .map(|n| Field::new(n, types[n].clone().unwrap_or(DataType::Utf8), true))
-            .collect::<Vec<_>>(),
+        names.into_iter().map(|n| Field::new(n, types[n].clone().unwrap_or(DataType::Utf8), true)).collect::<Vec<_>>(),
     ))
 }
 
@@ -263,11 +263,7 @@ fn client_type(t: &DataType) -> DataType {
 /// refuse a stream whose schema differs from the announced one.
 pub(crate) fn client_schema(schema: &SchemaRef) -> SchemaRef {
     Arc::new(Schema::new(
-        schema
-            .fields()
-            .iter()
-            .map(|f| Field::new(f.name(), client_type(f.data_type()), true))
-            .collect::<Vec<_>>(),
+        schema.fields().iter().map(|f| Field::new(f.name(), client_type(f.data_type()), true)).collect::<Vec<_>>(),
     ))
 }
 

@@ -9,12 +9,12 @@ use std::task::{Context, Poll};
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tonic::Status;
 
 use super::FlightSqlEndpoint;
 use crate::auth::Authenticator;
@@ -102,7 +102,8 @@ pub async fn start_flight_sql(
     if let Some(tls) = tls_config(config)? {
         // With both ring and aws-lc-rs linked, rustls has no default provider and would panic: pick one.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        builder = builder.tls_config(tls).map_err(|e| Error::Config(format!("flight_sql TLS certificate or key: {e}")))?;
+        builder =
+            builder.tls_config(tls).map_err(|e| Error::Config(format!("flight_sql TLS certificate or key: {e}")))?;
     }
     let bind = format!("{}:{}", config.bind_host, config.port);
     let bind_err = |source| Error::Bind { what: "flight sql", addr: bind.clone(), source };

@@ -64,10 +64,9 @@ impl ScalarUDFImpl for News2Score {
         let nums = float_args(&numeric, rows)?;
         let oxygen = cast(&args.args[2].to_array(rows)?, &DataType::Boolean)?;
         let level = cast(&args.args[5].to_array(rows)?, &DataType::Utf8)?;
-        let (Some(oxygen), Some(level)) = (
-            oxygen.as_any().downcast_ref::<BooleanArray>(),
-            level.as_any().downcast_ref::<StringArray>(),
-        ) else {
+        let (Some(oxygen), Some(level)) =
+            (oxygen.as_any().downcast_ref::<BooleanArray>(), level.as_any().downcast_ref::<StringArray>())
+        else {
             return exec_err!("news2_score: on_oxygen or consciousness did not coerce");
         };
         let mut out = Int32Builder::with_capacity(rows);
