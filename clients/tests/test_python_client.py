@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pyarrow as pa
 import pytest
 
 import vitalflow
-from conftest import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, _required_env
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, query_one, running_cluster
+from tests.support.pipeline import start_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "clients" / "notebooks" / "vitals_and_risk.ipynb"
@@ -34,36 +34,20 @@ def _count(conn, sql: str) -> int:
     return conn.query_arrow(sql).column(0)[0].as_py()
 
 
+def _processed(conn) -> bool:
+    """Every reading landed (or dead-lettered) and every landed one cleaned (or dead-lettered)."""
+    raw = query_one(conn, "SELECT count(*) FROM vitals_raw")
+    done = query_one(conn, "SELECT count(*) FROM vitals_clean") + query_one(
+        conn, "SELECT count(*) FROM dead_letters WHERE stage = 'etl'")
+    landed = raw + query_one(conn, "SELECT count(*) FROM dead_letters WHERE stage = 'ingest'")
+    return landed == READINGS and done == raw and query_one(conn, "SELECT count(*) FROM patient_latest") == PATIENTS
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A cluster whose pipeline has processed READINGS readings of PATIENTS patients; yields the Flight SQL address."""
-    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path_factory.mktemp("pyclient"))
-    try:
-        sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", str(PATIENTS), "--seed", "21")
-        assert sim.wait_exit(120) == 0, sim.tail()
-        addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-        port = addrs["scheduler"].rsplit(":", 1)[1]
-        cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-        cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
-        password = FLIGHT_SQL_USERS["admin"][0]
-        with vitalflow.connect(f"grpc://{addrs['flight_sql']}", user="admin", password=password) as conn:
-            # Every reading landed (or dead-lettered) and every landed one cleaned (or dead-lettered).
-            deadline = time.monotonic() + 180
-            while True:
-                raw = _count(conn, "SELECT count(*) FROM vitals_raw")
-                done = _count(conn, "SELECT count(*) FROM vitals_clean") + _count(
-                    conn, "SELECT count(*) FROM dead_letters WHERE stage = 'etl'")
-                landed = raw + _count(conn, "SELECT count(*) FROM dead_letters WHERE stage = 'ingest'")
-                if landed == READINGS and done == raw and _count(conn, "SELECT count(*) FROM patient_latest") == PATIENTS:
-                    break
-                assert time.monotonic() < deadline, cluster.logs()
-                time.sleep(0.5)
-        yield addrs["flight_sql"]
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop_all()
+    with running_cluster(tmp_path_factory.mktemp("pyclient")) as cluster:
+        yield start_pipeline(cluster, READINGS, patients=PATIENTS, seed=21, until=_processed).flight_sql
 
 
 # --- The package ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import _required_env
+from tests.support.cluster import required_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,7 +45,7 @@ def manifests() -> list[tuple[str, dict]]:
 
 def vitalflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VITALFLOW")}
-    return subprocess.run([_required_env("VITALFLOW_BIN"), *args], env=dict(clean, **(env or {})), capture_output=True, text=True, timeout=60)
+    return subprocess.run([required_env("VITALFLOW_BIN"), *args], env=dict(clean, **(env or {})), capture_output=True, text=True, timeout=60)
 
 
 def assert_config_accepted(env: dict[str, str], where: str) -> None:
@@ -228,7 +228,7 @@ def test_the_runtime_image_installs_every_library_the_binary_links_to():
     # libgcc-s1 are in every Debian base image.
     package_of = {"libz.so": "zlib1g", "libssl.so": "libssl3", "libcrypto.so": "libssl3", "libgcc_s.so": "libgcc-s1",
                   "libm.so": "libc6", "libc.so": "libc6", "ld-linux": "libc6", "linux-vdso.so": None}
-    linked = subprocess.run(["ldd", _required_env("VITALFLOW_BIN")], capture_output=True, text=True, check=True).stdout
+    linked = subprocess.run(["ldd", required_env("VITALFLOW_BIN")], capture_output=True, text=True, check=True).stdout
     steps = dockerfile("Dockerfile")
     runtime = steps[[i for i, (op, _) in enumerate(steps) if op == "FROM"][-1]:]
     installed = {"libc6", "libgcc-s1"} | set(" ".join(args for op, args in runtime if op == "RUN").split())
