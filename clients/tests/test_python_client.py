@@ -90,6 +90,22 @@ def test_connect_with_a_token_and_from_the_environment(server, monkeypatch):
         assert _count(conn, "SELECT count(*) FROM patient_latest") == PATIENTS
 
 
+def test_deprecated_environment_names_are_still_read_with_a_warning(monkeypatch):
+    from vitalflow.client import DEPRECATED_ENV, _url, env
+
+    for name, old in DEPRECATED_ENV.items():
+        for n in (name, *old):
+            monkeypatch.delenv(n, raising=False)
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_HOST", "ward:50060")
+    monkeypatch.setenv("VITALFLOW_GRAFANA_USER", "grafana")
+    with pytest.warns(FutureWarning, match="VITALFLOW_FLIGHT_SQL_HOST is deprecated: set VITALFLOW_FLIGHT_SQL_URL instead"):
+        assert _url(None) == "grpc://ward:50060"
+    with pytest.warns(FutureWarning, match="VITALFLOW_GRAFANA_USER is deprecated: set VITALFLOW_USER instead"):
+        assert env("VITALFLOW_USER") == "grafana"
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_URL", "grpc+tls://ward:50061")
+    assert _url(None) == "grpc+tls://ward:50061"
+
+
 def test_bad_connections_fail_clearly(server):
     with pytest.raises(ValueError, match="either user and password, or token"):
         vitalflow.connect(server, user="admin", password="x", token="t")
@@ -178,8 +194,7 @@ def test_notebook_runs_top_to_bottom(server, tmp_path, monkeypatch):
 def test_grafana_datasource_provisioning_signs_in(server):
     yaml = pytest.importorskip("yaml")
     path = ROOT / "clients" / "grafana" / "provisioning" / "datasources" / "vitalflow.yaml"
-    env = {"VITALFLOW_FLIGHT_SQL_HOST": server, "VITALFLOW_GRAFANA_USER": "grafana",
-           "VITALFLOW_GRAFANA_PASSWORD": FLIGHT_SQL_USERS["grafana"][0]}
+    env = {"VITALFLOW_FLIGHT_SQL_HOST": server, "VITALFLOW_USER": "grafana", "VITALFLOW_PASSWORD": FLIGHT_SQL_USERS["grafana"][0]}
 
     def expand(value):
         """Grafana expands ${VAR} in a provisioning file's values from its environment (unset: empty)."""

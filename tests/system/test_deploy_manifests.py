@@ -128,7 +128,7 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
         for init in pod.get("initContainers", []):
             assert_command_accepted(init["args"], f"deployment {name} init container {init['name']}")
         if name == "dashboard":
-            assert env["VITALFLOW_FLIGHT_SQL"] == "grpc://scheduler:50060"
+            assert env["VITALFLOW_FLIGHT_SQL_URL"] == "grpc://scheduler:50060"
             continue
         assert env["VITALFLOW_CONFIG"] == "/etc/vitalflow/vitalflow.toml"
         assert_command_accepted(container["args"], f"deployment {name}")
@@ -187,7 +187,7 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
         "/etc/grafana/provisioning": "../clients/grafana/provisioning",
         "/var/lib/grafana/dashboards/vitalflow": "../clients/grafana/dashboards",
     }
-    assert {"VITALFLOW_GRAFANA_USER", "VITALFLOW_GRAFANA_PASSWORD"} <= secrets.keys()
+    assert {"VITALFLOW_USER", "VITALFLOW_PASSWORD"} <= secrets.keys()
     assert services["grafana"]["environment"]["VITALFLOW_FLIGHT_SQL_HOST"] == "scheduler:50060"
     # Published ports stay on the host's loopback.
     for name, service in services.items():
