@@ -14,8 +14,9 @@ COPY clients/streamlit/app.py /app/app.py
 RUN useradd --system --uid 10001 --home-dir /app dashboard
 USER 10001
 WORKDIR /app
-# Where the Flight SQL front door is, and credentials (a reader): VITALFLOW_FLIGHT_SQL, VITALFLOW_USER /
-# VITALFLOW_PASSWORD or VITALFLOW_TOKEN, given by compose or Kubernetes.
-ENV VITALFLOW_FLIGHT_SQL=grpc://scheduler:50060 STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
+# Where the Flight SQL front door is, and credentials (a reader): VITALFLOW_FLIGHT_SQL_URL, VITALFLOW_USER /
+# VITALFLOW_PASSWORD or VITALFLOW_TOKEN, given by compose or Kubernetes. No default URL here: an image default
+# would hide the deprecated VITALFLOW_FLIGHT_SQL that older deployments still set.
+ENV STREAMLIT_BROWSER_GATHER_USAGE_STATS=false
 EXPOSE 8501
 ENTRYPOINT ["/opt/venv/bin/python", "-m", "streamlit", "run", "/app/app.py", "--server.headless", "true", "--server.address", "0.0.0.0", "--server.port", "8501", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", "--global.developmentMode", "false"]

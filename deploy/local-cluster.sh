@@ -146,8 +146,8 @@ start() {
   if [ "${DASHBOARD:-1}" = 1 ]; then
     local venv port=${DASHBOARD_PORT:-8501}
     venv=$("$here/python-env.sh" "$root/clients/streamlit/requirements.txt")
-    VITALFLOW_FLIGHT_SQL="grpc://$(json_field "$run/scheduler.json" flight_sql)"
-    export VITALFLOW_FLIGHT_SQL
+    VITALFLOW_FLIGHT_SQL_URL="grpc://$(json_field "$run/scheduler.json" flight_sql)"
+    export VITALFLOW_FLIGHT_SQL_URL
     launch dashboard "$venv/bin/python" -m streamlit run "$root/clients/streamlit/app.py" \
       --server.headless true --server.address 127.0.0.1 --server.port "$port" \
       --browser.gatherUsageStats false --server.fileWatcherType none --global.developmentMode false

@@ -42,8 +42,8 @@ export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"
 status=0
 step "Rust tests"
 cargo test --workspace --locked 2>&1 | tee "$VITALFLOW_KAFKA_DIR/cargo-test.log" || status=1
-step "Python tests"
-"$venv/bin/python" -m pytest clients/tests -v -rA ${PYTEST_ARGS:-} || status=1
+step "Python tests (tests/system: the services and deploy/; clients/tests: the clients)"
+"$venv/bin/python" -m pytest tests/system clients/tests -v -rA ${PYTEST_ARGS:-} || status=1
 
 step "Summary"
 grep -E '^test result:' "$VITALFLOW_KAFKA_DIR/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "cargo test: %d passed, %d failed\n", p, f}'

@@ -3,10 +3,13 @@
 //
 // clients/tests/test_flight_sql_clients.py starts vitalflow with data and runs `go test ./...` with:
 //
-//	VITALFLOW_FLIGHT_SQL_ADDR      host:port of the endpoint
-//	VITALFLOW_FLIGHT_SQL_USER      a user of flight_sql.auth.users
-//	VITALFLOW_FLIGHT_SQL_PASSWORD  its password
-//	VITALFLOW_EXPECTED_ROWS        rows in vitals_clean
+//	VITALFLOW_FLIGHT_SQL_URL  grpc://host:port of the endpoint
+//	VITALFLOW_USER            a user of flight_sql.auth.users
+//	VITALFLOW_PASSWORD        its password
+//	VITALFLOW_EXPECTED_ROWS   rows in vitals_clean
+//
+// The older VITALFLOW_FLIGHT_SQL_ADDR (host:port), VITALFLOW_FLIGHT_SQL_USER and VITALFLOW_FLIGHT_SQL_PASSWORD
+// are still read, with a deprecation line in the log, when the current names are unset.
 package grafana_test
 
 import (
@@ -16,6 +19,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,20 +35,48 @@ import (
 	"google.golang.org/grpc/status"
 )
 
+// deprecatedEnv: the older name still read for each current one.
+var deprecatedEnv = map[string]string{
+	"VITALFLOW_FLIGHT_SQL_URL": "VITALFLOW_FLIGHT_SQL_ADDR",
+	"VITALFLOW_USER":           "VITALFLOW_FLIGHT_SQL_USER",
+	"VITALFLOW_PASSWORD":       "VITALFLOW_FLIGHT_SQL_PASSWORD",
+}
+
 func env(t *testing.T, name string) string {
 	t.Helper()
 	v := os.Getenv(name)
+	if old, ok := deprecatedEnv[name]; ok && v == "" {
+		if v = os.Getenv(old); v != "" {
+			t.Logf("%s is deprecated: set %s instead", old, name)
+		}
+	}
 	if v == "" {
 		t.Fatalf("%s is not set: run this through clients/tests/test_flight_sql_clients.py (deploy/test.sh)", name)
 	}
 	return v
 }
 
+// address is host:port of $VITALFLOW_FLIGHT_SQL_URL (grpc://host:port; a bare host:port, as the
+// deprecated VITALFLOW_FLIGHT_SQL_ADDR held, is taken as it is).
+func address(t *testing.T) string {
+	t.Helper()
+	url := env(t, "VITALFLOW_FLIGHT_SQL_URL")
+	for _, scheme := range []string{"grpc://", "grpc+tcp://"} {
+		if strings.HasPrefix(url, scheme) {
+			return strings.TrimPrefix(url, scheme)
+		}
+	}
+	if strings.Contains(url, "://") {
+		t.Fatalf("VITALFLOW_FLIGHT_SQL_URL=%s: these tests speak plain grpc:// only", url)
+	}
+	return url
+}
+
 // connect signs in as Grafana does: one Basic handshake (arrow-go encodes it without '=' padding),
 // then the returned bearer token on every call.
 func connect(t *testing.T) (*flightsql.Client, context.Context) {
 	t.Helper()
-	client, err := flightsql.NewClient(env(t, "VITALFLOW_FLIGHT_SQL_ADDR"), nil, nil,
+	client, err := flightsql.NewClient(address(t), nil, nil,
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("client: %v", err)
@@ -52,7 +84,7 @@ func connect(t *testing.T) (*flightsql.Client, context.Context) {
 	t.Cleanup(func() { client.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	ctx, err = client.Client.AuthenticateBasicToken(ctx, env(t, "VITALFLOW_FLIGHT_SQL_USER"), env(t, "VITALFLOW_FLIGHT_SQL_PASSWORD"))
+	ctx, err = client.Client.AuthenticateBasicToken(ctx, env(t, "VITALFLOW_USER"), env(t, "VITALFLOW_PASSWORD"))
 	if err != nil {
 		t.Fatalf("basic handshake: %v", err)
 	}
@@ -261,7 +293,7 @@ func TestPreparedStatementWithParameter(t *testing.T) {
 }
 
 func TestWrongTokenIsRefused(t *testing.T) {
-	client, err := flightsql.NewClient(env(t, "VITALFLOW_FLIGHT_SQL_ADDR"), nil, nil,
+	client, err := flightsql.NewClient(address(t), nil, nil,
 		grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +304,7 @@ func TestWrongTokenIsRefused(t *testing.T) {
 	if status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a wrong token gave %v, want Unauthenticated", err)
 	}
-	if _, err := client.Client.AuthenticateBasicToken(context.Background(), env(t, "VITALFLOW_FLIGHT_SQL_USER"), "wrong"); status.Code(err) != codes.Unauthenticated {
+	if _, err := client.Client.AuthenticateBasicToken(context.Background(), env(t, "VITALFLOW_USER"), "wrong"); status.Code(err) != codes.Unauthenticated {
 		t.Fatalf("a wrong password gave %v, want Unauthenticated", err)
 	}
 }

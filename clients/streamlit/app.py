@@ -5,14 +5,17 @@ Started by `vitalflow up` (or by hand: `streamlit run clients/streamlit/app.py`)
 
 Settings, from the environment first, else from the `[vitalflow]` table of Streamlit's secrets file
 (`.streamlit/secrets.toml`: keys flight_sql, token, user, password):
-  VITALFLOW_FLIGHT_SQL   server URL (default grpc://127.0.0.1:50060; grpc+tls://host:port for TLS)
-  VITALFLOW_TOKEN        a static bearer token (a service account), or
+  VITALFLOW_FLIGHT_SQL_URL  server URL (default grpc://127.0.0.1:50060; grpc+tls://host:port for TLS)
+  VITALFLOW_TOKEN           a static bearer token (a service account), or
   VITALFLOW_USER / VITALFLOW_PASSWORD  a Flight SQL user.
+The names every vitalflow client reads (clients/python/README.md, "Environment"); the older
+VITALFLOW_FLIGHT_SQL is still read, with a deprecation warning, when VITALFLOW_FLIGHT_SQL_URL is unset.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -102,15 +105,30 @@ class Settings:
         return {}
 
 
+# Deprecated environment names, read when the current name is unset: old name → current name.
+DEPRECATED_ENV = {"VITALFLOW_FLIGHT_SQL": "VITALFLOW_FLIGHT_SQL_URL"}
+
+
+def _env(env: Mapping[str, str], name: str) -> str | None:
+    """`name` from the environment, else its deprecated alias (logged as such)."""
+    if env.get(name):
+        return env[name]
+    for old, new in DEPRECATED_ENV.items():
+        if new == name and env.get(old):
+            logging.getLogger("vitalflow.dashboard").warning("%s is deprecated: set %s instead", old, new)
+            return env[old]
+    return None
+
+
 def load_settings(env: Mapping[str, str], file: Mapping[str, object]) -> Settings:
     """The environment wins over the secrets file's [vitalflow] table; empty values count as unset."""
 
     def get(env_name: str, key: str) -> str | None:
-        value = env.get(env_name) or file.get(key)
+        value = _env(env, env_name) or file.get(key)
         return str(value) if value else None
 
     return Settings(
-        url=get("VITALFLOW_FLIGHT_SQL", "flight_sql") or DEFAULT_URL,
+        url=get("VITALFLOW_FLIGHT_SQL_URL", "flight_sql") or DEFAULT_URL,
         token=get("VITALFLOW_TOKEN", "token"),
         user=get("VITALFLOW_USER", "user"),
         password=get("VITALFLOW_PASSWORD", "password"),
@@ -134,7 +152,7 @@ def explain(error: BaseException, url: str) -> str:
     if "permission" in lower:
         return f"vitalflow at {url} refused a query to this account (permission denied): ask for the reader role."
     if any(s in lower for s in ("unavailable", "connection refused", "failed to connect", "deadline", "no route", "dns")):
-        return f"vitalflow is not answering at {url} (is it running? is VITALFLOW_FLIGHT_SQL right?)."
+        return f"vitalflow is not answering at {url} (is it running? is VITALFLOW_FLIGHT_SQL_URL right?)."
     first_line = next((line.strip() for line in text.splitlines() if line.strip()), "no detail")
     return f"A query to vitalflow at {url} failed: {type(error).__name__}: {first_line[:200]}."
 

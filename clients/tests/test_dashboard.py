@@ -12,7 +12,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,10 +21,12 @@ import pandas as pd
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-from conftest import FLIGHT_SQL_TOKEN, Cluster, _required_env, flight_sql_connect
 from streamlit.testing.v1 import AppTest
 
-import rubric
+from tests.support import rubric
+from tests.support.cluster import FLIGHT_SQL_TOKEN, flight_sql_connect, running_cluster
+from tests.support.pipeline import start_pipeline
+from tests.support.wait import wait_until
 
 APP = Path(__file__).resolve().parents[1] / "streamlit" / "app.py"
 CHROMIUM = "/usr/bin/chromium"
@@ -114,9 +115,16 @@ def test_settings_come_from_the_environment_before_the_secrets_file():
     file = {"flight_sql": "grpc+tls://ward:50060", "user": "grafana", "password": "from-file"}
     assert app.load_settings({}, {}) == app.Settings(url="grpc://127.0.0.1:50060")
     assert app.load_settings({}, file) == app.Settings(url="grpc+tls://ward:50060", user="grafana", password="from-file")
-    env = {"VITALFLOW_FLIGHT_SQL": "grpc://10.0.0.5:1", "VITALFLOW_TOKEN": "t0k", "VITALFLOW_USER": ""}
+    env = {"VITALFLOW_FLIGHT_SQL_URL": "grpc://10.0.0.5:1", "VITALFLOW_TOKEN": "t0k", "VITALFLOW_USER": ""}
     assert app.load_settings(env, file) == app.Settings(url="grpc://10.0.0.5:1", token="t0k", user="grafana", password="from-file")
     assert app.Settings(token="t0k", user="grafana").db_kwargs() == {"adbc.flight.sql.authorization_header": "Bearer t0k"}
+
+
+def test_the_deprecated_address_name_is_still_read_with_a_warning(caplog):
+    assert app.load_settings({"VITALFLOW_FLIGHT_SQL": "grpc://10.0.0.5:1"}, {}) == app.Settings(url="grpc://10.0.0.5:1")
+    assert "VITALFLOW_FLIGHT_SQL is deprecated: set VITALFLOW_FLIGHT_SQL_URL instead" in caplog.text
+    both = {"VITALFLOW_FLIGHT_SQL": "grpc://old:1", "VITALFLOW_FLIGHT_SQL_URL": "grpc://new:2"}
+    assert app.load_settings(both, {}).url == "grpc://new:2"
 
 
 def free_port() -> int:
@@ -128,7 +136,7 @@ def free_port() -> int:
 
 def test_server_down_says_so_in_words_and_no_stack_trace(monkeypatch):
     url = f"grpc://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL", url)
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_URL", url)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
     warnings = [w.value for w in at.warning]
@@ -158,38 +166,25 @@ def rows(conn, sql: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def ward(tmp_path_factory):
     """A cluster (authentication on) that has scored READINGS; yields (Flight SQL address, {patient: [risks oldest first]})."""
-    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path_factory.mktemp("ward"))
-    try:
-        produce_readings(cluster.kafka, cluster.topic)
-        addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-        port = addrs["scheduler"].rsplit(":", 1)[1]
-        cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-        cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
-        with flight_sql_connect(addrs["flight_sql"]) as conn:
-            deadline = time.monotonic() + 180
-            while len(rows(conn, "SELECT 1 FROM vitals_clean")) != len(READINGS):
-                assert time.monotonic() < deadline, cluster.logs()
-                time.sleep(0.5)
+    with running_cluster(tmp_path_factory.mktemp("ward")) as cluster:
+        scored = start_pipeline(
+            cluster, len(READINGS), produce=lambda c: produce_readings(c.kafka, c.topic),
+            until=lambda conn: len(rows(conn, "SELECT 1 FROM vitals_clean")) == len(READINGS),
+        )
+        with flight_sql_connect(scored.flight_sql) as conn:
             risks: dict[str, list[str]] = {}
             for row in rows(conn, "SELECT patient_id, risk FROM vitals_clean ORDER BY event_time"):
                 risks.setdefault(row["patient_id"], []).append(row["risk"])
             # What the page must show rests on these labels of the model: check them, so that a failure says which.
             assert risks == {"P901": ["Low", "Low"], "P902": ["High"], "P903": ["Low", "High"]}, risks
             # One alert per rise to High: P902 (no earlier reading) and P903 (from Low).
-            deadline = time.monotonic() + 60
-            while len(rows(conn, "SELECT 1 FROM risk_alerts")) != 2:
-                assert time.monotonic() < deadline, rows(conn, "SELECT * FROM risk_alerts")
-                time.sleep(0.5)
-        yield addrs["flight_sql"], risks
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop_all()
+            wait_until(lambda: len(rows(conn, "SELECT 1 FROM risk_alerts")) == 2, 60,
+                       lambda: f"two alerts: {rows(conn, 'SELECT * FROM risk_alerts')}")
+        yield scored.flight_sql, risks
 
 
 def token_env(monkeypatch, addr: str, token: str = FLIGHT_SQL_TOKEN[1]) -> None:
-    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL", f"grpc://{addr}")
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_URL", f"grpc://{addr}")
     monkeypatch.setenv("VITALFLOW_TOKEN", token)
     for name in ("VITALFLOW_USER", "VITALFLOW_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
@@ -238,7 +233,7 @@ def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
 
 def test_credentials_from_the_secrets_file_and_a_refused_sign_in_in_words(ward, monkeypatch):
     addr, _ = ward
-    for name in ("VITALFLOW_FLIGHT_SQL", "VITALFLOW_TOKEN", "VITALFLOW_USER", "VITALFLOW_PASSWORD"):
+    for name in ("VITALFLOW_FLIGHT_SQL_URL", "VITALFLOW_FLIGHT_SQL", "VITALFLOW_TOKEN", "VITALFLOW_USER", "VITALFLOW_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     at = AppTest.from_file(str(APP), default_timeout=60)
     at.secrets["vitalflow"] = {"flight_sql": f"grpc://{addr}", "user": "grafana", "password": "vitals-test-pw"}
@@ -264,24 +259,19 @@ def dashboard(ward, tmp_path):
     addr, _ = ward
     port = free_port()
     log = tmp_path / "streamlit.log"
-    env = dict(os.environ, VITALFLOW_FLIGHT_SQL=f"grpc://{addr}", VITALFLOW_TOKEN=FLIGHT_SQL_TOKEN[1],
+    env = dict(os.environ, VITALFLOW_FLIGHT_SQL_URL=f"grpc://{addr}", VITALFLOW_TOKEN=FLIGHT_SQL_TOKEN[1],
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        while True:
+        def healthy() -> bool:
             assert proc.poll() is None, f"streamlit exited ({proc.returncode}):\n{log.read_text()}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as health:
-                    if health.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"streamlit not healthy within 60 s:\n{log.read_text()}"
-            time.sleep(0.3)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as health:
+                return health.read().strip() == b"ok"
+
+        wait_until(healthy, 60, "streamlit healthy", interval=0.3, details=log.read_text, retry_on=(OSError,))
         yield f"http://127.0.0.1:{port}/"
     finally:
         os.killpg(proc.pid, 15)

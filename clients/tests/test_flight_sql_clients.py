@@ -21,7 +21,9 @@ import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
 
-from conftest import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, _required_env
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, running_cluster
+from tests.support.pipeline import start_pipeline
+from tests.support.wait import wait_until
 
 READINGS = 300
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,25 +49,8 @@ def scalar(conn, sql: str, parameters=None):
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     """A cluster whose vitals_clean holds exactly READINGS rows; yields (cluster, flight_sql address)."""
-    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path_factory.mktemp("served"))
-    try:
-        sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", "30", "--seed", "7")
-        assert sim.wait_exit(120) == 0, sim.tail()
-        addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-        port = addrs["scheduler"].rsplit(":", 1)[1]
-        cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-        cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
-        with cluster.connect(addrs["flight_sql"]) as conn:
-            deadline = time.monotonic() + 180
-            while scalar(conn, "SELECT count(*) FROM vitals_clean") != READINGS:
-                assert time.monotonic() < deadline, cluster.logs()
-                time.sleep(0.5)
-        yield cluster, addrs["flight_sql"]
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop_all()
+    with running_cluster(tmp_path_factory.mktemp("served")) as cluster:
+        yield cluster, start_pipeline(cluster, READINGS, patients=30, seed=7).flight_sql
 
 
 # --- pyarrow.flight: the raw Flight SQL protocol --------------------------------------------------
@@ -220,18 +205,18 @@ def test_audit_log_records_who_what_and_rows_and_only_admins_read_it(served):
         with pytest.raises(Exception, match="admin"):
             scalar(conn, "SELECT count(*) FROM audit_log")
     with cluster.connect(addr, "admin") as conn:
-        rows = None
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        rows = []
+
+        def audited() -> bool:
             with conn.cursor() as cur:
                 cur.execute(
                     "SELECT user_name, outcome, rows_returned FROM audit_log WHERE sql LIKE ? ORDER BY time",
                     (f"%{marker}%",),
                 )
-                rows = cur.fetch_arrow_table().to_pylist()
-            if any(r["outcome"] == "ok" for r in rows):
-                break
-            time.sleep(0.2)
+                rows[:] = cur.fetch_arrow_table().to_pylist()
+            return any(r["outcome"] == "ok" for r in rows)
+
+        wait_until(audited, 10, lambda: f"the query in audit_log: {rows}", interval=0.2)
         ok = [r for r in rows if r["outcome"] == "ok"]
         assert ok and ok[-1]["user_name"] == "grafana" and ok[-1]["rows_returned"] == 1, rows
         refused = scalar(conn, "SELECT count(*) FROM audit_log WHERE user_name = 'grafana' AND outcome = 'refused'")
@@ -290,9 +275,9 @@ def run_client_suite(command: list[str], cwd: Path, addr: str, timeout: float = 
     user = "grafana"
     env = dict(
         os.environ,
-        VITALFLOW_FLIGHT_SQL_ADDR=addr,
-        VITALFLOW_FLIGHT_SQL_USER=user,
-        VITALFLOW_FLIGHT_SQL_PASSWORD=FLIGHT_SQL_USERS[user][0],
+        VITALFLOW_FLIGHT_SQL_URL=f"grpc://{addr}",
+        VITALFLOW_USER=user,
+        VITALFLOW_PASSWORD=FLIGHT_SQL_USERS[user][0],
         VITALFLOW_EXPECTED_ROWS=str(READINGS),
     )
     done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -378,8 +363,7 @@ def test_tls_with_configured_certificate_and_key(tmp_path):
          "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
         check=True, capture_output=True,
     )
-    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path)
-    try:
+    with running_cluster(tmp_path) as cluster:
         env = {"VITALFLOW__FLIGHT_SQL__TLS_CERT_PATH": str(cert), "VITALFLOW__FLIGHT_SQL__TLS_KEY_PATH": str(key)}
         addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl", env=env)
         port = addrs["flight_sql"].rsplit(":", 1)[1]
@@ -390,8 +374,3 @@ def test_tls_with_configured_certificate_and_key(tmp_path):
         plain = flight.FlightClient(f"grpc://127.0.0.1:{port}")
         with pytest.raises(flight.FlightError):
             plain.authenticate_basic_token("admin", FLIGHT_SQL_USERS["admin"][0])
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop_all()

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
@@ -23,7 +22,8 @@ import pyarrow as pa
 import pytest
 
 import vitalflow
-from conftest import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, _required_env
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, query_one, running_cluster
+from tests.support.pipeline import start_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "clients" / "notebooks" / "vitals_and_risk.ipynb"
@@ -34,36 +34,20 @@ def _count(conn, sql: str) -> int:
     return conn.query_arrow(sql).column(0)[0].as_py()
 
 
+def _processed(conn) -> bool:
+    """Every reading landed (or dead-lettered) and every landed one cleaned (or dead-lettered)."""
+    raw = query_one(conn, "SELECT count(*) FROM vitals_raw")
+    done = query_one(conn, "SELECT count(*) FROM vitals_clean") + query_one(
+        conn, "SELECT count(*) FROM dead_letters WHERE stage = 'etl'")
+    landed = raw + query_one(conn, "SELECT count(*) FROM dead_letters WHERE stage = 'ingest'")
+    return landed == READINGS and done == raw and query_one(conn, "SELECT count(*) FROM patient_latest") == PATIENTS
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """A cluster whose pipeline has processed READINGS readings of PATIENTS patients; yields the Flight SQL address."""
-    cluster = Cluster(_required_env("VITALFLOW_BIN"), _required_env("KAFKA_BOOTSTRAP"), tmp_path_factory.mktemp("pyclient"))
-    try:
-        sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", str(PATIENTS), "--seed", "21")
-        assert sim.wait_exit(120) == 0, sim.tail()
-        addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-        port = addrs["scheduler"].rsplit(":", 1)[1]
-        cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-        cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest")
-        password = FLIGHT_SQL_USERS["admin"][0]
-        with vitalflow.connect(f"grpc://{addrs['flight_sql']}", user="admin", password=password) as conn:
-            # Every reading landed (or dead-lettered) and every landed one cleaned (or dead-lettered).
-            deadline = time.monotonic() + 180
-            while True:
-                raw = _count(conn, "SELECT count(*) FROM vitals_raw")
-                done = _count(conn, "SELECT count(*) FROM vitals_clean") + _count(
-                    conn, "SELECT count(*) FROM dead_letters WHERE stage = 'etl'")
-                landed = raw + _count(conn, "SELECT count(*) FROM dead_letters WHERE stage = 'ingest'")
-                if landed == READINGS and done == raw and _count(conn, "SELECT count(*) FROM patient_latest") == PATIENTS:
-                    break
-                assert time.monotonic() < deadline, cluster.logs()
-                time.sleep(0.5)
-        yield addrs["flight_sql"]
-    except BaseException:
-        print(cluster.logs())
-        raise
-    finally:
-        cluster.stop_all()
+    with running_cluster(tmp_path_factory.mktemp("pyclient")) as cluster:
+        yield start_pipeline(cluster, READINGS, patients=PATIENTS, seed=21, until=_processed).flight_sql
 
 
 # --- The package ----------------------------------------------------------------------------------
@@ -104,6 +88,22 @@ def test_connect_with_a_token_and_from_the_environment(server, monkeypatch):
     monkeypatch.setenv("VITALFLOW_PASSWORD", FLIGHT_SQL_USERS["admin"][0])
     with vitalflow.connect() as conn:
         assert _count(conn, "SELECT count(*) FROM patient_latest") == PATIENTS
+
+
+def test_deprecated_environment_names_are_still_read_with_a_warning(monkeypatch):
+    from vitalflow.client import DEPRECATED_ENV, _url, env
+
+    for name, old in DEPRECATED_ENV.items():
+        for n in (name, *old):
+            monkeypatch.delenv(n, raising=False)
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_HOST", "ward:50060")
+    monkeypatch.setenv("VITALFLOW_GRAFANA_USER", "grafana")
+    with pytest.warns(FutureWarning, match="VITALFLOW_FLIGHT_SQL_HOST is deprecated: set VITALFLOW_FLIGHT_SQL_URL instead"):
+        assert _url(None) == "grpc://ward:50060"
+    with pytest.warns(FutureWarning, match="VITALFLOW_GRAFANA_USER is deprecated: set VITALFLOW_USER instead"):
+        assert env("VITALFLOW_USER") == "grafana"
+    monkeypatch.setenv("VITALFLOW_FLIGHT_SQL_URL", "grpc+tls://ward:50061")
+    assert _url(None) == "grpc+tls://ward:50061"
 
 
 def test_bad_connections_fail_clearly(server):
@@ -194,8 +194,7 @@ def test_notebook_runs_top_to_bottom(server, tmp_path, monkeypatch):
 def test_grafana_datasource_provisioning_signs_in(server):
     yaml = pytest.importorskip("yaml")
     path = ROOT / "clients" / "grafana" / "provisioning" / "datasources" / "vitalflow.yaml"
-    env = {"VITALFLOW_FLIGHT_SQL_HOST": server, "VITALFLOW_GRAFANA_USER": "grafana",
-           "VITALFLOW_GRAFANA_PASSWORD": FLIGHT_SQL_USERS["grafana"][0]}
+    env = {"VITALFLOW_FLIGHT_SQL_HOST": server, "VITALFLOW_USER": "grafana", "VITALFLOW_PASSWORD": FLIGHT_SQL_USERS["grafana"][0]}
 
     def expand(value):
         """Grafana expands ${VAR} in a provisioning file's values from its environment (unset: empty)."""

@@ -8,7 +8,6 @@ compares every label and every class probability with `predict` and `predict_pro
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,8 @@ import numpy as np
 import pyarrow.csv as pacsv
 import pytest
 
-import rubric
+from tests.support import rubric
+from tests.support.cluster import required_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
 from vitalflow_export import FEATURES, export_forest  # noqa: E402
@@ -29,10 +29,7 @@ RANGES = [(30, 180), (60, 240), (30, 135), (75, 100), (33.5, 41.5), (30, 500)]
 
 
 def _binary() -> str:
-    path = os.environ.get("VITALFLOW_BIN")
-    if not path:
-        pytest.fail("VITALFLOW_BIN is not set: run through deploy/test.sh or export it")
-    return path
+    return required_env("VITALFLOW_BIN")
 
 
 def _rows(rng: np.random.Generator, n: int) -> np.ndarray:

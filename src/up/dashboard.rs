@@ -99,7 +99,7 @@ impl Dashboard {
                 "--global.developmentMode",
                 "false",
             ])
-            .env("VITALFLOW_FLIGHT_SQL", flight_sql)
+            .env("VITALFLOW_FLIGHT_SQL_URL", flight_sql)
             .env("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, Mapping, Sequence
 
 import adbc_driver_flightsql
@@ -29,8 +30,29 @@ class Connection(adbc_driver_manager.dbapi.Connection):
         return self.query_arrow(sql, parameters).to_pandas()
 
 
+# The environment every vitalflow client reads (README "Environment"), and the older names still read,
+# with a FutureWarning (shown to users, unlike DeprecationWarning), when the current one is unset.
+DEPRECATED_ENV = {
+    "VITALFLOW_FLIGHT_SQL_URL": ("VITALFLOW_FLIGHT_SQL", "VITALFLOW_FLIGHT_SQL_HOST", "VITALFLOW_FLIGHT_SQL_ADDR"),
+    "VITALFLOW_USER": ("VITALFLOW_FLIGHT_SQL_USER", "VITALFLOW_GRAFANA_USER"),
+    "VITALFLOW_PASSWORD": ("VITALFLOW_FLIGHT_SQL_PASSWORD", "VITALFLOW_GRAFANA_PASSWORD"),
+    "VITALFLOW_TOKEN": ("VITALFLOW_GRAFANA_TOKEN",),
+}
+
+
+def env(name: str) -> str | None:
+    """$name, else the first of its deprecated names that is set (with a warning); None if unset."""
+    if os.environ.get(name):
+        return os.environ[name]
+    for old in DEPRECATED_ENV.get(name, ()):
+        if os.environ.get(old):
+            warnings.warn(f"{old} is deprecated: set {name} instead", FutureWarning, stacklevel=2)
+            return os.environ[old]
+    return None
+
+
 def _url(url: str | None) -> str:
-    url = url or os.environ.get("VITALFLOW_FLIGHT_SQL_URL") or DEFAULT_URL
+    url = url or env("VITALFLOW_FLIGHT_SQL_URL") or DEFAULT_URL
     if "://" not in url:
         # host:port, as Grafana's datasource takes it.
         url = "grpc://" + url
@@ -60,7 +82,7 @@ def connect(
     """
     url = _url(url)
     if user is None and password is None and token is None:
-        user, password, token = (os.environ.get(k) for k in ("VITALFLOW_USER", "VITALFLOW_PASSWORD", "VITALFLOW_TOKEN"))
+        user, password, token = (env(k) for k in ("VITALFLOW_USER", "VITALFLOW_PASSWORD", "VITALFLOW_TOKEN"))
     if token and (user or password):
         raise ValueError("vitalflow.connect: give either user and password, or token, not both")
     if (user is None) != (password is None):

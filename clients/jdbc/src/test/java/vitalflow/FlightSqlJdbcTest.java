@@ -20,20 +20,41 @@ import org.junit.jupiter.api.Test;
 
 /** What a JDBC tool does: connect with user and password, browse tables and columns, run prepared queries. */
 class FlightSqlJdbcTest {
+  /**
+   * The older name still read (with a deprecation line on stderr) for each current one: VITALFLOW_FLIGHT_SQL_URL
+   * (grpc://host:port; the old name held host:port), VITALFLOW_USER, VITALFLOW_PASSWORD.
+   */
+  private static final Map<String, String> DEPRECATED_ENV =
+      Map.of(
+          "VITALFLOW_FLIGHT_SQL_URL", "VITALFLOW_FLIGHT_SQL_ADDR",
+          "VITALFLOW_USER", "VITALFLOW_FLIGHT_SQL_USER",
+          "VITALFLOW_PASSWORD", "VITALFLOW_FLIGHT_SQL_PASSWORD");
+
   private static String env(String name) {
     String value = System.getenv(name);
+    String old = DEPRECATED_ENV.get(name);
+    if ((value == null || value.isEmpty()) && old != null) {
+      value = System.getenv(old);
+      if (value != null && !value.isEmpty()) {
+        System.err.println(old + " is deprecated: set " + name + " instead");
+      }
+    }
     if (value == null || value.isEmpty()) {
       throw new IllegalStateException(name + " is not set: run through clients/tests/test_flight_sql_clients.py");
     }
     return value;
   }
 
+  /** Signs in at host:port of VITALFLOW_FLIGHT_SQL_URL, with TLS when it is a grpc+tls:// URL. */
   private static Connection connect() throws SQLException {
+    String url = env("VITALFLOW_FLIGHT_SQL_URL");
+    boolean tls = url.startsWith("grpc+tls://");
+    String address = url.contains("://") ? url.substring(url.indexOf("://") + 3) : url;
     Properties props = new Properties();
-    props.setProperty("user", env("VITALFLOW_FLIGHT_SQL_USER"));
-    props.setProperty("password", env("VITALFLOW_FLIGHT_SQL_PASSWORD"));
-    props.setProperty("useEncryption", "false");
-    return DriverManager.getConnection("jdbc:arrow-flight-sql://" + env("VITALFLOW_FLIGHT_SQL_ADDR"), props);
+    props.setProperty("user", env("VITALFLOW_USER"));
+    props.setProperty("password", env("VITALFLOW_PASSWORD"));
+    props.setProperty("useEncryption", Boolean.toString(tls));
+    return DriverManager.getConnection("jdbc:arrow-flight-sql://" + address, props);
   }
 
   @Test

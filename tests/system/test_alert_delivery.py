@@ -13,10 +13,10 @@ import uuid
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import pytest
 from confluent_kafka import Consumer
 
-from test_etl_faults import committed_batches, kill, read_table, start_cluster, topic_records, wait_all_processed
+from tests.support.wait import wait_until
+from tests.system.test_etl_faults import committed_batches, read_table, start_cluster, topic_records, wait_all_processed
 
 
 class Webhook:
@@ -81,14 +81,6 @@ def delivered_through(cluster, sink: str) -> int:
     return json.loads((cluster.data / "_checkpoints" / f"alerts-{sink}.json").read_text())["last_batch_id"]
 
 
-def wait_until(condition, what: str, cluster, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} not reached within {timeout}s\n{cluster.logs()}")
-        time.sleep(0.2)
-
-
 def test_every_committed_alert_reaches_kafka_and_webhook_across_kill_and_outage(cluster):
     topic = f"risk-alerts-{uuid.uuid4().hex[:10]}"
     hook = Webhook()
@@ -103,17 +95,17 @@ def test_every_committed_alert_reaches_kafka_and_webhook_across_kill_and_outage(
         cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env={"VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"})
 
         # Mid-stream, as soon as alerts flow, kill -9 the scheduler (with its ETL driver and delivery).
-        wait_until(lambda: len(hook.alerts) > 0, "a first alert on the webhook", cluster)
-        kill(cluster, "scheduler", "executor")
+        wait_until(lambda: len(hook.alerts) > 0, 120, "a first alert on the webhook", interval=0.2, details=cluster.logs)
+        cluster.kill("scheduler", "executor")
         resumed_from = {sink: delivered_through(cluster, sink) for sink in ("kafka", "webhook")}
         committed_at_kill = committed_batches(cluster)
 
         # Restarted, with the webhook down: delivery retries while the ETL goes on committing.
         hook.refusing = True
         addrs = start_cluster(cluster, "-1")
-        wait_until(lambda: hook.refused >= 2, "two refused webhook requests", cluster)
+        wait_until(lambda: hook.refused >= 2, 120, "two refused webhook requests", interval=0.2, details=cluster.logs)
         refused_at = committed_batches(cluster)
-        wait_until(lambda: committed_batches(cluster) > refused_at, "an ETL commit while the webhook is down", cluster)
+        wait_until(lambda: committed_batches(cluster) > refused_at, 120, "an ETL commit while the webhook is down", interval=0.2, details=cluster.logs)
         failures = metric(addrs["http"], "vitalflow_alerts_delivery_failures_total", "webhook")
         assert failures >= 2, failures
         assert delivered_through(cluster, "webhook") < committed_batches(cluster)
@@ -128,8 +120,8 @@ def test_every_committed_alert_reaches_kafka_and_webhook_across_kill_and_outage(
 
         table = {a["alert_id"]: a for a in read_table(cluster, "risk_alerts", ["alert_id", "patient_id", "risk", "etl_batch_id"])}
         assert len(table) > 0, "the simulated ward raised no alert"
-        wait_until(lambda: set(table) <= {a["alert_id"] for a in hook.alerts}, "every alert on the webhook", cluster, 60)
-        wait_until(lambda: delivered_through(cluster, "kafka") >= final_batch, "kafka delivery of the last batch", cluster, 60)
+        wait_until(lambda: set(table) <= {a["alert_id"] for a in hook.alerts}, 60, "every alert on the webhook", interval=0.2, details=cluster.logs)
+        wait_until(lambda: delivered_through(cluster, "kafka") >= final_batch, 60, "kafka delivery of the last batch", interval=0.2, details=cluster.logs)
         on_topic = topic_alerts(cluster.kafka, topic, set(table), timeout=60)
 
         for sink, messages in (("webhook", hook.alerts), ("kafka", [m for _, m in on_topic])):

@@ -18,10 +18,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pyarrow.dataset as ds
-import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from test_end_to_end import query
+from tests.support.cluster import query
+from tests.support.wait import wait_until
 
 # Small ingest flushes and a short ETL interval: many small micro-batches while readings arrive.
 FAST = {
@@ -53,36 +53,21 @@ def positions(rows: list[dict]) -> list[tuple]:
     return [(r["source_topic"], r["source_partition"], r["source_offset"]) for r in rows]
 
 
-def start_cluster(cluster, suffix: str, scheduler_port: int = 0) -> dict:
-    addrs = cluster.start_service(
-        f"scheduler{suffix}", "scheduler", "--port", str(scheduler_port), "--flight-sql-port", "0", env=FAST
-    )
-    port = addrs["scheduler"].rsplit(":", 1)[1]
-    for i in (1, 2):
-        cluster.start_service(
-            f"executor{suffix}-{i}", "executor", "--scheduler", f"127.0.0.1:{port}",
-            "--flight-port", "0", "--grpc-port", "0", env=FAST,
-        )
-    return addrs
-
-
-def kill(cluster, *prefixes: str) -> None:
-    for child in cluster.children:
-        if child.proc.poll() is None and child.name.startswith(prefixes):
-            child.stop(signal.SIGKILL)
+def start_cluster(cluster, suffix: str) -> dict:
+    """A scheduler and two executors, all with FAST settings."""
+    return cluster.start_scheduler(f"scheduler{suffix}", executors=[f"executor{suffix}-{i}" for i in (1, 2)], env=FAST, executor_env=FAST)
 
 
 def wait_all_processed(cluster, total: int, timeout: float = 240, data: Path | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    done = -1
-    while time.monotonic() < deadline:
+    done = [-1]
+
+    def processed() -> bool:
         clean = read_table(cluster, "vitals_clean", ["source_offset"], data)
         letters = [r for r in read_table(cluster, "dead_letters", ["stage"], data) if r["stage"] == "etl"]
-        done = len(clean) + len(letters)
-        if done >= total:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{done} of {total} rows processed after {timeout}s\n{cluster.logs()}")
+        done[0] = len(clean) + len(letters)
+        return done[0] >= total
+
+    wait_until(processed, timeout, lambda: f"{done[0]} of {total} rows processed", details=cluster.logs)
 
 
 def assert_exactly_once(cluster, total: int) -> list[dict]:
@@ -207,11 +192,9 @@ def test_executor_killed_while_batches_run_output_is_exactly_once_and_equal_to_i
     addrs = start_cluster(cluster, "")
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=FAST)
     # Once batches are flowing, one executor dies; the other (after the loss is noticed) finishes.
-    deadline = time.monotonic() + 120
-    while len(read_table(cluster, "vitals_clean", ["source_offset"])) < 100:
-        assert time.monotonic() < deadline, cluster.logs()
-        time.sleep(0.2)
-    kill(cluster, "executor-1")
+    wait_until(lambda: len(read_table(cluster, "vitals_clean", ["source_offset"])) >= 100, 120, "100 rows in vitals_clean",
+               interval=0.2, details=cluster.logs)
+    cluster.kill("executor-1")
     assert sim.wait_exit(120) == 0, sim.tail()
     wait_all_processed(cluster, total)
     clean = assert_exactly_once(cluster, total)
@@ -272,11 +255,10 @@ def test_scheduler_killed_at_random_points_across_50_batches_loses_and_doubles_n
     deadline = time.monotonic() + 600
     while committed_batches(cluster) < 50 and time.monotonic() < deadline:
         before = committed_batches(cluster)
-        while committed_batches(cluster) == before:
-            assert time.monotonic() < deadline + 300, f"{committed_batches(cluster)} batches, none for 300 s\n{cluster.logs()}"
-            time.sleep(0.1)
+        wait_until(lambda: committed_batches(cluster) != before, deadline + 300 - time.monotonic(),
+                   lambda: f"{committed_batches(cluster)} batches, none for 300 s", interval=0.1, details=cluster.logs)
         time.sleep(rng.uniform(0.0, 12.0))
-        kill(cluster, "scheduler", "executor")
+        cluster.kill("scheduler", "executor")
         round_no += 1
         start_cluster(cluster, f"-{round_no}")
     sim.stop(signal.SIGTERM)

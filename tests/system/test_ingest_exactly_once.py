@@ -22,6 +22,8 @@ import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from tests.support.wait import wait_until
+
 RECORDS = int(os.environ.get("INGEST_SOAK_RECORDS", "100000"))
 ROOT = Path(__file__).resolve().parents[2]
 # A dead member leaves the group after this; the broker's minimum (6 s) keeps restarts quick.
@@ -52,14 +54,13 @@ def topic_offsets(kafka: str, topic: str) -> set[tuple[int, int]]:
 
 
 def wait_all_landed(cluster, expected: int, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    got = 0
-    while time.monotonic() < deadline:
-        got = len(landed_positions(cluster.data, "vitals_raw")) + len(landed_positions(cluster.data, "dead_letters"))
-        if got >= expected:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{got} of {expected} records landed after {timeout}s\n{cluster.logs()}")
+    got = [0]
+
+    def all_landed() -> bool:
+        got[0] = len(landed_positions(cluster.data, "vitals_raw")) + len(landed_positions(cluster.data, "dead_letters"))
+        return got[0] >= expected
+
+    wait_until(all_landed, timeout, lambda: f"{got[0]} of {expected} records landed", details=cluster.logs)
 
 
 def assert_exactly_once(cluster, produced: int) -> None:
@@ -139,10 +140,8 @@ def fast_config(cluster) -> Path:
 
 
 def wait_some_landed(cluster, at_least: int = 1, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while len(landed_positions(cluster.data, "vitals_raw")) < at_least:
-        assert time.monotonic() < deadline, cluster.logs()
-        time.sleep(0.1)
+    wait_until(lambda: len(landed_positions(cluster.data, "vitals_raw")) >= at_least, timeout,
+               f"{at_least} records in vitals_raw", interval=0.1, details=cluster.logs)
 
 
 def test_ingest_killed_at_random_points_lands_every_record_once(cluster, fast_config):

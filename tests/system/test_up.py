@@ -6,23 +6,21 @@ import json
 import os
 import signal
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
-import pytest
-from http_json import http
+
+from tests.support.cluster import required_env
+from tests.support.http_json import http
+from tests.support.wait import wait_until
 
 RISK_LEVELS = {"High", "Medium", "Low"}
 RECORD = {"patient_id": "P001", "heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104}
 
 
 def binary() -> str:
-    value = os.environ.get("VITALFLOW_BIN")
-    if not value:
-        pytest.fail("VITALFLOW_BIN is not set: run the suites through deploy/test.sh")
-    return value
+    return required_env("VITALFLOW_BIN")
 
 
 def descendants(pid: int) -> set[int]:
@@ -50,24 +48,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def wait_until(what: str, check, timeout: float, log: Path, proc: subprocess.Popen):
-    deadline = time.monotonic() + timeout
-    last_error = None
-    while time.monotonic() < deadline:
+def wait_up(what: str, check, timeout: float, log: Path, proc: subprocess.Popen):
+    """wait_until `check()` answers, while `up` runs; any error of `check` means "not ready yet"."""
+
+    def answered():
         if proc.poll() is not None:
             raise AssertionError(f"vitalflow up exited ({proc.returncode}) while waiting for {what}:\n{log.read_text()[-4000:]}")
-        try:
-            result = check()
-            if result:
-                return result
-        except Exception as error:  # not ready yet
-            last_error = error
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not within {timeout}s (last error: {last_error}):\n{log.read_text()[-4000:]}")
+        return check()
+
+    return wait_until(answered, timeout, what, details=lambda: log.read_text()[-4000:], retry_on=(Exception,))
 
 
 def wait_ready(path: Path, proc: subprocess.Popen, log: Path) -> dict:
-    return wait_until("the ready file", lambda: path.exists() and json.loads(path.read_text()), 90, log, proc)
+    return wait_up("the ready file", lambda: path.exists() and json.loads(path.read_text()), 90, log, proc)
 
 
 def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
@@ -94,7 +87,7 @@ def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
             cur.close()
             return rows
 
-        rows = wait_until("risk-labelled rows in vitals_clean", scored_rows, 180, log, proc)
+        rows = wait_up("risk-labelled rows in vitals_clean", scored_rows, 180, log, proc)
         assert {r[1] for r in rows} <= RISK_LEVELS
         assert all(r[0].startswith("P") and r[3] for r in rows), rows
         conn.close()
@@ -125,7 +118,7 @@ def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
             with urllib.request.urlopen(f"http://{dashboard}/", timeout=5) as page:
                 return page.status == 200 and b"<div id=\"root\">" in page.read()
 
-        wait_until("the dashboard on its port", dashboard_page, 600, log, proc)
+        wait_up("the dashboard on its port", dashboard_page, 600, log, proc)
 
         children = descendants(proc.pid)
         assert children, "the dashboard should run as a child process"
@@ -139,11 +132,8 @@ def test_up_runs_the_pipeline_and_dashboard_and_ctrl_c_leaves_nothing(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
             raise AssertionError(f"vitalflow up did not stop on Ctrl-C:\n{log.read_text()[-4000:]}")
     assert code == 0, log.read_text()[-4000:]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(alive(p) for p in children):
-        time.sleep(0.2)
-    left = [p for p in children if alive(p)]
-    assert not left, f"processes left behind after Ctrl-C: {left}"
+    wait_until(lambda: not any(alive(p) for p in children), 10,
+               lambda: f"processes left behind after Ctrl-C: {[p for p in children if alive(p)]}", interval=0.2)
     assert not (tmp_path / "data" / "_run" / "up.pid").exists()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test_ingest_exactly_once import acknowledged, assert_exactly_once, ingest, landed_positions, simulate, wait_all_landed
+from tests.system.test_ingest_exactly_once import acknowledged, assert_exactly_once, ingest, landed_positions, simulate, wait_all_landed
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,9 @@ import random
 import signal
 import time
 
-from test_end_to_end import assert_exactly_once, query
+from tests.support.cluster import query
+from tests.support.wait import wait_until
+from tests.system.test_end_to_end import assert_exactly_once
 
 # Compact every second, merge from two files; inputs stay 40 s after their merged file is written, longer
 # than a query may run (30 s), as the defaults keep it (600 s against 300 s): a query planned before the
@@ -40,13 +42,11 @@ def spans_more_than_a_flush(cluster) -> bool:
 
 
 def start_scheduler(cluster, name: str) -> dict:
-    addrs = cluster.start_service(name, "scheduler", "--port", "0", "--flight-sql-port", "0", env=FAST_COMPACTION)
-    port = addrs["scheduler"].rsplit(":", 1)[1]
-    cluster.start_service(f"{name}-executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
-    return addrs
+    return cluster.start_scheduler(name, executors=[f"{name}-executor"], env=FAST_COMPACTION)
 
 
 def kill(cluster, *names: str) -> None:
+    """kill -9 of the live children of exactly these names."""
     for child in cluster.children:
         if child.name in names and child.proc.poll() is None:
             child.stop(signal.SIGKILL)
@@ -69,10 +69,11 @@ def assert_exact_while_compacting(conn, cluster, expected: int, timeout: float =
     """Queries while readings land, are processed and compacted, until all are in and compaction has
     settled: no answer ever holds a row twice, and counts never go down (no row lost). Returns how
     many queries ran before compaction settled."""
-    deadline = time.monotonic() + timeout
     before_settled = 0
     seen = {"vitals_raw": 0, "vitals_clean": 0}
-    while True:
+
+    def all_in_and_settled() -> bool:
+        nonlocal before_settled
         done = settled(cluster)
         for table in seen:
             n, distinct = counts(conn, table)
@@ -81,9 +82,12 @@ def assert_exact_while_compacting(conn, cluster, expected: int, timeout: float =
             seen[table] = n
         if not done:
             before_settled += 1
-        elif seen == {"vitals_raw": expected, "vitals_clean": expected}:
-            return before_settled
-        assert time.monotonic() < deadline, f"not settled: {seen}, {len(raw_files(cluster))} files\n{cluster.logs()}"
+            return False
+        return seen == {"vitals_raw": expected, "vitals_clean": expected}
+
+    wait_until(all_in_and_settled, timeout, lambda: f"not settled: {seen}, {len(raw_files(cluster))} files",
+               interval=0, details=cluster.logs)
+    return before_settled
 
 
 def test_compaction_keeps_counts_exact_during_queries_and_kill_9(cluster):

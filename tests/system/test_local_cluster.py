@@ -8,13 +8,12 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
-
-from conftest import FLIGHT_SQL_USERS, _required_env, flight_sql_connect, write_test_config
-from http_json import http
+from tests.support.cluster import FLIGHT_SQL_USERS, flight_sql_connect, query_one, required_env, write_test_config
+from tests.support.http_json import http
+from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy" / "local-cluster.sh"
@@ -57,14 +56,8 @@ def metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
-def query_one(conn, sql: str):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetch_arrow_table().column(0)[0].as_py()
-
-
 def test_local_cluster_starts_flows_rows_end_to_end_and_stops_leaving_no_process(tmp_path):
-    binary = _required_env("VITALFLOW_BIN")
+    binary = required_env("VITALFLOW_BIN")
     cluster_dir = tmp_path / "cluster"
     config = write_test_config(tmp_path / "vitalflow.toml")
     dashboard_port = free_port()
@@ -120,13 +113,14 @@ def test_local_cluster_starts_flows_rows_end_to_end_and_stops_leaving_no_process
         assert simulate.returncode == 0, simulate.stderr
         conn = flight_sql_connect(ready["scheduler"]["flight_sql"])
         try:
-            deadline, clean = time.monotonic() + 180, None
-            while time.monotonic() < deadline:
-                clean = query_one(conn, "SELECT count(*) FROM vitals_clean")
-                if clean == READINGS:
-                    break
-                time.sleep(0.5)
-            assert clean == READINGS, f"vitals_clean has {clean} rows, expected {READINGS}\n{logs(cluster_dir)}"
+            clean = [None]
+
+            def all_clean() -> bool:
+                clean[0] = query_one(conn, "SELECT count(*) FROM vitals_clean")
+                return clean[0] == READINGS
+
+            wait_until(all_clean, 180, lambda: f"vitals_clean has {clean[0]} rows, expected {READINGS}",
+                       details=lambda: logs(cluster_dir))
             assert query_one(conn, "SELECT count(*) FROM vitals_raw") == READINGS
             assert query_one(conn, "SELECT count(*) FROM (SELECT DISTINCT source_partition, source_offset FROM vitals_clean) AS d") == READINGS
             assert query_one(conn, "SELECT count(*) FROM dead_letters") == 0

@@ -18,7 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from conftest import _required_env
+from tests.support.cluster import required_env
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -45,7 +45,7 @@ def manifests() -> list[tuple[str, dict]]:
 
 def vitalflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("VITALFLOW")}
-    return subprocess.run([_required_env("VITALFLOW_BIN"), *args], env=dict(clean, **(env or {})), capture_output=True, text=True, timeout=60)
+    return subprocess.run([required_env("VITALFLOW_BIN"), *args], env=dict(clean, **(env or {})), capture_output=True, text=True, timeout=60)
 
 
 def assert_config_accepted(env: dict[str, str], where: str) -> None:
@@ -128,7 +128,7 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
         for init in pod.get("initContainers", []):
             assert_command_accepted(init["args"], f"deployment {name} init container {init['name']}")
         if name == "dashboard":
-            assert env["VITALFLOW_FLIGHT_SQL"] == "grpc://scheduler:50060"
+            assert env["VITALFLOW_FLIGHT_SQL_URL"] == "grpc://scheduler:50060"
             continue
         assert env["VITALFLOW_CONFIG"] == "/etc/vitalflow/vitalflow.toml"
         assert_command_accepted(container["args"], f"deployment {name}")
@@ -187,7 +187,7 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
         "/etc/grafana/provisioning": "../clients/grafana/provisioning",
         "/var/lib/grafana/dashboards/vitalflow": "../clients/grafana/dashboards",
     }
-    assert {"VITALFLOW_GRAFANA_USER", "VITALFLOW_GRAFANA_PASSWORD"} <= secrets.keys()
+    assert {"VITALFLOW_USER", "VITALFLOW_PASSWORD"} <= secrets.keys()
     assert services["grafana"]["environment"]["VITALFLOW_FLIGHT_SQL_HOST"] == "scheduler:50060"
     # Published ports stay on the host's loopback.
     for name, service in services.items():
@@ -228,7 +228,7 @@ def test_the_runtime_image_installs_every_library_the_binary_links_to():
     # libgcc-s1 are in every Debian base image.
     package_of = {"libz.so": "zlib1g", "libssl.so": "libssl3", "libcrypto.so": "libssl3", "libgcc_s.so": "libgcc-s1",
                   "libm.so": "libc6", "libc.so": "libc6", "ld-linux": "libc6", "linux-vdso.so": None}
-    linked = subprocess.run(["ldd", _required_env("VITALFLOW_BIN")], capture_output=True, text=True, check=True).stdout
+    linked = subprocess.run(["ldd", required_env("VITALFLOW_BIN")], capture_output=True, text=True, check=True).stdout
     steps = dockerfile("Dockerfile")
     runtime = steps[[i for i, (op, _) in enumerate(steps) if op == "FROM"][-1]:]
     installed = {"libc6", "libgcc-s1"} | set(" ".join(args for op, args in runtime if op == "RUN").split())

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 
-from conftest import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS
-from http_json import http
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS
+from tests.support.http_json import http
 
 RECORD = {"heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104}
 

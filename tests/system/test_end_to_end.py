@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-import rubric
+from tests.support import rubric
+from tests.support.cluster import query, query_one
+from tests.support.wait import wait_until
 
 READINGS = 400
 BAD_MESSAGES = {
@@ -24,21 +25,10 @@ BAD_MESSAGES = {
 }
 
 
-def query(conn, sql: str):
-    with conn.cursor() as cur:
-        cur.execute(sql)
-        return cur.fetch_arrow_table()
-
-
 def wait_for(conn, sql: str, expected: int, cluster, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    got = None
-    while time.monotonic() < deadline:
-        got = query(conn, sql).column(0)[0].as_py()
-        if got == expected:
-            return
-        time.sleep(0.5)
-    pytest.fail(f"{sql!r} returned {got}, expected {expected}, after {timeout}s\n{cluster.logs()}")
+    got = []
+    wait_until(lambda: got.append(query_one(conn, sql)) or got[-1] == expected, timeout,
+               lambda: f"{sql!r} returned {got[-1] if got else None}, expected {expected}", details=cluster.logs)
 
 
 def assert_group_committed_to_end(kafka: str, topic: str, group: str, timeout: float = 30) -> None:
@@ -46,14 +36,14 @@ def assert_group_committed_to_end(kafka: str, topic: str, group: str, timeout: f
     consumer = Consumer({"bootstrap.servers": kafka, "group.id": group, "enable.auto.commit": False})
     try:
         partitions = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
-        deadline = time.monotonic() + timeout
-        while True:
-            committed = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
-            ends = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
-            if committed == ends or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert committed == ends, f"committed {committed}, partition ends {ends}"
+        seen = {}
+
+        def at_end() -> bool:
+            seen["committed"] = {tp.partition: tp.offset for tp in consumer.committed(partitions, timeout=10)}
+            seen["ends"] = {tp.partition: consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions}
+            return seen["committed"] == seen["ends"]
+
+        wait_until(at_end, timeout, lambda: f"committed {seen['committed']}, partition ends {seen['ends']}")
     finally:
         consumer.close()
 
@@ -75,24 +65,19 @@ def produce_bad_messages(kafka: str, topic: str) -> None:
     assert producer.flush(30) == 0, "bad messages were not all delivered"
 
 
-def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(cluster):
+def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(pipeline):
     # The simulator creates the topic (3 partitions) and produces every reading before the services
     # start: ingest then also proves it reads a backlog from the earliest offset.
     # No artefacts and no missing fields: every row is scored and compared with the rubric on all six vitals.
-    sim = cluster.start("simulate", "simulate", "--count", str(READINGS), "--rate", "0", "--patients", "40", "--seed", "11",
-                        "--artefact-rate", "0", "--missing-rate", "0")
-    assert sim.wait_exit(120) == 0, sim.tail()
-    produce_bad_messages(cluster.kafka, cluster.topic)
-
-    addrs = cluster.start_service(
-        "scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", env={"VITALFLOW__ETL__MIN_INTERVAL_MS": "200"}
+    ward = pipeline(
+        READINGS, patients=40, seed=11, simulate_args=("--artefact-rate", "0", "--missing-rate", "0"),
+        produce=lambda cluster: produce_bad_messages(cluster.kafka, cluster.topic),
+        scheduler_env={"VITALFLOW__ETL__MIN_INTERVAL_MS": "200"},
     )
-    scheduler_port = addrs["scheduler"].rsplit(":", 1)[1]
-    cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{scheduler_port}", "--flight-port", "0", "--grpc-port", "0")
+    cluster = ward.cluster
     group = f"{cluster.topic}-ingest"
-    cluster.start("ingest", "ingest", "--group", group, "--metrics-port", "0")
 
-    conn = cluster.connect(addrs['flight_sql'])
+    conn = ward.connect()
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", READINGS, cluster)
         wait_for(conn, "SELECT count(*) FROM dead_letters", len(BAD_MESSAGES), cluster)
@@ -139,27 +124,22 @@ def test_etl_killed_mid_stream_resumes_without_loss_or_duplicates(cluster):
     # Small ingest flushes make many files, so the ETL works in several micro-batches while readings arrive.
     small_flushes = {"VITALFLOW__INGEST__FLUSH_RECORDS": "25", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
     sim = cluster.start("simulate", "simulate", "--count", str(total), "--rate", "150", "--patients", "20", "--seed", "3")
-    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0")
-    port = addrs["scheduler"].rsplit(":", 1)[1]
-    executor = cluster.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    addrs = cluster.start_scheduler("scheduler", executors=["executor"])
+    (executor,) = addrs["executors"]
     assert executor["flight"] > 0
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0", env=small_flushes)
 
     conn = cluster.connect(addrs['flight_sql'])
     try:
-        deadline = time.monotonic() + 120
-        while query(conn, "SELECT count(*) FROM vitals_clean").column(0)[0].as_py() == 0:
-            assert time.monotonic() < deadline, cluster.logs()
-            time.sleep(0.2)
+        wait_until(lambda: query_one(conn, "SELECT count(*) FROM vitals_clean") != 0, 120, "a first row in vitals_clean",
+                   interval=0.2, details=cluster.logs)
     finally:
         conn.close()
     for child in cluster.children:
         if child.name in ("scheduler", "executor"):
             child.stop(signal.SIGKILL)
 
-    addrs = cluster.start_service("scheduler-2", "scheduler", "--port", "0", "--flight-sql-port", "0")
-    port = addrs["scheduler"].rsplit(":", 1)[1]
-    cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    addrs = cluster.start_scheduler("scheduler-2", executors=["executor-2"])
     assert sim.wait_exit(120) == 0, sim.tail()
     conn = cluster.connect(addrs['flight_sql'])
     try:
@@ -191,9 +171,7 @@ def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating
     assert checkpoint["last_batch_id"] == 0 and checkpoint["pending"]["id"] == 1, checkpoint
     executor.stop(signal.SIGKILL)
 
-    addrs = cluster.start_service("scheduler-2", "scheduler", "--port", "0", "--flight-sql-port", "0")
-    port = addrs["scheduler"].rsplit(":", 1)[1]
-    cluster.start_service("executor-2", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    addrs = cluster.start_scheduler("scheduler-2", executors=["executor-2"])
     conn = cluster.connect(addrs['flight_sql'])
     try:
         wait_for(conn, "SELECT count(*) FROM vitals_clean", total, cluster)

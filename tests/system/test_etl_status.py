@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
-import pytest
-
-from test_end_to_end import query
-from test_etl_faults import committed_batches, read_table, start_cluster, wait_all_processed
+from tests.support.cluster import query
+from tests.support.wait import wait_until
+from tests.system.test_etl_faults import committed_batches, read_table, start_cluster, wait_all_processed
 
 
 def status(cluster) -> dict:
@@ -22,14 +20,15 @@ def status(cluster) -> dict:
 
 def wait_landed(cluster, total: int) -> list[dict]:
     """The vitals_raw rows once ingest has landed (or dead-lettered) `total` records."""
-    deadline = time.monotonic() + 120
-    while True:
-        raw = read_table(cluster, "vitals_raw", ["source_offset"])
+    rows: dict[str, list[dict]] = {}
+
+    def landed() -> bool:
+        rows["raw"] = read_table(cluster, "vitals_raw", ["source_offset"])
         letters = [r for r in read_table(cluster, "dead_letters", ["stage"]) if r["stage"] == "ingest"]
-        if len(raw) + len(letters) == total:
-            return raw
-        assert time.monotonic() < deadline, cluster.logs()
-        time.sleep(0.2)
+        return len(rows["raw"]) + len(letters) == total
+
+    wait_until(landed, 120, f"{total} records landed", interval=0.2, details=cluster.logs)
+    return rows["raw"]
 
 
 def test_status_and_etl_progress_match_the_tables(cluster):
@@ -55,15 +54,17 @@ def test_status_and_etl_progress_match_the_tables(cluster):
     conn = cluster.connect(addrs["flight_sql"])
     try:
         # Lag 0 and alerts delivered to the (default) Kafka topic once the stream has drained.
-        deadline = time.monotonic() + 60
-        while True:
+        last = {}
+
+        def drained() -> dict | None:
             progress = query(conn, "SELECT * FROM etl_progress").to_pylist()
             assert len(progress) == 1, progress
-            p = progress[0]
+            p = last["p"] = progress[0]
             if p["lag_records"] == 0 and p["kafka_delivered_batch_id"] == p["batches_committed"] and p["pending_batch_id"] is None:
-                break
-            assert time.monotonic() < deadline, f"{p}\n{cluster.logs()}"
-            time.sleep(0.5)
+                return p
+            return None
+
+        p = wait_until(drained, 60, lambda: f"{last.get('p')}", details=cluster.logs)
         counts = query(
             conn,
             "SELECT (SELECT count(*) FROM vitals_clean) AS clean, "
