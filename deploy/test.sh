@@ -35,6 +35,11 @@ export KAFKA_BOOTSTRAP
 trap 'deploy/kafka/kafka.sh clean' EXIT
 echo "Kafka on $KAFKA_BOOTSTRAP (state in $VITALFLOW_KAFKA_DIR)"
 
+step "Format and lints"
+cargo fmt --all --check
+python3 deploy/import-cycles.py src udf-model/src ingest/src scheduler/src executor/src
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
 step "Build"
 cargo build --workspace --all-targets --locked
 export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"

@@ -8,8 +8,9 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::metrics::serve_metrics;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
-use vitalflow_ingest::{DataLocation, client::ensure_topic, events::IngestStats};
+use vitalflow_ingest::{client::ensure_topic, events::IngestStats};
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
@@ -108,11 +109,11 @@ pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyh
 pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result<()> {
     let location = open_data(&config)?;
     let progress =
-        vitalflow_scheduler::progress::read_progress(&location, None).await.context("reading the ETL progress")?;
+        vitalflow_scheduler::etl::progress::read_progress(&location, None).await.context("reading the ETL progress")?;
     if args.json {
         println!("{}", serde_json::to_string(&progress).context("printing the progress")?);
     } else {
-        print!("ETL of {}\n{}", location.url(), vitalflow_scheduler::progress::render(&progress));
+        print!("ETL of {}\n{}", location.url(), vitalflow_scheduler::etl::progress::render(&progress));
     }
     Ok(())
 }
@@ -355,7 +356,10 @@ pub fn hash_password() -> anyhow::Result<()> {
     if password.is_empty() {
         anyhow::bail!("no password on standard input");
     }
-    let hash = vitalflow_scheduler::auth::hash_password(password, vitalflow_scheduler::auth::PBKDF2_ITERATIONS);
+    let hash = vitalflow_scheduler::front_door::auth::hash_password(
+        password,
+        vitalflow_scheduler::front_door::auth::PBKDF2_ITERATIONS,
+    );
     println!("password_hash = \"{hash}\"");
     Ok(())
 }

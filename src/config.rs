@@ -281,10 +281,10 @@ mod tests {
     fn printed_configuration_hides_secrets_but_not_hashes() {
         let mut config = VitalflowConfig::default();
         config.flight_sql.auth.token_secret = "hunter2-signing-key".into();
-        config.flight_sql.auth.users.push(vitalflow_scheduler::auth::UserConfig {
+        config.flight_sql.auth.users.push(vitalflow_scheduler::config::UserConfig {
             name: "ana".into(),
             password_hash: "pbkdf2-sha256$1000$c2FsdHNhbHQ$aGFzaA".into(),
-            role: vitalflow_scheduler::auth::Role::Admin,
+            role: vitalflow_scheduler::config::Role::Admin,
         });
         let text = redacted_toml(&config).unwrap();
         assert!(!text.contains("hunter2"), "{text}");

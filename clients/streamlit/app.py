@@ -41,7 +41,7 @@ UNSCORED_COLOUR = "#7f7f7f"
 RISK_ORDER = {"High": 0, "Medium": 1, "Low": 2}
 VITALS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "respiratory_rate"]
 
-# The 0-point band of each vital in shared/clinical-rubric.md (NEWS2 2017 Chart 1; ACC/AHA diastolic;
+# The 0-point band of each vital in docs/clinical-rubric.md (NEWS2 2017 Chart 1; ACC/AHA diastolic;
 # ADA glucose), inclusive, on the rubric's rounding: shaded in the drill-down as "normal".
 NORMAL_BANDS = {
     "heart_rate": (51, 90),

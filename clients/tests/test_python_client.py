@@ -142,7 +142,7 @@ def test_installed_with_the_exporter_as_a_console_script(tmp_path):
     assert out.returncode == 0 and "3 trees" in out.stdout, out.stderr
     assert vitalflow.export_sklearn(model, tmp_path / "b.json")["trees"] == vitalflow.forest_to_dict(model)["trees"]
     assert (tmp_path / "a.json").read_text() == (tmp_path / "b.json").read_text()
-    # The README's `python -m vitalflow_export` still works, and a bad input is named.
+    # docs/model.md's `python -m vitalflow_export` still works, and a bad input is named.
     bad = subprocess.run([sys.executable, "-m", "vitalflow_export", str(tmp_path / "a.json"), str(tmp_path / "c.json")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and not (tmp_path / "c.json").exists(), bad.stderr

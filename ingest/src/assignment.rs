@@ -2,7 +2,7 @@
 //! keep both right when the group moves partitions between processes.
 //!
 //! - **Assigned**: before librdkafka starts fetching, each new partition's position is set to where its
-//!   landed files end ([`crate::landed::resume_positions`]), not to the committed offset: the files are
+//!   landed files end ([`vitalflow_udf_model::lake::landed::resume_positions`]), not to the committed offset: the files are
 //!   the truth, the commit a courtesy that may lag them after a crash between writing and committing.
 //! - **Revoked**: records buffered for the partition are dropped, unlanded and uncommitted; the next
 //!   owner reads them again from the landed position. Callbacks run inside the consumer's poll, which
@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::RangeBatch;
 use crate::events::IngestStats;
-use crate::landed::resume_positions;
-use crate::store::DataLocation;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::landed::resume_positions;
 
 /// An owned partition: the next offset it accepts and what is decoded since the last flush.
 #[derive(Debug, Default)]

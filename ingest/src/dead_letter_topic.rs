@@ -17,7 +17,7 @@ use crate::batch::DeadLetter;
 use crate::client::{client_config, kafka_err};
 use crate::config::{IngestConfig, KafkaConfig};
 use crate::error::{Error, Result};
-use crate::landed::STAGE;
+use vitalflow_udf_model::lake::names::INGEST_STAGE;
 
 /// A producer to the dead-letter topic.
 pub(crate) struct DeadLetterTopic {
@@ -51,7 +51,7 @@ impl DeadLetterTopic {
             let headers = [
                 ("reason_code", l.rejection.code.as_str()),
                 ("reason", l.rejection.reason.as_str()),
-                ("stage", STAGE),
+                ("stage", INGEST_STAGE),
                 ("source_topic", p.topic.as_str()),
                 ("source_partition", partition.as_str()),
                 ("source_offset", offset.as_str()),

@@ -4,104 +4,16 @@
 //! Values of the wrong type, or outside what a living patient can show, reject the whole record:
 //! half a record scored as if complete would be a wrong risk label.
 
-use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
 use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::Vital;
 
-/// Why a record was rejected; bounded, so it can label metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ReasonCode {
-    /// Larger than `ingest.max_message_bytes`.
-    Oversized,
-    /// No payload at all (a tombstone).
-    EmptyPayload,
-    /// Not UTF-8 or not JSON.
-    InvalidJson,
-    /// JSON, but not an object.
-    NotAnObject,
-    /// A required field is absent or null.
-    MissingField,
-    /// A field has the wrong JSON type.
-    WrongType,
-    /// A value no living patient can show, or a time that cannot be right.
-    ImpossibleValue,
-    /// A value outside its vocabulary (consciousness not ACVPU).
-    InvalidValue,
-    /// Patient and time but not a single vital.
-    NoVitals,
-}
-
-impl ReasonCode {
-    /// Every code, in declaration order (the order of [`ReasonCode::index`]).
-    pub const ALL: [ReasonCode; 9] = [
-        ReasonCode::Oversized,
-        ReasonCode::EmptyPayload,
-        ReasonCode::InvalidJson,
-        ReasonCode::NotAnObject,
-        ReasonCode::MissingField,
-        ReasonCode::WrongType,
-        ReasonCode::ImpossibleValue,
-        ReasonCode::InvalidValue,
-        ReasonCode::NoVitals,
-    ];
-
-    /// Position in [`ReasonCode::ALL`].
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
-    /// The code stored in `dead_letters.reason_code` and used as a metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReasonCode::Oversized => "oversized",
-            ReasonCode::EmptyPayload => "empty_payload",
-            ReasonCode::InvalidJson => "invalid_json",
-            ReasonCode::NotAnObject => "not_an_object",
-            ReasonCode::MissingField => "missing_field",
-            ReasonCode::WrongType => "wrong_type",
-            ReasonCode::ImpossibleValue => "impossible_value",
-            ReasonCode::InvalidValue => "invalid_value",
-            ReasonCode::NoVitals => "no_vitals",
-        }
-    }
-}
-
-/// A record that cannot be used, and why, in words an operator can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rejection {
-    /// Bounded reason.
-    pub code: ReasonCode,
-    /// The field and value at fault.
-    pub reason: String,
-}
-
-impl Rejection {
-    pub(crate) fn new(code: ReasonCode, reason: impl Into<String>) -> Rejection {
-        Rejection { code, reason: reason.into() }
-    }
-}
-
-/// A decoded vitals reading.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    /// Patient identifier.
-    pub patient_id: String,
-    /// Measurement time, nanoseconds since the epoch, UTC.
-    pub event_time_ns: i64,
-    /// Numeric vitals in [`Vital::ALL`] order.
-    pub vitals: [Option<f64>; 7],
-    /// Supplemental oxygen.
-    pub on_oxygen: Option<bool>,
-    /// ACVPU level.
-    pub consciousness: Option<Consciousness>,
-}
+use crate::reading::{EARLIEST, parse_time};
+pub use crate::reading::{Reading, ReasonCode, Rejection};
 
 /// Longest accepted patient id, in bytes.
 const MAX_PATIENT_ID: usize = 64;
-
-/// Earliest plausible measurement time; an epoch-seconds value read as milliseconds lands before it.
-pub(crate) const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms
 
 /// Decodes one Kafka payload.
 pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading, Rejection> {
@@ -234,17 +146,6 @@ fn event_time(obj: &Map<String, Value>) -> Result<i64, Rejection> {
     millis_or_time
         .timestamp_nanos_opt()
         .ok_or_else(|| Rejection::new(ReasonCode::ImpossibleValue, format!("{name}: {millis_or_time} is out of range")))
-}
-
-/// RFC 3339 with an offset, or a naive ISO time taken as UTC (Python's `isoformat()` without a zone).
-pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
-        return Some(t.with_timezone(&Utc));
-    }
-    ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|n| n.and_utc())
 }
 
 fn vital_value(obj: &Map<String, Value>, vital: Vital) -> Result<Option<f64>, Rejection> {

@@ -3,34 +3,9 @@
 /// Failures of the ingest service and its storage.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The data URL could not be understood or its store opened.
-    #[error("opening data location {url:?}: {reason}")]
-    DataLocation {
-        /// The URL as configured.
-        url: String,
-        /// What was wrong.
-        reason: String,
-    },
-    /// An object-store operation failed (retryable).
-    #[error("object store {op} {path}: {source}")]
-    Store {
-        /// The operation (put, list, get).
-        op: &'static str,
-        /// Object path.
-        path: String,
-        /// The store's error.
-        #[source]
-        source: object_store::Error,
-    },
-    /// Encoding a Parquet file failed (a bug: batches match their schema by construction).
-    #[error("encoding parquet for {path}: {source}")]
-    Parquet {
-        /// Object path.
-        path: String,
-        /// The writer's error.
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
+    /// Reading or writing the lake failed (a store error is retryable).
+    #[error(transparent)]
+    Lake(#[from] vitalflow_udf_model::lake::LakeError),
     /// Building an Arrow batch failed (a bug: builders follow the schema).
     #[error("building arrow batch: {0}")]
     Arrow(#[from] arrow::error::ArrowError),
@@ -62,7 +37,11 @@ pub enum Error {
 impl Error {
     /// Whether retrying the same step later can succeed (stores and brokers come back; bugs do not).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Store { .. } | Error::Kafka { .. })
+        match self {
+            Error::Lake(e) => e.is_retryable(),
+            Error::Kafka { .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! What ingest counts and logs, once per flush (never per record).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::decode::ReasonCode;
+use crate::prometheus::{Exposition, escape_label};
 
 /// Upper bounds (seconds) of the flush-latency histogram buckets.
 const LATENCY_BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
@@ -84,68 +85,52 @@ impl IngestStats {
 
     /// The counters in Prometheus' text format (what `/metrics` serves).
     pub fn render_prometheus(&self) -> String {
-        let mut out = String::with_capacity(4096);
-        let counter = |out: &mut String, name: &str, help: &str, value: &AtomicU64| {
-            let _ =
-                writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", value.load(Ordering::Relaxed));
-        };
-        counter(&mut out, "vitalflow_ingest_records_in_total", "Records received from Kafka.", &self.records_in);
-        counter(
-            &mut out,
+        let mut page = Exposition::new();
+        let load = |v: &AtomicU64| v.load(Ordering::Relaxed);
+        page.counter("vitalflow_ingest_records_in_total", "Records received from Kafka.", load(&self.records_in));
+        page.counter(
             "vitalflow_ingest_records_landed_total",
             "Records landed in vitals_raw.",
-            &self.records_landed,
+            load(&self.records_landed),
         );
         let name = "vitalflow_ingest_records_dead_lettered_total";
-        let _ = writeln!(out, "# HELP {name} Records written to dead_letters, by reason.\n# TYPE {name} counter");
+        page.family(name, "counter", "Records written to dead_letters, by reason.");
         for code in ReasonCode::ALL {
-            let _ = writeln!(out, "{name}{{reason=\"{}\"}} {}", code.as_str(), self.dead_lettered(code));
+            page.sample(name, &format!("reason=\"{}\"", code.as_str()), self.dead_lettered(code));
         }
-        counter(&mut out, "vitalflow_ingest_files_written_total", "Parquet files written.", &self.files_written);
-        counter(
-            &mut out,
+        page.counter("vitalflow_ingest_files_written_total", "Parquet files written.", load(&self.files_written));
+        page.counter(
             "vitalflow_ingest_commit_failures_total",
             "Offset commits that failed after landing.",
-            &self.commit_failures,
+            load(&self.commit_failures),
         );
-        counter(
-            &mut out,
+        page.counter(
             "vitalflow_ingest_partitions_assigned_total",
             "Partitions assigned by rebalances.",
-            &self.partitions_assigned,
+            load(&self.partitions_assigned),
         );
-        counter(
-            &mut out,
+        page.counter(
             "vitalflow_ingest_records_released_total",
             "Buffered records released on revocation, read again by the next owner.",
-            &self.records_released,
+            load(&self.records_released),
         );
         let name = "vitalflow_ingest_consumer_lag_records";
-        let _ = writeln!(
-            out,
-            "# HELP {name} Records on the broker after the last landed offset, per owned partition.\n# TYPE {name} gauge"
-        );
+        page.family(name, "gauge", "Records on the broker after the last landed offset, per owned partition.");
         for ((topic, partition), lag) in self.lag.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
-            let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}", escape_label(topic));
+            page.sample(name, &format!("topic=\"{}\",partition=\"{partition}\"", escape_label(topic)), lag);
         }
         let name = "vitalflow_ingest_flush_latency_seconds";
         let h = self.flush_latency.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = writeln!(
-            out,
-            "# HELP {name} Time from a flush starting to its last file written.\n# TYPE {name} histogram"
-        );
+        page.family(name, "histogram", "Time from a flush starting to its last file written.");
+        let bucket = format!("{name}_bucket");
         for (le, n) in LATENCY_BUCKETS.iter().zip(h.buckets) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+            page.sample(&bucket, &format!("le=\"{le}\""), n);
         }
-        let _ =
-            writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}\n{name}_sum {}\n{name}_count {}", h.count, h.sum, h.count);
-        out
+        page.sample(&bucket, "le=\"+Inf\"", h.count);
+        page.sample(&format!("{name}_sum"), "", h.sum);
+        page.sample(&format!("{name}_count"), "", h.count);
+        page.finish()
     }
-}
-
-/// Escapes a Prometheus label value.
-fn escape_label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// One flush landed: the `BatchLanded` event.

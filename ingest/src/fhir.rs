@@ -10,7 +10,7 @@
 use serde_json::{Map, Value};
 use vitalflow_udf_model::schema::Vital;
 
-use crate::decode::{EARLIEST, Reading, ReasonCode, Rejection, parse_time};
+use crate::reading::{EARLIEST, Reading, ReasonCode, Rejection, parse_time};
 
 /// LOINC codes of the vitals we store.
 fn vital_of_loinc(code: &str) -> Option<Vital> {

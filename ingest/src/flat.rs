@@ -11,7 +11,7 @@
 use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::Vital;
 
-use crate::decode::EARLIEST;
+use crate::reading::EARLIEST;
 
 /// A valid flat record, borrowing its strings from the payload.
 #[derive(Debug, Clone, PartialEq)]

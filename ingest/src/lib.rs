@@ -10,13 +10,11 @@ pub mod error;
 pub mod events;
 pub mod fhir;
 mod flat;
-pub mod landed;
-pub mod landing;
 pub mod metrics;
 pub mod produce;
+pub mod prometheus;
+pub mod reading;
 pub mod source;
-pub mod store;
 
 pub use config::{IngestConfig, KafkaConfig};
 pub use error::{Error, Result};
-pub use store::DataLocation;

@@ -25,10 +25,8 @@ use crate::dead_letter_topic::DeadLetterTopic;
 use crate::decode::ReasonCode;
 use crate::error::{Error, Result};
 use crate::events::{BatchLanded, IngestStats, commit_failed, records_received};
-pub use crate::landed::{LandedRange, STAGE, range_file};
-use crate::landed::{dead_letter_file, vitals_raw_file};
-use crate::landing::write_parquet;
-use crate::store::DataLocation;
+use vitalflow_udf_model::lake::names::{INGEST_STAGE, dead_letter_file, vitals_raw_file};
+use vitalflow_udf_model::lake::{DataLocation, write_parquet};
 
 /// How long a shutdown waits for a failing store before leaving records uncommitted.
 const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
@@ -322,7 +320,7 @@ impl LandingRange {
     fn build(p: PartitionRange, now_ns: i64) -> Result<LandingRange> {
         let PartitionRange { topic, partition, mut range } = p;
         let dead_letters =
-            if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, STAGE, now_ns)?) };
+            if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, INGEST_STAGE, now_ns)?) };
         Ok(LandingRange {
             rows: range.rows.finish(&topic, partition, now_ns)?,
             topic,

@@ -11,18 +11,19 @@ use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
 
+use crate::catalog::session::scheduler_session_builder;
 use crate::config::SchedulerConfig;
 use crate::error::{Error, Result};
-use crate::session::scheduler_session_builder;
 
 /// A running Ballista scheduler.
 #[derive(Debug)]
 pub struct RunningScheduler {
     /// Address its gRPC server listens on.
     pub addr: SocketAddr,
-    /// The server task; aborting it stops the scheduler.
+    /// The server task; ends when the shutdown token given to [`start_scheduler`] is cancelled.
     pub task: JoinHandle<()>,
     /// Cancels jobs of this scheduler.
     pub jobs: ClusterJobs,
@@ -111,8 +112,12 @@ impl Drop for NamedJob {
     }
 }
 
-/// Binds and starts the scheduler's gRPC server.
-pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) -> Result<RunningScheduler> {
+/// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled.
+pub async fn start_scheduler(
+    config: &SchedulerConfig,
+    forest: Arc<RiskForest>,
+    shutdown: CancellationToken,
+) -> Result<RunningScheduler> {
     let bind = format!("{}:{}", config.bind_host, config.port);
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(|source| Error::Bind {
         what: "ballista scheduler",
@@ -132,7 +137,7 @@ pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) 
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
         override_session_builder: Some(scheduler_session_builder(forest)),
         // patient_latest travels to the scheduler as a VersionedTable and resolves there.
-        override_logical_codec: Some(Arc::new(crate::versioned::VitalflowLogicalCodec::default())),
+        override_logical_codec: Some(Arc::new(crate::catalog::versioned_table::VitalflowLogicalCodec::default())),
         ..BallistaSchedulerConfig::default()
     });
     let ballista = |step| move |source| Error::Ballista { step, source };
@@ -142,9 +147,15 @@ pub async fn start_scheduler(config: &SchedulerConfig, forest: Arc<RiskForest>) 
         .await
         .map_err(ballista("creating scheduler"))?;
     let jobs = ClusterJobs { server: server.clone() };
+    // Ballista's server takes no shutdown signal: leaving the select drops it, closing its listener.
     let task = tokio::spawn(async move {
-        if let Err(error) = start_grpc_service_with_listener(listener, server).await {
-            tracing::error!(error = %error, "Ballista scheduler stopped.");
+        tokio::select! {
+            served = start_grpc_service_with_listener(listener, server) => {
+                if let Err(error) = served {
+                    tracing::error!(error = %error, "Ballista scheduler stopped.");
+                }
+            }
+            () = shutdown.cancelled() => {}
         }
     });
     tracing::info!(%addr, "Ballista scheduler listening.");

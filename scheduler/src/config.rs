@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::auth::AuthConfig;
 use crate::error::{Error, Result};
 
 /// The Ballista scheduler.
@@ -55,7 +54,7 @@ pub struct EtlConfig {
     /// Shortest time between two micro-batches, in milliseconds.
     pub min_interval_ms: u64,
     /// SQL file turning `new_vitals_raw` into `vitals_clean` rows; empty uses the shipped
-    /// `deploy/etl/vitals_clean.sql`.
+    /// `scheduler/src/etl/vitals_clean.sql`.
     pub sql_file: String,
     /// How long a patient's last value of a vital stands in for a reading that lacks it, in seconds
     /// (`${carry_forward_seconds}` in the SQL): a monitor that skips glucose still gets a risk.
@@ -111,19 +110,6 @@ impl EtlConfig {
     /// Batch timeout as a duration.
     pub fn batch_timeout(&self) -> Duration {
         Duration::from_secs(self.batch_timeout_seconds)
-    }
-
-    /// The ETL SQL: the configured file, or the shipped default, with its `${setting}`s filled in.
-    pub fn sql(&self) -> Result<String> {
-        let template = if self.sql_file.is_empty() {
-            crate::etl::DEFAULT_SQL.to_string()
-        } else {
-            std::fs::read_to_string(&self.sql_file)
-                .map_err(|e| Error::Config(format!("etl.sql_file {:?}: {e}", self.sql_file)))?
-        };
-        Ok(template
-            .replace("${carry_forward_seconds}", &self.carry_forward_seconds.to_string())
-            .replace("${window_preceding}", &(self.window_readings.saturating_sub(1)).to_string()))
     }
 
     /// Grace period of superseded versions.
@@ -329,4 +315,72 @@ pub struct RetentionConfig {
     /// ago; 0 keeps everything. Ranges the ETL has not processed are always kept.
     /// Runs every `compaction.interval_seconds`, also when compaction itself is off.
     pub days: u64,
+}
+
+/// Authentication settings (`[flight_sql.auth]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Every call needs credentials. Only `vitalflow up` (bound to 127.0.0.1) turns this off;
+    /// with it on, at least one user or token must be configured: there is no default password.
+    pub required: bool,
+    /// Users who sign in with a password (Basic), then use the bearer token they get back.
+    pub users: Vec<UserConfig>,
+    /// Static bearer tokens, e.g. for Grafana or a service account.
+    pub tokens: Vec<TokenConfig>,
+    /// Lifetime of an issued token, in seconds. Grafana handshakes once per datasource and keeps
+    /// the token for as long as the datasource lives, so the default is a week.
+    pub token_ttl_seconds: u64,
+    /// Key signing issued tokens; empty draws a random one at start (tokens then end with the process).
+    pub token_secret: String,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            required: true,
+            users: Vec::new(),
+            tokens: Vec::new(),
+            token_ttl_seconds: 7 * 24 * 3600,
+            token_secret: String::new(),
+        }
+    }
+}
+
+/// A user who signs in with a password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// User name, as written in the audit log.
+    pub name: String,
+    /// Salted hash of the password, `pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64): made by
+    /// `vitalflow hash-password`. The file never holds the password.
+    pub password_hash: String,
+    /// What the user may do.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// A static bearer token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who uses the token, as written in the audit log.
+    pub name: String,
+    /// Lower-case hex SHA-256 of the token.
+    pub token_sha256: String,
+    /// What the holder may do.
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Queries vitalflow's tables.
+    #[default]
+    Reader,
+    /// Also reads the audit log.
+    Admin,
 }

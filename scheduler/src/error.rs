@@ -56,6 +56,9 @@ pub enum Error {
     /// Landing output failed.
     #[error(transparent)]
     Landing(#[from] vitalflow_ingest::Error),
+    /// Reading or writing the lake failed (a store error is retryable).
+    #[error(transparent)]
+    Lake(#[from] vitalflow_udf_model::lake::LakeError),
     /// The checkpoint exists but cannot be read: an operator must look.
     #[error("checkpoint {path} is unreadable: {reason}")]
     Checkpoint {
@@ -90,6 +93,7 @@ impl Error {
             | Error::BatchTimeout { .. }
             | Error::Delivery { .. } => true,
             Error::Landing(e) => e.is_retryable(),
+            Error::Lake(e) => e.is_retryable(),
             _ => false,
         }
     }

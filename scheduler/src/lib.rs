@@ -2,23 +2,22 @@
 
 /// Delivery of committed `risk_alerts` to a Kafka topic and a webhook.
 pub mod alerts;
-/// The audit log of Flight SQL queries.
-pub mod audit;
-/// Users, tokens and credential checks (Flight SQL, and the HTTP API).
-pub mod auth;
+/// What SQL sees: sessions with vitalflow's functions and the lake's tables registered.
+pub mod catalog;
+/// The Ballista scheduler, started in this process.
 pub mod cluster;
-pub mod compaction;
+/// Settings of the scheduler process; `Default` is the only place a default is written.
 pub mod config;
-pub mod coverage;
+/// The crate's error type.
 pub mod error;
+/// The continuous ETL: the micro-batch driver, its SQL, its outputs and where it stands.
 pub mod etl;
-pub mod flight_sql;
-pub mod http;
-/// Where the ETL stands (`vitalflow status`, the `etl_progress` table).
-pub mod progress;
-pub mod retention;
-pub mod session;
-pub mod versioned;
+/// Flight SQL, the HTTP API, sign-in and the audit log.
+pub mod front_door;
+/// Compaction and retention of the lake's tables.
+pub mod maintenance;
+/// The process's Prometheus exposition (ETL and alert delivery).
+pub mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,16 +25,17 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
 
 pub use config::{
     AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
 };
 pub use error::{Error, Result};
 
+use crate::catalog::session;
 use crate::etl::{EtlDriver, EtlStats};
-use crate::flight_sql::{FlightSqlEndpoint, ProgressSource, start_flight_sql};
+use crate::front_door::flight_sql::{FlightSqlEndpoint, ProgressSource, start_flight_sql};
 
 /// Everything the scheduler process runs.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,16 +79,18 @@ pub struct SchedulerProcess {
     tasks: Vec<JoinHandle<()>>,
     scheduler_task: JoinHandle<()>,
     shutdown: CancellationToken,
+    scheduler_shutdown: CancellationToken,
 }
 
 impl SchedulerProcess {
-    /// Stops the ETL driver and Flight SQL, waits for them, then stops the scheduler.
+    /// Stops the ETL driver, Flight SQL, the HTTP API and the scheduler, and waits for them all.
     pub async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
         }
-        self.scheduler_task.abort();
+        self.scheduler_shutdown.cancel();
+        let _ = self.scheduler_task.await;
     }
 }
 
@@ -105,11 +107,13 @@ pub async fn start(
     if config.flight_sql.enabled || config.http.enabled {
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
-        auth::Authenticator::new(&config.flight_sql.auth)?;
+        front_door::auth::Authenticator::new(&config.flight_sql.auth)?;
     }
     // Fails before anything starts when the SQL file is unreadable.
-    config.etl.sql()?;
-    let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone()).await?;
+    etl::sql::load(&config.etl)?;
+    // The scheduler stops last, once its clients (the ETL, Flight SQL) have finished.
+    let scheduler_shutdown = CancellationToken::new();
+    let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone(), scheduler_shutdown.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
@@ -138,7 +142,7 @@ pub async fn start(
     if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
         let (location, compaction, retention, token) =
             (location.clone(), config.compaction.clone(), config.retention.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(compaction::run(location, compaction, retention, token)));
+        tasks.push(tokio::spawn(maintenance::run(location, compaction, retention, token)));
     }
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
@@ -160,10 +164,10 @@ pub async fn start(
     if config.http.enabled {
         let auth = match authenticator {
             Some(auth) => auth,
-            None => Arc::new(auth::Authenticator::new(&config.flight_sql.auth)?),
+            None => Arc::new(front_door::auth::Authenticator::new(&config.flight_sql.auth)?),
         };
         let etl = config.etl.enabled.then(|| etl_stats.clone());
-        let running = http::start_http(&config.http, forest.clone(), auth, etl, shutdown.clone()).await?;
+        let running = front_door::http::start_http(&config.http, forest.clone(), auth, etl, shutdown.clone()).await?;
         http = Some(running.addr);
         tasks.push(running.task);
     }
@@ -173,5 +177,6 @@ pub async fn start(
         tasks,
         scheduler_task: scheduler.task,
         shutdown,
+        scheduler_shutdown,
     })
 }

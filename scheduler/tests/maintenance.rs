@@ -10,14 +10,15 @@ use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use object_store::ObjectStoreExt;
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::landed::{range_file, resume_positions, vitals_raw_file};
-use vitalflow_ingest::landing::write_parquet;
 use vitalflow_scheduler::CompactionConfig;
-use vitalflow_scheduler::compaction::compact_once;
-use vitalflow_scheduler::retention::expire_before;
-use vitalflow_scheduler::session::local_context;
+use vitalflow_scheduler::catalog::session::local_context;
+use vitalflow_scheduler::maintenance::compaction::compact_once;
+use vitalflow_scheduler::maintenance::retention::expire_before;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::landed::resume_positions;
+use vitalflow_udf_model::lake::names::{range_file, vitals_raw_file};
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA};
 
 /// Rows of `schema` whose required columns derive from `offsets` (so source_offset is the offset).

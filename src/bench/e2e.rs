@@ -25,8 +25,8 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::client::{client_config, ensure_topic};
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
 use super::BenchKafka;

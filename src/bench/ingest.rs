@@ -22,10 +22,11 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::KafkaConfig;
 use vitalflow_ingest::client::{client_config, ensure_topic};
 use vitalflow_ingest::events::IngestStats;
 use vitalflow_ingest::source::consumer_config;
-use vitalflow_ingest::{DataLocation, KafkaConfig};
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
 use super::{BenchKafka, rows_per_sec};

@@ -15,12 +15,13 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringArray, 
 use arrow::compute::cast;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::landing::write_parquet;
-use vitalflow_scheduler::etl::{EtlCheckpoint, batch_file, save_checkpoint};
-use vitalflow_scheduler::session::local_context;
-use vitalflow_scheduler::versioned::version_file;
+use vitalflow_scheduler::catalog::session::local_context;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, save_etl_checkpoint};
+use vitalflow_udf_model::lake::names::batch_file;
+use vitalflow_udf_model::lake::names::version_file;
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
 use crate::cli::BenchQueriesArgs;
@@ -209,7 +210,7 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
     );
     let path = location.path(&batch_file(table::RISK_ALERTS, 1));
     write_parquet(location, &path, &query_as(ctx, &alerts_sql, &RISK_ALERTS_SCHEMA).await?).await?;
-    save_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
+    save_etl_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
     Ok(())
 }
 

@@ -71,7 +71,7 @@ async fn run(
     config: &mut VitalflowConfig,
     args: UpArgs,
     external_kafka: bool,
-    location: &vitalflow_ingest::DataLocation,
+    location: &vitalflow_udf_model::lake::DataLocation,
     run_dir: &RunDir,
 ) -> anyhow::Result<()> {
     apply_flags(config, &args)?;
@@ -181,7 +181,7 @@ impl LocalPipeline {
     /// Starts the scheduler (on a free port: it is internal), the executor, then ingest.
     pub(crate) async fn start(
         config: &VitalflowConfig,
-        location: &vitalflow_ingest::DataLocation,
+        location: &vitalflow_udf_model::lake::DataLocation,
         forest: Arc<RiskForest>,
         shutdown: CancellationToken,
     ) -> anyhow::Result<LocalPipeline> {
@@ -213,7 +213,7 @@ impl LocalPipeline {
 
 fn spawn_ingest(
     config: &VitalflowConfig,
-    location: &vitalflow_ingest::DataLocation,
+    location: &vitalflow_udf_model::lake::DataLocation,
     shutdown: CancellationToken,
 ) -> JoinHandle<()> {
     let (kafka, ingest, location) = (config.kafka.clone(), config.ingest.clone(), location.clone());

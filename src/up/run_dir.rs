@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use std::os::unix::process::CommandExt;
-use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::lake::DataLocation;
 
 /// The run directory of one data location.
 #[derive(Debug, Clone)]

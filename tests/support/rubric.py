@@ -1,4 +1,4 @@
-"""The six-parameter labelling rubric of shared/clinical-rubric.md, written independently of the Rust
+"""The six-parameter labelling rubric of docs/clinical-rubric.md, written independently of the Rust
 code so that the end-to-end test checks the pipeline against the published bands, not against itself.
 
 Each band table lists (upper bound inclusive, points); values are rounded first (temperature to one

@@ -87,7 +87,7 @@ def assert_exactly_once(cluster, total: int) -> list[dict]:
 
 
 def expected_alerts(clean: list[dict]) -> set[tuple]:
-    """DESIGN's rule over the whole history: a reading whose risk is High while the patient's previous
+    """The risk_alerts rule (docs/tables.md) over the whole history: a reading whose risk is High while the patient's previous
     known risk was not (or there was none)."""
     by_patient = defaultdict(list)
     for r in clean:

@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod forest;
+pub mod lake;
 pub mod model_file;
 pub mod rubric;
 pub mod schema;

@@ -1,4 +1,4 @@
-//! The clinical rubric (`shared/clinical-rubric.md`): NEWS2 points per parameter, the six-feature
+//! The clinical rubric (`docs/clinical-rubric.md`): NEWS2 points per parameter, the six-feature
 //! rubric that labels training data, and the NEWS2 aggregate.
 //!
 //! Temperature is scored on its value rounded to one decimal and every other parameter on its value

@@ -1,4 +1,4 @@
-//! The vitals schema and the tables users see (DESIGN.md, Tables).
+//! The vitals schema and the tables users see (docs/tables.md).
 //!
 //! Every vital is nullable: monitors do not measure every vital every time.
 //! Times are `Timestamp(Nanosecond, "UTC")`, the unit every Flight SQL client reads.

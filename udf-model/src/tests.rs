@@ -104,7 +104,7 @@ fn the_bundled_model_is_sane_on_fresh_rows() {
     // Sanity of the comparison itself: the rubric on noisy measurements is a strong baseline.
     assert!(rubric.accuracy > 0.85, "rubric accuracy {}", rubric.accuracy);
     // The shipped forest is at least as good as the rubric on what a clinician looks at first (the
-    // margin is small, so fresh rows may put it a hair below on either figure: README, The risk model).
+    // margin is small, so fresh rows may put it a hair below on either figure: docs/model.md).
     assert!(
         model.recall[0] >= rubric.recall[0] - 0.01,
         "High recall {} vs rubric {}",

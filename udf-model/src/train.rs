@@ -62,7 +62,7 @@ pub struct ForestParams {
 
 impl Default for ForestParams {
     fn default() -> Self {
-        // The shipped model's settings (a few minutes to train; README, The risk model).
+        // The shipped model's settings (a few minutes to train; docs/model.md).
         ForestParams {
             trees: 10,
             max_depth: 12,

@@ -10,7 +10,7 @@ import adbc_driver_flightsql
 import adbc_driver_manager
 import adbc_driver_manager.dbapi
 
-# vitalflow's Flight SQL default port on this machine (README "Defaults").
+# vitalflow's Flight SQL default port on this machine (docs/design.md, Processes).
 DEFAULT_URL = "grpc://127.0.0.1:50060"
 _SCHEMES = ("grpc://", "grpc+tcp://", "grpc+tls://")
 

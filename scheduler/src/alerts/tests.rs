@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use object_store::{ObjectStoreExt, PutPayload};
-use vitalflow_ingest::landing::write_parquet;
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::RISK_ALERTS_SCHEMA;
 
 use super::*;
@@ -65,13 +65,17 @@ fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
 }
 
 async fn write_alerts(location: &DataLocation, batch: i64, n: usize) {
-    let path = location.path(&crate::etl::batch_file(table::RISK_ALERTS, batch));
+    let path = location.path(&vitalflow_udf_model::lake::names::batch_file(table::RISK_ALERTS, batch));
     write_parquet(location, &path, &[alerts_batch(batch, n)]).await.unwrap();
 }
 
 async fn commit(location: &DataLocation, batch: i64) {
     let json = format!("{{\"last_batch_id\":{batch},\"processed_offsets\":{{}}}}");
-    location.store().put(&location.path(crate::versioned::CHECKPOINT), PutPayload::from(json)).await.unwrap();
+    location
+        .store()
+        .put(&location.path(vitalflow_udf_model::lake::names::ETL_CHECKPOINT), PutPayload::from(json))
+        .await
+        .unwrap();
 }
 
 fn webhook_delivery(location: &DataLocation, url: &str, stats: &Arc<AlertDeliveryStats>) -> Delivery {

@@ -13,18 +13,21 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::landing::write_parquet;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::{
     DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA,
     measured_time_fields, table,
 };
 
-use super::{STAGE, STATE_DIR, batch_file};
+use vitalflow_udf_model::lake::names::batch_file;
+
+use super::{STAGE, STATE_DIR};
+use crate::catalog::parquet_table::parquet_table;
+use crate::catalog::session::session_config;
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
-use crate::session::{parquet_table, session_config};
-use crate::versioned::version_file;
+use vitalflow_udf_model::lake::names::version_file;
 
 /// Columns the ETL SQL returns beside those of `vitals_clean`.
 const CONTROL_COLUMNS: [&str; 4] = ["reject_code", "reject_reason", "raises_alert", "previous_risk"];

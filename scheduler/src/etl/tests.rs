@@ -6,16 +6,16 @@ use std::sync::Arc;
 use arrow::array::{Array, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
-use vitalflow_ingest::DataLocation;
 use vitalflow_ingest::batch::VitalsRawBuilder;
 use vitalflow_ingest::decode::Reading;
-use vitalflow_ingest::landed::vitals_raw_file;
-use vitalflow_ingest::landing::write_parquet;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::names::vitals_raw_file;
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::rubric::Consciousness;
 
 use super::*;
-use crate::session::local_context;
+use crate::catalog::session::local_context;
 
 const T0: i64 = 1_795_000_000_000_000_000; // 2026-11-19, in ns
 const MINUTE: i64 = 60_000_000_000;
@@ -218,7 +218,7 @@ async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_ove
     let batch = driver.next_batch().await.unwrap().unwrap();
     let mut intent = driver.checkpoint.clone();
     intent.pending = Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
-    save_checkpoint(&f.location, &intent).await.unwrap();
+    save_etl_checkpoint(&f.location, &intent).await.unwrap();
     driver.run_once().await.unwrap().unwrap();
     let committed = driver.checkpoint().clone();
     // A file landing meanwhile waits for the next batch; the crashed batch re-runs alone.

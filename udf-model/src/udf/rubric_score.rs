@@ -1,5 +1,5 @@
 //! `rubric_score(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) → Int32`:
-//! the labelling rubric's aggregate over the six model vitals (clinical-rubric.md).
+//! the labelling rubric's aggregate over the six model vitals (docs/clinical-rubric.md).
 
 use std::sync::Arc;
 

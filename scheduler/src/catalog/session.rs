@@ -7,8 +7,6 @@ use arrow::datatypes::SchemaRef;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::utils::default_session_builder;
 use ballista_scheduler::SessionBuilder;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::object_store::ObjectStoreUrl;
@@ -16,16 +14,17 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use object_store::ObjectStore;
 use object_store::local::LocalFileSystem;
-use vitalflow_ingest::DataLocation;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::schema::{
     DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
 };
 use vitalflow_udf_model::udf::register_all;
 
-use crate::coverage::ResolvingStore;
+use crate::catalog::parquet_table::parquet_table;
+use crate::catalog::versioned_table::{VersionedTable, VitalflowLogicalCodec};
 use crate::error::{Error, Result};
-use crate::versioned::{VersionedTable, VitalflowLogicalCodec};
+use vitalflow_udf_model::lake::coverage::ResolvingStore;
 
 /// Settings of every vitalflow session. Strings stay `Utf8`: Flight SQL clients (JDBC, Grafana) do not
 /// all read `Utf8View`, which DataFusion would otherwise produce from Parquet and SQL types.
@@ -58,7 +57,7 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
 
 /// The runtime of every context that plans scans: listings are never cached (a session lives as long
 /// as its client and must see every file landed since its last query) and hide files covered by a
-/// compacted one (see [`crate::coverage`]).
+/// compacted one (see [`vitalflow_udf_model::lake::coverage`]).
 pub fn runtime_env() -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let runtime = RuntimeEnvBuilder::new()
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
@@ -149,15 +148,4 @@ pub fn register_etl_tables(ctx: &SessionContext, location: &DataLocation) -> Res
     )?;
     let alerts = parquet_table(&[location.table_url(table::RISK_ALERTS)], RISK_ALERTS_SCHEMA.clone())?;
     register(table::RISK_ALERTS, Arc::new(alerts))
-}
-
-/// A Parquet table over directories or files, with a fixed schema (an empty directory is an empty table).
-pub fn parquet_table(urls: &[String], schema: SchemaRef) -> Result<ListingTable> {
-    let urls = urls
-        .iter()
-        .map(|u| ListingTableUrl::parse(u).map_err(|source| Error::Query { step: format!("table URL {u}"), source }))
-        .collect::<Result<Vec<_>>>()?;
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-    let config = ListingTableConfig::new_with_multi_paths(urls).with_listing_options(options).with_schema(schema);
-    ListingTable::try_new(config).map_err(|source| Error::Query { step: "creating a parquet table".into(), source })
 }

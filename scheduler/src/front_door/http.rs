@@ -10,7 +10,7 @@
 //! that probes and Prometheus need no secret.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,14 +26,14 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use vitalflow_ingest::prometheus::Exposition;
 use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
 use vitalflow_udf_model::{RiskForest, RiskLevel};
 
-use crate::alerts::SinkStats;
-use crate::auth::Authenticator;
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
+use crate::front_door::auth::Authenticator;
 
 /// Errors reported per request, at most this many (FastAPI reports all; a 10k-record body of junk
 /// should not produce a megabyte of errors).
@@ -73,81 +73,27 @@ impl HttpStats {
     }
 
     fn render(&self, etl: Option<&EtlStats>) -> String {
-        let mut out = String::new();
-        out.push_str(
-            "# HELP vitalflow_http_predict_batch_responses_total /predict_batch answers by status code.
-",
-        );
-        out.push_str(
-            "# TYPE vitalflow_http_predict_batch_responses_total counter
-",
-        );
+        let mut page = Exposition::new();
+        let name = "vitalflow_http_predict_batch_responses_total";
+        page.family(name, "counter", "/predict_batch answers by status code.");
         if let Ok(responses) = self.responses.lock() {
             for (status, n) in responses.iter() {
-                let _ = writeln!(out, "vitalflow_http_predict_batch_responses_total{{status=\"{status}\"}} {n}");
+                page.sample(name, &format!("status=\"{status}\""), n);
             }
         }
-        out.push_str(
-            "# HELP vitalflow_http_predictions_total Records scored by /predict_batch, by risk level.
-",
-        );
-        out.push_str(
-            "# TYPE vitalflow_http_predictions_total counter
-",
-        );
+        let name = "vitalflow_http_predictions_total";
+        page.family(name, "counter", "Records scored by /predict_batch, by risk level.");
         for (level, n) in vitalflow_udf_model::RiskLevel::ALL.iter().zip(&self.predictions) {
-            let _ = writeln!(out, "vitalflow_http_predictions_total{{risk=\"{level}\"}} {}", n.load(Ordering::Relaxed));
+            page.sample(name, &format!("risk=\"{level}\""), n.load(Ordering::Relaxed));
         }
-        out.push_str(
-            "# HELP vitalflow_http_predict_batch_seconds Time answering /predict_batch.
-",
-        );
-        out.push_str(
-            "# TYPE vitalflow_http_predict_batch_seconds summary
-",
-        );
-        let seconds = self.micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_sum {seconds}");
-        let _ = writeln!(out, "vitalflow_http_predict_batch_seconds_count {}", self.answered.load(Ordering::Relaxed));
+        let name = "vitalflow_http_predict_batch_seconds";
+        page.family(name, "summary", "Time answering /predict_batch.");
+        page.sample(&format!("{name}_sum"), "", self.micros.load(Ordering::Relaxed) as f64 / 1e6);
+        page.sample(&format!("{name}_count"), "", self.answered.load(Ordering::Relaxed));
         if let Some(etl) = etl {
-            for (name, help, value) in [
-                ("vitalflow_etl_batches_total", "ETL micro-batches committed.", &etl.batches),
-                ("vitalflow_etl_rows_total", "Rows the ETL wrote to vitals_clean.", &etl.rows_out),
-                ("vitalflow_etl_failures_total", "ETL micro-batches that failed and were retried.", &etl.failures),
-            ] {
-                let _ = writeln!(
-                    out,
-                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                    value.load(Ordering::Relaxed)
-                );
-            }
-            type Read = fn(&SinkStats) -> u64;
-            let rows: [(&str, &str, &str, Read); 3] = [
-                ("vitalflow_alerts_delivered_total", "counter", "Alerts acknowledged by a sink.", |s| {
-                    s.delivered.load(Ordering::Relaxed)
-                }),
-                (
-                    "vitalflow_alerts_delivery_failures_total",
-                    "counter",
-                    "Alert delivery attempts that failed and are retried.",
-                    |s| s.failures.load(Ordering::Relaxed),
-                ),
-                (
-                    "vitalflow_alerts_delivered_batch_id",
-                    "gauge",
-                    "Last ETL micro-batch whose alerts a sink acknowledged.",
-                    |s| s.last_batch_id.load(Ordering::Relaxed),
-                ),
-            ];
-            for (name, kind, help, value) in rows {
-                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-                for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed))
-                {
-                    let _ = writeln!(out, "{name}{{sink=\"{sink}\"}} {}", value(stats));
-                }
-            }
+            crate::metrics::render_etl(&mut page, etl);
         }
-        out
+        page.finish()
     }
 }
 

@@ -12,7 +12,7 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 
-use crate::auth::Principal;
+use crate::front_door::auth::Principal;
 
 /// The SQL name admins query.
 pub const AUDIT_TABLE: &str = "audit_log";
@@ -183,7 +183,7 @@ impl Drop for QueryAudit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
+    use crate::config::Role;
 
     #[test]
     fn entries_are_recorded_once_and_the_window_is_bounded() {

@@ -20,10 +20,11 @@ use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions_
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use tonic::Status;
 
-use crate::audit::{AUDIT_TABLE, AuditLog};
-use crate::auth::{Principal, Role};
-use crate::flight_sql::ProgressSource;
-use crate::progress::{PROGRESS_TABLE, read_progress};
+use crate::config::Role;
+use crate::etl::progress::{PROGRESS_TABLE, read_progress};
+use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
+use crate::front_door::auth::Principal;
+use crate::front_door::flight_sql::ProgressSource;
 
 /// SQL that only reads, checked again on the plan: no DDL, no DML (COPY included), no `SET`.
 fn read_only() -> SQLOptions {
@@ -189,7 +190,7 @@ fn only_registered_tables(ctx: &SessionContext, plan: &LogicalPlan) -> Result<()
 fn audit_context(audit: &AuditLog) -> Result<SessionContext, Status> {
     let snapshot = audit.snapshot().map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
     let table = MemTable::try_new(snapshot.schema(), vec![vec![snapshot]]).map_err(query_status)?;
-    let ctx = SessionContext::new_with_config(crate::session::session_config());
+    let ctx = SessionContext::new_with_config(crate::catalog::session::session_config());
     ctx.register_table(AUDIT_TABLE, Arc::new(table)).map_err(query_status)?;
     Ok(ctx)
 }
@@ -201,7 +202,7 @@ async fn progress_context(source: &ProgressSource) -> Result<SessionContext, Sta
         .map_err(|e| Status::unavailable(format!("reading the ETL progress: {e}")))?;
     let batch = progress.to_record_batch().map_err(|e| Status::internal(e.to_string()))?;
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(query_status)?;
-    let ctx = SessionContext::new_with_config(crate::session::session_config());
+    let ctx = SessionContext::new_with_config(crate::catalog::session::session_config());
     ctx.register_table(PROGRESS_TABLE, Arc::new(table)).map_err(query_status)?;
     Ok(ctx)
 }

@@ -11,7 +11,7 @@
 --   ${window_preceding}       readings before the current one in the rolling windows (window_readings - 1)
 --
 -- The result must hold exactly one row per `new_vitals_raw` row (the driver checks it), with the
--- columns of `vitals_clean` (README, Tables) plus:
+-- columns of `vitals_clean` (docs/tables.md) plus:
 --   reject_code, reject_reason   NULL for a clean row; otherwise the row goes to `dead_letters`
 --   raises_alert                 true when the row is a `risk_alerts` row
 --   previous_risk                the patient's risk level before this reading (NULL: none known)
@@ -101,7 +101,7 @@ judged AS (
 clean_timeline AS (
   -- Carry-forward: each vital's last measured value and when it was measured, over the patient's
   -- clean readings in time order (a state row brings its own carried values and times).
-  -- last_known(v) is last_value(v) IGNORE NULLS, which the cluster cannot run (README, ETL).
+  -- last_known(v) is last_value(v) IGNORE NULLS, which the cluster cannot run (docs/etl.md).
   SELECT j.*,
     last_known(m_heart_rate) OVER w AS c_heart_rate, last_known(m_heart_rate_at) OVER w AS c_heart_rate_at,
     last_known(m_systolic_bp) OVER w AS c_systolic_bp, last_known(m_systolic_bp_at) OVER w AS c_systolic_bp_at,

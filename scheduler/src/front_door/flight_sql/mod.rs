@@ -45,11 +45,11 @@ use tonic::{Request, Response, Status, Streaming};
 use self::handle::StatementHandle;
 use self::query::{QueryLimits, client_schema, parameter_schema, plan, query_status, to_client_batch};
 pub use self::server::{RunningFlightSql, start_flight_sql};
-use crate::audit::{AuditLog, Outcome};
-use crate::auth::{Authenticator, Principal};
 use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
+use crate::front_door::audit::{AuditLog, Outcome};
+use crate::front_door::auth::{Authenticator, Principal};
 
 type DoGetStream = <FlightSqlEndpoint as FlightService>::DoGetStream;
 
@@ -75,7 +75,7 @@ pub struct FlightSqlEndpoint {
 #[derive(Debug)]
 pub struct ProgressSource {
     /// The data location whose checkpoints and landed files are read.
-    pub location: vitalflow_ingest::DataLocation,
+    pub location: vitalflow_udf_model::lake::DataLocation,
     /// The ETL driver's counters, when it runs in this process.
     pub stats: Option<Arc<crate::etl::EtlStats>>,
 }
@@ -154,10 +154,10 @@ impl FlightSqlEndpoint {
     pub fn with_etl_progress(mut self, source: ProgressSource) -> Result<FlightSqlEndpoint> {
         // A placeholder with the schema, so that GetTables lists it; queries naming it run on a snapshot.
         let placeholder =
-            datafusion::datasource::MemTable::try_new(crate::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
+            datafusion::datasource::MemTable::try_new(crate::etl::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
                 .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
         self.ctx
-            .register_table(crate::progress::PROGRESS_TABLE, Arc::new(placeholder))
+            .register_table(crate::etl::progress::PROGRESS_TABLE, Arc::new(placeholder))
             .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
         self.progress = Some(Arc::new(source));
         Ok(self)

@@ -18,78 +18,11 @@ use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, general_purpose};
 use rand::RngCore;
-use serde::{Deserialize, Serialize};
+
 use sha2::{Digest, Sha256};
 
+use crate::config::{AuthConfig, Role};
 use crate::error::{Error, Result};
-
-/// Authentication settings (`[flight_sql.auth]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Every call needs credentials. Only `vitalflow up` (bound to 127.0.0.1) turns this off;
-    /// with it on, at least one user or token must be configured: there is no default password.
-    pub required: bool,
-    /// Users who sign in with a password (Basic), then use the bearer token they get back.
-    pub users: Vec<UserConfig>,
-    /// Static bearer tokens, e.g. for Grafana or a service account.
-    pub tokens: Vec<TokenConfig>,
-    /// Lifetime of an issued token, in seconds. Grafana handshakes once per datasource and keeps
-    /// the token for as long as the datasource lives, so the default is a week.
-    pub token_ttl_seconds: u64,
-    /// Key signing issued tokens; empty draws a random one at start (tokens then end with the process).
-    pub token_secret: String,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig {
-            required: true,
-            users: Vec::new(),
-            tokens: Vec::new(),
-            token_ttl_seconds: 7 * 24 * 3600,
-            token_secret: String::new(),
-        }
-    }
-}
-
-/// A user who signs in with a password.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// User name, as written in the audit log.
-    pub name: String,
-    /// Salted hash of the password, `pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64): made by
-    /// `vitalflow hash-password`. The file never holds the password.
-    pub password_hash: String,
-    /// What the user may do.
-    #[serde(default)]
-    pub role: Role,
-}
-
-/// A static bearer token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who uses the token, as written in the audit log.
-    pub name: String,
-    /// Lower-case hex SHA-256 of the token.
-    pub token_sha256: String,
-    /// What the holder may do.
-    #[serde(default)]
-    pub role: Role,
-}
-
-/// What a caller may do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Role {
-    /// Queries vitalflow's tables.
-    #[default]
-    Reader,
-    /// Also reads the audit log.
-    Admin,
-}
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -393,6 +326,7 @@ pub fn basic_header(user: &str, password: &str, pad: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{TokenConfig, UserConfig};
 
     fn config() -> AuthConfig {
         AuthConfig {

@@ -11,13 +11,14 @@ use arrow::record_batch::RecordBatch;
 use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
-use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::schema::table;
 
-use crate::alerts::load_delivery_checkpoint;
-use crate::compaction::list_parquet;
 use crate::error::{Error, Result};
-use crate::etl::{EtlCheckpoint, EtlStats, count_rows, landed_range, load_checkpoint};
+use crate::etl::{EtlStats, count_rows};
+use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, load_delivery_checkpoint, load_etl_checkpoint};
+use vitalflow_udf_model::lake::names::landed_range;
+use vitalflow_udf_model::lake::objects::list_parquet;
 
 /// Name of the Flight SQL table.
 pub const PROGRESS_TABLE: &str = "etl_progress";
@@ -116,7 +117,7 @@ fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
 /// The progress as the store shows it, plus the driver's in-memory figures when `stats` is given.
 pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) -> Result<EtlProgress> {
     let now = chrono::Utc::now();
-    let checkpoint = load_checkpoint(location).await?;
+    let checkpoint = load_etl_checkpoint(location).await?;
     let landed = list_parquet(location, table::VITALS_RAW).await?;
     let (files, oldest) = unprocessed(&checkpoint, &landed);
     let paths: Vec<_> = files.iter().map(|m| m.location.clone()).collect();
@@ -252,7 +253,7 @@ mod tests {
         };
         for (name, n) in [("vitals-p0-0-9.parquet", 10), ("vitals-p0-10-16.parquet", 7), ("vitals-p1-0-4.parquet", 5)] {
             let path = location.path(&format!("{}/date=2026-11-24/{name}", table::VITALS_RAW));
-            vitalflow_ingest::landing::write_parquet(&location, &path, &[rows(n)]).await.unwrap();
+            vitalflow_udf_model::lake::write_parquet(&location, &path, &[rows(n)]).await.unwrap();
         }
         let nothing = read_progress(&location, None).await.unwrap();
         assert_eq!((nothing.batches_committed, nothing.lag_files, nothing.lag_records), (0, 3, 22));
@@ -265,8 +266,8 @@ mod tests {
             let store = location.store().clone();
             async move { object_store::ObjectStoreExt::put(store.as_ref(), &path, body).await.unwrap() }
         };
-        put(crate::versioned::CHECKPOINT, checkpoint).await;
-        put(&crate::alerts::checkpoint_path("kafka"), r#"{"last_batch_id":3}"#).await;
+        put(vitalflow_udf_model::lake::names::ETL_CHECKPOINT, checkpoint).await;
+        put(&vitalflow_udf_model::lake::names::alert_sink_checkpoint("kafka"), r#"{"last_batch_id":3}"#).await;
         let stats = EtlStats::default();
         stats.failures.store(2, Ordering::Relaxed);
         let p = read_progress(&location, Some(&stats)).await.unwrap();

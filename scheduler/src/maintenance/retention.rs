@@ -13,15 +13,16 @@ use chrono::{DateTime, Utc};
 use object_store::ObjectMeta;
 use object_store::path::Path;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::landing::write_parquet;
-use vitalflow_ingest::source::LandedRange;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::LandedRange;
+use vitalflow_udf_model::lake::checkpoint::load_etl_checkpoint;
+use vitalflow_udf_model::lake::objects::{delete, list_parquet, read};
+use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::{VITALS_RAW_SCHEMA, table};
 
-use crate::compaction::{Settled, delete, list_parquet, read};
 use crate::config::RetentionConfig;
 use crate::error::Result;
-use crate::etl::load_checkpoint;
+use crate::maintenance::settled::Settled;
 
 /// Tables retention applies to, and what must hold before one of their files may go (`None`: nothing,
 /// e.g. dead letters). Hook: `risk_alerts` joins here with `Some(Settled::CommittedBatch)`.
@@ -42,7 +43,7 @@ pub async fn expire_once(location: &DataLocation, config: &RetentionConfig) -> R
 
 /// Deletes (or empties, for resume points) the settled files written before `cutoff`.
 pub async fn expire_before(location: &DataLocation, cutoff: DateTime<Utc>) -> Result<usize> {
-    let checkpoint = load_checkpoint(location).await?;
+    let checkpoint = load_etl_checkpoint(location).await?;
     let mut expired = 0;
     for (name, settled) in RETAINED {
         let files = list_parquet(location, name).await?;

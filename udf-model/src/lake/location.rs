@@ -1,5 +1,4 @@
-//! Where tables live: a directory or `file://` URL opened as an object store. (Other object_store URLs
-//! open too, but DataFusion's contexts do not know those stores yet: the cluster issue adds them.)
+//! Where tables live: a directory or a URL (`file://`, or any object_store URL) opened as an object store.
 
 use std::sync::Arc;
 
@@ -8,7 +7,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use url::Url;
 
-use crate::error::{Error, Result};
+use crate::lake::error::{LakeError, Result};
 
 /// An opened data location: the store, the root path inside it, and the URL DataFusion lists tables under.
 #[derive(Debug, Clone)]
@@ -21,7 +20,7 @@ pub struct DataLocation {
 impl DataLocation {
     /// Opens `location`: a URL, or a local directory (created if missing, made absolute).
     pub fn open(location: &str) -> Result<DataLocation> {
-        let fail = |reason: String| Error::DataLocation { url: location.to_string(), reason };
+        let fail = |reason: String| LakeError::Location { url: location.to_string(), reason };
         let url = match Url::parse(location) {
             Ok(url) if url.scheme().len() > 1 => url,
             // Not a URL (or a Windows drive letter): a directory.

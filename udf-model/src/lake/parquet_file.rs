@@ -9,8 +9,8 @@ use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
-use crate::error::{Error, Result};
-use crate::store::DataLocation;
+use crate::lake::error::{LakeError, Result};
+use crate::lake::location::DataLocation;
 
 /// A Parquet object written to the store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,10 +27,10 @@ pub struct LandedFile {
 /// The put is atomic on every store: readers see the old object or the whole new one.
 pub async fn write_parquet(location: &DataLocation, path: &Path, batches: &[RecordBatch]) -> Result<LandedFile> {
     let Some(first) = batches.first() else {
-        return Err(Error::Config(format!("no batches to write to {path}")));
+        return Err(LakeError::NoBatches { path: path.to_string() });
     };
     let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
-    let parquet_err = |source| Error::Parquet { path: path.to_string(), source };
+    let parquet_err = |source| LakeError::Parquet { path: path.to_string(), source };
     let mut buf = Vec::with_capacity(64 * 1024);
     let mut writer = ArrowWriter::try_new(&mut buf, first.schema(), Some(props)).map_err(parquet_err)?;
     let mut rows = 0;
@@ -40,10 +40,6 @@ pub async fn write_parquet(location: &DataLocation, path: &Path, batches: &[Reco
     }
     writer.close().map_err(parquet_err)?;
     let bytes = buf.len();
-    location.store().put(path, PutPayload::from(buf)).await.map_err(|source| Error::Store {
-        op: "put",
-        path: path.to_string(),
-        source,
-    })?;
+    location.store().put(path, PutPayload::from(buf)).await.map_err(|source| LakeError::store("put", path, source))?;
     Ok(LandedFile { path: path.clone(), rows, bytes })
 }

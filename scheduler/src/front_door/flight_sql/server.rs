@@ -17,9 +17,9 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use super::FlightSqlEndpoint;
-use crate::auth::Authenticator;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
+use crate::front_door::auth::Authenticator;
 
 /// The one call that may arrive without a token: it is where Basic credentials become one.
 const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
@@ -27,7 +27,7 @@ const HANDSHAKE_PATH: &str = "/arrow.flight.protocol.FlightService/Handshake";
 /// Largest gRPC message accepted or sent: clients (Go's default) refuse messages over 4 MiB.
 const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
-/// Authenticates every call but the handshake and hands the caller's [`crate::auth::Principal`] to
+/// Authenticates every call but the handshake and hands the caller's [`crate::front_door::auth::Principal`] to
 /// the service in the request extensions. A layer, not per-method checks, so no call is forgotten.
 #[derive(Clone)]
 struct Authenticated<S> {

@@ -9,11 +9,12 @@
 //! overwrites (or deletes) its own files instead of adding second ones.
 
 mod outputs;
+pub mod progress;
+pub mod sql;
 pub(crate) use outputs::count_rows;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,21 +23,18 @@ use arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
+
 use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::source::LandedRange;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
+use vitalflow_udf_model::lake::names::landed_range;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
 
+use crate::catalog::parquet_table::parquet_table;
 use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
-use crate::session::parquet_table;
-use crate::versioned::{current, list_versions, retire_versions};
-
-/// The ETL SQL shipped with vitalflow.
-pub const DEFAULT_SQL: &str = include_str!("../../deploy/etl/vitals_clean.sql");
+use vitalflow_udf_model::lake::versions::{current, list_versions, retire_versions};
 
 /// Name under which a micro-batch's input files are visible to the ETL SQL.
 pub const INPUT_TABLE: &str = "new_vitals_raw";
@@ -44,10 +42,8 @@ pub const INPUT_TABLE: &str = "new_vitals_raw";
 /// Name under which the ETL state (each patient's recent clean readings) is visible to the ETL SQL.
 pub const STATE_TABLE: &str = "etl_state";
 
-use crate::versioned::CHECKPOINT;
-
 /// Directory of the ETL's state: each patient's last `etl.window_readings` clean readings, one
-/// version per batch (see [`crate::versioned`]).
+/// version per batch (see [`vitalflow_udf_model::lake::versions`]).
 pub const STATE_DIR: &str = "_etl_state";
 
 /// Stage written into `dead_letters.stage` for rows the ETL rejects.
@@ -62,67 +58,6 @@ pub const FAULT_ENV: &str = "VITALFLOW_FAULT_ETL";
 /// steps, large enough that many small files (a quiet ward, short flush intervals) catch up quickly.
 const MAX_FILES_PER_BATCH: usize = 2048;
 const MAX_BYTES_PER_BATCH: u64 = 128 << 20;
-
-/// What has been processed: the truth the driver resumes from. Its size is bounded by the number of
-/// partitions, not of files, so it stays small however long the pipeline runs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtlCheckpoint {
-    /// Id of the last committed micro-batch (0 before the first).
-    pub last_batch_id: i64,
-    /// Per `topic/partition`, the last source offset whose landed file has been processed.
-    pub processed_offsets: BTreeMap<String, i64>,
-    /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pending: Option<PendingBatch>,
-    /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
-    /// written before this field count from their first commit with it).
-    #[serde(default)]
-    pub totals: EtlTotals,
-    /// When the last batch was committed, in milliseconds since the epoch (0: never).
-    #[serde(default)]
-    pub committed_at_ms: i64,
-}
-
-/// Rows written by the committed batches, summed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EtlTotals {
-    /// Rows written to `vitals_clean`.
-    pub rows_out: u64,
-    /// Rows written to `dead_letters` (stage 'etl').
-    pub rejected: u64,
-    /// Rows written to `risk_alerts`.
-    pub alerts: u64,
-}
-
-/// A micro-batch recorded before it runs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PendingBatch {
-    /// Its id.
-    pub id: i64,
-    /// Its input objects (paths relative to the store root).
-    pub files: Vec<String>,
-}
-
-impl EtlCheckpoint {
-    fn key(range: &LandedRange) -> String {
-        format!("{}/{}", range.topic, range.partition)
-    }
-
-    /// Whether a landed file still needs processing.
-    pub(crate) fn is_new(&self, range: &LandedRange) -> bool {
-        self.processed_offsets.get(&Self::key(range)).is_none_or(|done| range.last > *done)
-    }
-
-    fn record(&mut self, range: &LandedRange) {
-        self.processed_offsets
-            .entry(Self::key(range))
-            .and_modify(|done| *done = (*done).max(range.last))
-            .or_insert(range.last);
-    }
-}
 
 /// One unit of ETL work.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,8 +150,8 @@ impl EtlDriver {
         stats: Arc<EtlStats>,
     ) -> Result<EtlDriver> {
         config.validate()?;
-        let sql = config.sql()?;
-        let checkpoint = load_checkpoint(&location).await?;
+        let sql = sql::load(config)?;
+        let checkpoint = load_etl_checkpoint(&location).await?;
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
         let driver = EtlDriver {
@@ -301,7 +236,7 @@ impl EtlDriver {
             let mut intent = self.checkpoint.clone();
             intent.pending =
                 Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
-            save_checkpoint(&self.location, &intent).await?;
+            save_etl_checkpoint(&self.location, &intent).await?;
             self.checkpoint = intent;
         }
         self.register_inputs(&batch.files).await?;
@@ -347,7 +282,7 @@ impl EtlDriver {
         for range in batch.files.iter().filter_map(landed_range) {
             next.record(&range);
         }
-        save_checkpoint(&self.location, &next).await?;
+        save_etl_checkpoint(&self.location, &next).await?;
         let write = write_began.elapsed();
         self.checkpoint = next;
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
@@ -449,9 +384,10 @@ impl EtlDriver {
             None => {
                 // Version 0, the empty state: a real file, because Ballista 55 fails stages that
                 // union a scan with an empty table (its task metrics do not match the stage's).
-                let path = self.location.path(&format!("{STATE_DIR}/{}", crate::versioned::version_file(0)));
+                let path =
+                    self.location.path(&format!("{STATE_DIR}/{}", vitalflow_udf_model::lake::names::version_file(0)));
                 let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
-                vitalflow_ingest::landing::write_parquet(&self.location, &path, &[empty]).await?;
+                vitalflow_udf_model::lake::write_parquet(&self.location, &path, &[empty]).await?;
                 path
             }
         };
@@ -480,54 +416,4 @@ impl EtlDriver {
         register("dropping", self.ctx.deregister_table(name))?;
         register("registering", self.ctx.register_table(name, Arc::new(table)))
     }
-}
-
-/// The source range of a `vitals_raw` object, from its name.
-pub(crate) fn landed_range(path: &Path) -> Option<LandedRange> {
-    path.filename().and_then(LandedRange::parse)
-}
-
-/// The committed checkpoint; a fresh start when there is none.
-pub(crate) async fn load_checkpoint(location: &DataLocation) -> Result<EtlCheckpoint> {
-    Ok(read_json(location, CHECKPOINT).await?.unwrap_or_default())
-}
-
-/// Object path, relative to the data location, of batch `batch_id`'s file of `table` (`vitals_clean`,
-/// `risk_alerts`): re-running the batch writes the same name.
-pub fn batch_file(table: &str, batch_id: i64) -> String {
-    format!("{table}/batch-{batch_id:012}.parquet")
-}
-
-/// Writes the checkpoint: a micro-batch's commit point (and a pending batch's intent).
-pub async fn save_checkpoint(location: &DataLocation, checkpoint: &EtlCheckpoint) -> Result<()> {
-    write_json(location, CHECKPOINT, checkpoint).await
-}
-
-/// A JSON object of the store (a checkpoint); `None` when there is none.
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
-    location: &DataLocation,
-    relative: &str,
-) -> Result<Option<T>> {
-    let path = location.path(relative);
-    let bytes = match location.store().get(&path).await {
-        Ok(found) => found.bytes().await.map_err(|source| Error::Store { step: format!("reading {path}"), source })?,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(Error::Store { step: format!("reading {path}"), source }),
-    };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })
-}
-
-/// Writes `value` as the JSON object `relative` (one put: readers see the old or the new one).
-pub(crate) async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, value: &T) -> Result<()> {
-    let path = location.path(relative);
-    let json =
-        serde_json::to_vec(value).map_err(|e| Error::Checkpoint { path: path.to_string(), reason: e.to_string() })?;
-    location
-        .store()
-        .put(&path, PutPayload::from(json))
-        .await
-        .map_err(|source| Error::Store { step: format!("writing {path}"), source })?;
-    Ok(())
 }

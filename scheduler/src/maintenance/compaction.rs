@@ -1,11 +1,11 @@
 //! Background compaction: consecutive small files of a table are merged into one file whose name states
-//! the span it covers (see [`crate::coverage`]), so that ingest's one-file-per-flush and the ETL's
+//! the span it covers (see [`vitalflow_udf_model::lake::coverage`]), so that ingest's one-file-per-flush and the ETL's
 //! one-file-per-micro-batch do not leave thousands of files for every query to open.
 //!
 //! Safety, without locks or a manifest:
 //! - Only settled files are merged: `vitals_raw` ranges the ETL checkpoint has processed, `vitals_clean`
 //!   batches it has committed. Ingest and the ETL never write those names again.
-//! - The merged file is one atomic put. From then on readers (through [`crate::coverage::ResolvingStore`])
+//! - The merged file is one atomic put. From then on readers (through [`vitalflow_udf_model::lake::coverage::ResolvingStore`])
 //!   see it instead of its inputs; before, the inputs. Never both, never neither.
 //! - A merged `vitals_raw` file is named like a landed range (`<topic>-p<partition>-<first>-<last>`), so
 //!   ingest still resumes after it and the ETL still counts it as processed.
@@ -16,52 +16,28 @@
 use std::collections::BTreeMap;
 
 use arrow::record_batch::{RecordBatch, RecordBatchReader};
-use bytes::Bytes;
 use chrono::Utc;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
-use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::DataLocation;
-use vitalflow_ingest::source::LandedRange;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::checkpoint::load_etl_checkpoint;
+use vitalflow_udf_model::lake::objects::{delete, list_parquet, read};
 use vitalflow_udf_model::schema::table;
 
-use crate::config::{CompactionConfig, RetentionConfig};
-use crate::coverage::{Span, covered_by, span_of};
+use crate::config::CompactionConfig;
 use crate::error::{Error, Result};
-use crate::etl::{EtlCheckpoint, load_checkpoint};
+use crate::maintenance::settled::Settled;
+use vitalflow_udf_model::lake::LakeError;
+use vitalflow_udf_model::lake::coverage::{Span, covered_by, span_of};
 
 /// Tables compacted, with how a file is known to be settled. (risk_alerts, written per micro-batch
 /// like vitals_clean, joins with [`Settled::CommittedBatch`].)
 const COMPACTED: [(&str, Settled); 2] =
     [(table::VITALS_RAW, Settled::ProcessedRange), (table::VITALS_CLEAN, Settled::CommittedBatch)];
-
-/// When a file will never be written again under its name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Settled {
-    /// A landed `vitals_raw` range the ETL has processed.
-    ProcessedRange,
-    /// An output file of micro-batches up to the last committed one.
-    CommittedBatch,
-}
-
-impl Settled {
-    pub(crate) fn holds(self, path: &Path, checkpoint: &EtlCheckpoint) -> bool {
-        match self {
-            Settled::ProcessedRange => path.filename().and_then(LandedRange::parse).is_some_and(|r| {
-                checkpoint
-                    .processed_offsets
-                    .get(&format!("{}/{}", r.topic, r.partition))
-                    .is_some_and(|done| r.last <= *done)
-            }),
-            Settled::CommittedBatch => span_of(path).is_some_and(|s| s.last <= checkpoint.last_batch_id),
-        }
-    }
-}
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,41 +50,10 @@ pub struct CompactionReport {
     pub deleted_files: usize,
 }
 
-/// Runs compaction and retention every `compaction.interval_seconds` until `shutdown`; a failed pass is
-/// logged and the next one starts from what the store holds.
-pub async fn run(
-    location: DataLocation,
-    compaction: CompactionConfig,
-    retention: RetentionConfig,
-    shutdown: CancellationToken,
-) {
-    let interval = std::time::Duration::from_secs(compaction.interval_seconds);
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep(interval) => {}
-        }
-        if compaction.enabled {
-            match compact_once(&location, &compaction).await {
-                Ok(report) if report != CompactionReport::default() => tracing::info!(?report, "Compaction pass."),
-                Ok(_) => {}
-                Err(error) => tracing::warn!(error = %error, "Compaction pass failed; the next pass retries."),
-            }
-        }
-        if retention.days > 0 {
-            match crate::retention::expire_once(&location, &retention).await {
-                Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, days = retention.days, "Retention pass deleted old files."),
-                Err(error) => tracing::warn!(error = %error, "Retention pass failed; the next pass retries."),
-            }
-        }
-    }
-}
-
 /// One pass over every compacted table: deletes inputs whose grace period is over, then merges runs
 /// of small settled files.
 pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) -> Result<CompactionReport> {
-    let checkpoint = load_checkpoint(location).await?;
+    let checkpoint = load_etl_checkpoint(location).await?;
     let mut report = CompactionReport::default();
     for (name, settled) in COMPACTED {
         let files = list_parquet(location, name).await?;
@@ -131,31 +76,6 @@ pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) ->
         }
     }
     Ok(report)
-}
-
-/// Every `.parquet` object under a table, in any sub-folder.
-pub(crate) async fn list_parquet(location: &DataLocation, name: &str) -> Result<Vec<ObjectMeta>> {
-    let prefix = location.path(name);
-    let listed: Vec<ObjectMeta> = location
-        .store()
-        .list(Some(&prefix))
-        .try_collect()
-        .await
-        .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
-    Ok(listed.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")).collect())
-}
-
-pub(crate) async fn read(location: &DataLocation, path: &Path) -> Result<Bytes> {
-    let step = || format!("reading {path}");
-    let found = location.store().get(path).await.map_err(|source| Error::Store { step: step(), source })?;
-    found.bytes().await.map_err(|source| Error::Store { step: step(), source })
-}
-
-pub(crate) async fn delete(location: &DataLocation, path: &Path) -> Result<()> {
-    match location.store().delete(path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(Error::Store { step: format!("deleting {path}"), source }),
-    }
 }
 
 /// Groups settled, visible files into runs worth merging: consecutive in their group's span order
@@ -250,7 +170,7 @@ async fn merge(location: &DataLocation, run: &[ObjectMeta]) -> Result<()> {
         .store()
         .put(&target, PutPayload::from(buffer))
         .await
-        .map_err(|source| Error::Store { step: format!("writing {target}"), source })?;
+        .map_err(|source| LakeError::store("put", &target, source))?;
     tracing::debug!(file = %target, inputs = run.len(), rows, "Compacted.");
     Ok(())
 }

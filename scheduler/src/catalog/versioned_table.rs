@@ -1,16 +1,9 @@
-//! Tables kept as a series of complete versions, one file per ETL micro-batch: `patient_latest` and
-//! the ETL's own state. A version is written whole under a new name (`<dir>/v-<batch id>.parquet`)
-//! before its batch is committed, and never rewritten once committed, so a running query never sees a
-//! half-written or changed file. Readers take the newest version whose batch is committed (the ETL
-//! checkpoint says which); superseded versions are deleted after a grace period, longer than queries
-//! take, so a query that resolved an older version can still finish reading it.
-//!
-//! [`VersionedTable`] resolves the version when a query is planned. Ballista plans on the scheduler,
+//! A versioned table as SQL sees it (`patient_latest`): its content is the newest version whose batch
+//! is committed (the rules are in [`vitalflow_udf_model::lake::versions`]). [`VersionedTable`] resolves the version when a query is planned. Ballista plans on the scheduler,
 //! so the table travels there by [`VitalflowLogicalCodec`] (its directory and schema) and resolves
 //! there; executors receive plain Parquet scans.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use arrow::datatypes::SchemaRef;
 use async_trait::async_trait;
@@ -24,93 +17,14 @@ use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
-use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use serde::{Deserialize, Serialize};
-use vitalflow_ingest::DataLocation;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::names::ETL_CHECKPOINT;
+use vitalflow_udf_model::lake::versions::{committed_batch, current, list_versions};
 
-use crate::error::{Error, Result};
-use crate::session::parquet_table;
-
-/// Object path of the ETL checkpoint, relative to the data location.
-pub const CHECKPOINT: &str = "_checkpoints/etl.json";
-
-/// File name of version `id` of a versioned table.
-pub fn version_file(id: i64) -> String {
-    format!("v-{id:012}.parquet")
-}
-
-/// The version id a file name holds.
-fn parse_version(name: &str) -> Option<i64> {
-    name.strip_prefix("v-")?.strip_suffix(".parquet")?.parse().ok()
-}
-
-/// The committed batch id in a checkpoint's JSON (0 when absent).
-fn committed_batch(bytes: &[u8]) -> Option<i64> {
-    #[derive(Deserialize)]
-    struct Committed {
-        last_batch_id: i64,
-    }
-    serde_json::from_slice::<Committed>(bytes).ok().map(|c| c.last_batch_id)
-}
-
-/// A version present in a table's directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Version {
-    /// The micro-batch that wrote it.
-    pub id: i64,
-    /// Object path.
-    pub path: Path,
-    /// When it was written.
-    pub written: chrono::DateTime<chrono::Utc>,
-}
-
-/// Every version in `dir`, oldest first.
-pub async fn list_versions(store: &dyn ObjectStore, dir: &Path) -> object_store::Result<Vec<Version>> {
-    let mut versions: Vec<Version> = store
-        .list(Some(dir))
-        .try_filter_map(|meta| async move {
-            Ok(meta.location.filename().and_then(parse_version).map(|id| Version {
-                id,
-                path: meta.location.clone(),
-                written: meta.last_modified,
-            }))
-        })
-        .try_collect()
-        .await?;
-    versions.sort_by_key(|v| v.id);
-    Ok(versions)
-}
-
-/// The newest version of `versions` written by a batch at or before `committed`.
-pub fn current(versions: &[Version], committed: i64) -> Option<&Version> {
-    versions.iter().rev().find(|v| v.id <= committed)
-}
-
-/// Deletes versions superseded by a committed one more than `grace` ago, and versions of batches
-/// beyond `committed` that a crash left behind are kept (the re-run overwrites them).
-pub async fn retire_versions(location: &DataLocation, dir: &str, committed: i64, grace: Duration) -> Result<usize> {
-    let prefix = location.path(dir);
-    let store = location.store();
-    let versions = list_versions(store.as_ref(), &prefix)
-        .await
-        .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
-    let now = chrono::Utc::now();
-    let mut deleted = 0;
-    // A version may go once the version after it has been current for longer than `grace`.
-    for pair in versions.windows(2) {
-        let (old, newer) = (&pair[0], &pair[1]);
-        let superseded_for = now.signed_duration_since(newer.written).to_std().unwrap_or_default();
-        if newer.id <= committed && superseded_for > grace {
-            match store.delete(&old.path).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => deleted += 1,
-                Err(source) => return Err(Error::Store { step: format!("deleting {}", old.path), source }),
-            }
-        }
-    }
-    Ok(deleted)
-}
+use crate::catalog::parquet_table::parquet_table;
 
 /// A table whose content is its newest committed version (see the module documentation).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -132,7 +46,7 @@ impl VersionedTable {
     pub fn new(location: &DataLocation, dir: &str, schema: SchemaRef) -> VersionedTable {
         VersionedTable {
             dir_url: location.table_url(dir),
-            checkpoint_url: location.object_url(&location.path(CHECKPOINT)),
+            checkpoint_url: location.object_url(&location.path(ETL_CHECKPOINT)),
             schema,
         }
     }
@@ -266,27 +180,5 @@ impl LogicalExtensionCodec for VitalflowLogicalCodec {
         node: Arc<dyn datafusion::datasource::file_format::FileFormatFactory>,
     ) -> datafusion::error::Result<()> {
         self.inner.try_encode_file_format(buf, node)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn version_names_round_trip_and_order() {
-        assert_eq!(parse_version(&version_file(42)), Some(42));
-        assert_eq!(parse_version("v-000000000042.parquet#1"), None);
-        assert!(version_file(9) < version_file(10));
-        assert_eq!(committed_batch(br#"{"last_batch_id":7,"processed_offsets":{}}"#), Some(7));
-    }
-
-    #[test]
-    fn the_current_version_is_the_newest_committed() {
-        let v = |id| Version { id, path: Path::from(version_file(id)), written: chrono::Utc::now() };
-        let versions = vec![v(1), v(3), v(5)];
-        assert_eq!(current(&versions, 4).map(|v| v.id), Some(3));
-        assert_eq!(current(&versions, 5).map(|v| v.id), Some(5));
-        assert_eq!(current(&versions, 0), None);
     }
 }

@@ -30,13 +30,16 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::{DataLocation, KafkaConfig};
+use vitalflow_ingest::KafkaConfig;
+use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::schema::table;
 
-use crate::compaction::{list_parquet, read};
 use crate::config::AlertsConfig;
 use crate::error::{Error, Result};
-use crate::etl::{load_checkpoint, read_json, write_json};
+use vitalflow_udf_model::lake::checkpoint::{
+    DeliveryCheckpoint, load_delivery_checkpoint, load_etl_checkpoint, save_delivery_checkpoint,
+};
+use vitalflow_udf_model::lake::objects::{list_parquet, read};
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,28 +108,6 @@ impl AlertDeliveryStats {
     pub fn sinks(&self) -> [(&'static str, &SinkStats); 2] {
         [(kafka::NAME, &self.kafka), (webhook::NAME, &self.webhook)]
     }
-}
-
-/// Where a sink has got to: the last micro-batch whose alerts it has acknowledged.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryCheckpoint {
-    /// Id of that batch.
-    pub last_batch_id: i64,
-}
-
-/// Object path of a sink's checkpoint, relative to the data location.
-pub fn checkpoint_path(sink: &str) -> String {
-    format!("_checkpoints/alerts-{sink}.json")
-}
-
-/// A sink's checkpoint; `None` when it has never run.
-pub async fn load_delivery_checkpoint(location: &DataLocation, sink: &str) -> Result<Option<DeliveryCheckpoint>> {
-    read_json(location, &checkpoint_path(sink)).await
-}
-
-async fn save_delivery_checkpoint(location: &DataLocation, sink: &str, checkpoint: DeliveryCheckpoint) -> Result<()> {
-    write_json(location, &checkpoint_path(sink), &checkpoint).await
 }
 
 /// The batch id in a `risk_alerts` file name (`batch-<id>.parquet`).
@@ -246,7 +227,7 @@ impl Delivery {
     /// Delivers every committed batch not yet delivered; whether anything was sent.
     async fn deliver_pending(&mut self) -> Result<bool> {
         let name = self.sink.name();
-        let committed = load_checkpoint(&self.location).await?.last_batch_id;
+        let committed = load_etl_checkpoint(&self.location).await?.last_batch_id;
         let delivered = match self.delivered {
             Some(delivered) => delivered,
             None => {

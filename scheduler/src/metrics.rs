@@ -1,0 +1,45 @@
+//! The scheduler process's Prometheus exposition: the ETL's and alert delivery's counters, written
+//! with the exposition shared with ingest ([`vitalflow_ingest::prometheus`]). The HTTP API serves it on
+//! `/metrics` after its own counters.
+
+use std::sync::atomic::Ordering;
+
+use vitalflow_ingest::prometheus::Exposition;
+
+use crate::alerts::SinkStats;
+use crate::etl::EtlStats;
+
+/// Appends the ETL driver's and the alert sinks' metrics to `page`.
+pub fn render_etl(page: &mut Exposition, etl: &EtlStats) {
+    for (name, help, value) in [
+        ("vitalflow_etl_batches_total", "ETL micro-batches committed.", &etl.batches),
+        ("vitalflow_etl_rows_total", "Rows the ETL wrote to vitals_clean.", &etl.rows_out),
+        ("vitalflow_etl_failures_total", "ETL micro-batches that failed and were retried.", &etl.failures),
+    ] {
+        page.counter(name, help, value.load(Ordering::Relaxed));
+    }
+    type Read = fn(&SinkStats) -> u64;
+    let families: [(&str, &str, &str, Read); 3] = [
+        ("vitalflow_alerts_delivered_total", "counter", "Alerts acknowledged by a sink.", |s| {
+            s.delivered.load(Ordering::Relaxed)
+        }),
+        (
+            "vitalflow_alerts_delivery_failures_total",
+            "counter",
+            "Alert delivery attempts that failed and are retried.",
+            |s| s.failures.load(Ordering::Relaxed),
+        ),
+        (
+            "vitalflow_alerts_delivered_batch_id",
+            "gauge",
+            "Last ETL micro-batch whose alerts a sink acknowledged.",
+            |s| s.last_batch_id.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        page.family(name, kind, help);
+        for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed)) {
+            page.sample(name, &format!("sink=\"{sink}\""), value(stats));
+        }
+    }
+}
