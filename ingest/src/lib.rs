@@ -14,9 +14,11 @@ pub mod landed;
 pub mod landing;
 pub mod metrics;
 pub mod produce;
+mod service;
 pub mod source;
 pub mod store;
 
 pub use config::{IngestConfig, KafkaConfig};
 pub use error::{Error, Result};
+pub use service::{IngestService, start};
 pub use store::DataLocation;
