@@ -36,12 +36,13 @@ trap 'deploy/kafka/kafka.sh clean' EXIT
 echo "Kafka on $KAFKA_BOOTSTRAP (state in $VITALFLOW_KAFKA_DIR)"
 
 step "Build"
-cargo build --workspace --all-targets --locked
+# The bench feature adds the vitalflow-bench binary: CI compiles and tests it with the rest.
+cargo build --workspace --all-targets --features vitalflow/bench --locked
 export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"
 
 status=0
 step "Rust tests"
-cargo test --workspace --locked 2>&1 | tee "$VITALFLOW_KAFKA_DIR/cargo-test.log" || status=1
+cargo test --workspace --features vitalflow/bench --locked 2>&1 | tee "$VITALFLOW_KAFKA_DIR/cargo-test.log" || status=1
 step "Python tests"
 "$venv/bin/python" -m pytest clients/tests -v -rA ${PYTEST_ARGS:-} || status=1
 
