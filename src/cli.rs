@@ -1,5 +1,6 @@
 //! The command line: one clap enum of subcommands; each flag is an optional override of the config.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -60,7 +61,8 @@ pub enum Command {
     Stop,
     /// Score a CSV or Parquet file of vitals with the risk model and print or write the labels.
     Predict(PredictArgs),
-    /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio.
+    /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio (runs the
+    /// `vitalflow-bench` binary, built with `cargo build --release --features bench`).
     Bench(BenchArgs),
     /// Show where the ETL stands: batches committed, rows, lag behind ingest, alert delivery; read from
     /// the data location (--data), so it works with every process stopped.
@@ -272,109 +274,11 @@ pub struct PredictArgs {
     pub output: Option<PathBuf>,
 }
 
-/// `vitalflow bench`.
+/// `vitalflow bench`: the benchmarks are their own binary, `vitalflow-bench`, built with the `bench` feature
+/// (`cargo build --release --features bench`); this runs it when it sits beside `vitalflow`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Which benchmark.
-    #[command(subcommand)]
-    pub bench: Bench,
-}
-
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum Bench {
-    /// The risk forest's inference against scikit-learn's predict on the same forest, one core.
-    Model(BenchModelArgs),
-    /// The dashboard's queries on vitalflow's DataFusion session against DuckDB, same Parquet.
-    Queries(BenchQueriesArgs),
-    /// Records/s landed as Parquet by ingest, per core, against the raw consume rate of the topic.
-    Ingest(BenchIngestArgs),
-    /// Produce → readable with its risk over Flight SQL, per record (p50/p99), the whole pipeline running.
-    E2e(BenchE2eArgs),
-}
-
-/// `vitalflow bench e2e`.
-#[derive(Debug, Args)]
-pub struct BenchE2eArgs {
-    /// Records produced per second.
-    #[arg(long, default_value_t = 20_000.0)]
-    pub rate: f64,
-    /// Seconds of producing.
-    #[arg(long, default_value_t = 60.0)]
-    pub seconds: f64,
-    /// Seconds at the start left out of the figures (start-up, first batches).
-    #[arg(long, default_value_t = 10.0)]
-    pub warmup: f64,
-    /// Use the embedded tansu broker even when a Kafka is configured (--kafka, file or environment).
-    #[arg(long)]
-    pub embedded: bool,
-}
-
-/// `vitalflow bench queries`.
-#[derive(Debug, Args)]
-pub struct BenchQueriesArgs {
-    /// Python with `duckdb` installed.
-    #[arg(long, env = "VITALFLOW_PYTHON", default_value = "python3")]
-    pub python: String,
-    /// Readings generated.
-    #[arg(long, default_value_t = 10_000_000)]
-    pub readings: usize,
-    /// Patients they belong to.
-    #[arg(long, default_value_t = 2_000)]
-    pub patients: usize,
-    /// Timed runs per query (after one warm-up); the median is printed.
-    #[arg(long, default_value_t = 5)]
-    pub repeats: usize,
-}
-
-/// `vitalflow bench ingest`.
-#[derive(Debug, Args)]
-pub struct BenchIngestArgs {
-    /// Records produced to a fresh topic and then landed.
-    #[arg(long, default_value_t = 2_000_000)]
-    pub records: u64,
-    /// Partitions of the benchmark topic.
-    #[arg(long, default_value_t = 4)]
-    pub partitions: i32,
-    /// Use the embedded tansu broker even when a Kafka is configured (--kafka, file or environment).
-    #[arg(long)]
-    pub embedded: bool,
-    /// Internal: run one measured side in this process (the benchmark starts its workers itself).
-    #[arg(long, hide = true, value_enum)]
-    pub worker: Option<BenchIngestWorker>,
-}
-
-/// The measured sides of `vitalflow bench ingest`, each run in a child process.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchIngestWorker {
-    /// Read every record and do nothing (the ceiling).
-    Raw,
-    /// The ingest loop, landing Parquet.
-    Land,
-}
-
-/// `vitalflow bench model`.
-#[derive(Debug, Args)]
-pub struct BenchModelArgs {
-    /// Python with numpy and scikit-learn (e.g. the venv of deploy/python-env.sh).
-    #[arg(long, env = "VITALFLOW_PYTHON", default_value = "python3")]
-    pub python: String,
-    /// Simulated rows scikit-learn's forest is trained on.
-    #[arg(long, default_value_t = 50_000)]
-    pub train_rows: usize,
-    /// Simulated rows scored (the largest batch is capped at this).
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: usize,
-    /// Trees in scikit-learn's forest (the seed's setting).
-    #[arg(long, default_value_t = 100)]
-    pub trees: usize,
-    /// Batch sizes, comma-separated.
-    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 100, 10_000, 1_000_000])]
-    pub batches: Vec<usize>,
-    /// Seconds spent timing each batch size on each side (at least one call).
-    #[arg(long, default_value_t = 2.0)]
-    pub seconds: f64,
-    /// The core both sides are pinned to.
-    #[arg(long, default_value_t = 0)]
-    pub core: usize,
+    /// The benchmark and its flags, as `vitalflow-bench` takes them: model, queries, ingest or e2e.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<OsString>,
 }

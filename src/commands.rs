@@ -1,77 +1,18 @@
 //! One function per subcommand: apply its flags, start the library, wait for a signal, stop.
 
-use std::path::Path;
-use std::sync::Arc;
-
 use anyhow::Context;
-use serde::Serialize;
 use tokio_util::sync::CancellationToken;
-use vitalflow_ingest::metrics::serve_metrics;
+use vitalflow_ingest::client::ensure_topic;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
-use vitalflow_ingest::{client::ensure_topic, events::IngestStats};
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
 use crate::cli::{
-    Bench, BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs,
+    BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs,
 };
 use crate::config::VitalflowConfig;
-
-/// The configured model, or the one compiled into the binary.
-pub(crate) fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
-    let forest = if config.model.path.is_empty() {
-        RiskForest::bundled().context("loading the bundled model")?
-    } else {
-        // The error names the file and what is wrong with it.
-        RiskForest::load(Path::new(&config.model.path))?
-    };
-    Ok(Arc::new(forest))
-}
-
-pub(crate) fn open_data(config: &VitalflowConfig) -> anyhow::Result<DataLocation> {
-    DataLocation::open(&config.storage.data_url).context("opening the data location")
-}
-
-/// A token cancelled on Ctrl-C or SIGTERM.
-pub(crate) fn shutdown_on_signal() -> CancellationToken {
-    let token = CancellationToken::new();
-    let cancel = token.clone();
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(error) => {
-                    tracing::warn!(error = %error, "Cannot listen for SIGTERM; Ctrl-C only.");
-                    let _ = ctrl_c.await;
-                    cancel.cancel();
-                    return;
-                }
-            };
-            tokio::select! {
-                _ = ctrl_c => {}
-                _ = term.recv() => {}
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("Shutting down.");
-        cancel.cancel();
-    });
-    token
-}
-
-/// Writes `value` as JSON to `path` atomically (a reader never sees half a file).
-pub(crate) fn write_ready_file(path: Option<&Path>, value: &impl Serialize) -> anyhow::Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec(value)?).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
+use crate::process::{load_model, open_data, shutdown_on_signal, write_ready_file};
 
 /// `vitalflow scheduler`.
 pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyhow::Result<()> {
@@ -138,14 +79,13 @@ pub async fn executor(mut config: VitalflowConfig, args: ExecutorArgs) -> anyhow
         config.executor.concurrent_tasks = n;
     }
     let forest = load_model(&config)?;
-    let ready = args.service.ready_file.clone();
-    let mut ready_error = None;
-    vitalflow_executor::serve(&config.executor, forest, |ports| {
-        ready_error = write_ready_file(ready.as_deref(), &ports).err();
-    })
-    .await
-    .context("running the executor")?;
-    ready_error.map_or(Ok(()), Err)
+    // Ballista's executor stops on SIGINT and SIGTERM itself, telling the scheduler and draining its
+    // tasks first: the process leaves signals to it and never cancels this token.
+    let executor = vitalflow_executor::start(&config.executor, forest, CancellationToken::new())
+        .await
+        .context("starting the executor")?;
+    write_ready_file(args.service.ready_file.as_deref(), &executor.ports)?;
+    executor.join().await.context("running the executor")
 }
 
 /// `vitalflow ingest`.
@@ -158,19 +98,14 @@ pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Re
     }
     config.ingest.validate()?;
     let location = open_data(&config)?;
-    let stats = Arc::new(IngestStats::default());
-    let shutdown = shutdown_on_signal();
-    let metrics =
-        serve_metrics(&config.ingest.metrics_host, config.ingest.metrics_port, stats.clone(), shutdown.clone())
-            .await
-            .context("starting the metrics endpoint")?;
-    write_ready_file(args.service.ready_file.as_deref(), &serde_json::json!({ "metrics": metrics.addr.to_string() }))?;
-    let result = vitalflow_ingest::source::run(&config.kafka, &config.ingest, &location, stats, shutdown.clone())
+    let ingest = vitalflow_ingest::start(&config.kafka, &config.ingest, location, shutdown_on_signal())
         .await
-        .context("running ingest");
-    shutdown.cancel();
-    let _ = metrics.task.await;
-    result
+        .context("starting ingest")?;
+    write_ready_file(
+        args.service.ready_file.as_deref(),
+        &serde_json::json!({ "metrics": ingest.metrics.to_string() }),
+    )?;
+    ingest.join().await.context("running ingest")
 }
 
 /// `vitalflow simulate`.
@@ -334,14 +269,27 @@ pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::
     Ok(())
 }
 
-/// `vitalflow bench ...`.
-pub async fn bench(config: VitalflowConfig, args: BenchArgs, external_kafka: bool) -> anyhow::Result<()> {
-    match args.bench {
-        Bench::Model(args) => crate::bench::model::run(&args),
-        Bench::Queries(args) => crate::bench::queries::run(args).await,
-        Bench::Ingest(args) => crate::bench::ingest::run(config, &args, external_kafka).await,
-        Bench::E2e(args) => crate::bench::e2e::run(config, &args, external_kafka).await,
+/// `vitalflow bench ...`: the benchmarks are their own binary, `vitalflow-bench`, built with the `bench`
+/// feature. Runs it with the same arguments when it sits beside this binary; otherwise says how to build it.
+pub fn bench(cli_globals: Vec<std::ffi::OsString>, args: BenchArgs) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding the vitalflow binary")?;
+    let bench = exe.with_file_name(format!("vitalflow-bench{}", std::env::consts::EXE_SUFFIX));
+    if !bench.is_file() {
+        anyhow::bail!(
+            "the benchmarks are a separate binary, built with the `bench` feature:\n  \
+             cargo run --release --features bench --bin vitalflow-bench -- {}",
+            args.args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        );
     }
+    let status = std::process::Command::new(&bench)
+        .args(cli_globals)
+        .args(&args.args)
+        .status()
+        .with_context(|| format!("starting {}", bench.display()))?;
+    if !status.success() {
+        anyhow::bail!("{} failed ({status})", bench.display());
+    }
+    Ok(())
 }
 
 /// Reads one password line from standard input and prints its `password_hash`.

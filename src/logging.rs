@@ -1,5 +1,7 @@
 //! The one place logging is set up; libraries only emit.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::LogFormat;
@@ -13,7 +15,9 @@ pub fn init(format: LogFormat) {
             "warn,vitalflow=info,vitalflow_ingest=info,vitalflow_scheduler=info,vitalflow_executor=info,ballista_scheduler::display=off",
         )
     });
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour codes only for a terminal: a log file or pipe gets plain text.
+    let ansi = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

@@ -11,6 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
 
 use crate::{Error, Result};
 
@@ -33,19 +34,10 @@ pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener> {
     TcpListener::bind((host, port)).await.map_err(|source| Error::Port { host: host.into(), source })
 }
 
-/// The probes' server task, stopped when dropped (with the executor, however `serve` ends).
-pub(crate) struct Running(pub(crate) tokio::task::JoinHandle<()>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Serves the probes on `listener` until the task is aborted.
-pub(crate) async fn serve(listener: TcpListener, targets: Targets) {
+/// Serves the probes on `listener` until `stop` is cancelled (when the executor has ended).
+pub(crate) async fn serve(listener: TcpListener, targets: Targets, stop: CancellationToken) {
     let app = Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz)).with_state(targets);
-    if let Err(error) = axum::serve(listener, app).await {
+    if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await {
         tracing::warn!(error = %error, "Executor health endpoint stopped.");
     }
 }

@@ -2,12 +2,18 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::protobuf::StopExecutorParams;
+use ballista_core::serde::protobuf::executor_grpc_client::ExecutorGrpcClient;
+use ballista_core::utils::{GrpcClientConfig, create_grpc_client_connection};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::execution::SessionStateBuilder;
 use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::udf::register_all;
 
@@ -117,13 +123,42 @@ pub struct ExecutorPorts {
     pub health: u16,
 }
 
-/// Runs one executor until SIGINT or SIGTERM (Ballista installs those handlers itself).
-/// `on_ports` is called with the ports before the executor registers.
-pub async fn serve(
+/// A running executor: its ports, and the task that runs it.
+#[derive(Debug)]
+pub struct ExecutorService {
+    /// The ports it serves on (0 in the config resolved to free ones).
+    pub ports: ExecutorPorts,
+    task: JoinHandle<Result<()>>,
+    shutdown: CancellationToken,
+}
+
+impl ExecutorService {
+    /// Waits until the executor ends: on `shutdown`, on SIGINT or SIGTERM (Ballista listens for those
+    /// itself, then tells the scheduler and drains its tasks), or on an error.
+    pub async fn join(self) -> Result<()> {
+        match self.task.await {
+            Ok(result) => result,
+            // The task is never aborted: only a panic ends it early, and it is passed on.
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+
+    /// Cancels the shutdown token and waits until the executor has stopped.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        self.join().await
+    }
+}
+
+/// Starts one executor with vitalflow's functions and returns once its ports are known, before it
+/// registers with the scheduler (a registration failure ends the task: see [`ExecutorService::join`]).
+/// Cancelling `shutdown` stops it: Ballista's executor takes no token, so it is sent the stop request
+/// its scheduler would send.
+pub async fn start(
     config: &ExecutorConfig,
     forest: Arc<RiskForest>,
-    on_ports: impl FnOnce(ExecutorPorts),
-) -> Result<()> {
+    shutdown: CancellationToken,
+) -> Result<ExecutorService> {
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
@@ -134,11 +169,9 @@ pub async fn serve(
     let own_host = if config.bind_host == "0.0.0.0" { "127.0.0.1".to_string() } else { config.bind_host.clone() };
     let targets = health::Targets {
         flight: (own_host.clone(), ports.flight),
-        grpc: (own_host, ports.grpc),
+        grpc: (own_host.clone(), ports.grpc),
         scheduler: (config.scheduler_host.clone(), config.scheduler_port),
     };
-    let _probes = health::Running(tokio::spawn(health::serve(probes, targets)));
-    on_ports(ports);
     let slots = match config.concurrent_tasks {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -169,6 +202,59 @@ pub async fn serve(
         model_version = forest.version(),
         "Executor starting."
     );
-    start_executor_process(Arc::new(process)).await?;
-    Ok(())
+    let stop_request = StopRequest { grpc: (own_host, ports.grpc), executor_id: process.executor_id.clone() };
+    let ended = CancellationToken::new();
+    let probes = tokio::spawn(health::serve(probes, targets, ended.clone()));
+    let stopper = tokio::spawn(stop_request.send_on(shutdown.clone(), ended.clone()));
+    let task = tokio::spawn(async move {
+        let result = start_executor_process(Arc::new(process)).await;
+        // The probes and the stop request go with the executor, however it ended.
+        ended.cancel();
+        let _ = tokio::join!(probes, stopper);
+        Ok(result?)
+    });
+    Ok(ExecutorService { ports, task, shutdown })
 }
+
+/// The stop request for one executor: where its gRPC server listens and its id.
+struct StopRequest {
+    grpc: (String, u16),
+    executor_id: String,
+}
+
+impl StopRequest {
+    /// Once `shutdown` is cancelled, asks the executor to stop, again every [`STOP_RETRY`] until it has
+    /// ended (its gRPC server may not be listening yet).
+    async fn send_on(self, shutdown: CancellationToken, ended: CancellationToken) {
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = ended.cancelled() => return,
+        }
+        loop {
+            match self.send().await {
+                Ok(()) => return,
+                Err(error) => tracing::debug!(error = %error, "Stop request not delivered yet; retrying."),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(STOP_RETRY) => {}
+                _ = ended.cancelled() => return,
+            }
+        }
+    }
+
+    async fn send(&self) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let (host, port) = &self.grpc;
+        let channel =
+            create_grpc_client_connection(format!("http://{host}:{port}"), &GrpcClientConfig::default()).await?;
+        let params = StopExecutorParams {
+            executor_id: self.executor_id.clone(),
+            reason: "shutdown requested".into(),
+            force: false,
+        };
+        ExecutorGrpcClient::new(channel).stop_executor(params).await?;
+        Ok(())
+    }
+}
+
+/// Pause between two attempts to deliver the stop request.
+const STOP_RETRY: Duration = Duration::from_millis(100);

@@ -14,7 +14,9 @@ pub mod metrics;
 pub mod produce;
 pub mod prometheus;
 pub mod reading;
+mod service;
 pub mod source;
 
 pub use config::{IngestConfig, KafkaConfig};
 pub use error::{Error, Result};
+pub use service::{IngestService, start};

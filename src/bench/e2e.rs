@@ -30,10 +30,10 @@ use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
 use super::BenchKafka;
-use crate::cli::BenchE2eArgs;
-use crate::commands::load_model;
+use super::cli::BenchE2eArgs;
 use crate::config::VitalflowConfig;
-use crate::up::LocalPipeline;
+use crate::process::load_model;
+use crate::up::pipeline::{LocalPipeline, local_only};
 
 /// Partitions of the benchmark topic (as `up` creates).
 const PARTITIONS: i32 = 3;
@@ -98,7 +98,7 @@ async fn measure(
     ensure_topic(&config.kafka, PARTITIONS).await.context("creating the benchmark topic")?;
     let location = DataLocation::open(&work.join("data").display().to_string())?;
     // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
-    crate::up::local_only(config);
+    local_only(config);
     config.http.enabled = false;
     config.compaction.enabled = false;
     config.flight_sql.port = 0;

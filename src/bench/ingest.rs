@@ -29,8 +29,8 @@ use vitalflow_ingest::source::consumer_config;
 use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
+use super::cli::{BenchIngestArgs, BenchIngestWorker};
 use super::{BenchKafka, rows_per_sec};
-use crate::cli::{BenchIngestArgs, BenchIngestWorker};
 use crate::config::VitalflowConfig;
 
 /// What a worker child prints as its one line on stdout.
@@ -124,7 +124,7 @@ fn run_worker(
     worker: BenchIngestWorker,
     data: &Path,
 ) -> anyhow::Result<WorkerReport> {
-    let exe = std::env::current_exe().context("finding the vitalflow binary")?;
+    let exe = std::env::current_exe().context("finding the vitalflow-bench binary")?;
     let name = match worker {
         BenchIngestWorker::Raw => "raw",
         BenchIngestWorker::Land => "land",
@@ -134,7 +134,7 @@ fn run_worker(
         .arg(config_file)
         .arg("--data")
         .arg(data)
-        .args(["bench", "ingest", "--worker", name, "--records", &args.records.to_string()])
+        .args(["ingest", "--worker", name, "--records", &args.records.to_string()])
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
         .output()

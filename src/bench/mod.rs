@@ -1,5 +1,5 @@
-//! `vitalflow bench ...`: benchmarks that time vitalflow and its reference in the same run and print
-//! both figures with their ratio. Benchmarks, not tests: nothing here asserts a speed.
+//! `vitalflow-bench ...` (the `bench` feature): benchmarks that time vitalflow and its reference in the
+//! same run and print both figures with their ratio. Benchmarks, not tests: nothing here asserts a speed.
 
 use rdkafka::admin::{AdminClient, AdminOptions};
 use rdkafka::client::DefaultClientContext;
@@ -8,10 +8,28 @@ use vitalflow_ingest::client::client_config;
 
 use crate::config::VitalflowConfig;
 
+pub mod cli;
 pub mod e2e;
 pub mod ingest;
 pub mod model;
 pub mod queries;
+
+/// Runs the benchmark the command line names.
+pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
+    let config = crate::config_with_flags(
+        cli.config.as_deref(),
+        cli.data.as_deref(),
+        cli.kafka.as_deref(),
+        cli.topic.as_deref(),
+    )?;
+    let external_kafka = crate::external_kafka(cli.kafka.is_some(), &config);
+    match cli.bench {
+        cli::Bench::Model(args) => model::run(&args),
+        cli::Bench::Queries(args) => queries::run(args).await,
+        cli::Bench::Ingest(args) => ingest::run(config, &args, external_kafka).await,
+        cli::Bench::E2e(args) => e2e::run(config, &args, external_kafka).await,
+    }
+}
 
 /// The Kafka a benchmark produces to, with a fresh topic: the configured one, or the embedded broker
 /// of `up` when none is configured or `--embedded` asks for it (named in the output: tansu may itself

@@ -21,8 +21,8 @@ use vitalflow_udf_model::simulate::training_rows;
 use vitalflow_udf_model::train::LabelledRows;
 use vitalflow_udf_model::udf::predict_risk_array;
 
+use super::cli::BenchModelArgs;
 use super::{pin_to_core, rows_per_sec};
-use crate::cli::BenchModelArgs;
 
 /// The exporter and the timing driver, compiled in so that the benchmark needs no checkout.
 const PYTHON_PACKAGE: [(&str, &str); 3] = [

@@ -24,7 +24,7 @@ use vitalflow_udf_model::lake::names::version_file;
 use vitalflow_udf_model::lake::write_parquet;
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
-use crate::cli::BenchQueriesArgs;
+use super::cli::BenchQueriesArgs;
 
 /// Latest reading per patient as DuckDB (or any engine without vitalflow's ETL) gets it: a window over
 /// the whole history.

@@ -7,10 +7,10 @@
 
 pub mod broker;
 pub mod dashboard;
+pub mod pipeline;
 pub mod run_dir;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -18,16 +18,15 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::client::ensure_topic;
-use vitalflow_ingest::events::IngestStats;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
-use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::VitalsSimulator;
 
 use crate::cli::UpArgs;
-use crate::commands::{load_model, open_data, shutdown_on_signal, write_ready_file};
 use crate::config::VitalflowConfig;
+use crate::process::{load_model, open_data, shutdown_on_signal, write_ready_file};
 use crate::up::broker::{free_port_or, start_embedded_broker};
 use crate::up::dashboard::Dashboard;
+use crate::up::pipeline::{LocalPipeline, local_only};
 use crate::up::run_dir::RunDir;
 
 /// Partitions of the vitals topic `up` creates.
@@ -155,74 +154,6 @@ fn apply_flags(config: &mut VitalflowConfig, args: &UpArgs) -> anyhow::Result<()
     config.simulator.validate()?;
     local_only(config);
     Ok(())
-}
-
-/// `up` is the local demo: everything on loopback, whatever the file says, and so no sign-in (every
-/// caller is the local admin).
-pub(crate) fn local_only(config: &mut VitalflowConfig) {
-    for host in [&mut config.flight_sql.bind_host, &mut config.http.bind_host, &mut config.scheduler.bind_host] {
-        *host = "127.0.0.1".into();
-    }
-    config.executor.bind_host = "127.0.0.1".into();
-    config.flight_sql.auth.required = false;
-}
-
-/// The pipeline's services in this process: the scheduler with the ETL driver, Flight SQL and the
-/// HTTP API, one executor, and ingest. `up` runs it beside the broker and the simulator;
-/// `bench e2e` measures it.
-pub(crate) struct LocalPipeline {
-    /// The scheduler process (its addresses and ETL counters).
-    pub(crate) scheduler: vitalflow_scheduler::SchedulerProcess,
-    executor: JoinHandle<()>,
-    ingest: JoinHandle<()>,
-}
-
-impl LocalPipeline {
-    /// Starts the scheduler (on a free port: it is internal), the executor, then ingest.
-    pub(crate) async fn start(
-        config: &VitalflowConfig,
-        location: &vitalflow_udf_model::lake::DataLocation,
-        forest: Arc<RiskForest>,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<LocalPipeline> {
-        let mut process_config = config.scheduler_process();
-        process_config.scheduler.port = 0;
-        let scheduler = vitalflow_scheduler::start(&process_config, location.clone(), forest.clone(), shutdown.clone())
-            .await
-            .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
-        let mut executor_config = config.executor.clone();
-        executor_config.scheduler_host = process_config.scheduler.external_host.clone();
-        executor_config.scheduler_port = scheduler.addrs.scheduler.port();
-        (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
-        let executor = tokio::spawn(async move {
-            if let Err(error) = vitalflow_executor::serve(&executor_config, forest, |_| {}).await {
-                tracing::error!(error = %error, "The executor stopped.");
-            }
-        });
-        let ingest = spawn_ingest(config, location, shutdown);
-        Ok(LocalPipeline { scheduler, executor, ingest })
-    }
-
-    /// After the shutdown token is cancelled: waits for ingest, then stops the scheduler and the executor.
-    pub(crate) async fn stop(self) {
-        let _ = self.ingest.await;
-        self.scheduler.stop().await;
-        self.executor.abort();
-    }
-}
-
-fn spawn_ingest(
-    config: &VitalflowConfig,
-    location: &vitalflow_udf_model::lake::DataLocation,
-    shutdown: CancellationToken,
-) -> JoinHandle<()> {
-    let (kafka, ingest, location) = (config.kafka.clone(), config.ingest.clone(), location.clone());
-    tokio::spawn(async move {
-        let stats = Arc::new(IngestStats::default());
-        if let Err(error) = vitalflow_ingest::source::run(&kafka, &ingest, &location, stats, shutdown).await {
-            tracing::error!(error = %error, "Ingest stopped.");
-        }
-    })
 }
 
 fn spawn_simulator(config: &VitalflowConfig, shutdown: CancellationToken) -> JoinHandle<()> {

@@ -1,0 +1,86 @@
+//! The pipeline's services in one process: the scheduler with the ETL driver, Flight SQL and the HTTP
+//! API, one executor, and ingest, each started by its crate's `start(config, shutdown)`. `up` runs it
+//! beside the broker and the simulator; `bench e2e` measures it.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::DataLocation;
+
+use crate::config::VitalflowConfig;
+
+/// The local demo's rule: everything on loopback, whatever the file says, and so no sign-in (every
+/// caller is the local admin).
+pub fn local_only(config: &mut VitalflowConfig) {
+    for host in [
+        &mut config.flight_sql.bind_host,
+        &mut config.http.bind_host,
+        &mut config.scheduler.bind_host,
+        &mut config.executor.bind_host,
+        &mut config.ingest.metrics_host,
+    ] {
+        *host = "127.0.0.1".into();
+    }
+    config.flight_sql.auth.required = false;
+}
+
+/// The running services. Each failure is logged when it happens; the others keep running.
+pub struct LocalPipeline {
+    /// The scheduler process (its addresses and ETL counters).
+    pub scheduler: vitalflow_scheduler::SchedulerProcess,
+    executor: JoinHandle<()>,
+    ingest: JoinHandle<()>,
+    shutdown: CancellationToken,
+}
+
+impl LocalPipeline {
+    /// Starts the scheduler, the executor, then ingest; the scheduler's gRPC port, the executor's ports
+    /// and ingest's metrics port are internal, so free ones are taken.
+    pub async fn start(
+        config: &VitalflowConfig,
+        location: &DataLocation,
+        forest: Arc<RiskForest>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<LocalPipeline> {
+        let mut process_config = config.scheduler_process();
+        process_config.scheduler.port = 0;
+        let scheduler = vitalflow_scheduler::start(&process_config, location.clone(), forest.clone(), shutdown.clone())
+            .await
+            .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
+        let mut executor_config = config.executor.clone();
+        executor_config.scheduler_host = process_config.scheduler.external_host.clone();
+        executor_config.scheduler_port = scheduler.addrs.scheduler.port();
+        (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
+        let executor = vitalflow_executor::start(&executor_config, forest, shutdown.clone())
+            .await
+            .context("starting the executor")?;
+        let executor = tokio::spawn(async move {
+            if let Err(error) = executor.join().await {
+                tracing::error!(error = %error, "The executor stopped.");
+            }
+        });
+        let mut ingest_config = config.ingest.clone();
+        ingest_config.metrics_port = 0;
+        let ingest = vitalflow_ingest::start(&config.kafka, &ingest_config, location.clone(), shutdown.clone())
+            .await
+            .context("starting ingest")?;
+        let ingest = tokio::spawn(async move {
+            if let Err(error) = ingest.join().await {
+                tracing::error!(error = %error, "Ingest stopped.");
+            }
+        });
+        Ok(LocalPipeline { scheduler, executor, ingest, shutdown })
+    }
+
+    /// Cancels the shutdown token and waits: for ingest to land what it holds, for the scheduler (the
+    /// ETL finishes its batch on the executor), then for the executor.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.ingest.await;
+        self.scheduler.stop().await;
+        let _ = self.executor.await;
+    }
+}
