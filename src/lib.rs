@@ -4,24 +4,21 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod flags;
 pub mod logging;
 pub mod up;
 
 use crate::cli::{Cli, Command};
 use crate::config::VitalflowConfig;
 
-/// Loads the configuration (defaults, file, environment) and applies the global flags.
+/// The configuration a command runs with, layered in one order, later layers winning: built-in
+/// defaults, the TOML file, `VITALFLOW__SECTION__KEY` environment variables ([`config::load`]), then
+/// command-line flags ([`flags::apply`]); settings that default to another setting are filled last
+/// ([`VitalflowConfig::derive_defaults`]).
 pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
     let mut config = config::load(cli.config.as_deref(), std::env::vars())?;
-    if let Some(data) = &cli.data {
-        config.storage.data_url = data.clone();
-    }
-    if let Some(brokers) = &cli.kafka {
-        config.kafka.brokers = brokers.clone();
-    }
-    if let Some(topic) = &cli.topic {
-        config.kafka.topic = topic.clone();
-    }
+    flags::apply(cli, &mut config)?;
+    config.derive_defaults();
     Ok(config)
 }
 
@@ -45,7 +42,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(config, args).await,
         Command::Bench(args) => commands::bench(config, args, external_kafka).await,
         Command::Status(args) => commands::status(config, args).await,
-        Command::Config => {
+        Command::Config(args) if args.markdown => {
+            print!("{}", config::reference_markdown()?);
+            Ok(())
+        }
+        Command::Config(_) => {
             // Secrets never reach a terminal or a log.
             print!("{}", config::redacted_toml(&config)?);
             Ok(())

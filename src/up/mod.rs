@@ -30,9 +30,6 @@ use crate::up::broker::{free_port_or, start_embedded_broker};
 use crate::up::dashboard::Dashboard;
 use crate::up::run_dir::RunDir;
 
-/// Partitions of the vitals topic `up` creates.
-const TOPIC_PARTITIONS: i32 = 3;
-
 /// What `up` runs where, written to the ready file and printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpAddrs {
@@ -74,7 +71,7 @@ async fn run(
     location: &vitalflow_ingest::DataLocation,
     run_dir: &RunDir,
 ) -> anyhow::Result<()> {
-    apply_flags(config, &args)?;
+    check_and_localise(config)?;
     let shutdown = shutdown_on_signal();
     let forest = load_model(config)?;
 
@@ -86,16 +83,13 @@ async fn run(
         config.kafka.brokers = broker.addr.to_string();
         Some(broker)
     };
-    ensure_topic(&config.kafka, TOPIC_PARTITIONS).await.context("creating the vitals topic")?;
+    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the vitals topic")?;
 
     let pipeline = LocalPipeline::start(config, location, forest, shutdown.clone()).await?;
     let scheduler = &pipeline.scheduler;
     let simulator = spawn_simulator(config, shutdown.clone());
 
-    let dashboard_port = match (config.up.dashboard, args.no_dashboard) {
-        (true, false) => Some(free_port_or(config.up.dashboard_port)?),
-        _ => None,
-    };
+    let dashboard_port = if config.up.dashboard { Some(free_port_or(config.up.dashboard_port)?) } else { None };
     let addrs = UpAddrs {
         kafka: config.kafka.brokers.clone(),
         embedded_broker: broker.is_some(),
@@ -133,25 +127,7 @@ async fn run(
     Ok(())
 }
 
-fn apply_flags(config: &mut VitalflowConfig, args: &UpArgs) -> anyhow::Result<()> {
-    if let Some(rate) = args.rate {
-        config.simulator.rate_per_sec = rate;
-    }
-    if let Some(patients) = args.patients {
-        config.simulator.patients = patients;
-    }
-    if let Some(port) = args.flight_sql_port {
-        config.flight_sql.port = port;
-    }
-    if let Some(port) = args.http_port {
-        config.http.port = port;
-    }
-    if let Some(port) = args.dashboard_port {
-        config.up.dashboard_port = port;
-    }
-    if let Some(port) = args.broker_port {
-        config.up.broker_port = port;
-    }
+fn check_and_localise(config: &mut VitalflowConfig) -> anyhow::Result<()> {
     config.simulator.validate()?;
     local_only(config);
     Ok(())
@@ -191,8 +167,8 @@ impl LocalPipeline {
             .await
             .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
         let mut executor_config = config.executor.clone();
-        executor_config.scheduler_host = process_config.scheduler.external_host.clone();
-        executor_config.scheduler_port = scheduler.addrs.scheduler.port();
+        executor_config.scheduler_address =
+            format!("{}:{}", process_config.scheduler.external_host, scheduler.addrs.scheduler.port());
         (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
         let executor = tokio::spawn(async move {
             if let Err(error) = vitalflow_executor::serve(&executor_config, forest, |_| {}).await {
