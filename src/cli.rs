@@ -67,8 +67,9 @@ pub enum Command {
     /// Show where the ETL stands: batches committed, rows, lag behind ingest, alert delivery; read from
     /// the data location (--data), so it works with every process stopped.
     Status(StatusArgs),
-    /// Print the effective configuration as TOML (secrets shown as "<redacted>").
-    Config,
+    /// Print the effective configuration as TOML (secrets shown as "<redacted>"), or with --markdown the
+    /// reference of every setting.
+    Config(ConfigArgs),
     /// Read a password from standard input and print the `password_hash` for a
     /// `[[flight_sql.auth.users]]` entry (salted PBKDF2-HMAC-SHA256).
     HashPassword,
@@ -80,6 +81,15 @@ pub struct ServiceArgs {
     /// Write the bound addresses as JSON to this file once listening (for scripts and tests).
     #[arg(long)]
     pub ready_file: Option<PathBuf>,
+}
+
+/// `vitalflow config`.
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    /// Print the reference of every setting (key, type, default, meaning) as Markdown tables instead,
+    /// as `docs/configuration.md` holds it.
+    #[arg(long)]
+    pub markdown: bool,
 }
 
 /// `vitalflow status`.
@@ -99,16 +109,16 @@ pub struct SchedulerArgs {
     /// Flight SQL port, 0 for any free port (overrides flight_sql.port).
     #[arg(long)]
     pub flight_sql_port: Option<u16>,
-    /// Do not run the ETL driver in this process.
+    /// Do not run the ETL driver in this process (overrides etl.enabled).
     #[arg(long)]
     pub no_etl: bool,
-    /// Do not run the Flight SQL endpoint in this process.
+    /// Do not run the Flight SQL endpoint in this process (overrides flight_sql.enabled).
     #[arg(long)]
     pub no_flight_sql: bool,
     /// HTTP API port, 0 for any free port (overrides http.port).
     #[arg(long)]
     pub http_port: Option<u16>,
-    /// Do not run the HTTP API in this process.
+    /// Do not run the HTTP API in this process (overrides http.enabled).
     #[arg(long)]
     pub no_http: bool,
     /// Shared service options.
@@ -119,26 +129,26 @@ pub struct SchedulerArgs {
 /// `vitalflow up`.
 #[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Readings per second across the ward (overrides simulator.rate_per_sec; default 50).
+    /// Readings per second across the ward (overrides simulator.rate_per_sec).
     #[arg(long)]
     pub rate: Option<f64>,
     /// Patients on the simulated ward (overrides simulator.patients).
     #[arg(long)]
     pub patients: Option<usize>,
-    /// Flight SQL port, 0 for any free port (overrides flight_sql.port; default 50060).
+    /// Flight SQL port, 0 for any free port (overrides flight_sql.port).
     #[arg(long)]
     pub flight_sql_port: Option<u16>,
-    /// HTTP API port, 0 for any free port (overrides http.port; default 8000).
+    /// HTTP API port, 0 for any free port (overrides http.port).
     #[arg(long)]
     pub http_port: Option<u16>,
-    /// Dashboard port, 0 for any free port (overrides up.dashboard_port; default 8501).
+    /// Dashboard port, 0 for any free port (overrides up.dashboard_port).
     #[arg(long)]
     pub dashboard_port: Option<u16>,
-    /// Embedded broker port, 0 for any free port (overrides up.broker_port; default 9092, or a free
-    /// port when 9092 is taken). Ignored with --kafka.
+    /// Embedded broker port, 0 for any free port (overrides up.broker_port; a free port when it is
+    /// taken). Ignored with --kafka.
     #[arg(long)]
     pub broker_port: Option<u16>,
-    /// Do not start the Streamlit dashboard (no Python needed).
+    /// Do not start the Streamlit dashboard, no Python needed (overrides up.dashboard).
     #[arg(long)]
     pub no_dashboard: bool,
     /// Run in the background; `vitalflow stop` stops it. Logs go to <data>/_run/up.log.
@@ -152,7 +162,7 @@ pub struct UpArgs {
 /// `vitalflow executor`.
 #[derive(Debug, Args)]
 pub struct ExecutorArgs {
-    /// Scheduler as host:port (overrides executor.scheduler_host and scheduler_port).
+    /// Scheduler as host:port (overrides executor.scheduler_address).
     #[arg(long)]
     pub scheduler: Option<String>,
     /// Arrow Flight port, 0 for any free port (overrides executor.flight_port).
@@ -213,9 +223,9 @@ pub struct SimulateArgs {
     /// New deterioration episodes per patient per simulated hour (overrides simulator.episode_rate_per_hour).
     #[arg(long)]
     pub episode_rate: Option<f64>,
-    /// Partitions of the topic when this command creates it.
-    #[arg(long, default_value_t = 3)]
-    pub partitions: i32,
+    /// Partitions of the topic when this command creates it (overrides kafka.partitions).
+    #[arg(long)]
+    pub partitions: Option<i32>,
 }
 
 /// `vitalflow train`.
@@ -262,7 +272,7 @@ pub struct TrainArgs {
 /// `vitalflow predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Model file (JSON; default: model.path, else the model compiled into the binary).
+    /// Model file, JSON (overrides model.path).
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Rows to score: CSV with a header, or Parquet (`.parquet`), with columns heart_rate,

@@ -5,7 +5,7 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::client::ensure_topic;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::simulate::{OutputFormat, VitalsSimulator, training_rows};
+use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
 use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
 
 use crate::cli::{
@@ -15,19 +15,7 @@ use crate::config::VitalflowConfig;
 use crate::process::{load_model, open_data, shutdown_on_signal, write_ready_file};
 
 /// `vitalflow scheduler`.
-pub async fn scheduler(mut config: VitalflowConfig, args: SchedulerArgs) -> anyhow::Result<()> {
-    if let Some(port) = args.port {
-        config.scheduler.port = port;
-    }
-    if let Some(port) = args.flight_sql_port {
-        config.flight_sql.port = port;
-    }
-    if let Some(port) = args.http_port {
-        config.http.port = port;
-    }
-    config.etl.enabled &= !args.no_etl;
-    config.flight_sql.enabled &= !args.no_flight_sql;
-    config.http.enabled &= !args.no_http;
+pub async fn scheduler(config: VitalflowConfig, args: SchedulerArgs) -> anyhow::Result<()> {
     let forest = load_model(&config)?;
     let location = open_data(&config)?;
     let shutdown = shutdown_on_signal();
@@ -60,24 +48,7 @@ pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result
 }
 
 /// `vitalflow executor`.
-pub async fn executor(mut config: VitalflowConfig, args: ExecutorArgs) -> anyhow::Result<()> {
-    if let Some(scheduler) = &args.scheduler {
-        let (host, port) = scheduler.rsplit_once(':').context("--scheduler must be host:port")?;
-        config.executor.scheduler_host = host.to_string();
-        config.executor.scheduler_port = port.parse().context("--scheduler port")?;
-    }
-    if let Some(p) = args.flight_port {
-        config.executor.flight_port = p;
-    }
-    if let Some(p) = args.grpc_port {
-        config.executor.grpc_port = p;
-    }
-    if let Some(p) = args.health_port {
-        config.executor.health_port = p;
-    }
-    if let Some(n) = args.concurrent_tasks {
-        config.executor.concurrent_tasks = n;
-    }
+pub async fn executor(config: VitalflowConfig, args: ExecutorArgs) -> anyhow::Result<()> {
     let forest = load_model(&config)?;
     // Ballista's executor stops on SIGINT and SIGTERM itself, telling the scheduler and draining its
     // tasks first: the process leaves signals to it and never cancels this token.
@@ -89,13 +60,7 @@ pub async fn executor(mut config: VitalflowConfig, args: ExecutorArgs) -> anyhow
 }
 
 /// `vitalflow ingest`.
-pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Result<()> {
-    if let Some(group) = args.group {
-        config.ingest.group_id = group;
-    }
-    if let Some(port) = args.metrics_port {
-        config.ingest.metrics_port = port;
-    }
+pub async fn ingest(config: VitalflowConfig, args: IngestArgs) -> anyhow::Result<()> {
     config.ingest.validate()?;
     let location = open_data(&config)?;
     let ingest = vitalflow_ingest::start(&config.kafka, &config.ingest, location, shutdown_on_signal())
@@ -109,30 +74,9 @@ pub async fn ingest(mut config: VitalflowConfig, args: IngestArgs) -> anyhow::Re
 }
 
 /// `vitalflow simulate`.
-pub async fn simulate(mut config: VitalflowConfig, args: SimulateArgs) -> anyhow::Result<()> {
-    if let Some(rate) = args.rate {
-        config.simulator.rate_per_sec = rate;
-    }
-    if let Some(patients) = args.patients {
-        config.simulator.patients = patients;
-    }
-    if let Some(seed) = args.seed {
-        config.simulator.seed = seed;
-    }
-    if let Some(format) = &args.format {
-        config.simulator.format = OutputFormat::parse(format)?;
-    }
-    if let Some(rate) = args.artefact_rate {
-        config.simulator.artefact_rate = rate;
-    }
-    if let Some(rate) = args.missing_rate {
-        config.simulator.missing_rate = rate;
-    }
-    if let Some(rate) = args.episode_rate {
-        config.simulator.episode_rate_per_hour = rate;
-    }
+pub async fn simulate(config: VitalflowConfig, args: SimulateArgs) -> anyhow::Result<()> {
     config.simulator.validate()?;
-    ensure_topic(&config.kafka, args.partitions).await.context("creating the topic")?;
+    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the topic")?;
     let mut simulator =
         VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.settings());
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
@@ -210,12 +154,9 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
 }
 
 /// `vitalflow predict`: the SQL functions over a file, as the ETL runs them.
-pub async fn predict(mut config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
+pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
     use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
 
-    if let Some(model) = &args.model {
-        config.model.path = model.display().to_string();
-    }
     let forest = load_model(&config)?;
     // One partition: the output rows stay in the input's order.
     let mut ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));

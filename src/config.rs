@@ -5,9 +5,12 @@
 //! `VITALFLOW__SECTION__KEY` (e.g. `VITALFLOW__KAFKA__BROKERS`), then command-line flags.
 //! Unknown keys in the file or the environment fail at start-up: a typo never silently keeps a default.
 
+mod reference;
+
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use vitalflow_executor::ExecutorConfig;
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
@@ -15,10 +18,12 @@ use vitalflow_scheduler::{
     AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
     SchedulerProcessConfig,
 };
-use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings};
+use vitalflow_udf_model::simulate::SimulatorSettings;
+
+pub use reference::{END_MARKER, START_MARKER, between_markers, reference_markdown, with_reference};
 
 /// The whole configuration, one section per component.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VitalflowConfig {
     /// Where tables live: a directory or an object-store URL.
@@ -52,7 +57,7 @@ pub struct VitalflowConfig {
 }
 
 /// Where tables live.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     /// A local directory (created if missing) or a `file://` URL, shared by every process.
@@ -66,7 +71,7 @@ impl Default for StorageConfig {
 }
 
 /// Which model scores readings.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     /// Path of a model file (JSON); empty uses the model compiled into the binary.
@@ -74,7 +79,7 @@ pub struct ModelConfig {
 }
 
 /// `vitalflow up`, the one-process local demo.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct UpConfig {
     /// Port of the embedded broker on 127.0.0.1; a free port is used when it is taken.
@@ -93,8 +98,8 @@ impl Default for UpConfig {
     }
 }
 
-/// The simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The simulator: how many patients, how fast, which seed, and what the ward looks like.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SimulatorConfig {
     /// Patients on the simulated ward.
@@ -103,34 +108,14 @@ pub struct SimulatorConfig {
     pub rate_per_sec: f64,
     /// Seed; the same seed gives the same patients and readings.
     pub seed: u64,
-    /// Simulated seconds between two readings of one patient (the ward's clock runs faster than the wall's).
-    pub seconds_per_reading: f64,
-    /// New deterioration episodes per patient per simulated hour.
-    pub episode_rate_per_hour: f64,
-    /// Fraction of patients already in an episode at the start.
-    pub ill_at_start: f64,
-    /// Fraction of readings with an artefact (SpO2 drop-out, motion spike, slipped temperature probe).
-    pub artefact_rate: f64,
-    /// Probability that a vital is missing from a reading (glucose twice as often).
-    pub missing_rate: f64,
-    /// Encoding of the readings: flat (the seed's JSON), aliases, fhir.
-    pub format: OutputFormat,
+    /// The ward's settings, written beside the keys above (`simulator.missing_rate`, ...).
+    #[serde(flatten)]
+    pub ward: SimulatorSettings,
 }
 
 impl Default for SimulatorConfig {
     fn default() -> Self {
-        let s = SimulatorSettings::default();
-        SimulatorConfig {
-            patients: 50,
-            rate_per_sec: 50.0,
-            seed: 42,
-            seconds_per_reading: s.seconds_per_reading,
-            episode_rate_per_hour: s.episode_rate_per_hour,
-            ill_at_start: s.ill_at_start,
-            artefact_rate: s.artefact_rate,
-            missing_rate: s.missing_rate,
-            format: s.format,
-        }
+        SimulatorConfig { patients: 50, rate_per_sec: 50.0, seed: 42, ward: SimulatorSettings::default() }
     }
 }
 
@@ -143,24 +128,25 @@ impl SimulatorConfig {
             rate == 0.0 || (0.01..=1e7).contains(&rate),
             "simulator.rate_per_sec is {rate:?}: use 0 (unpaced) or 0.01 to 10000000"
         );
-        self.settings().validate()?;
+        self.ward.validate()?;
         Ok(())
     }
 
     /// What the ward looks like, for the simulator.
     pub fn settings(&self) -> SimulatorSettings {
-        SimulatorSettings {
-            seconds_per_reading: self.seconds_per_reading,
-            episode_rate_per_hour: self.episode_rate_per_hour,
-            ill_at_start: self.ill_at_start,
-            artefact_rate: self.artefact_rate,
-            missing_rate: self.missing_rate,
-            format: self.format,
-        }
+        self.ward
     }
 }
 
 impl VitalflowConfig {
+    /// Fills the settings whose default is another setting, after every layer is applied:
+    /// `executor.scheduler_address` defaults to `scheduler.external_host` and `scheduler.port`.
+    pub fn derive_defaults(&mut self) {
+        if self.executor.scheduler_address.trim().is_empty() {
+            self.executor.scheduler_address = format!("{}:{}", self.scheduler.external_host, self.scheduler.port);
+        }
+    }
+
     /// The scheduler process's part.
     pub fn scheduler_process(&self) -> SchedulerProcessConfig {
         SchedulerProcessConfig {
@@ -195,6 +181,9 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
         let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         set_from_env(&mut value, &path, &raw).with_context(|| format!("environment variable {key}"))?;
     }
+    for warning in migrate_deprecated(&mut value)? {
+        tracing::warn!("{warning}");
+    }
     let config: VitalflowConfig = value.try_into().context("invalid configuration")?;
     Ok(config)
 }
@@ -221,6 +210,46 @@ pub fn redacted_toml(config: &VitalflowConfig) -> anyhow::Result<String> {
     let mut value = toml::Value::try_from(&shown).context("serialising the configuration")?;
     redact(&mut value);
     toml::to_string_pretty(&value).context("printing the configuration")
+}
+
+/// Rewrites keys renamed this round to their new names, in place, returning one warning per old key
+/// found (in the file or the environment). The old names go in the next round.
+fn migrate_deprecated(value: &mut toml::Value) -> anyhow::Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    // executor.scheduler_host and executor.scheduler_port became executor.scheduler_address = "host:port".
+    let scheduler = value.get("scheduler").cloned();
+    let Some(executor) = value.get_mut("executor").and_then(toml::Value::as_table_mut) else { return Ok(warnings) };
+    let host = executor.remove("scheduler_host");
+    let port = executor.remove("scheduler_port");
+    if host.is_none() && port.is_none() {
+        return Ok(warnings);
+    }
+    for (old, found) in [("scheduler_host", &host), ("scheduler_port", &port)] {
+        if found.is_some() {
+            warnings.push(format!(
+                "executor.{old} (VITALFLOW__EXECUTOR__{}) is deprecated: use executor.scheduler_address = \"host:port\", \
+                 or leave it out to use scheduler.external_host and scheduler.port.",
+                old.to_ascii_uppercase()
+            ));
+        }
+    }
+    let text = |v: Option<&toml::Value>| match v {
+        Some(toml::Value::String(s)) => Some(s.trim().to_string()),
+        Some(toml::Value::Integer(i)) => Some(i.to_string()),
+        _ => None,
+    };
+    let from_scheduler = |key: &str| text(scheduler.as_ref().and_then(|s| s.get(key)));
+    let host = text(host.as_ref()).or_else(|| from_scheduler("external_host")).context("executor.scheduler_host")?;
+    let port = text(port.as_ref()).or_else(|| from_scheduler("port")).context("executor.scheduler_port")?;
+    let current = executor.get("scheduler_address").and_then(toml::Value::as_str).unwrap_or_default();
+    if current.trim().is_empty() {
+        executor.insert("scheduler_address".into(), toml::Value::String(format!("{host}:{port}")));
+    } else {
+        warnings.push(
+            "executor.scheduler_address is set: the deprecated scheduler_host and scheduler_port are ignored.".into(),
+        );
+    }
+    Ok(warnings)
 }
 
 /// Merges `overlay` into `base`, table by table.
@@ -335,5 +364,71 @@ mod tests {
         assert!(err.contains("VITALFLOW__FLIGHT_SQL__PORT") && err.contains("not an integer"), "{err}");
         let err = format!("{:#}", load(None, [("VITALFLOW__NOPE__X".into(), "1".into())]).unwrap_err());
         assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn the_executor_finds_the_scheduler_of_the_same_file_unless_told_otherwise() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[scheduler]\nexternal_host = \"scheduler\"\nport = 6000\n").unwrap();
+        let mut c = load(Some(&file), []).unwrap();
+        c.derive_defaults();
+        assert_eq!(c.executor.scheduler_address, "scheduler:6000");
+        assert_eq!(c.executor.scheduler().unwrap(), ("scheduler".to_string(), 6000));
+        let env = [("VITALFLOW__EXECUTOR__SCHEDULER_ADDRESS".to_string(), "other:7000".to_string())];
+        let mut c = load(Some(&file), env).unwrap();
+        c.derive_defaults();
+        assert_eq!(c.executor.scheduler_address, "other:7000");
+    }
+
+    #[test]
+    fn the_old_scheduler_keys_of_the_executor_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[executor]\nscheduler_host = \"scheduler\"\n").unwrap();
+        let c = load(Some(&file), []).unwrap();
+        assert_eq!(c.executor.scheduler_address, "scheduler:50050");
+        let env = [
+            ("VITALFLOW__EXECUTOR__SCHEDULER_HOST".to_string(), "10.0.0.2".to_string()),
+            ("VITALFLOW__EXECUTOR__SCHEDULER_PORT".to_string(), "6001".to_string()),
+        ];
+        let c = load(None, env).unwrap();
+        assert_eq!(c.executor.scheduler_address, "10.0.0.2:6001");
+    }
+
+    #[test]
+    fn partitions_and_the_ward_are_plain_keys_of_their_sections() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[simulator]\nmissing_rate = 0\nformat = \"fhir\"\npatients = 7\n").unwrap();
+        let env = [("VITALFLOW__KAFKA__PARTITIONS".to_string(), "6".to_string())];
+        let c = load(Some(&file), env).unwrap();
+        assert_eq!(c.kafka.partitions, 6);
+        assert_eq!(c.simulator.patients, 7);
+        assert_eq!(c.simulator.ward.missing_rate, 0.0);
+        assert_eq!(c.simulator.ward.format, vitalflow_udf_model::simulate::OutputFormat::Fhir);
+        assert_eq!(c.simulator.ward.artefact_rate, SimulatorSettings::default().artefact_rate);
+        std::fs::write(&file, "[simulator]\nmising_rate = 0\n").unwrap();
+        let err = format!("{:#}", load(Some(&file), []).unwrap_err());
+        assert!(err.contains("mising_rate"), "{err}");
+    }
+
+    /// `docs/configuration.md` holds `vitalflow config --markdown` between its markers.
+    #[test]
+    fn configuration_reference_in_docs_matches_the_structs() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md");
+        let page = std::fs::read_to_string(&path).unwrap();
+        let generated = reference_markdown().unwrap();
+        if std::env::var_os("VITALFLOW_BLESS").is_some() {
+            std::fs::write(&path, with_reference(&page, &generated).unwrap()).unwrap();
+            return;
+        }
+        let current = between_markers(&page).expect("docs/configuration.md lacks the config-reference markers");
+        assert!(
+            current.trim() == generated.trim(),
+            "docs/configuration.md differs from the configuration structs; regenerate its reference with\n  \
+             VITALFLOW_BLESS=1 cargo test -p vitalflow --lib configuration_reference\n\
+             (or paste the output of `vitalflow config --markdown` between its markers)"
+        );
     }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod flags;
 pub mod logging;
 pub mod process;
 pub mod up;
@@ -12,13 +13,19 @@ pub mod up;
 use crate::cli::{Cli, Command};
 use crate::config::VitalflowConfig;
 
-/// Loads the configuration (defaults, file, environment) and applies the global flags.
+/// The configuration a command runs with, layered in one order, later layers winning: built-in
+/// defaults, the TOML file, `VITALFLOW__SECTION__KEY` environment variables ([`config::load`]), then
+/// command-line flags ([`flags::apply`]); settings that default to another setting are filled last
+/// ([`VitalflowConfig::derive_defaults`]).
 pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
-    config_with_flags(cli.config.as_deref(), cli.data.as_deref(), cli.kafka.as_deref(), cli.topic.as_deref())
+    let mut config = config::load(cli.config.as_deref(), std::env::vars())?;
+    flags::apply(cli, &mut config)?;
+    config.derive_defaults();
+    Ok(config)
 }
 
-/// Loads the configuration (defaults, `file`, environment) and lays the global flags `--data`,
-/// `--kafka` and `--topic` over it; `vitalflow` and `vitalflow-bench` take the same ones.
+/// The configuration `vitalflow-bench` runs with: the same layers, with the global flags `--data`,
+/// `--kafka` and `--topic` it shares with `vitalflow`.
 pub fn config_with_flags(
     file: Option<&std::path::Path>,
     data: Option<&str>,
@@ -26,15 +33,8 @@ pub fn config_with_flags(
     topic: Option<&str>,
 ) -> anyhow::Result<VitalflowConfig> {
     let mut config = config::load(file, std::env::vars())?;
-    if let Some(data) = data {
-        config.storage.data_url = data.to_string();
-    }
-    if let Some(brokers) = kafka {
-        config.kafka.brokers = brokers.to_string();
-    }
-    if let Some(topic) = topic {
-        config.kafka.topic = topic.to_string();
-    }
+    flags::apply_globals(&mut config, data, kafka, topic);
+    config.derive_defaults();
     Ok(config)
 }
 
@@ -81,7 +81,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(config, args).await,
         Command::Bench(args) => commands::bench(globals, args),
         Command::Status(args) => commands::status(config, args).await,
-        Command::Config => {
+        Command::Config(args) if args.markdown => {
+            print!("{}", config::reference_markdown()?);
+            Ok(())
+        }
+        Command::Config(_) => {
             // Secrets never reach a terminal or a log.
             print!("{}", config::redacted_toml(&config)?);
             Ok(())

@@ -11,6 +11,7 @@ use ballista_core::serde::protobuf::executor_grpc_client::ExecutorGrpcClient;
 use ballista_core::utils::{GrpcClientConfig, create_grpc_client_connection};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::execution::SessionStateBuilder;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -34,6 +35,9 @@ pub enum Error {
     /// Registering our functions failed.
     #[error("registering vitalflow functions: {0}")]
     Functions(#[from] datafusion::error::DataFusionError),
+    /// A setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The Ballista executor stopped with an error.
     #[error("ballista executor: {0}")]
     Ballista(#[from] ballista_core::error::BallistaError),
@@ -43,7 +47,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One Ballista executor. `Default` is the only place a default is written.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutorConfig {
     /// Address the executor's servers bind.
@@ -54,10 +58,9 @@ pub struct ExecutorConfig {
     pub flight_port: u16,
     /// gRPC port the scheduler pushes tasks to; 0 picks a free port.
     pub grpc_port: u16,
-    /// Scheduler host.
-    pub scheduler_host: String,
-    /// Scheduler port.
-    pub scheduler_port: u16,
+    /// Scheduler to register with, as `host:port`; empty: `scheduler.external_host` and `scheduler.port` of the
+    /// same configuration (`vitalflow executor` fills it in). Replaces `scheduler_host` and `scheduler_port`.
+    pub scheduler_address: String,
     /// Tasks run at once; 0 uses every core.
     pub concurrent_tasks: usize,
     /// Port of the HTTP probes `/healthz` and `/readyz` (on `bind_host`); 0 picks a free port.
@@ -80,13 +83,26 @@ impl Default for ExecutorConfig {
             flight_port: 50051,
             grpc_port: 50052,
             health_port: 50053,
-            scheduler_host: "127.0.0.1".into(),
-            scheduler_port: 50050,
+            scheduler_address: String::new(),
             concurrent_tasks: 0,
             heartbeat_interval_seconds: 5,
             work_dir: String::new(),
             memory_limit_mb: 0,
         }
+    }
+}
+
+impl ExecutorConfig {
+    /// The scheduler's host and port, from `scheduler_address`.
+    pub fn scheduler(&self) -> Result<(String, u16)> {
+        let address = self.scheduler_address.trim();
+        let invalid = || Error::Config(format!("executor.scheduler_address {address:?} is not host:port"));
+        let (host, port) = address.rsplit_once(':').ok_or_else(invalid)?;
+        let port = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok((host.to_string(), port))
     }
 }
 
@@ -159,6 +175,7 @@ pub async fn start(
     forest: Arc<RiskForest>,
     shutdown: CancellationToken,
 ) -> Result<ExecutorService> {
+    let (scheduler_host, scheduler_port) = config.scheduler()?;
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
@@ -170,7 +187,7 @@ pub async fn start(
     let targets = health::Targets {
         flight: (own_host.clone(), ports.flight),
         grpc: (own_host.clone(), ports.grpc),
-        scheduler: (config.scheduler_host.clone(), config.scheduler_port),
+        scheduler: (scheduler_host.clone(), scheduler_port),
     };
     let slots = match config.concurrent_tasks {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -183,8 +200,8 @@ pub async fn start(
         external_host: Some(config.external_host.clone()),
         port: ports.flight,
         grpc_port: ports.grpc,
-        scheduler_host: config.scheduler_host.clone(),
-        scheduler_port: config.scheduler_port,
+        scheduler_host: scheduler_host.clone(),
+        scheduler_port,
         vcores: slots,
         memory_pool_size,
         task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
@@ -195,7 +212,7 @@ pub async fn start(
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(
-        scheduler = %format!("{}:{}", config.scheduler_host, config.scheduler_port),
+        scheduler = %format!("{scheduler_host}:{scheduler_port}"),
         flight_port = ports.flight,
         grpc_port = ports.grpc,
         health_port = ports.health,

@@ -3,18 +3,22 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// Where the vitals topic lives; shared by ingest and the simulator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, `host:port[,host:port]`.
     pub brokers: String,
     /// Topic of vitals records (the seed's topic name).
     pub topic: String,
+    /// Partitions of the vitals topic when vitalflow creates it (`up`, `simulate`, `bench e2e`); an existing
+    /// topic keeps its own. At most this many ingest processes share the load; the others stand by.
+    pub partitions: i32,
     /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka's `security.protocol`).
     pub security_protocol: String,
     /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, for the `sasl_*` protocols.
@@ -38,6 +42,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             brokers: "127.0.0.1:9092".into(),
             topic: "raw-patient".into(),
+            partitions: 3,
             security_protocol: "plaintext".into(),
             sasl_mechanism: String::new(),
             sasl_username: String::new(),
@@ -72,6 +77,9 @@ impl KafkaConfig {
 
     /// Checks the security keys before a client is made, naming the key at fault.
     pub fn validate(&self) -> Result<()> {
+        if self.partitions < 1 {
+            return Err(Error::Config(format!("kafka.partitions is {}, at least 1 is needed", self.partitions)));
+        }
         let protocol = self.security_protocol.to_ascii_lowercase();
         if !["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"].contains(&protocol.as_str()) {
             return Err(Error::Config(format!(
@@ -130,7 +138,7 @@ impl KafkaConfig {
 }
 
 /// The ingest consumer's behaviour.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Consumer group; processes with the same group share the topic's partitions.

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
 /// The Ballista scheduler.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SchedulerConfig {
     /// Address the scheduler's gRPC server binds.
@@ -33,7 +34,7 @@ impl Default for SchedulerConfig {
 }
 
 /// Where the ETL's micro-batches run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EtlEngine {
     /// As Ballista jobs on the executors.
@@ -44,7 +45,7 @@ pub enum EtlEngine {
 }
 
 /// The continuous ETL driver.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EtlConfig {
     /// Run the driver in this process.
@@ -121,7 +122,7 @@ impl EtlConfig {
 /// Delivery of `risk_alerts` to a Kafka topic and a webhook: at least once, only for committed
 /// micro-batches, resuming from each sink's own checkpoint (see [`crate::alerts`]). Runs beside the
 /// ETL driver (`etl.enabled`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlertsConfig {
     /// Kafka topic (on the brokers of `[kafka]`, with its security settings) each alert is produced
@@ -188,7 +189,7 @@ impl AlertsConfig {
 }
 
 /// The Flight SQL endpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct FlightSqlConfig {
     /// Run the endpoint in this process.
@@ -246,7 +247,7 @@ impl FlightSqlConfig {
 }
 
 /// The HTTP API: the seed's `POST /predict_batch` and `GET /healthz`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HttpConfig {
     /// Run the HTTP API in this process.
@@ -268,7 +269,7 @@ impl Default for HttpConfig {
 /// Background compaction of small files (`vitals_raw` ranges the ETL has processed, `vitals_clean`
 /// batches it has committed) into larger ones; readers never see a row twice or miss one meanwhile
 /// (see `coverage`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
     /// Run compaction in the scheduler process (with the ETL driver).
@@ -308,7 +309,7 @@ impl CompactionConfig {
 }
 
 /// Deleting old data. Off by default: clinical data is kept until someone decides otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Delete files of `vitals_raw`, `vitals_clean` and `dead_letters` written more than this many days
@@ -318,7 +319,7 @@ pub struct RetentionConfig {
 }
 
 /// Authentication settings (`[flight_sql.auth]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Every call needs credentials. Only `vitalflow up` (bound to 127.0.0.1) turns this off;
@@ -348,7 +349,7 @@ impl Default for AuthConfig {
 }
 
 /// A user who signs in with a password.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// User name, as written in the audit log.
@@ -362,7 +363,7 @@ pub struct UserConfig {
 }
 
 /// A static bearer token.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenConfig {
     /// Who uses the token, as written in the audit log.
@@ -375,7 +376,7 @@ pub struct TokenConfig {
 }
 
 /// What a caller may do.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Queries vitalflow's tables.

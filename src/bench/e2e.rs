@@ -35,9 +35,6 @@ use crate::config::VitalflowConfig;
 use crate::process::load_model;
 use crate::up::pipeline::{LocalPipeline, local_only};
 
-/// Partitions of the benchmark topic (as `up` creates).
-const PARTITIONS: i32 = 3;
-
 /// The goal the figures are held against (issue: p99 ≤ 500 ms at 20k records/s on 2 cores).
 const GOAL_P99: Duration = Duration::from_millis(500);
 
@@ -95,7 +92,7 @@ async fn measure(
     broker_name: &str,
     work: &std::path::Path,
 ) -> anyhow::Result<()> {
-    ensure_topic(&config.kafka, PARTITIONS).await.context("creating the benchmark topic")?;
+    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
     let location = DataLocation::open(&work.join("data").display().to_string())?;
     // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
     local_only(config);
@@ -108,11 +105,12 @@ async fn measure(
     let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
     let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
     println!(
-        "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {PARTITIONS} partitions; \
+        "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {} partitions; \
          ETL on {:?} every ≥{} ms, ingest flush {} records / {} ms",
         args.rate,
         args.seconds,
         args.warmup,
+        config.kafka.partitions,
         config.etl.run_on,
         config.etl.min_interval_ms,
         config.ingest.flush_records,
@@ -134,7 +132,7 @@ async fn measure(
             .context("connecting to Flight SQL")?,
     );
     // Per partition, the newest processed offset and when it was first seen.
-    let mut seen: Vec<Vec<(i64, Instant)>> = vec![Vec::new(); PARTITIONS as usize];
+    let mut seen: Vec<Vec<(i64, Instant)>> = vec![Vec::new(); config.kafka.partitions.max(1) as usize];
     let mut queries = Vec::new();
     let drain_deadline = Duration::from_secs_f64(args.seconds) + Duration::from_secs(60);
     let started = Instant::now();

@@ -29,9 +29,6 @@ use crate::up::dashboard::Dashboard;
 use crate::up::pipeline::{LocalPipeline, local_only};
 use crate::up::run_dir::RunDir;
 
-/// Partitions of the vitals topic `up` creates.
-const TOPIC_PARTITIONS: i32 = 3;
-
 /// What `up` runs where, written to the ready file and printed.
 #[derive(Debug, Clone, Serialize)]
 pub struct UpAddrs {
@@ -73,7 +70,7 @@ async fn run(
     location: &vitalflow_udf_model::lake::DataLocation,
     run_dir: &RunDir,
 ) -> anyhow::Result<()> {
-    apply_flags(config, &args)?;
+    check_and_localise(config)?;
     let shutdown = shutdown_on_signal();
     let forest = load_model(config)?;
 
@@ -85,16 +82,13 @@ async fn run(
         config.kafka.brokers = broker.addr.to_string();
         Some(broker)
     };
-    ensure_topic(&config.kafka, TOPIC_PARTITIONS).await.context("creating the vitals topic")?;
+    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the vitals topic")?;
 
     let pipeline = LocalPipeline::start(config, location, forest, shutdown.clone()).await?;
     let scheduler = &pipeline.scheduler;
     let simulator = spawn_simulator(config, shutdown.clone());
 
-    let dashboard_port = match (config.up.dashboard, args.no_dashboard) {
-        (true, false) => Some(free_port_or(config.up.dashboard_port)?),
-        _ => None,
-    };
+    let dashboard_port = if config.up.dashboard { Some(free_port_or(config.up.dashboard_port)?) } else { None };
     let addrs = UpAddrs {
         kafka: config.kafka.brokers.clone(),
         embedded_broker: broker.is_some(),
@@ -132,25 +126,7 @@ async fn run(
     Ok(())
 }
 
-fn apply_flags(config: &mut VitalflowConfig, args: &UpArgs) -> anyhow::Result<()> {
-    if let Some(rate) = args.rate {
-        config.simulator.rate_per_sec = rate;
-    }
-    if let Some(patients) = args.patients {
-        config.simulator.patients = patients;
-    }
-    if let Some(port) = args.flight_sql_port {
-        config.flight_sql.port = port;
-    }
-    if let Some(port) = args.http_port {
-        config.http.port = port;
-    }
-    if let Some(port) = args.dashboard_port {
-        config.up.dashboard_port = port;
-    }
-    if let Some(port) = args.broker_port {
-        config.up.broker_port = port;
-    }
+fn check_and_localise(config: &mut VitalflowConfig) -> anyhow::Result<()> {
     config.simulator.validate()?;
     local_only(config);
     Ok(())

@@ -51,8 +51,8 @@ impl LocalPipeline {
             .await
             .context("starting the scheduler, ETL driver, Flight SQL and HTTP API")?;
         let mut executor_config = config.executor.clone();
-        executor_config.scheduler_host = process_config.scheduler.external_host.clone();
-        executor_config.scheduler_port = scheduler.addrs.scheduler.port();
+        executor_config.scheduler_address =
+            format!("{}:{}", process_config.scheduler.external_host, scheduler.addrs.scheduler.port());
         (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
         let executor = vitalflow_executor::start(&executor_config, forest, shutdown.clone())
             .await

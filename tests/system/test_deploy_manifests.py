@@ -138,7 +138,10 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
             m for m in container["volumeMounts"] if m["name"] == "data").items()
     scheduler_ports = {p["port"] for p in services["scheduler"]["spec"]["ports"]}
     config = tomllib.loads(config_map["data"]["vitalflow.toml"])
-    assert config["executor"]["scheduler_host"] == config["scheduler"]["external_host"] == "scheduler"
+    # Executors register with the scheduler's external host: executor.scheduler_address derives from it.
+    shown = tomllib.loads(vitalflow("--config", str(DEPLOY / "vitalflow.container.toml"), "config").stdout)
+    assert "scheduler_address" not in config["executor"] and config["scheduler"]["external_host"] == "scheduler"
+    assert shown["executor"]["scheduler_address"] == "scheduler:50050"
     assert {50050, 50060, 8000} <= scheduler_ports
 
 

@@ -11,6 +11,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -75,7 +76,7 @@ impl VitalsRecord {
 }
 
 /// How readings are written to Kafka.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputFormat {
     /// The seed's flat JSON (`heart_rate`, `systolic_bp`, ..., RFC 3339 `timestamp`).
@@ -112,7 +113,8 @@ impl OutputFormat {
 
 /// What the simulated ward looks like. `Default` holds the realistic settings; tests that compare labels
 /// with band edges pin `artefact_rate` and `missing_rate` to 0.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default)]
 pub struct SimulatorSettings {
     /// Simulated seconds between two readings of one patient (the ward's clock runs this much per turn).
     pub seconds_per_reading: f64,
@@ -124,7 +126,8 @@ pub struct SimulatorSettings {
     pub artefact_rate: f64,
     /// Probability that a given vital is missing from a reading (glucose, a point-of-care test, twice as often).
     pub missing_rate: f64,
-    /// How readings are encoded.
+    /// How readings are encoded: `flat` (the seed's JSON), `aliases` (short names, epoch-ms `ts`) or `fhir`
+    /// (R4 Bundles).
     pub format: OutputFormat,
 }
 

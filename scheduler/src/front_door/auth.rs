@@ -18,7 +18,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 use base64::engine::{DecodePaddingMode, general_purpose};
 use rand::RngCore;
-
 use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, Role};
