@@ -120,17 +120,17 @@ fn observation(obs: &Map<String, Value>, row: &mut Row) -> Result<(), Rejection>
     }
     let time = effective_time(obs)?;
     row.time_ns = Some(row.time_ns.map_or(time, |t| t.max(time)));
-    if let Some(vital) = loinc_vital(obs.get("code")) {
-        if let Some(v) = quantity(obs, vital)? {
-            row.vitals[vital_index(vital)] = Some(v);
-        }
+    if let Some(vital) = loinc_vital(obs.get("code"))
+        && let Some(v) = quantity(obs, vital)?
+    {
+        row.vitals[vital_index(vital)] = Some(v);
     }
     for component in obs.get("component").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
         let Some(c) = component.as_object() else { continue };
-        if let Some(vital) = loinc_vital(c.get("code")) {
-            if let Some(v) = quantity(c, vital)? {
-                row.vitals[vital_index(vital)] = Some(v);
-            }
+        if let Some(vital) = loinc_vital(c.get("code"))
+            && let Some(v) = quantity(c, vital)?
+        {
+            row.vitals[vital_index(vital)] = Some(v);
         }
     }
     Ok(())

@@ -340,8 +340,10 @@ mod tests {
     use super::*;
 
     fn settings(properties: &[(&str, &str)]) -> ClientConfig {
-        let mut kafka = KafkaConfig::default();
-        kafka.properties = properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let kafka = KafkaConfig {
+            properties: properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            ..KafkaConfig::default()
+        };
         consumer_config(&kafka, &IngestConfig::default())
     }
 

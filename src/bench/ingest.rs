@@ -244,10 +244,10 @@ impl ProducerContext for DeliveryCounter {
     type DeliveryOpaque = ();
 
     fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        if let Err((error, _)) = result {
-            if self.failed.fetch_add(1, Ordering::Relaxed) == 0 {
-                tracing::error!(error = %error, "Delivery failed.");
-            }
+        if let Err((error, _)) = result
+            && self.failed.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            tracing::error!(error = %error, "Delivery failed.");
         }
     }
 }

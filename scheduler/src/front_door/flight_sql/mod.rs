@@ -428,7 +428,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         query: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(flight_info(query.as_any().encode_to_vec(), &schema, request.into_inner())?))
     }
 
@@ -479,7 +479,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         query: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = query.clone().into_builder().schema();
+        let schema = query.into_builder().schema();
         Ok(Response::new(flight_info(query.as_any().encode_to_vec(), &schema, request.into_inner())?))
     }
 
