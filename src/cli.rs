@@ -12,6 +12,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "vitalflow", version, about, long_about)]
 pub struct Cli {
+    /// The flags every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The flags every command of `vitalflow` and `vitalflow-bench` takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
     /// Configuration file (TOML).
     #[arg(long, global = true, env = "VITALFLOW_CONFIG")]
     pub config: Option<PathBuf>,
@@ -27,9 +38,6 @@ pub struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VITALFLOW_LOG_FORMAT")]
     pub log_format: LogFormat,
-    /// The command.
-    #[command(subcommand)]
-    pub command: Command,
 }
 
 /// How logs are written to stderr.

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use vitalflow_udf_model::simulate::OutputFormat;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, GlobalArgs};
 use crate::config::VitalflowConfig;
 
 /// Sets `target` when the flag was given.
@@ -18,20 +18,15 @@ fn set<T: Clone>(target: &mut T, flag: &Option<T>) {
 }
 
 /// Applies the global flags `--data`, `--kafka` and `--topic` (shared with `vitalflow-bench`).
-pub fn apply_globals(config: &mut VitalflowConfig, data: Option<&str>, kafka: Option<&str>, topic: Option<&str>) {
-    let set_str = |target: &mut String, flag: Option<&str>| {
-        if let Some(value) = flag {
-            *target = value.to_string();
-        }
-    };
-    set_str(&mut config.storage.data_url, data);
-    set_str(&mut config.kafka.brokers, kafka);
-    set_str(&mut config.kafka.topic, topic);
+pub fn apply_globals(config: &mut VitalflowConfig, global: &GlobalArgs) {
+    set(&mut config.storage.data_url, &global.data);
+    set(&mut config.kafka.brokers, &global.kafka);
+    set(&mut config.kafka.topic, &global.topic);
 }
 
 /// Applies the global flags and those of the command over `config`.
 pub fn apply(cli: &Cli, config: &mut VitalflowConfig) -> anyhow::Result<()> {
-    apply_globals(config, cli.data.as_deref(), cli.kafka.as_deref(), cli.topic.as_deref());
+    apply_globals(config, &cli.global);
     match &cli.command {
         Command::Scheduler(args) => {
             set(&mut config.scheduler.port, &args.port);

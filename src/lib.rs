@@ -18,7 +18,7 @@ use crate::config::VitalflowConfig;
 /// command-line flags ([`flags::apply`]); settings that default to another setting are filled last
 /// ([`VitalflowConfig::derive_defaults`]).
 pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
-    let mut config = config::load(cli.config.as_deref(), std::env::vars())?;
+    let mut config = config::load(cli.global.config.as_deref(), std::env::vars())?;
     flags::apply(cli, &mut config)?;
     config.derive_defaults();
     Ok(config)
@@ -26,14 +26,9 @@ pub fn effective_config(cli: &Cli) -> anyhow::Result<VitalflowConfig> {
 
 /// The configuration `vitalflow-bench` runs with: the same layers, with the global flags `--data`,
 /// `--kafka` and `--topic` it shares with `vitalflow`.
-pub fn config_with_flags(
-    file: Option<&std::path::Path>,
-    data: Option<&str>,
-    kafka: Option<&str>,
-    topic: Option<&str>,
-) -> anyhow::Result<VitalflowConfig> {
-    let mut config = config::load(file, std::env::vars())?;
-    flags::apply_globals(&mut config, data, kafka, topic);
+pub fn config_with_flags(global: &cli::GlobalArgs) -> anyhow::Result<VitalflowConfig> {
+    let mut config = config::load(global.config.as_deref(), std::env::vars())?;
+    flags::apply_globals(&mut config, global);
     config.derive_defaults();
     Ok(config)
 }
@@ -45,17 +40,17 @@ pub fn external_kafka(kafka_flag: bool, config: &VitalflowConfig) -> bool {
 }
 
 /// The global flags as given, for passing on to `vitalflow-bench`.
-fn global_flags(cli: &Cli) -> Vec<std::ffi::OsString> {
+fn global_flags(global: &cli::GlobalArgs) -> Vec<std::ffi::OsString> {
     let mut flags: Vec<std::ffi::OsString> = Vec::new();
-    if let Some(file) = &cli.config {
+    if let Some(file) = &global.config {
         flags.extend(["--config".into(), file.into()]);
     }
-    for (flag, value) in [("--data", &cli.data), ("--kafka", &cli.kafka), ("--topic", &cli.topic)] {
+    for (flag, value) in [("--data", &global.data), ("--kafka", &global.kafka), ("--topic", &global.topic)] {
         if let Some(value) = value {
             flags.extend([flag.into(), value.into()]);
         }
     }
-    if let Some(format) = clap::ValueEnum::to_possible_value(&cli.log_format) {
+    if let Some(format) = clap::ValueEnum::to_possible_value(&global.log_format) {
         flags.extend(["--log-format".into(), format.get_name().into()]);
     }
     flags
@@ -65,8 +60,8 @@ fn global_flags(cli: &Cli) -> Vec<std::ffi::OsString> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = effective_config(&cli)?;
     // `up` embeds a broker unless a real Kafka is configured (flag, file or environment).
-    let external_kafka = external_kafka(cli.kafka.is_some(), &config);
-    let globals = global_flags(&cli);
+    let external_kafka = external_kafka(cli.global.kafka.is_some(), &config);
+    let globals = global_flags(&cli.global);
     match cli.command {
         Command::Scheduler(args) => commands::scheduler(config, args).await,
         Command::Executor(args) => commands::executor(config, args).await,

@@ -7,6 +7,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = vitalflow::cli::Cli::parse();
-    vitalflow::logging::init(cli.log_format);
+    vitalflow::logging::init(cli.global.log_format);
     vitalflow::process::block_on("vitalflow", vitalflow::run(cli))
 }

@@ -1,10 +1,8 @@
 //! The command line of `vitalflow-bench`: the global flags of `vitalflow` and one subcommand per benchmark.
 
-use std::path::PathBuf;
-
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cli::LogFormat;
+use crate::cli::GlobalArgs;
 
 /// vitalflow-bench: benchmarks that time vitalflow and its reference in one run and print both with the ratio.
 ///
@@ -13,21 +11,9 @@ use crate::cli::LogFormat;
 #[derive(Debug, Parser)]
 #[command(name = "vitalflow-bench", version, about, long_about)]
 pub struct BenchCli {
-    /// Configuration file (TOML).
-    #[arg(long, global = true, env = "VITALFLOW_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// Where tables live: a directory or URL (overrides storage.data_url).
-    #[arg(long, global = true)]
-    pub data: Option<String>,
-    /// Kafka bootstrap servers (overrides kafka.brokers).
-    #[arg(long, global = true)]
-    pub kafka: Option<String>,
-    /// Topic of vitals records (overrides kafka.topic).
-    #[arg(long, global = true)]
-    pub topic: Option<String>,
-    /// Log format.
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VITALFLOW_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    /// The flags `vitalflow` takes too.
+    #[command(flatten)]
+    pub global: GlobalArgs,
     /// The benchmark.
     #[command(subcommand)]
     pub bench: Bench,

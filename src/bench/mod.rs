@@ -16,13 +16,8 @@ pub mod queries;
 
 /// Runs the benchmark the command line names.
 pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
-    let config = crate::config_with_flags(
-        cli.config.as_deref(),
-        cli.data.as_deref(),
-        cli.kafka.as_deref(),
-        cli.topic.as_deref(),
-    )?;
-    let external_kafka = crate::external_kafka(cli.kafka.is_some(), &config);
+    let config = crate::config_with_flags(&cli.global)?;
+    let external_kafka = crate::external_kafka(cli.global.kafka.is_some(), &config);
     match cli.bench {
         cli::Bench::Model(args) => model::run(&args),
         cli::Bench::Queries(args) => queries::run(args).await,

@@ -8,6 +8,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = vitalflow::bench::cli::BenchCli::parse();
-    vitalflow::logging::init(cli.log_format);
+    vitalflow::logging::init(cli.global.log_format);
     vitalflow::process::block_on("vitalflow-bench", vitalflow::bench::run(cli))
 }
