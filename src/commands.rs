@@ -61,6 +61,7 @@ pub async fn executor(config: VitalflowConfig, args: ExecutorArgs) -> anyhow::Re
 
 /// `vitalflow ingest`.
 pub async fn ingest(config: VitalflowConfig, args: IngestArgs) -> anyhow::Result<()> {
+    // Before opening (and creating) the data location; `start` checks it again for its other callers.
     config.ingest.validate()?;
     let location = open_data(&config)?;
     let ingest = vitalflow_ingest::start(&config.kafka, &config.ingest, location, shutdown_on_signal())
@@ -78,7 +79,7 @@ pub async fn simulate(config: VitalflowConfig, args: SimulateArgs) -> anyhow::Re
     config.simulator.validate()?;
     ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the topic")?;
     let mut simulator =
-        VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.settings());
+        VitalsSimulator::with_settings(config.simulator.patients, config.simulator.seed, config.simulator.ward);
     let spec = ProduceSpec { count: args.count, rate_per_sec: config.simulator.rate_per_sec };
     let sent = produce_simulated(&config.kafka, &mut simulator, spec, shutdown_on_signal())
         .await

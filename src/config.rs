@@ -131,11 +131,6 @@ impl SimulatorConfig {
         self.ward.validate()?;
         Ok(())
     }
-
-    /// What the ward looks like, for the simulator.
-    pub fn settings(&self) -> SimulatorSettings {
-        self.ward
-    }
 }
 
 impl VitalflowConfig {

@@ -4,7 +4,6 @@
 //! default is written once, in the setting's `Default`. [`apply`] is the one place flags reach the
 //! configuration; commands read the configuration, never those flags.
 
-use anyhow::Context;
 use vitalflow_udf_model::simulate::OutputFormat;
 
 use crate::cli::{Cli, Command, GlobalArgs};
@@ -37,11 +36,8 @@ pub fn apply(cli: &Cli, config: &mut VitalflowConfig) -> anyhow::Result<()> {
             config.http.enabled &= !args.no_http;
         }
         Command::Executor(args) => {
-            if let Some(scheduler) = &args.scheduler {
-                let (host, port) = scheduler.rsplit_once(':').context("--scheduler must be host:port")?;
-                port.parse::<u16>().context("--scheduler port")?;
-                config.executor.scheduler_address = format!("{host}:{port}");
-            }
+            // Checked as host:port by `ExecutorConfig::scheduler`, before the executor binds anything.
+            set(&mut config.executor.scheduler_address, &args.scheduler);
             set(&mut config.executor.flight_port, &args.flight_port);
             set(&mut config.executor.grpc_port, &args.grpc_port);
             set(&mut config.executor.health_port, &args.health_port);

@@ -136,7 +136,7 @@ fn spawn_simulator(config: &VitalflowConfig, shutdown: CancellationToken) -> Joi
     let kafka = config.kafka.clone();
     let sim = config.simulator.clone();
     tokio::spawn(async move {
-        let mut simulator = VitalsSimulator::with_settings(sim.patients, sim.seed, sim.settings());
+        let mut simulator = VitalsSimulator::with_settings(sim.patients, sim.seed, sim.ward);
         let spec = ProduceSpec { count: None, rate_per_sec: sim.rate_per_sec };
         if let Err(error) = produce_simulated(&kafka, &mut simulator, spec, shutdown).await {
             tracing::error!(error = %error, "The simulator stopped.");
