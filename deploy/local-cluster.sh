@@ -16,6 +16,9 @@
 #   VITALFLOW_DATA         where tables live, shared by every process (default $VITALFLOW_CLUSTER_DIR/data)
 #   VITALFLOW_CONFIG       vitalflow.toml every process reads (Flight SQL users, ports...); VITALFLOW__*
 #                          variables override it as usual
+#   VITALFLOW__CLUSTER__SECRET / VITALFLOW__CLUSTER__SECRET_FILE
+#                          the secret the Ballista ports demand; unset: start writes a random one to
+#                          run/cluster.secret (mode 600) and gives every process that file
 #   KAFKA_BOOTSTRAP        an existing Kafka; unset: deploy/kafka/kafka.sh runs one in the cluster directory
 #   EXECUTORS, INGESTERS   how many executors and ingest processes (default 2 and 2)
 #   PARTITIONS             partitions of the vitals topic when start creates it (default 6): at most this
@@ -112,6 +115,11 @@ start() {
     kafka=$("$here/kafka/kafka.sh" start) || fail_start "Kafka did not start" kafka
   fi
   echo "$kafka" > "$run/kafka"
+  # One secret for this cluster's processes: the Ballista ports refuse requests without it.
+  if [ -z "${VITALFLOW__CLUSTER__SECRET:-}" ] && [ -z "${VITALFLOW__CLUSTER__SECRET_FILE:-}" ]; then
+    (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$run/cluster.secret")
+    export VITALFLOW__CLUSTER__SECRET_FILE="$run/cluster.secret"
+  fi
   local common=("$bin" --kafka "$kafka" --data "${VITALFLOW_DATA:-$dir/data}")
 
   launch scheduler "${common[@]}" scheduler --ready-file "$run/scheduler.json"
@@ -129,7 +137,7 @@ start() {
   local i
   for i in $(seq 1 "${EXECUTORS:-2}"); do
     launch "executor-$i" "${common[@]}" executor --scheduler "$scheduler" \
-      --flight-port 0 --grpc-port 0 --health-port 0 --ready-file "$run/executor-$i.json"
+      --flight-port 0 --health-port 0 --ready-file "$run/executor-$i.json"
   done
   for i in $(seq 1 "${INGESTERS:-2}"); do
     launch "ingest-$i" "${common[@]}" ingest --metrics-port 0 --ready-file "$run/ingest-$i.json"
@@ -186,7 +194,7 @@ stop_all() {
     stop_one "$name"
   done
   if [ -f "$run/own-kafka" ]; then "$here/kafka/kafka.sh" stop; fi
-  rm -f "$run"/*.json "$run/order" "$run/own-kafka" "$run/kafka"
+  rm -f "$run"/*.json "$run/order" "$run/own-kafka" "$run/kafka" "$run/cluster.secret"
 }
 
 status() {

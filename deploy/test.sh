@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs every vitalflow test. Installs what the tests need by itself (the Python venv from pinned
-# requirements, Apache Kafka 4.1 from Maven Central, both cached outside the checkout), starts a real
-# single-node Kafka on 127.0.0.1, runs the Rust and Python suites, and stops what it started.
+# requirements, Apache Kafka 4.1 from Maven Central, SeaweedFS built from the Go module proxy, all cached
+# outside the checkout), starts a real single-node Kafka and a real S3-compatible object store (SeaweedFS,
+# deploy/s3/s3.sh) on 127.0.0.1, runs the Rust and Python suites, and stops what it started.
+# Both suites see the object store through AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+# AWS_REGION, AWS_ALLOW_HTTP and VITALFLOW_S3_BUCKET (a bucket that exists).
 #
 # Environment:
-#   VITALFLOW_CACHE    cache for jars, venvs and (by default) the cargo target dir; default ~/.cache/vitalflow
+#   VITALFLOW_CACHE    cache for jars, venvs, the SeaweedFS binary and (by default) the cargo target dir;
+#                      default ~/.cache/vitalflow
 #   CARGO_TARGET_DIR   cargo's target dir; default $VITALFLOW_CACHE/target
 #   PYTEST_ARGS        extra pytest arguments (e.g. "-k end_to_end")
 set -euo pipefail
@@ -14,9 +18,16 @@ cd "$root"
 export VITALFLOW_CACHE=${VITALFLOW_CACHE:-$HOME/.cache/vitalflow}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$VITALFLOW_CACHE/target}
 export VITALFLOW_KAFKA_DIR=${VITALFLOW_KAFKA_DIR:-$(mktemp -d /tmp/vitalflow-kafka.XXXXXX)}
+export VITALFLOW_S3_DIR=${VITALFLOW_S3_DIR:-$(mktemp -d /tmp/vitalflow-s3.XXXXXX)}
 mkdir -p "$VITALFLOW_CACHE"
 
 step() { printf '\n==> %s\n' "$*"; }
+
+# SeaweedFS is a large Go build on a fresh machine (about 11 minutes on 2 cores): it runs beside the
+# steps below, which wait on the network or the disk as much as on the CPU, and is waited for before the tests.
+step "S3-compatible object store: building SeaweedFS in the background (once per machine)"
+deploy/s3/s3.sh install > "$VITALFLOW_S3_DIR/install.log" 2>&1 &
+s3_install=$!
 
 step "Python venv"
 venv=$(deploy/python-env.sh clients/requirements-test.txt)
@@ -45,11 +56,18 @@ step "Build"
 cargo build --workspace --all-targets --features vitalflow/bench --locked
 export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"
 
+step "S3-compatible object store (SeaweedFS)"
+wait "$s3_install" || { cat "$VITALFLOW_S3_DIR/install.log"; echo "deploy/s3/s3.sh install failed" >&2; exit 1; }
+trap 'deploy/s3/s3.sh clean; deploy/kafka/kafka.sh clean' EXIT
+s3_env=$(deploy/s3/s3.sh start)
+eval "$s3_env"
+echo "S3 on $AWS_ENDPOINT_URL, bucket $VITALFLOW_S3_BUCKET (state in $VITALFLOW_S3_DIR)"
+
 status=0
 step "Rust tests"
 cargo test --workspace --features vitalflow/bench --locked 2>&1 | tee "$VITALFLOW_KAFKA_DIR/cargo-test.log" || status=1
 step "Python tests (tests/system: the services and deploy/; clients/tests: the clients)"
-"$venv/bin/python" -m pytest tests/system clients/tests -v -rA ${PYTEST_ARGS:-} || status=1
+"$venv/bin/python" -m pytest tests/system clients/tests -v -rA --durations=25 ${PYTEST_ARGS:-} || status=1
 
 step "Summary"
 grep -E '^test result:' "$VITALFLOW_KAFKA_DIR/cargo-test.log" | awk '{p+=$4; f+=$6} END {printf "cargo test: %d passed, %d failed\n", p, f}'

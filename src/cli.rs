@@ -75,6 +75,10 @@ pub enum Command {
     /// Show where the ETL stands: batches committed, rows, lag behind ingest, alert delivery; read from
     /// the data location (--data), so it works with every process stopped.
     Status(StatusArgs),
+    /// Convert, once, a data location written by an earlier vitalflow (plain Parquet files) into Delta
+    /// Lake tables, every row exactly once and the ETL's progress kept; the old files are moved under
+    /// `_pre_delta/`. Needs the Kafka cluster ingest reads (--kafka), to record its positions.
+    Migrate,
     /// Print the effective configuration as TOML (secrets shown as "<redacted>"), or with --markdown the
     /// reference of every setting.
     Config(ConfigArgs),
@@ -176,8 +180,8 @@ pub struct ExecutorArgs {
     /// Arrow Flight port, 0 for any free port (overrides executor.flight_port).
     #[arg(long)]
     pub flight_port: Option<u16>,
-    /// gRPC port, 0 for any free port (overrides executor.grpc_port).
-    #[arg(long)]
+    /// Ignored: executors poll the scheduler and serve no gRPC port (kept so that older scripts run).
+    #[arg(long, hide = true)]
     pub grpc_port: Option<u16>,
     /// Port of /healthz and /readyz, 0 for any free port (overrides executor.health_port).
     #[arg(long)]

@@ -47,12 +47,36 @@ pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result
     Ok(())
 }
 
+/// `vitalflow migrate`.
+pub async fn migrate(config: VitalflowConfig) -> anyhow::Result<()> {
+    let location = open_data(&config)?;
+    let source = vitalflow_ingest::client::kafka_source(&config.kafka)
+        .await
+        .context("reading the Kafka cluster id, which the migrated positions are recorded under")?;
+    let report = vitalflow_udf_model::lake::migrate::migrate(&location, &source).await.context("migrating")?;
+    for (table, rows) in &report.rows {
+        println!("{table:<16} {rows} rows");
+    }
+    println!(
+        "Migrated {} to Delta Lake tables; {} earlier files moved under {}/{}/ (delete them once satisfied).",
+        location.url(),
+        report.moved_files,
+        location.url().as_str().trim_end_matches('/'),
+        vitalflow_udf_model::lake::migrate::BACKUP_DIR
+    );
+    Ok(())
+}
+
 /// `vitalflow executor`.
 pub async fn executor(config: VitalflowConfig, args: ExecutorArgs) -> anyhow::Result<()> {
     let forest = load_model(&config)?;
+    // Its tasks read the tables' files: an S3 data location's store, with `[storage.options]`, is theirs.
+    if config.storage.data_url.starts_with("s3") {
+        open_data(&config)?;
+    }
     // Ballista's executor stops on SIGINT and SIGTERM itself, telling the scheduler and draining its
     // tasks first: the process leaves signals to it and never cancels this token.
-    let executor = vitalflow_executor::start(&config.executor, forest, CancellationToken::new())
+    let executor = vitalflow_executor::start(&config.executor, &config.cluster, forest, CancellationToken::new())
         .await
         .context("starting the executor")?;
     write_ready_file(args.service.ready_file.as_deref(), &executor.ports)?;
@@ -234,20 +258,11 @@ pub fn bench(cli_globals: Vec<std::ffi::OsString>, args: BenchArgs) -> anyhow::R
     Ok(())
 }
 
-/// Reads one password line from standard input and prints its `password_hash`.
+/// Reads a password (hidden on a terminal, or a line from a pipe) and prints its `password_hash`.
 pub fn hash_password() -> anyhow::Result<()> {
-    use std::io::{BufRead, IsTerminal};
-    if std::io::stdin().is_terminal() {
-        eprintln!("Password (input is shown; pipe it in to keep it off the screen):");
-    }
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line).context("reading the password from standard input")?;
-    let password = line.trim_end_matches(['\r', '\n']);
-    if password.is_empty() {
-        anyhow::bail!("no password on standard input");
-    }
+    let password = crate::password_input::read_password()?;
     let hash = vitalflow_scheduler::front_door::auth::hash_password(
-        password,
+        &password,
         vitalflow_scheduler::front_door::auth::PBKDF2_ITERATIONS,
     );
     println!("password_hash = \"{hash}\"");

@@ -12,7 +12,7 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use vitalflow_executor::ExecutorConfig;
+use vitalflow_executor::{ClusterConfig, ExecutorConfig};
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
 use vitalflow_scheduler::{
     AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
@@ -50,6 +50,8 @@ pub struct VitalflowConfig {
     pub alerts: AlertsConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
+    /// The secret shared by the scheduler and the executors (Ballista's internal ports).
+    pub cluster: ClusterConfig,
     /// `vitalflow simulate`.
     pub simulator: SimulatorConfig,
     /// `vitalflow up`.
@@ -60,13 +62,19 @@ pub struct VitalflowConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
-    /// A local directory (created if missing) or a `file://` URL, shared by every process.
+    /// Where the tables (Delta Lake) live, shared by every process: a local directory (created if
+    /// missing), a `file://` URL, or `s3://bucket/prefix` (credentials and endpoint from the standard
+    /// `AWS_*` environment variables, or `options`).
     pub data_url: String,
+    /// Object-store settings with delta-rs's / object_store's key names, e.g. `aws_endpoint`,
+    /// `aws_region`, `aws_access_key_id`, `aws_secret_access_key`, `aws_allow_http`; they override the
+    /// environment. Secrets are redacted by `vitalflow config`.
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
-        StorageConfig { data_url: "./data".into() }
+        StorageConfig { data_url: "./data".into(), options: Default::default() }
     }
 }
 
@@ -153,6 +161,7 @@ impl VitalflowConfig {
             retention: self.retention.clone(),
             alerts: self.alerts.clone(),
             kafka: self.kafka.clone(),
+            cluster: self.cluster.clone(),
         }
     }
 }
@@ -190,7 +199,7 @@ pub fn redacted_toml(config: &VitalflowConfig) -> anyhow::Result<String> {
         match value {
             toml::Value::Table(table) => {
                 for (key, v) in table.iter_mut() {
-                    let secret = key.ends_with("secret") || key.ends_with("password");
+                    let secret = key.contains("secret") || key.ends_with("password") || key.ends_with("session_token");
                     match v {
                         toml::Value::String(s) if secret && !s.is_empty() => *s = "<redacted>".into(),
                         other => redact(other),
@@ -214,6 +223,14 @@ fn migrate_deprecated(value: &mut toml::Value) -> anyhow::Result<Vec<String>> {
     // executor.scheduler_host and executor.scheduler_port became executor.scheduler_address = "host:port".
     let scheduler = value.get("scheduler").cloned();
     let Some(executor) = value.get_mut("executor").and_then(toml::Value::as_table_mut) else { return Ok(warnings) };
+    // executor.grpc_port went: executors poll the scheduler for tasks and serve no gRPC port.
+    if executor.remove("grpc_port").is_some() {
+        warnings.push(
+            "executor.grpc_port (VITALFLOW__EXECUTOR__GRPC_PORT) is deprecated and ignored: executors poll the \
+             scheduler for tasks and serve no gRPC port."
+                .into(),
+        );
+    }
     let host = executor.remove("scheduler_host");
     let port = executor.remove("scheduler_port");
     if host.is_none() && port.is_none() {
@@ -310,8 +327,11 @@ mod tests {
             password_hash: "pbkdf2-sha256$1000$c2FsdHNhbHQ$aGFzaA".into(),
             role: vitalflow_scheduler::config::Role::Admin,
         });
+        config.storage.options.insert("aws_secret_access_key".into(), "s3-hunter3".into());
+        config.storage.options.insert("aws_region".into(), "eu-west-1".into());
         let text = redacted_toml(&config).unwrap();
-        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains("hunter2") && !text.contains("hunter3"), "{text}");
+        assert!(text.contains("eu-west-1"), "{text}");
         assert!(text.contains("token_secret = \"<redacted>\""), "{text}");
         assert!(text.contains("pbkdf2-sha256$1000$"), "{text}");
     }
@@ -389,6 +409,15 @@ mod tests {
         ];
         let c = load(None, env).unwrap();
         assert_eq!(c.executor.scheduler_address, "10.0.0.2:6001");
+    }
+
+    #[test]
+    fn an_old_executor_grpc_port_is_accepted_and_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[executor]\ngrpc_port = 50052\nflight_port = 6000\n").unwrap();
+        let c = load(Some(&file), [("VITALFLOW__EXECUTOR__GRPC_PORT".to_string(), "0".to_string())]).unwrap();
+        assert_eq!(c.executor.flight_port, 6000);
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub fn apply(cli: &Cli, config: &mut VitalflowConfig) -> anyhow::Result<()> {
             // Checked as host:port by `ExecutorConfig::scheduler`, before the executor binds anything.
             set(&mut config.executor.scheduler_address, &args.scheduler);
             set(&mut config.executor.flight_port, &args.flight_port);
-            set(&mut config.executor.grpc_port, &args.grpc_port);
+            if args.grpc_port.is_some() {
+                tracing::warn!(
+                    "--grpc-port is deprecated and ignored: executors poll the scheduler and serve no gRPC port."
+                );
+            }
             set(&mut config.executor.health_port, &args.health_port);
             set(&mut config.executor.concurrent_tasks, &args.concurrent_tasks);
         }
@@ -76,6 +80,7 @@ pub fn apply(cli: &Cli, config: &mut VitalflowConfig) -> anyhow::Result<()> {
         }
         Command::Train(_)
         | Command::Stop
+        | Command::Migrate
         | Command::Bench(_)
         | Command::Status(_)
         | Command::Config(_)

@@ -7,6 +7,7 @@ pub mod commands;
 pub mod config;
 pub mod flags;
 pub mod logging;
+pub mod password_input;
 pub mod process;
 pub mod up;
 
@@ -76,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => commands::predict(config, args).await,
         Command::Bench(args) => commands::bench(globals, args),
         Command::Status(args) => commands::status(config, args).await,
+        Command::Migrate => commands::migrate(config).await,
         Command::Config(args) if args.markdown => {
             print!("{}", config::reference_markdown()?);
             Ok(())

@@ -26,7 +26,8 @@ pub fn load_model(config: &VitalflowConfig) -> anyhow::Result<Arc<RiskForest>> {
 
 /// The configured data location (`storage.data_url`), opened.
 pub fn open_data(config: &VitalflowConfig) -> anyhow::Result<DataLocation> {
-    DataLocation::open(&config.storage.data_url).context("opening the data location")
+    DataLocation::open_with_options(&config.storage.data_url, &config.storage.options)
+        .context("opening the data location")
 }
 
 /// A token cancelled on Ctrl-C or SIGTERM.

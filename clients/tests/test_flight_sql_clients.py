@@ -9,6 +9,7 @@ every test of this module; tests that need other settings start their own schedu
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -72,6 +73,46 @@ def statement_query(sql: str) -> flight.FlightDescriptor:
     return flight.FlightDescriptor.for_command(any_msg)
 
 
+SQL_TYPES = "type.googleapis.com/arrow.flight.protocol.sql."
+
+
+def command(name: str, body: bytes = b"") -> bytes:
+    """A Flight SQL command: `body` (the message's fields) wrapped in an Any of type `name`."""
+    return _pb(1, (SQL_TYPES + name).encode()) + _pb(2, body)
+
+
+def batches_of(reader) -> list[pa.RecordBatch]:
+    """Every batch of a DoGet stream as sent, empty ones included."""
+    batches = []
+    while True:
+        try:
+            batches.append(reader.read_chunk().data)
+        except StopIteration:
+            return batches
+
+
+def fetch_command(client, options, cmd: bytes):
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(cmd), options)
+    return info, batches_of(client.do_get(info.endpoints[0].ticket, options))
+
+
+def prepare(client, options, sql: str) -> tuple[bytes, pa.Schema, pa.Schema]:
+    """CreatePreparedStatement: (handle, dataset schema, parameter schema)."""
+    action = flight.Action("CreatePreparedStatement", command("ActionCreatePreparedStatementRequest", _pb(1, sql.encode())))
+    result = _fields(_fields(next(iter(client.do_action(action, options))).body.to_pybytes())[2])
+    return result[1], pa.ipc.read_schema(pa.py_buffer(result[2])), pa.ipc.read_schema(pa.py_buffer(result[3]))
+
+
+def prepared_query(handle: bytes) -> flight.FlightDescriptor:
+    return flight.FlightDescriptor.for_command(command("CommandPreparedStatementQuery", _pb(1, handle)))
+
+
+def cancel_flight_info(client, options, info: flight.FlightInfo) -> bytes:
+    """The CancelFlightInfoResult of a CancelFlightInfo action (b"\x08\x01": CANCELLED)."""
+    results = list(client.do_action(flight.Action("CancelFlightInfo", _pb(1, info.serialize())), options))
+    return results[0].body.to_pybytes()
+
+
 def pyarrow_client(addr: str, user: str = "admin"):
     client = flight.FlightClient(f"grpc://{addr}")
     header = client.authenticate_basic_token(user, FLIGHT_SQL_USERS[user][0])
@@ -91,14 +132,103 @@ def test_pyarrow_flight_streams_under_the_announced_schema_with_one_endpoint(ser
         info = client.get_flight_info(statement_query(sql), options)
         assert len(info.endpoints) == 1, sql
         assert not info.endpoints[0].locations, "the ticket must be served by this server"
-        table = client.do_get(info.endpoints[0].ticket, options).read_all()
-        assert table.schema == info.schema, f"{sql}: streamed {table.schema} announced {info.schema}"
+        batches = batches_of(client.do_get(info.endpoints[0].ticket, options))
+        table = pa.Table.from_batches(batches, schema=info.schema)
+        assert all(b.schema == info.schema for b in batches), f"{sql}: streamed {batches} announced {info.schema}"
+        # GetSchema answers the same schema without running the query.
+        assert client.get_schema(statement_query(sql), options).schema == info.schema, sql
         if rows is not None:
             assert table.num_rows == rows, sql
+        if rows == 0:
+            # One empty batch, not the schema alone.
+            assert [b.num_rows for b in batches] == [0], sql
     types = client.get_flight_info(statement_query("SELECT patient_id, event_time, risk FROM vitals_clean"), options).schema
     assert types.field("patient_id").type == pa.string()
     assert types.field("risk").type == pa.string()
     assert types.field("event_time").type == pa.timestamp("ns", tz="UTC")
+
+
+FOREIGN_KEY_COLUMNS = [
+    "pk_catalog_name", "pk_db_schema_name", "pk_table_name", "pk_column_name", "fk_catalog_name", "fk_db_schema_name",
+    "fk_table_name", "fk_column_name", "key_sequence", "fk_key_name", "pk_key_name", "update_rule", "delete_rule",
+]
+PRIMARY_KEYS = {
+    "vitals_clean": ["source_topic", "source_partition", "source_offset"],
+    "vitals_raw": ["source_topic", "source_partition", "source_offset"],
+    "dead_letters": ["stage", "source_topic", "source_partition", "source_offset"],
+    "patient_latest": ["patient_id"],
+    "risk_alerts": ["alert_id"],
+    "no_such_table": [],
+}
+
+
+def test_pyarrow_key_listings_answer_with_the_specs_schemas_and_list_flights_is_empty(served):
+    cluster, addr = served
+    client, options = pyarrow_client(addr, "grafana")
+    clean = _pb(3, b"vitals_clean")
+    for name, body in [
+        ("CommandGetImportedKeys", clean),
+        ("CommandGetExportedKeys", clean),
+        ("CommandGetCrossReference", _pb(3, b"patient_latest") + _pb(6, b"vitals_clean")),
+    ]:
+        info, batches = fetch_command(client, options, command(name, body))
+        assert info.schema.names == FOREIGN_KEY_COLUMNS, name
+        assert [b.num_rows for b in batches] == [0], f"{name}: one empty batch"
+    for table, key in PRIMARY_KEYS.items():
+        _, batches = fetch_command(client, options, command("CommandGetPrimaryKeys", _pb(3, table.encode())))
+        rows = pa.Table.from_batches(batches).to_pylist()
+        assert [r["column_name"] for r in rows] == key, table
+        assert [r["key_sequence"] for r in rows] == list(range(1, len(key) + 1)), table
+    assert list(client.list_flights(options=options)) == []
+
+
+def test_pyarrow_prepared_statements_type_parameters_and_refuse_missing_values(served):
+    cluster, addr = served
+    client, options = pyarrow_client(addr, "grafana")
+    # A function's arguments take the function's types; a comparison's the column's.
+    _, dataset, parameters = prepare(client, options, "SELECT predict_risk(?, ?, ?, ?, ?, ?) AS risk")
+    assert parameters.types == [pa.float64()] * 6, parameters
+    assert dataset.names == ["risk"]
+    handle, dataset, parameters = prepare(
+        client, options, "SELECT count(*) AS n FROM vitals_clean WHERE patient_id = ? AND heart_rate > ?")
+    assert parameters.types == [pa.string(), pa.float64()], parameters
+    # GetSchema of the prepared statement needs no values; executing it does, and says which.
+    assert client.get_schema(prepared_query(handle), options).schema == dataset
+    with pytest.raises(pa.ArrowInvalid, match=r"parameters \$1, \$2 have no value") as err:
+        client.get_flight_info(prepared_query(handle), options)
+    assert "Placeholder" not in str(err.value)
+
+
+def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(served):
+    cluster, addr = served
+    client, options = pyarrow_client(addr, "grafana")
+    for garbage in [b"\xff\xfe not a ticket", b"", _pb(1, b"type.googleapis.com/no.Such") + _pb(2, b"x")]:
+        with pytest.raises(pa.ArrowInvalid, match="not a Flight SQL command") as err:
+            client.do_get(flight.Ticket(garbage), options).read_all()
+        assert "DecodeError" not in str(err.value)
+    # Cancelling a query that is not running has nothing left to stop: CANCELLED.
+    info = client.get_flight_info(statement_query("SELECT count(*) FROM vitals_clean"), options)
+    assert cancel_flight_info(client, options, info) == b"\x08\x01"
+    with pytest.raises(pa.ArrowInvalid, match="CancelFlightInfo"):
+        list(client.do_action(flight.Action("CancelFlightInfo", b"\xff\xff"), options))
+    # What a read-only server without transactions or Substrait refuses, each with its reason.
+    with pytest.raises(pa.ArrowNotImplementedError, match="transactions"):
+        list(client.do_action(flight.Action("BeginTransaction", command("ActionBeginTransactionRequest")), options))
+    substrait = command("CommandStatementSubstraitPlan", _pb(1, _pb(1, b"\x01") + _pb(2, b"0.1")))
+    with pytest.raises(pa.ArrowNotImplementedError, match="Substrait"):
+        client.get_flight_info(flight.FlightDescriptor.for_command(substrait), options)
+    ingest = flight.FlightDescriptor.for_command(command("CommandStatementIngest", _pb(2, b"vitals_raw")))
+    rows = pa.table({"patient_id": ["P001"]})
+    with pytest.raises(flight.FlightUnauthorizedError, match="bulk ingest"):
+        writer, _ = client.do_put(ingest, rows.schema, options)
+        writer.write_table(rows)
+        writer.close()
+    with cluster.connect(addr) as conn:
+        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS, "server must stay up"
+        # Refused calls are audited under the call's name.
+        refused = scalar(conn, "SELECT count(*) FROM audit_log WHERE user_name = 'grafana' AND outcome = 'refused' "
+                         "AND sql IN ('Flight SQL action BeginTransaction', 'Flight SQL DoPut CommandStatementIngest')")
+        assert refused >= 2, refused
 
 
 # --- Python ADBC ----------------------------------------------------------------------------------
@@ -133,6 +263,26 @@ def test_adbc_execute_fetch_parameters_and_metadata(served):
             cur.execute("SELECT * FROM vitals_clean LIMIT 0")
             assert cur.fetch_arrow_table().schema == schema
         assert set(conn.adbc_get_table_types()) >= {"BASE TABLE"}
+
+
+def test_information_schema_lists_tables_columns_and_views_as_power_bi_reads_them(served):
+    cluster, addr = served
+    with cluster.connect(addr, "grafana") as conn:
+        with conn.cursor() as cur:
+            cur.execute("SELECT table_name, table_type FROM information_schema.tables "
+                        "WHERE table_schema = 'public' ORDER BY table_name")
+            tables = {r["table_name"]: r["table_type"] for r in cur.fetch_arrow_table().to_pylist()}
+            assert {"vitals_raw", "vitals_clean", "dead_letters", "patient_latest"} <= set(tables), tables
+            assert tables["vitals_clean"] == "BASE TABLE"
+            cur.execute("SELECT column_name, data_type, is_nullable FROM information_schema.columns "
+                        "WHERE table_name = ? ORDER BY ordinal_position", ("vitals_clean",))
+            columns = {r["column_name"]: r["data_type"] for r in cur.fetch_arrow_table().to_pylist()}
+            assert list(columns)[:2] == ["patient_id", "event_time"], columns
+            assert columns["event_time"].startswith("Timestamp"), columns
+            # The view listing answers, consistent with the table listing.
+            cur.execute("SELECT table_schema, table_name, definition FROM information_schema.views")
+            views = cur.fetch_arrow_table().to_pylist()
+            assert {v["table_name"] for v in views if v["table_schema"] == "public"} <= set(tables), views
 
 
 def test_adbc_static_token(served):
@@ -197,6 +347,79 @@ def test_missing_or_wrong_credentials_are_refused(served):
         assert scalar(conn, "SELECT 1") == 1
 
 
+# Each of these aborted the whole process with a stack overflow before the front door measured queries.
+DEEP_QUERIES = {
+    "20,000-term sum": "SELECT " + "+".join(["1"] * 20_000),
+    "200,000-term sum": "SELECT " + "+".join(["1"] * 200_000),
+    "OR chain of 20,000 comparisons": "SELECT count(*) FROM vitals_clean WHERE "
+    + " OR ".join(f"heart_rate = {i}" for i in range(20_000)),
+    "50,000-term concatenation": "SELECT " + "||".join(["'a'"] * 50_000),
+}
+
+
+def test_queries_deep_enough_to_overflow_the_stack_are_refused_and_the_server_keeps_answering(served):
+    cluster, addr = served
+    client, options = pyarrow_client(addr)
+    for name, sql in DEEP_QUERIES.items():
+        with pytest.raises(pa.ArrowInvalid, match="max_expression_terms"):
+            client.get_flight_info(statement_query(sql), options)
+    # Just within the limit: planned and answered (1000 operators on the path).
+    info = client.get_flight_info(statement_query("SELECT " + "+".join(["1"] * 1001) + " AS n"), options)
+    assert client.do_get(info.endpoints[0].ticket, options).read_all().column("n")[0].as_py() == 1001
+    with cluster.connect(addr) as conn:
+        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS, "server must stay up"
+
+
+def _fields(data: bytes) -> dict[int, bytes]:
+    """The length-delimited fields of a protobuf message (enough to take a Flight SQL ticket apart)."""
+    def varint(i: int) -> tuple[int, int]:
+        value, shift = 0, 0
+        while True:
+            byte = data[i]
+            value |= (byte & 0x7F) << shift
+            i, shift = i + 1, shift + 7
+            if not byte & 0x80:
+                return value, i
+    fields, i = {}, 0
+    while i < len(data):
+        key, i = varint(i)
+        length, i = varint(i)
+        fields[key >> 3], i = data[i:i + length], i + length
+    return fields
+
+
+def test_300_forged_or_corrupted_tickets_are_refused_and_the_server_keeps_answering(served):
+    cluster, addr = served
+    client, options = pyarrow_client(addr, "grafana")
+    sql = "SELECT patient_id, heart_rate FROM vitals_clean WHERE heart_rate > 0"
+    ticket = client.get_flight_info(statement_query(sql), options).endpoints[0].ticket.ticket
+    any_msg = _fields(ticket)
+    handle = _fields(any_msg[2])[1]
+    rng = random.Random(18)
+    refused = 0
+    for i in range(300):
+        forged = bytearray(handle)
+        at = rng.randrange(len(forged))
+        if i % 4 == 0:
+            forged[at] ^= rng.randrange(1, 256)
+        elif i % 4 == 1:
+            del forged[at:]
+        elif i % 4 == 2:
+            # What the attack did: parameter bytes claiming a huge Arrow buffer.
+            forged[at:] = b"\xff\xff\xff\x7f" + rng.randbytes(rng.randrange(1, 64))
+        else:
+            forged = bytearray(rng.randbytes(len(handle)))
+        wrapped = _pb(1, any_msg[1]) + _pb(2, _pb(1, bytes(forged)))
+        with pytest.raises(pa.ArrowInvalid, match="statement handle"):
+            client.do_get(flight.Ticket(wrapped), options).read_all()
+        refused += 1
+    assert refused == 300
+    # The genuine ticket still works, and so does the server.
+    assert client.do_get(flight.Ticket(ticket), options).read_all().num_rows > 0
+    with cluster.connect(addr) as conn:
+        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS
+
+
 def test_audit_log_records_who_what_and_rows_and_only_admins_read_it(served):
     cluster, addr = served
     marker = f"audit-marker-{time.monotonic_ns()}"
@@ -236,7 +459,7 @@ def test_query_time_memory_and_result_size_limits_fail_clearly_and_the_server_st
         port = addrs["scheduler"].rsplit(":", 1)[1]
         executor_env = {"VITALFLOW__EXECUTOR__MEMORY_LIMIT_MB": "64"}
         limited.start_service("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0",
-                              "--grpc-port", "0", env=executor_env)
+                              env=executor_env)
         with limited.connect(addrs["flight_sql"]) as conn:
             # 90 000 rows of every column: megabytes.
             with pytest.raises(Exception, match="exceeds 1 MiB"):
@@ -252,6 +475,20 @@ def test_query_time_memory_and_result_size_limits_fail_clearly_and_the_server_st
             with pytest.raises(Exception, match="time limit of 20 s"):
                 scalar(conn, "SELECT count(*) FROM vitals_clean a, vitals_clean b, vitals_clean c "
                        "WHERE regexp_like(a.patient_id || b.patient_id || c.patient_id, '^(P0+1)+x$')")
+            # A cancel request ends a running query's stream at once. (The executor is still busy with the
+            # timed-out join, so this query waits in the queue: it would not end by itself.)
+            client, options = pyarrow_client(addrs["flight_sql"])
+            slow = statement_query("SELECT count(*) FROM vitals_clean a, vitals_clean b, vitals_clean c "
+                                   "WHERE a.heart_rate + b.heart_rate > c.heart_rate")
+            info = client.get_flight_info(slow, options)
+            reader = client.do_get(info.endpoints[0].ticket, options)
+            assert reader.schema == info.schema  # the stream is open
+            started = time.monotonic()
+            assert cancel_flight_info(client, options, info) == b"\x08\x01"
+            # (read_chunk: read_all turns a CANCELLED status into a KeyboardInterrupt of the test itself.)
+            with pytest.raises(flight.FlightCancelledError, match="cancel request"):
+                batches_of(reader)
+            assert time.monotonic() - started < 10
             # The front door stays up and answers. (Its cancel of the timed-out job reaches the task only at
             # the task's next await point; this join's single probe batch has none for a minute.)
             assert conn.adbc_get_table_schema("vitals_clean").field("risk").type == pa.string()

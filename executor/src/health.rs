@@ -1,6 +1,6 @@
 //! The executor's probe endpoints, for Kubernetes and load balancers (Ballista's executor has none):
-//! `/healthz` answers 200 while its Flight and gRPC servers accept connections, `/readyz` 200 while
-//! they do and the scheduler is reachable too. Each answer names what it checked.
+//! `/healthz` answers 200 while its Flight server accepts connections, `/readyz` 200 while it does and
+//! the scheduler is reachable too. Each answer names what it checked.
 
 use std::time::Duration;
 
@@ -23,8 +23,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct Targets {
     /// This executor's Flight server (host as seen from this process).
     pub(crate) flight: (String, u16),
-    /// This executor's gRPC server.
-    pub(crate) grpc: (String, u16),
     /// The scheduler it registers with.
     pub(crate) scheduler: (String, u16),
 }
@@ -58,12 +56,12 @@ fn answer(checks: Vec<(&'static str, bool)>) -> Response {
 }
 
 async fn healthz(State(t): State<Targets>) -> Response {
-    answer(vec![("flight", reachable(&t.flight).await), ("grpc", reachable(&t.grpc).await)])
+    answer(vec![("flight", reachable(&t.flight).await)])
 }
 
 async fn readyz(State(t): State<Targets>) -> Response {
-    let (flight, grpc, scheduler) = tokio::join!(reachable(&t.flight), reachable(&t.grpc), reachable(&t.scheduler));
-    answer(vec![("flight", flight), ("grpc", grpc), ("scheduler", scheduler)])
+    let (flight, scheduler) = tokio::join!(reachable(&t.flight), reachable(&t.scheduler));
+    answer(vec![("flight", flight), ("scheduler", scheduler)])
 }
 
 #[cfg(test)]
@@ -84,15 +82,15 @@ mod tests {
         // A port nothing listens on: bound, read and released.
         let closed_port = crate::resolve_port("127.0.0.1", 0).expect("port");
         let local = |p: u16| ("127.0.0.1".to_string(), p);
-        let targets = Targets { flight: local(open_port), grpc: local(open_port), scheduler: local(closed_port) };
+        let targets = Targets { flight: local(open_port), scheduler: local(closed_port) };
 
         assert_eq!(read(healthz(State(targets.clone())).await).await.0, StatusCode::OK);
         let (status, body) = read(readyz(State(targets.clone())).await).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body["checks"], json!({ "flight": true, "grpc": true, "scheduler": false }));
+        assert_eq!(body["checks"], json!({ "flight": true, "scheduler": false }));
         drop(open);
         let (status, body) = read(healthz(State(targets)).await).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(body, json!({ "status": "failing", "checks": { "flight": false, "grpc": false } }));
+        assert_eq!(body, json!({ "status": "failing", "checks": { "flight": false } }));
     }
 }

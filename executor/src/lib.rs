@@ -2,23 +2,26 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
-use ballista_core::serde::protobuf::StopExecutorParams;
-use ballista_core::serde::protobuf::executor_grpc_client::ExecutorGrpcClient;
-use ballista_core::utils::{GrpcClientConfig, create_grpc_client_connection};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionConfig;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
 use vitalflow_udf_model::udf::register_all;
 
+pub mod cluster_key;
+mod flight;
 mod health;
+
+pub use cluster_key::{ClusterConfig, ClusterKey};
 
 /// Errors of the executor crate.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,6 @@ pub struct ExecutorConfig {
     pub external_host: String,
     /// Arrow Flight port for shuffle data; 0 picks a free port (two executors on a host must differ).
     pub flight_port: u16,
-    /// gRPC port the scheduler pushes tasks to; 0 picks a free port.
-    pub grpc_port: u16,
     /// Scheduler to register with, as `host:port`; empty: `scheduler.external_host` and `scheduler.port` of the
     /// same configuration (`vitalflow executor` fills it in). Replaces `scheduler_host` and `scheduler_port`.
     pub scheduler_address: String,
@@ -81,7 +82,6 @@ impl Default for ExecutorConfig {
             bind_host: "127.0.0.1".into(),
             external_host: "127.0.0.1".into(),
             flight_port: 50051,
-            grpc_port: 50052,
             health_port: 50053,
             scheduler_address: String::new(),
             concurrent_tasks: 0,
@@ -133,8 +133,6 @@ pub fn function_registry(forest: &Arc<RiskForest>) -> Result<Arc<BallistaFunctio
 pub struct ExecutorPorts {
     /// Arrow Flight port.
     pub flight: u16,
-    /// gRPC port.
-    pub grpc: u16,
     /// Port of `/healthz` and `/readyz`.
     pub health: u16,
 }
@@ -168,27 +166,26 @@ impl ExecutorService {
 
 /// Starts one executor with vitalflow's functions and returns once its ports are known, before it
 /// registers with the scheduler (a registration failure ends the task: see [`ExecutorService::join`]).
-/// Cancelling `shutdown` stops it: Ballista's executor takes no token, so it is sent the stop request
-/// its scheduler would send.
+/// The executor polls the scheduler for tasks and serves no gRPC port of its own: its one server, Flight,
+/// refuses requests without the key of `cluster`, and its clients (to the scheduler, to other executors)
+/// present it. Cancelling `shutdown` stops it as SIGTERM does (see [`flight::server_provider`]).
 pub async fn start(
     config: &ExecutorConfig,
+    cluster: &ClusterConfig,
     forest: Arc<RiskForest>,
     shutdown: CancellationToken,
 ) -> Result<ExecutorService> {
     let (scheduler_host, scheduler_port) = config.scheduler()?;
+    let key = cluster.key(&[("executor.bind_host", &config.bind_host)])?;
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
-        grpc: resolve_port(&config.bind_host, config.grpc_port)?,
         health: bound_port(probes.local_addr(), &config.bind_host)?,
     };
-    // The probes connect to our own servers: through loopback when they bind every interface.
+    // The probes connect to our own server: through loopback when it binds every interface.
     let own_host = if config.bind_host == "0.0.0.0" { "127.0.0.1".to_string() } else { config.bind_host.clone() };
-    let targets = health::Targets {
-        flight: (own_host.clone(), ports.flight),
-        grpc: (own_host.clone(), ports.grpc),
-        scheduler: (scheduler_host.clone(), scheduler_port),
-    };
+    let targets =
+        health::Targets { flight: (own_host, ports.flight), scheduler: (scheduler_host.clone(), scheduler_port) };
     let slots = match config.concurrent_tasks {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -199,79 +196,63 @@ pub async fn start(
         bind_host: config.bind_host.clone(),
         external_host: Some(config.external_host.clone()),
         port: ports.flight,
-        grpc_port: ports.grpc,
         scheduler_host: scheduler_host.clone(),
         scheduler_port,
         vcores: slots,
         memory_pool_size,
-        task_scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        // Pulled, not pushed: a pushing scheduler needs a gRPC server on every executor, and Ballista
+        // offers no way to guard that server with the cluster key.
+        task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
         work_dir: (!config.work_dir.is_empty()).then(|| config.work_dir.clone()),
         executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,
         print_thread_info: false,
         override_function_registry: Some(function_registry(&forest)?),
+        override_create_grpc_client_endpoint: key.as_ref().map(ClusterKey::endpoint_override),
+        override_arrow_flight_service: Some(flight::server_provider(key.clone(), shutdown.clone())),
+        // Each task's session: shuffle reads from other executors present the key too.
+        override_config_producer: Some(task_config_producer(key)),
+        override_runtime_producer: Some(runtime_producer(&config.work_dir)),
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(
         scheduler = %format!("{scheduler_host}:{scheduler_port}"),
         flight_port = ports.flight,
-        grpc_port = ports.grpc,
         health_port = ports.health,
         model_version = forest.version(),
         "Executor starting."
     );
-    let stop_request = StopRequest { grpc: (own_host, ports.grpc), executor_id: process.executor_id.clone() };
     let ended = CancellationToken::new();
     let probes = tokio::spawn(health::serve(probes, targets, ended.clone()));
-    let stopper = tokio::spawn(stop_request.send_on(shutdown.clone(), ended.clone()));
     let task = tokio::spawn(async move {
         let result = start_executor_process(Arc::new(process)).await;
-        // The probes and the stop request go with the executor, however it ended.
+        // The probes go with the executor, however it ended.
         ended.cancel();
-        let _ = tokio::join!(probes, stopper);
+        let _ = probes.await;
         Ok(result?)
     });
     Ok(ExecutorService { ports, task, shutdown })
 }
 
-/// The stop request for one executor: where its gRPC server listens and its id.
-struct StopRequest {
-    grpc: (String, u16),
-    executor_id: String,
+/// The session settings of every task: Ballista's defaults, and the key on the clients it opens.
+fn task_config_producer(key: Option<ClusterKey>) -> ballista_core::ConfigProducer {
+    Arc::new(move || {
+        let config = SessionConfig::new_with_ballista();
+        match &key {
+            Some(key) => config.with_ballista_override_create_grpc_client_endpoint(key.endpoint_override()),
+            None => config,
+        }
+    })
 }
 
-impl StopRequest {
-    /// Once `shutdown` is cancelled, asks the executor to stop, again every [`STOP_RETRY`] until it has
-    /// ended (its gRPC server may not be listening yet).
-    async fn send_on(self, shutdown: CancellationToken, ended: CancellationToken) {
-        tokio::select! {
-            _ = shutdown.cancelled() => {}
-            _ = ended.cancelled() => return,
-        }
-        loop {
-            match self.send().await {
-                Ok(()) => return,
-                Err(error) => tracing::debug!(error = %error, "Stop request not delivered yet; retrying."),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(STOP_RETRY) => {}
-                _ = ended.cancelled() => return,
-            }
-        }
-    }
-
-    async fn send(&self) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let (host, port) = &self.grpc;
-        let channel =
-            create_grpc_client_connection(format!("http://{host}:{port}"), &GrpcClientConfig::default()).await?;
-        let params = StopExecutorParams {
-            executor_id: self.executor_id.clone(),
-            reason: "shutdown requested".into(),
-            force: false,
-        };
-        ExecutorGrpcClient::new(channel).stop_executor(params).await?;
-        Ok(())
-    }
+/// Each task's runtime: spill files under `work_dir` (the system's temporary directory when empty),
+/// and the lake's object stores, S3 included ([`LakeObjectStores`]).
+fn runtime_producer(work_dir: &str) -> ballista_core::RuntimeProducer {
+    let temp = if work_dir.is_empty() { std::env::temp_dir().display().to_string() } else { work_dir.to_string() };
+    Arc::new(move |_| {
+        let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+            .with_temp_file_path(temp.clone())
+            .with_object_store_registry(Arc::new(LakeObjectStores::default()))
+            .build()?;
+        Ok(Arc::new(runtime))
+    })
 }
-
-/// Pause between two attempts to deliver the stop request.
-const STOP_RETRY: Duration = Duration::from_millis(100);

@@ -1,9 +1,9 @@
 //! The partitions this process owns, the records buffered for each, and the rebalance callbacks that
 //! keep both right when the group moves partitions between processes.
 //!
-//! - **Assigned**: before librdkafka starts fetching, each new partition's position is set to where its
-//!   landed files end ([`vitalflow_udf_model::lake::landed::resume_positions`]), not to the committed offset: the files are
-//!   the truth, the commit a courtesy that may lag them after a crash between writing and committing.
+//! - **Assigned**: before librdkafka starts fetching, each new partition's position is set to one past
+//!   the last offset landed in `vitals_raw` ([`vitalflow_udf_model::lake::landed`]), not to the
+//!   committed offset: the table is the truth, the commit a courtesy that may lag it after a crash.
 //! - **Revoked**: records buffered for the partition are dropped, unlanded and uncommitted; the next
 //!   owner reads them again from the landed position. Callbacks run inside the consumer's poll, which
 //!   the ingest loop never runs during a flush, so a revocation never meets a half-landed range, and the
@@ -19,13 +19,12 @@ use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
-use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::RangeBatch;
+use crate::batch::{PartitionRange, RangeBatch};
+use crate::decode::DecodeOptions;
 use crate::events::IngestStats;
-use vitalflow_udf_model::lake::DataLocation;
-use vitalflow_udf_model::lake::landed::resume_positions;
+use crate::landing::Landing;
 
 /// An owned partition: the next offset it accepts and what is decoded since the last flush.
 #[derive(Debug, Default)]
@@ -33,14 +32,6 @@ struct Owned {
     /// Offsets below this have landed (in files) and are never buffered again.
     next: i64,
     pending: Option<RangeBatch>,
-}
-
-/// The decoded records of one partition taken for a flush.
-#[derive(Debug)]
-pub(crate) struct PartitionRange {
-    pub(crate) topic: String,
-    pub(crate) partition: i32,
-    pub(crate) range: RangeBatch,
 }
 
 /// Owned partitions (by topic, then partition) and their buffers, shared by the ingest loop and the
@@ -54,7 +45,7 @@ pub(crate) struct Assignment {
 impl Assignment {
     /// Decodes and buffers `m` if its partition is owned and the offset is new; a re-delivery of a
     /// landed or buffered offset is not buffered twice.
-    pub(crate) fn push(&mut self, m: &BorrowedMessage<'_>, max_message_bytes: usize) -> bool {
+    pub(crate) fn push(&mut self, m: &BorrowedMessage<'_>, options: &DecodeOptions) -> bool {
         let Some(owned) = self.owned.get_mut(m.topic()).and_then(|t| t.get_mut(&m.partition())) else { return false };
         let offset = m.offset();
         if offset < owned.next || owned.pending.as_ref().is_some_and(|p| offset <= p.last) {
@@ -62,7 +53,7 @@ impl Assignment {
         }
         let range =
             owned.pending.get_or_insert_with(|| RangeBatch::new(offset, m.timestamp().to_millis().unwrap_or(0)));
-        range.push(m.topic(), m.partition(), offset, m.payload(), max_message_bytes);
+        range.push(m.topic(), m.partition(), offset, m.payload(), options);
         self.buffered += 1;
         true
     }
@@ -114,9 +105,9 @@ pub(crate) fn lock(assignment: &Mutex<Assignment>) -> MutexGuard<'_, Assignment>
     assignment.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The consumer's context: positions new partitions from the landed files, drops revoked buffers.
+/// The consumer's context: positions new partitions from what has landed, drops revoked buffers.
 pub struct IngestContext {
-    pub(crate) location: DataLocation,
+    pub(crate) landing: Arc<tokio::sync::Mutex<Landing>>,
     pub(crate) assignment: Arc<Mutex<Assignment>>,
     pub(crate) stats: Arc<IngestStats>,
     pub(crate) runtime: tokio::runtime::Handle,
@@ -130,13 +121,9 @@ impl ClientContext for IngestContext {
     /// librdkafka's global errors. It retries authentication and TLS failures forever; a consumer
     /// that can never read must stop with the reason instead of waiting silently.
     fn error(&self, error: KafkaError, reason: &str) {
-        let refused = matches!(
-            error.rdkafka_error_code(),
-            Some(RDKafkaErrorCode::Authentication | RDKafkaErrorCode::SaslAuthenticationFailed | RDKafkaErrorCode::SSL)
-        );
-        if refused {
+        if let Some(refusal) = crate::client::refusal_reason(&error, reason) {
             let mut slot = self.refusal.lock().unwrap_or_else(PoisonError::into_inner);
-            slot.get_or_insert_with(|| format!("{error}: {reason}"));
+            slot.get_or_insert(refusal);
             self.refused.cancel();
         } else {
             tracing::error!(error = %error, reason, "Kafka client error.");
@@ -164,6 +151,7 @@ impl ConsumerContext for IngestContext {
                 for e in tpl.elements() {
                     by_topic.entry(e.topic().to_string()).or_default().insert(e.partition());
                 }
+                // Only the configured topic is subscribed: its positions are the landing's.
                 let mut positions = BTreeMap::new();
                 let mut unknown = BTreeSet::new();
                 for (topic, partitions) in &by_topic {
@@ -191,7 +179,7 @@ impl ConsumerContext for IngestContext {
                 }
                 self.stats.rebalanced(tpl.count(), 0);
                 self.stats.joined();
-                tracing::info!(partitions = ?positions_for_log(&by_topic, &positions), "Partitions assigned; resuming after the landed files.");
+                tracing::info!(partitions = ?positions_for_log(&by_topic, &positions), "Partitions assigned; resuming after what has landed.");
             }
             Rebalance::Revoke(tpl) => {
                 let mut assignment = lock(&self.assignment);
@@ -213,23 +201,30 @@ impl ConsumerContext for IngestContext {
 }
 
 impl IngestContext {
-    /// Lists the landed files, retrying a failing store: consuming a partition from a guessed
-    /// position could land a range twice. Called on the consumer's polling thread (a runtime worker).
+    /// Reads the landed positions, retrying a failing store: consuming a partition from a guessed
+    /// position would read records again for nothing. Called on the consumer's polling thread (a
+    /// runtime worker), never during a flush (the loop does not poll then).
     fn landed_positions(&self, topic: &str, partitions: &BTreeSet<i32>) -> Option<BTreeMap<i32, i64>> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let listed = tokio::task::block_in_place(|| {
-                self.runtime.block_on(resume_positions(&self.location, topic, partitions))
+                self.runtime.block_on(async {
+                    let mut landing = self.landing.lock().await;
+                    if landing.source().topic != topic {
+                        return Ok(BTreeMap::new());
+                    }
+                    landing.resume_positions(partitions).await
+                })
             });
             match listed {
                 Ok(positions) => return Some(positions),
                 Err(error) if !self.shutdown.is_cancelled() => {
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Listing landed files failed; retrying before consuming.");
+                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Reading landed positions failed; retrying before consuming.");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }
                 Err(error) => {
-                    tracing::warn!(error = %error, "Listing landed files failed during shutdown.");
+                    tracing::warn!(error = %error, "Reading landed positions failed during shutdown.");
                     return None;
                 }
             }

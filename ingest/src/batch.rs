@@ -12,7 +12,7 @@ use arrow::record_batch::RecordBatch;
 use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 
-use crate::decode::{Reading, ReasonCode, Rejection, decode_record};
+use crate::decode::{DecodeOptions, Reading, ReasonCode, Rejection, decode_record};
 use crate::error::Result;
 use crate::flat::decode_flat;
 
@@ -193,15 +193,15 @@ impl RangeBatch {
     }
 
     /// Decodes the record at `offset` (after every offset pushed so far) into a row or a dead letter.
-    pub fn push(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>, max_message_bytes: usize) {
+    pub fn push(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>, options: &DecodeOptions) {
         self.last = offset;
         self.records += 1;
-        let fast = payload.filter(|p| !p.is_empty() && p.len() <= max_message_bytes).and_then(decode_flat);
+        let fast = payload.filter(|p| !p.is_empty() && p.len() <= options.max_bytes).and_then(decode_flat);
         if let Some(r) = fast {
             self.rows.append(offset, r.patient_id, r.event_time_ns, &r.vitals, r.on_oxygen, r.consciousness);
             return;
         }
-        match decode_record(payload, max_message_bytes) {
+        match decode_record(payload, options) {
             Ok(reading) => self.rows.append_reading(offset, &reading),
             Err(rejection) => {
                 self.by_reason[rejection.code.index()] += 1;
@@ -213,4 +213,12 @@ impl RangeBatch {
             }
         }
     }
+}
+
+/// The decoded records of one partition taken for a flush.
+#[derive(Debug)]
+pub(crate) struct PartitionRange {
+    pub(crate) topic: String,
+    pub(crate) partition: i32,
+    pub(crate) range: RangeBatch,
 }

@@ -156,6 +156,8 @@ pub struct IngestConfig {
     pub metrics_host: String,
     /// Port of the `/metrics` endpoint; 0 picks a free port.
     pub metrics_port: u16,
+    /// HL7 v2 messages on the vitals topic (ORU^R01 of bedside monitors, IHE PCD-01).
+    pub hl7: Hl7Config,
 }
 
 impl Default for IngestConfig {
@@ -168,6 +170,7 @@ impl Default for IngestConfig {
             dead_letter_topic: String::new(),
             metrics_host: "127.0.0.1".into(),
             metrics_port: 9464,
+            hl7: Hl7Config::default(),
         }
     }
 }
@@ -189,7 +192,37 @@ impl IngestConfig {
         if self.group_id.trim().is_empty() {
             return Err(Error::Config("ingest.group_id must not be empty".into()));
         }
+        self.hl7.timezone()?;
         Ok(())
+    }
+}
+
+/// How HL7 v2 messages are read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Hl7Config {
+    /// The assigning authority whose PID-3 identifier is the patient id, matched against PID-3.4's
+    /// namespace id or universal id (e.g. `Imaginary Hospital`); empty: PID-3's first identifier. A message
+    /// with no identifier of this authority is a dead letter (`missing_field`).
+    pub patient_id_authority: String,
+    /// IANA time zone (e.g. `Europe/Berlin`) of OBX-14 / OBR-7 times sent without a UTC offset. Empty: such a
+    /// message is a dead letter (`time_without_zone`); a local time is never taken as UTC. A local time that
+    /// a daylight-saving change repeats or skips is a dead letter too (`invalid_time`): send the offset.
+    pub default_timezone: String,
+}
+
+impl Hl7Config {
+    /// The zone of times without an offset; `None` when none is configured.
+    pub fn timezone(&self) -> Result<Option<chrono_tz::Tz>> {
+        let name = self.default_timezone.trim();
+        if name.is_empty() {
+            return Ok(None);
+        }
+        name.parse::<chrono_tz::Tz>().map(Some).map_err(|_| {
+            Error::Config(format!(
+                "ingest.hl7.default_timezone {name:?} is not an IANA time zone name (e.g. Europe/Berlin, UTC)"
+            ))
+        })
     }
 }
 
@@ -218,5 +251,17 @@ mod tests {
         assert_eq!(k.redacted().sasl_username, "ingest");
         k.security_protocol = "tls".into();
         assert!(k.validate().unwrap_err().to_string().contains("\"tls\" is not one of"));
+    }
+
+    #[test]
+    fn the_hl7_time_zone_is_an_iana_name_or_nothing() {
+        let mut c = IngestConfig::default();
+        assert_eq!(c.hl7.timezone().unwrap(), None);
+        c.hl7.default_timezone = "Europe/Berlin".into();
+        c.validate().unwrap();
+        assert_eq!(c.hl7.timezone().unwrap(), Some(chrono_tz::Europe::Berlin));
+        c.hl7.default_timezone = "CEST".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("ingest.hl7.default_timezone \"CEST\""), "{e}");
     }
 }

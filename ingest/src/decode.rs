@@ -1,4 +1,5 @@
-//! The seed's flat JSON record (or a FHIR resource, see [`crate::fhir`]) → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
+//! The seed's flat JSON record (or a FHIR resource, see [`crate::fhir`], or an HL7 v2 message, see
+//! [`crate::hl7`]) → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
 //!
 //! A record needs a patient id, a time and at least one vital; any single vital may be missing.
 //! Values of the wrong type, or outside what a living patient can show, reject the whole record:
@@ -9,14 +10,40 @@ use serde_json::{Map, Value};
 use vitalflow_udf_model::rubric::Consciousness;
 use vitalflow_udf_model::schema::Vital;
 
+use crate::config::IngestConfig;
+use crate::hl7::{Hl7Settings, decode_message, is_hl7};
 use crate::reading::{EARLIEST, parse_time};
 pub use crate::reading::{Reading, ReasonCode, Rejection};
 
 /// Longest accepted patient id, in bytes.
 const MAX_PATIENT_ID: usize = 64;
 
+/// What decoding needs of the configuration, read once at start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecodeOptions {
+    /// `ingest.max_message_bytes`.
+    pub max_bytes: usize,
+    /// `ingest.hl7`.
+    pub hl7: Hl7Settings,
+}
+
+impl DecodeOptions {
+    /// Reads `config`; an unknown `hl7.default_timezone` is a configuration error.
+    pub fn from_config(config: &IngestConfig) -> crate::error::Result<DecodeOptions> {
+        Ok(DecodeOptions { max_bytes: config.max_message_bytes, hl7: Hl7Settings::from_config(&config.hl7)? })
+    }
+}
+
+impl Default for DecodeOptions {
+    /// As for the default [`IngestConfig`].
+    fn default() -> Self {
+        DecodeOptions { max_bytes: IngestConfig::default().max_message_bytes, hl7: Hl7Settings::default() }
+    }
+}
+
 /// Decodes one Kafka payload.
-pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading, Rejection> {
+pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<Reading, Rejection> {
+    let max_bytes = options.max_bytes;
     let payload = payload
         .filter(|p| !p.is_empty())
         .ok_or_else(|| Rejection::new(ReasonCode::EmptyPayload, "message has no payload"))?;
@@ -25,6 +52,10 @@ pub fn decode_record(payload: Option<&[u8]>, max_bytes: usize) -> Result<Reading
             ReasonCode::Oversized,
             format!("message is {} bytes, the limit is {max_bytes}", payload.len()),
         ));
+    }
+    // Sniffed: JSON never begins with MSH.
+    if is_hl7(payload) {
+        return decode_message(payload, &options.hl7);
     }
     let value: Value = serde_json::from_slice(payload)
         .map_err(|e| Rejection::new(ReasonCode::InvalidJson, format!("not valid JSON: {e}")))?;
@@ -171,8 +202,12 @@ mod tests {
 
     const MAX: usize = 64 * 1024;
 
+    fn options(max_bytes: usize) -> DecodeOptions {
+        DecodeOptions { max_bytes, ..DecodeOptions::default() }
+    }
+
     fn decode(json: &str) -> Result<Reading, Rejection> {
-        decode_record(Some(json.as_bytes()), MAX)
+        decode_record(Some(json.as_bytes()), &options(MAX))
     }
 
     #[test]
@@ -251,12 +286,12 @@ mod tests {
             (br#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z"}"#, ReasonCode::NoVitals, "no vital"),
         ];
         for (payload, code, needle) in cases {
-            let err = decode_record(Some(payload), MAX).unwrap_err();
+            let err = decode_record(Some(payload), &options(MAX)).unwrap_err();
             assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(payload));
             assert!(err.reason.contains(needle), "{:?} lacks {needle:?}", err.reason);
         }
         let big = vec![b' '; 100];
-        assert_eq!(decode_record(Some(&big), 10).unwrap_err().code, ReasonCode::Oversized);
-        assert_eq!(decode_record(None, MAX).unwrap_err().code, ReasonCode::EmptyPayload);
+        assert_eq!(decode_record(Some(&big), &options(10)).unwrap_err().code, ReasonCode::Oversized);
+        assert_eq!(decode_record(None, &options(MAX)).unwrap_err().code, ReasonCode::EmptyPayload);
     }
 }

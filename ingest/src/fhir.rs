@@ -12,8 +12,8 @@ use vitalflow_udf_model::schema::Vital;
 
 use crate::reading::{EARLIEST, Reading, ReasonCode, Rejection, parse_time};
 
-/// LOINC codes of the vitals we store.
-fn vital_of_loinc(code: &str) -> Option<Vital> {
+/// LOINC codes of the vitals we store (HL7 v2 OBX-3 reads them too).
+pub(crate) fn vital_of_loinc(code: &str) -> Option<Vital> {
     Some(match code {
         "8867-4" => Vital::HeartRate,
         "8480-6" => Vital::SystolicBp,
@@ -31,13 +31,17 @@ const GLUCOSE_MG_DL_PER_MMOL_L: f64 = 18.0156;
 /// mm[Hg] per kPa.
 const MMHG_PER_KPA: f64 = 7.500_62;
 
-/// `value` in `unit` (a UCUM code, or the display unit when no code is given) in the table's unit.
-fn to_table_unit(vital: Vital, value: f64, unit: Option<&str>) -> Result<f64, Rejection> {
+/// `value` in `unit` (a UCUM code, or the display unit when no code is given) in the table's unit; HL7 v2
+/// OBX-6 units are converted by it too.
+pub(crate) fn to_table_unit(vital: Vital, value: f64, unit: Option<&str>) -> Result<f64, Rejection> {
     let converted = match (vital, unit.map(str::trim)) {
         (_, None | Some("")) => Some(value),
         (
             Vital::HeartRate | Vital::RespiratoryRate,
-            Some("/min" | "{beats}/min" | "{breaths}/min" | "beats/minute" | "breaths/minute" | "bpm"),
+            Some(
+                "/min" | "{beats}/min" | "{beat}/min" | "{breaths}/min" | "{breath}/min" | "beats/minute"
+                | "breaths/minute" | "bpm",
+            ),
         ) => Some(value),
         (Vital::SystolicBp | Vital::DiastolicBp, Some("mm[Hg]" | "mmHg")) => Some(value),
         (Vital::SystolicBp | Vital::DiastolicBp, Some("kPa")) => Some(value * MMHG_PER_KPA),
@@ -45,7 +49,7 @@ fn to_table_unit(vital: Vital, value: f64, unit: Option<&str>) -> Result<f64, Re
         (Vital::Temperature, Some("Cel" | "C" | "°C")) => Some(value),
         (Vital::Temperature, Some("[degF]" | "F" | "°F")) => Some((value - 32.0) * 5.0 / 9.0),
         (Vital::Temperature, Some("K")) => Some(value - 273.15),
-        (Vital::Glucose, Some("mg/dL")) => Some(value),
+        (Vital::Glucose, Some("mg/dL" | "mg/dl")) => Some(value),
         (Vital::Glucose, Some("mmol/L" | "mmol/l")) => Some(value * GLUCOSE_MG_DL_PER_MMOL_L),
         _ => None,
     };
@@ -136,7 +140,8 @@ fn observation(obs: &Map<String, Value>, row: &mut Row) -> Result<(), Rejection>
     Ok(())
 }
 
-fn vital_index(vital: Vital) -> usize {
+/// Position of `vital` in [`Vital::ALL`], the order of [`Reading::vitals`].
+pub(crate) fn vital_index(vital: Vital) -> usize {
     Vital::ALL.iter().position(|v| *v == vital).unwrap_or_default()
 }
 
@@ -226,7 +231,7 @@ mod tests {
     use crate::decode::decode_record;
 
     fn decode(json: &str) -> Result<Reading, Rejection> {
-        decode_record(Some(json.as_bytes()), 64 * 1024)
+        decode_record(Some(json.as_bytes()), &crate::decode::DecodeOptions::default())
     }
 
     const T: i64 = 1_795_515_302_000_000_000; // 2026-11-24T10:15:02Z

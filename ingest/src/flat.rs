@@ -311,7 +311,7 @@ mod tests {
     use crate::decode::{Reading, decode_record};
 
     fn general(json: &str) -> Option<Reading> {
-        decode_record(Some(json.as_bytes()), 64 * 1024).ok()
+        decode_record(Some(json.as_bytes()), &crate::decode::DecodeOptions::default()).ok()
     }
 
     /// The fast path accepts `json` and agrees with the general path in every column.

@@ -10,6 +10,8 @@ pub mod error;
 pub mod events;
 pub mod fhir;
 mod flat;
+pub mod hl7;
+pub mod landing;
 pub mod metrics;
 pub mod produce;
 pub mod prometheus;

@@ -1,4 +1,4 @@
-//! What decoding yields, whatever the format (flat JSON, FHIR): a [`Reading`], or a [`Rejection`] with a
+//! What decoding yields, whatever the format (flat JSON, FHIR, HL7 v2): a [`Reading`], or a [`Rejection`] with a
 //! bounded [`ReasonCode`] for the dead letters; and the time rules every format shares.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -25,11 +25,25 @@ pub enum ReasonCode {
     InvalidValue,
     /// Patient and time but not a single vital.
     NoVitals,
+    /// Not a well-formed HL7 v2 message: its MSH separators, a segment name, an escape sequence, UTF-8.
+    Hl7Syntax,
+    /// An HL7 v2 message other than ORU^R01 (MSH-9).
+    Hl7MessageType,
+    /// An HL7 v2 version (MSH-12) outside 2.3 to 2.9.
+    Hl7Version,
+    /// Segments out of the ORU^R01 order (an OBX before its OBR, a second PID, a segment ORU^R01 has not).
+    Hl7SegmentOrder,
+    /// A segment ORU^R01 needs is absent (PID, OBR).
+    Hl7MissingSegment,
+    /// A time that cannot be read, or a local time a daylight-saving change repeats or skips.
+    InvalidTime,
+    /// A local time without a UTC offset and no zone configured to read it in.
+    TimeWithoutZone,
 }
 
 impl ReasonCode {
     /// Every code, in declaration order (the order of [`ReasonCode::index`]).
-    pub const ALL: [ReasonCode; 9] = [
+    pub const ALL: [ReasonCode; 16] = [
         ReasonCode::Oversized,
         ReasonCode::EmptyPayload,
         ReasonCode::InvalidJson,
@@ -39,6 +53,13 @@ impl ReasonCode {
         ReasonCode::ImpossibleValue,
         ReasonCode::InvalidValue,
         ReasonCode::NoVitals,
+        ReasonCode::Hl7Syntax,
+        ReasonCode::Hl7MessageType,
+        ReasonCode::Hl7Version,
+        ReasonCode::Hl7SegmentOrder,
+        ReasonCode::Hl7MissingSegment,
+        ReasonCode::InvalidTime,
+        ReasonCode::TimeWithoutZone,
     ];
 
     /// Position in [`ReasonCode::ALL`].
@@ -58,6 +79,13 @@ impl ReasonCode {
             ReasonCode::ImpossibleValue => "impossible_value",
             ReasonCode::InvalidValue => "invalid_value",
             ReasonCode::NoVitals => "no_vitals",
+            ReasonCode::Hl7Syntax => "hl7_syntax",
+            ReasonCode::Hl7MessageType => "hl7_message_type",
+            ReasonCode::Hl7Version => "hl7_version",
+            ReasonCode::Hl7SegmentOrder => "hl7_segment_order",
+            ReasonCode::Hl7MissingSegment => "hl7_missing_segment",
+            ReasonCode::InvalidTime => "invalid_time",
+            ReasonCode::TimeWithoutZone => "time_without_zone",
         }
     }
 }

@@ -52,6 +52,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<IngestService> {
     config.validate()?;
+    vitalflow_udf_model::lake::format::ensure_current_format(&location).await?;
     let stats = Arc::new(IngestStats::default());
     // The endpoint stops with the loop, whether the token or an error ended it.
     let endpoint_stop = shutdown.child_token();

@@ -1,15 +1,13 @@
 //! The ingest loop: one `select!` over Kafka records, a flush tick and the shutdown token.
 //!
-//! Records are buffered per owned partition ([`crate::assignment`]) and landed together: bad ones as a
-//! `dead_letters` file, then good ones as a `vitals_raw` file, both named after the partition's offset
-//! range ([`crate::landed`]). Offsets are committed only after every file of the flush is written, but
-//! a restart resumes from the landed files, not the commit, so a crash anywhere loses and duplicates
-//! nothing: a range is either complete (its `vitals_raw` file exists) or read again from its first offset.
+//! Records are buffered per owned partition ([`crate::assignment`]) and landed together in one Delta
+//! commit per table ([`crate::landing`]). Kafka offsets are committed after the landing commits, but a
+//! restart resumes from the Delta transactions in `vitals_raw`, not the Kafka commit, so a crash
+//! anywhere loses and duplicates nothing: a range is either committed or read again from its first offset.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arrow::record_batch::RecordBatch;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::BorrowedMessage;
@@ -17,16 +15,15 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tokio::runtime::RuntimeFlavor;
 use tokio_util::sync::CancellationToken;
 
-use crate::assignment::{Assignment, IngestContext, PartitionRange, lock};
-use crate::batch::{DeadLetter, dead_letter_batch};
-use crate::client::{client_config, kafka_err};
+use crate::assignment::{Assignment, IngestContext, lock};
+use crate::client::{client_config, kafka_err, kafka_source};
 use crate::config::{IngestConfig, KafkaConfig};
 use crate::dead_letter_topic::DeadLetterTopic;
-use crate::decode::ReasonCode;
+use crate::decode::DecodeOptions;
 use crate::error::{Error, Result};
-use crate::events::{BatchLanded, IngestStats, commit_failed, records_received};
-use vitalflow_udf_model::lake::names::{INGEST_STAGE, dead_letter_file, vitals_raw_file};
-use vitalflow_udf_model::lake::{DataLocation, write_parquet};
+use crate::events::{IngestStats, commit_failed, records_received};
+use crate::landing::{Fault, Landing, LandingRange};
+use vitalflow_udf_model::lake::DataLocation;
 
 /// How long a shutdown waits for a failing store before leaving records uncommitted.
 const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
@@ -37,10 +34,8 @@ const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
 /// Stopping well before is safe: nothing of the flush is committed, and a restart resumes from the files.
 const FLUSH_PATIENCE: Duration = Duration::from_secs(120);
 
-/// Fault-injection hook for the exactly-once tests. `after-landing`: abort after a flush's files are
-/// written and before the commit. `between-files`: abort after a range's dead letters are written and
-/// before its `vitals_raw` file. Both are windows a crash-safe ingest must survive without a duplicate.
-pub const FAULT_ENV: &str = "VITALFLOW_FAULT_INGEST";
+/// The exactly-once tests' fault-injection hook (see [`crate::landing::FAULT_ENV`]).
+pub use crate::landing::FAULT_ENV;
 
 type IngestConsumer = StreamConsumer<IngestContext>;
 
@@ -59,6 +54,7 @@ pub async fn run(
 ) -> Result<()> {
     config.validate()?;
     kafka.validate()?;
+    let options = DecodeOptions::from_config(config)?;
     if config.dead_letter_topic == kafka.topic {
         return Err(Error::Config(format!(
             "ingest.dead_letter_topic must not be the vitals topic {:?}: dead letters would be read again",
@@ -69,9 +65,13 @@ pub async fn run(
     if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
         return Err(Error::Config("ingest needs a multi-threaded tokio runtime".into()));
     }
+    // Positions are kept per Kafka cluster and topic: a new broker's offsets start from its beginning.
+    let source = kafka_source(kafka).await?;
+    tracing::info!(cluster_id = %source.cluster_id, topic = %source.topic, "Landing positions are those of this Kafka cluster.");
+    let landing = Arc::new(tokio::sync::Mutex::new(Landing::open(location, source).await?));
     let assignment = Arc::new(Mutex::new(Assignment::default()));
     let context = IngestContext {
-        location: location.clone(),
+        landing: landing.clone(),
         assignment: assignment.clone(),
         stats: stats.clone(),
         runtime,
@@ -85,11 +85,7 @@ pub async fn run(
     let refused = consumer.context().refused.clone();
     tracing::info!(topic = %kafka.topic, group = %config.group_id, brokers = %kafka.brokers, "Ingest consuming.");
 
-    let sinks = Sinks {
-        location: location.clone(),
-        dead_letter_topic: DeadLetterTopic::new(kafka, config)?,
-        fault: Fault::from_env(),
-    };
+    let sinks = Sinks { landing, dead_letter_topic: DeadLetterTopic::new(kafka, config)?, fault: Fault::from_env() };
     let mut tick = tokio::time::interval(config.flush_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -106,7 +102,7 @@ pub async fn run(
             }
             received = consumer.recv() => match received {
                 Ok(m) => {
-                    let mut full = accept(&assignment, &stats, config, &m);
+                    let mut full = accept(&assignment, &stats, config, &options, &m);
                     drop(m);
                     // Take what librdkafka already holds without going round the select: its futures
                     // (timer, two tokens, the stream's waker) cost more than decoding a record.
@@ -115,7 +111,7 @@ pub async fn run(
                             break;
                         }
                         match consumer.recv().now_or_never() {
-                            Some(Ok(m)) => full = accept(&assignment, &stats, config, &m),
+                            Some(Ok(m)) => full = accept(&assignment, &stats, config, &options, &m),
                             Some(Err(error)) => {
                                 tracing::warn!(error = %error, "Kafka receive failed; retrying.");
                                 break;
@@ -150,9 +146,15 @@ pub async fn run(
 }
 
 /// Buffers one received record; returns whether the buffers are full enough to flush.
-fn accept(assignment: &Mutex<Assignment>, stats: &IngestStats, config: &IngestConfig, m: &BorrowedMessage<'_>) -> bool {
+fn accept(
+    assignment: &Mutex<Assignment>,
+    stats: &IngestStats,
+    config: &IngestConfig,
+    options: &DecodeOptions,
+    m: &BorrowedMessage<'_>,
+) -> bool {
     let mut a = lock(assignment);
-    if a.push(m, config.max_message_bytes) {
+    if a.push(m, options) {
         records_received(stats, 1);
     }
     a.buffered() >= config.flush_records
@@ -178,7 +180,7 @@ const CONSUMER_DEFAULTS: [(&str, &str); 2] = [
 pub fn consumer_config(kafka: &KafkaConfig, config: &IngestConfig) -> ClientConfig {
     let mut c = client_config(kafka);
     c.set("group.id", &config.group_id)
-        // Landed files say where to resume; our commit, after the files are written, is a courtesy.
+        // The tables' transactions say where to resume; our commit, after landing, is a courtesy.
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest");
@@ -192,34 +194,9 @@ pub fn consumer_config(kafka: &KafkaConfig, config: &IngestConfig) -> ClientConf
 
 /// Where a flush writes, and where it may be made to abort.
 struct Sinks {
-    location: DataLocation,
+    landing: Arc<tokio::sync::Mutex<Landing>>,
     dead_letter_topic: Option<DeadLetterTopic>,
     fault: Fault,
-}
-
-/// Where [`FAULT_ENV`] makes the process abort.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    None,
-    AfterLanding,
-    BetweenFiles,
-}
-
-impl Fault {
-    fn from_env() -> Fault {
-        match std::env::var(FAULT_ENV).as_deref() {
-            Ok("after-landing") => Fault::AfterLanding,
-            Ok("between-files") => Fault::BetweenFiles,
-            _ => Fault::None,
-        }
-    }
-
-    fn trigger(self, at: Fault) {
-        if self == at {
-            tracing::warn!(fault = ?at, "{FAULT_ENV}: aborting.");
-            std::process::abort();
-        }
-    }
 }
 
 /// Lands every buffered partition, then commits. Store failures retry with backoff until they pass
@@ -236,11 +213,12 @@ async fn flush(
     let ranges =
         lock(assignment).take().into_iter().map(|p| LandingRange::build(p, now_ns)).collect::<Result<Vec<_>>>()?;
     let mut backoff = Duration::from_millis(100);
-    let event = loop {
-        match land(sinks, &ranges).await {
-            Ok(mut event) => {
+    let mut landing = sinks.landing.lock().await;
+    let (event, taken) = loop {
+        match landing.land(&ranges, sinks.dead_letter_topic.as_ref(), sinks.fault).await {
+            Ok((mut event, taken)) => {
                 event.latency = started.elapsed();
-                break event;
+                break (event, taken);
             }
             Err(error) if error.is_retryable() && !shutdown.is_cancelled() && started.elapsed() < FLUSH_PATIENCE => {
                 tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "Landing failed; retrying.");
@@ -250,13 +228,17 @@ async fn flush(
             Err(error) => return Err(error),
         }
     };
+    drop(landing);
     event.emit(stats);
     sinks.fault.trigger(Fault::AfterLanding);
 
     let mut offsets = TopicPartitionList::new();
     {
         let mut a = lock(assignment);
-        for range in &ranges {
+        for (topic, partition, last) in &taken {
+            a.landed(topic, *partition, *last);
+        }
+        for range in ranges.iter().filter(|r| !taken.iter().any(|(t, p, _)| *t == r.topic && *p == r.partition)) {
             let last = range.last;
             a.landed(&range.topic, range.partition, last);
             offsets
@@ -272,67 +254,6 @@ async fn flush(
         Err(join) => commit_failed(stats, &join),
     }
     Ok(())
-}
-
-/// Writes every range: dead letters first, then the `vitals_raw` file (even when empty: its presence
-/// marks the range complete).
-async fn land(sinks: &Sinks, ranges: &[LandingRange]) -> Result<BatchLanded> {
-    let Sinks { location, dead_letter_topic, fault } = sinks;
-    let mut event =
-        BatchLanded { landed: 0, dead_lettered: 0, files: 0, by_reason: Default::default(), latency: Duration::ZERO };
-    for r in ranges {
-        if let Some(dead) = &r.dead_letters {
-            let path = location.path(&dead_letter_file(&r.topic, r.partition, r.first, r.last));
-            write_parquet(location, &path, std::slice::from_ref(dead)).await?;
-            event.dead_lettered += dead.num_rows();
-            event.files += 1;
-            fault.trigger(Fault::BetweenFiles);
-            if let Some(topic) = dead_letter_topic {
-                topic.send(&r.dead).await?;
-            }
-        }
-        let path = location.path(&vitals_raw_file(&r.topic, r.partition, r.first, r.last, r.first_timestamp_ms));
-        write_parquet(location, &path, std::slice::from_ref(&r.rows)).await?;
-        event.landed += r.rows.num_rows();
-        event.files += 1;
-        for (total, n) in event.by_reason.iter_mut().zip(r.by_reason) {
-            *total += n;
-        }
-    }
-    Ok(event)
-}
-
-/// A partition's range ready to write: its batches are built once, so a retried flush writes the same.
-struct LandingRange {
-    topic: String,
-    partition: i32,
-    first: i64,
-    last: i64,
-    first_timestamp_ms: i64,
-    rows: RecordBatch,
-    dead_letters: Option<RecordBatch>,
-    /// The dead letters themselves, for the dead-letter topic.
-    dead: Vec<DeadLetter>,
-    by_reason: [usize; ReasonCode::ALL.len()],
-}
-
-impl LandingRange {
-    fn build(p: PartitionRange, now_ns: i64) -> Result<LandingRange> {
-        let PartitionRange { topic, partition, mut range } = p;
-        let dead_letters =
-            if range.dead.is_empty() { None } else { Some(dead_letter_batch(&range.dead, INGEST_STAGE, now_ns)?) };
-        Ok(LandingRange {
-            rows: range.rows.finish(&topic, partition, now_ns)?,
-            topic,
-            partition,
-            first: range.first,
-            last: range.last,
-            first_timestamp_ms: range.first_timestamp_ms,
-            dead_letters,
-            dead: range.dead,
-            by_reason: range.by_reason,
-        })
-    }
 }
 
 #[cfg(test)]

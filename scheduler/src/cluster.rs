@@ -5,13 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ballista_core::config::TaskSchedulingPolicy;
+use ballista_core::serde::protobuf::scheduler_grpc_server::SchedulerGrpcServer;
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig as BallistaSchedulerConfig;
-use ballista_scheduler::scheduler_process::{create_scheduler, start_grpc_service_with_listener};
+use ballista_scheduler::scheduler_process::create_scheduler;
 use ballista_scheduler::scheduler_server::SchedulerServer;
 use datafusion_proto::protobuf::{LogicalPlanNode, PhysicalPlanNode};
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+use vitalflow_executor::cluster_key::{ClusterKey, optional_check};
 use vitalflow_udf_model::RiskForest;
 
 use crate::catalog::session::scheduler_session_builder;
@@ -112,9 +116,12 @@ impl Drop for NamedJob {
     }
 }
 
-/// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled.
+/// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled. With a `key`,
+/// the server refuses every request that does not present it, and the scheduler's own clients (to the
+/// executors) present it.
 pub async fn start_scheduler(
     config: &SchedulerConfig,
+    key: Option<ClusterKey>,
     forest: Arc<RiskForest>,
     shutdown: CancellationToken,
 ) -> Result<RunningScheduler> {
@@ -131,13 +138,15 @@ pub async fn start_scheduler(
         // The real port, also when 0 was asked for: executors are told to call back here.
         bind_port: addr.port(),
         external_host: config.external_host.clone(),
-        scheduling_policy: TaskSchedulingPolicy::PushStaged,
+        // Executors poll for tasks, so that they need no gRPC server of their own (see the executor crate).
+        scheduling_policy: TaskSchedulingPolicy::PullStaged,
         executor_timeout_seconds: config.executor_timeout_seconds,
         expire_dead_executor_interval_seconds: 5.min(config.executor_timeout_seconds.max(1)),
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
         override_session_builder: Some(scheduler_session_builder(forest)),
-        // patient_latest travels to the scheduler as a VersionedTable and resolves there.
-        override_logical_codec: Some(Arc::new(crate::catalog::versioned_table::VitalflowLogicalCodec::default())),
+        // The lake tables travel to the scheduler as Delta snapshot tables and resolve there.
+        override_logical_codec: Some(Arc::new(crate::catalog::codec::VitalflowLogicalCodec::default())),
+        override_create_grpc_client_endpoint: key.as_ref().map(ClusterKey::endpoint_override),
         ..BallistaSchedulerConfig::default()
     });
     let ballista = |step| move |source| Error::Ballista { step, source };
@@ -147,17 +156,111 @@ pub async fn start_scheduler(
         .await
         .map_err(ballista("creating scheduler"))?;
     let jobs = ClusterJobs { server: server.clone() };
-    // Ballista's server takes no shutdown signal: leaving the select drops it, closing its listener.
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            served = start_grpc_service_with_listener(listener, server) => {
-                if let Err(error) = served {
-                    tracing::error!(error = %error, "Ballista scheduler stopped.");
-                }
-            }
-            () = shutdown.cancelled() => {}
-        }
-    });
+    let task = tokio::spawn(serve_grpc(listener, server, key, shutdown));
     tracing::info!(%addr, "Ballista scheduler listening.");
     Ok(RunningScheduler { addr, task, jobs })
+}
+
+/// Serves the scheduler's gRPC service (and nothing else: Ballista's REST API, Flight SQL and Flight
+/// proxy stay off) on `listener`, each request checked for the cluster key first. Ballista's own
+/// `start_grpc_service_with_listener` has no place for the check, so the server is built here.
+async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
+    key: Option<ClusterKey>,
+    shutdown: CancellationToken,
+) {
+    let limits = server.state.config.clone();
+    let service = SchedulerGrpcServer::new(server)
+        .max_encoding_message_size(limits.grpc_server_max_encoding_message_size as usize)
+        .max_decoding_message_size(limits.grpc_server_max_decoding_message_size as usize);
+    let serve = tonic::transport::Server::builder()
+        .add_service(InterceptedService::new(service, optional_check(key.as_ref())))
+        .serve_with_incoming(TcpListenerStream::new(listener));
+    // Stopped at once, as Ballista's own server is: its clients (the ETL, Flight SQL) stopped first.
+    tokio::select! {
+        served = serve => {
+            if let Err(error) = served {
+                tracing::error!(error = %error, "Ballista scheduler stopped.");
+            }
+        }
+        () = shutdown.cancelled() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ballista::prelude::SessionContextExt;
+    use ballista_core::serde::protobuf::execute_query_params::Query;
+    use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+    use ballista_core::serde::protobuf::{ExecuteQueryParams, GetJobStatusParams, execute_query_result};
+    use datafusion::prelude::{CsvReadOptions, SessionContext};
+    use datafusion_proto::logical_plan::{AsLogicalPlan, DefaultLogicalExtensionCodec};
+    use prost::Message;
+    use tonic::Code;
+    use tonic::transport::Channel;
+
+    use super::*;
+
+    const SECRET: &str = "scheduler-test-cluster-secret-0123456789";
+
+    async fn client(addr: SocketAddr, key: Option<&ClusterKey>) -> SchedulerGrpcClient<Channel> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+        if let Some(key) = key {
+            endpoint = (key.endpoint_override())(endpoint).expect("override");
+        }
+        SchedulerGrpcClient::new(endpoint.connect().await.expect("connect"))
+    }
+
+    /// What an attacker would send: a logical plan reading a file of the scheduler's host.
+    async fn file_reading_plan(dir: &std::path::Path) -> Vec<u8> {
+        let file = dir.join("private.csv");
+        std::fs::write(&file, "patient_id,value\nP1,42\n").expect("write");
+        let frame =
+            SessionContext::new().read_csv(file.display().to_string(), CsvReadOptions::new()).await.expect("plan");
+        let node = LogicalPlanNode::try_from_logical_plan(frame.logical_plan(), &DefaultLogicalExtensionCodec {})
+            .expect("encode");
+        node.encode_to_vec()
+    }
+
+    #[tokio::test]
+    async fn the_scheduler_port_refuses_plans_and_ballista_clients_without_the_cluster_key() {
+        let key = ClusterKey::from_secret(SECRET).expect("key");
+        let wrong = ClusterKey::from_secret(&format!("{SECRET}-wrong")).expect("key");
+        let shutdown = CancellationToken::new();
+        let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
+        let forest = Arc::new(RiskForest::bundled().expect("model"));
+        let running = start_scheduler(&config, Some(key.clone()), forest, shutdown.clone()).await.expect("scheduler");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plan = file_reading_plan(dir.path()).await;
+        // As Ballista's client sends it, version header included.
+        let params = || {
+            let mut request = tonic::Request::new(ExecuteQueryParams {
+                session_id: String::new(),
+                settings: vec![],
+                operation_id: "attack".into(),
+                query: Some(Query::LogicalPlan(plan.clone())),
+            });
+            ballista_core::version::insert_version_header(request.metadata_mut());
+            request
+        };
+        for presented in [None, Some(&wrong)] {
+            let mut scheduler = client(running.addr, presented).await;
+            let refused = scheduler.execute_query(params()).await.expect_err("a plan without the key is refused");
+            assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+            let refused =
+                scheduler.get_job_status(GetJobStatusParams { job_id: "x".into() }).await.expect_err("refused");
+            assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        }
+        // Ballista's own client, as anyone could point it at the port.
+        let ctx = SessionContext::remote(&format!("df://{}", running.addr)).await.expect("context");
+        let refused = ctx.sql("SELECT 1").await.expect("plan").collect().await.expect_err("refused");
+        assert!(refused.to_string().contains("cluster key"), "{refused}");
+        // The same plan with the key is taken as a job: the check, nothing else, refused it above.
+        let accepted = client(running.addr, Some(&key)).await.execute_query(params()).await.expect("accepted");
+        let accepted = accepted.into_inner().result;
+        assert!(matches!(accepted, Some(execute_query_result::Result::Success(_))), "{accepted:?}");
+        shutdown.cancel();
+        let _ = running.task.await;
+    }
 }

@@ -63,11 +63,12 @@ pub struct EtlConfig {
     /// Readings in each per-patient rolling window of `vitals_clean`, the current one included; also
     /// how many recent readings per patient the ETL keeps as state.
     pub window_readings: u32,
-    /// How long a superseded `patient_latest` version is kept for queries still reading it, in seconds.
-    pub version_grace_seconds: u64,
     /// Longest a micro-batch's cluster job may run, in seconds; past it the job is cancelled and the
     /// batch re-runs (the same rows: exactly once holds), so one stuck job cannot stall the pipeline.
     pub batch_timeout_seconds: u64,
+    /// How long the ETL lease of the data location lasts unless renewed (every third of it), in seconds:
+    /// a second scheduler on the same location stands by and takes over this long after the holder died.
+    pub lease_seconds: u64,
 }
 
 impl Default for EtlConfig {
@@ -79,8 +80,8 @@ impl Default for EtlConfig {
             sql_file: String::new(),
             carry_forward_seconds: 900,
             window_readings: 5,
-            version_grace_seconds: 120,
             batch_timeout_seconds: 120,
+            lease_seconds: 15,
         }
     }
 }
@@ -97,6 +98,9 @@ impl EtlConfig {
         if self.window_readings == 0 {
             return Err(Error::Config("etl.window_readings is 0, at least 1 (the reading itself) is needed".into()));
         }
+        if self.lease_seconds < 3 {
+            return Err(Error::Config(format!("etl.lease_seconds is {}, at least 3 is needed", self.lease_seconds)));
+        }
         if self.batch_timeout_seconds == 0 {
             return Err(Error::Config("etl.batch_timeout_seconds is 0, at least 1 is needed".into()));
         }
@@ -108,14 +112,14 @@ impl EtlConfig {
         Duration::from_millis(self.min_interval_ms)
     }
 
+    /// The ETL lease's time to live.
+    pub fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_seconds)
+    }
+
     /// Batch timeout as a duration.
     pub fn batch_timeout(&self) -> Duration {
         Duration::from_secs(self.batch_timeout_seconds)
-    }
-
-    /// Grace period of superseded versions.
-    pub fn version_grace(&self) -> Duration {
-        Duration::from_secs(self.version_grace_seconds)
     }
 }
 
@@ -211,6 +215,14 @@ pub struct FlightSqlConfig {
     pub max_result_mb: u64,
     /// Audit entries kept in memory for the `audit_log` table (the log events are the durable record).
     pub audit_window: usize,
+    /// Longest SQL text a query may have, in bytes; longer ones are refused before parsing.
+    pub max_sql_bytes: usize,
+    /// Most operators (`+`, `||`, `AND`, `OR`, `UNION`, …) on one path through a query's expressions,
+    /// counted on its tokens before parsing: a longer chain parses into a tree deep enough to overflow
+    /// the server's stack. Lists (`IN (…)`, a `SELECT` list) are not chains.
+    pub max_expression_terms: usize,
+    /// Most brackets a query may have open at once, checked before parsing.
+    pub max_nesting_depth: usize,
 }
 
 impl Default for FlightSqlConfig {
@@ -225,6 +237,9 @@ impl Default for FlightSqlConfig {
             query_timeout_seconds: 300,
             max_result_mb: 1024,
             audit_window: 100_000,
+            max_sql_bytes: 1024 * 1024,
+            max_expression_terms: 1000,
+            max_nesting_depth: 32,
         }
     }
 }
@@ -240,6 +255,11 @@ impl FlightSqlConfig {
         if self.query_timeout_seconds == 0 || self.max_result_mb == 0 {
             return Err(Error::Config(
                 "flight_sql.query_timeout_seconds and flight_sql.max_result_mb must be above 0".into(),
+            ));
+        }
+        if self.max_sql_bytes == 0 || self.max_expression_terms == 0 || self.max_nesting_depth == 0 {
+            return Err(Error::Config(
+                "flight_sql.max_sql_bytes, max_expression_terms and max_nesting_depth must be above 0".into(),
             ));
         }
         Ok(())
@@ -266,9 +286,8 @@ impl Default for HttpConfig {
     }
 }
 
-/// Background compaction of small files (`vitals_raw` ranges the ETL has processed, `vitals_clean`
-/// batches it has committed) into larger ones; readers never see a row twice or miss one meanwhile
-/// (see `coverage`).
+/// Background compaction of the tables' small files into larger ones (Delta OPTIMIZE), and deletion of
+/// the files it replaced (VACUUM); readers see one snapshot or the other, never a row twice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CompactionConfig {
@@ -278,10 +297,11 @@ pub struct CompactionConfig {
     pub interval_seconds: u64,
     /// Size a compacted file grows to, in MiB of Parquet; files of this size or more are left alone.
     pub target_file_mb: u64,
-    /// Fewest consecutive small files worth merging (fewer wait for more to land).
+    /// Fewest small files in a table worth an OPTIMIZE (fewer wait for more to land).
     pub min_files: usize,
-    /// Seconds a compacted file's inputs stay after it is written, hidden from new queries, so that
-    /// queries planned before it still read them; must exceed `flight_sql.query_timeout_seconds`.
+    /// Seconds the files an OPTIMIZE (or a retention DELETE) replaced stay before VACUUM deletes them,
+    /// so that queries planned before still read them, and how far back time travel reaches with
+    /// every file; must exceed `flight_sql.query_timeout_seconds`.
     pub grace_seconds: u64,
 }
 
@@ -312,8 +332,8 @@ impl CompactionConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
-    /// Delete files of `vitals_raw`, `vitals_clean` and `dead_letters` written more than this many days
-    /// ago; 0 keeps everything. Ranges the ETL has not processed are always kept.
+    /// Delete rows of `vitals_raw`, `vitals_clean` and `dead_letters` landed more than this many days
+    /// ago (Delta DELETE); 0 keeps everything. Rows the ETL has not processed are always kept.
     /// Runs every `compaction.interval_seconds`, also when compaction itself is off.
     pub days: u64,
 }
@@ -332,7 +352,8 @@ pub struct AuthConfig {
     /// Lifetime of an issued token, in seconds. Grafana handshakes once per datasource and keeps
     /// the token for as long as the datasource lives, so the default is a week.
     pub token_ttl_seconds: u64,
-    /// Key signing issued tokens; empty draws a random one at start (tokens then end with the process).
+    /// Key signing issued tokens, at least 32 characters (`openssl rand -hex 32`); empty draws a random
+    /// one at start (tokens then end with the process). A new key revokes every token issued before.
     pub token_secret: String,
 }
 

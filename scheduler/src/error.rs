@@ -34,6 +34,13 @@ pub enum Error {
         #[source]
         source: DataFusionError,
     },
+    /// This process's hold on the ETL of the data location ran out before a batch committed: the batch
+    /// waits until the lease is renewed (or another driver, which took over, runs it).
+    #[error("micro-batch {batch}: the ETL lease of this data location ran out before its commit")]
+    LeaseExpired {
+        /// The batch id.
+        batch: i64,
+    },
     /// A micro-batch's cluster job ran past `etl.batch_timeout_seconds` and was cancelled (retryable).
     #[error(
         "micro-batch {batch} did not finish within etl.batch_timeout_seconds ({seconds} s); its job is cancelled and the batch re-runs"
@@ -91,6 +98,7 @@ impl Error {
             | Error::Ballista { .. }
             | Error::Query { .. }
             | Error::BatchTimeout { .. }
+            | Error::LeaseExpired { .. }
             | Error::Delivery { .. } => true,
             Error::Landing(e) => e.is_retryable(),
             Error::Lake(e) => e.is_retryable(),

@@ -56,6 +56,8 @@ pub struct SchedulerProcessConfig {
     pub alerts: AlertsConfig,
     /// The brokers and security settings the Kafka alert sink produces with.
     pub kafka: vitalflow_ingest::KafkaConfig,
+    /// The cluster's shared secret, demanded on the Ballista port and presented to the executors.
+    pub cluster: vitalflow_executor::ClusterConfig,
 }
 
 /// Addresses a started scheduler process listens on.
@@ -94,6 +96,25 @@ impl SchedulerProcess {
     }
 }
 
+/// With authentication off, the front door may only listen on loopback: off it, anyone on the
+/// network could read patient data without signing in.
+fn open_door_only_on_loopback(config: &SchedulerProcessConfig) -> Result<()> {
+    if config.flight_sql.auth.required {
+        return Ok(());
+    }
+    let doors = [
+        ("flight_sql.bind_host", &config.flight_sql.bind_host, config.flight_sql.enabled),
+        ("http.bind_host", &config.http.bind_host, config.http.enabled),
+    ];
+    match doors.into_iter().find(|(_, host, enabled)| *enabled && !vitalflow_executor::cluster_key::is_loopback(host)) {
+        Some((setting, host, _)) => Err(Error::Config(format!(
+            "flight_sql.auth.required is false but {setting} is {host:?}, not loopback: anyone who reaches it could \
+             read patient data without signing in; turn authentication on or bind 127.0.0.1"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Starts the Ballista scheduler, then the ETL driver and Flight SQL as clients of it, and the HTTP API.
 pub async fn start(
     config: &SchedulerProcessConfig,
@@ -108,47 +129,50 @@ pub async fn start(
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
         front_door::auth::Authenticator::new(&config.flight_sql.auth)?;
+        open_door_only_on_loopback(config)?;
     }
-    // Fails before anything starts when the SQL file is unreadable.
+    // Fails before anything starts when the SQL file is unreadable, or the data of an earlier format.
     etl::sql::load(&config.etl)?;
+    let key = config
+        .cluster
+        .key(&[("scheduler.bind_host", &config.scheduler.bind_host)])
+        .map_err(|e| Error::Config(e.to_string()))?;
+    vitalflow_udf_model::lake::format::ensure_current_format(&location).await?;
     // The scheduler stops last, once its clients (the ETL, Flight SQL) have finished.
     let scheduler_shutdown = CancellationToken::new();
-    let scheduler = cluster::start_scheduler(&config.scheduler, forest.clone(), scheduler_shutdown.clone()).await?;
+    let scheduler =
+        cluster::start_scheduler(&config.scheduler, key.clone(), forest.clone(), scheduler_shutdown.clone()).await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
     if config.etl.enabled {
         let ctx = match config.etl.run_on {
             EtlEngine::Cluster => {
-                session::remote_context_with(&target, &location, &forest, session::etl_session_config()).await?
+                let config = session::etl_session_config();
+                session::remote_context_with(&target, key.as_ref(), &location, &forest, config).await?
             }
             EtlEngine::InProcess => session::local_context(&location, &forest)?,
         };
-        let driver = EtlDriver::new(ctx, location.clone(), &config.etl, etl_stats.clone())
-            .await?
-            .with_cluster_jobs(scheduler.jobs.clone());
-        let token = shutdown.clone();
-        tasks.push(tokio::spawn(async move { driver.run(token).await }));
-        // Beside the driver, reading what it commits; never in its way.
-        tasks.extend(alerts::start_delivery(
-            &config.alerts,
-            &config.kafka,
-            &location,
-            etl_stats.delivery.clone(),
-            &shutdown,
-        )?);
-    }
-    // Beside the ETL driver, whose checkpoint says what is settled: one compactor per data location.
-    if config.etl.enabled && (config.compaction.enabled || config.retention.days > 0) {
-        let (location, compaction, retention, token) =
-            (location.clone(), config.compaction.clone(), config.retention.clone(), shutdown.clone());
-        tasks.push(tokio::spawn(maintenance::run(location, compaction, retention, token)));
+        // Fails at start when the SQL does not plan; the role makes its own driver once it holds the lease.
+        EtlDriver::new(ctx.clone(), location.clone(), &config.etl, etl_stats.clone()).await?;
+        let role = etl::role::EtlRole {
+            ctx,
+            location: location.clone(),
+            etl: config.etl.clone(),
+            alerts: config.alerts.clone(),
+            kafka: config.kafka.clone(),
+            compaction: config.compaction.clone(),
+            retention: config.retention.clone(),
+            stats: etl_stats.clone(),
+            jobs: scheduler.jobs.clone(),
+        };
+        tasks.push(tokio::spawn(role.run(shutdown.clone())));
     }
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
     let mut authenticator = None;
     if config.flight_sql.enabled {
-        let ctx = session::remote_context(&target, &location, &forest).await?;
+        let ctx = session::remote_context(&target, key.as_ref(), &location, &forest).await?;
         let progress =
             ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
         let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
@@ -179,4 +203,25 @@ pub async fn start(
         shutdown,
         scheduler_shutdown,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authentication_off_is_refused_on_a_door_off_loopback() {
+        let mut config = SchedulerProcessConfig::default();
+        config.flight_sql.auth.required = false;
+        assert!(open_door_only_on_loopback(&config).is_ok(), "both doors on 127.0.0.1 by default");
+        config.http.bind_host = "0.0.0.0".into();
+        let err = open_door_only_on_loopback(&config).unwrap_err().to_string();
+        assert!(err.contains("http.bind_host") && err.contains("0.0.0.0"), "{err}");
+        config.http.enabled = false;
+        assert!(open_door_only_on_loopback(&config).is_ok(), "a door that is not served does not count");
+        config.flight_sql.bind_host = "10.1.2.3".into();
+        assert!(open_door_only_on_loopback(&config).unwrap_err().to_string().contains("flight_sql.bind_host"));
+        config.flight_sql.auth.required = true;
+        assert!(open_door_only_on_loopback(&config).is_ok());
+    }
 }

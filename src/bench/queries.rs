@@ -17,11 +17,10 @@ use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use vitalflow_scheduler::catalog::session::local_context;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, save_etl_checkpoint};
-use vitalflow_udf_model::lake::names::batch_file;
-use vitalflow_udf_model::lake::names::version_file;
-use vitalflow_udf_model::lake::write_parquet;
+use vitalflow_udf_model::lake::names::{ETL_APP_ID, batch_prefix};
+use vitalflow_udf_model::lake::table::Transaction;
+use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, table};
 
 use super::cli::BenchQueriesArgs;
@@ -81,7 +80,7 @@ con.execute("SET threads TO %d" % args["threads"])
 # Its progress bar (queries over 2 s) writes to stdout, where the report goes; and it costs time.
 con.execute("SET enable_progress_bar = false")
 # DuckDB 2 reads nanosecond times as TIMESTAMPTZ_NS, which does not compare with now(): cast in the view.
-con.execute("CREATE VIEW vitals_clean AS SELECT * REPLACE (event_time::TIMESTAMPTZ AS event_time) FROM read_parquet('%s/**/*.parquet')" % args["dir"])
+con.execute("CREATE VIEW vitals_clean AS SELECT * REPLACE (event_time::TIMESTAMPTZ AS event_time) FROM read_parquet('%s/*.parquet')" % args["dir"])
 # Results as Arrow tables, as DataFusion returns them (the method was renamed in DuckDB 2).
 fetch = lambda r: r.to_arrow_table() if hasattr(r, "to_arrow_table") else r.arrow()
 out = {"duckdb": duckdb.__version__, "seconds": []}
@@ -199,8 +198,9 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
         "SELECT {} FROM (SELECT *, row_number() OVER (PARTITION BY patient_id ORDER BY event_time DESC) AS rn FROM vitals_clean) WHERE rn = 1",
         columns.join(", ")
     );
-    let path = location.path(&format!("{}/{}", table::PATIENT_LATEST, version_file(1)));
-    write_parquet(location, &path, &query_as(ctx, &sql, &PATIENT_LATEST_SCHEMA).await?).await?;
+    let txn = || vec![Transaction::new(ETL_APP_ID, 1)];
+    let mut latest = LakeTable::open_or_create(location, table::PATIENT_LATEST, &PATIENT_LATEST_SCHEMA).await?;
+    latest.replace_batches(&batch_prefix(1), &query_as(ctx, &sql, &PATIENT_LATEST_SCHEMA).await?, txn()).await?;
 
     // risk_alerts: every rise to High in the history, as the ETL's alert rule writes them.
     let alerts_sql = format!(
@@ -208,8 +208,8 @@ async fn write_etl_tables(ctx: &datafusion::prelude::SessionContext, location: &
            probability_high, news2_score, rubric_score, model_version, source_topic, source_partition, source_offset, etl_batch_id \
          {RISES_FROM_HISTORY} ORDER BY event_time"
     );
-    let path = location.path(&batch_file(table::RISK_ALERTS, 1));
-    write_parquet(location, &path, &query_as(ctx, &alerts_sql, &RISK_ALERTS_SCHEMA).await?).await?;
+    let mut alerts = LakeTable::open_or_create(location, table::RISK_ALERTS, &RISK_ALERTS_SCHEMA).await?;
+    alerts.append_batches(&batch_prefix(1), &query_as(ctx, &alerts_sql, &RISK_ALERTS_SCHEMA).await?, txn()).await?;
     save_etl_checkpoint(location, &EtlCheckpoint { last_batch_id: 1, ..EtlCheckpoint::default() }).await?;
     Ok(())
 }
@@ -238,7 +238,7 @@ fn median(times: &mut [f64]) -> f64 {
     times[times.len() / 2]
 }
 
-/// Writes the readings as `vitals_clean` files of at most one million rows; returns the file count.
+/// Writes the readings as `vitals_clean` commits of at most one million rows each; returns how many.
 async fn generate(location: &DataLocation, readings: usize, patients: usize) -> anyhow::Result<usize> {
     const FILE_ROWS: usize = 1_000_000;
     let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
@@ -246,6 +246,7 @@ async fn generate(location: &DataLocation, readings: usize, patients: usize) -> 
     let hour_ns = 3_600_000_000_000i64;
     let step = hour_ns / readings as i64;
     let mut files = 0;
+    let mut clean = LakeTable::open_or_create(location, table::VITALS_CLEAN, &VITALS_CLEAN_SCHEMA).await?;
     for start in (0..readings).step_by(FILE_ROWS) {
         let n = FILE_ROWS.min(readings - start);
         let ids: Vec<usize> = (start..start + n).collect();
@@ -280,9 +281,10 @@ async fn generate(location: &DataLocation, readings: usize, patients: usize) -> 
             columns.push(cast(&column, field.data_type())?);
         }
         let batch = RecordBatch::try_new(VITALS_CLEAN_SCHEMA.clone(), columns)?;
-        let path = location.path(&batch_file(table::VITALS_CLEAN, files as i64 + 1));
-        write_parquet(location, &path, &[batch]).await?;
         files += 1;
+        clean
+            .append_batches(&batch_prefix(files as i64), &[batch], vec![Transaction::new(ETL_APP_ID, files as i64)])
+            .await?;
     }
     Ok(files)
 }

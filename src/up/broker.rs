@@ -40,9 +40,12 @@ pub async fn start_embedded_broker(port: u16) -> anyhow::Result<EmbeddedBroker> 
     // Listener and advertised listener must both be an IP URL: a hostname makes tansu bind every interface.
     let listener = Url::parse(&format!("tcp://127.0.0.1:{port}"))?;
     let incarnation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    // Each start is a new in-memory cluster whose offsets begin at 0: a cluster id of its own makes
+    // ingest start fresh positions for it instead of skipping offsets below the earlier run's.
+    let cluster_id = format!("vitalflow-up-{}", uuid::Uuid::new_v4().simple());
     let mut broker = Broker::<Controller<StorageContainer>, StorageContainer>::builder()
         .node_id(1)
-        .cluster_id("vitalflow-up")
+        .cluster_id(cluster_id)
         .incarnation_id(uuid::Uuid::from_u128(incarnation))
         .advertised_listener(listener.clone())
         .storage(Url::parse("memory://tansu/")?)

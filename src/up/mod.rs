@@ -202,7 +202,7 @@ fn print_banner(addrs: &UpAddrs, config: &VitalflowConfig) {
         "\nvitalflow up (pid {pid}) — everything on 127.0.0.1, Ctrl-C stops it all\n\
          \x20 Kafka               {kafka}, topic {topic}\n\
          \x20 Simulator           {patients} patients, {rate} readings/s\n\
-         \x20 Ingest → Parquet    {data}\n\
+         \x20 Ingest → Delta Lake {data}\n\
          \x20 Ballista            scheduler {scheduler} + 1 executor, ETL every ≥{interval} ms\n\
          \x20 Flight SQL          {flight}\n\
          \x20 HTTP API            {http}\n\

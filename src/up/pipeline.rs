@@ -13,8 +13,12 @@ use vitalflow_udf_model::lake::DataLocation;
 use crate::config::VitalflowConfig;
 
 /// The local demo's rule: everything on loopback, whatever the file says, and so no sign-in (every
-/// caller is the local admin).
+/// caller is the local admin). The Ballista ports still demand a cluster key, random for each run
+/// unless one is configured: other local users must not reach around Flight SQL.
 pub fn local_only(config: &mut VitalflowConfig) {
+    if config.cluster.secret.trim().is_empty() && config.cluster.secret_file.trim().is_empty() {
+        config.cluster.secret = vitalflow_executor::ClusterKey::random_secret();
+    }
     for host in [
         &mut config.flight_sql.bind_host,
         &mut config.http.bind_host,
@@ -53,8 +57,8 @@ impl LocalPipeline {
         let mut executor_config = config.executor.clone();
         executor_config.scheduler_address =
             format!("{}:{}", process_config.scheduler.external_host, scheduler.addrs.scheduler.port());
-        (executor_config.flight_port, executor_config.grpc_port, executor_config.health_port) = (0, 0, 0);
-        let executor = vitalflow_executor::start(&executor_config, forest, shutdown.clone())
+        (executor_config.flight_port, executor_config.health_port) = (0, 0);
+        let executor = vitalflow_executor::start(&executor_config, &config.cluster, forest, shutdown.clone())
             .await
             .context("starting the executor")?;
         let executor = tokio::spawn(async move {

@@ -1,5 +1,6 @@
 //! `<data>/_run`: the pid file, log and addresses of a running `up`, so that `vitalflow stop` (the seed's
-//! stop script) finds it and two `up`s never share one data directory.
+//! stop script) finds it and two `up`s never share one data directory. With the data on object storage
+//! (`--data s3://bucket/prefix`), the run directory is local: `~/.cache/vitalflow/run/<bucket>/<prefix>`.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -21,13 +22,23 @@ pub const ADDRS_FILE: &str = "up.json";
 const LOG_FILE: &str = "up.log";
 
 impl RunDir {
-    /// `<data>/_run` of a local data location.
+    /// `<data>/_run` of a local data location; a local directory named after the URL for another store.
     pub fn new(location: &DataLocation) -> anyhow::Result<RunDir> {
-        let data = location
-            .url()
-            .to_file_path()
-            .map_err(|()| anyhow::anyhow!("`up` and `stop` need a local data directory, not {}", location.url()))?;
-        let dir = data.join("_run");
+        let dir = match location.url().to_file_path() {
+            Ok(data) => data.join("_run"),
+            Err(()) => {
+                let cache = std::env::var_os("VITALFLOW_CACHE")
+                    .map(PathBuf::from)
+                    .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/vitalflow")))
+                    .context("neither VITALFLOW_CACHE nor HOME is set: no place for the run directory")?;
+                let url = location.url();
+                let name: String = format!("{}{}", url.host_str().unwrap_or_default(), url.path())
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' })
+                    .collect();
+                cache.join("run").join(name)
+            }
+        };
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         Ok(RunDir { dir })
     }

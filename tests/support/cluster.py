@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from typing import Iterator
 
 import pytest
 
+from tests.support.lake import TableStore, as_store
 from tests.support.wait import wait_until
 
 
@@ -64,6 +66,13 @@ class Child:
 FLIGHT_SQL_USERS = {"admin": ("admin-test-pw", "admin"), "grafana": ("vitals-test-pw", "reader")}
 # A static bearer token (role reader), as a dashboard service account would use.
 FLIGHT_SQL_TOKEN = ("dashboard", "dashboard-test-token")
+# The secret every process of a test cluster shares: the Ballista ports refuse requests without its key.
+CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"
+
+
+def cluster_key(secret: str = CLUSTER_SECRET) -> str:
+    """What a request to a Ballista port presents (`x-vitalflow-cluster-key`): HMAC-SHA256 of the secret, hex."""
+    return hmac.new(secret.encode(), b"vitalflow cluster key v1", hashlib.sha256).hexdigest()
 
 
 def password_hash(password: str, iterations: int = 1000) -> str:
@@ -78,7 +87,8 @@ def write_test_config(path: Path) -> Path:
     """A vitalflow.toml giving Flight SQL the test users and token (the file holds only hashes)."""
     sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
     # Every port the suites do not pass as a flag is 0 here, so that suites running side by side never collide.
-    lines = ["[ingest]", "metrics_port = 0", "[flight_sql.auth]", 'token_secret = "test-only-secret"']
+    lines = ["[ingest]", "metrics_port = 0", "[cluster]", f'secret = "{CLUSTER_SECRET}"']
+    lines += ["[flight_sql.auth]", 'token_secret = "test-only-token-secret-0123456789abcdef"']
     for name, (password, role) in FLIGHT_SQL_USERS.items():
         lines += ["[[flight_sql.auth.users]]", f'name = "{name}"', f'password_hash = "{password_hash(password)}"', f'role = "{role}"']
     name, token = FLIGHT_SQL_TOKEN
@@ -102,7 +112,8 @@ class Cluster:
         self.binary = binary
         self.kafka = kafka
         self.workdir = workdir
-        self.data = workdir / "data"
+        # Where the tables live: a directory, or an S3 prefix (TableStore) set before any process starts.
+        self.data: Path | TableStore = workdir / "data"
         self.topic = f"vitals-{uuid.uuid4().hex[:10]}"
         self.children: list[Child] = []
         self.config = write_test_config(workdir / "vitalflow.toml")
@@ -110,24 +121,27 @@ class Cluster:
         # same machine) must not fight over 8000 or 9464.
         self.env = dict(
             os.environ,
-            RUST_LOG=os.environ.get("RUST_LOG", "info"),
+            # Delta Lake's kernel logs every snapshot it builds at INFO, drowning what a failed test prints.
+            RUST_LOG=os.environ.get("RUST_LOG", "info,buoyant_kernel=warn,delta_kernel=warn,deltalake_core=warn"),
             RUST_BACKTRACE="1",
             VITALFLOW__HTTP__PORT="0",
             VITALFLOW__INGEST__METRICS_PORT="0",
             VITALFLOW__EXECUTOR__HEALTH_PORT="0",
         )
 
-    def base_args(self, data: Path | None = None) -> list[str]:
+    def base_args(self, data: Path | TableStore | None = None) -> list[str]:
         data = data or self.data
         return [self.binary, "--config", str(self.config), "--data", str(data), "--kafka", self.kafka, "--topic", self.topic]
 
-    def start(self, name: str, *args: str, env: dict[str, str] | None = None, data: Path | None = None) -> Child:
-        child = Child(name, self.base_args(data) + list(args), self.workdir, dict(self.env, **(env or {})))
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None, data: Path | TableStore | None = None) -> Child:
+        # The object store's credentials and endpoint (none for a directory), then the caller's variables.
+        store_env = as_store(data or self.data).env
+        child = Child(name, self.base_args(data) + list(args), self.workdir, {**self.env, **store_env, **(env or {})})
         self.children.append(child)
         return child
 
     def start_service(
-        self, name: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None, data: Path | None = None
+        self, name: str, *args: str, timeout: float = 60, env: dict[str, str] | None = None, data: Path | TableStore | None = None
     ) -> dict:
         """Starts a service with --ready-file and returns the addresses it wrote."""
         ready = self.workdir / f"{name}.ready.json"
@@ -149,7 +163,7 @@ class Cluster:
         executors: list[str] | tuple[str, ...] = (),
         env: dict[str, str] | None = None,
         executor_env: dict[str, str] | None = None,
-        data: Path | None = None,
+        data: Path | TableStore | None = None,
     ) -> dict:
         """`vitalflow scheduler` on free ports (extra `args` appended) and the named executors registered with
         it; returns the scheduler's addresses, with the executors' under "executors"."""
@@ -157,7 +171,7 @@ class Cluster:
         port = addrs["scheduler"].rsplit(":", 1)[1]
         addrs["executors"] = [
             self.start_service(
-                executor, "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0",
+                executor, "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0",
                 env=executor_env, data=data,
             )
             for executor in executors

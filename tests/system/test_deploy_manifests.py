@@ -74,7 +74,8 @@ def test_kubernetes_manifests_validate_offline_against_the_shipped_schemas(versi
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for _, d in docs)
     assert kinds == sorted([
         "ConfigMap/vitalflow-config", "Deployment/dashboard", "Deployment/executor", "Deployment/ingest",
-        "Deployment/scheduler", "PersistentVolumeClaim/vitalflow-data", "Secret/vitalflow-credentials",
+        "Deployment/scheduler", "NetworkPolicy/executor-ballista", "NetworkPolicy/scheduler-ballista",
+        "PersistentVolumeClaim/vitalflow-data", "Secret/vitalflow-credentials",
         "Service/dashboard", "Service/scheduler",
     ])
     for name, doc in docs:
@@ -143,6 +144,20 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
     assert "scheduler_address" not in config["executor"] and config["scheduler"]["external_host"] == "scheduler"
     assert shown["executor"]["scheduler_address"] == "scheduler:50050"
     assert {50050, 50060, 8000} <= scheduler_ports
+    # The Ballista ports: the scheduler and the executors get the cluster secret, and only they reach those ports.
+    assert "VITALFLOW__CLUSTER__SECRET" in secret["stringData"]
+    for name in ("scheduler", "executor"):
+        container = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)
+        container = container["spec"]["template"]["spec"]["containers"][0]
+        from_secret = any("secretRef" in s for s in container.get("envFrom", [])) or any(
+            e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") == "VITALFLOW__CLUSTER__SECRET" for e in container["env"])
+        assert from_secret, f"deployment {name} has no cluster secret"
+    policies = {d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: d for _, d in docs if d["kind"] == "NetworkPolicy"}
+    for pod, ports in (("scheduler", {50050}), ("executor", {50051, 50052})):
+        for rule in policies[pod]["spec"]["ingress"]:
+            if ports & {p["port"] for p in rule["ports"]}:
+                peers = {peer["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for peer in rule.get("from", [])}
+                assert peers and peers <= {"scheduler", "executor"}, (pod, rule)
 
 
 def example_secret_values(values: dict[str, str]) -> dict[str, str]:
@@ -192,6 +207,10 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
     }
     assert {"VITALFLOW_USER", "VITALFLOW_PASSWORD"} <= secrets.keys()
     assert services["grafana"]["environment"]["VITALFLOW_FLIGHT_SQL_HOST"] == "scheduler:50060"
+    # The Ballista ports: a cluster secret for every vitalflow service, executors on the internal network only.
+    assert "VITALFLOW__CLUSTER__SECRET" in secrets
+    assert spec["networks"]["cluster"]["internal"] is True
+    assert services["executor"]["networks"] == ["cluster"] and "cluster" in services["scheduler"]["networks"]
     # Published ports stay on the host's loopback.
     for name, service in services.items():
         for port in service.get("ports", []):

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.support import rubric
+from tests.support import lake
 from tests.support.cluster import query, query_one
 from tests.support.wait import wait_until
 
@@ -65,7 +66,7 @@ def produce_bad_messages(kafka: str, topic: str) -> None:
     assert producer.flush(30) == 0, "bad messages were not all delivered"
 
 
-def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(pipeline):
+def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(pipeline, storage):
     # The simulator creates the topic (3 partitions) and produces every reading before the services
     # start: ingest then also proves it reads a backlog from the earliest offset.
     # No artefacts and no missing fields: every row is scored and compared with the rubric on all six vitals.
@@ -159,13 +160,13 @@ def test_etl_crash_between_output_and_checkpoint_rewrites_instead_of_duplicating
         "scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", env={"VITALFLOW_FAULT_ETL": "after-output"}
     )
     port = addrs["scheduler"].rsplit(":", 1)[1]
-    executor = cluster.start("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0", "--grpc-port", "0")
+    executor = cluster.start("executor", "executor", "--scheduler", f"127.0.0.1:{port}", "--flight-port", "0")
     cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", "--metrics-port", "0")
 
     # The first micro-batch writes its output, then the process dies before the checkpoint.
     crashed = cluster.children[1]
     assert crashed.wait_exit(120) != 0, crashed.tail()
-    assert (cluster.data / "vitals_clean" / "batch-000000000001.parquet").exists()
+    assert lake.snapshot_files(cluster.data, "vitals_clean"), "the first batch committed no vitals_clean file"
     # Not committed: the checkpoint holds batch 1 only as pending (its files, so the re-run takes the same rows).
     checkpoint = json.loads((cluster.data / "_checkpoints" / "etl.json").read_text())
     assert checkpoint["last_batch_id"] == 0 and checkpoint["pending"]["id"] == 1, checkpoint

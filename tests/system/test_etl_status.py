@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+from tests.support import lake
 from tests.support.cluster import query
 from tests.support.wait import wait_until
 from tests.system.test_etl_faults import committed_batches, read_table, start_cluster, wait_all_processed
@@ -39,7 +40,7 @@ def test_status_and_etl_progress_match_the_tables(cluster):
 
     # Before any ETL: everything ingest landed is lag.
     raw = wait_landed(cluster, total)
-    landed_files = len(list((cluster.data / "vitals_raw").rglob("*.parquet")))
+    landed_files = len(lake.snapshot_files(cluster.data, "vitals_raw"))
     before = status(cluster)
     assert (before["batches_committed"], before["lag_files"], before["lag_records"]) == (0, landed_files, len(raw)), before
     assert before["lag_seconds"] > 0 and before["last_commit_time"] is None and before["failures"] is None, before

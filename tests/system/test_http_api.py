@@ -66,3 +66,70 @@ def test_http_api_never_answers_5xx_to_what_its_openapi_document_allows(cluster,
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+
+
+def test_repeated_wrong_passwords_make_the_name_wait_and_tokens_keep_working(cluster):
+    """200 wrong passwords from one client: after five, each is refused unchecked; the right password waits too, a
+    token in use keeps working, the server keeps answering, and /metrics counts both."""
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl")
+    base = f"http://{addrs['http']}"
+    user, (password, _) = next(iter(FLIGHT_SQL_USERS.items()))
+    waited = 0
+    for i in range(200):
+        status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], basic(user, f"guess-{i}"))
+        assert status == 401, answer
+        waited += "too many failed sign-ins" in answer["detail"][0]["msg"]
+    assert waited >= 190, f"{waited} of 200 waited"
+
+    status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], basic(user, password))
+    assert status == 401 and "try again in" in answer["detail"][0]["msg"], answer
+
+    _, token = FLIGHT_SQL_TOKEN
+    status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], {"Authorization": f"Bearer {token}"})
+    assert status == 200, answer
+
+    import urllib.request
+    with urllib.request.urlopen(f"{base}/metrics", timeout=10) as response:
+        metrics = dict(
+            line.rsplit(" ", 1) for line in response.read().decode().splitlines() if line and not line.startswith("#")
+        )
+    assert int(metrics["vitalflow_sign_in_failures_total"]) <= 10, metrics
+    assert int(metrics["vitalflow_sign_in_backoff_refusals_total"]) >= 191, metrics
+
+
+def test_bodies_that_are_not_json_too_big_or_ambiguous_get_a_json_4xx_naming_the_problem(cluster):
+    """A form post (what any web page can send to localhost), a field named twice, a body over the limit."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    env = {"VITALFLOW__HTTP__MAX_BATCH_RECORDS": "100"}
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl", env=env)
+    url = f"http://{addrs['http']}/predict_batch"
+    _, token = FLIGHT_SQL_TOKEN
+
+    def post(body: bytes, content_type: str) -> tuple[int, dict]:
+        headers = {"Content-Type": content_type, "Authorization": f"Bearer {token}"}
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            assert error.headers["Content-Type"] == "application/json", error.headers
+            return error.code, json.loads(error.read())
+
+    record = json.dumps([RECORD]).encode()
+    status, answer = post(record, "text/plain")
+    assert status == 415 and answer["detail"][0]["loc"] == ["header", "content-type"], answer
+    status, answer = post(record, "application/x-www-form-urlencoded")
+    assert status == 415, answer
+
+    twice = json.dumps([RECORD])[:-2].encode() + b', "spo2": 75}]'
+    status, answer = post(twice, "application/json")
+    assert status == 422 and "appears twice" in answer["detail"][0]["msg"], answer
+
+    # 100 records pretty-printed are within the limit; a body over 100 × 1 KiB is refused before it is parsed.
+    status, answer = post(json.dumps([RECORD] * 100, indent=8).encode(), "application/json")
+    assert status == 200 and len(answer["predictions"]) == 100, answer
+    status, answer = post(b"[" + b" " * (200 * 1024) + b"]", "application/json")
+    assert status == 413 and answer["detail"][0]["type"] == "too_long", answer

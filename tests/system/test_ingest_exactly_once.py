@@ -4,6 +4,7 @@ Each test streams records through the real Kafka into real `vitalflow ingest` pr
 something mid-stream, and then requires the landed tables to hold exactly the records of the topic:
 the set of (partition, offset) of `vitals_raw` plus `dead_letters` equals every offset of the topic,
 and no (partition, offset) appears twice. INGEST_SOAK_RECORDS (e.g. 1000000) runs the streams at soak size.
+Tests that take the `storage` fixture run twice: tables in a directory, then on the S3-compatible server.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from tests.support.lake import TableStore, positions, rows
 from tests.support.wait import wait_until
 
 RECORDS = int(os.environ.get("INGEST_SOAK_RECORDS", "100000"))
@@ -31,12 +32,8 @@ FAST_GROUP = '[kafka.properties]\n"session.timeout.ms" = "6000"\n"heartbeat.inte
 SMALL_FLUSHES = {"VITALFLOW__INGEST__FLUSH_RECORDS": "3000", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
 
 
-def landed_positions(data: Path, table: str) -> list[tuple[int, int]]:
-    positions: list[tuple[int, int]] = []
-    for f in sorted((data / table).rglob("*.parquet")):
-        t = pq.read_table(f, columns=["source_partition", "source_offset"])
-        positions.extend(zip(t.column(0).to_pylist(), t.column(1).to_pylist()))
-    return positions
+def landed_positions(data: Path | TableStore, table: str) -> list[tuple[int, int]]:
+    return positions(data, table)
 
 
 def topic_offsets(kafka: str, topic: str) -> set[tuple[int, int]]:
@@ -144,7 +141,7 @@ def wait_some_landed(cluster, at_least: int = 1, timeout: float = 120) -> None:
                f"{at_least} records in vitals_raw", interval=0.1, details=cluster.logs)
 
 
-def test_ingest_killed_at_random_points_lands_every_record_once(cluster, fast_config):
+def test_ingest_killed_at_random_points_lands_every_record_once(cluster, storage, fast_config):
     seed = int(os.environ.get("INGEST_FAULT_SEED", random.randrange(1 << 30)))
     rng = random.Random(seed)
     print(f"INGEST_FAULT_SEED={seed}")
@@ -165,8 +162,9 @@ def test_ingest_killed_at_random_points_lands_every_record_once(cluster, fast_co
 
 @pytest.mark.parametrize("fault", ["after-landing", "between-files"])
 def test_ingest_crash_inside_a_flush_resumes_from_the_landed_files(cluster, fast_config, fault):
-    """The process aborts after writing files and before committing (or between a range's two files);
-    the restart flushes with other boundaries, so a replay keyed on the commit would duplicate."""
+    """The process aborts after its Delta commits and before the Kafka commit (or between the
+    dead_letters and the vitals_raw commit); the restart flushes with other boundaries, so a replay
+    keyed on the Kafka commit would duplicate."""
     group = f"{cluster.topic}-ingest"
     sim = simulate(cluster, 5000)
     produced = acknowledged(sim)
@@ -175,11 +173,11 @@ def test_ingest_crash_inside_a_flush_resumes_from_the_landed_files(cluster, fast
                      env={"VITALFLOW_FAULT_INGEST": fault, "VITALFLOW__INGEST__FLUSH_RECORDS": "1000"})
     assert crashed.wait_exit(60) != 0, crashed.tail()
     if fault == "after-landing":
-        # The first flush's files are written, its offsets never committed.
+        # The first flush is committed to the tables, its Kafka offsets never committed.
         assert landed_positions(cluster.data, "vitals_raw")
         assert committed(cluster.kafka, cluster.topic, group) == {}, "the crashed process committed"
     else:
-        # The bad records' range has its dead letters but not its vitals_raw file.
+        # The bad records' range has its dead letters committed, but not its vitals_raw commit.
         assert landed_positions(cluster.data, "dead_letters")
     ingest(cluster, "ingest", group, env={"VITALFLOW__INGEST__FLUSH_RECORDS": "777"})
     wait_all_landed(cluster, produced + bad)
@@ -296,9 +294,7 @@ def test_fuzzed_bad_messages_are_dead_letters_with_reasons_and_good_ones_land(cl
     wait_all_landed(cluster, len(payloads))
     assert_exactly_once(cluster, len(payloads))
 
-    letters = []
-    for f in sorted((cluster.data / "dead_letters").rglob("*.parquet")):
-        letters.extend(pq.read_table(f, columns=["payload", "source_offset", "stage", "reason_code", "reason"]).to_pylist())
+    letters = rows(cluster.data, "dead_letters", ["payload", "source_offset", "stage", "reason_code", "reason"])
     by_offset = {l["source_offset"]: l for l in letters}
     good = [o for o, k in enumerate(kinds) if k is None]
     assert sorted(o for o, k in enumerate(kinds) if k is not None) == sorted(by_offset)
@@ -351,13 +347,103 @@ def test_fhir_observations_land_with_their_vitals_in_table_units(cluster, fast_c
     wait_all_landed(cluster, len(fixtures))
     assert_exactly_once(cluster, len(fixtures))
     assert landed_positions(cluster.data, "dead_letters") == []
-    rows = {}
-    for f in sorted((cluster.data / "vitals_raw").rglob("*.parquet")):
-        for r in pq.read_table(f).drop_columns(["event_time", "ingest_time"]).to_pylist():
-            rows[fixtures[r["source_offset"]].stem] = r
-    assert rows["heart-rate"]["heart_rate"] == 44 and rows["heart-rate"]["spo2"] is None
-    assert rows["body-temperature-degF"]["temperature"] == pytest.approx(37.5)
-    assert rows["glucose-mmol"]["glucose"] == pytest.approx(6.3 * 18.0156)
-    assert (rows["blood-pressure-panel"]["systolic_bp"], rows["blood-pressure-panel"]["diastolic_bp"]) == (107, 60)
-    bundle = rows["vital-signs-bundle"]
+    landed = {fixtures[r["source_offset"]].stem: r for r in rows(cluster.data, "vitals_raw")}
+    assert landed["heart-rate"]["heart_rate"] == 44 and landed["heart-rate"]["spo2"] is None
+    assert landed["body-temperature-degF"]["temperature"] == pytest.approx(37.5)
+    assert landed["glucose-mmol"]["glucose"] == pytest.approx(6.3 * 18.0156)
+    assert (landed["blood-pressure-panel"]["systolic_bp"], landed["blood-pressure-panel"]["diastolic_bp"]) == (107, 60)
+    bundle = landed["vital-signs-bundle"]
     assert (bundle["patient_id"], bundle["heart_rate"], bundle["spo2"], bundle["respiratory_rate"]) == ("P017", 101, 95, 26)
+
+
+def test_a_zombie_ingest_commits_nothing_its_successor_landed(cluster, storage, fast_config):
+    """An ingest process paused (SIGSTOP) with records buffered, past its group session: its partitions
+    go to a successor, which lands on. Resumed, the zombie flushes its stale buffer; the Delta
+    transactions refuse it, so every record is still landed exactly once."""
+    group = f"{cluster.topic}-ingest"
+    sim = Stream(cluster.kafka, cluster.topic, RECORDS, rate=max(RECORDS / 15, 5000), partitions=3)
+    # Long flushes: the zombie holds seconds of records when it is paused.
+    slow = {"VITALFLOW__INGEST__FLUSH_RECORDS": "1000000", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "4000"}
+    zombie = ingest(cluster, "ingest-zombie", group, env=slow)
+    wait_some_landed(cluster)
+    time.sleep(2)  # mid-way through the next flush interval
+    os.kill(zombie.proc.pid, signal.SIGSTOP)
+    successor = ingest(cluster, "ingest-successor", group)
+    successor_log = cluster.workdir / "ingest-successor.log"
+    wait_until(lambda: "Partitions assigned" in successor_log.read_text(), 60, "the successor got the partitions",
+               details=cluster.logs)
+    landed_before = len(landed_positions(cluster.data, "vitals_raw"))
+    wait_some_landed(cluster, at_least=landed_before + 1000)
+    os.kill(zombie.proc.pid, signal.SIGCONT)
+    produced = sim.join()
+    wait_all_landed(cluster, produced)
+    successor.stop()
+    zombie.stop()
+    assert_exactly_once(cluster, produced)
+    zombie_log = (cluster.workdir / "ingest-zombie.log").read_text()
+    assert "already landed by another writer" in zombie_log or "lost to another writer" in zombie_log, zombie_log[-3000:]
+
+
+def hl7_fixture(name: str) -> bytes:
+    """An HL7 v2 fixture with HL7's segment terminator (`\\r`)."""
+    return (ROOT / "ingest" / "fixtures" / "hl7" / name).read_bytes().replace(b"\n", b"\r")
+
+
+def hl7_kinds() -> dict[str, tuple[bytes, str | None]]:
+    """Good HL7 v2 messages (reason None) and one bad message per reason code, made from the fixtures."""
+    monitor = hl7_fixture("pcd01-monitor.hl7")
+    glucose = hl7_fixture("hl7-v2.4-glucose.hl7")
+    obr = next(s for s in monitor.split(b"\r") if s.startswith(b"OBR"))
+    return {
+        "monitor": (monitor, None),
+        "monitor_mllp": (b"\x0b" + monitor + b"\x1c\x0d", None),
+        "custom_separators": (hl7_fixture("pcd01-custom-separators.hl7"), None),
+        "glucose_local_time": (glucose.replace(b"1554-5^GLUCOSE^POST 12H CFST:MCNC:PT:SER/PLAS:QN", b"2339-0^Glucose^LN"), None),
+        "bad_msh": (monitor.replace(b"MSH|^~\\&|", b"MSH|^~|"), "hl7_syntax"),
+        "adt": (monitor.replace(b"ORU^R01^ORU_R01", b"ADT^A01^ADT_A01"), "hl7_message_type"),
+        "v2_2": (monitor.replace(b"|P|2.6|", b"|P|2.2|"), "hl7_version"),
+        "obx_before_obr": (monitor.replace(obr + b"\r", b"").replace(b"OBX|12", obr + b"\rOBX|12"), "hl7_segment_order"),
+        "no_pid": (b"\r".join(s for s in monitor.split(b"\r") if not s.startswith(b"PID")), "hl7_missing_segment"),
+        "no_known_code": (glucose, "no_vitals"),
+        "bad_time": (monitor.replace(b"|R|||20090813095715+0000", b"|R|||2009081309"), "invalid_time"),
+        "withdrawn": (monitor.replace(b"|90-100||||R|", b"|90-100||||W|"), "invalid_value"),
+        "heart_rate_900": (monitor.replace(b"|80|264864", b"|900|264864"), "impossible_value"),
+        "no_patient_id": (monitor.replace(b"PID|||789567^^^Imaginary Hospital^PI", b"PID|||"), "missing_field"),
+        "text_value": (monitor.replace(b"|98|262688", b"|abc|262688"), "wrong_type"),
+    }
+
+
+def test_hl7_v2_messages_land_exactly_once_and_bad_ones_are_dead_letters_with_reasons(cluster, fast_config):
+    rng = random.Random(int(os.environ.get("INGEST_FAULT_SEED", "1234")))
+    kinds = hl7_kinds()
+    names = sorted(kinds) + [rng.choice(sorted(kinds)) for _ in range(400)]
+    rng.shuffle(names)
+    subprocess.run([cluster.binary, "--kafka", cluster.kafka, "--topic", cluster.topic, "simulate", "--count", "0",
+                    "--partitions", "1"], check=True, capture_output=True)
+    produce_payloads(cluster.kafka, cluster.topic, [kinds[n][0] for n in names])
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest", env={"VITALFLOW__INGEST__HL7__DEFAULT_TIMEZONE": "America/New_York"})
+    wait_all_landed(cluster, len(names))
+    assert_exactly_once(cluster, len(names))
+
+    letters = {l["source_offset"]: l for l in rows(cluster.data, "dead_letters", ["source_offset", "reason_code", "reason"])}
+    landed = {r["source_offset"]: r for r in rows(cluster.data, "vitals_raw")}
+    for offset, name in enumerate(names):
+        expected = kinds[name][1]
+        if expected is None:
+            assert offset in landed and offset not in letters, (name, letters.get(offset))
+        else:
+            assert offset not in landed, name
+            assert letters[offset]["reason_code"] == expected, (name, letters[offset]["reason"])
+    first = {name: landed[names.index(name)] for name, (_, reason) in kinds.items() if reason is None}
+    monitor = first["monitor"]
+    assert monitor["patient_id"] == "789567" and monitor["event_time"].isoformat().startswith("2009-08-13T09:57:15")
+    assert [monitor[c] for c in ("heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "respiratory_rate")] \
+        == [80, 120, 80, 98, pytest.approx(37.1), 16]
+    def columns(row: dict) -> dict:
+        return {k: v for k, v in row.items() if k not in ("source_offset", "ingest_time")}
+
+    assert columns(first["monitor_mllp"]) == columns(monitor), "MLLP framing changes nothing"
+    custom = first["custom_separators"]
+    assert (custom["patient_id"], custom["heart_rate"], custom["temperature"]) == ("A-1*7", 72, pytest.approx(37.0))
+    glucose = first["glucose_local_time"]
+    assert glucose["glucose"] == 182 and glucose["event_time"].isoformat().startswith("2002-02-15T12:30:00")

@@ -161,3 +161,52 @@ def test_up_detach_then_stop(tmp_path):
     finally:
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_up_restarted_on_its_data_lands_every_reading_of_the_new_broker(tmp_path):
+    """`up` embeds a new in-memory broker each time, whose offsets start at 0 again, below what the first
+    run landed: every reading produced after the restart must still land (positions are per cluster)."""
+    from confluent_kafka import Producer
+
+    data = str(tmp_path / "data")
+
+    def start() -> dict:
+        started = subprocess.run(
+            [binary(), "--data", data, "up", "--detach", "--no-dashboard", "--patients", "20", "--rate", "100",
+             "--flight-sql-port", "0", "--http-port", "0", "--broker-port", "0"],
+            capture_output=True, timeout=150, text=True,
+        )
+        assert started.returncode == 0, started.stderr
+        return json.loads(started.stdout)
+
+    def count(addrs: dict, where: str) -> int:
+        conn = flightsql.connect(f"grpc://{addrs['flight_sql']}", autocommit=True)
+        try:
+            cur = conn.cursor()
+            cur.execute(f"SELECT count(*) FROM vitals_raw WHERE {where}")
+            return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    def stop(addrs: dict) -> None:
+        stopped = subprocess.run([binary(), "--data", data, "stop"], capture_output=True, timeout=90, text=True)
+        assert stopped.returncode == 0, stopped.stderr
+        assert not alive(addrs["pid"])
+
+    first = start()
+    try:
+        wait_until(lambda: count(first, "true") >= 1500, 120, "1500 simulated readings landed", retry_on=(Exception,))
+    finally:
+        stop(first)
+    second = start()
+    try:
+        producer = Producer({"bootstrap.servers": second["kafka"]})
+        n = 300
+        for i in range(n):
+            record = dict(RECORD, patient_id=f"R{i:03d}", timestamp=1795515302123 + i)
+            producer.produce("raw-patient", value=json.dumps(record).encode(), key=f"R{i:03d}".encode())
+        assert producer.flush(60) == 0
+        wait_until(lambda: count(second, "patient_id LIKE 'R%'") == n, 120,
+                   f"the {n} readings produced after the restart to land", retry_on=(Exception,))
+    finally:
+        stop(second)

@@ -1,11 +1,12 @@
 //! Delivery of `risk_alerts` to a Kafka topic and a webhook (`[alerts]`), one loop per sink.
 //!
 //! The table is the truth; a sink is a copy of it a receiver can trust:
-//! - **Only committed alerts.** A sink reads `risk_alerts/batch-<id>.parquet` only for ids up to the
-//!   ETL checkpoint's `last_batch_id`; a file of a batch the ETL has not committed (a crash's leftover,
-//!   rewritten by the re-run) is never sent.
+//! - **Only committed alerts.** A sink reads the `risk_alerts` commits after the version it has read
+//!   (each adds one micro-batch's file, `batch-<id>-…`), and sends a batch only once the ETL checkpoint
+//!   has committed it (`last_batch_id`); a file no commit added (a crash's leftover) is never seen.
 //! - **At least once.** After a batch's alerts are acknowledged (Kafka: by the broker; webhook: a 2xx
-//!   answer), the sink records the batch id in its own checkpoint, `_checkpoints/alerts-<sink>.json`.
+//!   answer), the sink records the batch id and the table version in its own checkpoint,
+//!   `_checkpoints/alerts-<sink>.json`.
 //!   A crash between the two sends that batch again after the restart: every message carries
 //!   `alert_id` (`topic/partition/offset` of the reading) for receivers to drop repeats by.
 //! - **The ETL never waits.** A sink that is down is retried with a doubling wait (up to
@@ -32,6 +33,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::KafkaConfig;
 use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::LakeTable;
+use vitalflow_udf_model::schema::RISK_ALERTS_SCHEMA;
 use vitalflow_udf_model::schema::table;
 
 use crate::config::AlertsConfig;
@@ -39,7 +42,7 @@ use crate::error::{Error, Result};
 use vitalflow_udf_model::lake::checkpoint::{
     DeliveryCheckpoint, load_delivery_checkpoint, load_etl_checkpoint, save_delivery_checkpoint,
 };
-use vitalflow_udf_model::lake::objects::{list_parquet, read};
+use vitalflow_udf_model::lake::objects::read;
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -110,28 +113,53 @@ impl AlertDeliveryStats {
     }
 }
 
-/// The batch id in a `risk_alerts` file name (`batch-<id>.parquet`).
+/// The batch id in a `risk_alerts` data file's name (`batch-<id>-<unique>.parquet`).
 fn alert_batch_id(name: &str) -> Option<i64> {
-    name.strip_prefix("batch-")?.strip_suffix(".parquet")?.parse().ok()
+    name.strip_prefix("batch-")?.split('-').next()?.parse().ok()
 }
 
-/// The committed `risk_alerts` files after batch `delivered`, up to batch `committed`, in batch order.
-/// Batches without alerts have no file.
+/// A committed micro-batch's `risk_alerts` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertFile {
+    /// The batch.
+    pub batch_id: i64,
+    /// The `risk_alerts` version that added it.
+    pub version: i64,
+    /// The object.
+    pub path: object_store::path::Path,
+}
+
+/// The `risk_alerts` files added after `delivered` (a batch and the version read up to) by batches
+/// up to `committed`, in commit order; and the version up to which every commit has been looked at
+/// (it stops before a batch the ETL has not committed yet). Batches without alerts add no file.
 pub async fn committed_alert_files(
     location: &DataLocation,
-    delivered: i64,
+    held: &mut Option<LakeTable>,
+    delivered: DeliveryCheckpoint,
     committed: i64,
-) -> Result<Vec<(i64, object_store::path::Path)>> {
-    let listed = list_parquet(location, table::RISK_ALERTS).await?;
-    let mut files: Vec<_> = listed
-        .into_iter()
-        .filter_map(|meta| {
-            let id = meta.location.filename().and_then(alert_batch_id)?;
-            (id > delivered && id <= committed).then_some((id, meta.location))
-        })
-        .collect();
-    files.sort();
-    Ok(files)
+) -> Result<(Vec<AlertFile>, i64)> {
+    // The table stays open between polls and is brought up to date (a full log replay per poll is not).
+    match held {
+        Some(table) => table.refresh().await?,
+        None => *held = LakeTable::open(location, table::RISK_ALERTS, None).await?,
+    }
+    let Some(alerts) = held.as_ref() else {
+        return Ok((Vec::new(), delivered.alerts_version));
+    };
+    let mut files = Vec::new();
+    let mut read_up_to = alerts.version();
+    for (version, file) in alerts.added_since(delivered.alerts_version, 100_000).await? {
+        let Some(batch_id) = alert_batch_id(&file.path) else { continue };
+        if batch_id > committed {
+            read_up_to = version - 1;
+            break;
+        }
+        if batch_id > delivered.last_batch_id {
+            let path = location.path(&format!("{}/{}", table::RISK_ALERTS, file.path));
+            files.push(AlertFile { batch_id, version, path });
+        }
+    }
+    Ok((files, read_up_to.max(delivered.alerts_version)))
 }
 
 /// The alerts in one `risk_alerts` file.
@@ -143,6 +171,8 @@ pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Pat
     let mut alerts = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable risk_alerts file: {e}")))?;
+        // Files store timestamps in microseconds; the messages read the table's schema.
+        let batch = crate::etl::conform(&batch, &RISK_ALERTS_SCHEMA, 0)?;
         alerts.extend(messages(&batch).map_err(|e| Error::Config(format!("{path}: {e}")))?);
     }
     Ok(alerts)
@@ -212,8 +242,10 @@ struct Delivery {
     sink: Sink,
     location: DataLocation,
     stats: Arc<AlertDeliveryStats>,
-    /// Last batch acknowledged; `None` until the checkpoint is loaded.
-    delivered: Option<i64>,
+    /// Last batch acknowledged and the version read up to; `None` until the checkpoint is loaded.
+    delivered: Option<DeliveryCheckpoint>,
+    /// `risk_alerts`, once it exists.
+    alerts: Option<LakeTable>,
 }
 
 impl Delivery {
@@ -232,49 +264,57 @@ impl Delivery {
             Some(delivered) => delivered,
             None => {
                 let start = match load_delivery_checkpoint(&self.location, name).await? {
-                    Some(checkpoint) => checkpoint.last_batch_id,
+                    Some(checkpoint) => checkpoint,
                     None => {
                         // A new sink starts now (module doc); recorded so that a restart does not move it.
-                        save_delivery_checkpoint(&self.location, name, DeliveryCheckpoint { last_batch_id: committed })
-                            .await?;
+                        let alerts_version = match LakeTable::open(&self.location, table::RISK_ALERTS, None).await? {
+                            Some(t) => t.version(),
+                            None => -1,
+                        };
+                        let start = DeliveryCheckpoint { last_batch_id: committed, alerts_version };
+                        save_delivery_checkpoint(&self.location, name, start).await?;
                         tracing::info!(
                             sink = name,
                             after_batch = committed,
                             "Alert delivery starts with the next committed micro-batch; earlier alerts stay in risk_alerts."
                         );
-                        committed
+                        start
                     }
                 };
                 self.delivered = Some(start);
-                self.stats().last_batch_id.store(start.max(0) as u64, Ordering::Relaxed);
+                self.stats().last_batch_id.store(start.last_batch_id.max(0) as u64, Ordering::Relaxed);
                 start
             }
         };
-        if committed <= delivered {
+        if committed <= delivered.last_batch_id {
             return Ok(false);
         }
         let mut sent = false;
-        for (id, path) in committed_alert_files(&self.location, delivered, committed).await? {
-            let alerts = read_alerts(&self.location, &path).await?;
+        let (files, read_up_to) = committed_alert_files(&self.location, &mut self.alerts, delivered, committed).await?;
+        for file in files {
+            let alerts = read_alerts(&self.location, &file.path).await?;
             self.sink.send(&alerts).await?;
-            self.record(id, alerts.len()).await?;
-            tracing::debug!(sink = name, batch = id, alerts = alerts.len(), "Alerts delivered.");
+            self.record(
+                DeliveryCheckpoint { last_batch_id: file.batch_id, alerts_version: file.version },
+                alerts.len(),
+            )
+            .await?;
+            tracing::debug!(sink = name, batch = file.batch_id, alerts = alerts.len(), "Alerts delivered.");
             sent = true;
         }
-        // Batches without alerts have no file: the sink is now current up to `committed`.
-        if self.delivered.is_some_and(|d| d < committed) {
-            self.record(committed, 0).await?;
+        // Batches without alerts add no file: the sink is now current up to `committed`.
+        if self.delivered.is_some_and(|d| d.last_batch_id < committed || d.alerts_version < read_up_to) {
+            self.record(DeliveryCheckpoint { last_batch_id: committed, alerts_version: read_up_to }, 0).await?;
         }
         Ok(sent)
     }
 
-    async fn record(&mut self, batch_id: i64, alerts: usize) -> Result<()> {
-        save_delivery_checkpoint(&self.location, self.sink.name(), DeliveryCheckpoint { last_batch_id: batch_id })
-            .await?;
-        self.delivered = Some(batch_id);
+    async fn record(&mut self, checkpoint: DeliveryCheckpoint, alerts: usize) -> Result<()> {
+        save_delivery_checkpoint(&self.location, self.sink.name(), checkpoint).await?;
+        self.delivered = Some(checkpoint);
         let stats = self.stats();
         stats.delivered.fetch_add(alerts as u64, Ordering::Relaxed);
-        stats.last_batch_id.store(batch_id.max(0) as u64, Ordering::Relaxed);
+        stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         Ok(())
     }
 
@@ -305,7 +345,7 @@ impl Delivery {
                     let stats = self.stats();
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     stats.set_error(Some(error.to_string()));
-                    tracing::warn!(sink = name, error = %error, failed_attempts, delivered_through_batch = self.delivered.unwrap_or(0), retry_in_ms = backoff.as_millis() as u64, "Alert delivery failed; the alerts wait in risk_alerts and are retried.");
+                    tracing::warn!(sink = name, error = %error, failed_attempts, delivered_through_batch = self.delivered.map_or(0, |d| d.last_batch_id), retry_in_ms = backoff.as_millis() as u64, "Alert delivery failed; the alerts wait in risk_alerts and are retried.");
                     let wait = backoff;
                     backoff = (backoff * 2).min(max_backoff);
                     wait
@@ -345,7 +385,8 @@ pub fn start_delivery(
     let mut tasks = Vec::new();
     for sink in sinks {
         tracing::info!(sink = sink.name(), "Alert delivery on.");
-        let delivery = Delivery { sink, location: location.clone(), stats: stats.clone(), delivered: None };
+        let delivery =
+            Delivery { sink, location: location.clone(), stats: stats.clone(), delivered: None, alerts: None };
         delivery.stats().enabled.store(true, Ordering::Relaxed);
         tasks.push(tokio::spawn(delivery.run(poll, max_backoff, shutdown.clone())));
     }

@@ -10,8 +10,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use object_store::{ObjectStoreExt, PutPayload};
-use vitalflow_udf_model::lake::write_parquet;
-use vitalflow_udf_model::schema::RISK_ALERTS_SCHEMA;
+use vitalflow_udf_model::lake::names::{ETL_APP_ID, batch_prefix};
+use vitalflow_udf_model::lake::table::Transaction;
+use vitalflow_udf_model::lake::write_data_file;
 
 use super::*;
 
@@ -64,13 +65,16 @@ fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
     RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns).unwrap()
 }
 
+/// Commits batch `batch`'s `n` alerts to `risk_alerts`, as the ETL does before its checkpoint.
 async fn write_alerts(location: &DataLocation, batch: i64, n: usize) {
-    let path = location.path(&vitalflow_udf_model::lake::names::batch_file(table::RISK_ALERTS, batch));
-    write_parquet(location, &path, &[alerts_batch(batch, n)]).await.unwrap();
+    let mut alerts = LakeTable::open_or_create(location, table::RISK_ALERTS, &RISK_ALERTS_SCHEMA).await.unwrap();
+    let file =
+        write_data_file(location, table::RISK_ALERTS, &batch_prefix(batch), &[alerts_batch(batch, n)]).await.unwrap();
+    alerts.append(&[file], vec![Transaction::new(ETL_APP_ID, batch)]).await.unwrap();
 }
 
 async fn commit(location: &DataLocation, batch: i64) {
-    let json = format!("{{\"last_batch_id\":{batch},\"processed_offsets\":{{}}}}");
+    let json = format!("{{\"last_batch_id\":{batch},\"raw_version\":0}}");
     location
         .store()
         .put(&location.path(vitalflow_udf_model::lake::names::ETL_CHECKPOINT), PutPayload::from(json))
@@ -80,7 +84,13 @@ async fn commit(location: &DataLocation, batch: i64) {
 
 fn webhook_delivery(location: &DataLocation, url: &str, stats: &Arc<AlertDeliveryStats>) -> Delivery {
     let sink = webhook::WebhookSink::new(url, "tok", Duration::from_secs(5)).unwrap();
-    Delivery { sink: Sink::Webhook(sink), location: location.clone(), stats: stats.clone(), delivered: None }
+    Delivery {
+        sink: Sink::Webhook(sink),
+        location: location.clone(),
+        stats: stats.clone(),
+        delivered: None,
+        alerts: None,
+    }
 }
 
 fn received_ids(receiver: &Receiver) -> Vec<String> {
@@ -102,10 +112,11 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
     assert!(!delivery.deliver_pending().await.unwrap());
     assert_eq!(
         load_delivery_checkpoint(&location, "webhook").await.unwrap(),
-        Some(DeliveryCheckpoint { last_batch_id: 1 })
+        Some(DeliveryCheckpoint { last_batch_id: 1, alerts_version: 1 })
     );
 
-    // Batch 2 committed (3 alerts), batch 3 committed without alerts, batch 4 written but not committed.
+    // Batch 2 committed (3 alerts), batch 3 committed without alerts, batch 4's alerts in the table but the
+    // batch not committed (the ETL crashed before its checkpoint).
     write_alerts(&location, 2, 3).await;
     write_alerts(&location, 4, 5).await;
     commit(&location, 3).await;
@@ -113,7 +124,8 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
     assert_eq!(received_ids(&receiver), ["vitals/0/200", "vitals/0/201", "vitals/0/202"]);
     assert_eq!(
         load_delivery_checkpoint(&location, "webhook").await.unwrap(),
-        Some(DeliveryCheckpoint { last_batch_id: 3 })
+        // Read up to version 2 (batch 2): version 3 adds batch 4, not committed yet.
+        Some(DeliveryCheckpoint { last_batch_id: 3, alerts_version: 2 })
     );
     assert_eq!(stats.webhook.delivered.load(Ordering::Relaxed), 3);
     assert_eq!(stats.webhook.last_batch_id.load(Ordering::Relaxed), 3);
@@ -130,11 +142,18 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
     );
 
     // A restarted process resumes from the sink's checkpoint: batch 4 once it is committed, nothing again.
-    write_alerts(&location, 4, 1).await;
     commit(&location, 4).await;
     let mut restarted = webhook_delivery(&location, &url, &stats);
     assert!(restarted.deliver_pending().await.unwrap());
-    assert_eq!(received_ids(&receiver), ["vitals/0/200", "vitals/0/201", "vitals/0/202", "vitals/0/400"]);
+    let batch_4: Vec<String> = (400..405).map(|o| format!("vitals/0/{o}")).collect();
+    assert_eq!(
+        received_ids(&receiver),
+        [
+            &["vitals/0/200", "vitals/0/201", "vitals/0/202"][..],
+            &batch_4.iter().map(String::as_str).collect::<Vec<_>>()
+        ]
+        .concat()
+    );
     assert!(!restarted.deliver_pending().await.unwrap());
     assert_eq!(receiver.requests.load(Ordering::SeqCst), 2);
 }
@@ -175,7 +194,8 @@ async fn a_refusing_webhook_is_retried_and_gets_every_alert_once_it_recovers() {
 
 #[test]
 fn alert_files_name_their_batch() {
-    assert_eq!(alert_batch_id("batch-000000000042.parquet"), Some(42));
-    assert_eq!(alert_batch_id("etl-batch-000000000042.parquet"), None);
-    assert_eq!(alert_batch_id("batch-x.parquet"), None);
+    assert_eq!(alert_batch_id("batch-000000000042-5f0c2a.parquet"), Some(42));
+    assert_eq!(alert_batch_id("etl-batch-000000000042-5f0c2a.parquet"), None);
+    assert_eq!(alert_batch_id("part-00001-5f0c2a-c000.zstd.parquet"), None);
+    assert_eq!(alert_batch_id("batch-x-5f0c2a.parquet"), None);
 }

@@ -3,28 +3,23 @@
 
 use std::sync::Arc;
 
-use arrow::datatypes::SchemaRef;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::utils::default_session_builder;
 use ballista_scheduler::SessionBuilder;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
-use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use object_store::ObjectStore;
-use object_store::local::LocalFileSystem;
+use vitalflow_executor::ClusterKey;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::DataLocation;
-use vitalflow_udf_model::schema::{
-    DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
-};
+use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
 use vitalflow_udf_model::udf::register_all;
 
-use crate::catalog::parquet_table::parquet_table;
-use crate::catalog::versioned_table::{VersionedTable, VitalflowLogicalCodec};
+use crate::catalog::codec::VitalflowLogicalCodec;
+use crate::catalog::lake_table::{DeltaSnapshotTable, SnapshotAt};
+use crate::catalog::time_travel::{TABLE_AT, TableAt, lake_tables};
 use crate::error::{Error, Result};
-use vitalflow_udf_model::lake::coverage::ResolvingStore;
 
 /// Settings of every vitalflow session. Strings stay `Utf8`: Flight SQL clients (JDBC, Grafana) do not
 /// all read `Utf8View`, which DataFusion would otherwise produce from Parquet and SQL types.
@@ -35,13 +30,11 @@ pub fn session_config() -> SessionConfig {
     let options = config.options_mut();
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
-    // Ingest lands vitals_raw in date=/hour= folders; tables are read whole, sub-folders included.
-    options.execution.listing_table_ignore_subdirectory = false;
     config
 }
 
 /// The scheduler's session builder: Ballista's defaults plus vitalflow's functions, so that plans
-/// naming them deserialize, and the [`runtime_env`] that resolves table listings.
+/// naming them deserialize, and the [`runtime_env`] of every context that plans scans.
 pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
     Arc::new(move |config| {
         let runtime = runtime_env()?;
@@ -56,15 +49,13 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
 }
 
 /// The runtime of every context that plans scans: listings are never cached (a session lives as long
-/// as its client and must see every file landed since its last query) and hide files covered by a
-/// compacted one (see [`vitalflow_udf_model::lake::coverage`]).
+/// as its client; the lake's tables list their files from their Delta snapshot, other listings must
+/// see files written since the last query).
 pub fn runtime_env() -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let runtime = RuntimeEnvBuilder::new()
+    RuntimeEnvBuilder::new()
         .with_cache_manager(CacheManagerConfig::default().with_list_files_cache_limit(0))
-        .build_arc()?;
-    let local: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new());
-    runtime.register_object_store(ObjectStoreUrl::local_filesystem().as_ref(), Arc::new(ResolvingStore::new(local)));
-    Ok(runtime)
+        .with_object_store_registry(Arc::new(LakeObjectStores::default()))
+        .build_arc()
 }
 
 /// An in-process DataFusion context (no Ballista) with vitalflow's settings, functions and tables:
@@ -79,17 +70,18 @@ pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Resul
     register_all(&mut state, forest).map_err(step("registering functions"))?;
     let ctx = SessionContext::new_with_state(state);
     register_tables(&ctx, location)?;
-    register_etl_tables(&ctx, location)?;
     Ok(ctx)
 }
 
-/// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables.
+/// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables;
+/// its connections (to the scheduler, and to executors for results) present the cluster `key`.
 pub async fn remote_context(
     scheduler: &str,
+    key: Option<&ClusterKey>,
     location: &DataLocation,
     forest: &Arc<RiskForest>,
 ) -> Result<SessionContext> {
-    remote_context_with(scheduler, location, forest, session_config()).await
+    remote_context_with(scheduler, key, location, forest, session_config()).await
 }
 
 /// Settings of the ETL driver's session. Ballista 55's adaptive planner is off: on the ETL's
@@ -104,10 +96,15 @@ pub fn etl_session_config() -> SessionConfig {
 /// [`remote_context`] with `config` instead of [`session_config`].
 pub async fn remote_context_with(
     scheduler: &str,
+    key: Option<&ClusterKey>,
     location: &DataLocation,
     forest: &Arc<RiskForest>,
     config: SessionConfig,
 ) -> Result<SessionContext> {
+    let config = match key {
+        Some(key) => config.with_ballista_override_create_grpc_client_endpoint(key.endpoint_override()),
+        None => config,
+    };
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let mut ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
         .await
@@ -115,37 +112,17 @@ pub async fn remote_context_with(
     // remote_with_state drops functions registered on the state: register them on the context.
     register_all(&mut ctx, forest).map_err(|source| Error::Query { step: "registering functions".into(), source })?;
     register_tables(&ctx, location)?;
-    register_etl_tables(&ctx, location)?;
     Ok(ctx)
 }
 
-/// Registers `vitals_raw`, `vitals_clean` and `dead_letters` as Parquet tables under `location`.
+/// Registers the lake's tables under `location` (each its latest Delta snapshot when a query plans)
+/// and the `table_at` time-travel function.
 pub fn register_tables(ctx: &SessionContext, location: &DataLocation) -> Result<()> {
-    let tables: [(&str, &SchemaRef); 3] = [
-        (table::VITALS_RAW, &VITALS_RAW_SCHEMA),
-        (table::VITALS_CLEAN, &VITALS_CLEAN_SCHEMA),
-        (table::DEAD_LETTERS, &DEAD_LETTERS_SCHEMA),
-    ];
-    for (name, schema) in tables {
-        let t = parquet_table(&[location.table_url(name)], schema.clone())?;
-        ctx.register_table(name, Arc::new(t))
+    for (name, schema) in lake_tables() {
+        let table = DeltaSnapshotTable::new(location, name, schema, SnapshotAt::Latest);
+        ctx.register_table(name, Arc::new(table))
             .map_err(|source| Error::Query { step: format!("registering table {name}"), source })?;
     }
+    ctx.register_udtf(TABLE_AT, Arc::new(TableAt::new(location)));
     Ok(())
-}
-
-/// Registers the tables the ETL keeps as versions (`patient_latest`) and the one it appends to
-/// (`risk_alerts`).
-pub fn register_etl_tables(ctx: &SessionContext, location: &DataLocation) -> Result<()> {
-    let register = |name: &str, table: Arc<dyn datafusion::catalog::TableProvider>| {
-        ctx.register_table(name, table)
-            .map(|_| ())
-            .map_err(|source| Error::Query { step: format!("registering table {name}"), source })
-    };
-    register(
-        table::PATIENT_LATEST,
-        Arc::new(VersionedTable::new(location, table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone())),
-    )?;
-    let alerts = parquet_table(&[location.table_url(table::RISK_ALERTS)], RISK_ALERTS_SCHEMA.clone())?;
-    register(table::RISK_ALERTS, Arc::new(alerts))
 }

@@ -1,17 +1,17 @@
 //! The continuous ETL driver. Ballista runs batch jobs; continuity is ours, as in Spark's micro-batch
-//! engine: each [`MicroBatch`] takes the landed `vitals_raw` files not yet processed, runs the ETL SQL
-//! on the cluster, writes its outputs, then records the batch in the checkpoint.
+//! engine: each [`MicroBatch`] takes the data files the `vitals_raw` versions since the last batch
+//! added, runs the ETL SQL on the cluster, commits its outputs, then records the batch in the checkpoint.
 //!
-//! Exactly-once output. A batch's file list is recorded in the checkpoint (as pending) before it runs,
-//! so a re-run after a crash takes exactly the same rows. Every output file is named after the batch
-//! id (`vitals_clean/batch-<id>`, `dead_letters/etl-batch-<id>`, `risk_alerts/batch-<id>`,
-//! `patient_latest/v-<id>`, `_etl_state/v-<id>`) and written before the checkpoint, so the re-run
-//! overwrites (or deletes) its own files instead of adding second ones.
+//! Exactly-once output. A batch's input (its files, the `vitals_raw` version they end at, and the
+//! version of the ETL state it starts from) is recorded in the checkpoint (as pending) before it runs,
+//! so a re-run after a crash reads exactly the same. Every output commit carries the Delta
+//! transaction `(vitalflow-etl, batch id)`: a re-run skips each table its first attempt committed.
 
 mod outputs;
 pub mod progress;
+pub mod role;
 pub mod sql;
-pub(crate) use outputs::count_rows;
+pub(crate) use outputs::{conform, count_rows};
 #[cfg(test)]
 mod tests;
 
@@ -25,16 +25,15 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 
 use tokio_util::sync::CancellationToken;
-use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
-use vitalflow_udf_model::lake::names::landed_range;
+use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
 
 use crate::catalog::parquet_table::parquet_table;
 use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
-use vitalflow_udf_model::lake::versions::{current, list_versions, retire_versions};
+use outputs::OutputTables;
 
 /// Name under which a micro-batch's input files are visible to the ETL SQL.
 pub const INPUT_TABLE: &str = "new_vitals_raw";
@@ -42,8 +41,8 @@ pub const INPUT_TABLE: &str = "new_vitals_raw";
 /// Name under which the ETL state (each patient's recent clean readings) is visible to the ETL SQL.
 pub const STATE_TABLE: &str = "etl_state";
 
-/// Directory of the ETL's state: each patient's last `etl.window_readings` clean readings, one
-/// version per batch (see [`vitalflow_udf_model::lake::versions`]).
+/// The ETL's state table: each patient's last `etl.window_readings` clean readings, replaced by each
+/// batch with clean rows.
 pub const STATE_DIR: &str = "_etl_state";
 
 /// Stage written into `dead_letters.stage` for rows the ETL rejects.
@@ -58,14 +57,20 @@ pub const FAULT_ENV: &str = "VITALFLOW_FAULT_ETL";
 /// steps, large enough that many small files (a quiet ward, short flush intervals) catch up quickly.
 const MAX_FILES_PER_BATCH: usize = 2048;
 const MAX_BYTES_PER_BATCH: u64 = 128 << 20;
+/// Most `vitals_raw` commits read for one micro-batch (one small read each).
+const MAX_COMMITS_PER_BATCH: usize = 2048;
 
 /// One unit of ETL work.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MicroBatch {
-    /// Id; names the output file.
+    /// Id; names the output files and is the version of the ETL's transactions.
     pub id: i64,
     /// Input `vitals_raw` objects.
     pub files: Vec<Path>,
+    /// The `vitals_raw` version the input ends at.
+    pub raw_version: i64,
+    /// The ETL state version the batch starts from.
+    pub state_version: i64,
 }
 
 /// What one micro-batch did.
@@ -129,10 +134,15 @@ pub struct EtlDriver {
     checkpoint: EtlCheckpoint,
     stats: Arc<EtlStats>,
     abort_after_output: bool,
-    /// The state version the current batch starts from.
-    state_url: Option<String>,
+    /// The tables the driver reads (`vitals_raw`, its state) and commits to.
+    tables: OutputTables,
+    /// The state files the current batch starts from.
+    state_urls: Vec<String>,
     /// The scheduler's jobs when it runs in this process: a batch past its deadline is cancelled there.
     jobs: Option<ClusterJobs>,
+    /// Until when (ms since the epoch) this process holds the ETL lease of the location; `None`:
+    /// no lease is used (tests, benchmarks).
+    lease_deadline: Option<Arc<std::sync::atomic::AtomicI64>>,
 }
 
 impl std::fmt::Debug for EtlDriver {
@@ -154,6 +164,7 @@ impl EtlDriver {
         let checkpoint = load_etl_checkpoint(&location).await?;
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
+        let tables = OutputTables::open(&location).await?;
         let driver = EtlDriver {
             ctx,
             location,
@@ -162,8 +173,10 @@ impl EtlDriver {
             checkpoint,
             stats,
             abort_after_output,
-            state_url: None,
+            tables,
+            state_urls: Vec::new(),
             jobs: None,
+            lease_deadline: None,
         };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
@@ -180,6 +193,12 @@ impl EtlDriver {
     /// Cancels a batch's job in `jobs` when it runs past `etl.batch_timeout_seconds`.
     pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> EtlDriver {
         self.jobs = Some(jobs);
+        self
+    }
+
+    /// Commits a batch only while the ETL lease, renewed elsewhere, lasts (see [`role`]).
+    pub fn with_lease_deadline(mut self, deadline: Arc<std::sync::atomic::AtomicI64>) -> EtlDriver {
+        self.lease_deadline = Some(deadline);
         self
     }
 
@@ -232,14 +251,18 @@ impl EtlDriver {
         let Some(batch) = self.next_batch().await? else { return Ok(None) };
         let started = Instant::now();
         if self.checkpoint.pending.as_ref().is_none_or(|p| p.id != batch.id) {
-            // Recorded before running: a re-run after a crash takes exactly these files.
+            // Recorded before running: a re-run after a crash reads exactly this.
             let mut intent = self.checkpoint.clone();
-            intent.pending =
-                Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
+            intent.pending = Some(PendingBatch {
+                id: batch.id,
+                files: batch.files.iter().filter_map(|p| p.filename().map(str::to_string)).collect(),
+                raw_version: batch.raw_version,
+                state_version: batch.state_version,
+            });
             save_etl_checkpoint(&self.location, &intent).await?;
             self.checkpoint = intent;
         }
-        self.register_inputs(&batch.files).await?;
+        self.register_inputs(&batch).await?;
         let step = |what: &str| format!("micro-batch {}: {what}", batch.id);
         // Named, so that a job past the deadline (or of a driver that gave up) is cancelled.
         let mut job = NamedJob::new(format!("etl/batch-{}", batch.id), self.jobs.clone());
@@ -263,14 +286,19 @@ impl EtlDriver {
         let sql = sql_began.elapsed();
         let split_began = Instant::now();
         let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
-        let split =
-            outputs::Outputs::build(results, rows_in, batch.id, self.state_url.as_deref(), &self.config).await?;
+        let split = outputs::Outputs::build(results, rows_in, batch.id, &self.state_urls, &self.config).await?;
         let write_began = Instant::now();
         let split_time = write_began - split_began;
-        let written = split.write(&self.location, batch.id).await?;
+        let written = split.write(&mut self.tables, batch.id).await?;
         if self.abort_after_output {
             tracing::warn!(batch = batch.id, "{FAULT_ENV}: aborting between output and checkpoint.");
             std::process::abort();
+        }
+        // The fence against a driver that lost its lease while paused: the checkpoint is the commit point.
+        if let Some(deadline) = &self.lease_deadline
+            && chrono::Utc::now().timestamp_millis() >= deadline.load(Ordering::Relaxed)
+        {
+            return Err(Error::LeaseExpired { batch: batch.id });
         }
         let mut next = self.checkpoint.clone();
         next.last_batch_id = batch.id;
@@ -279,9 +307,7 @@ impl EtlDriver {
         next.totals.rejected += written.rejected as u64;
         next.totals.alerts += written.alerts as u64;
         next.committed_at_ms = chrono::Utc::now().timestamp_millis();
-        for range in batch.files.iter().filter_map(landed_range) {
-            next.record(&range);
-        }
+        next.raw_version = batch.raw_version;
         save_etl_checkpoint(&self.location, &next).await?;
         let write = write_began.elapsed();
         self.checkpoint = next;
@@ -291,12 +317,6 @@ impl EtlDriver {
         self.stats.alerts.fetch_add(written.alerts as u64, Ordering::Relaxed);
         self.stats.last_batch_id.store(batch.id.max(0) as u64, Ordering::Relaxed);
         self.stats.set_error(None);
-        // After the commit: superseded versions past their grace period.
-        for dir in [table::PATIENT_LATEST, STATE_DIR] {
-            if let Err(error) = retire_versions(&self.location, dir, batch.id, self.config.version_grace()).await {
-                tracing::warn!(error = %error, dir, "Could not delete superseded versions; will retry after the next batch.");
-            }
-        }
         let report = BatchReport {
             id: batch.id,
             files: batch.files.len(),
@@ -323,84 +343,82 @@ impl EtlDriver {
         Ok(Some(report))
     }
 
-    /// The pending batch if a crash interrupted one; else the landed files not yet processed (the
-    /// listing is recursive), at most [`MAX_FILES_PER_BATCH`]. Sorted by file name, so each
-    /// partition's files come in offset order and a cut keeps every partition's earliest files.
-    async fn next_batch(&self) -> Result<Option<MicroBatch>> {
+    /// The pending batch if a crash interrupted one; else the data files the `vitals_raw` versions
+    /// after the checkpoint's added, whole commits at a time, at most [`MAX_FILES_PER_BATCH`] files
+    /// and [`MAX_BYTES_PER_BATCH`] bytes (the first commit always: a batch must make progress).
+    /// Versions that added no data (compaction, a flush of bad records only) are recorded as read.
+    async fn next_batch(&mut self) -> Result<Option<MicroBatch>> {
         if let Some(pending) = &self.checkpoint.pending {
+            let files =
+                pending.files.iter().map(|f| self.location.path(&format!("{}/{f}", table::VITALS_RAW))).collect();
             return Ok(Some(MicroBatch {
                 id: pending.id,
-                files: pending.files.iter().map(|f| Path::from(f.as_str())).collect(),
+                files,
+                raw_version: pending.raw_version,
+                state_version: pending.state_version,
             }));
         }
-        let prefix = self.location.path(table::VITALS_RAW);
-        // A listing is no snapshot: a file put while it runs can be missed while a later file of the
-        // same partition (written after it) is seen, and taking that one would mark the missed one as
-        // processed. Files in place before the listing began are all seen, and every later file of a
-        // partition was written after a missed one: so only files older than the listing are taken.
-        // The margin covers the file system's coarse clock (a tick), or an object store's own clock.
-        let settle = chrono::Duration::milliseconds(if self.location.url().scheme() == "file" { 100 } else { 2_000 });
-        let listing_began = chrono::Utc::now() - settle;
-        let listed: Vec<_> = self
-            .location
-            .store()
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|source| Error::Store { step: format!("listing {prefix}"), source })?;
-        let mut listed: Vec<_> = listed
-            .into_iter()
-            .filter(|m| m.last_modified < listing_began)
-            .filter(|m| landed_range(&m.location).is_some_and(|r| self.checkpoint.is_new(&r)))
-            .collect();
-        // By file name, not path: ingest files sit in date/hour folders (the hour of a range's first
-        // record), and a partition's ranges must still come in offset order for a cut to be safe.
-        listed.sort_by(|a, b| {
-            a.location.filename().cmp(&b.location.filename()).then_with(|| a.location.cmp(&b.location))
-        });
-        let mut bytes = 0;
-        let files: Vec<Path> = listed
-            .into_iter()
-            .take(MAX_FILES_PER_BATCH)
-            .enumerate()
-            // The first file always, however large: a batch must make progress.
-            .take_while(|(i, m)| {
-                bytes += m.size;
-                *i == 0 || bytes <= MAX_BYTES_PER_BATCH
-            })
-            .map(|(_, m)| m.location)
-            .collect();
-        Ok((!files.is_empty()).then(|| MicroBatch { id: self.checkpoint.last_batch_id + 1, files }))
-    }
-
-    /// Makes `files` the content of [`INPUT_TABLE`] and the newest committed state [`STATE_TABLE`].
-    async fn register_inputs(&mut self, files: &[Path]) -> Result<()> {
-        let dir = self.location.path(STATE_DIR);
-        let versions = list_versions(self.location.store().as_ref(), &dir)
-            .await
-            .map_err(|source| Error::Store { step: format!("listing {dir}"), source })?;
-        let path = match current(&versions, self.checkpoint.last_batch_id) {
-            Some(version) => version.path.clone(),
-            None => {
-                // Version 0, the empty state: a real file, because Ballista 55 fails stages that
-                // union a scan with an empty table (its task metrics do not match the stage's).
-                let path =
-                    self.location.path(&format!("{STATE_DIR}/{}", vitalflow_udf_model::lake::names::version_file(0)));
-                let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
-                vitalflow_udf_model::lake::write_parquet(&self.location, &path, &[empty]).await?;
-                path
+        self.tables.raw.refresh().await?;
+        let latest = self.tables.raw.version();
+        if latest <= self.checkpoint.raw_version {
+            return Ok(None);
+        }
+        let added = self.tables.raw.added_since(self.checkpoint.raw_version, MAX_COMMITS_PER_BATCH).await?;
+        let read_up_to = (self.checkpoint.raw_version + MAX_COMMITS_PER_BATCH as i64).min(latest);
+        let mut files = Vec::new();
+        let (mut bytes, mut end) = (0, read_up_to);
+        let mut versions = added.iter().map(|(v, _)| *v).collect::<Vec<_>>();
+        versions.dedup();
+        for version in versions {
+            let of_version: Vec<_> = added.iter().filter(|(v, _)| *v == version).map(|(_, f)| f).collect();
+            let size: u64 = of_version.iter().map(|f| f.size).sum();
+            if !files.is_empty()
+                && (files.len() + of_version.len() > MAX_FILES_PER_BATCH || bytes + size > MAX_BYTES_PER_BATCH)
+            {
+                end = version - 1;
+                break;
             }
-        };
-        self.state_url = Some(self.location.object_url(&path));
-        self.register_input(files)
+            bytes += size;
+            files.extend(of_version.iter().map(|f| self.location.path(&format!("{}/{}", table::VITALS_RAW, f.path))));
+        }
+        if files.is_empty() {
+            let mut next = self.checkpoint.clone();
+            next.raw_version = end;
+            save_etl_checkpoint(&self.location, &next).await?;
+            self.checkpoint = next;
+            return Ok(None);
+        }
+        self.tables.state.refresh().await?;
+        Ok(Some(MicroBatch {
+            id: self.checkpoint.last_batch_id + 1,
+            files,
+            raw_version: end,
+            state_version: self.tables.state.version(),
+        }))
     }
 
-    /// Makes `files` the content of [`INPUT_TABLE`], and `state_url` (none: empty) of [`STATE_TABLE`].
+    /// Makes the batch's files the content of [`INPUT_TABLE`] and its starting state [`STATE_TABLE`].
+    async fn register_inputs(&mut self, batch: &MicroBatch) -> Result<()> {
+        // The state table as this driver last committed it, unless a re-run needs an older version.
+        let files = if self.tables.state.version() == batch.state_version {
+            self.tables.state.files()
+        } else {
+            LakeTable::open(&self.location, STATE_DIR, Some(batch.state_version))
+                .await?
+                .ok_or_else(|| Error::Config(format!("the ETL state version {} is gone", batch.state_version)))?
+                .files()
+        };
+        let base = self.location.path(STATE_DIR);
+        self.state_urls =
+            files.iter().map(|f| self.location.object_url(&Path::from(format!("{base}/{}", f.path)))).collect();
+        self.register_input(&batch.files)
+    }
+
+    /// Makes `files` the content of [`INPUT_TABLE`], and the state files (none: empty) of [`STATE_TABLE`].
     fn register_input(&self, files: &[Path]) -> Result<()> {
         let urls: Vec<String> = files.iter().map(|p| self.location.object_url(p)).collect();
         self.register(INPUT_TABLE, &urls, VITALS_RAW_SCHEMA.clone())?;
-        let state: Vec<String> = self.state_url.iter().cloned().collect();
-        self.register(STATE_TABLE, &state, PATIENT_LATEST_SCHEMA.clone())
+        self.register(STATE_TABLE, &self.state_urls, PATIENT_LATEST_SCHEMA.clone())
     }
 
     fn register(&self, name: &str, urls: &[String], schema: arrow::datatypes::SchemaRef) -> Result<()> {

@@ -1,6 +1,8 @@
 //! What one micro-batch writes. The ETL SQL returns one row per input row, scored on the cluster;
 //! here, in the driver, that small result is split into `vitals_clean`, `dead_letters` (stage 'etl')
 //! and `risk_alerts`, and merged with the previous state into the next state and `patient_latest`.
+//! Each output is one data file and one commit to its Delta table, with the transaction
+//! `(vitalflow-etl, batch id)` that lets a re-run skip what its first attempt committed.
 
 use std::sync::Arc;
 
@@ -13,21 +15,19 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
-use vitalflow_udf_model::lake::DataLocation;
-use vitalflow_udf_model::lake::write_parquet;
+use vitalflow_udf_model::lake::names::{ETL_APP_ID, batch_prefix};
+use vitalflow_udf_model::lake::table::Transaction;
+use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{
     DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA,
     measured_time_fields, table,
 };
 
-use vitalflow_udf_model::lake::names::batch_file;
-
 use super::{STAGE, STATE_DIR};
 use crate::catalog::parquet_table::parquet_table;
-use crate::catalog::session::session_config;
+use crate::catalog::session::{runtime_env, session_config};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
-use vitalflow_udf_model::lake::names::version_file;
 
 /// Columns the ETL SQL returns beside those of `vitals_clean`.
 const CONTROL_COLUMNS: [&str; 4] = ["reject_code", "reject_reason", "raises_alert", "previous_risk"];
@@ -69,6 +69,71 @@ pub(crate) async fn count_rows(location: &DataLocation, files: &[Path]) -> Resul
     Ok(rows)
 }
 
+/// The tables the ETL reads and writes, each at the snapshot it last read or committed.
+pub(super) struct OutputTables {
+    pub(super) raw: LakeTable,
+    pub(super) state: LakeTable,
+    clean: LakeTable,
+    dead_letters: LakeTable,
+    alerts: LakeTable,
+    latest: LakeTable,
+}
+
+impl std::fmt::Debug for OutputTables {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutputTables").field("raw", &self.raw).field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+impl OutputTables {
+    /// Opens (or creates) every table. A new state table gets one empty file: Ballista 55 fails
+    /// stages that union a scan with a table of no file (its task metrics do not match the stage's).
+    pub(super) async fn open(location: &DataLocation) -> Result<OutputTables> {
+        let open = |name, schema| LakeTable::open_or_create(location, name, schema);
+        let mut state = open(STATE_DIR, &PATIENT_LATEST_SCHEMA).await?;
+        if state.files().is_empty() {
+            let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
+            state.replace_batches(&batch_prefix(0), &[empty], vec![Transaction::new(ETL_APP_ID, 0)]).await?;
+        }
+        Ok(OutputTables {
+            raw: open(table::VITALS_RAW, &VITALS_RAW_SCHEMA).await?,
+            state,
+            clean: open(table::VITALS_CLEAN, &VITALS_CLEAN_SCHEMA).await?,
+            dead_letters: open(table::DEAD_LETTERS, &DEAD_LETTERS_SCHEMA).await?,
+            alerts: open(table::RISK_ALERTS, &RISK_ALERTS_SCHEMA).await?,
+            latest: open(table::PATIENT_LATEST, &PATIENT_LATEST_SCHEMA).await?,
+        })
+    }
+}
+
+/// How a batch's output goes into its table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Commit {
+    Append,
+    Replace,
+}
+
+/// Commits `batches` to `table` as batch `batch_id`'s, unless that batch's commit is there already
+/// (a re-run after a crash) or there is nothing to write.
+async fn commit_output(
+    table: &mut LakeTable,
+    prefix: &str,
+    batch_id: i64,
+    batches: &[RecordBatch],
+    how: Commit,
+) -> Result<()> {
+    if rows(batches) == 0 || table.txn_version(ETL_APP_ID).await?.is_some_and(|done| done >= batch_id) {
+        return Ok(());
+    }
+    let prefix = format!("{prefix}{}", batch_prefix(batch_id));
+    let txn = vec![Transaction::new(ETL_APP_ID, batch_id)];
+    match how {
+        Commit::Append => table.append_batches(&prefix, batches, txn).await?,
+        Commit::Replace => table.replace_batches(&prefix, batches, txn).await?,
+    };
+    Ok(())
+}
+
 /// A micro-batch's outputs, ready to write.
 #[derive(Debug)]
 pub(super) struct Outputs {
@@ -98,7 +163,7 @@ impl Outputs {
         scored: Vec<RecordBatch>,
         rows_in: usize,
         batch_id: i64,
-        state_url: Option<&str>,
+        state_urls: &[String],
         config: &EtlConfig,
     ) -> Result<Outputs> {
         let rows_out = rows(&scored);
@@ -110,18 +175,21 @@ impl Outputs {
         let Some(first) = scored.first() else {
             return Ok(Outputs { clean: vec![], dead_letters: vec![], alerts: vec![], state: vec![], latest: vec![] });
         };
-        let ctx = SessionContext::new_with_config(session_config());
         let query_err = |step: &str| {
             let step = format!("micro-batch {batch_id}: {step}");
             move |source| Error::Query { step, source }
         };
+        // The lake's object stores (S3 included): the state may live wherever the tables do.
+        let runtime = runtime_env().map_err(query_err("creating the runtime"))?;
+        let ctx = SessionContext::new_with_config_rt(session_config(), runtime);
         let memtable = MemTable::try_new(first.schema(), vec![scored]).map_err(query_err("collecting the result"))?;
         ctx.register_table("scored", Arc::new(memtable)).map_err(query_err("collecting the result"))?;
-        let state_source = match state_url {
-            Some(url) => url.to_string(),
-            None => "file:///nonexistent-vitalflow-empty-state/".to_string(),
+        let state_sources = if state_urls.is_empty() {
+            vec!["file:///nonexistent-vitalflow-empty-state/".to_string()]
+        } else {
+            state_urls.to_vec()
         };
-        let state_table = parquet_table(&[state_source], PATIENT_LATEST_SCHEMA.clone())?;
+        let state_table = parquet_table(&state_sources, PATIENT_LATEST_SCHEMA.clone())?;
         ctx.register_table("etl_state", Arc::new(state_table)).map_err(query_err("reading the state"))?;
 
         let run = async |what: &str, sql: String| -> Result<Vec<RecordBatch>> {
@@ -191,34 +259,16 @@ impl Outputs {
         Ok(Outputs { clean, dead_letters, alerts, state, latest })
     }
 
-    /// Writes every output under names derived from `batch_id`; an output without rows deletes the
-    /// file an earlier attempt of the same batch may have left. The state and `patient_latest` get
-    /// a new version only when the batch had clean rows.
-    pub(super) async fn write(&self, location: &DataLocation, batch_id: i64) -> Result<Written> {
-        write_or_delete(
-            location,
-            &format!("{}/{STAGE}-batch-{batch_id:012}.parquet", table::DEAD_LETTERS),
-            &self.dead_letters,
-        )
-        .await?;
-        write_or_delete(location, &batch_file(table::VITALS_CLEAN, batch_id), &self.clean).await?;
-        write_or_delete(location, &batch_file(table::RISK_ALERTS, batch_id), &self.alerts).await?;
-        write_or_delete(location, &format!("{STATE_DIR}/{}", version_file(batch_id)), &self.state).await?;
-        write_or_delete(location, &format!("{}/{}", table::PATIENT_LATEST, version_file(batch_id)), &self.latest)
-            .await?;
+    /// Commits every output of batch `batch_id`. The state and `patient_latest` are replaced only when
+    /// the batch had clean rows.
+    pub(super) async fn write(&self, tables: &mut OutputTables, batch_id: i64) -> Result<Written> {
+        let etl_prefix = format!("{STAGE}-");
+        commit_output(&mut tables.dead_letters, &etl_prefix, batch_id, &self.dead_letters, Commit::Append).await?;
+        commit_output(&mut tables.clean, "", batch_id, &self.clean, Commit::Append).await?;
+        commit_output(&mut tables.alerts, "", batch_id, &self.alerts, Commit::Append).await?;
+        commit_output(&mut tables.state, "", batch_id, &self.state, Commit::Replace).await?;
+        commit_output(&mut tables.latest, "", batch_id, &self.latest, Commit::Replace).await?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
-    }
-}
-
-async fn write_or_delete(location: &DataLocation, relative: &str, batches: &[RecordBatch]) -> Result<()> {
-    let path = location.path(relative);
-    if rows(batches) > 0 {
-        write_parquet(location, &path, batches).await?;
-        return Ok(());
-    }
-    match location.store().delete(&path).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(source) => Err(Error::Store { step: format!("deleting {path}"), source }),
     }
 }
 

@@ -1,6 +1,6 @@
 //! Where the ETL stands: batches committed, rows written, lag behind ingest, alert delivery, errors.
-//! Read from the store (the ETL checkpoint, the landed `vitals_raw` files, the alert sinks'
-//! checkpoints), so `vitalflow status` works with every process stopped; the scheduler process that
+//! Read from the store (the ETL checkpoint, the `vitals_raw` commits it has not read, the alert
+//! sinks' checkpoints), so `vitalflow status` works with every process stopped; the scheduler process that
 //! runs the driver adds its in-memory figures (failures, the last error) for the `etl_progress` table.
 
 use std::sync::Arc;
@@ -8,17 +8,14 @@ use std::sync::atomic::Ordering;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
-use object_store::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use std::sync::LazyLock;
-use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::checkpoint::{load_delivery_checkpoint, load_etl_checkpoint};
+use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::table;
 
 use crate::error::{Error, Result};
 use crate::etl::{EtlStats, count_rows};
-use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, load_delivery_checkpoint, load_etl_checkpoint};
-use vitalflow_udf_model::lake::names::landed_range;
-use vitalflow_udf_model::lake::objects::list_parquet;
 
 /// Name of the Flight SQL table.
 pub const PROGRESS_TABLE: &str = "etl_progress";
@@ -39,11 +36,11 @@ pub struct EtlProgress {
     pub rejected: u64,
     /// Rows written to `risk_alerts`.
     pub alerts: u64,
-    /// Landed `vitals_raw` files the ETL has not committed yet.
+    /// Data files landed in `vitals_raw` that the ETL has not committed yet.
     pub lag_files: u64,
     /// Rows in those files.
     pub lag_records: u64,
-    /// Seconds since the oldest of those files landed; `None` when there are none.
+    /// Seconds since the oldest of those commits landed; `None` when there are none.
     pub lag_seconds: Option<f64>,
     /// Failed micro-batches since the driver started (`None`: not known outside the driver's process).
     pub failures: Option<u64>,
@@ -98,17 +95,8 @@ impl EtlProgress {
     }
 }
 
-/// Landed `vitals_raw` objects the checkpoint does not cover yet (a pending batch's included), with
-/// the time the oldest of them landed.
-pub fn unprocessed<'a>(
-    checkpoint: &EtlCheckpoint,
-    landed: &'a [ObjectMeta],
-) -> (Vec<&'a ObjectMeta>, Option<chrono::DateTime<chrono::Utc>>) {
-    let files: Vec<&ObjectMeta> =
-        landed.iter().filter(|m| landed_range(&m.location).is_some_and(|r| checkpoint.is_new(&r))).collect();
-    let oldest = files.iter().map(|m| m.last_modified).min();
-    (files, oldest)
-}
+/// Most `vitals_raw` commits `status` reads to measure the lag (one small read each).
+const MAX_LAG_COMMITS: usize = 100_000;
 
 fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
@@ -118,10 +106,19 @@ fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
 pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) -> Result<EtlProgress> {
     let now = chrono::Utc::now();
     let checkpoint = load_etl_checkpoint(location).await?;
-    let landed = list_parquet(location, table::VITALS_RAW).await?;
-    let (files, oldest) = unprocessed(&checkpoint, &landed);
-    let paths: Vec<_> = files.iter().map(|m| m.location.clone()).collect();
-    let lag_records = count_rows(location, &paths).await? as u64;
+    let (mut lag_files, mut lag_records, mut oldest) = (0, 0, None);
+    if let Some(raw) = LakeTable::open(location, table::VITALS_RAW, None).await?
+        && raw.version() > checkpoint.raw_version
+    {
+        let added = raw.added_since(checkpoint.raw_version, MAX_LAG_COMMITS).await?;
+        let paths: Vec<_> =
+            added.iter().map(|(_, f)| location.path(&format!("{}/{}", table::VITALS_RAW, f.path))).collect();
+        lag_files = paths.len() as u64;
+        lag_records = count_rows(location, &paths).await? as u64;
+        if let Some((first, _)) = added.first() {
+            oldest = raw.commit_time(*first).await?.and_then(chrono::DateTime::from_timestamp_millis);
+        }
+    }
     let mut progress = EtlProgress {
         batches_committed: checkpoint.last_batch_id,
         last_commit_time: (checkpoint.committed_at_ms > 0)
@@ -131,7 +128,7 @@ pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) ->
         rows_out: checkpoint.totals.rows_out,
         rejected: checkpoint.totals.rejected,
         alerts: checkpoint.totals.alerts,
-        lag_files: files.len() as u64,
+        lag_files,
         lag_records,
         lag_seconds: oldest.map(|t| (now - t).num_milliseconds().max(0) as f64 / 1000.0),
         checked_at: rfc3339(now),
@@ -199,67 +196,28 @@ pub fn render(progress: &EtlProgress) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use object_store::path::Path;
+    use vitalflow_udf_model::lake::table::Transaction;
+    use vitalflow_udf_model::lake::write_data_file;
+    use vitalflow_udf_model::schema::VITALS_RAW_SCHEMA;
 
     use super::*;
-
-    fn landed(name: &str, minute: u32) -> ObjectMeta {
-        ObjectMeta {
-            location: Path::from(format!("vitals_raw/date=2026-11-24/hour=08/{name}")),
-            last_modified: chrono::DateTime::parse_from_rfc3339(&format!("2026-11-24T08:{minute:02}:00Z"))
-                .unwrap()
-                .into(),
-            size: 100,
-            e_tag: None,
-            version: None,
-        }
-    }
-
-    #[test]
-    fn lag_is_what_the_checkpoint_does_not_cover() {
-        let files = [
-            landed("vitals-p0-0-49.parquet", 1),
-            landed("vitals-p0-50-99.parquet", 2),
-            landed("vitals-p0-100-149.parquet", 4),
-            landed("vitals-p1-0-9.parquet", 3),
-            landed("not-ingest.txt", 0),
-        ];
-        let checkpoint = EtlCheckpoint {
-            processed_offsets: BTreeMap::from([("vitals/0".to_string(), 99)]),
-            ..EtlCheckpoint::default()
-        };
-        let (lag, oldest) = unprocessed(&checkpoint, &files);
-        let names: Vec<_> = lag.iter().map(|m| m.location.filename().unwrap()).collect();
-        assert_eq!(names, ["vitals-p0-100-149.parquet", "vitals-p1-0-9.parquet"]);
-        assert_eq!(oldest, Some(files[3].last_modified));
-        // Nothing processed yet: every ingest file; everything processed: none, and no age.
-        assert_eq!(unprocessed(&EtlCheckpoint::default(), &files).0.len(), 4);
-        let done = EtlCheckpoint {
-            processed_offsets: BTreeMap::from([("vitals/0".to_string(), 149), ("vitals/1".to_string(), 9)]),
-            ..EtlCheckpoint::default()
-        };
-        assert_eq!(unprocessed(&done, &files), (vec![], None));
-    }
 
     #[tokio::test]
     async fn progress_reads_checkpoints_and_counts_unprocessed_rows() {
         let dir = tempfile::tempdir().unwrap();
         let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
-        let rows = |n: i64| {
-            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-            RecordBatch::try_new(schema, vec![Arc::new(arrow::array::Int64Array::from_iter_values(0..n))]).unwrap()
-        };
-        for (name, n) in [("vitals-p0-0-9.parquet", 10), ("vitals-p0-10-16.parquet", 7), ("vitals-p1-0-4.parquet", 5)] {
-            let path = location.path(&format!("{}/date=2026-11-24/{name}", table::VITALS_RAW));
-            vitalflow_udf_model::lake::write_parquet(&location, &path, &[rows(n)]).await.unwrap();
+        let mut raw = LakeTable::open_or_create(&location, table::VITALS_RAW, &VITALS_RAW_SCHEMA).await.unwrap();
+        // Three flushes: versions 1, 2, 3.
+        for (partition, last, n) in [(0, 9, 10), (0, 16, 7), (1, 4, 5)] {
+            let rows = crate::etl::tests::raw_rows(n);
+            let file = write_data_file(&location, table::VITALS_RAW, "r", &[rows]).await.unwrap();
+            raw.append(&[file], vec![Transaction::new(format!("app/{partition}"), last)]).await.unwrap();
         }
         let nothing = read_progress(&location, None).await.unwrap();
         assert_eq!((nothing.batches_committed, nothing.lag_files, nothing.lag_records), (0, 3, 22));
         assert!(nothing.lag_seconds.is_some() && nothing.last_commit_time.is_none() && nothing.failures.is_none());
 
-        let checkpoint = r#"{"last_batch_id":4,"processed_offsets":{"vitals/0":9},"pending":{"id":5,"files":[]},
+        let checkpoint = r#"{"last_batch_id":4,"raw_version":1,"pending":{"id":5,"files":[],"raw_version":2,"state_version":0},
             "totals":{"rows_out":9,"rejected":1,"alerts":2},"committed_at_ms":1795000000000}"#;
         let put = |path: &str, body: &str| {
             let (path, body) = (location.path(path), object_store::PutPayload::from(body.to_string()));

@@ -9,9 +9,8 @@ use datafusion::prelude::SessionContext;
 use vitalflow_ingest::batch::VitalsRawBuilder;
 use vitalflow_ingest::decode::Reading;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::DataLocation;
-use vitalflow_udf_model::lake::names::vitals_raw_file;
-use vitalflow_udf_model::lake::write_parquet;
+use vitalflow_udf_model::lake::table::Transaction;
+use vitalflow_udf_model::lake::{DataLocation, LakeTable, write_data_file};
 use vitalflow_udf_model::rubric::Consciousness;
 
 use super::*;
@@ -59,10 +58,9 @@ impl Fixture {
         }
         let last = first_offset + readings.len() as i64 - 1;
         let batch = builder.finish("vitals", 0, T0 + 60 * MINUTE).unwrap();
-        let path = self.location.path(&vitals_raw_file("vitals", 0, first_offset, last, T0 / 1_000_000));
-        write_parquet(&self.location, &path, &[batch]).await.unwrap();
-        // The driver takes only files older than its listing by the file system's clock tick.
-        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        let mut raw = LakeTable::open_or_create(&self.location, table::VITALS_RAW, &VITALS_RAW_SCHEMA).await.unwrap();
+        let file = write_data_file(&self.location, table::VITALS_RAW, "vitals-p0", &[batch]).await.unwrap();
+        raw.append(&[file], vec![Transaction::new("test-ingest/vitals/0", last)]).await.unwrap();
     }
 
     async fn driver(&self) -> EtlDriver {
@@ -210,14 +208,19 @@ async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
 }
 
 #[tokio::test]
-async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_overwrites() {
+async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_commits_nothing_twice() {
     let f = Fixture::new();
     f.land(0, vec![reading("P1", 0, CRITICAL)]).await;
     let mut driver = f.driver().await;
     // Simulate the crash: record the intent, write the outputs, do not commit.
     let batch = driver.next_batch().await.unwrap().unwrap();
     let mut intent = driver.checkpoint.clone();
-    intent.pending = Some(PendingBatch { id: batch.id, files: batch.files.iter().map(|p| p.to_string()).collect() });
+    intent.pending = Some(PendingBatch {
+        id: batch.id,
+        files: batch.files.iter().filter_map(|p| p.filename().map(str::to_string)).collect(),
+        raw_version: batch.raw_version,
+        state_version: batch.state_version,
+    });
     save_etl_checkpoint(&f.location, &intent).await.unwrap();
     driver.run_once().await.unwrap().unwrap();
     let committed = driver.checkpoint().clone();
@@ -237,4 +240,13 @@ async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_ove
     assert_eq!((report.id, report.rows_out, report.alerts), (2, 1, 0));
     assert_eq!(f.count("SELECT count(*) FROM vitals_clean").await, 2);
     assert_eq!(f.count("SELECT count(*) FROM patient_latest").await, 1);
+}
+
+/// `n` normal readings of one patient as a `vitals_raw` batch (for tests of other modules).
+pub(crate) fn raw_rows(n: usize) -> RecordBatch {
+    let mut builder = VitalsRawBuilder::default();
+    for i in 0..n {
+        builder.append_reading(i as i64, &reading("P1", i as i64, NORMAL));
+    }
+    builder.finish("vitals", 0, T0).unwrap()
 }

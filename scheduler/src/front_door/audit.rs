@@ -2,6 +2,10 @@
 //! rows it returned. Each entry is written as a log event (target `vitalflow::audit`, the durable
 //! record: ship logs to keep it) and kept in a bounded in-memory window that admins query as the
 //! table `audit_log`.
+//!
+//! Log files travel further than the data (aggregators, support tickets), so the log event carries the
+//! SQL and the error with their literals replaced by `?`: a patient id or a value in a `WHERE` stays
+//! out of the logs. The admin-only `audit_log` table keeps the text as it was sent.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, LazyLock, Mutex};
@@ -11,8 +15,11 @@ use arrow::array::{ArrayRef, Int64Array, StringArray, TimestampNanosecondArray};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use chrono::Utc;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::Tokenizer;
 
 use crate::front_door::auth::Principal;
+use crate::front_door::sql_limits::is_literal;
 
 /// The SQL name admins query.
 pub const AUDIT_TABLE: &str = "audit_log";
@@ -94,8 +101,8 @@ impl AuditLog {
             outcome = entry.outcome.as_str(),
             rows = entry.rows_returned,
             duration_ms = entry.duration_ms,
-            error = entry.error.as_deref().unwrap_or(""),
-            sql = %entry.sql,
+            error = %entry.error.as_deref().map(quoted_values_hidden).unwrap_or_default(),
+            sql = %literals_hidden(&entry.sql),
             "Query audited."
         );
         if self.capacity == 0 {
@@ -143,6 +150,41 @@ impl AuditLog {
         ];
         RecordBatch::try_new(AUDIT_SCHEMA.clone(), columns)
     }
+}
+
+/// `sql` with every string and number literal replaced by `?` (identifiers, keywords and layout
+/// kept), for the log. Text that does not tokenize has its quoted parts hidden instead.
+pub fn literals_hidden(sql: &str) -> String {
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return quoted_values_hidden(sql);
+    };
+    tokens
+        .iter()
+        .map(|token| match token {
+            literal if is_literal(literal) => "?".to_string(),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
+/// `text` (an error message) with every part between single quotes replaced by `'?'`: DataFusion
+/// quotes the values it could not read (`Cannot cast string 'P-1234' to …`).
+pub fn quoted_values_hidden(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut parts = text.split('\'');
+    if let Some(first) = parts.next() {
+        out.push_str(first);
+    }
+    let rest: Vec<&str> = parts.collect();
+    for (i, part) in rest.iter().enumerate() {
+        // Odd parts are inside quotes; an unclosed quote hides the rest.
+        if i % 2 == 0 {
+            out.push_str(if i + 1 < rest.len() { "'?'" } else { "'?" });
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }
 
 /// A query being audited: counts rows, and records itself once, at `finish` or on drop (a client
@@ -200,5 +242,23 @@ mod tests {
         let outcomes = batch.column(3).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!((outcomes.value(0), outcomes.value(1)), ("cancelled", "refused"));
         assert_eq!(batch.column(6).null_count(), 1);
+    }
+
+    #[test]
+    fn the_log_sees_the_query_without_its_values() {
+        let sql = "SELECT patient_id, spo2 FROM vitals_clean WHERE patient_id = 'P-1234' AND spo2 < 88.5 LIMIT 10";
+        assert_eq!(
+            literals_hidden(sql),
+            "SELECT patient_id, spo2 FROM vitals_clean WHERE patient_id = ? AND spo2 < ? LIMIT ?"
+        );
+        // A quoted identifier is a name, not a value.
+        assert_eq!(literals_hidden("select 'a''b', \"spo2\" from t"), "select ?, \"spo2\" from t");
+        assert_eq!(
+            quoted_values_hidden("Cannot cast string 'P-1234' to value of Int64 type at 'x"),
+            "Cannot cast string '?' to value of Int64 type at '?"
+        );
+        assert_eq!(quoted_values_hidden("no quotes"), "no quotes");
+        // Not SQL at all: still no quoted values.
+        assert_eq!(literals_hidden("SELECT 'unterminated"), "SELECT '?");
     }
 }

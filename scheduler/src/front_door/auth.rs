@@ -2,16 +2,26 @@
 //! credentials exchanged for a bearer token, and bearer tokens checked on every call.
 //!
 //! Issued tokens are signed (HMAC-SHA256), not stored: any scheduler sharing `token_secret` accepts
-//! them, they survive a restart when the secret is configured, and nothing grows per client. The
-//! user is looked up again on every check, so removing a user from the configuration revokes its
-//! tokens at the next restart. Used by Flight SQL and the HTTP API.
+//! them, they survive a restart when the secret is configured, and nothing grows per client. A token
+//! is issued only for a password sign-in and is never renewed by presenting it (the handshake hands
+//! the same token back), so it ends at its expiry. The user is looked up again on every check, so
+//! removing a user revokes its tokens at the next restart; a new `token_secret` revokes every issued
+//! token at once. Users and static tokens share one namespace of names. Used by Flight SQL and the
+//! HTTP API.
 //!
 //! Passwords are stored as salted PBKDF2-HMAC-SHA256 (`vitalflow hash-password` makes one), so a
 //! leaked configuration does not give away passwords shared with other systems. Static tokens are
 //! random and long, so a plain SHA-256 of them is enough.
+//!
+//! The password hash is slow on purpose, so it runs off the async workers (on tokio's blocking
+//! threads), at most [`password_check_concurrency`] at once; an unknown user name costs the same hash
+//! as a wrong password (against a dummy hash), so names cannot be told apart by timing. Repeated
+//! wrong passwords make the name and the client address wait ([`SignInBackoff`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -22,6 +32,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{AuthConfig, Role};
 use crate::error::{Error, Result};
+use crate::front_door::sign_in_backoff::SignInBackoff;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +60,39 @@ pub struct Authenticator {
     /// Keyed digests of `user:password` pairs verified since start: the slow hash runs once per
     /// pair, not on every HTTP request that sends Basic credentials.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// What an unknown user's password is checked against: as slow as a real user's hash.
+    dummy: PasswordHash,
+    /// Password hashes running at once, at most [`password_check_concurrency`].
+    hashing: tokio::sync::Semaphore,
+    /// Password hashes computed since start.
+    hash_calls: Arc<AtomicU64>,
+    /// Failed sign-ins by name and address, and the waits they earned.
+    backoff: SignInBackoff,
+}
+
+/// Shortest `token_secret` accepted, in characters: 32 hex characters are 128 bits.
+pub const MIN_TOKEN_SECRET_CHARS: usize = 32;
+
+/// Password hashes that may run at once: half the cores (at least one), so that sign-in attempts
+/// cannot take every core from queries, the ETL and ingest.
+pub fn password_check_concurrency() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+}
+
+/// The slow half of a Basic check: one password hash, run off the async workers.
+struct PasswordCheck {
+    /// The user, or `None` for an unknown name (checked against the dummy hash all the same).
+    principal: Option<Principal>,
+    hash: PasswordHash,
+    password: String,
+    /// Keyed digest of `user:password`, remembered on success.
+    pair: [u8; 32],
+}
+
+/// A Basic check after its fast half: done (a remembered success), or a password to hash.
+enum BasicStep {
+    Known(Principal),
+    Hash(PasswordCheck),
 }
 
 /// Most remembered verified credentials; the set starts over when full.
@@ -193,11 +237,24 @@ impl Authenticator {
             .tokens
             .iter()
             .map(|t| {
+                // One namespace: a token named like a user would be taken for that user.
+                if users.contains_key(&t.name) {
+                    return Err(Error::Config(format!(
+                        "flight_sql.auth.tokens[{}] has the name of a user: users and tokens need distinct names",
+                        t.name
+                    )));
+                }
                 let hash =
                     parse_hex_sha256(&format!("flight_sql.auth.tokens[{}].token_sha256", t.name), &t.token_sha256)?;
                 Ok((hash, Principal { name: t.name.clone(), role: t.role }))
             })
             .collect::<Result<Vec<_>>>()?;
+        if !config.token_secret.is_empty() && config.token_secret.chars().count() < MIN_TOKEN_SECRET_CHARS {
+            return Err(Error::Config(format!(
+                "flight_sql.auth.token_secret is shorter than {MIN_TOKEN_SECRET_CHARS} characters: anyone who guesses it \
+                 can sign tokens; make one with `openssl rand -hex 32`"
+            )));
+        }
         let key = if config.token_secret.is_empty() {
             let mut key = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut key);
@@ -205,6 +262,12 @@ impl Authenticator {
         } else {
             sha256(config.token_secret.as_bytes())
         };
+        // As slow as the slowest configured hash (the default's iterations when there is none).
+        let iterations =
+            users.values().map(|(h, _): &(PasswordHash, Role)| h.iterations).max().unwrap_or(PBKDF2_ITERATIONS);
+        let mut salt = [0u8; 16];
+        rand::thread_rng().fill_bytes(&mut salt);
+        let dummy = PasswordHash { iterations, hash: PasswordHash::derive("", &salt, 1).to_vec(), salt: salt.to_vec() };
         Ok(Authenticator {
             required: config.required,
             users,
@@ -212,6 +275,10 @@ impl Authenticator {
             ttl: Duration::from_secs(config.token_ttl_seconds),
             key,
             verified: Mutex::new(HashSet::new()),
+            dummy,
+            hashing: tokio::sync::Semaphore::new(password_check_concurrency()),
+            hash_calls: Arc::new(AtomicU64::new(0)),
+            backoff: SignInBackoff::default(),
         })
     }
 
@@ -220,32 +287,95 @@ impl Authenticator {
         self.required
     }
 
-    /// Checks `user:password` credentials, base64-encoded as in an HTTP Basic header.
-    pub fn check_basic(&self, encoded: &str) -> Result<Principal> {
+    /// Password hashes computed since start (unknown users included).
+    pub fn hash_calls(&self) -> u64 {
+        self.hash_calls.load(Ordering::Relaxed)
+    }
+
+    /// The failed sign-ins and their waits (for `/metrics`).
+    pub fn backoff(&self) -> &SignInBackoff {
+        &self.backoff
+    }
+
+    /// The same checks with another backoff (tests that cannot wait a minute).
+    #[cfg(test)]
+    fn with_backoff(mut self, backoff: SignInBackoff) -> Authenticator {
+        self.backoff = backoff;
+        self
+    }
+
+    /// The fast half of checking `user:password` credentials, base64-encoded as in an HTTP Basic
+    /// header: decoding, the user's hash (the dummy for an unknown name), a remembered success.
+    fn begin_basic(&self, encoded: &str) -> Result<(String, BasicStep)> {
         let decoded = BASE64_ANY_PADDING
             .decode(encoded.trim())
             .map_err(|_| unauthenticated("Basic credentials are not base64"))?;
         let text = String::from_utf8(decoded).map_err(|_| unauthenticated("Basic credentials are not UTF-8"))?;
         let (name, password) = text.split_once(':').ok_or_else(|| unauthenticated("Basic credentials lack ':'"))?;
+        let pair = hmac_sha256(&self.key, text.as_bytes());
         let Some((hash, role)) = self.users.get(name) else {
-            return Err(unauthenticated("wrong user name or password"));
+            let check = PasswordCheck { principal: None, hash: self.dummy.clone(), password: password.into(), pair };
+            return Ok((name.to_string(), BasicStep::Hash(check)));
         };
         let principal = Principal { name: name.to_string(), role: *role };
-        let pair = hmac_sha256(&self.key, text.as_bytes());
-        let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if verified.contains(&pair) {
-            return Ok(principal);
+            return Ok((name.to_string(), BasicStep::Known(principal)));
         }
-        drop(verified);
-        if !hash.matches(password) {
-            return Err(unauthenticated("wrong user name or password"));
+        let check = PasswordCheck { principal: Some(principal), hash: hash.clone(), password: password.into(), pair };
+        Ok((name.to_string(), BasicStep::Hash(check)))
+    }
+
+    /// The slow half: the password hash, on a blocking thread, at most [`password_check_concurrency`]
+    /// at once.
+    async fn finish_basic(&self, check: PasswordCheck) -> Result<Principal> {
+        let _permit = self.hashing.acquire().await.map_err(|_| unauthenticated("the server is shutting down"))?;
+        let calls = self.hash_calls.clone();
+        let (hash, password) = (check.hash.clone(), check.password.clone());
+        let matched = tokio::task::spawn_blocking(move || {
+            calls.fetch_add(1, Ordering::Relaxed);
+            hash.matches(&password)
+        })
+        .await
+        .map_err(|_| unauthenticated("checking the password failed"))?;
+        match (check.principal, matched) {
+            (Some(principal), true) => {
+                let mut verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if verified.len() >= VERIFIED_CAPACITY {
+                    verified.clear();
+                }
+                verified.insert(check.pair);
+                Ok(principal)
+            }
+            _ => Err(unauthenticated("wrong user name or password")),
         }
-        verified = self.verified.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if verified.len() >= VERIFIED_CAPACITY {
-            verified.clear();
+    }
+
+    /// Checks `user:password` credentials, base64-encoded as in an HTTP Basic header, sent from
+    /// `peer`. Credentials that signed in before wait only for the address's backoff (a user whose name
+    /// is under attack keeps working from elsewhere); others wait for the name's and the address's
+    /// (refused unchecked until then).
+    pub async fn check_basic(&self, encoded: &str, peer: Option<IpAddr>) -> Result<Principal> {
+        let waiting = |wait: Duration| {
+            unauthenticated(format!(
+                "too many failed sign-ins for this user or from this address: try again in {} s",
+                wait.as_secs_f64().ceil() as u64
+            ))
+        };
+        let (name, check) = match self.begin_basic(encoded)? {
+            (_, BasicStep::Known(principal)) => {
+                self.backoff.check_address(peer).map_err(waiting)?;
+                return Ok(principal);
+            }
+            (name, BasicStep::Hash(check)) => (name, check),
+        };
+        self.backoff.check(&name, peer).map_err(waiting)?;
+        let checked = self.finish_basic(check).await;
+        match &checked {
+            Ok(_) => self.backoff.succeeded(&name, peer),
+            Err(_) => self.backoff.failed(&name, peer),
         }
-        verified.insert(pair);
-        Ok(principal)
+        checked
     }
 
     /// A bearer token for `principal`, valid for the configured lifetime.
@@ -286,9 +416,23 @@ impl Authenticator {
             .ok_or_else(|| unauthenticated("invalid token"))
     }
 
-    /// Checks an `authorization` header value (`Basic ...` or `Bearer ...`); when authentication
-    /// is off, every caller is the local principal.
-    pub fn check_header(&self, value: Option<&str>) -> Result<Principal> {
+    /// Signs in with an `authorization` header value (the Flight handshake): a password gets a new
+    /// token; a token is checked and handed back as it is (not renewed, so it still ends at its
+    /// expiry).
+    pub async fn sign_in(&self, value: Option<&str>, peer: Option<IpAddr>) -> Result<(Principal, String)> {
+        let principal = self.check_header(value, peer).await?;
+        let presented = value.map(scheme_and_credentials).filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+        let token = match presented {
+            Some((_, token)) if self.required => token.trim().to_string(),
+            _ => self.issue_token(&principal),
+        };
+        Ok((principal, token))
+    }
+
+    /// Checks an `authorization` header value (`Basic ...` or `Bearer ...`) sent from `peer`; when
+    /// authentication is off, every caller is the local principal. A password is hashed off the
+    /// async workers.
+    pub async fn check_header(&self, value: Option<&str>, peer: Option<IpAddr>) -> Result<Principal> {
         if !self.required {
             // Clients configured with credentials keep working against a local server.
             return Ok(Principal::local());
@@ -298,15 +442,24 @@ impl Authenticator {
                 "credentials required: sign in with Basic user:password or send a Bearer token",
             ));
         };
-        let (scheme, credentials) = value.trim().split_once(' ').unwrap_or((value, ""));
+        let (scheme, credentials) = scheme_and_credentials(value);
         if scheme.eq_ignore_ascii_case("basic") {
-            self.check_basic(credentials)
+            self.check_basic(credentials, peer).await
         } else if scheme.eq_ignore_ascii_case("bearer") {
             self.check_bearer(credentials)
-        } else {
+        } else if scheme.len() <= 16 && scheme.bytes().all(|b| b.is_ascii_alphabetic()) {
             Err(unauthenticated(format!("unsupported authorization scheme {scheme:?}; use Basic or Bearer")))
+        } else {
+            // Most likely a bare token: never echoed, as the refusal is logged.
+            Err(unauthenticated("the authorization value has no scheme; send Basic user:password or Bearer <token>"))
         }
     }
+}
+
+/// An `authorization` value's scheme and what follows it (empty when there is no space).
+fn scheme_and_credentials(value: &str) -> (&str, &str) {
+    let value = value.trim();
+    value.split_once(' ').unwrap_or((value, ""))
 }
 
 /// Hex SHA-256 of a secret, as `token_sha256` expects.
@@ -346,27 +499,27 @@ mod tests {
         }
     }
 
-    #[test]
-    fn basic_with_and_without_padding_then_bearer() {
+    #[tokio::test]
+    async fn basic_with_and_without_padding_then_bearer() {
         let auth = Authenticator::new(&config()).unwrap();
         for pad in [true, false] {
             let header = basic_header("ana", "s3cret pass!", pad);
-            let who = auth.check_header(Some(&header)).unwrap();
+            let who = auth.check_header(Some(&header), None).await.unwrap();
             assert_eq!(who, Principal { name: "ana".into(), role: Role::Admin });
             let token = auth.issue_token(&who);
-            assert_eq!(auth.check_header(Some(&format!("Bearer {token}"))).unwrap(), who);
+            assert_eq!(auth.check_header(Some(&format!("Bearer {token}")), None).await.unwrap(), who);
         }
         assert!(basic_header("bo", "x", true).ends_with('='), "the padded case must really carry padding");
     }
 
-    #[test]
-    fn wrong_credentials_and_tampered_tokens_are_refused() {
+    #[tokio::test]
+    async fn wrong_credentials_and_tampered_tokens_are_refused() {
         let auth = Authenticator::new(&config()).unwrap();
-        assert!(auth.check_header(None).is_err());
-        assert!(auth.check_header(Some(&basic_header("ana", "wrong", true))).is_err());
-        assert!(auth.check_header(Some(&basic_header("nobody", "x", true))).is_err());
-        assert!(auth.check_header(Some("Bearer tok-2")).is_err());
-        assert_eq!(auth.check_header(Some("Bearer tok-1")).unwrap().name, "grafana");
+        assert!(auth.check_header(None, None).await.is_err());
+        assert!(auth.check_header(Some(&basic_header("ana", "wrong", true)), None).await.is_err());
+        assert!(auth.check_header(Some(&basic_header("nobody", "x", true)), None).await.is_err());
+        assert!(auth.check_header(Some("Bearer tok-2"), None).await.is_err());
+        assert_eq!(auth.check_header(Some("Bearer tok-1"), None).await.unwrap().name, "grafana");
         let token = auth.issue_token(&Principal { name: "bo".into(), role: Role::Reader });
         // Claiming another user with bo's signature fails.
         let forged = format!(
@@ -382,7 +535,7 @@ mod tests {
 
     #[test]
     fn a_shared_secret_lets_any_instance_verify_and_expiry_is_enforced() {
-        let shared = AuthConfig { token_secret: "k".into(), ..config() };
+        let shared = AuthConfig { token_secret: "k".repeat(MIN_TOKEN_SECRET_CHARS), ..config() };
         let (a, b) = (Authenticator::new(&shared).unwrap(), Authenticator::new(&shared).unwrap());
         let token = a.issue_token(&Principal { name: "bo".into(), role: Role::Reader });
         assert_eq!(b.check_bearer(&token).unwrap().name, "bo");
@@ -391,12 +544,12 @@ mod tests {
         assert!(a.check_bearer(&expired).unwrap_err().to_string().contains("expired"));
     }
 
-    #[test]
-    fn required_auth_needs_someone_to_sign_in() {
+    #[tokio::test]
+    async fn required_auth_needs_someone_to_sign_in() {
         let err = Authenticator::new(&AuthConfig::default()).unwrap_err().to_string();
         assert!(err.contains("flight_sql.auth.required"), "{err}");
         let off = Authenticator::new(&AuthConfig { required: false, ..AuthConfig::default() }).unwrap();
-        assert_eq!(off.check_header(None).unwrap(), Principal::local());
+        assert_eq!(off.check_header(None, None).await.unwrap(), Principal::local());
         let bad = AuthConfig {
             users: vec![UserConfig { name: "x".into(), password_hash: secret_sha256("x"), role: Role::Reader }],
             ..AuthConfig::default()
@@ -404,8 +557,8 @@ mod tests {
         assert!(Authenticator::new(&bad).unwrap_err().to_string().contains("password_hash"));
     }
 
-    #[test]
-    fn password_hashes_are_salted_and_checked_again_after_a_cached_success() {
+    #[tokio::test]
+    async fn password_hashes_are_salted_and_checked_again_after_a_cached_success() {
         let (a, b) = (hash_password("same", 1000), hash_password("same", 1000));
         assert_ne!(a, b, "two hashes of one password must differ by their salt");
         let parsed = PasswordHash::parse("f", &a).unwrap();
@@ -416,9 +569,117 @@ mod tests {
             "55ac046e56e3089fec1691c22544b605f94185216dde0465e68b9d57c20dacbc"
         );
         let auth = Authenticator::new(&config()).unwrap();
-        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true))).is_ok());
-        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true))).is_ok(), "cached success");
-        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass", true))).is_err(), "cache must not widen");
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true)), None).await.is_ok());
+        assert!(
+            auth.check_header(Some(&basic_header("ana", "s3cret pass!", true)), None).await.is_ok(),
+            "cached success"
+        );
+        assert!(
+            auth.check_header(Some(&basic_header("ana", "s3cret pass", true)), None).await.is_err(),
+            "cache must not widen"
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_cost_the_same_password_hash_as_wrong_passwords() {
+        let auth = Authenticator::new(&config()).unwrap();
+        let calls = |expected: u64| assert_eq!(auth.hash_calls(), expected);
+        assert!(auth.check_header(Some(&basic_header("nobody", "x", true)), None).await.is_err());
+        calls(1);
+        assert!(auth.check_header(Some(&basic_header("ana", "wrong", true)), None).await.is_err());
+        calls(2);
+        // The dummy is as slow as the real hashes: the same iterations.
+        assert_eq!(auth.dummy.iterations, 1000);
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true)), None).await.is_ok());
+        calls(3);
+        // A remembered success and a bearer token hash nothing.
+        assert!(auth.check_header(Some(&basic_header("ana", "s3cret pass!", true)), None).await.is_ok());
+        assert!(auth.check_header(Some("Bearer tok-1"), None).await.is_ok());
+        calls(3);
+    }
+
+    #[tokio::test]
+    async fn password_hashes_wait_for_a_free_slot_without_blocking_the_caller() {
+        let auth = std::sync::Arc::new(Authenticator::new(&config()).unwrap());
+        // Every slot taken: a check waits (yielding, so this task keeps running) and hashes nothing.
+        let slots = auth.hashing.acquire_many(password_check_concurrency() as u32).await.unwrap();
+        let waiting = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.check_header(Some(&basic_header("bo", "x", true)), None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!waiting.is_finished());
+        assert_eq!(auth.hash_calls(), 0);
+        drop(slots);
+        assert_eq!(waiting.await.unwrap().unwrap().name, "bo");
+        assert_eq!(auth.hash_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_token_sent_without_a_scheme_is_not_echoed_in_the_refusal() {
+        let auth = Authenticator::new(&config()).unwrap();
+        let token = "vf1.ZXhhbXBsZQ.0123456789abcdef-secret-part";
+        let refusal = auth.check_header(Some(token), None).await.unwrap_err().to_string();
+        assert!(!refusal.contains("secret-part") && refusal.contains("no scheme"), "{refusal}");
+        let refusal = auth.check_header(Some("Digest abc"), None).await.unwrap_err().to_string();
+        assert!(refusal.contains("\"Digest\""), "{refusal}");
+    }
+
+    #[tokio::test]
+    async fn repeated_wrong_passwords_wait_without_hashing_and_a_remembered_sign_in_still_passes() {
+        let backoff = SignInBackoff::with_waits(Duration::from_millis(300), Duration::from_millis(300));
+        let auth = Authenticator::new(&config()).unwrap().with_backoff(backoff);
+        let attacker = Some(IpAddr::from([10, 0, 0, 66]));
+        // The user signed in once before the attack, from the ward.
+        let right = basic_header("ana", "s3cret pass!", true);
+        assert!(auth.check_header(Some(&right), Some(IpAddr::from([10, 0, 0, 7]))).await.is_ok());
+        let before = auth.hash_calls();
+        let mut waits = 0;
+        for i in 0..200 {
+            let wrong = basic_header("ana", &format!("guess-{i}"), true);
+            let refusal = auth.check_header(Some(&wrong), attacker).await.unwrap_err().to_string();
+            waits += usize::from(refusal.contains("too many failed sign-ins"));
+        }
+        // Five free failures, then one hash each time the short wait has run out.
+        assert!(auth.hash_calls() - before <= 10, "hashed {} times", auth.hash_calls() - before);
+        assert!(waits >= 190, "{waits} of 200 waited");
+        assert!(auth.backoff().refused_total() >= 190);
+        // The right password from the attacker's address waits too (even one remembered: no address may
+        // probe remembered passwords at full speed); the user, from elsewhere, keeps working.
+        let refusal = auth.check_header(Some(&right), attacker).await.unwrap_err().to_string();
+        assert!(refusal.contains("too many failed sign-ins"), "{refusal}");
+        assert!(auth.check_header(Some(&right), Some(IpAddr::from([10, 0, 0, 7]))).await.is_ok());
+        // A new password of another user waits for its address only: from elsewhere it is checked.
+        let bo = basic_header("bo", "x", true);
+        assert!(auth.check_header(Some(&bo), attacker).await.is_err());
+        assert!(auth.check_header(Some(&bo), None).await.is_ok());
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(auth.check_header(Some(&basic_header("ana", "nope", true)), attacker).await.is_err());
+        assert_eq!(auth.backoff().failed_total(), auth.hash_calls() - before - 1);
+    }
+
+    #[tokio::test]
+    async fn the_handshake_hands_a_token_back_as_it_is_and_a_password_gets_a_new_one() {
+        let auth = Authenticator::new(&config()).unwrap();
+        let (who, token) = auth.sign_in(Some(&basic_header("bo", "x", true)), None).await.unwrap();
+        assert_eq!(who.name, "bo");
+        let (again, same) = auth.sign_in(Some(&format!("Bearer {token}")), None).await.unwrap();
+        assert_eq!((again, same), (who, token), "not renewed");
+        let (grafana, static_token) = auth.sign_in(Some("Bearer tok-1"), None).await.unwrap();
+        assert_eq!((grafana.name.as_str(), static_token.as_str()), ("grafana", "tok-1"));
+    }
+
+    #[test]
+    fn a_token_named_like_a_user_and_a_short_token_secret_are_refused() {
+        let mut clash = config();
+        clash.tokens[0].name = "ana".into();
+        let Err(err) = Authenticator::new(&clash) else { panic!("a token named like a user must be refused") };
+        let err = err.to_string();
+        assert!(err.contains("distinct names"), "{err}");
+        let short = AuthConfig { token_secret: "hunter2".into(), ..config() };
+        let Err(err) = Authenticator::new(&short) else { panic!("a short token_secret must be refused") };
+        let err = err.to_string();
+        assert!(err.contains("token_secret") && err.contains("32"), "{err}");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The front door: every way a user reaches the data. Flight SQL (read-only SQL for notebooks,
 //! Grafana, JDBC and ADBC tools), the HTTP API (`/predict_batch`, `/healthz`, `/metrics`), and what
-//! both share: sign-in ([`auth`]) and the audit log ([`audit`]).
+//! both share: sign-in ([`auth`], with [`sign_in_backoff`]) and the audit log ([`audit`]).
 
 pub mod audit;
 pub mod auth;
 pub mod flight_sql;
 pub mod http;
+pub mod sign_in_backoff;
+mod sql_limits;

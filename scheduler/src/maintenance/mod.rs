@@ -1,10 +1,10 @@
-//! Keeping the lake small and bounded while the pipeline runs: compaction merges small settled files,
-//! retention deletes data older than `retention.days`. Both run beside the ETL driver, one pass at a
-//! time, and never change what a query sees except by the rows retention is configured to drop.
+//! Keeping the lake small and bounded while the pipeline runs: compaction (Delta OPTIMIZE, then VACUUM)
+//! merges small files, retention (Delta DELETE) drops rows older than `retention.days`. Both run beside
+//! the ETL driver, one pass at a time, and never change what a query sees except by the rows retention
+//! is configured to drop.
 
 pub mod compaction;
 pub mod retention;
-pub mod settled;
 
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::lake::DataLocation;
@@ -36,7 +36,7 @@ pub async fn run(
         if retention.days > 0 {
             match retention::expire_once(&location, &retention).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, days = retention.days, "Retention pass deleted old files."),
+                Ok(deleted) => tracing::info!(deleted, days = retention.days, "Retention pass deleted old rows."),
                 Err(error) => tracing::warn!(error = %error, "Retention pass failed; the next pass retries."),
             }
         }

@@ -1,8 +1,7 @@
 //! Checkpoints: small JSON objects under `_checkpoints/` that record how far a component has come (the
-//! ETL's committed batch, each alert sink's delivered batch). A put is atomic on every store, so a
-//! reader sees the old checkpoint or the new one, never half of one.
-
-use std::collections::BTreeMap;
+//! ETL's committed batch and the `vitals_raw` version it has read up to, each alert sink's delivered
+//! batch). A put is atomic on every store, so a reader sees the old checkpoint or the new one, never
+//! half of one.
 
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
@@ -10,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lake::error::{LakeError, Result};
 use crate::lake::location::DataLocation;
-use crate::lake::names::{ETL_CHECKPOINT, LandedRange, alert_sink_checkpoint};
+use crate::lake::names::{ETL_CHECKPOINT, alert_sink_checkpoint};
 use crate::lake::objects::read_if_exists;
 
 /// The JSON object at `relative`; `None` when there is none.
@@ -42,8 +41,8 @@ pub async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, v
 pub struct EtlCheckpoint {
     /// Id of the last committed micro-batch (0 before the first).
     pub last_batch_id: i64,
-    /// Per `topic/partition`, the last source offset whose landed file has been processed.
-    pub processed_offsets: BTreeMap<String, i64>,
+    /// The `vitals_raw` version whose data has been processed, with every version before it.
+    pub raw_version: i64,
     /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingBatch>,
@@ -68,33 +67,18 @@ pub struct EtlTotals {
     pub alerts: u64,
 }
 
-/// A micro-batch recorded before it runs.
+/// A micro-batch recorded before it runs, so that a re-run after a crash reads exactly the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PendingBatch {
     /// Its id.
     pub id: i64,
-    /// Its input objects (paths relative to the store root).
+    /// Its input: `vitals_raw` data files (paths relative to the table) ...
     pub files: Vec<String>,
-}
-
-impl EtlCheckpoint {
-    fn key(range: &LandedRange) -> String {
-        format!("{}/{}", range.topic, range.partition)
-    }
-
-    /// Whether a landed file still needs processing.
-    pub fn is_new(&self, range: &LandedRange) -> bool {
-        self.processed_offsets.get(&Self::key(range)).is_none_or(|done| range.last > *done)
-    }
-
-    /// Records a landed file as processed.
-    pub fn record(&mut self, range: &LandedRange) {
-        self.processed_offsets
-            .entry(Self::key(range))
-            .and_modify(|done| *done = (*done).max(range.last))
-            .or_insert(range.last);
-    }
+    /// ... added by the versions up to this one.
+    pub raw_version: i64,
+    /// The version of the ETL state table it starts from (its snapshot before this batch's commit).
+    pub state_version: i64,
 }
 
 /// The ETL's committed checkpoint; a fresh start when there is none.
@@ -113,6 +97,9 @@ pub async fn save_etl_checkpoint(location: &DataLocation, checkpoint: &EtlCheckp
 pub struct DeliveryCheckpoint {
     /// Id of that batch.
     pub last_batch_id: i64,
+    /// The `risk_alerts` version read up to: the next delivery reads the commits after it.
+    #[serde(default)]
+    pub alerts_version: i64,
 }
 
 /// A sink's checkpoint; `None` when it has never run.

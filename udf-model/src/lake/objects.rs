@@ -13,12 +13,6 @@ pub async fn list(location: &DataLocation, prefix: &Path) -> Result<Vec<ObjectMe
     location.store().list(Some(prefix)).try_collect().await.map_err(|source| LakeError::store("list", prefix, source))
 }
 
-/// Every `.parquet` object under a table, in any sub-folder.
-pub async fn list_parquet(location: &DataLocation, table: &str) -> Result<Vec<ObjectMeta>> {
-    let listed = list(location, &location.path(table)).await?;
-    Ok(listed.into_iter().filter(|m| m.location.as_ref().ends_with(".parquet")).collect())
-}
-
 /// The whole content of an object.
 pub async fn read(location: &DataLocation, path: &Path) -> Result<Bytes> {
     let found = location.store().get(path).await.map_err(|source| LakeError::store("get", path, source))?;

@@ -10,9 +10,7 @@ use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::TreeNodeRecursion;
-use datafusion::common::{ParamValues, ScalarValue};
 use datafusion::datasource::MemTable;
-use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
@@ -25,33 +23,18 @@ use crate::etl::progress::{PROGRESS_TABLE, read_progress};
 use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
 use crate::front_door::auth::Principal;
 use crate::front_door::flight_sql::ProgressSource;
+use crate::front_door::sql_limits::SqlLimits;
+
+use super::parameters::{self, Binding};
+use super::status::query_status;
 
 /// SQL that only reads, checked again on the plan: no DDL, no DML (COPY included), no `SET`.
 fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
-const READ_ONLY: &str =
+pub(crate) const READ_ONLY: &str =
     "vitalflow's Flight SQL is read-only and accepts one query (SELECT, WITH or VALUES) per request";
-
-/// A client mistake (bad SQL, unknown table, wrong parameter) is `invalid_argument`; anything else is ours.
-pub(crate) fn query_status(e: DataFusionError) -> Status {
-    match e.find_root() {
-        DataFusionError::SQL(..)
-        | DataFusionError::Plan(_)
-        | DataFusionError::SchemaError(..)
-        | DataFusionError::NotImplemented(_) => Status::invalid_argument(e.to_string()),
-        DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(e.to_string()),
-        // An executor's memory limit arrives from Ballista as the text of a failed job.
-        _ if ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| e.to_string().contains(m)) => {
-            Status::resource_exhausted(format!(
-                "query needs more memory than an executor task may use (executor.memory_limit_mb); \
-             aggregate, filter or narrow the time range: {e}"
-            ))
-        }
-        _ => Status::internal(e.to_string()),
-    }
-}
 
 /// Parses `sql` into exactly one query, refusing every other kind of statement with its name.
 pub(crate) fn parse_query(sql: &str) -> Result<Statement, Status> {
@@ -102,20 +85,28 @@ fn number_placeholders(statement: &mut Statement) {
     });
 }
 
-/// Whether the query names the table `name`.
 /// Tables small by design (one row per patient), read on the front door's in-process context: a
 /// Ballista job's fixed cost (~100 ms of polling) would be most of such a query's time.
 const IN_PROCESS_TABLES: &[&str] = &[vitalflow_udf_model::schema::table::PATIENT_LATEST];
 
-/// Whether the query names tables, all of them among `names`.
-fn names_only(ctx: &SessionContext, statement: &Statement, names: &[&str]) -> Result<bool, Status> {
+/// The schema of the catalog's own views (tables, columns, views), which describe this process's
+/// catalog: executors have none, so queries of it run in process too.
+const INFORMATION_SCHEMA: &str = "information_schema";
+
+/// Whether the query names tables, all of them read in process (small tables, `information_schema`).
+fn runs_in_process(ctx: &SessionContext, statement: &Statement) -> Result<bool, Status> {
     let refs = ctx
         .state()
         .resolve_table_references(&DFStatement::Statement(Box::new(statement.clone())))
         .map_err(query_status)?;
-    Ok(!refs.is_empty() && refs.iter().all(|r| names.iter().any(|n| r.table().eq_ignore_ascii_case(n))))
+    let in_process = |r: &datafusion::common::TableReference| {
+        r.schema().is_some_and(|s| s.eq_ignore_ascii_case(INFORMATION_SCHEMA))
+            || IN_PROCESS_TABLES.iter().any(|n| r.table().eq_ignore_ascii_case(n))
+    };
+    Ok(!refs.is_empty() && refs.iter().all(in_process))
 }
 
+/// Whether the query names the table `name`.
 fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Result<bool, Status> {
     let refs = ctx
         .state()
@@ -124,7 +115,7 @@ fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Resul
     Ok(refs.iter().any(|r| r.table().eq_ignore_ascii_case(name)))
 }
 
-/// Plans `sql` read-only for `who`, binding `parameters` when given. Queries of `audit_log` are for
+/// Plans `sql` read-only for `who`, its parameters typed and bound as `binding` says. Queries of `audit_log` are for
 /// admins and run on a snapshot of the in-memory window; queries of `etl_progress` on a snapshot of
 /// the figures read now.
 pub(crate) async fn plan(
@@ -134,7 +125,7 @@ pub(crate) async fn plan(
     progress: Option<&ProgressSource>,
     who: &Principal,
     sql: &str,
-    parameters: Option<&RecordBatch>,
+    binding: Binding<'_>,
 ) -> Result<DataFrame, Status> {
     let mut statement = parse_query(sql)?;
     number_placeholders(&mut statement);
@@ -148,7 +139,7 @@ pub(crate) async fn plan(
     {
         progress_context(progress).await?
     } else if let Some(local) = local
-        && names_only(ctx, &statement, IN_PROCESS_TABLES)?
+        && runs_in_process(ctx, &statement)?
     {
         local.clone()
     } else {
@@ -158,10 +149,7 @@ pub(crate) async fn plan(
     let plan = state.statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
     read_only().verify_plan(&plan).map_err(|e| Status::permission_denied(format!("{e}: {READ_ONLY}")))?;
     only_registered_tables(&ctx, &plan)?;
-    let plan = match parameters {
-        Some(row) => bind(plan, row)?,
-        None => plan,
-    };
+    let plan = parameters::apply(plan, binding)?;
     ctx.execute_logical_plan(plan).await.map_err(query_status)
 }
 
@@ -207,46 +195,6 @@ async fn progress_context(source: &ProgressSource) -> Result<SessionContext, Sta
     Ok(ctx)
 }
 
-/// Binds the first row of `row` to `$1..$n`, cast to the types the plan expects.
-fn bind(plan: LogicalPlan, row: &RecordBatch) -> Result<LogicalPlan, Status> {
-    if row.num_rows() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "bind exactly one row of parameters per query, got {}",
-            row.num_rows()
-        )));
-    }
-    let expected = plan.get_parameter_types().map_err(query_status)?;
-    let mut values = Vec::with_capacity(row.num_columns());
-    for (i, column) in row.columns().iter().enumerate() {
-        let value = ScalarValue::try_from_array(column, 0).map_err(query_status)?;
-        let value = match expected.get(&format!("${}", i + 1)) {
-            Some(Some(t)) if value.data_type() != *t => value
-                .cast_to(t)
-                .map_err(|e| Status::invalid_argument(format!("parameter {} cannot be read as {t}: {e}", i + 1)))?,
-            _ => value,
-        };
-        values.push(value);
-    }
-    if values.len() != expected.len() {
-        return Err(Status::invalid_argument(format!(
-            "the query has {} parameters, {} were bound",
-            expected.len(),
-            values.len()
-        )));
-    }
-    plan.with_param_values(ParamValues::List(values.into_iter().map(Into::into).collect())).map_err(query_status)
-}
-
-/// The parameter schema of a prepared query: `$1..$n`, typed as the plan infers (Utf8 when it cannot).
-pub(crate) fn parameter_schema(frame: &DataFrame) -> Result<Schema, Status> {
-    let types = frame.logical_plan().get_parameter_types().map_err(query_status)?;
-    let mut names: Vec<&String> = types.keys().collect();
-    names.sort_by_key(|n| n.trim_start_matches('$').parse::<usize>().unwrap_or(usize::MAX));
-    Ok(Schema::new(
-        names.into_iter().map(|n| Field::new(n, types[n].clone().unwrap_or(DataType::Utf8), true)).collect::<Vec<_>>(),
-    ))
-}
-
 /// A type every client reads: Flight SQL clients differ on views, large and dictionary strings and
 /// on timestamp units (Grafana reads every timestamp as nanoseconds).
 fn client_type(t: &DataType) -> DataType {
@@ -289,6 +237,63 @@ pub(crate) struct QueryLimits {
     pub(crate) timeout: Duration,
     /// Most result bytes (Arrow memory) one query may return.
     pub(crate) max_result_bytes: u64,
+    /// Size and shape of the SQL text, checked before it is parsed.
+    pub(crate) sql: SqlLimits,
+}
+
+impl QueryLimits {
+    /// The answer to a query that ran out of time.
+    pub(crate) fn timeout_status(&self) -> Status {
+        Status::deadline_exceeded(format!(
+            "query exceeded the time limit of {} s (flight_sql.query_timeout_seconds)",
+            self.timeout.as_secs()
+        ))
+    }
+}
+
+/// Everything [`plan`] needs, owned: planning runs on a thread of its own.
+pub(crate) struct PlanInputs {
+    pub(crate) ctx: SessionContext,
+    pub(crate) local: Option<SessionContext>,
+    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) progress: Option<Arc<ProgressSource>>,
+    pub(crate) who: Principal,
+    pub(crate) sql: String,
+    /// The bound parameter row, if any.
+    pub(crate) parameters: Option<RecordBatch>,
+    /// Whether the statement is to run (every parameter then needs a value) or is only prepared.
+    pub(crate) executing: bool,
+}
+
+/// Stack of a planning thread. Parsing, the visitors and the planner recurse once per level of the
+/// expression tree; the size limits keep trees shallow, and this leaves a wide margin (address space
+/// only: pages are used as the recursion reaches them).
+const PLANNING_STACK_BYTES: usize = 256 * 1024 * 1024;
+
+/// Plans a query within the limits: the SQL's size and shape are checked on its tokens first, then it
+/// is parsed and planned on a thread of its own with a large stack (a deep tree cannot overflow a
+/// shared worker's stack, and CPU-bound planning never holds a worker), and the answer is
+/// `DEADLINE_EXCEEDED` once the query's time limit passes, even while planning still runs.
+pub(crate) async fn plan_bounded(inputs: PlanInputs, limits: &QueryLimits) -> Result<DataFrame, Status> {
+    limits.sql.check(&inputs.sql)?;
+    let runtime = tokio::runtime::Handle::current();
+    let (sender, planned) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("vitalflow-plan".into())
+        .stack_size(PLANNING_STACK_BYTES)
+        .spawn(move || {
+            let PlanInputs { ctx, local, audit, progress, who, sql, parameters, executing } = inputs;
+            let binding = if executing { Binding::Execute(parameters.as_ref()) } else { Binding::Prepare };
+            let planning = plan(&ctx, local.as_ref(), &audit, progress.as_deref(), &who, &sql, binding);
+            // The caller may have given up (time limit, client gone): nobody to tell.
+            let _ = sender.send(runtime.block_on(planning));
+        })
+        .map_err(|e| Status::unavailable(format!("starting a planning thread: {e}")))?;
+    match tokio::time::timeout(limits.timeout, planned).await {
+        Err(_) => Err(limits.timeout_status()),
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => Err(Status::internal("planning the query failed unexpectedly")),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! layer that checks every call before the Flight SQL service sees it.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -13,10 +13,11 @@ use tonic::Status;
 use tonic::body::Body;
 use tonic::codegen::{BoxFuture, Service, http};
 use tonic::server::NamedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{TcpConnectInfo, TcpIncoming, TlsConnectInfo};
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use super::FlightSqlEndpoint;
+use super::service::FrontDoorService;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
 use crate::front_door::auth::Authenticator;
@@ -41,7 +42,7 @@ impl<S: NamedService> NamedService for Authenticated<S> {
 
 impl<S> Service<http::Request<Body>> for Authenticated<S>
 where
-    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Send,
+    S: Service<http::Request<Body>, Response = http::Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Response = http::Response<Body>;
@@ -53,21 +54,36 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
-        if request.uri().path() != HANDSHAKE_PATH {
+        // The check may hash a password (awaited, off the async workers): the service that was made
+        // ready goes into the future, a clone stays for the next call.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if request.uri().path() == HANDSHAKE_PATH {
+            return Box::pin(inner.call(request));
+        }
+        let auth = self.auth.clone();
+        Box::pin(async move {
             let header = request.headers().get(http::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            match self.auth.check_header(header) {
+            match auth.check_header(header, peer_ip(request.extensions())).await {
                 Ok(principal) => {
                     request.extensions_mut().insert(principal);
+                    inner.call(request).await
                 }
                 Err(error) => {
                     tracing::warn!(error = %error, path = request.uri().path(), "Flight SQL call refused.");
-                    let response = Status::unauthenticated(error.to_string()).into_http();
-                    return Box::pin(async move { Ok(response) });
+                    Ok(Status::unauthenticated(error.to_string()).into_http())
                 }
             }
-        }
-        Box::pin(self.inner.call(request))
+        })
     }
+}
+
+/// The client's address, as tonic records it for the connection (plain TCP or TLS).
+pub(super) fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
+    let tcp = extensions
+        .get::<TcpConnectInfo>()
+        .or_else(|| extensions.get::<TlsConnectInfo<TcpConnectInfo>>().map(|tls| tls.get_ref()));
+    tcp.and_then(TcpConnectInfo::remote_addr).map(|addr| addr.ip())
 }
 
 /// A running Flight SQL server.
@@ -112,7 +128,7 @@ pub async fn start_flight_sql(
     // Set on the incoming stream: tonic ignores its builder's nodelay with serve_with_incoming.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let auth = endpoint.authenticator();
-    let service = FlightServiceServer::new(endpoint)
+    let service = FlightServiceServer::new(FrontDoorService::new(endpoint))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let task = tokio::spawn(async move {

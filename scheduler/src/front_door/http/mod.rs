@@ -3,7 +3,11 @@
 //!
 //! Bodies are validated by hand rather than by a typed extractor so that every mistake is answered
 //! with 422 and names the record index and the field, in FastAPI's `detail` shape that the seed's
-//! clients already parse. A client's mistake is never a 5xx.
+//! clients already parse ([`records`]). A client's mistake is never a 5xx. A body must say it is JSON
+//! (`Content-Type: application/json`), which a web page cannot send to another site without the
+//! browser asking first: with authentication off (`vitalflow up`), no page the user visits can post to
+//! the local API. Bodies are read after the credentials are checked, up to a size that follows
+//! `http.max_batch_records` and within a time limit, each refusal a JSON answer.
 //!
 //! `/predict_batch` takes the same credentials as Flight SQL (Basic, or a Bearer token the Flight SQL
 //! handshake issued); `/healthz`, `/metrics` and `/openapi.json` carry no patient data and are open, so
@@ -11,33 +15,41 @@
 
 use std::collections::BTreeMap;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_ingest::prometheus::Exposition;
-use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
 use vitalflow_udf_model::{RiskForest, RiskLevel};
+
+use self::records::{FieldError, parse_records};
 
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
 use crate::front_door::auth::Authenticator;
 
-/// Errors reported per request, at most this many (FastAPI reports all; a 10k-record body of junk
-/// should not produce a megabyte of errors).
-const MAX_REPORTED_ERRORS: usize = 50;
+mod records;
+mod strict_json;
+
+/// Body bytes allowed per record of `http.max_batch_records`: a record pretty-printed with every alias
+/// and a patient id fits many times over.
+const BODY_BYTES_PER_RECORD: usize = 1024;
+/// The smallest body limit, whatever `max_batch_records` says.
+const MIN_BODY_BYTES: usize = 64 * 1024;
+/// Time a client has to send its body once its credentials passed.
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The OpenAPI document of these routes (schemathesis tests the server against it).
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
@@ -72,7 +84,7 @@ impl HttpStats {
         self.answered.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, etl: Option<&EtlStats>) -> String {
+    fn render(&self, etl: Option<&EtlStats>, auth: &Authenticator) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
         page.family(name, "counter", "/predict_batch answers by status code.");
@@ -90,29 +102,22 @@ impl HttpStats {
         page.family(name, "summary", "Time answering /predict_batch.");
         page.sample(&format!("{name}_sum"), "", self.micros.load(Ordering::Relaxed) as f64 / 1e6);
         page.sample(&format!("{name}_count"), "", self.answered.load(Ordering::Relaxed));
+        // Sign-in is shared with Flight SQL: these count both doors.
+        let backoff = auth.backoff();
+        page.counter(
+            "vitalflow_sign_in_failures_total",
+            "Wrong passwords (unknown users included).",
+            backoff.failed_total(),
+        );
+        page.counter(
+            "vitalflow_sign_in_backoff_refusals_total",
+            "Sign-ins refused unchecked: their user name or client address had to wait after failures.",
+            backoff.refused_total(),
+        );
         if let Some(etl) = etl {
             crate::metrics::render_etl(&mut page, etl);
         }
         page.finish()
-    }
-}
-
-/// One entry of FastAPI's `detail` list: where, what, and a machine-readable kind.
-#[derive(Debug, Serialize, PartialEq)]
-struct FieldError {
-    loc: Vec<Value>,
-    msg: String,
-    #[serde(rename = "type")]
-    kind: &'static str,
-}
-
-impl FieldError {
-    fn body(msg: impl Into<String>, kind: &'static str) -> FieldError {
-        FieldError { loc: vec![json!("body")], msg: msg.into(), kind }
-    }
-
-    fn field(index: usize, field: &str, msg: impl Into<String>, kind: &'static str) -> FieldError {
-        FieldError { loc: vec![json!("body"), json!(index), json!(field)], msg: msg.into(), kind }
     }
 }
 
@@ -157,11 +162,13 @@ pub fn router(
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        // The body is read (and its size limited) by `read_body`, which answers in JSON.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let text = state.stats.render(state.etl.as_deref());
+    let text = state.stats.render(state.etl.as_deref(), &state.auth);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -178,16 +185,74 @@ async fn healthz(State(state): State<Arc<HttpState>>) -> Response {
     .into_response()
 }
 
-async fn predict_batch(State(state): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn predict_batch(
+    State(state): State<Arc<HttpState>>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let started = Instant::now();
-    let response = answer_predict_batch(&state, &headers, &body);
+    // The client's address (for the sign-in backoff): known when served by `start_http`.
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+    let response = answer_predict_batch(&state, &headers, body, peer).await;
     state.stats.record(response.status(), started);
     response
 }
 
-fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> Response {
+/// A refusal in FastAPI's `detail` shape.
+fn refusal(status: StatusCode, error: FieldError) -> Response {
+    (status, Json(json!({ "detail": [error] }))).into_response()
+}
+
+/// `None` when the request says its body is JSON (`application/json`, or a `+json` type); otherwise the
+/// 415 answer. Browsers send other sites only form and text bodies without asking first.
+fn not_json(headers: &HeaderMap) -> Option<Response> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json")) {
+        return None;
+    }
+    let error = FieldError {
+        loc: vec![json!("header"), json!("content-type")],
+        msg: format!(
+            "the body must be JSON sent with Content-Type: application/json, not {:?} (curl: -H 'Content-Type: application/json')",
+            content_type
+        ),
+        kind: "content_type",
+    };
+    Some(refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, error))
+}
+
+/// The body, at most `limit` bytes and within [`BODY_TIMEOUT`]; otherwise the 413 or 408 answer.
+async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Response> {
+    match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            let too_long =
+                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if too_long {
+                let msg = format!("the body is over {limit} bytes (http.max_batch_records × {BODY_BYTES_PER_RECORD})");
+                Err(refusal(StatusCode::PAYLOAD_TOO_LARGE, FieldError::body(msg, "too_long")))
+            } else {
+                Err(refusal(
+                    StatusCode::BAD_REQUEST,
+                    FieldError::body(format!("reading the body: {error}"), "body_read"),
+                ))
+            }
+        }
+        Err(_) => {
+            let msg = format!("the body did not arrive within {} s", BODY_TIMEOUT.as_secs());
+            Err(refusal(StatusCode::REQUEST_TIMEOUT, FieldError::body(msg, "timeout")))
+        }
+    }
+}
+
+async fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: Body, peer: Option<IpAddr>) -> Response {
+    if let Some(refused) = not_json(headers) {
+        return refused;
+    }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if let Err(error) = state.auth.check_header(authorization) {
+    if let Err(error) = state.auth.check_header(authorization, peer).await {
         let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
         return (
             StatusCode::UNAUTHORIZED,
@@ -196,7 +261,12 @@ fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> 
         )
             .into_response();
     }
-    let records = match parse_records(body, state.max_batch_records) {
+    let limit = state.max_batch_records.saturating_mul(BODY_BYTES_PER_RECORD).max(MIN_BODY_BYTES);
+    let body = match read_body(body, limit).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    let records = match parse_records(&body, state.max_batch_records) {
         Ok(records) => records,
         Err((status, errors)) => return (status, Json(json!({ "detail": errors }))).into_response(),
     };
@@ -228,115 +298,6 @@ fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: &[u8]) -> 
 /// Probabilities are averages of leaf fractions; four decimals is what a reader can use.
 fn round4(p: f64) -> f64 {
     (p * 10_000.0).round() / 10_000.0
-}
-
-/// The six model inputs of every record, or the status and every error found.
-fn parse_records(body: &[u8], max_records: usize) -> Result<Vec<[f64; 6]>, (StatusCode, Vec<FieldError>)> {
-    let unprocessable = |e: FieldError| (StatusCode::UNPROCESSABLE_ENTITY, vec![e]);
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| unprocessable(FieldError::body(format!("the body is not valid JSON: {e}"), "json_invalid")))?;
-    let items = match value {
-        Value::Array(items) => items,
-        Value::Object(mut object) => match object.remove("records") {
-            Some(Value::Array(items)) => items,
-            Some(_) => {
-                return Err(unprocessable(FieldError {
-                    loc: vec![json!("body"), json!("records")],
-                    msg: "records must be a JSON array of records".into(),
-                    kind: "list_type",
-                }));
-            }
-            None => {
-                return Err(unprocessable(FieldError::body(
-                    "expected a JSON array of records or an object {\"records\": [...]}",
-                    "missing",
-                )));
-            }
-        },
-        _ => {
-            return Err(unprocessable(FieldError::body(
-                "expected a JSON array of records or an object {\"records\": [...]}",
-                "list_type",
-            )));
-        }
-    };
-    if items.len() > max_records {
-        return Err((
-            StatusCode::PAYLOAD_TOO_LARGE,
-            vec![FieldError::body(format!("{} records; at most {max_records} per request", items.len()), "too_long")],
-        ));
-    }
-    let mut rows = Vec::with_capacity(items.len());
-    let mut errors = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        match parse_record(index, item) {
-            Ok(row) => rows.push(row),
-            Err(mut e) => {
-                errors.append(&mut e);
-                if errors.len() >= MAX_REPORTED_ERRORS {
-                    errors.truncate(MAX_REPORTED_ERRORS);
-                    break;
-                }
-            }
-        }
-    }
-    if errors.is_empty() { Ok(rows) } else { Err((StatusCode::UNPROCESSABLE_ENTITY, errors)) }
-}
-
-/// A record's model inputs in feature order; a vital may be given under its column name or an alias.
-fn parse_record(index: usize, item: &Value) -> Result<[f64; 6], Vec<FieldError>> {
-    let Value::Object(record) = item else {
-        let error = FieldError {
-            loc: vec![json!("body"), json!(index)],
-            msg: "a record must be a JSON object".into(),
-            kind: "dict_type",
-        };
-        return Err(vec![error]);
-    };
-    let mut row = [0.0; 6];
-    let mut errors = Vec::new();
-    for (slot, vital) in row.iter_mut().zip(MODEL_FEATURES) {
-        match vital_value(record, vital) {
-            Ok(v) => *slot = v,
-            Err(e) => errors.push(FieldError::field(index, vital.column(), e.0, e.1)),
-        }
-    }
-    if errors.is_empty() { Ok(row) } else { Err(errors) }
-}
-
-fn vital_value(record: &Map<String, Value>, vital: Vital) -> Result<f64, (String, &'static str)> {
-    let found = std::iter::once(vital.column())
-        .chain(vital.aliases().iter().copied())
-        .find_map(|name| record.get(name).map(|v| (name, v)));
-    let Some((name, value)) = found else {
-        return Err(("field required".into(), "missing"));
-    };
-    let number = match value {
-        Value::Number(n) => {
-            n.as_f64().ok_or_else(|| (format!("{name} is not a representable number"), "float_parsing"))?
-        }
-        Value::Null => return Err((format!("{name} is null; every model input is required"), "missing")),
-        other => return Err((format!("{name} must be a number, got {}", json_kind(other)), "float_type")),
-    };
-    let (low, high) = vital.possible_range();
-    if !(low..=high).contains(&number) {
-        return Err((
-            format!("{name} = {number} is outside what a living patient can show ({low}..={high})"),
-            "value_error",
-        ));
-    }
-    Ok(number)
-}
-
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// `axum::Json` without pulling its extractor rejections into scope.
@@ -371,6 +332,7 @@ pub async fn start_http(
     let addr = listener.local_addr().map_err(bind_err)?;
     let app = router(forest, auth, etl, config);
     let task = tokio::spawn(async move {
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
             tracing::error!(error = %error, "HTTP server stopped.");
         }
@@ -381,49 +343,36 @@ pub async fn start_http(
 
 #[cfg(test)]
 mod tests {
+    use vitalflow_udf_model::schema::{MODEL_FEATURES, Vital};
+
     use super::*;
 
-    fn record() -> Value {
-        json!({"patient_id": "P1", "heart_rate": 88, "systolic_bp": 121, "diastolic_bp": 79, "spo2": 97, "temperature": 36.9, "glucose": 104})
-    }
-
-    fn errors_of(body: &Value) -> (StatusCode, Vec<FieldError>) {
-        parse_records(body.to_string().as_bytes(), 100).expect_err("must be refused")
-    }
-
     #[test]
-    fn accepts_a_list_and_the_records_object_with_aliases() {
-        let mut aliased = record();
-        let obj = aliased.as_object_mut().expect("object");
-        let hr = obj.remove("heart_rate").expect("hr");
-        obj.insert("hr".into(), hr);
-        let rows = parse_records(json!([record(), aliased]).to_string().as_bytes(), 100).expect("valid");
-        assert_eq!(rows, vec![[88.0, 121.0, 79.0, 97.0, 36.9, 104.0]; 2]);
-        let rows = parse_records(json!({"records": [record()]}).to_string().as_bytes(), 100).expect("valid");
-        assert_eq!(rows.len(), 1);
-        assert!(parse_records(b"[]", 100).expect("empty is fine").is_empty());
+    fn only_json_bodies_are_read() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::CONTENT_TYPE, value.parse().unwrap());
+            headers
+        };
+        for ok in ["application/json", "Application/JSON; charset=utf-8", "application/vnd.api+json"] {
+            assert!(not_json(&with(ok)).is_none(), "{ok}");
+        }
+        // What a web page can send to another site without the browser asking first, and nothing at all.
+        for refused in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+            assert_eq!(not_json(&with(refused)).unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{refused}");
+        }
+        assert_eq!(not_json(&HeaderMap::new()).unwrap().status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 
-    #[test]
-    fn names_record_index_and_field() {
-        let mut bad = record();
-        bad["spo2"] = json!("97");
-        let mut missing = record();
-        missing.as_object_mut().expect("object").remove("glucose");
-        let mut impossible = record();
-        impossible["heart_rate"] = json!(900);
-        let (status, errors) = errors_of(&json!([record(), bad, missing, impossible]));
-        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-        let locs: Vec<_> = errors.iter().map(|e| (e.loc.clone(), e.kind)).collect();
-        assert_eq!(
-            locs,
-            vec![
-                (vec![json!("body"), json!(1), json!("spo2")], "float_type"),
-                (vec![json!("body"), json!(2), json!("glucose")], "missing"),
-                (vec![json!("body"), json!(3), json!("heart_rate")], "value_error"),
-            ]
-        );
-        assert!(errors[0].msg.contains("a string"), "{}", errors[0].msg);
+    #[tokio::test]
+    async fn an_over_size_body_is_a_json_413() {
+        assert_eq!(read_body(Body::from(vec![b' '; 100]), 100).await.unwrap().len(), 100);
+        let refused = read_body(Body::from(vec![b' '; 101]), 100).await.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(refused.into_body(), 4096).await.unwrap();
+        let detail: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(detail["detail"][0]["type"], "too_long");
     }
 
     #[test]
@@ -453,8 +402,12 @@ mod tests {
         stats.predictions[0].fetch_add(2, Ordering::Relaxed);
         let etl = EtlStats::default();
         etl.batches.fetch_add(5, Ordering::Relaxed);
-        let text = stats.render(Some(&etl));
+        let auth = Authenticator::new(&crate::config::AuthConfig { required: false, ..Default::default() }).unwrap();
+        auth.backoff().failed("ana", None);
+        let text = stats.render(Some(&etl), &auth);
         for line in [
+            "vitalflow_sign_in_failures_total 1",
+            "vitalflow_sign_in_backoff_refusals_total 0",
             "vitalflow_http_predict_batch_responses_total{status=\"200\"} 1",
             "vitalflow_http_predict_batch_responses_total{status=\"422\"} 1",
             "vitalflow_http_predictions_total{risk=\"High\"} 2",
@@ -463,15 +416,5 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
-    }
-
-    #[test]
-    fn refuses_other_shapes_and_oversized_batches() {
-        assert_eq!(parse_records(b"{not json", 10).expect_err("bad").1[0].kind, "json_invalid");
-        assert_eq!(errors_of(&json!({"rows": []})).1[0].kind, "missing");
-        assert_eq!(errors_of(&json!(42)).1[0].kind, "list_type");
-        assert_eq!(errors_of(&json!([1])).1[0].kind, "dict_type");
-        let (status, _) = parse_records(json!([record(), record()]).to_string().as_bytes(), 1).expect_err("too many");
-        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     }
 }

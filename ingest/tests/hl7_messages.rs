@@ -1,0 +1,178 @@
+//! HL7 v2: the published example messages (`ingest/fixtures/hl7/`) decoded through `decode_record`, as
+//! ingest reads a Kafka record's value, and every kind of bad message made from them, one fault each.
+
+/// Named so that `cargo test -p vitalflow-ingest hl7` selects these.
+mod hl7 {
+    use vitalflow_ingest::decode::{DecodeOptions, Reading, ReasonCode, Rejection, decode_record};
+    use vitalflow_ingest::hl7::Hl7Settings;
+
+    const MONITOR: &str = include_str!("../fixtures/hl7/pcd01-monitor.hl7");
+    const CUSTOM: &str = include_str!("../fixtures/hl7/pcd01-custom-separators.hl7");
+    const GLUCOSE: &str = include_str!("../fixtures/hl7/hl7-v2.4-glucose.hl7");
+
+    /// 2009-08-13T09:57:15Z, the PCD-01 example's observation time.
+    const T: i64 = 1_250_157_435_000_000_000;
+
+    fn options(authority: &str, zone: Option<chrono_tz::Tz>) -> DecodeOptions {
+        DecodeOptions {
+            hl7: Hl7Settings { patient_id_authority: authority.into(), default_timezone: zone },
+            ..DecodeOptions::default()
+        }
+    }
+
+    /// `fixture` with HL7's segment terminator, decoded as a Kafka record's value.
+    fn decode_with(fixture: &str, options: &DecodeOptions) -> Result<Reading, Rejection> {
+        decode_record(Some(fixture.replace('\n', "\r").as_bytes()), options)
+    }
+
+    fn decode(fixture: &str) -> Result<Reading, Rejection> {
+        decode_with(fixture, &options("", None))
+    }
+
+    #[test]
+    fn the_pcd01_monitor_message_is_one_row_in_the_tables_units() {
+        let r = decode(MONITOR).unwrap();
+        assert_eq!((r.patient_id.as_str(), r.event_time_ns), ("789567", T));
+        // heart rate (ECG, not the oximeter's 82), systolic, diastolic, SpO2, temperature, glucose, respiration.
+        assert_eq!(r.vitals, [Some(80.0), Some(120.0), Some(80.0), Some(98.0), Some(37.1), None, Some(16.0)]);
+        assert_eq!((r.on_oxygen, r.consciousness), (None, None));
+        let by_authority = decode_with(MONITOR, &options("Imaginary Hospital", None)).unwrap();
+        assert_eq!(by_authority.patient_id, "789567");
+    }
+
+    #[test]
+    fn mllp_framing_and_line_ends_are_tolerated() {
+        let framed = [&[0x0b_u8][..], MONITOR.replace('\n', "\r").as_bytes(), &[0x1c_u8, 0x0d][..]].concat();
+        assert_eq!(decode_record(Some(&framed), &options("", None)).unwrap(), decode(MONITOR).unwrap());
+        let unix = decode_record(Some(MONITOR.as_bytes()), &options("", None)).unwrap();
+        assert_eq!(unix, decode(MONITOR).unwrap());
+    }
+
+    #[test]
+    fn custom_separators_escapes_authorities_and_fahrenheit() {
+        let r = decode_with(CUSTOM, &options("St. Mary & St. John", None)).unwrap();
+        assert_eq!((r.patient_id.as_str(), r.event_time_ns), ("789567", T));
+        assert!((r.vitals[4].unwrap() - 37.0).abs() < 1e-9, "98.6 °F is 37 °C, got {:?}", r.vitals[4]);
+        assert_eq!(r.vitals[0], Some(72.0));
+        let by_universal_id = decode_with(CUSTOM, &options("2.16.840.1.113883.19.5", None)).unwrap();
+        assert_eq!(by_universal_id.patient_id, "789567");
+        assert_eq!(decode(CUSTOM).unwrap().patient_id, "A-1*7", "first identifier, \\S\\ unescaped");
+        let e = decode_with(CUSTOM, &options("Imaginary Hospital", None)).unwrap_err();
+        assert_eq!(e.code, ReasonCode::MissingField);
+        assert!(
+            e.reason.contains("\"Imaginary Hospital\"") && e.reason.contains("St. Mary & St. John"),
+            "{}",
+            e.reason
+        );
+    }
+
+    #[test]
+    fn times_without_a_zone_are_read_in_the_configured_zone_never_as_utc() {
+        let glucose = GLUCOSE.replace("1554-5^GLUCOSE^POST 12H CFST:MCNC:PT:SER/PLAS:QN", "2339-0^Glucose^LN");
+        let e = decode(&glucose).unwrap_err();
+        assert_eq!(e.code, ReasonCode::TimeWithoutZone, "{}", e.reason);
+        assert!(e.reason.contains("OBR-7") && e.reason.contains("200202150730"), "{}", e.reason);
+        let r = decode_with(&glucose, &options("", Some(chrono_tz::America::New_York))).unwrap();
+        assert_eq!(r.patient_id, "555-44-4444");
+        assert_eq!(r.event_time_ns, 1_013_776_200_000_000_000, "07:30 EST is 12:30 UTC");
+        assert_eq!(r.vitals, [None, None, None, None, None, Some(182.0), None]);
+        // As published its code (12 h fasting glucose) is not one vitalflow stores.
+        let as_published = decode_with(GLUCOSE, &options("", Some(chrono_tz::America::New_York))).unwrap_err();
+        assert_eq!(as_published.code, ReasonCode::NoVitals);
+    }
+
+    #[test]
+    fn several_observation_times_make_one_row_at_the_latest() {
+        let later = "20090813100215+0000";
+        let message = MONITOR.replace(
+            "|37.1|268192^MDC_DIM_DEGC^MDC|||||R|||20090813095715+0000",
+            &format!("|37.4|268192^MDC_DIM_DEGC^MDC|||||R|||{later}"),
+        ) + "OBX|13|NM|150364^MDC_TEMP_BODY^MDC|1.5.1.1|37.2|268192^MDC_DIM_DEGC^MDC|||||R|||20090813095915+0000\n";
+        let r = decode(&message).unwrap();
+        assert_eq!(r.event_time_ns, T + 300_000_000_000);
+        assert_eq!(r.vitals[4], Some(37.4), "the latest temperature, whatever the OBX order");
+        assert_eq!(r.vitals[0], Some(80.0));
+    }
+
+    #[test]
+    fn a_message_without_obx_14_takes_its_obr_7() {
+        let message = MONITOR.replace("|R|||20090813095715+0000", "|R|||");
+        assert_eq!(decode(&message).unwrap().event_time_ns, T);
+        let neither = message.replace("|||20090813095715+0000\n", "|||\n");
+        let e = decode(&neither).unwrap_err();
+        assert_eq!(e.code, ReasonCode::MissingField, "{}", e.reason);
+    }
+
+    #[test]
+    fn every_bad_message_is_rejected_with_its_reason() {
+        let monitor = MONITOR.to_string();
+        let obr = monitor.lines().find(|l| l.starts_with("OBR")).unwrap_or_default();
+        let cases: Vec<(String, ReasonCode, &str)> = vec![
+            (monitor.replace("MSH|^~\\&|", "MSH|^~|"), ReasonCode::Hl7Syntax, "MSH-2"),
+            (monitor.replace("|||789567^", "|||7895\\Z01\\67^"), ReasonCode::Hl7Syntax, "escape sequence"),
+            (monitor.replace("PV1||I", "pv1||I"), ReasonCode::Hl7Syntax, "segment 3"),
+            (monitor.replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"), ReasonCode::Hl7MessageType, "ADT^A01"),
+            (monitor.replace("ORU^R01^ORU_R01", "ORU^R30^ORU_R01"), ReasonCode::Hl7MessageType, "ORU^R30"),
+            (monitor.replace("|P|2.6|", "|P|2.2|"), ReasonCode::Hl7Version, "\"2.2\""),
+            (monitor.replace("|P|2.6|", "|P||"), ReasonCode::Hl7Version, "MSH-12"),
+            (
+                monitor.replace(&format!("{obr}\n"), "").replace("OBX|12", &format!("{obr}\nOBX|12")),
+                ReasonCode::Hl7SegmentOrder,
+                "OBX after PV1",
+            ),
+            (monitor.replace("PV1||I", "PID|||1^^^X\rPV1||I"), ReasonCode::Hl7SegmentOrder, "one patient per message"),
+            (
+                monitor.lines().filter(|l| !l.starts_with("PID")).map(|l| format!("{l}\n")).collect(),
+                ReasonCode::Hl7MissingSegment,
+                "no PID",
+            ),
+            (monitor.replace("PID|||789567^^^Imaginary Hospital^PI", "PID|||"), ReasonCode::MissingField, "PID-3"),
+            (
+                monitor
+                    .lines()
+                    .filter(|l| !l.starts_with("OBX") || l.contains("MDC_DEV_") || l.contains("_MEAN"))
+                    .map(|l| format!("{l}\n"))
+                    .collect(),
+                ReasonCode::NoVitals,
+                "no OBX",
+            ),
+            (monitor.replace("|R|||20090813095715+0000", "|R|||2009081309"), ReasonCode::InvalidTime, "OBX-14"),
+            (monitor.replace("|R|||20090813095715+0000", "|R|||20090813095715"), ReasonCode::TimeWithoutZone, "OBX-14"),
+            (monitor.replace("|98|262688", "|abc|262688"), ReasonCode::WrongType, "spo2"),
+            (monitor.replace("|NM|150456", "|ST|150456"), ReasonCode::WrongType, "NM or SN"),
+            (monitor.replace("|80|264864", "|900|264864"), ReasonCode::ImpossibleValue, "heart_rate: 900"),
+            (
+                monitor.replace("268192^MDC_DIM_DEGC^MDC", "999^MDC_DIM_FURLONG^MDC"),
+                ReasonCode::InvalidValue,
+                "MDC unit",
+            ),
+            (monitor.replace("262688^MDC_DIM_PERCENT^MDC", "Hz^^UCUM"), ReasonCode::InvalidValue, "unit \"Hz\""),
+            (
+                monitor.replace(
+                    "|98|262688^MDC_DIM_PERCENT^MDC|90-100||||R|",
+                    "|98|262688^MDC_DIM_PERCENT^MDC|90-100||||W|",
+                ),
+                ReasonCode::InvalidValue,
+                "withdrawn",
+            ),
+        ];
+        for (message, code, needle) in cases {
+            let e = decode(&message).unwrap_err();
+            assert_eq!(e.code, code, "{needle}: {}", e.reason);
+            assert!(e.reason.contains(needle), "{:?} lacks {needle:?}", e.reason);
+        }
+        // Truncated anywhere, a message is a dead letter or a row, never a panic.
+        let bytes = monitor.replace('\n', "\r").into_bytes();
+        for end in 0..bytes.len() {
+            let _ = decode_record(Some(&bytes[..end]), &options("", None));
+        }
+    }
+
+    #[test]
+    fn unknown_codes_in_a_good_message_are_ignored() {
+        let message = MONITOR.to_string()
+            + "OBX|13|NM|151708^MDC_CONC_AWAY_CO2_ET^MDC|1.6.1.1|38|266016^MDC_DIM_MMHG^MDC|||||R|||20090813095715+0000\n"
+            + "OBX|14|ST|99999^LOCAL_NOTE^L||fine||||||R\n";
+        assert_eq!(decode(&message).unwrap(), decode(MONITOR).unwrap());
+    }
+}
