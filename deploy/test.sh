@@ -1,13 +1,12 @@
 #!/usr/bin/env bash
 # Runs every vitalflow test. Installs what the tests need by itself (the Python venv from pinned
-# requirements, Apache Kafka 4.1 from Maven Central, SeaweedFS built from the Go module proxy, all cached
-# outside the checkout), starts a real single-node Kafka and a real S3-compatible object store (SeaweedFS,
-# deploy/s3/s3.sh) on 127.0.0.1, runs the Rust and Python suites, and stops what it started.
+# requirements, Apache Kafka 4.1 and the S3Proxy jar from Maven Central, all cached outside the checkout),
+# starts a real single-node Kafka and a real S3-compatible object store (S3Proxy, deploy/s3/s3.sh) on 127.0.0.1, runs the Rust and Python suites, and stops what it started.
 # Both suites see the object store through AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 # AWS_REGION, AWS_ALLOW_HTTP and VITALFLOW_S3_BUCKET (a bucket that exists).
 #
 # Environment:
-#   VITALFLOW_CACHE    cache for jars, venvs, the SeaweedFS binary and (by default) the cargo target dir;
+#   VITALFLOW_CACHE    cache for jars, venvs and (by default) the cargo target dir;
 #                      default ~/.cache/vitalflow
 #   CARGO_TARGET_DIR   cargo's target dir; default $VITALFLOW_CACHE/target
 #   PYTEST_ARGS        extra pytest arguments (e.g. "-k end_to_end")
@@ -23,12 +22,6 @@ mkdir -p "$VITALFLOW_CACHE"
 
 step() { printf '\n==> %s\n' "$*"; }
 
-# SeaweedFS is a large Go build on a fresh machine (about 11 minutes on 2 cores): it runs beside the
-# steps below, which wait on the network or the disk as much as on the CPU, and is waited for before the tests.
-step "S3-compatible object store: building SeaweedFS in the background (once per machine)"
-deploy/s3/s3.sh install > "$VITALFLOW_S3_DIR/install.log" 2>&1 &
-s3_install=$!
-
 step "Python venv"
 venv=$(deploy/python-env.sh clients/requirements-test.txt)
 # The `vitalflow` Python package, installed as a user installs it (editable: this checkout's code).
@@ -39,8 +32,9 @@ step "Go and JDBC client tests' dependencies (Go module proxy, Maven Central)"
 (cd clients/go && go mod download && go vet ./...)
 mvn -q -B -f clients/jdbc/pom.xml test-compile
 
-step "Apache Kafka"
+step "Apache Kafka and the S3-compatible server (Maven Central)"
 deploy/kafka/kafka.sh install
+deploy/s3/s3.sh install
 KAFKA_BOOTSTRAP=$(deploy/kafka/kafka.sh start)
 export KAFKA_BOOTSTRAP
 trap 'deploy/kafka/kafka.sh clean' EXIT
@@ -56,8 +50,7 @@ step "Build"
 cargo build --workspace --all-targets --features vitalflow/bench --locked
 export VITALFLOW_BIN="$CARGO_TARGET_DIR/debug/vitalflow"
 
-step "S3-compatible object store (SeaweedFS)"
-wait "$s3_install" || { cat "$VITALFLOW_S3_DIR/install.log"; echo "deploy/s3/s3.sh install failed" >&2; exit 1; }
+step "S3-compatible object store (S3Proxy)"
 trap 'deploy/s3/s3.sh clean; deploy/kafka/kafka.sh clean' EXIT
 s3_env=$(deploy/s3/s3.sh start)
 eval "$s3_env"

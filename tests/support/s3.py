@@ -1,4 +1,4 @@
-"""The S3-compatible server (SeaweedFS, deploy/s3/s3.sh) the suites store Delta Lake tables on.
+"""The S3-compatible server (S3Proxy, deploy/s3/s3.sh) the suites store Delta Lake tables on.
 
 deploy/test.sh starts one and exports AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION
 and VITALFLOW_S3_BUCKET; `s3_connection` reads those. Without them (pytest run by hand) it starts one itself
