@@ -25,7 +25,7 @@
 #   VITALFLOW_S3_BUCKET bucket created at first start (default vitalflow)
 set -euo pipefail
 
-s3proxy_version=4.1.0
+s3proxy_version=4.1.1
 cache=${VITALFLOW_CACHE:-$HOME/.cache/vitalflow}
 jar="$cache/s3proxy-$s3proxy_version.jar"
 maven=${MAVEN_CENTRAL:-https://repo1.maven.org/maven2}
