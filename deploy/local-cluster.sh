@@ -13,7 +13,8 @@
 # Environment:
 #   VITALFLOW_BIN          the binary (default target/debug/vitalflow, else `vitalflow` on PATH)
 #   VITALFLOW_CLUSTER_DIR  pid files, logs, ready files, Kafka's state (default ./cluster)
-#   VITALFLOW_DATA         where tables live, shared by every process (default $VITALFLOW_CLUSTER_DIR/data)
+#   VITALFLOW_DATA         where tables live, shared by every process: a directory (default
+#                          $VITALFLOW_CLUSTER_DIR/data) or s3://bucket/prefix with the AWS_* variables set
 #   VITALFLOW_CONFIG       vitalflow.toml every process reads (Flight SQL users, ports...); VITALFLOW__*
 #                          variables override it as usual
 #   VITALFLOW__CLUSTER__SECRET / VITALFLOW__CLUSTER__SECRET_FILE

@@ -75,7 +75,7 @@ def test_kubernetes_manifests_validate_offline_against_the_shipped_schemas(versi
     assert kinds == sorted([
         "ConfigMap/vitalflow-config", "Deployment/dashboard", "Deployment/executor", "Deployment/ingest",
         "Deployment/scheduler", "NetworkPolicy/executor-ballista", "NetworkPolicy/scheduler-ballista",
-        "PersistentVolumeClaim/vitalflow-data", "Secret/vitalflow-credentials",
+        "Secret/vitalflow-credentials",
         "Service/dashboard", "Service/scheduler",
     ])
     for name, doc in docs:
@@ -118,7 +118,9 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
                 env[item["name"]] = item["value"]
             elif "secretKeyRef" in item.get("valueFrom", {}):
                 ref = item["valueFrom"]["secretKeyRef"]
-                assert ref["name"] == secret["metadata"]["name"] and ref["key"] in secret["stringData"], (name, ref)
+                assert ref["name"] == secret["metadata"]["name"], (name, ref)
+                assert ref["key"] in secret["stringData"] or ref.get("optional") is True, (name, ref)
+                env[item["name"]] = secret["stringData"].get(ref["key"], "")
             else:
                 env[item["name"]] = "2" if "resourceFieldRef" in item["valueFrom"] else "10.0.0.7"
         for source in container.get("envFrom", []):
@@ -134,11 +136,12 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
         assert env["VITALFLOW_CONFIG"] == "/etc/vitalflow/vitalflow.toml"
         assert_command_accepted(container["args"], f"deployment {name}")
         assert_config_accepted(env, f"deployment {name}")
-        # Every vitalflow process shares the tables.
-        assert {"mountPath": "/var/lib/vitalflow/data", "name": "data"}.items() <= next(
-            m for m in container["volumeMounts"] if m["name"] == "data").items()
+        # Every vitalflow process reaches the tables' bucket with the store's credentials; no shared volume.
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"} <= env.keys(), f"deployment {name}: no object store credentials"
+        assert "persistentVolumeClaim" not in str(pod["volumes"]), f"deployment {name} mounts a shared volume"
     scheduler_ports = {p["port"] for p in services["scheduler"]["spec"]["ports"]}
     config = tomllib.loads(config_map["data"]["vitalflow.toml"])
+    assert config["storage"]["data_url"].startswith("s3://")
     # Executors register with the scheduler's external host: executor.scheduler_address derives from it.
     shown = tomllib.loads(vitalflow("--config", str(DEPLOY / "vitalflow.container.toml"), "config").stdout)
     assert "scheduler_address" not in config["executor"] and config["scheduler"]["external_host"] == "scheduler"
@@ -184,7 +187,9 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
         service = services[name]
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert [c["source"] for c in service["configs"]] == ["vitalflow"]
-        assert "data:/var/lib/vitalflow/data" in service["volumes"]
+        # The tables are in the S3 server's bucket: its address here, its identity in secrets.env.
+        assert service["environment"]["AWS_ENDPOINT_URL"] == "http://s3:80" and "volumes" not in service
+        assert service["depends_on"].get("s3", {}).get("condition") == "service_healthy" or name in ("executor", "ingest")
         if "entrypoint" in service:
             # bash -c "... exec vitalflow executor": the command after `exec vitalflow`.
             words = shlex.split(service["entrypoint"][-1].replace("$$", "$"))
@@ -199,6 +204,13 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
             port, path = re.search(r"/dev/tcp/127\.0\.0\.1/(\d+).*GET (\S+)", check).groups()
             assert path in ENDPOINTS[name][int(port)], f"compose {name}: nothing serves {path} on {port}"
     assert spec["configs"]["vitalflow"]["file"] == "./vitalflow.container.toml"
+    assert tomllib.loads((DEPLOY / "vitalflow.container.toml").read_text())["storage"]["data_url"].startswith("s3://")
+    # The S3 server: reached from both networks (executors only have the internal one), started with the
+    # identity every vitalflow process signs with, never published beyond the containers.
+    s3 = services["s3"]
+    assert set(s3["networks"]) == {"default", "cluster"} and "ports" not in s3
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= secrets.keys()
+    assert "S3PROXY_IDENTITY=$$AWS_ACCESS_KEY_ID" in s3["entrypoint"][-1] and "S3PROXY_CREDENTIAL=$$AWS_SECRET_ACCESS_KEY" in s3["entrypoint"][-1]
     # Grafana gets the provisioning of clients/grafana mounted where its datasource and dashboard providers look.
     mounts = {m.split(":")[1]: m.split(":")[0] for m in services["grafana"]["volumes"] if m.startswith("..")}
     assert mounts == {
