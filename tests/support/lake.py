@@ -8,6 +8,8 @@ takes either (a plain `Path` is a directory)."""
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +28,7 @@ class TableStore:
     url: str
     storage_options: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    server: S3Server | None = None
 
     @classmethod
     def directory(cls, path: Path) -> "TableStore":
@@ -34,13 +37,35 @@ class TableStore:
     @classmethod
     def on_s3(cls, server: S3Server, prefix: str) -> "TableStore":
         """Tables under s3://bucket/prefix of the test server; vitalflow reads the standard AWS variables."""
-        return cls(server.url(prefix), server.delta_storage_options(), server.env())
+        return cls(server.url(prefix), server.delta_storage_options(), server.env(), server)
 
     def table_uri(self, table: str) -> str:
         return f"{self.url.rstrip('/')}/{table}"
 
+    def read_json(self, key: str) -> dict | None:
+        """A JSON object the processes keep beside the tables (`_checkpoints/etl.json`, ...); None while
+        there is none (or, in a directory, while it is being replaced)."""
+        if self.server is None:
+            try:
+                return json.loads((Path(self.url) / key).read_text())
+            except (FileNotFoundError, json.JSONDecodeError):
+                return None
+        prefix = self.url.removeprefix(f"s3://{self.server.bucket}").strip("/")
+        client = s3_client(self.server)
+        try:
+            body = client.get_object(Bucket=self.server.bucket, Key=f"{prefix}/{key}")["Body"].read()
+        except client.exceptions.NoSuchKey:
+            return None
+        return json.loads(body)
+
     def __str__(self) -> str:
         return self.url
+
+
+@functools.cache
+def s3_client(server: S3Server):
+    """One boto3 client per server: tests poll checkpoints many times a second."""
+    return server.client()
 
 
 def as_store(data: Path | TableStore) -> TableStore:

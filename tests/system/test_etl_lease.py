@@ -13,7 +13,7 @@ LEASE = {**FAST, "VITALFLOW__ETL__LEASE_SECONDS": "6"}
 STANDBY = "ETL standby: another scheduler holds the ETL lease"
 
 
-def test_a_second_etl_driver_stands_by_and_takes_over_after_a_kill_9(cluster):
+def test_a_second_etl_driver_stands_by_and_takes_over_after_a_kill_9(cluster, storage):
     first_wave, second_wave = 600, 400
     sim = cluster.start("simulate", "simulate", "--count", str(first_wave), "--rate", "0", "--patients", "20", "--seed", "51")
     assert sim.wait_exit(120) == 0, sim.tail()

@@ -184,7 +184,7 @@ def test_ingest_crash_inside_a_flush_resumes_from_the_landed_files(cluster, fast
     assert_exactly_once(cluster, produced + bad)
 
 
-def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cluster, fast_config):
+def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cluster, storage, fast_config):
     kafka_dir = os.environ.get("VITALFLOW_KAFKA_DIR")
     if not kafka_dir:
         pytest.skip("needs the test script's broker (VITALFLOW_KAFKA_DIR) to restart it")
@@ -202,7 +202,7 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cl
     assert_exactly_once(cluster, produced)
 
 
-def test_two_processes_in_one_group_one_killed_and_restarted(cluster, fast_config):
+def test_two_processes_in_one_group_one_killed_and_restarted(cluster, storage, fast_config):
     group = f"{cluster.topic}-ingest"
     sim = Stream(cluster.kafka, cluster.topic, RECORDS, rate=max(RECORDS / 15, 5000), partitions=6)
     a = ingest(cluster, "ingest-a", group)
