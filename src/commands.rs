@@ -50,9 +50,11 @@ pub async fn status(config: VitalflowConfig, args: StatusArgs) -> anyhow::Result
 /// `vitalflow migrate`.
 pub async fn migrate(config: VitalflowConfig) -> anyhow::Result<()> {
     let location = open_data(&config)?;
-    let source = vitalflow_ingest::client::kafka_source(&config.kafka)
+    // The positions are recorded under the cluster's and the topic's ids, as ingest records them (a topic
+    // that no longer exists has no id: its positions then mean nothing to the topic created next).
+    let (source, _) = vitalflow_ingest::client::kafka_source(&config.kafka)
         .await
-        .context("reading the Kafka cluster id, which the migrated positions are recorded under")?;
+        .context("reading the Kafka cluster and topic ids, which the migrated positions are recorded under")?;
     let report = vitalflow_udf_model::lake::migrate::migrate(&location, &source).await.context("migrating")?;
     for (table, rows) in &report.rows {
         println!("{table:<16} {rows} rows");

@@ -13,6 +13,7 @@ use vitalflow_udf_model::lake::names::KafkaSource;
 
 use crate::config::KafkaConfig;
 use crate::error::{Error, Result};
+use crate::topic_id::{TopicId, describe_topic_id};
 
 /// A librdkafka configuration with the brokers, the security keys and the user's extra properties.
 pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
@@ -92,15 +93,19 @@ impl ClientContext for RefusalRecorder {
 
 impl ConsumerContext for RefusalRecorder {}
 
-/// How long the brokers have to tell their cluster id.
+/// How long the brokers have to tell their cluster id and the topic's id.
 const CLUSTER_ID_TIMEOUT: Duration = Duration::from_secs(30);
+/// One DescribeTopics round; rounds repeat until [`CLUSTER_ID_TIMEOUT`].
+const TOPIC_ID_ROUND: Duration = Duration::from_secs(5);
 
-/// The brokers' cluster id, asked in short rounds so that a refusal (a wrong password, TLS) is named
-/// at once rather than after the whole timeout; `Ok(None)` when they never tell it.
-fn fetch_cluster_id(config: ClientConfig, brokers: String) -> Result<Option<String>> {
-    let client: BaseConsumer<RefusalRecorder> =
-        config.create_with_context(RefusalRecorder::default()).map_err(kafka_err("create metadata client"))?;
-    let deadline = Instant::now() + CLUSTER_ID_TIMEOUT;
+/// A short-lived client for metadata questions, which names a refusal (a wrong password, TLS) at once.
+fn metadata_client(config: ClientConfig) -> Result<BaseConsumer<RefusalRecorder>> {
+    config.create_with_context(RefusalRecorder::default()).map_err(kafka_err("create metadata client"))
+}
+
+/// The brokers' cluster id, asked in short rounds so that a refusal is named at once rather than after
+/// the whole timeout; `Ok(None)` when they never tell it.
+fn wait_cluster_id(client: &BaseConsumer<RefusalRecorder>, brokers: &str, deadline: Instant) -> Result<Option<String>> {
     loop {
         if let Some(id) = client.client().fetch_cluster_id(Duration::from_secs(1)).filter(|id| !id.is_empty()) {
             return Ok(Some(id));
@@ -110,7 +115,7 @@ fn fetch_cluster_id(config: ClientConfig, brokers: String) -> Result<Option<Stri
             client.context().record(&error, "");
         }
         if let Some(reason) = client.context().refusal() {
-            return Err(Error::Refused { brokers, reason });
+            return Err(Error::Refused { brokers: brokers.to_string(), reason });
         }
         if Instant::now() >= deadline {
             return Ok(None);
@@ -118,19 +123,68 @@ fn fetch_cluster_id(config: ClientConfig, brokers: String) -> Result<Option<Stri
     }
 }
 
-/// The cluster and topic ingest reads, as the brokers identify them. Brokers that report no cluster
-/// id (Kafka before 0.10.1) are refused: positions of different clusters would be mixed up.
-pub async fn kafka_source(kafka: &KafkaConfig) -> Result<KafkaSource> {
+/// The topic's id, asked until the brokers answer or `deadline` passes.
+fn wait_topic_id(
+    client: &BaseConsumer<RefusalRecorder>,
+    brokers: &str,
+    topic: &str,
+    deadline: Instant,
+) -> Result<TopicId> {
+    loop {
+        match describe_topic_id(client.client(), topic, TOPIC_ID_ROUND) {
+            Ok(id) => return Ok(id),
+            Err(reason) => {
+                if let Some(refusal) = client.context().refusal() {
+                    return Err(Error::Refused { brokers: brokers.to_string(), reason: refusal });
+                }
+                if Instant::now() >= deadline {
+                    return Err(Error::Config(format!("reading the id of topic {topic:?} from {brokers}: {reason}")));
+                }
+                tracing::warn!(topic, reason, "Reading the topic's id failed; retrying.");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+}
+
+/// The cluster and topic ingest reads, as the brokers identify them, and what they said of the topic's
+/// id: [`TopicId::Absent`] means the topic does not exist yet, and its id is still to be read (by
+/// [`read_topic_id`]) before anything is landed from it. Brokers that report no cluster id (Kafka before
+/// 0.10.1) are refused: positions of different clusters would be mixed up.
+pub async fn kafka_source(kafka: &KafkaConfig) -> Result<(KafkaSource, TopicId)> {
     let config = client_config(kafka);
-    let brokers = kafka.brokers.clone();
-    let asked = brokers.clone();
-    let cluster_id = tokio::task::spawn_blocking(move || fetch_cluster_id(config, asked))
-        .await
-        .map_err(|e| Error::Config(format!("fetching the Kafka cluster id: {e}")))??;
+    let (brokers, topic) = (kafka.brokers.clone(), kafka.topic.clone());
+    let (cluster_id, topic_id) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let client = metadata_client(config)?;
+        let deadline = Instant::now() + CLUSTER_ID_TIMEOUT;
+        let Some(cluster_id) = wait_cluster_id(&client, &brokers, deadline)? else {
+            return Ok((None, TopicId::Absent));
+        };
+        Ok((Some(cluster_id), wait_topic_id(&client, &brokers, &topic, deadline)?))
+    })
+    .await
+    .map_err(|e| Error::Config(format!("fetching the Kafka cluster id: {e}")))??;
     let cluster_id = cluster_id.filter(|id| !id.is_empty()).ok_or_else(|| {
         Error::Config(format!(
-            "the Kafka brokers at {brokers} reported no cluster id (unreachable, or older than 0.10.1)"
+            "the Kafka brokers at {} reported no cluster id (unreachable, or older than 0.10.1)",
+            kafka.brokers
         ))
     })?;
-    Ok(KafkaSource { cluster_id, topic: kafka.topic.clone(), topic_id: String::new() })
+    let known = match &topic_id {
+        TopicId::Known(id) => id.clone(),
+        TopicId::Absent | TopicId::Unsupported => String::new(),
+    };
+    Ok((KafkaSource { cluster_id, topic: kafka.topic.clone(), topic_id: known }, topic_id))
+}
+
+/// The vitals topic's id as the brokers tell it now.
+pub async fn read_topic_id(kafka: &KafkaConfig) -> Result<TopicId> {
+    let config = client_config(kafka);
+    let (brokers, topic) = (kafka.brokers.clone(), kafka.topic.clone());
+    tokio::task::spawn_blocking(move || {
+        let client = metadata_client(config)?;
+        wait_topic_id(&client, &brokers, &topic, Instant::now() + CLUSTER_ID_TIMEOUT)
+    })
+    .await
+    .map_err(|e| Error::Config(format!("reading the topic's id: {e}")))?
 }

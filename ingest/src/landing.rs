@@ -19,10 +19,13 @@ use vitalflow_udf_model::lake::{DataLocation, LakeError};
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA, table};
 
 use crate::batch::{DeadLetter, PartitionRange, dead_letter_batch};
+use crate::client::read_topic_id;
+use crate::config::KafkaConfig;
 use crate::dead_letter_topic::DeadLetterTopic;
 use crate::decode::ReasonCode;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::events::BatchLanded;
+use crate::topic_id::TopicId;
 
 /// Fault-injection hook for the exactly-once tests. `after-landing`: abort after a flush's commits and
 /// before the Kafka offset commit. `between-files`: abort after the `dead_letters` commit and before
@@ -61,6 +64,9 @@ impl Fault {
 pub struct Landing {
     location: DataLocation,
     source: KafkaSource,
+    /// Set while the topic's id is still to be read (the topic did not exist at start): it is read
+    /// when partitions are first assigned, before any position is looked up or landed.
+    topic_id_pending: Option<KafkaConfig>,
     vitals_raw: LakeTable,
     dead_letters: LakeTable,
     /// Each partition's last landed offset per table, as last read or committed by this process; valid
@@ -128,11 +134,45 @@ impl LandingRange {
 }
 
 impl Landing {
-    /// Opens (or creates) `vitals_raw` and `dead_letters` under `location` for `source`.
-    pub async fn open(location: &DataLocation, source: KafkaSource) -> Result<Landing> {
+    /// Opens (or creates) `vitals_raw` and `dead_letters` under `location` for `source`; `topic_id` is
+    /// what the brokers said of the topic's id when `source` was read (`Absent`: read it from `kafka` later).
+    pub async fn open(
+        location: &DataLocation,
+        source: KafkaSource,
+        topic_id: &TopicId,
+        kafka: &KafkaConfig,
+    ) -> Result<Landing> {
         let vitals_raw = LakeTable::open_or_create(location, table::VITALS_RAW, &VITALS_RAW_SCHEMA).await?;
         let dead_letters = LakeTable::open_or_create(location, table::DEAD_LETTERS, &DEAD_LETTERS_SCHEMA).await?;
-        Ok(Landing { location: location.clone(), source, vitals_raw, dead_letters, known: Known::default() })
+        let topic_id_pending = (*topic_id == TopicId::Absent).then(|| kafka.clone());
+        Ok(Landing {
+            location: location.clone(),
+            source,
+            topic_id_pending,
+            vitals_raw,
+            dead_letters,
+            known: Known::default(),
+        })
+    }
+
+    /// Reads the topic's id if it was still to be read. An assigned topic the brokers cannot describe
+    /// yet is an error the caller retries: landing under no id would mix this topic's positions with
+    /// those of a topic recreated under its name.
+    async fn settle_topic_id(&mut self) -> Result<()> {
+        let Some(kafka) = &self.topic_id_pending else { return Ok(()) };
+        match read_topic_id(kafka).await? {
+            TopicId::Known(id) => self.source.topic_id = id,
+            TopicId::Unsupported => {}
+            TopicId::Absent => {
+                return Err(Error::Config(format!(
+                    "topic {:?} has assigned partitions but the brokers do not describe it yet",
+                    self.source.topic
+                )));
+            }
+        }
+        tracing::info!(topic = %self.source.topic, topic_id = %self.source.topic_id, "Landing positions are those of this topic.");
+        self.topic_id_pending = None;
+        Ok(())
     }
 
     /// The Kafka source positions are recorded for.
@@ -145,6 +185,7 @@ impl Landing {
         &mut self,
         partitions: &BTreeSet<i32>,
     ) -> Result<std::collections::BTreeMap<i32, i64>> {
+        self.settle_topic_id().await?;
         self.vitals_raw.refresh().await?;
         let mut positions = std::collections::BTreeMap::new();
         for &partition in partitions {
@@ -187,6 +228,7 @@ impl Landing {
             by_reason: Default::default(),
             latency: Duration::ZERO,
         };
+        self.settle_topic_id().await?;
         self.vitals_raw.refresh().await?;
         self.dead_letters.refresh().await?;
         // Ranges whose offsets are this process's to land: nothing of them is in the table yet.

@@ -18,6 +18,7 @@ pub mod prometheus;
 pub mod reading;
 mod service;
 pub mod source;
+pub mod topic_id;
 
 pub use config::{IngestConfig, KafkaConfig};
 pub use error::{Error, Result};

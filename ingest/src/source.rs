@@ -65,10 +65,10 @@ pub async fn run(
     if runtime.runtime_flavor() != RuntimeFlavor::MultiThread {
         return Err(Error::Config("ingest needs a multi-threaded tokio runtime".into()));
     }
-    // Positions are kept per Kafka cluster and topic: a new broker's offsets start from its beginning.
-    let source = kafka_source(kafka).await?;
-    tracing::info!(cluster_id = %source.cluster_id, topic = %source.topic, "Landing positions are those of this Kafka cluster.");
-    let landing = Arc::new(tokio::sync::Mutex::new(Landing::open(location, source).await?));
+    // Positions are kept per Kafka cluster and topic id: a recreated topic's offsets start from 0 again.
+    let (source, topic_id) = kafka_source(kafka).await?;
+    tracing::info!(cluster_id = %source.cluster_id, topic = %source.topic, topic_id = ?topic_id, "Landing positions are those of this Kafka cluster and topic.");
+    let landing = Arc::new(tokio::sync::Mutex::new(Landing::open(location, source, &topic_id, kafka).await?));
     let assignment = Arc::new(Mutex::new(Assignment::default()));
     let context = IngestContext {
         landing: landing.clone(),

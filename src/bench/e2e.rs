@@ -34,9 +34,20 @@ use super::cli::BenchE2eArgs;
 use crate::config::VitalflowConfig;
 use crate::process::load_model;
 use crate::up::pipeline::{LocalPipeline, local_only};
+use vitalflow_scheduler::config::EtlEngine;
 
 /// The goal the figures are held against (issue: p99 ≤ 500 ms at 20k records/s on 2 cores).
 const GOAL_P99: Duration = Duration::from_millis(500);
+
+/// p99 of the previous table format (Parquet folders kept by vitalflow's own conventions, before Delta
+/// Lake), measured 2026-11-24 with the same command at 20,000 records/s for 30 s on the 2-core machine
+/// (docs/benchmarks.md): in process, and as a Ballista job per batch.
+fn previous_format_p99(run_on: EtlEngine) -> (&'static str, Duration) {
+    match run_on {
+        EtlEngine::InProcess => ("in_process", Duration::from_millis(3090)),
+        EtlEngine::Cluster => ("cluster", Duration::from_millis(7750)),
+    }
+}
 
 /// Pause between two polls of `patient_latest`.
 const POLL_PAUSE: Duration = Duration::from_millis(10);
@@ -206,6 +217,12 @@ async fn measure(
         GOAL_P99.as_millis(),
         p99.as_secs_f64() / GOAL_P99.as_secs_f64(),
         args.rate
+    );
+    let (run_on, previous) = previous_format_p99(config.etl.run_on);
+    println!(
+        "previous table format (Parquet folders, 2026-11-24, 20000 records/s, etl.run_on = {run_on}): p99 {:.0} ms; this run's p99 is {:.2}× it",
+        previous.as_secs_f64() * 1e3,
+        p99.as_secs_f64() / previous.as_secs_f64()
     );
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! `vitalflow bench ingest`: records/s landed as Parquet by the real ingest path against the raw
+//! `vitalflow bench ingest`: records/s landed in the Delta Lake tables by the real ingest path against the raw
 //! consume rate of the same topic (the ceiling), in one run.
 //!
 //! One run: produce N simulated records (the seed's flat JSON, keyed by patient) to a fresh topic of a
@@ -32,6 +32,11 @@ use vitalflow_udf_model::simulate::VitalsSimulator;
 use super::cli::{BenchIngestArgs, BenchIngestWorker};
 use super::{BenchKafka, rows_per_sec};
 use crate::config::VitalflowConfig;
+
+/// Records/s per core landed by (b) in the previous table format (Parquet folders kept by vitalflow's own
+/// conventions, before Delta Lake): the range of three runs measured 2026-11-24 with the same command,
+/// 2,000,000 records, default flush, on the 2-core machine (docs/benchmarks.md).
+const PREVIOUS_FORMAT_PER_CORE: (f64, f64) = (259_632.0, 304_077.0);
 
 /// What a worker child prints as its one line on stdout.
 #[derive(Debug, Serialize, Deserialize)]
@@ -100,7 +105,7 @@ async fn measure(config: &VitalflowConfig, args: &BenchIngestArgs, broker_name: 
         raw_rate, raw_core, raw.seconds, raw.cpu_seconds
     );
     println!(
-        "(b) landed as Parquet by `vitalflow ingest`'s loop:              {:>10.0} records/s, {:>10.0} records/s per core ({:.2} s wall, {:.2} s CPU; {} dead letters; flush {} records / {} ms)",
+        "(b) landed in Delta tables by `vitalflow ingest`'s loop:        {:>10.0} records/s, {:>10.0} records/s per core ({:.2} s wall, {:.2} s CPU; {} dead letters; flush {} records / {} ms)",
         land_rate,
         land_core,
         landed.seconds,
@@ -113,6 +118,12 @@ async fn measure(config: &VitalflowConfig, args: &BenchIngestArgs, broker_name: 
         "ratio (b)/(a): {:.2} of the raw consume rate, {:.2} of its per-core rate",
         land_rate / raw_rate,
         land_core / raw_core
+    );
+    let (low, high) = PREVIOUS_FORMAT_PER_CORE;
+    println!(
+        "previous table format (Parquet folders, 2026-11-24): (b) {low:.0}-{high:.0} records/s per core; this run's (b) is {:.2}-{:.2}× it",
+        land_core / high,
+        land_core / low
     );
     Ok(())
 }

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from tests.support.lake import TableStore, positions, rows
 from tests.support.wait import wait_until
@@ -200,6 +201,31 @@ def test_broker_stopped_and_restarted_mid_stream_loses_and_duplicates_nothing(cl
     assert proc.proc.poll() is None, f"ingest exited during the broker restart:\n{proc.tail()}"
     proc.stop()
     assert_exactly_once(cluster, produced)
+
+
+def test_a_topic_deleted_and_created_again_lands_all_its_records(cluster, fast_config):
+    """Kafka gives a topic created again under the same name a new id and offsets from 0 again. Landing
+    positions are kept per topic id, so none of the new topic's records is taken for one already landed
+    from the old topic (whose rows stay)."""
+    group = f"{cluster.topic}-ingest"
+    first = acknowledged(simulate(cluster, 3000))
+    proc = ingest(cluster, "ingest", group)
+    wait_all_landed(cluster, first)
+    proc.stop()
+    admin = AdminClient({"bootstrap.servers": cluster.kafka})
+    for done in admin.delete_topics([cluster.topic]).values():
+        done.result(60)
+    wait_until(lambda: cluster.topic not in admin.list_topics(timeout=10).topics, 60, "the topic deleted")
+    # Fewer records than before: every offset of the new topic is one the old topic's rows already hold.
+    second = acknowledged(simulate(cluster, 600, name="simulate-2"))
+    proc = ingest(cluster, "ingest-2", group)
+    wait_all_landed(cluster, first + second)
+    proc.stop()
+    landed = Counter(landed_positions(cluster.data, "vitals_raw") + landed_positions(cluster.data, "dead_letters"))
+    new_topic = topic_offsets(cluster.kafka, cluster.topic)
+    assert len(new_topic) == second
+    assert sum(landed.values()) == first + second, f"{sum(landed.values())} rows for {first} + {second} records"
+    assert {p for p, n in landed.items() if n == 2} == new_topic and max(landed.values()) == 2
 
 
 def test_two_processes_in_one_group_one_killed_and_restarted(cluster, storage, fast_config):
