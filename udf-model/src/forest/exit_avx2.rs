@@ -20,12 +20,13 @@ pub(super) fn exit(block: &Block, row: &Row) -> usize {
         _mm256_set1_epi32(block.features as i32),
         _mm256_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s),
     );
-    // SAFETY: `Row` (32 bytes) and `Block` are 32- and 64-byte aligned; a block's first 32 bytes are
-    // its seven thresholds and its slots, read as an eighth lane whose result the table ignores.
+    // SAFETY: `Row` (32 bytes) and `Block` (64) are 32- and 64-byte aligned; a block's first 32 bytes
+    // (`repr(C)`) are its seven thresholds and its slots, read as an eighth lane whose result the table
+    // ignores, through a pointer to the whole block.
     unsafe {
         let inputs = _mm256_load_ps(row.0.as_ptr());
         let values = _mm256_permutevar8x32_ps(inputs, slots);
-        let thresholds = _mm256_load_ps(block.thresholds.as_ptr());
+        let thresholds = _mm256_load_ps(std::ptr::from_ref(block).cast::<f32>());
         // Not-less-or-equal, unordered: a NaN input goes right, as in scikit-learn.
         let right = _mm256_cmp_ps::<_CMP_NLE_UQ>(values, thresholds);
         usize::from(EXIT_OF_MASK[(_mm256_movemask_ps(right) & 0xff) as usize])
