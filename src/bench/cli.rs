@@ -95,7 +95,8 @@ pub enum BenchIngestWorker {
 /// `vitalflow-bench model`.
 #[derive(Debug, Args)]
 pub struct BenchModelArgs {
-    /// Python with numpy and scikit-learn (e.g. the venv of deploy/python-env.sh).
+    /// Python with numpy and scikit-learn, and the peers' packages (the venv of
+    /// `deploy/python-env.sh clients/requirements-bench.txt`).
     #[arg(long, env = "VITALFLOW_PYTHON", default_value = "python3")]
     pub python: String,
     /// Simulated rows scikit-learn's forest is trained on.
@@ -116,4 +117,8 @@ pub struct BenchModelArgs {
     /// The core both sides are pinned to.
     #[arg(long, default_value_t = 0)]
     pub core: usize,
+    /// Compiled-forest peers timed on the same forest (`onnxruntime`, `treelite`); their packages are
+    /// in clients/requirements-bench.txt. Empty for none.
+    #[arg(long, value_delimiter = ',', default_values_t = ["onnxruntime".to_string(), "treelite".to_string()])]
+    pub peers: Vec<String>,
 }

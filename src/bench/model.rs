@@ -1,11 +1,13 @@
-//! `vitalflow bench model`: the risk forest against scikit-learn on one core.
+//! `vitalflow bench model`: the risk forest against scikit-learn, ONNX Runtime and Treelite on one core.
 //!
 //! One run: simulate training and evaluation rows; in a Python subprocess (pinned to the same core,
 //! BLAS and OpenMP at one thread) train a scikit-learn `RandomForestClassifier` with the seed's
-//! settings (100 trees, unbounded depth), export it with `clients/python/vitalflow_export`, and time
-//! its `predict` at each batch size; then load the exported forest here and time `predict_risk` over
-//! Arrow arrays at the same batch sizes on the same rows; check that every label is identical; and
-//! time vitalflow's shipped forest too.
+//! settings (100 trees, unbounded depth), export it with `clients/python/vitalflow_export`, time its
+//! `predict` at each batch size, and time the same forest in ONNX Runtime and compiled by Treelite
+//! (`peers.py`), counting where their labels differ from scikit-learn's; then load the exported forest
+//! here and time `predict_risk` (labels, with the early exit), `risk_probability` (every tree) and
+//! `predict_risk` on the scalar kernel over Arrow arrays at the same batch sizes on the same rows;
+//! check that every label is identical; and time vitalflow's shipped forest too.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,20 +18,28 @@ use anyhow::{Context, bail};
 use arrow::array::{Array, Float64Array};
 use serde::Deserialize;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::forest::Kernel;
 use vitalflow_udf_model::rubric::RiskLevel;
 use vitalflow_udf_model::simulate::training_rows;
 use vitalflow_udf_model::train::LabelledRows;
-use vitalflow_udf_model::udf::predict_risk_array;
+use vitalflow_udf_model::udf::{predict_risk_array, risk_probability_array};
 
 use super::cli::BenchModelArgs;
 use super::{pin_to_core, rows_per_sec};
 
 /// The exporter and the timing driver, compiled in so that the benchmark needs no checkout.
-const PYTHON_PACKAGE: [(&str, &str); 3] = [
+const PYTHON_PACKAGE: [(&str, &str); 4] = [
     ("__init__.py", include_str!("../../clients/python/vitalflow_export/__init__.py")),
     ("__main__.py", include_str!("../../clients/python/vitalflow_export/__main__.py")),
     ("bench.py", include_str!("../../clients/python/vitalflow_export/bench.py")),
+    ("peers.py", include_str!("../../clients/python/vitalflow_export/peers.py")),
 ];
+
+/// The peers timed beside scikit-learn, as `peers.py` names them, with the names printed.
+const PEERS: [(&str, &str); 2] = [("onnxruntime", "ONNX Runtime"), ("treelite", "Treelite")];
+
+/// Batches up to this size are dominated by the Python call when a peer is timed through Python.
+const PYTHON_BOUND_BATCH: usize = 100;
 
 #[derive(Debug, Deserialize)]
 struct SklearnReport {
@@ -37,6 +47,19 @@ struct SklearnReport {
     fit_seconds: f64,
     nodes: u64,
     max_depth: u64,
+    timings: Vec<Timing>,
+    #[serde(default)]
+    peers: std::collections::BTreeMap<String, PeerReport>,
+}
+
+/// One peer's outcome: its timings and disagreements with scikit-learn, or why it did not run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct PeerReport {
+    version: String,
+    build_seconds: f64,
+    disagreements: u64,
+    error: Option<String>,
     timings: Vec<Timing>,
 }
 
@@ -61,22 +84,39 @@ fn class_code(level: RiskLevel) -> u8 {
     RiskLevel::ALL.iter().position(|l| *l == level).unwrap_or(0) as u8
 }
 
-/// Times `predict_risk` over Arrow columns: calls of `batch` rows for at least `seconds`.
-fn time_vitalflow(forest: &RiskForest, cols: &[Float64Array], batch: usize, seconds: f64) -> Timing {
+/// Times `score` over Arrow columns: calls of `batch` rows for at least `seconds`, moving through the rows.
+fn time_calls(cols: &[Float64Array], batch: usize, seconds: f64, score: impl Fn(&[Float64Array]) -> usize) -> Timing {
     let n = cols[0].len();
     let batch = batch.min(n).max(1);
     let (mut rows, mut spent, mut calls, mut start) = (0u64, 0.0f64, 0u64, 0usize);
     while calls == 0 || spent < seconds {
         let t0 = Instant::now();
         let slice: Vec<Float64Array> = cols.iter().map(|c| c.slice(start, batch)).collect();
-        let labels = predict_risk_array(forest, &slice);
+        std::hint::black_box(score(&slice));
         spent += t0.elapsed().as_secs_f64();
-        std::hint::black_box(labels.len());
         calls += 1;
         rows += batch as u64;
         start = (start + batch) % (n - batch + 1);
     }
     Timing { batch, rows, seconds: spent }
+}
+
+/// `predict_risk`'s rows/s.
+fn labels_per_sec(forest: &RiskForest, cols: &[Float64Array], batch: usize, seconds: f64) -> f64 {
+    let t = time_calls(cols, batch, seconds, |c| predict_risk_array(forest, c).len());
+    rows_per_sec(t.rows, t.seconds)
+}
+
+/// `risk_probability`'s rows/s.
+fn probabilities_per_sec(forest: &RiskForest, cols: &[Float64Array], batch: usize, seconds: f64) -> f64 {
+    let t = time_calls(cols, batch, seconds, |c| risk_probability_array(forest, c).map_or(0, |a| a.len()));
+    rows_per_sec(t.rows, t.seconds)
+}
+
+/// A peer's rows/s at `batch`, if it ran.
+fn peer_rate(report: &SklearnReport, peer: &str, batch: usize) -> Option<f64> {
+    let timing = report.peers.get(peer)?.timings.iter().find(|t| t.batch == batch)?;
+    Some(rows_per_sec(timing.rows, timing.seconds))
 }
 
 /// `vitalflow bench model`.
@@ -102,7 +142,7 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
 
     let batches: Vec<String> = args.batches.iter().map(|b| b.min(&eval.features.len()).to_string()).collect();
     eprintln!(
-        "training scikit-learn's forest ({} trees, unbounded depth) and timing its predict on core {}",
+        "training scikit-learn's forest ({} trees, unbounded depth), timing its predict and the peers' on core {}",
         args.trees, args.core
     );
     let mut python = Command::new("taskset");
@@ -124,13 +164,19 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
             &batches.join(","),
             "--seconds",
             &args.seconds.to_string(),
+            "--peers",
+            &args.peers.join(","),
         ])
+        .arg("--workdir")
+        .arg(dir.path())
         .arg("--model-out")
         .arg(&model_json)
         .arg("--predictions-out")
         .arg(&predictions)
         .current_dir(dir.path())
         .env("PYTHONPATH", dir.path())
+        // TL2cgen builds its C sources in a temporary directory: keep them in ours, removed at the end.
+        .env("TMPDIR", dir.path())
         .envs(["OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"].map(|k| (k, "1")))
         .output()
         .with_context(|| {
@@ -166,46 +212,107 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
     let mut out = stdout.lock();
     writeln!(
         out,
-        "vitalflow bench model: {} evaluation rows, one core{}",
+        "vitalflow bench model: {} evaluation rows, one core{}, vitalflow's {} kernel",
         eval.features.len(),
-        if pinned { " (taskset)" } else { " (NOT pinned)" }
+        if pinned { " (taskset)" } else { " (NOT pinned)" },
+        imported.kernel().name()
     )?;
     writeln!(
         out,
-        "scikit-learn {}: {} trees, {} nodes, depth ≤ {}, fitted on {} rows in {:.1} s; vitalflow loads it as {} nodes, depth ≤ {}",
+        "scikit-learn {}: {} trees, {} nodes, depth ≤ {}, fitted on {} rows in {:.1} s; vitalflow lays it out in {:.1} MB",
         report.sklearn,
         args.trees,
         report.nodes,
         report.max_depth,
         train.features.len(),
         report.fit_seconds,
-        imported.node_count(),
-        imported.max_depth()
+        imported.layout_bytes() as f64 / 1e6
     )?;
     writeln!(
         out,
-        "labels identical to sklearn.predict: {} of {} rows ({differ} differ)",
+        "vitalflow's labels identical to sklearn.predict: {} of {} rows ({differ} differ)",
         ours.len() - differ,
         ours.len()
+    )?;
+    for (key, name) in PEERS {
+        match report.peers.get(key) {
+            Some(PeerReport { error: Some(error), .. }) => writeln!(out, "{name}: not run: {error}")?,
+            Some(peer) => writeln!(
+                out,
+                "{name} ({}; built in {:.1} s): labels identical to sklearn.predict on {} of {} rows ({} differ)",
+                peer.version,
+                peer.build_seconds,
+                ours.len() as u64 - peer.disagreements,
+                ours.len(),
+                peer.disagreements
+            )?,
+            None => writeln!(out, "{name}: not asked for (--peers)")?,
+        }
+    }
+    writeln!(out)?;
+    writeln!(
+        out,
+        "rows/s: vitalflow predict_risk (early exit), risk_probability (every tree), predict_risk on the scalar kernel; \
+         the peers on the same forest; then predict_risk's ratio to each peer"
+    )?;
+    writeln!(
+        out,
+        "{:>9} {:>12} {:>12} {:>12} {:>12} {:>13} {:>13} {:>9} {:>9} {:>9}",
+        "batch",
+        "predict_risk",
+        "risk_prob",
+        "scalar",
+        "sklearn",
+        "ONNX Runtime",
+        "Treelite",
+        "×sklearn",
+        "×ORT",
+        "×Treelite"
+    )?;
+    let scalar = imported.with_kernel(Kernel::Scalar).context("the scalar kernel runs everywhere")?;
+    let cell = |rate: Option<f64>, batch: usize| match rate {
+        Some(r) if batch <= PYTHON_BOUND_BATCH => format!("{r:.0}*"),
+        Some(r) => format!("{r:.0}"),
+        None => "-".into(),
+    };
+    let ratio = |ours: f64, theirs: Option<f64>| theirs.map_or("-".into(), |t| format!("{:.1}x", ours / t));
+    for t in &report.timings {
+        let ours = labels_per_sec(&imported, &cols, t.batch, args.seconds);
+        let probabilities = probabilities_per_sec(&imported, &cols, t.batch, args.seconds);
+        let on_scalar = labels_per_sec(&scalar, &cols, t.batch, args.seconds);
+        let sklearn = rows_per_sec(t.rows, t.seconds);
+        let (onnx, treelite) = (peer_rate(&report, PEERS[0].0, t.batch), peer_rate(&report, PEERS[1].0, t.batch));
+        writeln!(
+            out,
+            "{:>9} {ours:>12.0} {probabilities:>12.0} {on_scalar:>12.0} {sklearn:>12.0} {:>13} {:>13} {:>9} {:>9} {:>9}",
+            t.batch,
+            cell(onnx, t.batch),
+            cell(treelite, t.batch),
+            format!("{:.1}x", ours / sklearn),
+            ratio(ours, onnx),
+            ratio(ours, treelite)
+        )?;
+    }
+    writeln!(
+        out,
+        "(* the peer is called through Python, whose per-call overhead dominates at batch ≤ {PYTHON_BOUND_BATCH}; \
+         scikit-learn is too, at every batch)"
     )?;
     writeln!(out)?;
     writeln!(
         out,
-        "{:<34} {:>9} {:>16} {:>16} {:>9}",
-        "forest", "batch", "vitalflow rows/s", "sklearn rows/s", "ratio"
+        "vitalflow's shipped forest ({} trees, {} nodes, depth ≤ {}), against scikit-learn's forest above:",
+        shipped.tree_count(),
+        shipped.node_count(),
+        shipped.max_depth()
     )?;
-    let shipped_name = format!("vitalflow shipped ({} trees)", shipped.tree_count());
-    for (name, forest) in [("same sklearn forest, imported", &imported), (shipped_name.as_str(), &shipped)] {
-        for t in &report.timings {
-            let ours = time_vitalflow(forest, &cols, t.batch, args.seconds);
-            let (v, s) = (rows_per_sec(ours.rows, ours.seconds), rows_per_sec(t.rows, t.seconds));
-            writeln!(out, "{name:<34} {:>9} {v:>16.0} {s:>16.0} {:>8.1}x", t.batch, v / s)?;
-        }
+    writeln!(out, "{:>9} {:>12} {:>12} {:>12} {:>9}", "batch", "predict_risk", "risk_prob", "sklearn", "×sklearn")?;
+    for t in &report.timings {
+        let ours = labels_per_sec(&shipped, &cols, t.batch, args.seconds);
+        let probabilities = probabilities_per_sec(&shipped, &cols, t.batch, args.seconds);
+        let sklearn = rows_per_sec(t.rows, t.seconds);
+        writeln!(out, "{:>9} {ours:>12.0} {probabilities:>12.0} {sklearn:>12.0} {:>8.1}x", t.batch, ours / sklearn)?;
     }
-    writeln!(
-        out,
-        "(the shipped forest's ratio compares it with the sklearn forest above: what a seed user gains by switching models)"
-    )?;
     drop(out);
     if differ > 0 {
         bail!("{differ} labels differ from scikit-learn's");

@@ -1,5 +1,6 @@
-"""The scikit-learn side of `vitalflow bench model`: train a forest with the seed's settings, export it,
-and time `predict` at several batch sizes on the rows vitalflow times too.
+"""The Python side of `vitalflow bench model`: train a forest with the seed's settings, export it, and
+time scikit-learn's `predict` and the compiled-forest peers (`peers.py`) at several batch sizes on the
+rows vitalflow times too.
 
 Run by `vitalflow bench model` (pinned to one core, BLAS/OpenMP at one thread); prints one JSON line.
 Files are raw little-endian arrays: features float64 (rows x 6), labels and predictions uint8
@@ -16,6 +17,7 @@ import time
 import numpy as np
 
 from . import export_forest
+from .peers import run_peers, time_batches
 
 CLASSES = np.array(["High", "Medium", "Low"])
 
@@ -41,7 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predictions-out", required=True)
     p.add_argument("--batches", default="1,100,10000,1000000")
     p.add_argument("--seconds", type=float, default=2.0, help="time spent per batch size, at least one call")
+    p.add_argument("--peers", default="onnxruntime,treelite", help="compiled-forest peers to time, comma-separated")
+    p.add_argument("--workdir", default=".", help="where peers build their files")
     args = p.parse_args(argv)
+    batches = [int(b) for b in args.batches.split(",")]
 
     x = _rows(args.train)
     y = CLASSES[np.fromfile(args.labels, dtype=np.uint8)]
@@ -53,28 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     fit_seconds = time.perf_counter() - t0
     export_forest(model, args.model_out, version=f"sklearn-bench-{args.trees}")
 
-    saved = False
-    timings = []
-    for batch in [int(b) for b in args.batches.split(",")]:
-        batch = min(batch, len(ev))
-        calls, rows, spent, start = 0, 0, 0.0, 0
-        while calls == 0 or spent < args.seconds:
-            chunk = ev[start : start + batch]
-            t0 = time.perf_counter()
-            out = model.predict(chunk)
-            spent += time.perf_counter() - t0
-            if batch == len(ev) and calls == 0:
-                _save(out, args.predictions_out)
-                saved = True
-            calls += 1
-            rows += len(chunk)
-            start = (start + batch) % max(1, len(ev) - batch + 1)
-        timings.append({"batch": batch, "calls": calls, "rows": rows, "seconds": spent})
-    if not saved:
-        _save(model.predict(ev), args.predictions_out)
+    # The labels every other side is compared with (untimed), then the timings.
+    labels = model.predict(ev)
+    _save(labels, args.predictions_out)
+    timings = time_batches(model.predict, ev, batches, args.seconds)
+    peers = run_peers([p for p in args.peers.split(",") if p], model, ev, labels, batches, args.seconds, args.workdir)
     nodes = int(sum(e.tree_.node_count for e in model.estimators_))
     depth = int(max(e.tree_.max_depth for e in model.estimators_))
-    print(json.dumps({"sklearn": sklearn.__version__, "fit_seconds": fit_seconds, "nodes": nodes, "max_depth": depth, "timings": timings}))
+    report = {"sklearn": sklearn.__version__, "fit_seconds": fit_seconds, "nodes": nodes, "max_depth": depth}
+    print(json.dumps(report | {"timings": timings, "peers": peers}))
     return 0
 
 

@@ -30,7 +30,7 @@ pub use last_known::LastKnown;
 pub use model_version::ModelVersion;
 pub use news2_score::News2Score;
 pub use predict_risk::{PredictRisk, predict_risk_array};
-pub use risk_probability::RiskProbability;
+pub use risk_probability::{RiskProbability, risk_probability_array};
 pub use rubric_score::RubricScore;
 
 /// Every vitalflow SQL function, scoring with `forest`.

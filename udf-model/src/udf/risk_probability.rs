@@ -4,7 +4,7 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Builder, StructArray};
+use arrow::array::{ArrayRef, Float64Array, StructArray};
 use arrow::buffer::NullBuffer;
 use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::Result;
@@ -66,18 +66,23 @@ impl ScalarUDFImpl for RiskProbability {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
         let cols = float_args(&args.args, rows)?;
-        let mut builders: [Float64Builder; 3] = std::array::from_fn(|_| Float64Builder::with_capacity(rows));
-        let mut valid = Vec::with_capacity(rows);
-        score_arrays(&self.forest, &cols, |_, p| {
-            valid.push(p.is_some());
-            let probs = p.map_or([0.0; 3], |p| p.probabilities);
-            for (b, v) in builders.iter_mut().zip(probs) {
-                b.append_value(v);
-            }
-        });
-        let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
-        let nulls = NullBuffer::from(valid);
-        let out = StructArray::try_new(RiskProbability::fields(), arrays, Some(nulls))?;
-        Ok(ColumnarValue::Array(Arc::new(out)))
+        Ok(ColumnarValue::Array(Arc::new(risk_probability_array(&self.forest, &cols)?)))
     }
+}
+
+/// The class probabilities of six Float64 columns (model vitals in feature order): `risk_probability`
+/// without the SQL.
+pub fn risk_probability_array(forest: &RiskForest, cols: &[Float64Array]) -> Result<StructArray> {
+    let rows = cols.first().map_or(0, |c| c.len());
+    let mut columns: [Vec<f64>; 3] = std::array::from_fn(|_| Vec::with_capacity(rows));
+    let mut valid = Vec::with_capacity(rows);
+    score_arrays(forest, cols, |_, p| {
+        valid.push(p.is_some());
+        let probs = p.map_or([0.0; 3], |p| p.probabilities);
+        for (column, v) in columns.iter_mut().zip(probs) {
+            column.push(v);
+        }
+    });
+    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef).collect();
+    Ok(StructArray::try_new(RiskProbability::fields(), arrays, Some(NullBuffer::from(valid)))?)
 }
