@@ -7,8 +7,7 @@ use std::arch::x86_64::{
     _mm256_setr_epi32, _mm256_srlv_epi32,
 };
 
-use super::layout::{Block, EXIT_OF_MASK, Layout, Row, SLOT_BITS};
-use super::walk;
+use super::layout::{Block, EXIT_OF_MASK, Row, SLOT_BITS};
 
 /// The exit of `block` that `row` takes.
 #[inline]
@@ -31,22 +30,4 @@ pub(super) fn exit(block: &Block, row: &Row) -> usize {
         let right = _mm256_cmp_ps::<_CMP_NLE_UQ>(values, thresholds);
         usize::from(EXIT_OF_MASK[(_mm256_movemask_ps(right) & 0xff) as usize])
     }
-}
-
-/// [`walk::walk_rows`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn walk_rows(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[f64; 3]]) {
-    walk::walk_rows::<true>(layout, root, rows, sums);
-}
-
-/// [`walk::walk_one`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
-pub(super) unsafe fn walk_one(layout: &Layout, root: u32, row: &Row) -> usize {
-    walk::walk_one::<true>(layout, root, row)
 }

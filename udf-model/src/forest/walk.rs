@@ -47,7 +47,7 @@ impl Kernel {
         match self {
             // SAFETY: `Kernel::Avx2` is only used where `is_supported` holds (`RiskForest` checks).
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { super::exit_avx2::walk_rows(layout, root, rows, sums) },
+            Kernel::Avx2 => unsafe { walk_rows_avx2(layout, root, rows, sums) },
             _ => walk_rows::<false>(layout, root, rows, sums),
         }
     }
@@ -58,7 +58,7 @@ impl Kernel {
         let leaf: usize = match self {
             // SAFETY: as in `walk_rows`.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { super::exit_avx2::walk_one(layout, root, row) },
+            Kernel::Avx2 => unsafe { walk_one_avx2(layout, root, row) },
             _ => walk_one::<false>(layout, root, row),
         };
         &layout.leaf_values[leaf]
@@ -77,11 +77,31 @@ const STEPS_PER_CHECK: usize = 2;
 fn exit<const AVX2: bool>(block: &Block, row: &Row) -> usize {
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
-        // SAFETY: `walk_rows::<true>` and `walk_one::<true>` are only instantiated inside the
-        // AVX2-enabled functions of `exit_avx2`, which are only called where AVX2 was detected.
+        // SAFETY: `walk_rows::<true>` and `walk_one::<true>` are only instantiated inside
+        // `walk_rows_avx2` and `walk_one_avx2`, which are only called where AVX2 was detected.
         return unsafe { super::exit_avx2::exit(block, row) };
     }
     super::exit_scalar::exit(block, row)
+}
+
+/// [`walk_rows`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn walk_rows_avx2(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[f64; 3]]) {
+    walk_rows::<true>(layout, root, rows, sums);
+}
+
+/// [`walk_one`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn walk_one_avx2(layout: &Layout, root: u32, row: &Row) -> usize {
+    walk_one::<true>(layout, root, row)
 }
 
 /// Adds one tree's leaf fractions to a row's sums.
