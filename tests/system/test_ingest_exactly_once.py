@@ -233,6 +233,10 @@ def test_two_processes_in_one_group_one_killed_and_restarted(cluster, storage, f
     sim = Stream(cluster.kafka, cluster.topic, RECORDS, rate=max(RECORDS / 15, 5000), partitions=6)
     a = ingest(cluster, "ingest-a", group)
     b = ingest(cluster, "ingest-b", group)
+    # Both share the topic before one dies (a group forming can hand all partitions to one at first).
+    logs = [cluster.workdir / f"{name}.log" for name in ("ingest-a", "ingest-b")]
+    wait_until(lambda: all(log.exists() and "Partitions assigned" in log.read_text() for log in logs), 120,
+               "both processes assigned partitions", details=cluster.logs)
     wait_some_landed(cluster, at_least=RECORDS // 10)
     a.stop(signal.SIGKILL)
     time.sleep(2)
