@@ -25,6 +25,8 @@ libs="$cache/kafka-$kafka_version/libs"
 state=${VITALFLOW_KAFKA_DIR:-/tmp/vitalflow-kafka}
 
 log() { echo "kafka.sh: $*" >&2; }
+# free_port, pid_alive, stop
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/server-process.sh"
 
 install() {
   if [ -f "$libs/.complete" ]; then return 0; fi
@@ -36,12 +38,6 @@ install() {
     -DincludeScope=runtime -DoutputDirectory="$libs" >&2
   touch "$libs/.complete"
 }
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-pid_alive() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
 
 address() { echo "127.0.0.1:$(cat "$state/port")"; }
 
@@ -146,20 +142,6 @@ start() {
     sleep 0.5
   done
   log "broker did not listen on $port within 60 s"; tail -n 30 "$state/broker.log" >&2; exit 1
-}
-
-stop() {
-  local signal=${1:-TERM}
-  pid_alive || { rm -f "$state/pid"; return 0; }
-  local pid; pid=$(cat "$state/pid")
-  kill "-$signal" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$state/pid"; return 0; }
-    sleep 0.5
-  done
-  log "broker did not stop in 30 s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$state/pid"
 }
 
 case "${1:-}" in

@@ -33,6 +33,8 @@ state=$(realpath -m "${VITALFLOW_S3_DIR:-/tmp/vitalflow-s3}")
 region=us-east-1
 
 log() { echo "s3.sh: $*" >&2; }
+# free_port, pid_alive, stop
+. "$(dirname "${BASH_SOURCE[0]}")/../lib/server-process.sh"
 
 install() {
   [ -f "$jar" ] && return 0
@@ -48,13 +50,7 @@ install() {
   mv "$jar.tmp" "$jar"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 port() { cat "$state/port.$1"; }
-
-pid_alive() { [ -f "$state/pid" ] && kill -0 "$(cat "$state/pid")" 2>/dev/null; }
 
 address() { echo "http://127.0.0.1:$(port s3)"; }
 
@@ -152,20 +148,6 @@ start() {
     sleep 0.25
   done
   log "S3 server not ready on $(address) within 60 s"; tail -n 30 "$state/server.log" >&2; exit 1
-}
-
-stop() {
-  local signal=${1:-TERM}
-  pid_alive || { rm -f "$state/pid"; return 0; }
-  local pid; pid=$(cat "$state/pid")
-  kill "-$signal" "$pid" 2>/dev/null || true
-  for _ in $(seq 1 60); do
-    kill -0 "$pid" 2>/dev/null || { rm -f "$state/pid"; return 0; }
-    sleep 0.5
-  done
-  log "server did not stop in 30 s; killing it"
-  kill -KILL "$pid" 2>/dev/null || true
-  rm -f "$state/pid"
 }
 
 running() { pid_alive || { log "no S3 server running in $state"; exit 1; }; }
