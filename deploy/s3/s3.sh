@@ -3,7 +3,7 @@
 # `org.gaul:s3proxy` jar from Maven Central), one Java process serving the S3 API over a local directory
 # (its `filesystem-nio2` backend).
 #
-#   s3.sh install   download the S3Proxy jar from Maven Central into the cache, checked against its SHA-1 (once)
+#   s3.sh install   fetch the S3Proxy jar from Maven Central (through mvn) into the cache (once)
 #   s3.sh start     start the server (first time: pick a free port, generate credentials, create the bucket);
 #                   prints the connection as shell lines: export AWS_ENDPOINT_URL=... (see `env`)
 #   s3.sh stop      stop the server (SIGTERM, then SIGKILL after 30 s)
@@ -28,7 +28,6 @@ set -euo pipefail
 s3proxy_version=4.1.1
 cache=${VITALFLOW_CACHE:-$HOME/.cache/vitalflow}
 jar="$cache/s3proxy-$s3proxy_version.jar"
-maven=${MAVEN_CENTRAL:-https://repo1.maven.org/maven2}
 state=$(realpath -m "${VITALFLOW_S3_DIR:-/tmp/vitalflow-s3}")
 region=us-east-1
 
@@ -39,15 +38,17 @@ log() { echo "s3.sh: $*" >&2; }
 install() {
   [ -f "$jar" ] && return 0
   command -v java >/dev/null || { log "java (17 or newer) is required to run S3Proxy"; exit 1; }
-  local url="$maven/org/gaul/s3proxy/$s3proxy_version/s3proxy-$s3proxy_version-jar-with-dependencies.jar"
-  log "downloading S3Proxy $s3proxy_version from Maven Central into $cache"
+  command -v mvn >/dev/null || { log "mvn is required to fetch S3Proxy from Maven Central"; exit 1; }
+  log "fetching S3Proxy $s3proxy_version from Maven Central into $cache"
   mkdir -p "$cache"
-  curl -fsSL --retry 3 -o "$jar.tmp" "$url"
-  local want got
-  want=$(curl -fsSL --retry 3 "$url.sha1" | cut -c1-40)
-  got=$(sha1sum "$jar.tmp" | cut -c1-40)
-  [ "$want" = "$got" ] || { rm -f "$jar.tmp"; log "checksum mismatch for $url ($got, Maven Central says $want)"; exit 1; }
-  mv "$jar.tmp" "$jar"
+  local out; out=$(mktemp -d "$cache/s3proxy.XXXXXX")
+  # Through Maven, as Kafka is fetched: its repository settings and mirrors apply, and -C fails on a
+  # checksum that does not match the one Maven Central publishes.
+  mvn -q -B -C org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
+    -Dartifact="org.gaul:s3proxy:$s3proxy_version:jar:jar-with-dependencies" -DoutputDirectory="$out" >&2 \
+    || { rm -rf "$out"; log "could not fetch org.gaul:s3proxy:$s3proxy_version from Maven Central"; exit 1; }
+  mv "$out/s3proxy-$s3proxy_version-jar-with-dependencies.jar" "$jar"
+  rm -rf "$out"
 }
 
 port() { cat "$state/port.$1"; }
