@@ -20,6 +20,7 @@ use vitalflow_udf_model::udf::register_all;
 pub mod cluster_key;
 mod flight;
 mod health;
+mod scratch;
 
 pub use cluster_key::{ClusterConfig, ClusterKey};
 
@@ -68,7 +69,8 @@ pub struct ExecutorConfig {
     pub health_port: u16,
     /// Seconds between heartbeats; the scheduler's executor timeout must be a few of these.
     pub heartbeat_interval_seconds: u64,
-    /// Directory for shuffle files; empty uses a temporary directory.
+    /// Directory for shuffle and spill files; empty: `vitalflow-executor-<pid>-<port>` in the system's
+    /// temporary directory, removed when the executor ends (after a kill, by the next executor to start).
     pub work_dir: String,
     /// Memory one task may hold, in MiB. A query needing more fails with "Resources exhausted"
     /// (operators that can spill to `work_dir` spill first) and the executor stays up.
@@ -144,6 +146,8 @@ pub struct ExecutorService {
     pub ports: ExecutorPorts,
     task: JoinHandle<Result<()>>,
     shutdown: CancellationToken,
+    /// Where shuffle and spill files go; removed when the service is dropped (when vitalflow made it).
+    _scratch: scratch::ScratchDir,
 }
 
 impl ExecutorService {
@@ -182,6 +186,8 @@ pub async fn start(
         flight: resolve_port(&config.bind_host, config.flight_port)?,
         health: bound_port(probes.local_addr(), &config.bind_host)?,
     };
+    let scratch = scratch::ScratchDir::prepare(&config.work_dir, &std::env::temp_dir(), ports.flight)?;
+    let work_dir = scratch.path().display().to_string();
     // The probes connect to our own server: through loopback when it binds every interface.
     let own_host = if config.bind_host == "0.0.0.0" { "127.0.0.1".to_string() } else { config.bind_host.clone() };
     let targets =
@@ -203,7 +209,7 @@ pub async fn start(
         // Pulled, not pushed: a pushing scheduler needs a gRPC server on every executor, and Ballista
         // offers no way to guard that server with the cluster key.
         task_scheduling_policy: TaskSchedulingPolicy::PullStaged,
-        work_dir: (!config.work_dir.is_empty()).then(|| config.work_dir.clone()),
+        work_dir: Some(work_dir.clone()),
         executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,
         print_thread_info: false,
         override_function_registry: Some(function_registry(&forest)?),
@@ -211,7 +217,7 @@ pub async fn start(
         override_arrow_flight_service: Some(flight::server_provider(key.clone(), shutdown.clone())),
         // Each task's session: shuffle reads from other executors present the key too.
         override_config_producer: Some(task_config_producer(key)),
-        override_runtime_producer: Some(runtime_producer(&config.work_dir)),
+        override_runtime_producer: Some(runtime_producer(&work_dir)),
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(
@@ -230,7 +236,7 @@ pub async fn start(
         let _ = probes.await;
         Ok(result?)
     });
-    Ok(ExecutorService { ports, task, shutdown })
+    Ok(ExecutorService { ports, task, shutdown, _scratch: scratch })
 }
 
 /// The session settings of every task: Ballista's defaults, and the key on the clients it opens.
@@ -244,10 +250,10 @@ fn task_config_producer(key: Option<ClusterKey>) -> ballista_core::ConfigProduce
     })
 }
 
-/// Each task's runtime: spill files under `work_dir` (the system's temporary directory when empty),
-/// and the lake's object stores, S3 included ([`LakeObjectStores`]).
+/// Each task's runtime: spill files under `work_dir`, and the lake's object stores, S3 included
+/// ([`LakeObjectStores`]).
 fn runtime_producer(work_dir: &str) -> ballista_core::RuntimeProducer {
-    let temp = if work_dir.is_empty() { std::env::temp_dir().display().to_string() } else { work_dir.to_string() };
+    let temp = work_dir.to_string();
     Arc::new(move |_| {
         let runtime = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
             .with_temp_file_path(temp.clone())
