@@ -294,6 +294,10 @@ pub struct PredictArgs {
     /// Where to write the CSV of risk and class probabilities (default: stdout).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Add why each row has its P(High) (`explain_risk`): columns `why_base` and `why_<input>`, one per
+    /// model input, adding up to `p_high`.
+    #[arg(long)]
+    pub explain: bool,
 }
 
 /// `vitalflow bench`: the benchmarks are their own binary, `vitalflow-bench`, built with the `bench` feature

@@ -215,9 +215,15 @@ pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Resu
     }
     .with_context(|| format!("reading {input}"))?;
     let six = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
+    let why = if args.explain {
+        let fields = vitalflow_udf_model::udf::ExplainRisk::fields(&forest);
+        fields.iter().map(|f| format!(", explain_risk({six})['{0}'] AS why_{0}", f.name())).collect::<String>()
+    } else {
+        String::new()
+    };
     let sql = format!(
         "SELECT predict_risk({six}) AS risk, risk_probability({six})['High'] AS p_high, \
-         risk_probability({six})['Medium'] AS p_medium, risk_probability({six})['Low'] AS p_low FROM input"
+         risk_probability({six})['Medium'] AS p_medium, risk_probability({six})['Low'] AS p_low{why} FROM input"
     );
     let batches = ctx
         .sql(&sql)

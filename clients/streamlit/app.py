@@ -77,6 +77,17 @@ ORDER BY event_time DESC
 LIMIT 50
 """
 
+# The forest's inputs, in the order of predict_risk's arguments.
+MODEL_VITALS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose"]
+_SIX = ", ".join(MODEL_VITALS)
+
+# Why the patient's newest reading has its P(High): explain_risk's base and one contribution per model input.
+WHY_SQL = f"""
+SELECT risk, risk_probability({_SIX})['High'] AS p_high, explain_risk({_SIX}) AS why
+FROM patient_latest
+WHERE patient_id = ?
+"""
+
 HISTORY_SQL = f"""
 SELECT event_time, {", ".join(VITALS)}, risk, news2_score
 FROM vitals_clean
@@ -286,12 +297,36 @@ def history_figure(history: pd.DataFrame, changes: pd.DataFrame) -> go.Figure:
     return fig
 
 
+def why_html(patient: str, risk: object, p_high: object, why: Mapping[str, float] | None) -> str:
+    """Why the newest reading has its risk: P(High) as the model's base rate plus each input's push, the
+    largest first (positive towards High); the contributions add up to P(High) (exact TreeSHAP)."""
+    pid = html.escape(str(patient))
+    level = risk if isinstance(risk, str) else "Unscored"
+    if not why or p_high is None or pd.isna(p_high):
+        return f'<div class="vf-why" data-patient="{pid}">No explanation: a vital of the newest reading is missing.</div>'
+    pushes = sorted(((k, float(v)) for k, v in why.items() if k != "base"), key=lambda kv: -abs(kv[1]))
+    items = "".join(
+        f'<li data-input="{html.escape(name)}" style="color:{RISK_COLOURS["High"] if value > 0 else RISK_COLOURS["Low"]}">'
+        f"{html.escape(name.replace('_', ' '))} {value:+.3f}</li>"
+        for name, value in pushes
+    )
+    return (
+        f'<div class="vf-why" data-patient="{pid}" data-risk="{html.escape(level)}" style="font-family:sans-serif">'
+        f"<b>Why {html.escape(level)}</b>: P(High) {float(p_high):.3f} = the model's base {float(why['base']):.3f} "
+        f"plus what each input adds:<ol style=\"margin:4px 0\">{items}</ol></div>"
+    )
+
+
 def render_drill_down(server: Settings, latest: pd.DataFrame) -> None:
     st.subheader("Patient drill-down")
     patients = by_urgency(latest)["patient_id"].tolist()
     if st.session_state.get("patient") not in patients:
         st.session_state["patient"] = patients[0]
     patient = st.selectbox("Patient", patients, key="patient")
+    explained = query(server, WHY_SQL, (patient,))
+    if not explained.empty:
+        row = explained.iloc[0]
+        st.html(why_html(patient, row["risk"], row["p_high"], row["why"]))
     history = query(server, HISTORY_SQL, (patient,)).sort_values("event_time")
     if history.empty:
         st.info(f"No readings of {patient} in the last {HISTORY_MINUTES} minutes.")

@@ -7,6 +7,7 @@ import base64
 import importlib.util
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -223,6 +224,14 @@ def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
     assert at.selectbox(key="patient").value in ("P902", "P903")
     at.selectbox(key="patient").set_value("P903").run()
     assert not at.exception, [e.value for e in at.exception]
+    # Why High: P(High) split into the model's base and each input's push (explain_risk), every input listed.
+    why = [h.proto.body for h in at.get("html")][2]
+    assert 'class="vf-why" data-patient="P903" data-risk="High"' in why and "<b>Why High</b>: P(High)" in why, why
+    pushes = dict(re.findall(r'<li data-input="(\w+)"[^>]*>[^<]* ([+-]\d\.\d{3})</li>', why))
+    assert set(pushes) == {*app.MODEL_VITALS, "rubric_points"}, why
+    p_high, base = (float(x) for x in re.search(r"P\(High\) (\d\.\d{3}) = the model's base (\d\.\d{3})", why).groups())
+    assert abs(base + sum(float(v) for v in pushes.values()) - p_high) < 0.005, why
+    assert p_high > 0.5 and float(pushes["rubric_points"]) > 0, why
     history = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert [len(plotly_array(t["x"])) for t in history["data"]] == [2] * len(app.VITALS)
     assert len([s for s in history["layout"]["shapes"] if s["type"] == "rect"]) == len(app.VITALS)
@@ -306,6 +315,7 @@ def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard
             "the risk pie's slices": '[data-testid="stPlotlyChart"] g.slice',
             "the alert list": "li.vf-alert",
             "the patient tiles": "div.vf-tile",
+            "the explanation of the patient's risk": "div.vf-why li",
         }
         try:
             WebDriverWait(driver, 90, poll_frequency=0.5).until(lambda _: all(css(s) for s in wanted.values()))
@@ -321,6 +331,8 @@ def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard
         for patient, levels in risks.items():
             assert tiles[patient].get_attribute("data-risk") == levels[-1]
             assert f"{levels[-1]} · NEWS2" in tiles[patient].text
+        why = css("div.vf-why")[0]
+        assert why.text.startswith("Why High: P(High)") and len(why.find_elements(By.CSS_SELECTOR, "li")) == 7, why.text
         alerts = [a.text for a in css("li.vf-alert")]
         assert len(alerts) == 2 and any(a.startswith("P903 rose to High from Low") for a in alerts), alerts
         assert not css('[data-testid="stException"]'), "the page shows an exception"

@@ -2,7 +2,9 @@
 
 Runs scikit-learn itself: trains a RandomForestClassifier with the seed's settings (100 trees, unbounded
 depth) on rows labelled by the rubric, exports it, scores 100k rows with `vitalflow predict`, and
-compares every label and every class probability with `predict` and `predict_proba`.
+compares every label and every class probability with `predict` and `predict_proba`; and checks
+`vitalflow predict --explain` (TreeSHAP over the exported node covers) against Shapley values computed
+here by their definition from scikit-learn's own tree arrays.
 """
 
 from __future__ import annotations
@@ -45,9 +47,9 @@ def _write_csv(path: Path, x: np.ndarray) -> None:
     np.savetxt(path, x, delimiter=",", header=",".join(FEATURES), comments="", fmt="%.17g")
 
 
-def _predict(model_path: Path, input_path: Path, out_path: Path) -> subprocess.CompletedProcess:
+def _predict(model_path: Path, input_path: Path, out_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_binary(), "predict", "--model", str(model_path), "--input", str(input_path), "--output", str(out_path)],
+        [_binary(), "predict", "--model", str(model_path), "--input", str(input_path), "--output", str(out_path), *extra],
         capture_output=True,
         text=True,
         timeout=600,
@@ -118,3 +120,56 @@ def test_a_model_with_other_features_is_an_error_naming_the_file_and_the_feature
     assert done.returncode != 0
     assert "renamed-features.json" in done.stderr and "pulse" in done.stderr and "heart_rate" in done.stderr, done.stderr
     assert "panicked" not in done.stderr, done.stderr
+
+
+def _value(tree, high: int, row, known: set, node: int = 0) -> float:
+    """The tree's expected P(High) when only the inputs in `known` are known (the rest averaged over the
+    training samples' weights at each split), from scikit-learn's arrays."""
+    left, right = tree.children_left[node], tree.children_right[node]
+    if left == -1:
+        value = tree.value[node, 0]
+        return float(value[high] / value.sum())
+    f = tree.feature[node]
+    if f in known:
+        goes_left = float(np.float32(row[f])) <= tree.threshold[node]
+        return _value(tree, high, row, known, left if goes_left else right)
+    w = tree.weighted_n_node_samples
+    return (w[left] * _value(tree, high, row, known, left) + w[right] * _value(tree, high, row, known, right)) / w[node]
+
+
+def test_explanations_of_an_exported_forest_are_its_shapley_values(tmp_path):
+    from itertools import combinations
+    from math import factorial
+
+    rng = np.random.default_rng(3)
+    x = np.round(_rows(rng, 3_000), 1)
+    model = sklearn_ensemble.RandomForestClassifier(n_estimators=5, max_depth=5, n_jobs=1, random_state=1)
+    model.fit(x, _labels(x))
+    model_path = tmp_path / "small-forest.json"
+    export_forest(model, model_path, version="explain-test")
+    rows = np.round(_rows(rng, 25), 1)
+    rows_csv = tmp_path / "rows.csv"
+    _write_csv(rows_csv, rows)
+    out = tmp_path / "explained.csv"
+    done = _predict(model_path, rows_csv, out, "--explain")
+    assert done.returncode == 0, done.stderr
+    got = pacsv.read_csv(out).to_pydict()
+    high = list(model.classes_).index("High")
+    trees = [e.tree_ for e in model.estimators_]
+    m = len(FEATURES)
+    for i, row in enumerate(rows):
+        def v(known):
+            return sum(_value(t, high, row, set(known)) for t in trees) / len(trees)
+
+        assert abs(got["why_base"][i] - v(())) < 1e-12
+        total = got["why_base"][i]
+        for f, name in enumerate(FEATURES):
+            others = [g for g in range(m) if g != f]
+            want = sum(
+                factorial(k) * factorial(m - k - 1) / factorial(m) * (v(s + (f,)) - v(s))
+                for k in range(m)
+                for s in combinations(others, k)
+            )
+            assert abs(got[f"why_{name}"][i] - want) < 1e-12, (i, name, got[f"why_{name}"][i], want)
+            total += got[f"why_{name}"][i]
+        assert abs(total - got["p_high"][i]) < 1e-9

@@ -154,7 +154,10 @@ pub async fn start(
             EtlEngine::InProcess => session::local_context(&location, &forest)?,
         };
         // Fails at start when the SQL does not plan; the role makes its own driver once it holds the lease.
-        EtlDriver::new(ctx.clone(), location.clone(), &config.etl, etl_stats.clone()).await?;
+        let driver = EtlDriver::new(ctx.clone(), location.clone(), &config.etl, etl_stats.clone()).await?;
+        if config.etl.run_on == EtlEngine::Cluster {
+            driver.check_runs_on_cluster().await?;
+        }
         let role = etl::role::EtlRole {
             ctx,
             location: location.clone(),

@@ -22,7 +22,7 @@ use vitalflow_udf_model::forest::Kernel;
 use vitalflow_udf_model::rubric::RiskLevel;
 use vitalflow_udf_model::simulate::training_rows;
 use vitalflow_udf_model::train::LabelledRows;
-use vitalflow_udf_model::udf::{predict_risk_array, risk_probability_array};
+use vitalflow_udf_model::udf::{explain_risk_array, predict_risk_array, risk_probability_array};
 
 use super::cli::BenchModelArgs;
 use super::{pin_to_core, rows_per_sec};
@@ -111,6 +111,16 @@ fn labels_per_sec(forest: &RiskForest, cols: &[Float64Array], batch: usize, seco
 fn probabilities_per_sec(forest: &RiskForest, cols: &[Float64Array], batch: usize, seconds: f64) -> f64 {
     let t = time_calls(cols, batch, seconds, |c| risk_probability_array(forest, c).map_or(0, |a| a.len()));
     rows_per_sec(t.rows, t.seconds)
+}
+
+/// Batch size `explain_risk` is timed at: what the ETL explains per micro-batch is its alert rows.
+const EXPLAIN_BATCH: usize = 1_000;
+
+/// Microseconds per row of `explain_risk` and of `predict_risk`, at [`EXPLAIN_BATCH`].
+fn explain_cost_us(forest: &RiskForest, cols: &[Float64Array], seconds: f64) -> (f64, f64) {
+    let explain = time_calls(cols, EXPLAIN_BATCH, seconds, |c| explain_risk_array(forest, c).map_or(0, |a| a.len()));
+    let predict = time_calls(cols, EXPLAIN_BATCH, seconds, |c| predict_risk_array(forest, c).len());
+    (1e6 / rows_per_sec(explain.rows, explain.seconds), 1e6 / rows_per_sec(predict.rows, predict.seconds))
 }
 
 /// A peer's rows/s at `batch`, if it ran.
@@ -312,6 +322,16 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
         let probabilities = probabilities_per_sec(&shipped, &cols, t.batch, args.seconds);
         let sklearn = rows_per_sec(t.rows, t.seconds);
         writeln!(out, "{:>9} {ours:>12.0} {probabilities:>12.0} {sklearn:>12.0} {:>8.1}x", t.batch, ours / sklearn)?;
+    }
+    writeln!(out)?;
+    writeln!(out, "explain_risk (exact TreeSHAP) beside predict_risk, µs per row at batch {EXPLAIN_BATCH}:")?;
+    for (name, forest) in [("shipped forest", &shipped), ("scikit-learn's forest", &imported)] {
+        let (explain, predict) = explain_cost_us(forest, &cols, args.seconds);
+        writeln!(
+            out,
+            "{name:>22}: explain_risk {explain:>9.2} µs, predict_risk {predict:>7.3} µs ({:.0}x)",
+            explain / predict
+        )?;
     }
     drop(out);
     if differ > 0 {

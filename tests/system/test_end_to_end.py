@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -198,3 +199,29 @@ def test_flight_sql_refuses_writes_and_names_bad_sql(cluster):
             assert needle in str(err.value), f"{sql}: {err.value}"
     finally:
         conn.close()
+
+
+def test_ignore_nulls_windows_are_refused_on_the_cluster_by_name_and_last_known_carries_values(cluster, tmp_path):
+    """The plan sent to executors loses IGNORE NULLS on window functions (NULLs would come back): the front door
+    refuses such a query naming it and the alternative, and an ETL SQL file using it is refused at start."""
+    addrs = cluster.start_scheduler("scheduler", "--no-etl", executors=["executor"])
+    conn = cluster.connect(addrs["flight_sql"])
+    rows = "(VALUES (1, 10), (2, NULL), (3, NULL), (4, 40)) AS t(ts, v)"
+    try:
+        with pytest.raises(Exception) as err:
+            query(conn, f"SELECT ts, last_value(v) IGNORE NULLS OVER (ORDER BY ts) AS v FROM {rows}")
+        assert "last_value(...) IGNORE NULLS" in str(err.value) and "last_known" in str(err.value), err.value
+        carried = query(conn, f"SELECT ts, last_known(v) OVER (ORDER BY ts) AS v FROM {rows} ORDER BY ts")
+        assert carried.column("v").to_pylist() == [10, 10, 10, 40], carried
+    finally:
+        conn.close()
+
+    # The shipped ETL SQL with its carry-forward written the way the cluster loses.
+    shipped = (Path(__file__).resolve().parents[2] / "scheduler" / "src" / "etl" / "vitals_clean.sql").read_text()
+    sql_file = tmp_path / "etl.sql"
+    sql_file.write_text(shipped.replace("last_known(m_heart_rate) OVER w", "last_value(m_heart_rate) IGNORE NULLS OVER w"))
+    assert sql_file.read_text() != shipped
+    child = cluster.start("scheduler-etl-sql", "scheduler", "--port", "0", "--flight-sql-port", "0",
+                          env={"VITALFLOW__ETL__SQL_FILE": str(sql_file)})
+    assert child.wait_exit(timeout=60) != 0
+    assert "IGNORE NULLS" in child.tail() and "last_known" in child.tail(), child.tail()

@@ -49,6 +49,30 @@ def test_predict_batch_needs_credentials_and_names_bad_fields(cluster):
     assert "outside" in answer["detail"][1]["msg"], answer
 
 
+def test_predict_batch_explains_each_prediction_when_asked(cluster):
+    """?explain=true: base + contributions (one per model input, by name) = P(High); a bad value is a 400 naming it."""
+    addrs = cluster.start_service("scheduler", "scheduler", "--port", "0", "--flight-sql-port", "0", "--no-etl")
+    base = f"http://{addrs['http']}"
+    user, (password, _) = next(iter(FLIGHT_SQL_USERS.items()))
+    sick = {"heart_rate": 126, "systolic_bp": 88, "diastolic_bp": 45, "spo2": 85, "temperature": 38.2, "glucose": 60}
+    status, answer, _ = http("POST", f"{base}/predict_batch?explain=true", [RECORD, sick], basic(user, password))
+    assert status == 200, answer
+    inputs = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "rubric_points"]
+    for prediction in answer["predictions"]:
+        why = prediction["explanation"]
+        assert sorted(why["contributions"]) == sorted(inputs), why
+        total = why["base"] + sum(why["contributions"].values())
+        # The probabilities are rounded to four decimals; the contributions are not.
+        assert abs(total - prediction["probabilities"]["High"]) <= 0.00005 + 1e-9, (total, prediction)
+    calm, ill = (p["explanation"]["contributions"] for p in answer["predictions"])
+    assert answer["predictions"][1]["risk"] == "High" and ill["rubric_points"] > 0 > calm["rubric_points"], answer
+
+    status, answer, _ = http("POST", f"{base}/predict_batch", [RECORD], basic(user, password))
+    assert status == 200 and "explanation" not in answer["predictions"][0], answer
+    status, answer, _ = http("POST", f"{base}/predict_batch?explain=yes", [RECORD], basic(user, password))
+    assert status == 400 and answer["detail"][0]["loc"] == ["query", "explain"], answer
+
+
 def test_http_api_never_answers_5xx_to_what_its_openapi_document_allows(cluster, tmp_path):
     """schemathesis generates requests from /openapi.json (valid and invalid bodies, auth on)."""
     import subprocess

@@ -68,6 +68,10 @@ pub struct TreeArrays {
     /// Kept in f64 as scikit-learn keeps them: its averaged probabilities are reproduced bit for bit.
     #[serde(deserialize_with = "exact::float_rows")]
     pub value: Vec<Vec<f64>>,
+    /// Training weight that reached each node (scikit-learn's `weighted_n_node_samples`): what
+    /// explanations weigh the branches by. Empty in files written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cover: Vec<f64>,
 }
 
 /// Exact decimal-to-f64 parsing. serde_json's default float parser can be one ulp off for 17-digit

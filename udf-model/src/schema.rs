@@ -200,8 +200,8 @@ pub fn measured_time_fields() -> Vec<Field> {
 }
 
 /// `risk_alerts`: one row when a patient's risk rises to High from a lower level or from no earlier
-/// reading. `alert_id` is stable across re-runs (the triggering reading's source position), so
-/// receivers of pushed alerts can drop repeats.
+/// reading, with why ([`TOP_REASONS`]). `alert_id` is stable across re-runs (the triggering reading's
+/// source position), so receivers of pushed alerts can drop repeats.
 pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut fields = vec![
         Field::new("alert_id", DataType::Utf8, false),
@@ -216,5 +216,11 @@ pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ];
     fields.extend(source_fields());
     fields.push(Field::new("etl_batch_id", DataType::Int64, false));
+    // Last: tables written before it have it added (NULL in their older rows).
+    fields.push(Field::new(TOP_REASONS, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
+
+/// The `risk_alerts` column naming the three inputs that pushed the reading's P(High) most, with their
+/// contributions (`explain_risk`), e.g. `rubric_points +0.412, spo2 +0.087, systolic_bp +0.051`.
+pub const TOP_REASONS: &str = "top_reasons";

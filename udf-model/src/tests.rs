@@ -144,3 +144,31 @@ async fn risk_probability_is_a_struct_that_agrees_with_predict_risk() {
     // NaN and NULL inputs give NULL out, never an error.
     assert!(probs.is_null(2) && probs.is_null(3) && risk.is_null(2) && risk.is_null(3));
 }
+
+#[tokio::test]
+async fn explain_risk_adds_up_to_risk_probability_in_sql_and_names_each_input() {
+    let ctx = context();
+    let sql = "SELECT explain_risk(hr, sbp, dbp, spo2, temp, glu) AS why, \
+                      risk_probability(hr, sbp, dbp, spo2, temp, glu)['High'] AS p_high \
+               FROM (VALUES (72, 125, 78, 98, 36.8, 100), (126.0, 88, 45, 85, 38.2, 60), \
+                            (72, 125, 78, NULL, 36.8, 100)) AS t(hr, sbp, dbp, spo2, temp, glu)";
+    let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+    let batch = &batches[0];
+    let why = batch.column(0).as_struct();
+    let names: Vec<&str> = why.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(
+        names,
+        ["base", "heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "rubric_points"]
+    );
+    let p_high = batch.column(1).as_primitive::<arrow::datatypes::Float64Type>();
+    for row in 0..2 {
+        let sum: f64 = (0..why.num_columns())
+            .map(|c| why.column(c).as_primitive::<arrow::datatypes::Float64Type>().value(row))
+            .sum();
+        assert!((sum - p_high.value(row)).abs() < 1e-9, "row {row}: {sum} vs {}", p_high.value(row));
+    }
+    // The emergency reading is pushed up, mostly by what the rubric sees; a NULL vital explains nothing.
+    let rubric = why.column_by_name("rubric_points").unwrap().as_primitive::<arrow::datatypes::Float64Type>();
+    assert!(rubric.value(1) > 0.2 && rubric.value(0) < 0.0, "{rubric:?}");
+    assert!(why.is_null(2) && p_high.is_null(2));
+}

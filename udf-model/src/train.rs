@@ -261,8 +261,12 @@ pub fn report_text(held_out: usize, model: &Metrics, rubric: &Metrics, importanc
     out
 }
 
-/// Lays a linfa tree out in scikit-learn's arrays (pre-order, so children follow parents) and fills
-/// each leaf with the weighted class fractions of the training rows that reach it.
+/// The cover given to a leaf no training row reached (weights are whole numbers, so it stays negligible).
+const EMPTY_LEAF_COVER: f64 = 1e-6;
+
+/// Lays a linfa tree out in scikit-learn's arrays (pre-order, so children follow parents), fills
+/// each leaf with the weighted class fractions of the training rows that reach it and each node's
+/// cover with their weight.
 fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>, Array1<usize>>) -> TreeArrays {
     let mut out = TreeArrays::default();
     let mut leaf_fallback = Vec::new();
@@ -276,6 +280,14 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
             node = if row[f] <= out.threshold[node] { out.left[node] } else { out.right[node] } as usize;
         }
         sums[node][*target] += weights.map_or(1.0, |w| f64::from(w[i]));
+    }
+    // Covers bottom-up (children follow their parent): a leaf no row reached gets a negligible weight,
+    // as explanations need every branch weighed above zero.
+    out.cover = sums.iter().map(|s| s.iter().sum::<f64>().max(EMPTY_LEAF_COVER)).collect();
+    for node in (0..out.feature.len()).rev() {
+        if out.feature[node] >= 0 {
+            out.cover[node] = out.cover[out.left[node] as usize] + out.cover[out.right[node] as usize];
+        }
     }
     for node in 0..out.feature.len() {
         if out.feature[node] < 0 {

@@ -66,6 +66,8 @@ def forest_to_dict(model, features: Sequence[str] | None = None, version: str | 
                 "left": [int(c) for c in t.children_left],
                 "right": [int(c) for c in t.children_right],
                 "value": [[float(v) for v in fractions[i]] if leaf[i] else [] for i in range(t.node_count)],
+                # What explain_risk weighs the branches by (TreeSHAP), as the tree's trainer counted it.
+                "cover": [float(w) for w in t.weighted_n_node_samples],
             }
         )
     body = json.dumps(trees, allow_nan=False).encode()

@@ -43,6 +43,7 @@ use vitalflow_udf_model::lake::checkpoint::{
     DeliveryCheckpoint, load_delivery_checkpoint, load_etl_checkpoint, save_delivery_checkpoint,
 };
 use vitalflow_udf_model::lake::objects::read;
+use vitalflow_udf_model::schema::TOP_REASONS;
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +68,10 @@ pub struct AlertMessage {
     pub model_version: String,
     /// ETL micro-batch that wrote it.
     pub etl_batch_id: i64,
+    /// The three inputs that pushed P(High) up most, with their contributions (`explain_risk`);
+    /// `null` when the model cannot explain or the row was written before alerts carried reasons.
+    #[serde(default)]
+    pub top_reasons: Option<String>,
 }
 
 /// Counters and state of one sink, for `/metrics` and `vitalflow status`.
@@ -197,6 +202,8 @@ fn messages(batch: &RecordBatch) -> std::result::Result<Vec<AlertMessage>, Strin
     let rubric_score = col::<Int32Array>(batch, "rubric_score")?;
     let model_version = col::<StringArray>(batch, "model_version")?;
     let etl_batch_id = col::<Int64Array>(batch, "etl_batch_id")?;
+    // Absent from files written before alerts carried reasons.
+    let top_reasons = col::<StringArray>(batch, TOP_REASONS).ok();
     Ok((0..batch.num_rows())
         .map(|i| AlertMessage {
             alert_id: alert_id.value(i).to_string(),
@@ -210,6 +217,7 @@ fn messages(batch: &RecordBatch) -> std::result::Result<Vec<AlertMessage>, Strin
             rubric_score: opt(rubric_score, i, Int32Array::value),
             model_version: model_version.value(i).to_string(),
             etl_batch_id: etl_batch_id.value(i),
+            top_reasons: top_reasons.and_then(|c| opt(c, i, |a, i| a.value(i).to_string())),
         })
         .collect())
 }

@@ -61,6 +61,7 @@ fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
         Arc::new(Int32Array::from(vec![0; n])),
         Arc::new(Int64Array::from(offsets)),
         Arc::new(Int64Array::from(vec![batch; n])),
+        Arc::new(StringArray::from(vec!["rubric_points +0.412, spo2 +0.087"; n])),
     ];
     RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns).unwrap()
 }
@@ -137,7 +138,8 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
         serde_json::json!({
             "alert_id": "vitals/0/200", "patient_id": "P200", "event_time": "2026-11-18T11:06:40.123Z",
             "risk": "High", "previous_risk": "Medium", "probability_high": 0.9, "news2_score": 7,
-            "rubric_score": null, "model_version": "m1", "etl_batch_id": 2
+            "rubric_score": null, "model_version": "m1", "etl_batch_id": 2,
+            "top_reasons": "rubric_points +0.412, spo2 +0.087"
         })
     );
 

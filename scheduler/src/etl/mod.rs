@@ -7,6 +7,7 @@
 //! so a re-run after a crash reads exactly the same. Every output commit carries the Delta
 //! transaction `(vitalflow-etl, batch id)`: a re-run skips each table its first attempt committed.
 
+mod alert_reasons;
 mod outputs;
 pub mod progress;
 pub mod role;
@@ -25,10 +26,13 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 
 use tokio_util::sync::CancellationToken;
+use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::udf::ExplainRisk;
 
+use crate::catalog::cluster_plan::cluster_refusal;
 use crate::catalog::parquet_table::parquet_table;
 use crate::cluster::{ClusterJobs, NamedJob};
 use crate::config::EtlConfig;
@@ -143,6 +147,15 @@ pub struct EtlDriver {
     /// Until when (ms since the epoch) this process holds the ETL lease of the location; `None`:
     /// no lease is used (tests, benchmarks).
     lease_deadline: Option<Arc<std::sync::atomic::AtomicI64>>,
+    /// The forest the context's functions score with, which explains the alerts.
+    forest: Option<Arc<RiskForest>>,
+}
+
+/// The forest `ctx`'s scoring functions use (that of its `explain_risk`); `None` when it has none.
+fn context_forest(ctx: &SessionContext) -> Option<Arc<RiskForest>> {
+    use datafusion::execution::FunctionRegistry;
+    let udf = ctx.udf("explain_risk").ok()?;
+    udf.inner().downcast_ref::<ExplainRisk>().map(|e| e.forest().clone())
 }
 
 impl std::fmt::Debug for EtlDriver {
@@ -165,6 +178,7 @@ impl EtlDriver {
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
         let tables = OutputTables::open(&location).await?;
+        let forest = context_forest(&ctx);
         let driver = EtlDriver {
             ctx,
             location,
@@ -177,6 +191,7 @@ impl EtlDriver {
             state_urls: Vec::new(),
             jobs: None,
             lease_deadline: None,
+            forest,
         };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
         driver.register_input(&[])?;
@@ -188,6 +203,17 @@ impl EtlDriver {
         // And its output must fit the outputs: a missing column fails now, not every batch.
         outputs::check_columns(planned.schema().inner())?;
         Ok(driver)
+    }
+
+    /// Refuses ETL SQL that the cluster would run differently than one process does
+    /// ([`cluster_refusal`]): checked at start when the ETL runs on the cluster.
+    pub async fn check_runs_on_cluster(&self) -> Result<()> {
+        let planning = |source| Error::Query { step: "planning the ETL SQL".into(), source };
+        let plan = self.ctx.state().create_logical_plan(&self.sql).await.map_err(planning)?;
+        match cluster_refusal(&plan) {
+            Some(why) => Err(Error::Config(format!("the ETL SQL: {why}"))),
+            None => Ok(()),
+        }
     }
 
     /// Cancels a batch's job in `jobs` when it runs past `etl.batch_timeout_seconds`.
@@ -286,7 +312,9 @@ impl EtlDriver {
         let sql = sql_began.elapsed();
         let split_began = Instant::now();
         let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
-        let split = outputs::Outputs::build(results, rows_in, batch.id, &self.state_urls, &self.config).await?;
+        let split =
+            outputs::Outputs::build(results, rows_in, batch.id, &self.state_urls, &self.config, self.forest.as_deref())
+                .await?;
         let write_began = Instant::now();
         let split_time = write_began - split_began;
         let written = split.write(&mut self.tables, batch.id).await?;

@@ -15,6 +15,7 @@ use datafusion::prelude::SessionContext;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
+use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::names::{ETL_APP_ID, batch_prefix};
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
@@ -23,6 +24,7 @@ use vitalflow_udf_model::schema::{
     measured_time_fields, table,
 };
 
+use super::alert_reasons::with_top_reasons;
 use super::{STAGE, STATE_DIR};
 use crate::catalog::parquet_table::parquet_table;
 use crate::catalog::session::{runtime_env, session_config};
@@ -158,13 +160,14 @@ fn rows(batches: &[RecordBatch]) -> usize {
 
 impl Outputs {
     /// Splits the ETL result `scored` of batch `batch_id` (which read `rows_in` rows), with the state
-    /// it started from at `state_url` (none: no state yet).
+    /// it started from at `state_url` (none: no state yet); alerts are explained with `forest`.
     pub(super) async fn build(
         scored: Vec<RecordBatch>,
         rows_in: usize,
         batch_id: i64,
         state_urls: &[String],
         config: &EtlConfig,
+        forest: Option<&RiskForest>,
     ) -> Result<Outputs> {
         let rows_out = rows(&scored);
         if rows_out != rows_in {
@@ -224,7 +227,10 @@ impl Outputs {
                 .into(),
         )
         .await?;
-        let alerts = alerts.iter().map(|b| conform(b, &RISK_ALERTS_SCHEMA, batch_id)).collect::<Result<Vec<_>>>()?;
+        let alerts = alerts
+            .iter()
+            .map(|b| conform(&with_top_reasons(b, forest)?, &RISK_ALERTS_SCHEMA, batch_id))
+            .collect::<Result<Vec<_>>>()?;
 
         // The next state: each patient's newest window_readings clean rows, earlier batches' included.
         let columns: Vec<String> =

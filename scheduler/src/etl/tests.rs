@@ -175,6 +175,9 @@ async fn missing_vitals_are_carried_forward_for_a_bounded_time_across_batches() 
     assert_eq!(f.count("SELECT source_offset FROM patient_latest").await, 2);
 }
 
+/// The model inputs, as the SQL functions take them.
+const SIX: &str = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
+
 #[tokio::test]
 async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
     let f = Fixture::new();
@@ -197,6 +200,17 @@ async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
     assert_eq!(alerts, vec![Some("P1:0:-".into()), Some("P1:5:Low".into()), Some("P2:6:Low".into())]);
     let ids = f.strings("SELECT alert_id FROM risk_alerts ORDER BY source_offset").await;
     assert_eq!(ids[0].as_deref(), Some("vitals/0/0"));
+    // Each alert says why: the three inputs that pushed P(High) up most, largest first, as explain_risk gives them.
+    let reasons = f.strings("SELECT top_reasons FROM risk_alerts ORDER BY source_offset").await;
+    let why = f.query(&format!("SELECT explain_risk({SIX}) FROM vitals_clean WHERE source_offset = 0")).await;
+    let why = why[0].column(0).as_any().downcast_ref::<arrow::array::StructArray>().unwrap().clone();
+    let expected = vitalflow_udf_model::udf::top_reasons(&why, 3);
+    assert_eq!(reasons[0].as_deref(), Some(expected.value(0)));
+    for reason in &reasons {
+        let reason = reason.as_deref().unwrap_or_default();
+        assert_eq!(reason.split(", ").count(), 3, "{reason}");
+        assert!(reason.starts_with("rubric_points +"), "{reason}");
+    }
     // Rolling features and the anomaly flag: P2 jumped from normal to critical.
     let rows = f.query("SELECT anomaly, heart_rate_change FROM vitals_clean WHERE source_offset = 6").await;
     let anomaly = rows[0].column(0).as_any().downcast_ref::<BooleanArray>().unwrap();

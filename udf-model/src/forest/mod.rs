@@ -22,11 +22,15 @@ use crate::schema::MODEL_FEATURES;
 #[cfg(target_arch = "x86_64")]
 mod exit_avx2;
 mod exit_scalar;
+mod explain;
+#[cfg(test)]
+mod explain_tests;
 mod layout;
 #[cfg(test)]
 mod tests;
 mod walk;
 
+pub use explain::{Explainer, Explanation};
 use layout::{Layout, ROW_SLOTS, Row};
 pub use walk::Kernel;
 use walk::add;
@@ -81,6 +85,8 @@ pub struct RiskForest {
     tie_order: [usize; 3],
     /// The model reads [`RUBRIC_FEATURE`].
     uses_rubric: bool,
+    /// TreeSHAP over the file's trees; `None` when the file records no node covers.
+    explainer: Option<std::sync::Arc<Explainer>>,
 }
 
 /// The scoring buffers of one chunk of rows, allocated once per call.
@@ -113,6 +119,9 @@ fn validate_tree(tree: &TreeArrays, inputs: usize) -> Result<usize, String> {
     if n == 0 || [tree.threshold.len(), tree.left.len(), tree.right.len(), tree.value.len()] != [n; 4] {
         return Err("arrays are empty or of different lengths".into());
     }
+    if !tree.cover.is_empty() && tree.cover.len() != n {
+        return Err(format!("{} node covers for {n} nodes", tree.cover.len()));
+    }
     let mut seen = vec![false; n];
     let mut max_depth = 0;
     let mut stack = vec![(0usize, 0usize)];
@@ -141,10 +150,22 @@ fn validate_tree(tree: &TreeArrays, inputs: usize) -> Result<usize, String> {
         if tree.threshold[i].is_nan() {
             return Err(format!("node {i}: threshold is NaN"));
         }
+        let cover = |j: usize| tree.cover.get(j).copied();
+        check_cover(i, cover(i), cover(l as usize), cover(r as usize))?;
         stack.push((r as usize, depth + 1));
         stack.push((l as usize, depth + 1));
     }
     Ok(max_depth)
+}
+
+/// A node's cover (training weight reaching it) is positive and its children's covers add up to it
+/// (to rounding): TreeSHAP's expectations weigh the branches by them.
+fn check_cover(node: usize, cover: Option<f64>, left: Option<f64>, right: Option<f64>) -> Result<(), String> {
+    let (Some(c), Some(l), Some(r)) = (cover, left, right) else { return Ok(()) };
+    if ![c, l, r].iter().all(|v| v.is_finite() && *v > 0.0) || (l + r - c).abs() > 1e-6 * c {
+        return Err(format!("node {node}: cover {c} is not positive or not its children's {l} + {r}"));
+    }
+    Ok(())
 }
 
 impl RiskForest {
@@ -208,11 +229,18 @@ impl RiskForest {
         }
         // Each input is tested in the row slot of its position in the feature list.
         let inputs = file.features.len().min(ROW_SLOTS);
-        let mut max_depth = 0;
+        let mut depths = Vec::with_capacity(file.trees.len());
         for (t, tree) in file.trees.iter().enumerate() {
-            let depth = validate_tree(tree, inputs).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
-            max_depth = max_depth.max(depth);
+            depths.push(validate_tree(tree, inputs).map_err(|msg| invalid(format!("tree {t}: {msg}")))?);
         }
+        let max_depth = depths.iter().copied().max().unwrap_or(0);
+        let covered = file.trees.iter().filter(|t| !t.cover.is_empty()).count();
+        if covered != 0 && covered != file.trees.len() {
+            return Err(invalid(format!("{covered} of {} trees have node covers: all or none must", file.trees.len())));
+        }
+        let high_class = class_slot.iter().position(|&slot| slot == 0).unwrap_or(0);
+        let explainer =
+            Explainer::build(&file.trees, high_class, file.features.len(), &depths).map(std::sync::Arc::new);
         // Blocks (at most one per node, and one per tree and leaf value) are numbered in 31 bits.
         let nodes: usize = file.trees.iter().map(|t| t.feature.len()).sum();
         if nodes >= (u32::MAX / 8) as usize {
@@ -226,6 +254,7 @@ impl RiskForest {
             max_depth,
             tie_order,
             uses_rubric,
+            explainer,
         })
     }
 
@@ -263,6 +292,37 @@ impl RiskForest {
     /// Depth of the deepest leaf of any tree (a root alone is depth 0).
     pub fn max_depth(&self) -> usize {
         self.max_depth
+    }
+
+    /// The model's inputs in file order: the six vitals, then [`RUBRIC_FEATURE`] when it reads it.
+    pub fn inputs(&self) -> Vec<&'static str> {
+        MODEL_FEATURES.iter().map(|v| v.column()).chain(self.uses_rubric.then_some(RUBRIC_FEATURE)).collect()
+    }
+
+    /// The TreeSHAP explainer; `None` when the model file records no node covers.
+    pub fn explainer(&self) -> Option<&Explainer> {
+        self.explainer.as_deref()
+    }
+
+    /// Explains P(High) of one row of six vitals in feature order: each input's exact Shapley value
+    /// ([`Explainer`]), the derived [`RUBRIC_FEATURE`] included. `None` when any input is NaN or
+    /// infinite; an error when the model file records no node covers.
+    pub fn explain(&self, row: &[f64; 6]) -> Result<Option<Explanation>> {
+        let Some(explainer) = self.explainer() else {
+            return Err(Error::InvalidModel(format!(
+                "model {} records no node covers, which explanations need; train it again or export it again \
+                 with this version's vitalflow_export",
+                self.version
+            )));
+        };
+        if row.iter().any(|v| !v.is_finite()) {
+            return Ok(None);
+        }
+        let mut inputs = row.to_vec();
+        if self.uses_rubric {
+            inputs.push(rubric_points(row));
+        }
+        Ok(Some(explainer.explain(&inputs)))
     }
 
     /// Scores one row in feature order; `None` when any input is NaN or infinite.

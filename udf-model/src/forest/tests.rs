@@ -4,7 +4,7 @@
 
 use super::*;
 
-fn stump(threshold: f64) -> ModelFile {
+pub(super) fn stump(threshold: f64) -> ModelFile {
     ModelFile {
         format: MODEL_FORMAT.into(),
         version: "test".into(),
@@ -24,6 +24,7 @@ fn stump(threshold: f64) -> ModelFile {
             left: vec![1, -1, -1],
             right: vec![2, -1, -1],
             value: vec![vec![], vec![0.0, 1.0, 0.0], vec![1.0, 0.0, 0.0]],
+            cover: vec![],
         }],
     }
 }
@@ -103,7 +104,7 @@ fn random_forest(trees: usize, one_hot: bool, seed: u64) -> RiskForest {
     let spread = [30.0, 30.0, 15.0, 5.0, 1.0, 60.0];
     file.trees = (0..trees)
         .map(|_| {
-            let mut t = TreeArrays { feature: vec![], threshold: vec![], left: vec![], right: vec![], value: vec![] };
+            let mut t = TreeArrays::default();
             // Inner nodes 0..7 in breadth-first order, leaves 7..15.
             for i in 0..15 {
                 if i < 7 {
@@ -226,16 +227,16 @@ fn a_bad_model_file_is_an_error_naming_the_file() {
 }
 
 /// A small deterministic generator (tests need no `rand` state shared with other tests).
-struct Lcg(u64);
+pub(super) struct Lcg(pub(super) u64);
 
 impl Lcg {
     /// Uniform in [0, 1).
-    fn unit(&mut self) -> f64 {
+    pub(super) fn unit(&mut self) -> f64 {
         self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    pub(super) fn below(&mut self, n: usize) -> usize {
         (self.unit() * n as f64) as usize % n
     }
 }
@@ -308,7 +309,7 @@ fn random_tree(rng: &mut Lcg, inputs: usize, max_depth: usize, one_hot: bool) ->
 }
 
 /// A random forest file: deep uneven trees, the class order shuffled, with or without the rubric input.
-fn random_deep_forest(trees: usize, with_rubric: bool, one_hot: bool, seed: u64) -> ModelFile {
+pub(super) fn random_deep_forest(trees: usize, with_rubric: bool, one_hot: bool, seed: u64) -> ModelFile {
     let mut rng = Lcg(seed);
     let mut file = stump(0.0);
     if with_rubric {
@@ -327,7 +328,7 @@ fn random_deep_forest(trees: usize, with_rubric: bool, one_hot: bool, seed: u64)
 }
 
 /// Random rows: inputs on the grid (ties with thresholds) or anywhere; some NaN or infinite.
-fn random_columns(rng: &mut Lcg, n: usize) -> Vec<Vec<f64>> {
+pub(super) fn random_columns(rng: &mut Lcg, n: usize) -> Vec<Vec<f64>> {
     let mut cols: Vec<Vec<f64>> = (0..6).map(|_| Vec::with_capacity(n)).collect();
     for i in 0..n {
         for (f, col) in cols.iter_mut().enumerate() {
@@ -467,6 +468,7 @@ fn a_leaf_alone_is_a_forest() {
         left: vec![-1],
         right: vec![-1],
         value: vec![vec![0.0, 0.0, 1.0]],
+        cover: vec![],
     });
     for kernel in kernels() {
         let forest = RiskForest::from_model(&file).unwrap().with_kernel(kernel).unwrap();

@@ -81,7 +81,8 @@ impl LakeTable {
     /// (two processes creating it at once: one creates, the other opens what it created).
     pub async fn open_or_create(location: &DataLocation, name: &str, schema: &SchemaRef) -> Result<LakeTable> {
         let log_store = log_store(location, name)?;
-        if let Some(table) = Self::try_open(location, name, &log_store, None).await? {
+        if let Some(mut table) = Self::try_open(location, name, &log_store, None).await? {
+            table.add_missing_columns(schema).await?;
             return Ok(table);
         }
         let delta_err = LakeError::delta(name, "creating");
@@ -101,6 +102,41 @@ impl LakeTable {
             (_, Some(table)) => Ok(table),
             (Err(e), None) => Err(delta_err(e)),
             (Ok(_), None) => Err(delta_err(DeltaTableError::Generic("table missing right after its creation".into()))),
+        }
+    }
+
+    /// Adds the nullable columns of `schema` that the table lacks (written by an earlier vitalflow):
+    /// its older rows read them as NULL. A missing column that may not be NULL is an error naming it.
+    async fn add_missing_columns(&mut self, schema: &SchemaRef) -> Result<()> {
+        let missing = |table: &LakeTable| -> Vec<arrow::datatypes::Field> {
+            let present = table.state.schema();
+            schema.fields().iter().filter(|f| !present.contains(f.name())).map(|f| f.as_ref().clone()).collect()
+        };
+        let wanted = missing(self);
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let name = self.name.clone();
+        let delta_err = LakeError::delta(&name, "adding columns");
+        if let Some(required) = wanted.iter().find(|f| !f.is_nullable()) {
+            let reason =
+                format!("the table has no column {}, which may not be NULL in its older rows", required.name());
+            return Err(delta_err(DeltaTableError::Generic(reason)));
+        }
+        let added: StructType = lake_schema(&Arc::new(arrow::datatypes::Schema::new(wanted)))
+            .as_ref()
+            .try_into_kernel()
+            .map_err(|e| delta_err(e.into()))?;
+        let added: Vec<_> = added.fields().cloned().collect();
+        let added = self.delta_table().await?.add_columns().with_fields(added).await;
+        self.refresh().await?;
+        // Another process opening the table at once may have added them first: then the commit conflicted.
+        match added {
+            Err(e) if !missing(self).is_empty() => Err(delta_err(e)),
+            _ => {
+                tracing::info!(table = %self.name, version = self.version(), "Added the table's new nullable columns.");
+                Ok(())
+            }
         }
     }
 
@@ -397,6 +433,30 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_table_of_an_earlier_version_gets_the_new_nullable_columns_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+        let mut old = LakeTable::open_or_create(&location, "t", &schema()).await.unwrap();
+        let file = write_data_file(&location, "t", "p0", &[rows(0..10)]).await.unwrap();
+        old.append(&[file], vec![]).await.unwrap();
+        let mut fields: Vec<Field> = schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+        fields.push(Field::new("note", DataType::Utf8, true));
+        let wider = Arc::new(Schema::new(fields.clone()));
+
+        let table = LakeTable::open_or_create(&location, "t", &wider).await.unwrap();
+        assert_eq!(table.version(), 2, "one commit adds the column");
+        let names: Vec<String> = table.state.schema().field_names().cloned().collect();
+        assert_eq!(names, ["offset", "t", "note"]);
+        assert_eq!(table.row_count(), 10, "the older rows stay");
+        let again = LakeTable::open_or_create(&location, "t", &wider).await.unwrap();
+        assert_eq!(again.version(), 2, "nothing to add the second time");
+
+        fields.push(Field::new("required", DataType::Int64, false));
+        let err = LakeTable::open_or_create(&location, "t", &Arc::new(Schema::new(fields))).await.unwrap_err();
+        assert!(err.to_string().contains("no column required"), "{err}");
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use crate::forest::{Prediction, RiskForest};
 use crate::rubric::RiskLevel;
 use crate::schema::MODEL_FEATURES;
 
+mod explain_risk;
 mod last_known;
 mod model_version;
 mod news2_score;
@@ -26,6 +27,7 @@ mod predict_risk;
 mod risk_probability;
 mod rubric_score;
 
+pub use explain_risk::{ExplainRisk, explain_risk_array, top_reasons};
 pub use last_known::LastKnown;
 pub use model_version::ModelVersion;
 pub use news2_score::News2Score;
@@ -38,6 +40,7 @@ pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::new_from_impl(PredictRisk::new(forest.clone()))),
         Arc::new(ScalarUDF::new_from_impl(RiskProbability::new(forest.clone()))),
+        Arc::new(ScalarUDF::new_from_impl(ExplainRisk::new(forest.clone()))),
         Arc::new(ScalarUDF::new_from_impl(ModelVersion::new(forest.version()))),
         Arc::new(ScalarUDF::new_from_impl(RubricScore::new())),
         Arc::new(ScalarUDF::new_from_impl(News2Score::new())),

@@ -18,6 +18,7 @@ use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions_
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use tonic::Status;
 
+use crate::catalog::cluster_plan::cluster_refusal;
 use crate::config::Role;
 use crate::etl::progress::{PROGRESS_TABLE, read_progress};
 use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
@@ -129,6 +130,7 @@ pub(crate) async fn plan(
 ) -> Result<DataFrame, Status> {
     let mut statement = parse_query(sql)?;
     number_placeholders(&mut statement);
+    let mut on_cluster = false;
     let ctx = if names_table(ctx, &statement, AUDIT_TABLE)? {
         if who.role != Role::Admin {
             return Err(Status::permission_denied(format!("{AUDIT_TABLE} is readable by the admin role only")));
@@ -143,12 +145,16 @@ pub(crate) async fn plan(
     {
         local.clone()
     } else {
+        on_cluster = true;
         ctx.clone()
     };
     let state = ctx.state();
     let plan = state.statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
     read_only().verify_plan(&plan).map_err(|e| Status::permission_denied(format!("{e}: {READ_ONLY}")))?;
     only_registered_tables(&ctx, &plan)?;
+    if on_cluster && let Some(why) = cluster_refusal(&plan) {
+        return Err(Status::invalid_argument(why));
+    }
     let plan = parameters::apply(plan, binding)?;
     ctx.execute_logical_plan(plan).await.map_err(query_status)
 }

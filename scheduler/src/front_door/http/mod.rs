@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -127,6 +127,10 @@ struct PredictionJson<'a> {
     risk: &'static str,
     probabilities: Probabilities,
     model_version: &'a str,
+    /// With `?explain=true`: P(High) as `base` plus each input's contribution (exact TreeSHAP,
+    /// unrounded, so they add up to the unrounded probability).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<Value>,
 }
 
 /// Class probabilities, rounded to four decimals.
@@ -189,12 +193,13 @@ async fn predict_batch(
     State(state): State<Arc<HttpState>>,
     extensions: Extensions,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     // The client's address (for the sign-in backoff): known when served by `start_http`.
     let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
-    let response = answer_predict_batch(&state, &headers, body, peer).await;
+    let response = answer_predict_batch(&state, &headers, query.as_deref(), body, peer).await;
     state.stats.record(response.status(), started);
     response
 }
@@ -247,9 +252,58 @@ async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Respon
     }
 }
 
-async fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: Body, peer: Option<IpAddr>) -> Response {
+/// Whether the query asks for explanations (`explain=true|false|1|0`); otherwise the error naming it.
+fn wants_explanation(query: Option<&str>) -> Result<bool, FieldError> {
+    let mut explain = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "explain" {
+            continue;
+        }
+        explain = match value {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(FieldError {
+                    loc: vec![json!("query"), json!("explain")],
+                    msg: format!("explain must be true or false, not {other:?}"),
+                    kind: "bool_parsing",
+                });
+            }
+        };
+    }
+    Ok(explain)
+}
+
+/// The `explanation` of one record: `base` and a contribution per model input, by name.
+fn explanation_json(forest: &RiskForest, row: &[f64; 6]) -> Option<Value> {
+    let explained = forest.explain(row).ok()??;
+    let contributions: serde_json::Map<String, Value> =
+        forest.inputs().iter().zip(explained.contributions).map(|(name, c)| (name.to_string(), json!(c))).collect();
+    Some(json!({ "base": explained.base, "contributions": contributions }))
+}
+
+async fn answer_predict_batch(
+    state: &HttpState,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: Body,
+    peer: Option<IpAddr>,
+) -> Response {
     if let Some(refused) = not_json(headers) {
         return refused;
+    }
+    let explain = match wants_explanation(query) {
+        Ok(explain) => explain,
+        Err(error) => return refusal(StatusCode::BAD_REQUEST, error),
+    };
+    if explain && state.forest.explainer().is_none() {
+        let msg = format!(
+            "model {} records no node covers, which explanations need; ask without explain=true",
+            state.forest.version()
+        );
+        let error = FieldError { loc: vec![json!("query"), json!("explain")], msg, kind: "not_available" };
+        return refusal(StatusCode::NOT_IMPLEMENTED, error);
     }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(error) = state.auth.check_header(authorization, peer).await {
@@ -290,6 +344,7 @@ async fn answer_predict_batch(state: &HttpState, headers: &HeaderMap, body: Body
             risk: p.risk.as_str(),
             probabilities,
             model_version: state.forest.version(),
+            explanation: if explain { explanation_json(&state.forest, row) } else { None },
         });
     }
     axum::Json(PredictBatchResponse { predictions }).into_response()

@@ -1,0 +1,59 @@
+//! Why each alert was raised: the `top_reasons` column of `risk_alerts`, the three inputs that pushed
+//! the reading's P(High) up most (`explain_risk`, exact TreeSHAP), computed by the driver for the
+//! batch's alert rows only (a few per batch), so the ETL SQL stays as it is.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Float64Array, StringArray};
+use arrow::compute::cast;
+use arrow::datatypes::{DataType, Field, Schema};
+use arrow::record_batch::RecordBatch;
+use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::schema::{MODEL_FEATURES, TOP_REASONS};
+use vitalflow_udf_model::udf::{explain_risk_array, top_reasons};
+
+use crate::error::{Error, Result};
+
+/// Inputs named in an alert's reasons.
+const REASONS: usize = 3;
+
+/// `alerts` with a `top_reasons` column: NULL for every row when `forest` cannot explain (a model
+/// file without node covers) or a vital is missing.
+pub(super) fn with_top_reasons(alerts: &RecordBatch, forest: Option<&RiskForest>) -> Result<RecordBatch> {
+    let reasons: ArrayRef = match forest.filter(|f| f.explainer().is_some()) {
+        Some(forest) => {
+            let cols = MODEL_FEATURES
+                .iter()
+                .map(|v| vital_column(alerts, v.column()))
+                .collect::<Result<Vec<Float64Array>>>()?;
+            let why = explain_risk_array(forest, &cols)
+                .map_err(|e| Error::Config(format!("explaining the batch's alerts: {e}")))?;
+            Arc::new(top_reasons(&why, REASONS))
+        }
+        None => Arc::new(StringArray::new_null(alerts.num_rows())),
+    };
+    let mut fields: Vec<Field> = alerts.schema().fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut columns = alerts.columns().to_vec();
+    match fields.iter().position(|f| f.name() == TOP_REASONS) {
+        Some(i) => columns[i] = reasons,
+        None => {
+            fields.push(Field::new(TOP_REASONS, DataType::Utf8, true));
+            columns.push(reasons);
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::Config(format!("adding {TOP_REASONS} to the batch's alerts: {e}")))
+}
+
+/// Column `name` of the alert rows as Float64.
+fn vital_column(alerts: &RecordBatch, name: &str) -> Result<Float64Array> {
+    let column =
+        alerts.column_by_name(name).ok_or_else(|| Error::Config(format!("the ETL SQL has no column {name}")))?;
+    let floats = cast(column, &DataType::Float64)
+        .map_err(|e| Error::Config(format!("ETL column {name} ({}) is not a number: {e}", column.data_type())))?;
+    floats
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .cloned()
+        .ok_or_else(|| Error::Config(format!("ETL column {name} is not Float64 after casting")))
+}
