@@ -318,6 +318,9 @@ pub struct EvaluateArgs {
     /// Seconds between two readings of one patient (default 300: one reading per patient per 5 minutes).
     #[arg(long)]
     pub seconds_per_reading: Option<f64>,
+    /// Alert budgets, alerts per 35 patients per day, comma-separated (default 0.5,1,2,4).
+    #[arg(long, value_delimiter = ',')]
+    pub alert_rates: Option<Vec<f64>>,
     /// Bootstrap resamples of patients for the 95% intervals (default 200).
     #[arg(long)]
     pub resamples: Option<usize>,

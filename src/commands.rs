@@ -260,6 +260,7 @@ pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<(
     let option_defaults = EvaluationOptions::default();
     let options = EvaluationOptions {
         resamples: args.resamples.unwrap_or(option_defaults.resamples),
+        alert_rates: args.alert_rates.unwrap_or_else(|| option_defaults.alert_rates.clone()),
         bootstrap_seed: ward.seed,
         ..option_defaults
     };

@@ -63,6 +63,22 @@ impl Default for EvaluationOptions {
     }
 }
 
+impl EvaluationOptions {
+    /// Checks the ranges; the message names the setting.
+    pub fn validate(&self) -> Result<()> {
+        if self.alert_rates.is_empty() || !self.alert_rates.iter().all(|r| r.is_finite() && *r > 0.0) {
+            return Err(Error::Config(format!(
+                "evaluate: --alert-rates {:?}: give one or more alert budgets above 0 (alerts per 35 patients per day)",
+                self.alert_rates
+            )));
+        }
+        if !(self.lookback_hours >= 0.0 && self.lookback_hours.is_finite()) {
+            return Err(Error::Config(format!("evaluate: lookback of {} hours: use 0 or more", self.lookback_hours)));
+        }
+        Ok(())
+    }
+}
+
 /// The coverage of the intervals.
 const INTERVAL_LEVEL: f64 = 0.95;
 
@@ -73,6 +89,7 @@ pub fn evaluate_simulated_ward(
     options: &EvaluationOptions,
 ) -> Result<EvaluationReport> {
     ward.validate()?;
+    options.validate()?;
     evaluate_readings(forest, SimulatedWard::new(ward), ward, options)
 }
 
@@ -83,6 +100,7 @@ pub fn evaluate_readings(
     ward: &WardSettings,
     options: &EvaluationOptions,
 ) -> Result<EvaluationReport> {
+    options.validate()?;
     let histories = patient_histories(forest, readings)?;
     evaluate_histories(&histories, ward, options)
 }

@@ -170,6 +170,8 @@ fn evaluate_simulated_ward_spaces_each_patients_readings() {
     assert_eq!(first[1], "2026-12-01T00:05:00.000Z");
     assert!(WardSettings { patients: 0, ..ward }.validate().is_err());
     assert!(WardSettings { hours: 0.01, ..ward }.validate().is_err(), "no whole reading interval");
+    let no_budget = EvaluationOptions { alert_rates: vec![], ..EvaluationOptions::default() };
+    assert!(no_budget.validate().unwrap_err().to_string().contains("--alert-rates"));
 }
 
 #[test]
