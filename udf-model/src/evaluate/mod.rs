@@ -119,7 +119,7 @@ fn observed_days(times: &[f64]) -> f64 {
 /// One score's alerts at one budget, per patient, for the point estimates and the bootstrap.
 struct BudgetTally {
     threshold: Option<f64>,
-    at_highest_threshold: bool,
+    budget_unreachable: bool,
     alerts: u64,
     outcomes: Vec<PatientAlertOutcome>,
     caught: Vec<u32>,
@@ -131,13 +131,13 @@ struct BudgetTally {
 impl BudgetTally {
     fn new(
         threshold: Option<f64>,
-        at_highest_threshold: bool,
+        budget_unreachable: bool,
         alerts: u64,
         outcomes: Vec<PatientAlertOutcome>,
     ) -> BudgetTally {
         BudgetTally {
             threshold,
-            at_highest_threshold,
+            budget_unreachable,
             alerts,
             caught: outcomes.iter().map(|o| o.caught_episodes).collect(),
             episodes: outcomes.iter().map(|o| o.episodes).collect(),
@@ -204,8 +204,10 @@ pub fn evaluate_histories(
                         .collect(),
                 };
                 let highest = candidates.get(kind).last().map(|c| c.threshold);
-                let at_highest = choice.is_some_and(|c| Some(c.threshold) == highest);
-                BudgetTally::new(choice.map(|c| c.threshold), at_highest, choice.map_or(0, |c| c.alerts), outcomes)
+                // Only the highest threshold can alert more often than the budget and still be the closest.
+                let unreachable = choice
+                    .is_some_and(|c| Some(c.threshold) == highest && alert_rate(c.alerts, patient_days) > *target);
+                BudgetTally::new(choice.map(|c| c.threshold), unreachable, choice.map_or(0, |c| c.alerts), outcomes)
             })
         })
         .collect();
@@ -240,7 +242,7 @@ pub fn evaluate_histories(
                 let leads: Vec<f64> = t.outcomes.iter().flat_map(|o| o.lead_minutes.iter().copied()).collect();
                 MatchedScore {
                     threshold: t.threshold,
-                    at_highest_threshold: t.at_highest_threshold,
+                    budget_unreachable: t.budget_unreachable,
                     achieved_rate: alert_rate(t.alerts, patient_days),
                     alerts: t.alerts,
                     caught_episodes: t.caught.iter().map(|c| u64::from(*c)).sum(),

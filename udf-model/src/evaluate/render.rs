@@ -34,18 +34,17 @@ fn threshold(kind: ScoreKind, figures: &MatchedScore) -> String {
     }
 }
 
-/// `*` beside a threshold that is the score's highest value: the budget is below what the score reaches.
+/// `*` beside a threshold when even the score's highest threshold alerts more often than the budget.
 fn highest_mark(figures: &MatchedScore) -> &'static str {
-    if figures.at_highest_threshold { "*" } else { "" }
+    if figures.budget_unreachable { "*" } else { "" }
 }
 
 /// The footnote of [`highest_mark`].
-const HIGHEST_NOTE: &str =
-    "* the score's highest threshold: the budget is below the lowest alert rate this score reaches";
+const HIGHEST_NOTE: &str = "* even the score's highest threshold alerts more often than the budget";
 
 /// Whether any threshold carries [`highest_mark`].
-fn any_at_highest(report: &EvaluationReport) -> bool {
-    report.matched.iter().any(|m| ScoreKind::ALL.into_iter().any(|k| m.get(k).at_highest_threshold))
+fn any_unreachable(report: &EvaluationReport) -> bool {
+    report.matched.iter().any(|m| ScoreKind::ALL.into_iter().any(|k| m.get(k).budget_unreachable))
 }
 
 /// The report as text tables.
@@ -103,7 +102,7 @@ pub fn text(report: &EvaluationReport) -> String {
             );
         }
     }
-    if any_at_highest(report) {
+    if any_unreachable(report) {
         let _ = writeln!(out, "{HIGHEST_NOTE}");
     }
     let d = &report.disagreements;
@@ -186,7 +185,7 @@ pub fn html(report: &EvaluationReport) -> String {
         }
     }
     page.push_str("</table>\n");
-    if any_at_highest(report) {
+    if any_unreachable(report) {
         let _ = writeln!(page, "<p>{}</p>", escape(HIGHEST_NOTE));
     }
     let d = &report.disagreements;

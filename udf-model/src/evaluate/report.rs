@@ -46,10 +46,9 @@ pub struct MatchedScore {
     /// The threshold whose alert rate is closest to the budget (probability for the model, points for
     /// NEWS2 and the rubric); `None` when the score is NULL on every reading.
     pub threshold: Option<f64>,
-    /// The threshold is the score's highest value: the budget is below the lowest alert rate this score
-    /// reaches (a probability of exactly 1.0 from every tree, say, is reached often), so the achieved rate
-    /// is above the budget.
-    pub at_highest_threshold: bool,
+    /// Even the score's highest threshold alerts more often than the budget (a P(High) near 1 from every
+    /// tree, say, is reached often): the threshold is that highest one and the achieved rate is above the budget.
+    pub budget_unreachable: bool,
     /// The alert rate reached at that threshold, alerts per 35 patients per day.
     pub achieved_rate: f64,
     /// Alerts fired.
