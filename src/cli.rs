@@ -69,6 +69,10 @@ pub enum Command {
     Stop,
     /// Score a CSV or Parquet file of vitals with the risk model and print or write the labels.
     Predict(PredictArgs),
+    /// Compare the risk model with NEWS2 and the rubric on a simulated held-out ward: AUROC per reading,
+    /// then episode sensitivity, PPV per alert and lead time at matched alert rates (alerts per 35 patients
+    /// per day), with bootstrap intervals and where the model and NEWS2 disagree.
+    Evaluate(EvaluateArgs),
     /// Benchmarks: time vitalflow and its reference in one run and print both with the ratio (runs the
     /// `vitalflow-bench` binary, built with `cargo build --release --features bench`).
     Bench(BenchArgs),
@@ -298,6 +302,41 @@ pub struct PredictArgs {
     /// model input, adding up to `p_high`.
     #[arg(long)]
     pub explain: bool,
+}
+
+/// `vitalflow evaluate`. The ward's defaults are `WardSettings::default()` in the model crate.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Model file, JSON (overrides model.path).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Patients on the simulated held-out ward (default 2000).
+    #[arg(long)]
+    pub patients: Option<usize>,
+    /// Simulated hours each patient is observed (default 48).
+    #[arg(long)]
+    pub hours: Option<f64>,
+    /// Simulator seed of the ward (default 2026; not the training seeds 7 and 8).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Seconds between two readings of one patient (default 300: one reading per patient per 5 minutes).
+    #[arg(long)]
+    pub seconds_per_reading: Option<f64>,
+    /// Alert budgets, alerts per 35 patients per day, comma-separated (default 0.5,1,2,4).
+    #[arg(long, value_delimiter = ',')]
+    pub alert_rates: Option<Vec<f64>>,
+    /// Bootstrap resamples of patients for the 95% intervals (default 200).
+    #[arg(long)]
+    pub resamples: Option<usize>,
+    /// Print one JSON object instead of the tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write the JSON report to this file.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Also write a self-contained HTML page (tables and an SVG chart of sensitivity) to this file.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
 }
 
 /// `vitalflow bench`: the benchmarks are their own binary, `vitalflow-bench`, built with the `bench` feature

@@ -6,10 +6,10 @@ use vitalflow_ingest::client::ensure_topic;
 use vitalflow_ingest::produce::{ProduceSpec, produce_simulated};
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::simulate::{VitalsSimulator, training_rows};
-use vitalflow_udf_model::train::{ForestParams, evaluate, permutation_importance, report_text, train_forest};
+use vitalflow_udf_model::train::{ForestParams, permutation_importance, report_text, train_forest};
 
 use crate::cli::{
-    BenchArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs,
+    BenchArgs, EvaluateArgs, ExecutorArgs, IngestArgs, PredictArgs, SchedulerArgs, SimulateArgs, StatusArgs, TrainArgs,
 };
 use crate::config::VitalflowConfig;
 use crate::process::{load_model, open_data, shutdown_on_signal, write_ready_file};
@@ -155,7 +155,7 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     })?;
     progress.finish_and_clear();
     let forest = RiskForest::from_model(&file)?;
-    let (model, rubric) = evaluate(&forest, &test_rows);
+    let (model, rubric) = vitalflow_udf_model::train::evaluate(&forest, &test_rows);
     let importance = permutation_importance(&forest, &test_rows, args.seed);
     let named: serde_json::Map<String, serde_json::Value> = vitalflow_udf_model::schema::MODEL_FEATURES
         .iter()
@@ -239,6 +239,57 @@ pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Resu
     let mut writer = arrow::csv::Writer::new(std::io::BufWriter::new(sink));
     for batch in &batches {
         writer.write(batch).context("writing the scores")?;
+    }
+    Ok(())
+}
+
+/// `vitalflow evaluate`: the model against NEWS2 and the rubric at matched alert rates on a simulated
+/// held-out ward.
+pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<()> {
+    use vitalflow_udf_model::evaluate::ward::{TRAINING_SEEDS, WardSettings};
+    use vitalflow_udf_model::evaluate::{EvaluationOptions, evaluate_simulated_ward, render};
+
+    let forest = load_model(&config)?;
+    let defaults = WardSettings::default();
+    let ward = WardSettings {
+        patients: args.patients.unwrap_or(defaults.patients),
+        hours: args.hours.unwrap_or(defaults.hours),
+        seed: args.seed.unwrap_or(defaults.seed),
+        seconds_per_reading: args.seconds_per_reading.unwrap_or(defaults.seconds_per_reading),
+    };
+    if TRAINING_SEEDS.contains(&ward.seed) {
+        eprintln!(
+            "warning: seed {} is a training seed of `vitalflow train`; a held-out ward should use another",
+            ward.seed
+        );
+    }
+    let option_defaults = EvaluationOptions::default();
+    let options = EvaluationOptions {
+        resamples: args.resamples.unwrap_or(option_defaults.resamples),
+        alert_rates: args.alert_rates.unwrap_or_else(|| option_defaults.alert_rates.clone()),
+        bootstrap_seed: ward.seed,
+        ..option_defaults
+    };
+    eprintln!(
+        "evaluating model {} on a simulated ward of {} patients × {} h (seed {}), a reading every {} s",
+        forest.version(),
+        ward.patients,
+        ward.hours,
+        ward.seed,
+        ward.seconds_per_reading
+    );
+    let report = evaluate_simulated_ward(&forest, &ward, &options).context("evaluating on the simulated ward")?;
+    let json = render::json(&report)?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", render::text(&report));
+    }
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, render::html(&report)).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
 }

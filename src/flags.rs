@@ -78,6 +78,11 @@ pub fn apply(cli: &Cli, config: &mut VitalflowConfig) -> anyhow::Result<()> {
                 config.model.path = model.display().to_string();
             }
         }
+        Command::Evaluate(args) => {
+            if let Some(model) = &args.model {
+                config.model.path = model.display().to_string();
+            }
+        }
         Command::Train(_)
         | Command::Stop
         | Command::Migrate

@@ -75,6 +75,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
         Command::Predict(args) => commands::predict(config, args).await,
+        Command::Evaluate(args) => commands::evaluate(config, args),
         Command::Bench(args) => commands::bench(globals, args),
         Command::Status(args) => commands::status(config, args).await,
         Command::Migrate => commands::migrate(config).await,

@@ -20,6 +20,9 @@ pub enum Error {
     /// A simulator setting is out of range; names the setting.
     #[error("{0}")]
     Config(String),
+    /// The evaluation against NEWS2 could not run on the readings given.
+    #[error("evaluating the model: {0}")]
+    Evaluation(String),
     /// Training could not run on the data given.
     #[error("training the forest: {0}")]
     Training(String),

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod evaluate;
 pub mod forest;
 pub mod lake;
 pub mod model_file;
