@@ -283,6 +283,11 @@ pub struct TrainArgs {
     /// Also write the report (printed on stdout) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Instead of training: record the node covers (what `explain_risk` needs) of this model file,
+    /// trained by an earlier `vitalflow train` with --rows and --seed, and write it to --out with its
+    /// trees unchanged. Refused when those rows are not the model's training rows (their hash).
+    #[arg(long)]
+    pub covers_of: Option<PathBuf>,
 }
 
 /// `vitalflow predict`.

@@ -131,6 +131,9 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         ..defaults
     };
     let train_rows = training_rows(args.rows, args.seed);
+    if let Some(path) = &args.covers_of {
+        return record_covers(path, &args.out, &train_rows, &params);
+    }
     let test_rows = training_rows(args.test_rows, args.seed.wrapping_add(1));
     eprintln!(
         "training {} trees (depth ≤ {}, {} bootstrap rows and {} features per tree) on {} simulated rows",
@@ -177,6 +180,41 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         std::fs::write(path, format!("model {}\n{report}", file.version))
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+/// `vitalflow train --covers-of`: the model file at `path` with its node covers, written to `out`.
+fn record_covers(
+    path: &std::path::Path,
+    out: &std::path::Path,
+    rows: &vitalflow_udf_model::train::LabelledRows,
+    params: &ForestParams,
+) -> anyhow::Result<()> {
+    let mut file = vitalflow_udf_model::ModelFile::read(path)?;
+    if file.training.data_hash != rows.hash() {
+        anyhow::bail!(
+            "{}: its training rows hash to {}, the rows of --rows {} --seed {} to {}: give the rows it was trained on",
+            path.display(),
+            file.training.data_hash,
+            rows.features.len(),
+            params.seed,
+            rows.hash()
+        );
+    }
+    let boost = file.training.params.get("high_weight_boost").and_then(serde_json::Value::as_f64);
+    let params =
+        ForestParams { high_weight_boost: boost.map_or(params.high_weight_boost, |b| b as f32), ..params.clone() };
+    vitalflow_udf_model::train::record_covers(&mut file, rows, &params)?;
+    // Validated as any model is loaded: the covers add up.
+    let forest = RiskForest::from_model(&file)?;
+    file.write(out)?;
+    eprintln!(
+        "model {} written to {} with the node covers of its {} training rows ({} trees, unchanged)",
+        file.version,
+        out.display(),
+        rows.features.len(),
+        forest.tree_count()
+    );
     Ok(())
 }
 

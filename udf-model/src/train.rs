@@ -130,21 +130,7 @@ pub fn train_forest(
     if n == 0 || rows.labels.len() != n {
         return Err(Error::Training(format!("{n} rows and {} labels", rows.labels.len())));
     }
-    // Class-balanced weights, High boosted: missing a deteriorating patient is the costly error.
-    // Whole numbers on purpose: linfa sums weights in f32, and fractional weights can cancel to a
-    // negative total, which it asserts against.
-    let mut counts = [0usize; 3];
-    for l in &rows.labels {
-        counts[class_index(*l)] += 1;
-    }
-    let largest = counts.iter().copied().max().unwrap_or(1) as f32;
-    let class_weight: Vec<f32> = (0..3)
-        .map(|c| {
-            let balanced = (largest / counts[c].max(1) as f32).round().max(1.0);
-            if c == 0 { (balanced * params.high_weight_boost).round() } else { balanced }
-        })
-        .collect();
-
+    let class_weight = class_weights(rows, params);
     let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
     let mut trees = Vec::with_capacity(params.trees);
     let sample_rows = params.max_samples.clamp(1, n);
@@ -205,6 +191,69 @@ pub fn train_forest(
         metrics: None,
         trees,
     })
+}
+
+/// Class-balanced weights, High boosted: missing a deteriorating patient is the costly error.
+/// Whole numbers on purpose: linfa sums weights in f32, and fractional weights can cancel to a
+/// negative total, which it asserts against.
+fn class_weights(rows: &LabelledRows, params: &ForestParams) -> [f32; 3] {
+    let mut counts = [0usize; 3];
+    for l in &rows.labels {
+        counts[class_index(*l)] += 1;
+    }
+    let largest = counts.iter().copied().max().unwrap_or(1) as f32;
+    std::array::from_fn(|c| {
+        let balanced = (largest / counts[c].max(1) as f32).round().max(1.0);
+        if c == 0 { (balanced * params.high_weight_boost).round() } else { balanced }
+    })
+}
+
+/// Records the node covers of a model file written without them (before explanations), from
+/// `rows` (its training rows) with the class weights of `params`: each tree's covers are the weight
+/// of the rows reaching each node. The trees and their decisions are unchanged.
+pub fn record_covers(file: &mut ModelFile, rows: &LabelledRows, params: &ForestParams) -> Result<()> {
+    let rubric = match file.features.len() {
+        6 => false,
+        7 => true,
+        n => return Err(Error::Training(format!("the model has {n} inputs; vitalflow's have 6 or 7"))),
+    };
+    let class_weight = class_weights(rows, params);
+    for tree in &mut file.trees {
+        let mut weights = vec![0f64; tree.feature.len()];
+        for (row, label) in rows.features.iter().zip(&rows.labels) {
+            let input = |f: usize| {
+                if f < 6 {
+                    row[f]
+                } else if rubric {
+                    rubric_points(row)
+                } else {
+                    f64::NAN
+                }
+            };
+            let mut node = 0usize;
+            while tree.feature[node] >= 0 {
+                let f = tree.feature[node] as usize;
+                let left = f64::from(input(f) as f32) <= tree.threshold[node];
+                node = if left { tree.left[node] } else { tree.right[node] } as usize;
+            }
+            weights[node] += f64::from(class_weight[class_index(*label)]);
+        }
+        tree.cover = covers_from_leaves(tree, weights);
+    }
+    Ok(())
+}
+
+/// Every node's cover from the weight that reached each leaf (`leaf_weight`, by node): leaves no row
+/// reached get a negligible weight, as explanations need every branch weighed above zero, and inner
+/// nodes the sum of their children (which follow their parent).
+fn covers_from_leaves(tree: &TreeArrays, leaf_weight: Vec<f64>) -> Vec<f64> {
+    let mut cover: Vec<f64> = leaf_weight.into_iter().map(|w| w.max(EMPTY_LEAF_COVER)).collect();
+    for node in (0..tree.feature.len()).rev() {
+        if tree.feature[node] >= 0 {
+            cover[node] = cover[tree.left[node] as usize] + cover[tree.right[node] as usize];
+        }
+    }
+    cover
 }
 
 /// Scores held-out rows with the forest and with the rubric on the measurements.
@@ -281,14 +330,7 @@ fn flatten_tree(tree: &DecisionTree<f64, usize>, data: &DatasetBase<Array2<f64>,
         }
         sums[node][*target] += weights.map_or(1.0, |w| f64::from(w[i]));
     }
-    // Covers bottom-up (children follow their parent): a leaf no row reached gets a negligible weight,
-    // as explanations need every branch weighed above zero.
-    out.cover = sums.iter().map(|s| s.iter().sum::<f64>().max(EMPTY_LEAF_COVER)).collect();
-    for node in (0..out.feature.len()).rev() {
-        if out.feature[node] >= 0 {
-            out.cover[node] = out.cover[out.left[node] as usize] + out.cover[out.right[node] as usize];
-        }
-    }
+    out.cover = covers_from_leaves(&out, sums.iter().map(|s| s.iter().sum()).collect());
     for node in 0..out.feature.len() {
         if out.feature[node] < 0 {
             let total: f64 = sums[node].iter().sum();
@@ -345,5 +387,27 @@ mod tests {
         assert!(model.accuracy > 0.8, "accuracy {}", model.accuracy);
         // Chance is a third; a tiny forest on little data is far above it, not yet good (the shipped one is tested apart).
         assert!(model.recall[0] > 0.6, "High recall {}", model.recall[0]);
+        // Trained covers add up and explain.
+        assert!(file.trees.iter().all(|t| t.cover.len() == t.feature.len()));
+        assert!(forest.explainer().is_some());
+
+        // A file written before covers gets them from its training rows, its trees unchanged.
+        let mut old = file.clone();
+        old.trees.iter_mut().for_each(|t| t.cover.clear());
+        record_covers(&mut old, &train, &params).unwrap();
+        let weights = class_weights(&train, &params);
+        let total: f64 = train.labels.iter().map(|l| f64::from(weights[class_index(*l)])).sum();
+        for (before, after) in file.trees.iter().zip(&old.trees) {
+            assert_eq!(
+                (&before.feature, &before.threshold, &before.value),
+                (&after.feature, &after.threshold, &after.value)
+            );
+            // Every training row reaches the root once (leaves no row reached add a negligible weight).
+            assert!((after.cover[0] - total).abs() < 1e-3, "{} vs {total}", after.cover[0]);
+        }
+        let recovered = RiskForest::from_model(&old).unwrap();
+        let row = train.features[0];
+        let (p, e) = (recovered.predict(&row).unwrap(), recovered.explain(&row).unwrap().unwrap());
+        assert!((e.base + e.contributions.iter().sum::<f64>() - p.probabilities[0]).abs() < 1e-9);
     }
 }

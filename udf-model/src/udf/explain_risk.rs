@@ -3,7 +3,6 @@
 //! reading its P(High). Each input's exact Shapley value (TreeSHAP), so that `base` plus the fields
 //! equals `risk_probability(...)['High']`.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, AsArray, Float64Array, StringArray, StructArray};
@@ -46,18 +45,7 @@ impl ExplainRisk {
     }
 }
 
-// Two instances are the same function when they carry the same model version.
-impl PartialEq for ExplainRisk {
-    fn eq(&self, other: &Self) -> bool {
-        self.forest.version() == other.forest.version()
-    }
-}
-impl Eq for ExplainRisk {}
-impl Hash for ExplainRisk {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.forest.version().hash(state);
-    }
-}
+same_function_by_model_version!(ExplainRisk);
 
 impl ScalarUDFImpl for ExplainRisk {
     fn name(&self) -> &str {

@@ -19,6 +19,24 @@ use crate::forest::{Prediction, RiskForest};
 use crate::rubric::RiskLevel;
 use crate::schema::MODEL_FEATURES;
 
+/// Two instances of a function scoring with a forest are the same function when they carry the same
+/// model version (DataFusion compares functions when it plans).
+macro_rules! same_function_by_model_version {
+    ($function:ty) => {
+        impl PartialEq for $function {
+            fn eq(&self, other: &Self) -> bool {
+                self.forest.version() == other.forest.version()
+            }
+        }
+        impl Eq for $function {}
+        impl std::hash::Hash for $function {
+            fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+                std::hash::Hash::hash(self.forest.version(), state);
+            }
+        }
+    };
+}
+
 mod explain_risk;
 mod last_known;
 mod model_version;

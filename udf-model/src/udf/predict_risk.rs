@@ -1,6 +1,5 @@
 //! `predict_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) → 'High' | 'Medium' | 'Low'`.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{Float64Array, StringArray};
@@ -26,18 +25,7 @@ impl PredictRisk {
     }
 }
 
-// Two instances are the same function when they carry the same model version.
-impl PartialEq for PredictRisk {
-    fn eq(&self, other: &Self) -> bool {
-        self.forest.version() == other.forest.version()
-    }
-}
-impl Eq for PredictRisk {}
-impl Hash for PredictRisk {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.forest.version().hash(state);
-    }
-}
+same_function_by_model_version!(PredictRisk);
 
 impl ScalarUDFImpl for PredictRisk {
     fn name(&self) -> &str {

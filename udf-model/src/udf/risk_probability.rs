@@ -1,7 +1,6 @@
 //! `risk_probability(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose)
 //! → Struct<High: Float64, Medium: Float64, Low: Float64>`: the forest's averaged class probabilities.
 
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Float64Array, StructArray};
@@ -33,18 +32,7 @@ impl RiskProbability {
     }
 }
 
-// Two instances are the same function when they carry the same model version.
-impl PartialEq for RiskProbability {
-    fn eq(&self, other: &Self) -> bool {
-        self.forest.version() == other.forest.version()
-    }
-}
-impl Eq for RiskProbability {}
-impl Hash for RiskProbability {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.forest.version().hash(state);
-    }
-}
+same_function_by_model_version!(RiskProbability);
 
 impl ScalarUDFImpl for RiskProbability {
     fn name(&self) -> &str {
