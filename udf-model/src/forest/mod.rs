@@ -23,8 +23,6 @@ use crate::schema::MODEL_FEATURES;
 mod exit_avx2;
 mod exit_scalar;
 mod explain;
-#[cfg(test)]
-mod explain_tests;
 mod layout;
 #[cfg(test)]
 mod tests;

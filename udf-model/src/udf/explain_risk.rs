@@ -40,7 +40,7 @@ impl ExplainRisk {
     pub fn fields(forest: &RiskForest) -> Fields {
         std::iter::once(BASE_FIELD)
             .chain(forest.inputs())
-            .map(|name| Field::new(name, DataType::Float64, false))
+            .map(|name| Field::new(name, DataType::Float64, true))
             .collect()
     }
 }
@@ -102,8 +102,11 @@ pub fn explain_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> Result<
             None => columns.iter_mut().for_each(|c| c.push(0.0)),
         }
     }
-    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef).collect();
-    Ok(StructArray::try_new(fields, arrays, Some(NullBuffer::from(valid)))?)
+    // The fields are NULL where the struct is, so `explain_risk(...)['spo2']` of such a row is NULL.
+    let nulls = NullBuffer::from(valid);
+    let arrays: Vec<ArrayRef> =
+        columns.into_iter().map(|c| Arc::new(Float64Array::new(c.into(), Some(nulls.clone()))) as ArrayRef).collect();
+    Ok(StructArray::try_new(fields, arrays, Some(nulls))?)
 }
 
 /// The smallest push shown by [`top_reasons`]: what rounds to +0.001.

@@ -28,7 +28,7 @@ impl RiskProbability {
 
     /// The struct's fields: one Float64 per class, named as the labels `predict_risk` returns.
     pub fn fields() -> Fields {
-        RiskLevel::ALL.iter().map(|l| Field::new(l.as_str(), DataType::Float64, false)).collect()
+        RiskLevel::ALL.iter().map(|l| Field::new(l.as_str(), DataType::Float64, true)).collect()
     }
 }
 
@@ -71,6 +71,10 @@ pub fn risk_probability_array(forest: &RiskForest, cols: &[Float64Array]) -> Res
             column.push(v);
         }
     });
-    let arrays: Vec<ArrayRef> = columns.into_iter().map(|c| Arc::new(Float64Array::from(c)) as ArrayRef).collect();
-    Ok(StructArray::try_new(RiskProbability::fields(), arrays, Some(NullBuffer::from(valid)))?)
+    // The fields are NULL where the struct is: `risk_probability(...)['High']` of a row that cannot be
+    // scored is NULL, not 0.
+    let nulls = NullBuffer::from(valid);
+    let arrays: Vec<ArrayRef> =
+        columns.into_iter().map(|c| Arc::new(Float64Array::new(c.into(), Some(nulls.clone()))) as ArrayRef).collect();
+    Ok(StructArray::try_new(RiskProbability::fields(), arrays, Some(nulls))?)
 }

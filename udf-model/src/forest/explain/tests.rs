@@ -1,10 +1,10 @@
 //! Tests of the explanations: TreeSHAP against a brute-force Shapley computation on small trees, and
 //! additivity (base + contributions = the scored P(High)) on random deep forests and on the shipped one.
 
-use super::tests::{Lcg, random_columns, random_deep_forest, stump};
+use crate::forest::tests::{Lcg, random_columns, random_deep_forest, stump};
 use std::sync::Arc;
 
-use super::*;
+use crate::forest::*;
 use crate::simulate::training_rows;
 
 /// Random positive covers (whole numbers, as training weights are) added up from the leaves.

@@ -14,6 +14,9 @@
 use super::TreeArrays;
 use super::layout::threshold_f32;
 
+#[cfg(test)]
+mod tests;
+
 /// One explained reading: P(High) split into a base value and one contribution per model input.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Explanation {
