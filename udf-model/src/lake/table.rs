@@ -152,18 +152,26 @@ impl LakeTable {
         log_store: &LogStoreRef,
         version: Option<i64>,
     ) -> Result<Option<LakeTable>> {
-        match DeltaTableState::try_new(log_store.as_ref(), version.map(|v| v as u64)).await {
-            Ok(state) => Ok(Some(LakeTable {
-                location: location.clone(),
-                name: name.to_string(),
-                log_store: log_store.clone(),
-                state,
-            })),
-            Err(DeltaTableError::NotATable(_)) => Ok(None),
-            Err(DeltaTableError::InvalidVersion(_)) if version.is_some() => Ok(None),
-            // The kernel says so in several ways (no directory, an empty log): no log object, no table.
-            Err(_) if !has_log(location, name).await? => Ok(None),
-            Err(e) => Err(LakeError::delta(name, "opening")(e)),
+        let mut looked_again = false;
+        loop {
+            match DeltaTableState::try_new(log_store.as_ref(), version.map(|v| v as u64)).await {
+                Ok(state) => {
+                    return Ok(Some(LakeTable {
+                        location: location.clone(),
+                        name: name.to_string(),
+                        log_store: log_store.clone(),
+                        state,
+                    }));
+                }
+                Err(DeltaTableError::NotATable(_)) => return Ok(None),
+                Err(DeltaTableError::InvalidVersion(_)) if version.is_some() => return Ok(None),
+                // The kernel says so in several ways (no directory, an empty log): no log object, no table.
+                Err(_) if !has_log(location, name).await? => return Ok(None),
+                // The log appeared after the kernel looked (another process creating the table at once,
+                // as two ingest processes starting together do): look again, once.
+                Err(_) if !looked_again => looked_again = true,
+                Err(e) => return Err(LakeError::delta(name, "opening")(e)),
+            }
         }
     }
 
@@ -433,6 +441,26 @@ mod tests {
             ],
         )
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn processes_creating_the_same_tables_at_once_all_open_them() {
+        // As ingest processes started together do: each opens or creates the same tables.
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+            let opens = (0..4).map(|_| {
+                let location = location.clone();
+                tokio::spawn(
+                    async move { LakeTable::open_or_create(&location, "t", &schema()).await.map(|t| t.version()) },
+                )
+            });
+            // Every one opens it (a creator that lost the race may add a commit of the same schema).
+            for open in futures::future::join_all(opens).await {
+                let version = open.unwrap().unwrap_or_else(|e| panic!("round {round}: {e}"));
+                assert!(version <= 3, "round {round}: version {version}");
+            }
+        }
     }
 
     #[tokio::test]
