@@ -124,10 +124,19 @@ start() {
   write_properties "$port" "$cport" "$sport"
   local cp="$libs/*"
   if [ ! -f "$state/data/meta.properties" ]; then
+    # A cluster id is 22 URL-safe base64 characters; one starting with "-" would be read as an option
+    # (1 start in 64 failed so), so none is drawn that does.
+    local cluster_id
+    cluster_id=$(python3 -c 'import base64,uuid
+while True:
+    i = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not i.startswith("-"): break
+print(i)')
     java -cp "$cp" -Dlog4j2.configurationFile="$here/log4j2.yaml" kafka.tools.StorageTool format \
-      --standalone -t "$(python3 -c 'import base64,uuid;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+      --standalone -t "$cluster_id" \
       --add-scram "SCRAM-SHA-256=[name=vitalflow,password=$(cat "$state/tls/sasl_password")]" \
-      -c "$state/server.properties" >> "$state/broker.log" 2>&1
+      -c "$state/server.properties" >> "$state/broker.log" 2>&1 \
+      || { log "formatting the broker's storage failed; last log lines:"; tail -n 30 "$state/broker.log" >&2; exit 1; }
   fi
   # setsid: the broker outlives this script and is stopped by pid, never by a terminal's signals.
   setsid java -Xms256m -Xmx512m -cp "$cp" -Dlog4j2.configurationFile="$here/log4j2.yaml" \
