@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Float64Array, StringArray};
-use arrow::compute::cast;
+use arrow::array::{ArrayRef, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::ColumnarValue;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::schema::{MODEL_FEATURES, TOP_REASONS};
-use vitalflow_udf_model::udf::{explain_risk_array, top_reasons};
+use vitalflow_udf_model::udf::{explain_risk_array, float_args, top_reasons};
 
 use crate::error::{Error, Result};
 
@@ -22,13 +22,19 @@ const REASONS: usize = 3;
 pub(super) fn with_top_reasons(alerts: &RecordBatch, forest: Option<&RiskForest>) -> Result<RecordBatch> {
     let reasons: ArrayRef = match forest.filter(|f| f.explainer().is_some()) {
         Some(forest) => {
-            let cols = MODEL_FEATURES
+            let vitals = MODEL_FEATURES
                 .iter()
-                .map(|v| vital_column(alerts, v.column()))
-                .collect::<Result<Vec<Float64Array>>>()?;
-            let why = explain_risk_array(forest, &cols)
-                .map_err(|e| Error::Config(format!("explaining the batch's alerts: {e}")))?;
-            Arc::new(top_reasons(&why, REASONS))
+                .map(|v| {
+                    let column = alerts
+                        .column_by_name(v.column())
+                        .ok_or_else(|| Error::Config(format!("the ETL SQL has no column {}", v.column())))?;
+                    Ok(ColumnarValue::Array(column.clone()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let explain =
+                |e: datafusion::error::DataFusionError| Error::Config(format!("explaining the batch's alerts: {e}"));
+            let cols = float_args(&vitals, alerts.num_rows()).map_err(explain)?;
+            Arc::new(top_reasons(&explain_risk_array(forest, &cols).map_err(explain)?, REASONS))
         }
         None => Arc::new(StringArray::new_null(alerts.num_rows())),
     };
@@ -43,17 +49,4 @@ pub(super) fn with_top_reasons(alerts: &RecordBatch, forest: Option<&RiskForest>
     }
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
         .map_err(|e| Error::Config(format!("adding {TOP_REASONS} to the batch's alerts: {e}")))
-}
-
-/// Column `name` of the alert rows as Float64.
-fn vital_column(alerts: &RecordBatch, name: &str) -> Result<Float64Array> {
-    let column =
-        alerts.column_by_name(name).ok_or_else(|| Error::Config(format!("the ETL SQL has no column {name}")))?;
-    let floats = cast(column, &DataType::Float64)
-        .map_err(|e| Error::Config(format!("ETL column {name} ({}) is not a number: {e}", column.data_type())))?;
-    floats
-        .as_any()
-        .downcast_ref::<Float64Array>()
-        .cloned()
-        .ok_or_else(|| Error::Config(format!("ETL column {name} is not Float64 after casting")))
 }

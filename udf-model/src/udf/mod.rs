@@ -101,7 +101,7 @@ fn coerce_to(name: &str, arg_types: &[DataType], targets: &[(&str, DataType)]) -
 }
 
 /// The arguments as `Float64` arrays of `rows` rows (scalars repeated).
-fn float_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> {
+pub fn float_args(args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> {
     args.iter()
         .map(|a| {
             let a = cast(&a.to_array(rows)?, &DataType::Float64)?;

@@ -9,7 +9,7 @@
 //! takes (`f32` input against the threshold rounded down), so the sum is the scored P(High).
 //!
 //! The cost per row is the trees' leaves times the square of the distinct inputs on a path (at most
-//! eight here); no allocation per row beyond one scratch buffer per call.
+//! eight here); each row takes one small scratch buffer, sized once when the forest loads.
 
 use super::TreeArrays;
 use super::layout::threshold_f32;
@@ -38,7 +38,6 @@ struct ExplainedTree {
     high: Vec<f64>,
     /// The tree's cover-weighted mean P(High).
     expected: f64,
-    depth: usize,
 }
 
 /// The forest's trees in the form TreeSHAP walks.
@@ -47,6 +46,8 @@ pub struct Explainer {
     trees: Vec<ExplainedTree>,
     inputs: usize,
     base: f64,
+    /// Path elements one row needs: each level of the recursion keeps a path of at most `inputs + 1`.
+    scratch_len: usize,
 }
 
 /// One input on the current root-to-node path: the share of cover that went this way where it was
@@ -65,8 +66,7 @@ impl Explainer {
     pub(super) fn build(trees: &[TreeArrays], high_class: usize, inputs: usize, depths: &[usize]) -> Option<Explainer> {
         let trees: Option<Vec<ExplainedTree>> = trees
             .iter()
-            .zip(depths)
-            .map(|(t, &depth)| {
+            .map(|t| {
                 if t.cover.len() != t.feature.len() {
                     return None;
                 }
@@ -83,22 +83,20 @@ impl Explainer {
                     cover: t.cover.clone(),
                     high,
                     expected,
-                    depth,
                 })
             })
             .collect();
         let trees = trees?;
         let base = trees.iter().map(|t| t.expected).sum::<f64>() / trees.len() as f64;
-        Some(Explainer { trees, inputs, base })
+        let deepest = depths.iter().copied().max().unwrap_or(0);
+        Some(Explainer { trees, inputs, base, scratch_len: (deepest + 2) * (inputs + 2) })
     }
 
     /// Explains one row of `inputs` values (the model inputs in file order, all finite).
     pub fn explain(&self, row: &[f64]) -> Explanation {
         let x: Vec<f32> = row.iter().map(|&v| v as f32).collect();
         let mut phi = vec![0.0; self.inputs];
-        let deepest = self.trees.iter().map(|t| t.depth).max().unwrap_or(0);
-        // Each level of the recursion keeps its own path of at most `inputs + 1` elements.
-        let mut scratch = vec![PathElement::default(); (deepest + 2) * (self.inputs + 2)];
+        let mut scratch = vec![PathElement::default(); self.scratch_len];
         for tree in &self.trees {
             tree.recurse(&x, &mut phi, &mut scratch, 0, 0, 1.0, 1.0, -1);
         }
