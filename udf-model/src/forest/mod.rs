@@ -227,18 +227,18 @@ impl RiskForest {
         }
         // Each input is tested in the row slot of its position in the feature list.
         let inputs = file.features.len().min(ROW_SLOTS);
-        let mut depths = Vec::with_capacity(file.trees.len());
+        let mut max_depth = 0;
         for (t, tree) in file.trees.iter().enumerate() {
-            depths.push(validate_tree(tree, inputs).map_err(|msg| invalid(format!("tree {t}: {msg}")))?);
+            let depth = validate_tree(tree, inputs).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
+            max_depth = max_depth.max(depth);
         }
-        let max_depth = depths.iter().copied().max().unwrap_or(0);
         let covered = file.trees.iter().filter(|t| !t.cover.is_empty()).count();
         if covered != 0 && covered != file.trees.len() {
             return Err(invalid(format!("{covered} of {} trees have node covers: all or none must", file.trees.len())));
         }
         let high_class = class_slot.iter().position(|&slot| slot == 0).unwrap_or(0);
         let explainer =
-            Explainer::build(&file.trees, high_class, file.features.len(), &depths).map(std::sync::Arc::new);
+            Explainer::build(&file.trees, high_class, file.features.len(), max_depth).map(std::sync::Arc::new);
         // Blocks (at most one per node, and one per tree and leaf value) are numbered in 31 bits.
         let nodes: usize = file.trees.iter().map(|t| t.feature.len()).sum();
         if nodes >= (u32::MAX / 8) as usize {

@@ -63,7 +63,8 @@ struct PathElement {
 impl Explainer {
     /// The explainer of validated `trees` whose leaves hold class fractions with High at `high_class`;
     /// `None` when a tree carries no node covers (model files written before covers were recorded).
-    pub(super) fn build(trees: &[TreeArrays], high_class: usize, inputs: usize, depths: &[usize]) -> Option<Explainer> {
+    /// `max_depth` is the depth of the deepest leaf of any tree, which sizes each row's scratch.
+    pub(super) fn build(trees: &[TreeArrays], high_class: usize, inputs: usize, max_depth: usize) -> Option<Explainer> {
         let trees: Option<Vec<ExplainedTree>> = trees
             .iter()
             .map(|t| {
@@ -88,8 +89,7 @@ impl Explainer {
             .collect();
         let trees = trees?;
         let base = trees.iter().map(|t| t.expected).sum::<f64>() / trees.len() as f64;
-        let deepest = depths.iter().copied().max().unwrap_or(0);
-        Some(Explainer { trees, inputs, base, scratch_len: (deepest + 2) * (inputs + 2) })
+        Some(Explainer { trees, inputs, base, scratch_len: (max_depth + 2) * (inputs + 2) })
     }
 
     /// Explains one row of `inputs` values (the model inputs in file order, all finite).
