@@ -7,6 +7,10 @@
 //   VITALFLOW_FLIGHT_SQL_URL  grpc://host:port
 //   VITALFLOW_USER, VITALFLOW_PASSWORD  the sign-in; both unset for a server with auth off (`vitalflow up`)
 //   VITALFLOW_EXPECTED_ROWS   how many readings vitals_clean holds
+//
+// package.json overrides @lakehouse-rs/flight-sql-client-freebsd-x64 to 0.0.7: 0.0.10 names it as an
+// optional dependency of version 0.0.10, which was never published, and `npm ci` then refuses every lockfile.
+// (It is the FreeBSD binary: never installed here.)
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 
