@@ -498,8 +498,8 @@ func checkPanelColumns(t *testing.T, where string, p panel, tg target, schema *a
 
 // patientLatestTimeSeries is how docs/clients.md tells a Grafana user to chart patient_latest in the
 // datasource's default time-series format: `SELECT *` gives the plugin many timestamps (event_time and
-// each `<vital>_measured_at`) and text columns, and plugin v1.1.1 answers "no time column found"; naming event_time `time`,
-// first, followed by numbers only, is a frame it plots.
+// each `<vital>_measured_at`) and text columns, and plugin v1.1.1 answers "no time column found";
+// event_time named `time`, first, then numbers only, is a frame it plots.
 const patientLatestTimeSeries = "SELECT event_time AS time, heart_rate, spo2, temperature, news2_score, probability_high " +
 	"FROM patient_latest ORDER BY time"
 
