@@ -27,10 +27,12 @@ venv=$(deploy/python-env.sh clients/requirements-test.txt)
 # The `vitalflow` Python package, installed as a user installs it (editable: this checkout's code).
 "$venv/bin/pip" install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e clients/python
 
-step "Go and JDBC client tests' dependencies (Go module proxy, Maven Central)"
+step "Go, JDBC and Node client tests' dependencies (Go module proxy, Maven Central, npm registry)"
 # Fetched here, like Kafka; the Flight SQL client suite runs them against a live server.
 (cd clients/go && go mod download && go vet ./...)
 mvn -q -B -f clients/jdbc/pom.xml test-compile
+# node_modules is rebuilt from the lockfile each run; the download cache lives outside the checkout.
+(cd clients/node && npm ci --no-audit --no-fund --cache "$VITALFLOW_CACHE/npm")
 
 step "Apache Kafka and the S3-compatible server (Maven Central)"
 deploy/kafka/kafka.sh install

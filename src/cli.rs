@@ -280,6 +280,13 @@ pub struct TrainArgs {
     /// Train on the six vitals only, without the rubric's score of them as a seventh input.
     #[arg(long)]
     pub without_rubric_feature: bool,
+    /// Instead of training both: train the trend model alone and write this model file with it (its
+    /// six-vital model unchanged; --version renames the file's version) to --out.
+    #[arg(long, conflicts_with = "covers_of")]
+    pub trend_into: Option<PathBuf>,
+    /// Train the six-vital model alone, without the trend model the ETL scores with.
+    #[arg(long)]
+    pub without_trend: bool,
     /// Also write the report (printed on stdout) to this file.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -130,6 +130,9 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         rubric_feature: !args.without_rubric_feature,
         ..defaults
     };
+    if let Some(path) = &args.trend_into {
+        return add_trend_model(path, &args);
+    }
     let train_rows = training_rows(args.rows, args.seed);
     if let Some(path) = &args.covers_of {
         return record_covers(path, &args.out, &train_rows, &params);
@@ -172,13 +175,78 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
         "rubric_on_measurements": rubric,
         "permutation_importance_macro_f1": named,
     }));
+    let mut report = report_text(test_rows.features.len(), &model, &rubric, &importance);
+    if !args.without_trend {
+        let (trend, trend_report) = train_trend_model(&args, &version)?;
+        file.trend = Some(Box::new(trend));
+        report += &trend_report;
+    }
+    // Validated as any model is loaded, the trend model included.
+    RiskForest::from_model(&file)?;
     std::fs::write(&args.out, serde_json::to_vec(&file)?).with_context(|| format!("writing {}", args.out.display()))?;
-    let report = report_text(test_rows.features.len(), &model, &rubric, &importance);
     println!("model {} written to {}", file.version, args.out.display());
     print!("{report}");
     if let Some(path) = &args.report {
         std::fs::write(path, format!("model {}\n{report}", file.version))
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The trend model of `vitalflow train` (its inputs: `trend::default_inputs`) and its report.
+fn train_trend_model(args: &TrainArgs, version: &str) -> anyhow::Result<(vitalflow_udf_model::ModelFile, String)> {
+    use vitalflow_udf_model::train::{
+        evaluate_trend, reliability, train_trend, trend_params, trend_report_text, trend_rows,
+    };
+    use vitalflow_udf_model::trend::{TrendSettings, default_inputs};
+
+    let inputs = default_inputs();
+    let settings = TrendSettings::default();
+    let rows = trend_rows(args.rows, args.seed, &inputs, settings)?;
+    let test = trend_rows(args.test_rows, args.seed.wrapping_add(1), &inputs, settings)?;
+    let params = trend_params(args.seed);
+    eprintln!(
+        "training the trend model: {} trees on {} readings of simulated patients ({} inputs)",
+        params.trees,
+        rows.values.len(),
+        inputs.len()
+    );
+    let mut file = train_trend(&rows, &params, version, |done| eprintln!("trend tree {done}/{} done", params.trees))?;
+    let forest = RiskForest::from_trend_model(&file).context("the trend model just trained")?;
+    let (model, measured) = evaluate_trend(&forest, &test);
+    let calibration = reliability(&forest, &test);
+    file.metrics = Some(serde_json::json!({
+        "held_out_rows": test.values.len(),
+        "held_out_data_hash": test.hash(),
+        "forest": model,
+        "ward_score_on_measurements": measured,
+        "reliability": calibration,
+    }));
+    let report = trend_report_text(test.values.len(), &model, &measured, &calibration);
+    Ok((file, report))
+}
+
+/// `vitalflow train --trend-into`: the model file at `path` with a trend model trained now, its
+/// six-vital model unchanged, written to --out.
+fn add_trend_model(path: &std::path::Path, args: &TrainArgs) -> anyhow::Result<()> {
+    let mut file = vitalflow_udf_model::ModelFile::read(path)?;
+    if let Some(version) = &args.version {
+        file.version.clone_from(version);
+    }
+    let (trend, report) = train_trend_model(args, &file.version)?;
+    file.trend = Some(Box::new(trend));
+    RiskForest::from_model(&file)?;
+    file.write(&args.out)?;
+    println!(
+        "model {} written to {} (six-vital model of {}, trend model trained now)",
+        file.version,
+        args.out.display(),
+        path.display()
+    );
+    print!("{report}");
+    if let Some(report_path) = &args.report {
+        std::fs::write(report_path, format!("model {}\n{report}", file.version))
+            .with_context(|| format!("writing {}", report_path.display()))?;
     }
     Ok(())
 }

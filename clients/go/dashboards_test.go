@@ -495,3 +495,23 @@ func checkPanelColumns(t *testing.T, where string, p panel, tg target, schema *a
 		t.Errorf("%s: panel type %s with format %q is not checked here", where, p.Type, tg.Format)
 	}
 }
+
+// patientLatestTimeSeries is how docs/clients.md tells a Grafana user to chart patient_latest in the
+// datasource's default time-series format: `SELECT *` gives the plugin many timestamps (event_time and
+// each `<vital>_measured_at`) and text columns, and plugin v1.1.1 answers "no time column found";
+// event_time named `time`, first, then numbers only, is a frame it plots.
+const patientLatestTimeSeries = "SELECT event_time AS time, heart_rate, spo2, temperature, news2_score, probability_high " +
+	"FROM patient_latest ORDER BY time"
+
+func TestPatientLatestChartsAsATimeSeriesInTheDocumentedForm(t *testing.T) {
+	client, ctx := connect(t)
+	schema, batches := query(t, ctx, client, patientLatestTimeSeries)
+	// Any range around the data: the query filters nothing.
+	from, to := time.Unix(0, 0), time.Now().Add(time.Hour)
+	p := panel{Type: "timeseries", Title: "patient_latest"}
+	checkPanelColumns(t, "patient_latest as a time series", p, target{Format: "time_series"}, schema, batches, from, to)
+	_, patients := query(t, ctx, client, "SELECT count(*) FROM patient_latest")
+	if got, want := rows(batches), patients[0].Column(0).(*array.Int64).Value(0); got != want || got == 0 {
+		t.Errorf("%d points, want one per patient (%d)", got, want)
+	}
+}

@@ -77,15 +77,18 @@ ORDER BY event_time DESC
 LIMIT 50
 """
 
-# The forest's inputs, in the order of predict_risk's arguments.
-MODEL_VITALS = ["heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose"]
-_SIX = ", ".join(MODEL_VITALS)
+# The columns the ETL's scoring model (the trend model) takes, as its model file names them.
+ARGUMENTS_SQL = "SELECT trend_model_arguments() AS arguments"
 
-# Why the patient's newest reading has its P(High): explain_risk's base and one contribution per model input.
-WHY_SQL = f"""
-SELECT risk, risk_probability({_SIX})['High'] AS p_high, explain_risk({_SIX}) AS why
-FROM patient_latest
-WHERE patient_id = ?
+
+def why_sql(arguments: str) -> str:
+    """Why the patient's newest reading has its P(High): the trend model's base and one contribution per input."""
+    return f"""
+SELECT risk, probability_high AS p_high, explain_trend_risk({arguments}) AS why
+FROM vitals_clean
+WHERE patient_id = ? AND event_time > now() - INTERVAL '{HISTORY_MINUTES} minutes'
+ORDER BY event_time DESC
+LIMIT 1
 """
 
 HISTORY_SQL = f"""
@@ -323,7 +326,8 @@ def render_drill_down(server: Settings, latest: pd.DataFrame) -> None:
     if st.session_state.get("patient") not in patients:
         st.session_state["patient"] = patients[0]
     patient = st.selectbox("Patient", patients, key="patient")
-    explained = query(server, WHY_SQL, (patient,))
+    arguments = query(server, ARGUMENTS_SQL)["arguments"].iloc[0]
+    explained = query(server, why_sql(arguments), (patient,))
     if not explained.empty:
         row = explained.iloc[0]
         st.html(why_html(patient, row["risk"], row["p_high"], row["why"]))

@@ -224,14 +224,15 @@ def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
     assert at.selectbox(key="patient").value in ("P902", "P903")
     at.selectbox(key="patient").set_value("P903").run()
     assert not at.exception, [e.value for e in at.exception]
-    # Why High: P(High) split into the model's base and each input's push (explain_risk), every input listed.
+    # Why High: P(High) split into the trend model's base and each input's push (explain_trend_risk), every
+    # input of the shipped model listed (its sixteen: the reading's nine, five rolling means, two ward scores).
     why = [h.proto.body for h in at.get("html")][2]
     assert 'class="vf-why" data-patient="P903" data-risk="High"' in why and "<b>Why High</b>: P(High)" in why, why
     pushes = dict(re.findall(r'<li data-input="(\w+)"[^>]*>[^<]* ([+-]\d\.\d{3})</li>', why))
-    assert set(pushes) == {*app.MODEL_VITALS, "rubric_points"}, why
+    assert len(pushes) == 16 and {"respiratory_rate", "consciousness", "spo2_rolling_mean", "ward_points"} <= set(pushes), why
     p_high, base = (float(x) for x in re.search(r"P\(High\) (\d\.\d{3}) = the model's base (\d\.\d{3})", why).groups())
     assert abs(base + sum(float(v) for v in pushes.values()) - p_high) < 0.005, why
-    assert p_high > 0.5 and float(pushes["rubric_points"]) > 0, why
+    assert p_high > 0.5 and float(pushes["ward_points"]) + float(pushes["ward_points_smoothed"]) > 0, why
     history = json.loads(at.get("plotly_chart")[1].proto.spec)
     assert [len(plotly_array(t["x"])) for t in history["data"]] == [2] * len(app.VITALS)
     assert len([s for s in history["layout"]["shapes"] if s["type"] == "rect"]) == len(app.VITALS)
@@ -332,7 +333,7 @@ def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard
             assert tiles[patient].get_attribute("data-risk") == levels[-1]
             assert f"{levels[-1]} · NEWS2" in tiles[patient].text
         why = css("div.vf-why")[0]
-        assert why.text.startswith("Why High: P(High)") and len(why.find_elements(By.CSS_SELECTOR, "li")) == 7, why.text
+        assert why.text.startswith("Why High: P(High)") and len(why.find_elements(By.CSS_SELECTOR, "li")) == 16, why.text
         alerts = [a.text for a in css("li.vf-alert")]
         assert len(alerts) == 2 and any(a.startswith("P903 rose to High from Low") for a in alerts), alerts
         assert not css('[data-testid="stException"]'), "the page shows an exception"

@@ -1,9 +1,13 @@
-"""The Flight SQL front door against the clients users run: pyarrow.flight, Python ADBC, arrow-go's
-flightsql client (Grafana's library, clients/go) and the Arrow Flight SQL JDBC driver (clients/jdbc);
-authentication, the read-only policy, limits and the audit log.
+"""The Flight SQL front door against the clients users run: pyarrow.flight, Python ADBC, polars,
+flightsql-dbapi (Superset's driver), arrow-go's flightsql client (Grafana's library, clients/go), the Arrow
+Flight SQL JDBC driver (clients/jdbc) and the Node clients from npm (clients/node); authentication, the
+read-only policy, limits and the audit log.
 
 One cluster (scheduler, executor, ingest over the real Kafka) with a known number of readings serves
-every test of this module; tests that need other settings start their own scheduler.
+every test of this module; tests that need other settings start their own scheduler. The conformance
+tests of the pyarrow, ADBC, polars, flightsql-dbapi and Node clients run twice (the `door` fixture): with
+auth on, signing in, and against a second scheduler over the same tables with auth off, sending no
+credentials, as a user of `vitalflow up` does.
 """
 
 from __future__ import annotations
@@ -15,14 +19,18 @@ import statistics
 import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import adbc_driver_flightsql.dbapi as flightsql
+import flightsql as flightsql_dbapi
+import polars as pl
 import pyarrow as pa
 import pyarrow.flight as flight
 import pytest
+import sqlalchemy
 
-from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, running_cluster
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, query, running_cluster
 from tests.support.pipeline import start_pipeline
 from tests.support.wait import wait_until
 
@@ -52,6 +60,52 @@ def served(tmp_path_factory):
     """A cluster whose vitals_clean holds exactly READINGS rows; yields (cluster, flight_sql address)."""
     with running_cluster(tmp_path_factory.mktemp("served")) as cluster:
         yield cluster, start_pipeline(cluster, READINGS, patients=30, seed=7).flight_sql
+
+
+@dataclass
+class Door:
+    """A Flight SQL front door and how its clients connect: signed in as one of FLIGHT_SQL_USERS when
+    auth is on, with no credentials at all when it is off."""
+
+    cluster: Cluster
+    addr: str
+    auth: bool
+
+    def who(self, user: str) -> str:
+        """The user name the audit log records for `user` (auth off: everyone is `local`)."""
+        return user if self.auth else "local"
+
+    def connect(self, user: str = "admin"):
+        """An ADBC connection."""
+        if self.auth:
+            return self.cluster.connect(self.addr, user)
+        return flightsql.connect(f"grpc://{self.addr}", autocommit=True)
+
+    def pyarrow(self, user: str = "admin") -> tuple[flight.FlightClient, flight.FlightCallOptions]:
+        if self.auth:
+            return pyarrow_client(self.addr, user)
+        return flight.FlightClient(f"grpc://{self.addr}"), flight.FlightCallOptions()
+
+    def client_env(self, user: str = "grafana") -> dict[str, str]:
+        """The environment of the Go, JDBC and Node suites (no VITALFLOW_USER: auth is off)."""
+        env = dict(os.environ, VITALFLOW_FLIGHT_SQL_URL=f"grpc://{self.addr}", VITALFLOW_EXPECTED_ROWS=str(READINGS))
+        for name in ("VITALFLOW_USER", "VITALFLOW_PASSWORD", "VITALFLOW_TOKEN"):
+            env.pop(name, None)
+        if self.auth:
+            env.update(VITALFLOW_USER=user, VITALFLOW_PASSWORD=FLIGHT_SQL_USERS[user][0])
+        return env
+
+
+@pytest.fixture(scope="module", params=["auth-on", "auth-off"])
+def door(request, served) -> Door:
+    """The served cluster's front door (auth on), then a second scheduler and executor over the same tables
+    with `flight_sql.auth.required = false` (loopback only, as `vitalflow up` runs)."""
+    cluster, addr = served
+    if request.param == "auth-on":
+        return Door(cluster, addr, auth=True)
+    env = {"VITALFLOW__FLIGHT_SQL__AUTH__REQUIRED": "false"}
+    addrs = cluster.start_scheduler("open-scheduler", "--no-etl", executors=["open-executor"], env=env)
+    return Door(cluster, addrs["flight_sql"], auth=False)
 
 
 # --- pyarrow.flight: the raw Flight SQL protocol --------------------------------------------------
@@ -119,9 +173,8 @@ def pyarrow_client(addr: str, user: str = "admin"):
     return client, flight.FlightCallOptions(headers=[header])
 
 
-def test_pyarrow_flight_streams_under_the_announced_schema_with_one_endpoint(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr)
+def test_pyarrow_flight_streams_under_the_announced_schema_with_one_endpoint(door):
+    client, options = door.pyarrow()
     for sql, rows in [
         ("SELECT patient_id, event_time, heart_rate, risk FROM vitals_clean", READINGS),
         # Aggregates are where DataFusion's plan and the executors disagree on nullability.
@@ -162,9 +215,8 @@ PRIMARY_KEYS = {
 }
 
 
-def test_pyarrow_key_listings_answer_with_the_specs_schemas_and_list_flights_is_empty(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr, "grafana")
+def test_pyarrow_key_listings_answer_with_the_specs_schemas_and_list_flights_is_empty(door):
+    client, options = door.pyarrow("grafana")
     clean = _pb(3, b"vitals_clean")
     for name, body in [
         ("CommandGetImportedKeys", clean),
@@ -182,9 +234,8 @@ def test_pyarrow_key_listings_answer_with_the_specs_schemas_and_list_flights_is_
     assert list(client.list_flights(options=options)) == []
 
 
-def test_pyarrow_prepared_statements_type_parameters_and_refuse_missing_values(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr, "grafana")
+def test_pyarrow_prepared_statements_type_parameters_and_refuse_missing_values(door):
+    client, options = door.pyarrow("grafana")
     # A function's arguments take the function's types; a comparison's the column's.
     _, dataset, parameters = prepare(client, options, "SELECT predict_risk(?, ?, ?, ?, ?, ?) AS risk")
     assert parameters.types == [pa.float64()] * 6, parameters
@@ -199,9 +250,8 @@ def test_pyarrow_prepared_statements_type_parameters_and_refuse_missing_values(s
     assert "Placeholder" not in str(err.value)
 
 
-def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr, "grafana")
+def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(door):
+    client, options = door.pyarrow("grafana")
     for garbage in [b"\xff\xfe not a ticket", b"", _pb(1, b"type.googleapis.com/no.Such") + _pb(2, b"x")]:
         with pytest.raises(pa.ArrowInvalid, match="not a Flight SQL command") as err:
             client.do_get(flight.Ticket(garbage), options).read_all()
@@ -223,20 +273,20 @@ def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(served):
         writer, _ = client.do_put(ingest, rows.schema, options)
         writer.write_table(rows)
         writer.close()
-    with cluster.connect(addr) as conn:
+    with door.connect() as conn:
         assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS, "server must stay up"
         # Refused calls are audited under the call's name.
-        refused = scalar(conn, "SELECT count(*) FROM audit_log WHERE user_name = 'grafana' AND outcome = 'refused' "
-                         "AND sql IN ('Flight SQL action BeginTransaction', 'Flight SQL DoPut CommandStatementIngest')")
+        refused = scalar(conn, "SELECT count(*) FROM audit_log WHERE user_name = ? AND outcome = 'refused' AND sql IN "
+                         "('Flight SQL action BeginTransaction', 'Flight SQL DoPut CommandStatementIngest')",
+                         (door.who("grafana"),))
         assert refused >= 2, refused
 
 
 # --- Python ADBC ----------------------------------------------------------------------------------
 
 
-def test_adbc_execute_fetch_parameters_and_metadata(served):
-    cluster, addr = served
-    with cluster.connect(addr, "grafana") as conn:
+def test_adbc_execute_fetch_parameters_and_metadata(door):
+    with door.connect("grafana") as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT patient_id FROM vitals_clean ORDER BY event_time LIMIT 1")
             patient = cur.fetchone()[0]
@@ -265,9 +315,8 @@ def test_adbc_execute_fetch_parameters_and_metadata(served):
         assert set(conn.adbc_get_table_types()) >= {"BASE TABLE"}
 
 
-def test_information_schema_lists_tables_columns_and_views_as_power_bi_reads_them(served):
-    cluster, addr = served
-    with cluster.connect(addr, "grafana") as conn:
+def test_information_schema_lists_tables_columns_and_views_as_power_bi_reads_them(door):
+    with door.connect("grafana") as conn:
         with conn.cursor() as cur:
             cur.execute("SELECT table_name, table_type FROM information_schema.tables "
                         "WHERE table_schema = 'public' ORDER BY table_name")
@@ -293,6 +342,66 @@ def test_adbc_static_token(served):
     )
     with conn:
         assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS
+
+
+# --- polars and flightsql-dbapi (Superset's driver) -----------------------------------------------
+
+
+def test_polars_reads_query_results_through_an_adbc_connection(door):
+    with door.connect("grafana") as conn:
+        expected = query(conn, "SELECT patient_id, event_time, heart_rate FROM vitals_clean ORDER BY event_time, patient_id")
+        df = pl.read_database("SELECT patient_id, event_time, heart_rate FROM vitals_clean ORDER BY event_time, patient_id",
+                              connection=conn)
+        assert df.schema == {"patient_id": pl.String, "event_time": pl.Datetime("ns", "UTC"), "heart_rate": pl.Float64}
+        assert df.to_arrow().to_pylist() == expected.to_pylist()
+        patient = df["patient_id"][0]
+        bound = pl.read_database("SELECT count(*) AS n FROM vitals_clean WHERE patient_id = ?", connection=conn,
+                                 execute_options={"parameters": [patient]})
+        assert bound["n"][0] == df.filter(pl.col("patient_id") == patient).height > 0
+        latest = pl.read_database("SELECT patient_id, event_time FROM patient_latest", connection=conn)
+        assert latest.sort("patient_id").to_dicts() == (
+            df.group_by("patient_id").agg(pl.col("event_time").max()).sort("patient_id").to_dicts())
+
+
+def dbapi_client(door: Door, user: str = "grafana") -> flightsql_dbapi.FlightSQLClient:
+    host, port = door.addr.rsplit(":", 1)
+    credentials = {"user": user, "password": FLIGHT_SQL_USERS[user][0]} if door.auth else {}
+    return flightsql_dbapi.FlightSQLClient(host=host, port=int(port), insecure=True, **credentials)
+
+
+def test_flightsql_dbapi_cursor_and_sqlalchemy_as_superset_uses_them(door):
+    with door.connect("grafana") as conn:
+        latest = query(conn, "SELECT patient_id, event_time FROM patient_latest ORDER BY patient_id").to_pylist()
+        patient = latest[0]["patient_id"]
+        readings = scalar(conn, "SELECT count(*) FROM vitals_clean WHERE patient_id = ?", (patient,))
+    with flightsql_dbapi.connect(dbapi_client(door)) as db:
+        cur = db.cursor()
+        cur.execute("SELECT count(*) FROM vitals_clean")
+        assert cur.fetchall() == [[READINGS]]
+        cur.execute("SELECT patient_id, event_time FROM patient_latest ORDER BY patient_id")
+        assert [name for name, _ in cur.description] == ["patient_id", "event_time"]
+        assert [(p, t.to_pydatetime()) for p, t in cur.fetchall()] == [(r["patient_id"], r["event_time"]) for r in latest]
+        # Superset's table browser.
+        assert {"vitals_clean", "patient_latest"} <= set(db.flightsql_get_table_names())
+        columns = {c["name"]: c["type"] for c in db.flightsql_get_columns("vitals_clean")}
+        assert columns["event_time"] == sqlalchemy.TIMESTAMP and columns["patient_id"] == sqlalchemy.TEXT
+        # The driver ignores the handle DoPut returns (the spec says to use it), so a query with parameters
+        # reaches the server without values: refused by name, as docs/clients.md says.
+        with pytest.raises(pa.ArrowInvalid, match=r"parameter \$1 has no value"):
+            cur.execute("SELECT count(*) FROM vitals_clean WHERE patient_id = ?", [patient])
+    # Through SQLAlchemy, as Superset connects (`datafusion://`) and builds a chart's query: the dialect
+    # writes values into the SQL. (Values given only at execution, as to `text(...)`, it writes as NULL.)
+    host, port = door.addr.rsplit(":", 1)
+    user = f"grafana:{FLIGHT_SQL_USERS['grafana'][0]}@" if door.auth else ""
+    engine = sqlalchemy.create_engine(f"datafusion://{user}{host}:{port}?insecure=true")
+    clean = sqlalchemy.table("vitals_clean", sqlalchemy.column("patient_id"))
+    try:
+        with engine.connect() as sa:
+            chart = sqlalchemy.select(sqlalchemy.func.count()).select_from(clean).where(clean.c.patient_id == patient)
+            assert sa.execute(chart).scalar() == readings > 0
+        assert "patient_latest" in sqlalchemy.inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
 
 
 # --- Refusals -------------------------------------------------------------------------------------
@@ -508,16 +617,8 @@ def test_query_time_memory_and_result_size_limits_fail_clearly_and_the_server_st
 # --- Go (Grafana's library) and JDBC --------------------------------------------------------------
 
 
-def run_client_suite(command: list[str], cwd: Path, addr: str, timeout: float = 600) -> None:
-    user = "grafana"
-    env = dict(
-        os.environ,
-        VITALFLOW_FLIGHT_SQL_URL=f"grpc://{addr}",
-        VITALFLOW_USER=user,
-        VITALFLOW_PASSWORD=FLIGHT_SQL_USERS[user][0],
-        VITALFLOW_EXPECTED_ROWS=str(READINGS),
-    )
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+def run_client_suite(command: list[str], cwd: Path, door: Door, timeout: float = 600) -> None:
+    done = subprocess.run(command, cwd=cwd, env=door.client_env(), capture_output=True, text=True, timeout=timeout)
     print(done.stdout[-8000:], done.stderr[-8000:])
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-8000:]}\n{done.stderr[-4000:]}"
 
@@ -526,14 +627,21 @@ def test_grafana_calls_through_arrow_go_flightsql(served):
     cluster, addr = served
     go = shutil.which("go")
     assert go, "go is not installed: deploy/test.sh needs Go for the Grafana client test"
-    run_client_suite([go, "test", "-count=1", "-v", "./..."], ROOT / "clients" / "go", addr)
+    run_client_suite([go, "test", "-count=1", "-v", "./..."], ROOT / "clients" / "go", Door(cluster, addr, auth=True))
 
 
 def test_jdbc_driver_connects_lists_tables_and_runs_a_prepared_query(served):
     cluster, addr = served
     mvn = shutil.which("mvn")
     assert mvn, "mvn is not installed: deploy/test.sh needs Maven for the JDBC test"
-    run_client_suite([mvn, "-q", "-B", "test"], ROOT / "clients" / "jdbc", addr)
+    run_client_suite([mvn, "-q", "-B", "test"], ROOT / "clients" / "jdbc", Door(cluster, addr, auth=True))
+
+
+def test_node_clients_from_npm(door):
+    node = shutil.which("node")
+    assert node, "node is not installed: deploy/test.sh needs Node.js for the Node client suite"
+    assert (ROOT / "clients" / "node" / "node_modules").is_dir(), "run `npm ci` in clients/node (deploy/test.sh does)"
+    run_client_suite([node, "--test", "--test-reporter=spec"], ROOT / "clients" / "node", door)
 
 
 # --- 64 concurrent clients while ingest runs (a benchmark: figures printed, zero errors asserted) --

@@ -132,7 +132,7 @@ pub async fn start(
         open_door_only_on_loopback(config)?;
     }
     // Fails before anything starts when the SQL file is unreadable, or the data of an earlier format.
-    etl::sql::load(&config.etl)?;
+    etl::sql::load(&config.etl, None)?;
     let key = config
         .cluster
         .key(&[("scheduler.bind_host", &config.scheduler.bind_host)])

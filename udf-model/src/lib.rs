@@ -9,7 +9,9 @@ pub mod rubric;
 pub mod schema;
 pub mod simulate;
 pub mod train;
+pub mod trend;
 pub mod udf;
+pub mod ward_score;
 
 #[cfg(test)]
 mod tests;

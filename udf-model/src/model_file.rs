@@ -35,6 +35,11 @@ pub struct ModelFile {
     pub metrics: Option<serde_json::Value>,
     /// The trees.
     pub trees: Vec<TreeArrays>,
+    /// The trend model the ETL scores with (its own features, classes and trees; see `crate::trend`),
+    /// trained beside the six-vital model above. Absent in imported scikit-learn models: the ETL then
+    /// scores with the six-vital model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trend: Option<Box<ModelFile>>,
 }
 
 /// Provenance of a model.

@@ -222,5 +222,6 @@ pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 });
 
 /// The `risk_alerts` column naming the three inputs that pushed the reading's P(High) most, with their
-/// contributions (`explain_risk`), e.g. `rubric_points +0.412, spo2 +0.087, systolic_bp +0.051`.
+/// contributions (`explain_trend_risk`, the model the ETL scores with), e.g.
+/// `ward_points +0.312, ward_points_smoothed +0.201, respiratory_rate +0.087`.
 pub const TOP_REASONS: &str = "top_reasons";

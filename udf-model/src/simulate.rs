@@ -13,11 +13,13 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::rubric::{RiskLevel, SixVitals};
+use crate::rubric::{Consciousness, RiskLevel, SixVitals};
 use crate::schema::Vital;
-use crate::train::LabelledRows;
+use crate::trend::consciousness_code;
+use crate::ward_score::WardVitals;
 
 /// One reading in the seed's flat JSON contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +61,24 @@ impl VitalsRecord {
     /// The six model inputs in feature order, if all were measured.
     pub fn six(&self) -> Option<[f64; 6]> {
         Some([self.heart_rate?, self.systolic_bp?, self.diastolic_bp?, self.spo2?, self.temperature?, self.glucose?])
+    }
+
+    /// The measured parameters in the order of `trend::PatientTrend::push` (the seven vitals, oxygen as
+    /// 1/0, consciousness as its ACVPU rank), NaN where the record lacks one.
+    pub fn measured(&self) -> [f64; 9] {
+        let number = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let [hr, sbp, dbp, spo2, temp, glucose, rr] = self.vitals().map(number);
+        [
+            hr,
+            sbp,
+            dbp,
+            spo2,
+            temp,
+            glucose,
+            rr,
+            number(self.on_oxygen.map(|o| if o { 1.0 } else { 0.0 })),
+            number(self.consciousness.as_deref().and_then(Consciousness::parse).map(consciousness_code)),
+        ]
     }
 
     /// The numeric vitals in `Vital::ALL` order.
@@ -405,8 +425,11 @@ impl Patient {
 pub struct SimulatedReading {
     /// What the monitor sent.
     pub record: VitalsRecord,
-    /// The rubric's label of the true six vitals.
+    /// The rubric's label of the true six vitals (what `predict_risk(six vitals)` learns).
     pub true_label: RiskLevel,
+    /// The ward score's label of the whole true state, every NEWS2 parameter included (what the
+    /// trend model learns; `crate::ward_score`).
+    pub ward_label: RiskLevel,
 }
 
 /// Produces readings for a ward of patients, deterministically for a seed.
@@ -469,6 +492,19 @@ impl VitalsSimulator {
         let six = [truth[0], truth[1], truth[2], truth[3], truth[4], truth[5]];
         let true_label = SixVitals::from_array(six).rubric_label().unwrap_or(RiskLevel::High);
         let (on_oxygen, consciousness) = patient.oxygen_and_consciousness(&truth);
+        let ward_label = WardVitals {
+            heart_rate: Some(truth[0]),
+            systolic_bp: Some(truth[1]),
+            diastolic_bp: Some(truth[2]),
+            spo2: Some(truth[3]),
+            temperature: Some(truth[4]),
+            glucose: Some(truth[5]),
+            respiratory_rate: Some(truth[6]),
+            on_oxygen: Some(on_oxygen),
+            consciousness: Consciousness::parse(consciousness),
+        }
+        .label()
+        .unwrap_or(RiskLevel::High);
 
         let mut measured = [0.0; 7];
         for v in 0..7 {
@@ -515,7 +551,7 @@ impl VitalsSimulator {
             on_oxygen: oxygen_sent.then_some(on_oxygen),
             consciousness: consciousness_sent.then(|| consciousness.to_string()),
         };
-        SimulatedReading { record, true_label }
+        SimulatedReading { record, true_label, ward_label }
     }
 }
 
@@ -573,6 +609,29 @@ pub fn encode(record: &VitalsRecord, format: OutputFormat) -> Vec<u8> {
         }
     };
     serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Rows of measurements with the label of the patient's true state.
+#[derive(Debug, Clone, Default)]
+pub struct LabelledRows {
+    /// Measured vitals in feature order.
+    pub features: Vec<[f64; 6]>,
+    /// Label from the true state.
+    pub labels: Vec<RiskLevel>,
+}
+
+impl LabelledRows {
+    /// SHA-256 of rows and labels, hex.
+    pub fn hash(&self) -> String {
+        let mut h = Sha256::new();
+        for (row, label) in self.features.iter().zip(&self.labels) {
+            for v in row {
+                h.update(v.to_le_bytes());
+            }
+            h.update([crate::rubric::RiskLevel::ALL.iter().position(|l| l == label).unwrap_or(0) as u8]);
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// Settings for training data: the realistic ward, with more frequent episodes so that every label

@@ -68,7 +68,7 @@ pub struct AlertMessage {
     pub model_version: String,
     /// ETL micro-batch that wrote it.
     pub etl_batch_id: i64,
-    /// The three inputs that pushed P(High) up most, with their contributions (`explain_risk`);
+    /// The three inputs that pushed P(High) up most, with their contributions (`explain_trend_risk`);
     /// `null` when the model cannot explain or the row was written before alerts carried reasons.
     #[serde(default)]
     pub top_reasons: Option<String>,

@@ -1,6 +1,7 @@
 //! Why each alert was raised: the `top_reasons` column of `risk_alerts`, the three inputs that pushed
-//! the reading's P(High) up most (`explain_risk`, exact TreeSHAP), computed by the driver for the
-//! batch's alert rows only (a few per batch), so the ETL SQL stays as it is.
+//! the reading's P(High) up most (`explain_trend_risk`: exact TreeSHAP of the model the ETL scores
+//! with), computed by the driver for the batch's alert rows only (a few per batch), so the ETL SQL
+//! stays as it is.
 
 use std::sync::Arc;
 
@@ -9,31 +10,33 @@ use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::ColumnarValue;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::schema::{MODEL_FEATURES, TOP_REASONS};
-use vitalflow_udf_model::udf::{explain_risk_array, float_args, top_reasons};
+use vitalflow_udf_model::schema::TOP_REASONS;
+use vitalflow_udf_model::udf::{ForestRole, explain_risk_array, top_reasons};
 
 use crate::error::{Error, Result};
 
 /// Inputs named in an alert's reasons.
 const REASONS: usize = 3;
 
-/// `alerts` with a `top_reasons` column: NULL for every row when `forest` cannot explain (a model
-/// file without node covers) or a vital is missing.
+/// `alerts` with a `top_reasons` column, explaining `forest` (the scoring model) on the alert rows'
+/// columns of its arguments: NULL for every row when it cannot explain (a model file without node
+/// covers), and where the model cannot score the row.
 pub(super) fn with_top_reasons(alerts: &RecordBatch, forest: Option<&RiskForest>) -> Result<RecordBatch> {
     let reasons: ArrayRef = match forest.filter(|f| f.explainer().is_some()) {
         Some(forest) => {
-            let vitals = MODEL_FEATURES
+            let arguments = forest
+                .arguments()
                 .iter()
-                .map(|v| {
+                .map(|(name, _)| {
                     let column = alerts
-                        .column_by_name(v.column())
-                        .ok_or_else(|| Error::Config(format!("the ETL SQL has no column {}", v.column())))?;
+                        .column_by_name(name)
+                        .ok_or_else(|| Error::Config(format!("the ETL SQL has no column {name}")))?;
                     Ok(ColumnarValue::Array(column.clone()))
                 })
                 .collect::<Result<Vec<_>>>()?;
             let explain =
                 |e: datafusion::error::DataFusionError| Error::Config(format!("explaining the batch's alerts: {e}"));
-            let cols = float_args(&vitals, alerts.num_rows()).map_err(explain)?;
+            let cols = ForestRole::Trend.columns(&arguments, alerts.num_rows()).map_err(explain)?;
             Arc::new(top_reasons(&explain_risk_array(forest, &cols).map_err(explain)?, REASONS))
         }
         None => Arc::new(StringArray::new_null(alerts.num_rows())),

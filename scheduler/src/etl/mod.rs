@@ -147,14 +147,15 @@ pub struct EtlDriver {
     /// Until when (ms since the epoch) this process holds the ETL lease of the location; `None`:
     /// no lease is used (tests, benchmarks).
     lease_deadline: Option<Arc<std::sync::atomic::AtomicI64>>,
-    /// The forest the context's functions score with, which explains the alerts.
+    /// The forest the ETL scores with (the trend model), which explains the alerts.
     forest: Option<Arc<RiskForest>>,
 }
 
-/// The forest `ctx`'s scoring functions use (that of its `explain_risk`); `None` when it has none.
+/// The forest `ctx`'s ETL scoring functions use (that of its `explain_trend_risk`: the trend model, or
+/// the six-vital model of a file without one); `None` when it has none.
 fn context_forest(ctx: &SessionContext) -> Option<Arc<RiskForest>> {
     use datafusion::execution::FunctionRegistry;
-    let udf = ctx.udf("explain_risk").ok()?;
+    let udf = ctx.udf("explain_trend_risk").ok()?;
     udf.inner().downcast_ref::<ExplainRisk>().map(|e| e.forest().clone())
 }
 
@@ -173,12 +174,12 @@ impl EtlDriver {
         stats: Arc<EtlStats>,
     ) -> Result<EtlDriver> {
         config.validate()?;
-        let sql = sql::load(config)?;
+        let forest = context_forest(&ctx);
+        let sql = sql::load(config, forest.as_deref())?;
         let checkpoint = load_etl_checkpoint(&location).await?;
         stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
         let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
         let tables = OutputTables::open(&location).await?;
-        let forest = context_forest(&ctx);
         let driver = EtlDriver {
             ctx,
             location,

@@ -168,15 +168,13 @@ async fn missing_vitals_are_carried_forward_for_a_bounded_time_across_batches() 
     let rows = f.query("SELECT glucose, risk FROM vitals_clean WHERE source_offset > 0 ORDER BY event_time").await;
     let glucose = rows[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap();
     assert_eq!((glucose.value(0), glucose.is_null(1)), (100.0, true));
+    // The trend model scores a reading whatever it lacks: its trees route a missing vital.
     let risk = rows[0].column(1).as_any().downcast_ref::<StringArray>().unwrap();
-    assert_eq!((risk.value(0), risk.is_null(1)), ("Low", true));
+    assert_eq!((risk.value(0), risk.value(1)), ("Low", "Low"));
     // patient_latest: one row, the newest reading, with glucose missing as it is there.
     assert_eq!(f.count("SELECT count(*) FROM patient_latest").await, 1);
     assert_eq!(f.count("SELECT source_offset FROM patient_latest").await, 2);
 }
-
-/// The model inputs, as the SQL functions take them.
-const SIX: &str = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
 
 #[tokio::test]
 async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
@@ -202,14 +200,20 @@ async fn an_alert_is_raised_once_per_rise_to_high_across_batches() {
     assert_eq!(ids[0].as_deref(), Some("vitals/0/0"));
     // Each alert says why: the three inputs that pushed P(High) up most, largest first, as explain_risk gives them.
     let reasons = f.strings("SELECT top_reasons FROM risk_alerts ORDER BY source_offset").await;
-    let why = f.query(&format!("SELECT explain_risk({SIX}) FROM vitals_clean WHERE source_offset = 0")).await;
+    let arguments: Vec<String> = f.forest.trend().unwrap().arguments().into_iter().map(|(name, _)| name).collect();
+    let why = f
+        .query(&format!(
+            "SELECT explain_trend_risk({}) FROM vitals_clean WHERE source_offset = 0",
+            arguments.join(", ")
+        ))
+        .await;
     let why = why[0].column(0).as_any().downcast_ref::<arrow::array::StructArray>().unwrap().clone();
     let expected = vitalflow_udf_model::udf::top_reasons(&why, 3);
     assert_eq!(reasons[0].as_deref(), Some(expected.value(0)));
     for reason in &reasons {
         let reason = reason.as_deref().unwrap_or_default();
         assert_eq!(reason.split(", ").count(), 3, "{reason}");
-        assert!(reason.starts_with("rubric_points +"), "{reason}");
+        assert!(reason.starts_with("ward_points"), "{reason}");
     }
     // Rolling features and the anomaly flag: P2 jumped from normal to critical.
     let rows = f.query("SELECT anomaly, heart_rate_change FROM vitals_clean WHERE source_offset = 6").await;
@@ -263,4 +267,97 @@ pub(crate) fn raw_rows(n: usize) -> RecordBatch {
         builder.append_reading(i as i64, &reading("P1", i as i64, NORMAL));
     }
     builder.finish("vitals", 0, T0).unwrap()
+}
+
+/// A simulated reading as ingest decodes it, `seconds` after T0.
+fn simulated(record: &vitalflow_udf_model::simulate::VitalsRecord, seconds: f64) -> Reading {
+    Reading {
+        patient_id: record.patient_id.clone(),
+        event_time_ns: T0 + (seconds * 1e9) as i64,
+        vitals: [
+            record.heart_rate,
+            record.systolic_bp,
+            record.diastolic_bp,
+            record.spo2,
+            record.temperature,
+            record.glucose,
+            record.respiratory_rate,
+        ],
+        on_oxygen: record.on_oxygen,
+        consciousness: record.consciousness.as_deref().and_then(Consciousness::parse),
+    }
+}
+
+#[tokio::test]
+async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches() {
+    use vitalflow_udf_model::simulate::{SimulatorSettings, VitalsSimulator};
+    use vitalflow_udf_model::trend::{PatientTrend, TrendSettings};
+
+    let f = Fixture::new();
+    let trend = f.forest.trend().expect("the bundled model has a trend model").clone();
+    let columns = trend.argument_columns().unwrap();
+    // A ward with missing fields and artefacts, one reading per patient every 30 s, landed in five
+    // batches so that carry-forward and windows cross batch boundaries.
+    let settings = SimulatorSettings { missing_rate: 0.15, ill_at_start: 0.6, ..SimulatorSettings::default() };
+    let mut sim = VitalsSimulator::with_settings(12, 11, settings);
+    let mut expected: std::collections::HashMap<(String, i64), (String, f64, f64)> = Default::default();
+    let mut passes: std::collections::HashMap<String, PatientTrend> = Default::default();
+    let mut driver = f.driver().await;
+    let mut offset = 0;
+    for batch in 0..5 {
+        let mut readings = Vec::new();
+        for tick in 0..8 {
+            for _ in 0..12 {
+                let seconds = f64::from(batch * 8 + tick) * 30.0;
+                let record = sim.next_reading(chrono::DateTime::UNIX_EPOCH);
+                let reading = simulated(&record, seconds);
+                let pass = passes
+                    .entry(record.patient_id.clone())
+                    .or_insert_with(|| PatientTrend::new(TrendSettings::default()));
+                if let Some(row) = pass.push(seconds, &record.measured()) {
+                    let p = trend.predict_arguments(&row.values(&columns)).unwrap();
+                    let mean = row.get(vitalflow_udf_model::trend::TrendColumn::RollingMean(
+                        vitalflow_udf_model::schema::Vital::HeartRate,
+                    ));
+                    expected.insert(
+                        (record.patient_id.clone(), reading.event_time_ns),
+                        (p.risk.as_str().to_string(), p.probabilities[0], mean),
+                    );
+                }
+                readings.push(reading);
+            }
+        }
+        let n = readings.len() as i64;
+        f.land(offset, readings).await;
+        offset += n;
+        driver.run_once().await.unwrap().unwrap();
+    }
+    let rows = f
+        .query(
+            "SELECT patient_id, CAST(event_time AS BIGINT) AS t, risk, probability_high, heart_rate_rolling_mean \
+             FROM vitals_clean ORDER BY patient_id, event_time",
+        )
+        .await;
+    let mut compared = 0;
+    for b in &rows {
+        let patient = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
+        let patient = patient.as_any().downcast_ref::<StringArray>().unwrap();
+        let time = b.column(1).as_any().downcast_ref::<Int64Array>().unwrap();
+        let risk = arrow::compute::cast(b.column(2), &arrow::datatypes::DataType::Utf8).unwrap();
+        let risk = risk.as_any().downcast_ref::<StringArray>().unwrap();
+        let p = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        let mean = b.column(4).as_any().downcast_ref::<Float64Array>().unwrap();
+        for i in 0..b.num_rows() {
+            let key = (patient.value(i).to_string(), time.value(i));
+            let (want_risk, want_p, want_mean) = expected.get(&key).unwrap_or_else(|| panic!("{key:?} not expected"));
+            // Every reading has a risk, missing vitals or not, and the same as the Rust pass gives.
+            assert_eq!(risk.value(i), want_risk, "{key:?}");
+            assert!((p.value(i) - want_p).abs() < 1e-9, "{key:?}: {} vs {want_p}", p.value(i));
+            assert_eq!(mean.is_null(i), want_mean.is_nan(), "{key:?}");
+            assert!(mean.is_null(i) || (mean.value(i) - want_mean).abs() < 1e-9, "{key:?}");
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, expected.len());
+    assert!(compared > 400, "{compared}");
 }

@@ -6,9 +6,10 @@
 --   etl_state       each patient's last few clean readings from earlier batches (the columns of
 --                   `patient_latest`), so that carry-forward, de-duplication, rolling windows and the
 --                   alert rule see across batch boundaries
--- Settings the driver writes into the text before planning (from [etl] in vitalflow.toml):
+-- Settings the driver writes into the text before planning (from [etl] in vitalflow.toml, and the model):
 --   ${carry_forward_seconds}  how long a patient's last value of a vital stands in for a missing one
 --   ${window_preceding}       readings before the current one in the rolling windows (window_readings - 1)
+--   ${trend_arguments}        the columns the trend model's file names as its inputs, in order
 --
 -- The result must hold exactly one row per `new_vitals_raw` row (the driver checks it), with the
 -- columns of `vitals_clean` (docs/tables.md) plus:
@@ -140,18 +141,10 @@ carried AS (
     CASE WHEN c_consciousness_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_consciousness_at END AS consciousness_measured_at
   FROM clean_timeline
 ),
-scored AS (
-  SELECT c.*,
-    CASE WHEN from_state THEN state_risk ELSE predict_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) END AS risk,
-    risk_probability(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) AS probabilities
-  FROM carried c
-),
 windowed AS (
   -- Per-patient features over the last window_readings clean readings, earlier batches included:
-  -- the rolling mean, the change since the oldest reading in the window, and the risk before this one.
-  SELECT s.*,
-    last_known(risk) OVER (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
-      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_risk,
+  -- the rolling mean, and the change since the oldest reading in the window.
+  SELECT c.*,
     avg(heart_rate) OVER r AS heart_rate_rolling_mean, heart_rate - first_value(heart_rate) OVER r AS heart_rate_change,
     avg(systolic_bp) OVER r AS systolic_bp_rolling_mean, systolic_bp - first_value(systolic_bp) OVER r AS systolic_bp_change,
     avg(diastolic_bp) OVER r AS diastolic_bp_rolling_mean, diastolic_bp - first_value(diastolic_bp) OVER r AS diastolic_bp_change,
@@ -159,9 +152,24 @@ windowed AS (
     avg(temperature) OVER r AS temperature_rolling_mean, temperature - first_value(temperature) OVER r AS temperature_change,
     avg(glucose) OVER r AS glucose_rolling_mean, glucose - first_value(glucose) OVER r AS glucose_change,
     avg(respiratory_rate) OVER r AS respiratory_rate_rolling_mean, respiratory_rate - first_value(respiratory_rate) OVER r AS respiratory_rate_change
-  FROM scored s
+  FROM carried c
   WINDOW r AS (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
                ROWS BETWEEN ${window_preceding} PRECEDING AND CURRENT ROW)
+),
+scored AS (
+  -- The trend model scores the reading with its features (${trend_arguments}: the inputs its model
+  -- file names); a state row keeps the risk it was given.
+  SELECT w.*,
+    CASE WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
+    trend_risk_probability(${trend_arguments}) AS probabilities
+  FROM windowed w
+),
+previous AS (
+  -- The risk before this reading (the alert rule's "rises to High").
+  SELECT s.*,
+    last_known(risk) OVER (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
+      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_risk
+  FROM scored s
 ),
 clean AS (
   SELECT patient_id, event_time,
@@ -188,7 +196,7 @@ clean AS (
     heart_rate_measured_at, systolic_bp_measured_at, diastolic_bp_measured_at, spo2_measured_at,
     temperature_measured_at, glucose_measured_at, respiratory_rate_measured_at, on_oxygen_measured_at,
     consciousness_measured_at
-  FROM windowed
+  FROM previous
   WHERE NOT from_state
 )
 SELECT * FROM clean

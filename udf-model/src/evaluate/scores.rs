@@ -1,19 +1,23 @@
-//! The three scores compared on each reading — the forest's P(High), NEWS2 and the six-vital rubric — and
-//! the reading's time and true label, grouped into one history per patient.
+//! The three scores compared on each reading — the model's P(High), NEWS2 and the six-vital rubric — and
+//! the reading's time and true label (the ward score of the true state), grouped into one history per
+//! patient. The model is the one the ETL scores with: the trend model on each patient's readings in
+//! time order through the ETL's per-patient pass (`crate::trend`), or the six-vital model of a file
+//! without one.
 
 use std::collections::HashMap;
 
 use chrono::DateTime;
 
 use crate::error::{Error, Result};
-use crate::forest::RiskForest;
+use crate::forest::{Prediction, RiskForest};
 use crate::rubric::{Consciousness, News2Inputs, RiskLevel, SixVitals};
 use crate::simulate::{SimulatedReading, VitalsRecord};
+use crate::trend::{PatientTrend, TrendSettings};
 
 /// One of the three early-warning scores compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ScoreKind {
-    /// The forest's probability of High on the six measured vitals.
+    /// The model's probability of High (the trend model's on the reading and the patient's recent ones).
     Model,
     /// The NEWS2 aggregate of the seven measured NEWS2 inputs.
     News2,
@@ -49,11 +53,12 @@ impl ScoreKind {
 pub struct ScoredReading {
     /// Time of the measurement, seconds since the Unix epoch.
     pub seconds: f64,
-    /// Whether the label of the patient's true state is High (the positive class).
+    /// Whether the ward score of the patient's true state is High (the positive class).
     pub truly_high: bool,
-    /// The forest's P(High); `None` when one of the six vitals is missing.
+    /// The model's P(High); `None` when the model cannot score the reading (the six-vital model
+    /// without one of them; a reading the ETL rejects).
     pub model_p_high: Option<f64>,
-    /// The forest's label; `None` when one of the six vitals is missing.
+    /// The model's label; `None` as `model_p_high`.
     pub model_label: Option<RiskLevel>,
     /// NEWS2; `None` when one of its seven inputs is missing.
     pub news2: Option<u8>,
@@ -86,25 +91,28 @@ pub fn news2_of(record: &VitalsRecord) -> Option<u8> {
     .score()
 }
 
-/// Scores one reading; fails only on a timestamp that is not RFC 3339.
-pub fn score_reading(forest: &RiskForest, reading: &SimulatedReading) -> Result<ScoredReading> {
-    let record = &reading.record;
+/// The time of a reading, seconds since the epoch; fails on a timestamp that is not RFC 3339.
+fn seconds_of(record: &VitalsRecord) -> Result<f64> {
     let time = DateTime::parse_from_rfc3339(&record.timestamp).map_err(|e| {
         Error::Evaluation(format!(
             "reading of {} at {:?}: not an RFC 3339 time: {e}",
             record.patient_id, record.timestamp
         ))
     })?;
-    let six = record.six();
-    let prediction = six.and_then(|six| forest.predict(&six));
-    Ok(ScoredReading {
-        seconds: time.timestamp_millis() as f64 / 1_000.0,
-        truly_high: reading.true_label == RiskLevel::High,
+    Ok(time.timestamp_millis() as f64 / 1_000.0)
+}
+
+/// Scores one reading, given the model's prediction for it.
+fn scored(reading: &SimulatedReading, seconds: f64, prediction: Option<Prediction>) -> ScoredReading {
+    let six = reading.record.six();
+    ScoredReading {
+        seconds,
+        truly_high: reading.ward_label == RiskLevel::High,
         model_p_high: prediction.map(|p| p.probabilities[0]),
         model_label: prediction.map(|p| p.risk),
-        news2: news2_of(record),
+        news2: news2_of(&reading.record),
         rubric: six.and_then(|six| SixVitals::from_array(six).rubric_score()),
-    })
+    }
 }
 
 /// One patient's readings in time order.
@@ -117,23 +125,41 @@ pub struct PatientHistory {
 }
 
 /// Scores every reading and groups them by patient (patients in order of their first reading, each
-/// patient's readings sorted by time, equal times kept in arrival order).
+/// patient's readings sorted by time, equal times kept in arrival order). `forest` is a model file's
+/// forest: its trend model scores when it has one, on each patient's readings in time order with the
+/// ETL's default `settings`.
 pub fn patient_histories(
     forest: &RiskForest,
     readings: impl IntoIterator<Item = SimulatedReading>,
 ) -> Result<Vec<PatientHistory>> {
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut histories: Vec<PatientHistory> = Vec::new();
+    let mut grouped: Vec<(String, Vec<(f64, SimulatedReading)>)> = Vec::new();
     for reading in readings {
-        let scored = score_reading(forest, &reading)?;
+        let seconds = seconds_of(&reading.record)?;
         let slot = *index.entry(reading.record.patient_id.clone()).or_insert_with(|| {
-            histories.push(PatientHistory { patient_id: reading.record.patient_id.clone(), readings: Vec::new() });
-            histories.len() - 1
+            grouped.push((reading.record.patient_id.clone(), Vec::new()));
+            grouped.len() - 1
         });
-        histories[slot].readings.push(scored);
+        grouped[slot].1.push((seconds, reading));
     }
-    for history in &mut histories {
-        history.readings.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let trend = forest.trend().map(|t| (t, t.argument_columns().unwrap_or_default()));
+    let mut histories = Vec::with_capacity(grouped.len());
+    for (patient_id, mut readings) in grouped {
+        readings.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut pass = PatientTrend::new(TrendSettings::default());
+        let scored_readings = readings
+            .iter()
+            .map(|(seconds, reading)| {
+                let prediction = match &trend {
+                    Some((model, columns)) => pass
+                        .push(*seconds, &reading.record.measured())
+                        .and_then(|row| model.predict_arguments(&row.values(columns))),
+                    None => reading.record.six().and_then(|six| forest.predict(&six)),
+                };
+                scored(reading, *seconds, prediction)
+            })
+            .collect();
+        histories.push(PatientHistory { patient_id, readings: scored_readings });
     }
     Ok(histories)
 }

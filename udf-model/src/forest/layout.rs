@@ -13,9 +13,11 @@
 //! reached its leaf can so keep stepping without a branch, and a block index below the leaf count
 //! says which fractions it reached.
 //!
-//! Nothing here depends on the six vitals: a node names one of 16 row slots (a nibble), of which the
-//! kernels read [`ROW_SLOTS`]. Missing-value routing needs no other node format: a node whose missing
-//! values go left would test a slot holding its input with NaN replaced by minus infinity.
+//! Nothing here depends on the six vitals: a node names one of [`ROW_SLOTS`] row slots (a nibble).
+//! A forest whose nodes read only the first eight (the six-vital model) is `narrow`: its rows' first
+//! half fills one AVX2 register; a wider one (the trend model) takes two and a blend. Missing-value
+//! routing needs no other node format: a missing input holds a value below every threshold
+//! (`inputs::MISSING`).
 
 use std::collections::HashMap;
 use std::collections::VecDeque;
@@ -28,8 +30,10 @@ const LEVELS: usize = 3;
 const NODES: usize = (1 << LEVELS) - 1;
 /// Exits of a block (children slots at its fourth level).
 pub(super) const EXITS: usize = 1 << LEVELS;
-/// Input slots the kernels read: one AVX2 register of `f32` per gathered row.
-pub(super) const ROW_SLOTS: usize = 8;
+/// Input slots of a row: two AVX2 registers of `f32`, all a node's four bits can name.
+pub(crate) const ROW_SLOTS: usize = 16;
+/// Slots of a narrow forest's rows: one AVX2 register.
+pub(super) const NARROW_SLOTS: usize = 8;
 /// Bits of a node's slot in [`Block::features`].
 pub(super) const SLOT_BITS: u32 = 4;
 /// Marks a leaf child while trees are laid out, before leaf blocks get their final place.
@@ -62,9 +66,9 @@ impl Block {
     }
 }
 
-/// One row gathered for scoring: its inputs as `f32` in their slots, aligned for one AVX2 load.
+/// One row gathered for scoring: its inputs as `f32` in their slots, each half aligned for one AVX2 load.
 #[derive(Debug, Clone, Copy)]
-#[repr(C, align(32))]
+#[repr(C, align(64))]
 pub(super) struct Row(pub(super) [f32; ROW_SLOTS]);
 
 /// Exit of a block given the bit mask of its nodes that go right (bit `s` for slot `s`; bit 7, the
@@ -102,6 +106,8 @@ pub(super) struct Layout {
     /// Distinct class fractions of the leaves, in [`crate::rubric::RiskLevel::ALL`] order; block `i`
     /// below their count is the leaf of fractions `i`.
     pub(super) leaf_values: Vec<[f64; 3]>,
+    /// Every node reads one of the first [`NARROW_SLOTS`] slots.
+    pub(super) narrow: bool,
 }
 
 /// Distinct leaf fractions, numbered as they are met.
@@ -166,7 +172,9 @@ impl Layout {
             }
             block
         }));
+        let narrow = trees.iter().all(|t| t.feature.iter().all(|f| (*f as i64) < NARROW_SLOTS as i64));
         Layout {
+            narrow,
             blocks: all,
             roots: roots.into_iter().map(|r| r + first_tree_block).collect(),
             leaf_values: leaves.values,

@@ -17,18 +17,18 @@ use std::path::Path;
 use crate::error::{Error, Result};
 pub use crate::model_file::{BUNDLED_MODEL_JSON, MODEL_FORMAT, ModelFile, TrainingInfo, TreeArrays};
 use crate::rubric::RiskLevel;
-use crate::schema::MODEL_FEATURES;
-
 #[cfg(target_arch = "x86_64")]
 mod exit_avx2;
 mod exit_scalar;
 mod explain;
+mod inputs;
 mod layout;
 #[cfg(test)]
 mod tests;
 mod walk;
 
 pub use explain::{Explainer, Explanation};
+pub use inputs::{ForestInputs, MISSING};
 use layout::{Layout, ROW_SLOTS, Row};
 pub use walk::Kernel;
 use walk::add;
@@ -47,8 +47,6 @@ pub struct Prediction {
 /// 5 when a single parameter scores 3 — ordered so that `>= 7` is the rubric's High and `>= 5` its Medium.
 /// With it a tree can start from the rubric's answer and spend its splits on where the rubric is wrong.
 pub const RUBRIC_FEATURE: &str = "rubric_points";
-/// The row slot of [`RUBRIC_FEATURE`]: the one after the six vitals, as in the file's feature list.
-const RUBRIC_SLOT: usize = 6;
 
 /// The [`RUBRIC_FEATURE`] value of six vitals in feature order; NaN when one is not finite.
 pub fn rubric_points(row: &[f64; 6]) -> f64 {
@@ -81,10 +79,12 @@ pub struct RiskForest {
     /// For argmax ties: position of each of [`RiskLevel::ALL`] in the file's class order, so that a
     /// tie resolves as the file's trainer (scikit-learn's `argmax`) would.
     tie_order: [usize; 3],
-    /// The model reads [`RUBRIC_FEATURE`].
-    uses_rubric: bool,
+    /// What the row slots hold.
+    inputs: ForestInputs,
     /// TreeSHAP over the file's trees; `None` when the file records no node covers.
     explainer: Option<std::sync::Arc<Explainer>>,
+    /// The trend model of the same file, which the ETL scores with.
+    trend: Option<std::sync::Arc<RiskForest>>,
 }
 
 /// The scoring buffers of one chunk of rows, allocated once per call.
@@ -189,17 +189,37 @@ impl RiskForest {
         RiskForest::from_json(BUNDLED_MODEL_JSON)
     }
 
-    /// Validates a model file and lays it out for scoring with the fastest [`Kernel`] of this CPU.
+    /// Validates a model file and lays it out for scoring with the fastest [`Kernel`] of this CPU: the
+    /// six-vital model, and the file's trend model when it has one.
     pub fn from_model(file: &ModelFile) -> Result<RiskForest> {
+        let mut forest = RiskForest::build(file, false)?;
+        if let Some(trend) = &file.trend {
+            let trend = RiskForest::build(trend, true).map_err(|e| match e {
+                Error::InvalidModel(reason) => Error::InvalidModel(format!("its trend model: {reason}")),
+                other => other,
+            })?;
+            forest.trend = Some(std::sync::Arc::new(trend));
+        }
+        Ok(forest)
+    }
+
+    /// Validates a trend model's file (the `trend` part of a model file) and lays it out.
+    pub fn from_trend_model(file: &ModelFile) -> Result<RiskForest> {
+        RiskForest::build(file, true)
+    }
+
+    /// One forest of a model file: the six-vital model, or (`trend`) a model of named inputs.
+    fn build(file: &ModelFile, trend: bool) -> Result<RiskForest> {
         let invalid = |msg: String| Error::InvalidModel(msg);
         if file.format != MODEL_FORMAT {
             return Err(invalid(format!("format is {:?}, expected {MODEL_FORMAT:?}", file.format)));
         }
-        let expected: Vec<&str> = MODEL_FEATURES.iter().map(|v| v.column()).collect();
-        let mut with_rubric = expected.clone();
-        with_rubric.push(RUBRIC_FEATURE);
-        let uses_rubric = file.features == with_rubric;
-        if file.features != expected && !uses_rubric {
+        if file.trend.is_some() && trend {
+            return Err(invalid("a trend model holds no trend model of its own".into()));
+        }
+        let inputs = ForestInputs::from_features(&file.features, trend).map_err(invalid)?;
+        if !trend && inputs.routes_missing() {
+            let expected: Vec<&str> = crate::schema::MODEL_FEATURES.iter().map(|v| v.column()).collect();
             return Err(invalid(format!(
                 "features are {:?}, but vitalflow's model inputs are {expected:?} in this order, \
                  optionally followed by {RUBRIC_FEATURE:?} \
@@ -226,10 +246,10 @@ impl RiskForest {
             tie_order[*slot] = file_pos;
         }
         // Each input is tested in the row slot of its position in the feature list.
-        let inputs = file.features.len().min(ROW_SLOTS);
+        let slots = inputs.slot_count().min(ROW_SLOTS);
         let mut max_depth = 0;
         for (t, tree) in file.trees.iter().enumerate() {
-            let depth = validate_tree(tree, inputs).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
+            let depth = validate_tree(tree, slots).map_err(|msg| invalid(format!("tree {t}: {msg}")))?;
             max_depth = max_depth.max(depth);
         }
         let covered = file.trees.iter().filter(|t| !t.cover.is_empty()).count();
@@ -251,8 +271,9 @@ impl RiskForest {
             nodes,
             max_depth,
             tie_order,
-            uses_rubric,
+            inputs,
             explainer,
+            trend: None,
         })
     }
 
@@ -292,9 +313,37 @@ impl RiskForest {
         self.max_depth
     }
 
-    /// The model's inputs in file order: the six vitals, then [`RUBRIC_FEATURE`] when it reads it.
-    pub fn inputs(&self) -> Vec<&'static str> {
-        MODEL_FEATURES.iter().map(|v| v.column()).chain(self.uses_rubric.then_some(RUBRIC_FEATURE)).collect()
+    /// The model's inputs in file order (the fields of its explanations): for the six-vital model the
+    /// six vitals, then [`RUBRIC_FEATURE`] when it reads it.
+    pub fn inputs(&self) -> Vec<String> {
+        self.inputs.names()
+    }
+
+    /// The arguments of the model's SQL functions, name and type, in order.
+    pub fn arguments(&self) -> Vec<(String, arrow::datatypes::DataType)> {
+        self.inputs.arguments()
+    }
+
+    /// The trend column of each argument, in order; `None` when one is not a trend column (the
+    /// six-vital model's arguments are: its vitals).
+    pub fn argument_columns(&self) -> Option<Vec<crate::trend::TrendColumn>> {
+        self.arguments().iter().map(|(name, _)| crate::trend::TrendColumn::parse(name)).collect()
+    }
+
+    /// Whether a missing argument is routed by the trees (a trend model); otherwise a row with one has no score.
+    pub fn routes_missing(&self) -> bool {
+        self.inputs.routes_missing()
+    }
+
+    /// The trend model of the same model file, if it has one.
+    pub fn trend(&self) -> Option<&std::sync::Arc<RiskForest>> {
+        self.trend.as_ref()
+    }
+
+    /// The input values the trees see for one row of arguments ([`RiskForest::arguments`] order; NaN:
+    /// missing), derived inputs and [`MISSING`] included; `None` when the model cannot score the row.
+    pub fn input_values(&self, args: &[f64]) -> Option<Vec<f64>> {
+        self.inputs.values(args)
     }
 
     /// The TreeSHAP explainer; `None` when the model file records no node covers.
@@ -306,6 +355,13 @@ impl RiskForest {
     /// ([`Explainer`]), the derived [`RUBRIC_FEATURE`] included. `None` when any input is NaN or
     /// infinite; an error when the model file records no node covers.
     pub fn explain(&self, row: &[f64; 6]) -> Result<Option<Explanation>> {
+        self.explain_arguments(row)
+    }
+
+    /// Explains P(High) of one row of arguments ([`RiskForest::arguments`] order; NaN: missing), over
+    /// [`RiskForest::inputs`]. `None` when the model cannot score the row; an error when the model
+    /// file records no node covers.
+    pub fn explain_arguments(&self, args: &[f64]) -> Result<Option<Explanation>> {
         let Some(explainer) = self.explainer() else {
             return Err(Error::InvalidModel(format!(
                 "model {} records no node covers, which explanations need; train it again or export it again \
@@ -313,22 +369,21 @@ impl RiskForest {
                 self.version
             )));
         };
-        if row.iter().any(|v| !v.is_finite()) {
-            return Ok(None);
-        }
-        let mut inputs = row.to_vec();
-        if self.uses_rubric {
-            inputs.push(rubric_points(row));
-        }
-        Ok(Some(explainer.explain(&inputs)))
+        Ok(self.inputs.values(args).map(|inputs| explainer.explain(&inputs)))
+    }
+
+    /// Scores one row of arguments ([`RiskForest::arguments`] order; NaN: missing); `None` when the
+    /// model cannot score it.
+    pub fn predict_arguments(&self, args: &[f64]) -> Option<Prediction> {
+        let cols: Vec<&[f64]> = args.iter().map(std::slice::from_ref).collect();
+        let mut out = None;
+        self.score_slices(&cols, |_| true, |_, p| out = p);
+        out
     }
 
     /// Scores one row in feature order; `None` when any input is NaN or infinite.
     pub fn predict(&self, row: &[f64; 6]) -> Option<Prediction> {
-        let cols: [&[f64]; 6] = std::array::from_fn(|f| std::slice::from_ref(&row[f]));
-        let mut out = None;
-        self.score_columns(cols, |_| true, |_, p| out = p);
-        out
+        self.predict_arguments(row)
     }
 
     /// Scores rows given as six equally long columns in feature order. `present(i)` says whether row
@@ -337,6 +392,17 @@ impl RiskForest {
     pub fn score_columns(
         &self,
         cols: [&[f64]; 6],
+        present: impl Fn(usize) -> bool,
+        emit: impl FnMut(usize, Option<Prediction>),
+    ) {
+        self.score_slices(&cols, present, emit);
+    }
+
+    /// As [`RiskForest::score_columns`], for the columns of [`RiskForest::arguments`]: a NaN or
+    /// infinite value is missing (routed by a trend model's trees, unscored by the six-vital model).
+    pub fn score_slices(
+        &self,
+        cols: &[&[f64]],
         present: impl Fn(usize) -> bool,
         mut emit: impl FnMut(usize, Option<Prediction>),
     ) {
@@ -350,6 +416,16 @@ impl RiskForest {
         &self,
         cols: [&[f64]; 6],
         present: impl Fn(usize) -> bool,
+        emit: impl FnMut(usize, Option<RiskLevel>),
+    ) {
+        self.label_slices(&cols, present, emit);
+    }
+
+    /// As [`RiskForest::label_columns`], for the columns of [`RiskForest::arguments`].
+    pub fn label_slices(
+        &self,
+        cols: &[&[f64]],
+        present: impl Fn(usize) -> bool,
         mut emit: impl FnMut(usize, Option<RiskLevel>),
     ) {
         self.sum_columns(cols, present, true, |i, sums| emit(i, sums.map(|s| self.finish(s).risk)));
@@ -358,7 +434,7 @@ impl RiskForest {
     /// Gathers the rows chunk by chunk and emits each row's summed leaf fractions in row order.
     fn sum_columns(
         &self,
-        cols: [&[f64]; 6],
+        cols: &[&[f64]],
         present: impl Fn(usize) -> bool,
         decide_early: bool,
         mut emit: impl FnMut(usize, Option<&[f64; 3]>),
@@ -377,16 +453,8 @@ impl RiskForest {
             let end = (start + CHUNK).min(n);
             let mut m = 0;
             for i in start..end {
-                if !present(i) || !cols.iter().all(|c| c[i].is_finite()) {
+                if !present(i) || !self.inputs.gather(cols, i, &mut chunk.rows[m].0) {
                     continue;
-                }
-                let row = &mut chunk.rows[m].0;
-                for (f, col) in cols.iter().enumerate() {
-                    row[f] = col[i] as f32;
-                }
-                if self.uses_rubric {
-                    // Computed from the f64 inputs, as training computed it.
-                    row[RUBRIC_SLOT] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
                 }
                 index[m] = i;
                 m += 1;

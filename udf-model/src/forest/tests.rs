@@ -3,6 +3,7 @@
 //! own arrays on random deep forests with ties, NaN, infinities and NULLs.
 
 use super::*;
+use crate::schema::MODEL_FEATURES;
 
 pub(super) fn stump(threshold: f64) -> ModelFile {
     ModelFile {
@@ -26,6 +27,7 @@ pub(super) fn stump(threshold: f64) -> ModelFile {
             value: vec![vec![], vec![0.0, 1.0, 0.0], vec![1.0, 0.0, 0.0]],
             cover: vec![],
         }],
+        trend: None,
     }
 }
 
@@ -447,11 +449,12 @@ fn the_avx2_exit_of_every_block_is_the_scalar_exit() {
             for (f, col) in cols.iter().enumerate() {
                 row.0[f] = col[i] as f32;
             }
-            row.0[RUBRIC_SLOT] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
+            row.0[6] = rubric_points(&std::array::from_fn(|f| cols[f][i])) as f32;
             for block in &forest.layout.blocks {
                 // SAFETY: AVX2 is supported (checked above).
-                let simd = unsafe { exit_avx2::exit(block, &row) };
-                assert_eq!(simd, exit_scalar::exit(block, &row), "row {i}");
+                let (narrow, wide) =
+                    unsafe { (exit_avx2::exit::<false>(block, &row), exit_avx2::exit::<true>(block, &row)) };
+                assert_eq!((narrow, wide), (exit_scalar::exit(block, &row), exit_scalar::exit(block, &row)), "row {i}");
             }
         }
         return;
@@ -477,4 +480,108 @@ fn a_leaf_alone_is_a_forest() {
         assert_eq!(p.probabilities, [0.0, 0.5, 0.5]);
         assert_eq!(p.risk, RiskLevel::Low);
     }
+}
+
+/// A random trend forest over the sixteen default inputs (slots 8 to 15 included), with node covers.
+fn random_trend_forest(trees: usize, seed: u64) -> ModelFile {
+    let mut rng = Lcg(seed);
+    let mut file = random_deep_forest(0, false, false, seed);
+    file.features = crate::trend::default_inputs().iter().map(|i| i.name()).collect();
+    let inputs = file.features.len();
+    file.trees = (0..trees)
+        .map(|_| {
+            let depth = 4 + rng.below(10);
+            let mut t = random_tree(&mut rng, 7, depth, false);
+            for f in t.feature.iter_mut().filter(|f| **f >= 0) {
+                // Spread the splits over all sixteen slots; thresholds stay in the vitals' ranges, and a
+                // few sit just above MISSING, where a tree routes missing inputs on their own.
+                *f = rng.below(inputs) as i32;
+            }
+            for (node, th) in t.threshold.iter_mut().enumerate() {
+                if t.feature[node] >= 0 && rng.below(8) == 0 {
+                    *th = MISSING + 1.0;
+                }
+            }
+            t
+        })
+        .collect();
+    file
+}
+
+#[test]
+fn a_trend_forest_routes_missing_inputs_and_both_kernels_agree_on_sixteen_slots() {
+    let mut file = stump(0.0);
+    file.trend = Some(Box::new(random_trend_forest(30, 5)));
+    let six = RiskForest::from_model(&file).unwrap();
+    let trend = six.trend().unwrap().clone();
+    assert!(trend.routes_missing() && !six.routes_missing());
+    let arguments = trend.arguments();
+    // Sixteen inputs: fourteen columns, two derived, which also read the rolling means not among them.
+    assert_eq!(trend.inputs().len(), 16);
+    assert_eq!(arguments.len(), 16);
+    assert_eq!(arguments[7], ("on_oxygen".to_string(), arrow::datatypes::DataType::Boolean));
+    let mut rng = Lcg(9);
+    let n = 3_000;
+    let cols: Vec<Vec<f64>> = (0..arguments.len())
+        .map(|a| {
+            (0..n)
+                .map(|_| match rng.below(10) {
+                    0 => f64::NAN,
+                    _ if a == 7 => rng.below(2) as f64,
+                    _ if a == 8 => rng.below(5) as f64,
+                    _ => grid_value(&mut rng, a % 6),
+                })
+                .collect()
+        })
+        .collect();
+    let slices: Vec<&[f64]> = cols.iter().map(Vec::as_slice).collect();
+    let tree_file = file.trend.as_ref().unwrap();
+    for kernel in kernels() {
+        let forest = trend.with_kernel(kernel).unwrap();
+        let mut got = Vec::new();
+        forest.score_slices(&slices, |_| true, |_, p| got.push(p));
+        for (i, p) in got.iter().enumerate() {
+            let args: Vec<f64> = cols.iter().map(|c| c[i]).collect();
+            let values = forest.input_values(&args).unwrap();
+            // A missing input is routed, never left unscored; its slot holds MISSING.
+            assert!(args[0].is_finite() || values[0] == MISSING);
+            let expected = reference_walk_values(tree_file, &values);
+            assert_eq!(p.unwrap(), expected, "row {i}, {} kernel", kernel.name());
+        }
+    }
+}
+
+/// [`reference_walk`] over input values already laid out (derived inputs included).
+fn reference_walk_values(file: &ModelFile, values: &[f64]) -> Prediction {
+    let inputs: Vec<f64> = values.iter().map(|v| *v as f32 as f64).collect();
+    let mut sums = [0.0f64; 3];
+    for tree in &file.trees {
+        let mut node = 0;
+        while tree.feature[node] >= 0 {
+            let x = inputs[tree.feature[node] as usize];
+            node = if x <= tree.threshold[node] { tree.left[node] } else { tree.right[node] } as usize;
+        }
+        for (sum, p) in sums.iter_mut().zip(&tree.value[node]) {
+            *sum += p;
+        }
+    }
+    let n = file.trees.len() as f64;
+    let proba = sums.map(|s| s / n);
+    let best = (0..3).fold(0, |best, c| if proba[c] > proba[best] { c } else { best });
+    let level = |i: usize| RiskLevel::parse(&file.classes[i]).unwrap();
+    let mut probabilities = [0.0; 3];
+    for (i, p) in proba.iter().enumerate() {
+        probabilities[RiskLevel::ALL.iter().position(|l| *l == level(i)).unwrap()] = *p;
+    }
+    Prediction { risk: level(best), probabilities }
+}
+
+#[test]
+fn a_model_file_naming_inputs_vitalflow_cannot_supply_is_refused_naming_them() {
+    let mut file = stump(0.0);
+    let mut trend = random_trend_forest(2, 3);
+    trend.features[3] = "lactate".into();
+    file.trend = Some(Box::new(trend));
+    let err = RiskForest::from_model(&file).unwrap_err().to_string();
+    assert!(err.contains("its trend model") && err.contains("\"lactate\""), "{err}");
 }

@@ -47,8 +47,10 @@ impl Kernel {
         match self {
             // SAFETY: `Kernel::Avx2` is only used where `is_supported` holds (`RiskForest` checks).
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { walk_rows_avx2(layout, root, rows, sums) },
-            _ => walk_rows::<false>(layout, root, rows, sums),
+            Kernel::Avx2 if layout.narrow => unsafe { walk_rows_avx2::<false>(layout, root, rows, sums) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { walk_rows_avx2::<true>(layout, root, rows, sums) },
+            _ => walk_rows::<false, false>(layout, root, rows, sums),
         }
     }
 
@@ -58,8 +60,10 @@ impl Kernel {
         let leaf: usize = match self {
             // SAFETY: as in `walk_rows`.
             #[cfg(target_arch = "x86_64")]
-            Kernel::Avx2 => unsafe { walk_one_avx2(layout, root, row) },
-            _ => walk_one::<false>(layout, root, row),
+            Kernel::Avx2 if layout.narrow => unsafe { walk_one_avx2::<false>(layout, root, row) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { walk_one_avx2::<true>(layout, root, row) },
+            _ => walk_one::<false, false>(layout, root, row),
         };
         &layout.leaf_values[leaf]
     }
@@ -72,14 +76,14 @@ pub(super) const LANES: usize = 32;
 /// Steps every lane takes between two checks for leaves.
 const STEPS_PER_CHECK: usize = 2;
 
-/// The exit of `block` for `row`, by the AVX2 kernel or the scalar one.
+/// The exit of `block` for `row`, by the AVX2 kernel (`WIDE`: reading all sixteen slots) or the scalar one.
 #[inline(always)]
-fn exit<const AVX2: bool>(block: &Block, row: &Row) -> usize {
+fn exit<const AVX2: bool, const WIDE: bool>(block: &Block, row: &Row) -> usize {
     #[cfg(target_arch = "x86_64")]
     if AVX2 {
-        // SAFETY: `walk_rows::<true>` and `walk_one::<true>` are only instantiated inside
+        // SAFETY: `walk_rows::<true, _>` and `walk_one::<true, _>` are only instantiated inside
         // `walk_rows_avx2` and `walk_one_avx2`, which are only called where AVX2 was detected.
-        return unsafe { super::exit_avx2::exit(block, row) };
+        return unsafe { super::exit_avx2::exit::<WIDE>(block, row) };
     }
     super::exit_scalar::exit(block, row)
 }
@@ -90,8 +94,8 @@ fn exit<const AVX2: bool>(block: &Block, row: &Row) -> usize {
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn walk_rows_avx2(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[f64; 3]]) {
-    walk_rows::<true>(layout, root, rows, sums);
+unsafe fn walk_rows_avx2<const WIDE: bool>(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[f64; 3]]) {
+    walk_rows::<true, WIDE>(layout, root, rows, sums);
 }
 
 /// [`walk_one`] compiled for AVX2.
@@ -100,8 +104,8 @@ unsafe fn walk_rows_avx2(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[
 /// The CPU must support AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn walk_one_avx2(layout: &Layout, root: u32, row: &Row) -> usize {
-    walk_one::<true>(layout, root, row)
+unsafe fn walk_one_avx2<const WIDE: bool>(layout: &Layout, root: u32, row: &Row) -> usize {
+    walk_one::<true, WIDE>(layout, root, row)
 }
 
 /// Adds one tree's leaf fractions to a row's sums.
@@ -114,7 +118,12 @@ pub(super) fn add(sum: &mut [f64; 3], leaf: &[f64; 3]) {
 
 /// Walks each of `rows` from block `root` to its leaf and adds the leaf's fractions to its `sums`.
 #[inline(always)]
-pub(super) fn walk_rows<const AVX2: bool>(layout: &Layout, root: u32, rows: &[Row], sums: &mut [[f64; 3]]) {
+pub(super) fn walk_rows<const AVX2: bool, const WIDE: bool>(
+    layout: &Layout,
+    root: u32,
+    rows: &[Row],
+    sums: &mut [[f64; 3]],
+) {
     let m = rows.len().min(sums.len());
     let Some(first) = rows.first() else { return };
     let blocks = layout.blocks.as_slice();
@@ -138,7 +147,7 @@ pub(super) fn walk_rows<const AVX2: bool>(layout: &Layout, root: u32, rows: &[Ro
         for _ in 0..STEPS_PER_CHECK {
             for k in 0..LANES {
                 let block = &blocks[at[k] as usize];
-                at[k] = block.children[exit::<AVX2>(block, data[k])];
+                at[k] = block.children[exit::<AVX2, WIDE>(block, data[k])];
             }
         }
         let mut arrived = 0u32;
@@ -162,12 +171,12 @@ pub(super) fn walk_rows<const AVX2: bool>(layout: &Layout, root: u32, rows: &[Ro
 
 /// Walks one row from block `root` to its leaf; returns the leaf's index in `layout.leaf_values`.
 #[inline(always)]
-pub(super) fn walk_one<const AVX2: bool>(layout: &Layout, root: u32, row: &Row) -> usize {
+pub(super) fn walk_one<const AVX2: bool, const WIDE: bool>(layout: &Layout, root: u32, row: &Row) -> usize {
     let leaves = layout.leaf_count();
     let mut at = root;
     while at >= leaves {
         let block = &layout.blocks[at as usize];
-        at = block.children[exit::<AVX2>(block, row)];
+        at = block.children[exit::<AVX2, WIDE>(block, row)];
     }
     at as usize
 }

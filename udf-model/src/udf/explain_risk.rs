@@ -1,7 +1,8 @@
 //! `explain_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose)
 //! → Struct<base: Float64, heart_rate: Float64, …, rubric_points: Float64>`: why the forest gives a
 //! reading its P(High). Each input's exact Shapley value (TreeSHAP), so that `base` plus the fields
-//! equals `risk_probability(...)['High']`.
+//! equals `risk_probability(...)['High']`. `explain_trend_risk(...)` explains the trend model the same
+//! way, over its inputs (beside `trend_risk_probability(...)`).
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, six_vitals};
+use super::{ForestRole, argument_row};
 use crate::forest::RiskForest;
 
 /// The struct field holding the expected P(High) with no input known.
@@ -22,13 +23,14 @@ const BASE_FIELD: &str = "base";
 #[derive(Debug)]
 pub struct ExplainRisk {
     forest: Arc<RiskForest>,
+    role: ForestRole,
     signature: Signature,
 }
 
 impl ExplainRisk {
-    /// The function explaining `forest`.
-    pub fn new(forest: Arc<RiskForest>) -> ExplainRisk {
-        ExplainRisk { forest, signature: Signature::user_defined(Volatility::Immutable) }
+    /// The function explaining `forest` in `role`.
+    pub fn new(forest: Arc<RiskForest>, role: ForestRole) -> ExplainRisk {
+        ExplainRisk { forest, role, signature: Signature::user_defined(Volatility::Immutable) }
     }
 
     /// The forest it explains.
@@ -38,7 +40,7 @@ impl ExplainRisk {
 
     /// The struct's fields: `base`, then one per model input in the model file's order.
     pub fn fields(forest: &RiskForest) -> Fields {
-        std::iter::once(BASE_FIELD)
+        std::iter::once(BASE_FIELD.to_string())
             .chain(forest.inputs())
             .map(|name| Field::new(name, DataType::Float64, true))
             .collect()
@@ -49,7 +51,7 @@ same_function_by_model_version!(ExplainRisk);
 
 impl ScalarUDFImpl for ExplainRisk {
     fn name(&self) -> &str {
-        "explain_risk"
+        self.role.name("explain_risk", "explain_trend_risk")
     }
 
     fn signature(&self) -> &Signature {
@@ -57,15 +59,16 @@ impl ScalarUDFImpl for ExplainRisk {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_six_vitals(self.name(), arg_types)
+        self.role.coerce(self.name(), &self.forest, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
         // Refused when planned, not per row: a model without covers cannot explain any reading.
         if self.forest.explainer().is_none() {
             return plan_err!(
-                "explain_risk: model {} records no node covers, which explanations need (train it again, or \
+                "{}: model {} records no node covers, which explanations need (train it again, or \
                  export it again with this version's vitalflow_export)",
+                self.name(),
                 self.forest.version()
             );
         }
@@ -74,21 +77,22 @@ impl ScalarUDFImpl for ExplainRisk {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let cols = float_args(&args.args, rows)?;
+        let cols = self.role.columns(&args.args, rows)?;
         Ok(ColumnarValue::Array(Arc::new(explain_risk_array(&self.forest, &cols)?)))
     }
 }
 
-/// The explanations of six Float64 columns (model vitals in feature order): `explain_risk` without
-/// the SQL.
+/// The explanations of Float64 columns of the forest's arguments: `explain_risk` without the SQL.
 pub fn explain_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> Result<StructArray> {
     let rows = cols.first().map_or(0, |c| c.len());
     let fields = ExplainRisk::fields(forest);
     let mut columns: Vec<Vec<f64>> = (0..fields.len()).map(|_| Vec::with_capacity(rows)).collect();
     let mut valid = Vec::with_capacity(rows);
     for i in 0..rows {
-        let explained = match six_vitals(cols, i) {
-            Some(row) => forest.explain(&row).map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?,
+        let explained = match argument_row(cols, i) {
+            Some(row) => {
+                forest.explain_arguments(&row).map_err(|e| datafusion::error::DataFusionError::Plan(e.to_string()))?
+            }
             None => None,
         };
         valid.push(explained.is_some());

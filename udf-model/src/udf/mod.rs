@@ -16,22 +16,24 @@ use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
 
 use crate::forest::{Prediction, RiskForest};
-use crate::rubric::RiskLevel;
+use crate::rubric::{Consciousness, RiskLevel};
 use crate::schema::MODEL_FEATURES;
+use crate::trend::consciousness_code;
 
 /// Two instances of a function scoring with a forest are the same function when they carry the same
-/// model version (DataFusion compares functions when it plans).
+/// model version and role (DataFusion compares functions when it plans).
 macro_rules! same_function_by_model_version {
     ($function:ty) => {
         impl PartialEq for $function {
             fn eq(&self, other: &Self) -> bool {
-                self.forest.version() == other.forest.version()
+                self.forest.version() == other.forest.version() && self.role == other.role
             }
         }
         impl Eq for $function {}
         impl std::hash::Hash for $function {
             fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
                 std::hash::Hash::hash(self.forest.version(), state);
+                std::hash::Hash::hash(&self.role, state);
             }
         }
     };
@@ -39,7 +41,7 @@ macro_rules! same_function_by_model_version {
 
 mod explain_risk;
 mod last_known;
-mod model_version;
+mod model_info;
 mod news2_score;
 mod predict_risk;
 mod risk_probability;
@@ -47,22 +49,107 @@ mod rubric_score;
 
 pub use explain_risk::{ExplainRisk, explain_risk_array, top_reasons};
 pub use last_known::LastKnown;
-pub use model_version::ModelVersion;
+pub use model_info::ModelInfo;
 pub use news2_score::News2Score;
 pub use predict_risk::{PredictRisk, predict_risk_array};
 pub use risk_probability::{RiskProbability, risk_probability_array};
 pub use rubric_score::RubricScore;
 
-/// Every vitalflow SQL function, scoring with `forest`.
+/// Which forest of a model file a function scores with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ForestRole {
+    /// The six-vital model: `predict_risk(six vitals)`, what-if queries, imported scikit-learn models.
+    SixVitals,
+    /// The model the ETL scores with, on the inputs its file names: the trend model, or the six-vital
+    /// model when the file has none (`predict_trend_risk(...)`).
+    Trend,
+}
+
+impl ForestRole {
+    /// The forest of this role in `forest`'s model file.
+    pub fn of(self, forest: &Arc<RiskForest>) -> Arc<RiskForest> {
+        match self {
+            ForestRole::SixVitals => forest.clone(),
+            ForestRole::Trend => forest.trend().cloned().unwrap_or_else(|| forest.clone()),
+        }
+    }
+
+    /// A function's name in this role.
+    fn name(self, six_vitals: &'static str, trend: &'static str) -> &'static str {
+        match self {
+            ForestRole::SixVitals => six_vitals,
+            ForestRole::Trend => trend,
+        }
+    }
+
+    /// Coerces a function's arguments to the forest's.
+    fn coerce(self, name: &str, forest: &RiskForest, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+        match self {
+            ForestRole::SixVitals => coerce_six_vitals(name, arg_types),
+            ForestRole::Trend => {
+                let targets = forest.arguments();
+                let targets: Vec<(&str, DataType)> = targets.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
+                coerce_to(name, arg_types, &targets)
+            }
+        }
+    }
+
+    /// The arguments as Float64 columns: NULL for the six-vital model; for the trend model NaN (a
+    /// missing input its trees route), oxygen as 1/0 and consciousness as its ACVPU rank.
+    pub fn columns(self, args: &[ColumnarValue], rows: usize) -> Result<Vec<Float64Array>> {
+        match self {
+            ForestRole::SixVitals => float_args(args, rows),
+            ForestRole::Trend => args.iter().map(|a| trend_column(&a.to_array(rows)?)).collect(),
+        }
+    }
+}
+
+/// One argument of a trend function as Float64 values, NaN where NULL.
+fn trend_column(array: &arrow::array::ArrayRef) -> Result<Float64Array> {
+    use arrow::array::AsArray;
+    let n = array.len();
+    let values: Vec<f64> = match array.data_type() {
+        DataType::Boolean => {
+            let b = array.as_boolean();
+            (0..n).map(|i| if b.is_valid(i) { f64::from(u8::from(b.value(i))) } else { f64::NAN }).collect()
+        }
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+            let text = cast(array, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            (0..n)
+                .map(|i| {
+                    let level = text.is_valid(i).then(|| Consciousness::parse(text.value(i))).flatten();
+                    level.map_or(f64::NAN, consciousness_code)
+                })
+                .collect()
+        }
+        _ => {
+            let f = cast(array, &DataType::Float64)?;
+            let f = f.as_primitive::<arrow::datatypes::Float64Type>();
+            (0..n).map(|i| if f.is_valid(i) { f.value(i) } else { f64::NAN }).collect()
+        }
+    };
+    Ok(Float64Array::from(values))
+}
+
+/// Every vitalflow SQL function, scoring with `forest` (and its file's trend model).
 pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
-    vec![
-        Arc::new(ScalarUDF::new_from_impl(PredictRisk::new(forest.clone()))),
-        Arc::new(ScalarUDF::new_from_impl(RiskProbability::new(forest.clone()))),
-        Arc::new(ScalarUDF::new_from_impl(ExplainRisk::new(forest.clone()))),
-        Arc::new(ScalarUDF::new_from_impl(ModelVersion::new(forest.version()))),
+    let mut all = Vec::new();
+    for role in [ForestRole::SixVitals, ForestRole::Trend] {
+        let scoring = role.of(forest);
+        all.push(Arc::new(ScalarUDF::new_from_impl(PredictRisk::new(scoring.clone(), role))));
+        all.push(Arc::new(ScalarUDF::new_from_impl(RiskProbability::new(scoring.clone(), role))));
+        all.push(Arc::new(ScalarUDF::new_from_impl(ExplainRisk::new(scoring, role))));
+    }
+    all.extend([
+        Arc::new(ScalarUDF::new_from_impl(ModelInfo::version(forest.version()))),
+        Arc::new(ScalarUDF::new_from_impl(ModelInfo::trend_arguments(
+            &ForestRole::Trend.of(forest).arguments().into_iter().map(|(name, _)| name).collect::<Vec<_>>(),
+        ))),
         Arc::new(ScalarUDF::new_from_impl(RubricScore::new())),
         Arc::new(ScalarUDF::new_from_impl(News2Score::new())),
-    ]
+    ]);
+    all
 }
 
 /// vitalflow's aggregate functions (used as window functions by the ETL).
@@ -118,33 +205,29 @@ fn coerce_six_vitals(name: &str, arg_types: &[DataType]) -> Result<Vec<DataType>
     coerce_to(name, arg_types, &MODEL_FEATURES.map(|v| (v.column(), DataType::Float64)))
 }
 
-/// Scores six Float64 columns (the model vitals in feature order) with `forest`, column-wise over the
-/// Arrow buffers; `emit(i, prediction)` is called for every row in order, `None` where an input is
-/// NULL, NaN or infinite.
+/// Scores Float64 columns of the forest's arguments (the six model vitals in feature order for the
+/// six-vital model) with `forest`, column-wise over the Arrow buffers; `emit(i, prediction)` is called
+/// for every row in order, `None` where a row has a NULL argument or the model cannot score it.
 pub fn score_arrays(forest: &RiskForest, cols: &[Float64Array], emit: impl FnMut(usize, Option<Prediction>)) {
     let (values, nulls) = model_inputs(cols);
-    forest.score_columns(values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
+    forest.score_slices(&values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
 }
 
 /// As [`score_arrays`], the label alone (rows stop at the tree that settles their label).
 pub fn label_arrays(forest: &RiskForest, cols: &[Float64Array], emit: impl FnMut(usize, Option<RiskLevel>)) {
     let (values, nulls) = model_inputs(cols);
-    forest.label_columns(values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
+    forest.label_slices(&values, |i| nulls.as_ref().is_none_or(|n| n.is_valid(i)), emit);
 }
 
-/// The value buffers of the six model-vital columns and the union of their NULLs.
-fn model_inputs(cols: &[Float64Array]) -> ([&[f64]; 6], Option<NullBuffer>) {
+/// The value buffers of the argument columns and the union of their NULLs.
+fn model_inputs(cols: &[Float64Array]) -> (Vec<&[f64]>, Option<NullBuffer>) {
     let nulls = cols.iter().fold(None, |acc: Option<NullBuffer>, c| NullBuffer::union(acc.as_ref(), c.nulls()));
-    (std::array::from_fn(|f| cols.get(f).map_or(&[][..], |c| c.values().as_ref())), nulls)
+    (cols.iter().map(|c| c.values().as_ref()).collect(), nulls)
 }
 
-/// Row `i` of the six model-vital columns; `None` when any of them is NULL.
-fn six_vitals(cols: &[Float64Array], i: usize) -> Option<[f64; 6]> {
-    let mut row = [0.0; 6];
-    for (slot, col) in row.iter_mut().zip(cols) {
-        *slot = value(col, i)?;
-    }
-    Some(row)
+/// Row `i` of the argument columns; `None` when any of them is NULL.
+fn argument_row(cols: &[Float64Array], i: usize) -> Option<Vec<f64>> {
+    cols.iter().map(|col| value(col, i)).collect()
 }
 
 /// Value `i` of a float column, `None` when NULL.

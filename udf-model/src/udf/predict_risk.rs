@@ -1,4 +1,5 @@
-//! `predict_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) → 'High' | 'Medium' | 'Low'`.
+//! `predict_risk(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) → 'High' | 'Medium' | 'Low'`,
+//! and `predict_trend_risk(...)` on the inputs the trend model's file names.
 
 use std::sync::Arc;
 
@@ -8,20 +9,22 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, label_arrays};
+use super::{ForestRole, label_arrays};
 use crate::forest::RiskForest;
 
-/// Scores the six model vitals with the risk forest; NULL when any input is NULL or not finite.
+/// Scores a reading with the risk forest: the six-vital model (NULL when any input is NULL or not
+/// finite) or the trend model (a missing input routed by its trees).
 #[derive(Debug)]
 pub struct PredictRisk {
     forest: Arc<RiskForest>,
+    role: ForestRole,
     signature: Signature,
 }
 
 impl PredictRisk {
-    /// The function scoring with `forest`.
-    pub fn new(forest: Arc<RiskForest>) -> PredictRisk {
-        PredictRisk { forest, signature: Signature::user_defined(Volatility::Immutable) }
+    /// The function scoring with `forest` in `role`.
+    pub fn new(forest: Arc<RiskForest>, role: ForestRole) -> PredictRisk {
+        PredictRisk { forest, role, signature: Signature::user_defined(Volatility::Immutable) }
     }
 }
 
@@ -29,7 +32,7 @@ same_function_by_model_version!(PredictRisk);
 
 impl ScalarUDFImpl for PredictRisk {
     fn name(&self) -> &str {
-        "predict_risk"
+        self.role.name("predict_risk", "predict_trend_risk")
     }
 
     fn signature(&self) -> &Signature {
@@ -37,7 +40,7 @@ impl ScalarUDFImpl for PredictRisk {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_six_vitals(self.name(), arg_types)
+        self.role.coerce(self.name(), &self.forest, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -46,12 +49,13 @@ impl ScalarUDFImpl for PredictRisk {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let cols = float_args(&args.args, rows)?;
+        let cols = self.role.columns(&args.args, rows)?;
         Ok(ColumnarValue::Array(Arc::new(predict_risk_array(&self.forest, &cols))))
     }
 }
 
-/// The labels of six Float64 columns (model vitals in feature order): `predict_risk` without the SQL.
+/// The labels of Float64 columns of the forest's arguments (the six model vitals in feature order for
+/// the six-vital model): `predict_risk` without the SQL.
 /// Builds the string buffers directly (three fixed labels), not through a per-value builder.
 pub fn predict_risk_array(forest: &RiskForest, cols: &[Float64Array]) -> StringArray {
     let rows = cols.first().map_or(0, |c| c.len());

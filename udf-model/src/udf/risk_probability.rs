@@ -1,5 +1,6 @@
 //! `risk_probability(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose)
-//! → Struct<High: Float64, Medium: Float64, Low: Float64>`: the forest's averaged class probabilities.
+//! → Struct<High: Float64, Medium: Float64, Low: Float64>`: the forest's averaged class probabilities;
+//! `trend_risk_probability(...)` the trend model's.
 
 use std::sync::Arc;
 
@@ -9,21 +10,22 @@ use arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, score_arrays};
+use super::{ForestRole, score_arrays};
 use crate::forest::RiskForest;
 use crate::rubric::RiskLevel;
 
-/// The class probabilities of the risk forest; NULL when any input is NULL or not finite.
+/// The class probabilities of the risk forest; NULL when the model cannot score the row.
 #[derive(Debug)]
 pub struct RiskProbability {
     forest: Arc<RiskForest>,
+    role: ForestRole,
     signature: Signature,
 }
 
 impl RiskProbability {
-    /// The function scoring with `forest`.
-    pub fn new(forest: Arc<RiskForest>) -> RiskProbability {
-        RiskProbability { forest, signature: Signature::user_defined(Volatility::Immutable) }
+    /// The function scoring with `forest` in `role`.
+    pub fn new(forest: Arc<RiskForest>, role: ForestRole) -> RiskProbability {
+        RiskProbability { forest, role, signature: Signature::user_defined(Volatility::Immutable) }
     }
 
     /// The struct's fields: one Float64 per class, named as the labels `predict_risk` returns.
@@ -36,7 +38,7 @@ same_function_by_model_version!(RiskProbability);
 
 impl ScalarUDFImpl for RiskProbability {
     fn name(&self) -> &str {
-        "risk_probability"
+        self.role.name("risk_probability", "trend_risk_probability")
     }
 
     fn signature(&self) -> &Signature {
@@ -44,7 +46,7 @@ impl ScalarUDFImpl for RiskProbability {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        coerce_six_vitals(self.name(), arg_types)
+        self.role.coerce(self.name(), &self.forest, arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -53,13 +55,12 @@ impl ScalarUDFImpl for RiskProbability {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let rows = args.number_rows;
-        let cols = float_args(&args.args, rows)?;
+        let cols = self.role.columns(&args.args, rows)?;
         Ok(ColumnarValue::Array(Arc::new(risk_probability_array(&self.forest, &cols)?)))
     }
 }
 
-/// The class probabilities of six Float64 columns (model vitals in feature order): `risk_probability`
-/// without the SQL.
+/// The class probabilities of Float64 columns of the forest's arguments: `risk_probability` without the SQL.
 pub fn risk_probability_array(forest: &RiskForest, cols: &[Float64Array]) -> Result<StructArray> {
     let rows = cols.first().map_or(0, |c| c.len());
     let mut columns: [Vec<f64>; 3] = std::array::from_fn(|_| Vec::with_capacity(rows));

@@ -8,7 +8,7 @@ use arrow::datatypes::DataType;
 use datafusion::common::Result;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
-use super::{coerce_six_vitals, float_args, six_vitals};
+use super::{argument_row, coerce_six_vitals, float_args};
 use crate::rubric::SixVitals;
 
 /// The rubric aggregate; NULL when any input is NULL or not finite.
@@ -52,7 +52,9 @@ impl ScalarUDFImpl for RubricScore {
         let cols = float_args(&args.args, rows)?;
         let mut out = Int32Builder::with_capacity(rows);
         for i in 0..rows {
-            let score = six_vitals(&cols, i).and_then(|row| SixVitals::from_array(row).rubric_score());
+            let score = argument_row(&cols, i)
+                .and_then(|row| <[f64; 6]>::try_from(row).ok())
+                .and_then(|row| SixVitals::from_array(row).rubric_score());
             out.append_option(score.map(i32::from));
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish())))

@@ -1,5 +1,12 @@
 //! Training a [`ModelFile`] with linfa-trees decision trees: bootstrap samples, class weights, and
-//! held-out metrics against the plain rubric applied to the same noisy measurements.
+//! held-out metrics against the plain rubric applied to the same noisy measurements. The six-vital
+//! model is trained here, the trend model in `trend`.
+
+mod trend;
+
+pub use trend::{
+    Reliability, TrendRows, evaluate_trend, reliability, train_trend, trend_params, trend_report_text, trend_rows,
+};
 
 use linfa::prelude::*;
 use linfa_trees::{DecisionTree, SplitQuality, TreeNode};
@@ -7,35 +14,13 @@ use ndarray::{Array1, Array2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::forest::{MODEL_FORMAT, ModelFile, RUBRIC_FEATURE, RiskForest, TrainingInfo, TreeArrays, rubric_points};
 use crate::rubric::{RiskLevel, SixVitals};
 use crate::schema::MODEL_FEATURES;
 
-/// Rows of measurements with the label of the patient's true state.
-#[derive(Debug, Clone, Default)]
-pub struct LabelledRows {
-    /// Measured vitals in feature order.
-    pub features: Vec<[f64; 6]>,
-    /// Label from the true state.
-    pub labels: Vec<RiskLevel>,
-}
-
-impl LabelledRows {
-    /// SHA-256 of rows and labels, hex.
-    pub fn hash(&self) -> String {
-        let mut h = Sha256::new();
-        for (row, label) in self.features.iter().zip(&self.labels) {
-            for v in row {
-                h.update(v.to_le_bytes());
-            }
-            h.update([class_index(*label) as u8]);
-        }
-        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
-    }
-}
+pub use crate::simulate::LabelledRows;
 
 /// Forest hyper-parameters.
 #[derive(Debug, Clone, Serialize)]
@@ -130,48 +115,9 @@ pub fn train_forest(
     if n == 0 || rows.labels.len() != n {
         return Err(Error::Training(format!("{n} rows and {} labels", rows.labels.len())));
     }
-    let class_weight = class_weights(rows, params);
-    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
-    let mut trees = Vec::with_capacity(params.trees);
-    let sample_rows = params.max_samples.clamp(1, n);
     let inputs = 6 + usize::from(params.rubric_feature);
-    let width = params.max_features.clamp(1, inputs);
     let input = |s: usize, f: usize| if f < 6 { rows.features[s][f] } else { rubric_points(&rows.features[s]) };
-    for t in 0..params.trees {
-        // This tree's features: a random subset of `width`, in feature order.
-        let mut order: Vec<usize> = (0..inputs).collect();
-        for i in 0..width {
-            let j = rng.gen_range(i..inputs);
-            order.swap(i, j);
-        }
-        let mut chosen = order[..width].to_vec();
-        chosen.sort_unstable();
-        let mut records = Array2::<f64>::zeros((sample_rows, width));
-        let mut targets = Array1::<usize>::zeros(sample_rows);
-        let mut weights = Array1::<f32>::zeros(sample_rows);
-        for i in 0..sample_rows {
-            let s = rng.gen_range(0..n);
-            for (col, f) in chosen.iter().enumerate() {
-                records[(i, col)] = input(s, *f);
-            }
-            let c = class_index(rows.labels[s]);
-            targets[i] = c;
-            weights[i] = class_weight[c];
-        }
-        let dataset = Dataset::new(records, targets).with_weights(weights);
-        let tree = DecisionTree::<f64, usize>::params()
-            .split_quality(SplitQuality::Gini)
-            .max_depth(Some(params.max_depth))
-            .min_weight_leaf(params.min_weight_leaf)
-            .fit(&dataset)
-            .map_err(|e| Error::Training(format!("tree {t}: {e}")))?;
-        let mut arrays = flatten_tree(&tree, &dataset);
-        for f in arrays.feature.iter_mut().filter(|f| **f >= 0) {
-            *f = chosen[*f as usize] as i32;
-        }
-        trees.push(arrays);
-        on_tree(t + 1);
-    }
+    let trees = fit_trees(inputs, input, &rows.labels, params, &mut on_tree)?;
     Ok(ModelFile {
         format: MODEL_FORMAT.into(),
         version: version.into(),
@@ -190,15 +136,69 @@ pub fn train_forest(
         },
         metrics: None,
         trees,
+        trend: None,
     })
+}
+
+/// Fits `params.trees` trees on rows of `inputs` values (`input(row, f)`) labelled `labels`, each on a
+/// bootstrap sample and a random subset of the inputs; `on_tree` is called after each tree.
+fn fit_trees(
+    inputs: usize,
+    input: impl Fn(usize, usize) -> f64,
+    labels: &[RiskLevel],
+    params: &ForestParams,
+    on_tree: &mut impl FnMut(usize),
+) -> Result<Vec<TreeArrays>> {
+    let n = labels.len();
+    let class_weight = class_weights(labels, params);
+    let mut rng = ChaCha8Rng::seed_from_u64(params.seed);
+    let mut trees = Vec::with_capacity(params.trees);
+    let sample_rows = params.max_samples.clamp(1, n);
+    let width = params.max_features.clamp(1, inputs);
+    for t in 0..params.trees {
+        // This tree's features: a random subset of `width`, in feature order.
+        let mut order: Vec<usize> = (0..inputs).collect();
+        for i in 0..width {
+            let j = rng.gen_range(i..inputs);
+            order.swap(i, j);
+        }
+        let mut chosen = order[..width].to_vec();
+        chosen.sort_unstable();
+        let mut records = Array2::<f64>::zeros((sample_rows, width));
+        let mut targets = Array1::<usize>::zeros(sample_rows);
+        let mut weights = Array1::<f32>::zeros(sample_rows);
+        for i in 0..sample_rows {
+            let s = rng.gen_range(0..n);
+            for (col, f) in chosen.iter().enumerate() {
+                records[(i, col)] = input(s, *f);
+            }
+            let c = class_index(labels[s]);
+            targets[i] = c;
+            weights[i] = class_weight[c];
+        }
+        let dataset = Dataset::new(records, targets).with_weights(weights);
+        let tree = DecisionTree::<f64, usize>::params()
+            .split_quality(SplitQuality::Gini)
+            .max_depth(Some(params.max_depth))
+            .min_weight_leaf(params.min_weight_leaf)
+            .fit(&dataset)
+            .map_err(|e| Error::Training(format!("tree {t}: {e}")))?;
+        let mut arrays = flatten_tree(&tree, &dataset);
+        for f in arrays.feature.iter_mut().filter(|f| **f >= 0) {
+            *f = chosen[*f as usize] as i32;
+        }
+        trees.push(arrays);
+        on_tree(t + 1);
+    }
+    Ok(trees)
 }
 
 /// Class-balanced weights, High boosted: missing a deteriorating patient is the costly error.
 /// Whole numbers on purpose: linfa sums weights in f32, and fractional weights can cancel to a
 /// negative total, which it asserts against.
-fn class_weights(rows: &LabelledRows, params: &ForestParams) -> [f32; 3] {
+fn class_weights(labels: &[RiskLevel], params: &ForestParams) -> [f32; 3] {
     let mut counts = [0usize; 3];
-    for l in &rows.labels {
+    for l in labels {
         counts[class_index(*l)] += 1;
     }
     let largest = counts.iter().copied().max().unwrap_or(1) as f32;
@@ -217,7 +217,7 @@ pub fn record_covers(file: &mut ModelFile, rows: &LabelledRows, params: &ForestP
         7 => true,
         n => return Err(Error::Training(format!("the model has {n} inputs; vitalflow's have 6 or 7"))),
     };
-    let class_weight = class_weights(rows, params);
+    let class_weight = class_weights(&rows.labels, params);
     for tree in &mut file.trees {
         let mut weights = vec![0f64; tree.feature.len()];
         for (row, label) in rows.features.iter().zip(&rows.labels) {
@@ -292,20 +292,28 @@ pub fn report_text(held_out: usize, model: &Metrics, rubric: &Metrics, importanc
     use std::fmt::Write;
     let mut out = String::new();
     let _ = writeln!(out, "held-out rows: {held_out} (noisy measurements; labels from the true state)");
-    for (name, m) in [("forest", model), ("rubric on measurements", rubric)] {
-        let _ = writeln!(
-            out,
-            "{name:<24} accuracy {:.4}  macro-F1 {:.4}  recall High {:.4}  Medium {:.4}  Low {:.4}",
-            m.accuracy, m.macro_f1, m.recall[0], m.recall[1], m.recall[2]
-        );
-        let _ = writeln!(out, "{:<24}   confusion (rows: true, columns: predicted High / Medium / Low)", "");
-        for (label, row) in ["High", "Medium", "Low"].iter().zip(m.confusion) {
-            let _ = writeln!(out, "{:<24}   {label:<6} {:>8} {:>8} {:>8}", "", row[0], row[1], row[2]);
-        }
-    }
+    out += &metrics_text(&[("forest", model), ("rubric on measurements", rubric)]);
     let _ = writeln!(out, "feature importance (macro-F1 lost when the feature is shuffled):");
     for (vital, imp) in MODEL_FEATURES.iter().zip(importance) {
         let _ = writeln!(out, "  {:<14} {imp:.4}", vital.column());
+    }
+    out
+}
+
+/// Accuracy, macro-F1, recall and the confusion matrix of each named set of figures.
+fn metrics_text(named: &[(&str, &Metrics)]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for (name, m) in named {
+        let _ = writeln!(
+            out,
+            "{name:<26} accuracy {:.4}  macro-F1 {:.4}  recall High {:.4}  Medium {:.4}  Low {:.4}",
+            m.accuracy, m.macro_f1, m.recall[0], m.recall[1], m.recall[2]
+        );
+        let _ = writeln!(out, "{:<26}   confusion (rows: true, columns: predicted High / Medium / Low)", "");
+        for (label, row) in ["High", "Medium", "Low"].iter().zip(m.confusion) {
+            let _ = writeln!(out, "{:<26}   {label:<6} {:>8} {:>8} {:>8}", "", row[0], row[1], row[2]);
+        }
     }
     out
 }
@@ -395,7 +403,7 @@ mod tests {
         let mut old = file.clone();
         old.trees.iter_mut().for_each(|t| t.cover.clear());
         record_covers(&mut old, &train, &params).unwrap();
-        let weights = class_weights(&train, &params);
+        let weights = class_weights(&train.labels, &params);
         let total: f64 = train.labels.iter().map(|l| f64::from(weights[class_index(*l)])).sum();
         for (before, after) in file.trees.iter().zip(&old.trees) {
             assert_eq!(
@@ -409,5 +417,33 @@ mod tests {
         let row = train.features[0];
         let (p, e) = (recovered.predict(&row).unwrap(), recovered.explain(&row).unwrap().unwrap());
         assert!((e.base + e.contributions.iter().sum::<f64>() - p.probabilities[0]).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_small_trend_forest_learns_the_ward_label_routes_missing_vitals_and_explains_itself() {
+        use crate::trend::{TrendSettings, default_inputs};
+        let inputs = default_inputs();
+        let train = trend_rows(6_000, 1, &inputs, TrendSettings::default()).unwrap();
+        let test = trend_rows(3_000, 2, &inputs, TrendSettings::default()).unwrap();
+        assert_eq!(train.values[0].len(), 16);
+        let params = ForestParams { trees: 6, max_depth: 10, ..trend_params(3) };
+        let file = train_trend(&train, &params, "test", |_| {}).unwrap();
+        let forest = RiskForest::from_trend_model(&file).unwrap();
+        let (model, _measured) = evaluate_trend(&forest, &test);
+        assert!(model.recall[0] > 0.8, "High recall {}", model.recall[0]);
+        assert!(model.accuracy > 0.8, "accuracy {}", model.accuracy);
+        // Every held-out reading is scored, those with missing vitals included.
+        let missing = test.arguments.iter().filter(|a| a.iter().any(|v| v.is_nan())).count();
+        assert!(missing > 0);
+        assert!(test.arguments.iter().all(|a| forest.predict_arguments(a).is_some()));
+        // Explanations add up to P(High) over the sixteen inputs.
+        for args in test.arguments.iter().take(200) {
+            let p = forest.predict_arguments(args).unwrap().probabilities[0];
+            let e = forest.explain_arguments(args).unwrap().unwrap();
+            assert_eq!(e.contributions.len(), 16);
+            assert!((e.base + e.contributions.iter().sum::<f64>() - p).abs() < 1e-9);
+        }
+        let calibration = reliability(&forest, &test);
+        assert!(calibration.brier < 0.1, "Brier {}", calibration.brier);
     }
 }
