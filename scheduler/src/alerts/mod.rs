@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,10 +38,10 @@ use vitalflow_udf_model::schema::table;
 
 use crate::config::AlertsConfig;
 use crate::error::{Error, Result};
+use crate::etl::table_file::read_table_file;
 use vitalflow_udf_model::lake::checkpoint::{
     DeliveryCheckpoint, load_delivery_checkpoint, load_etl_checkpoint, save_delivery_checkpoint,
 };
-use vitalflow_udf_model::lake::objects::read;
 use vitalflow_udf_model::schema::TOP_REASONS;
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
@@ -169,15 +168,8 @@ pub async fn committed_alert_files(
 
 /// The alerts in one `risk_alerts` file.
 pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Path) -> Result<Vec<AlertMessage>> {
-    let bytes = read(location, path).await?;
-    let unreadable =
-        |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
     let mut alerts = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable risk_alerts file: {e}")))?;
-        // Files store timestamps in microseconds; the messages read the table's schema.
-        let batch = crate::etl::conform(&batch, &RISK_ALERTS_SCHEMA, 0)?;
+    for batch in read_table_file(location, path, &RISK_ALERTS_SCHEMA).await? {
         alerts.extend(messages(&batch).map_err(|e| Error::Config(format!("{path}: {e}")))?);
     }
     Ok(alerts)
