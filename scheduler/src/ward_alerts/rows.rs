@@ -96,9 +96,9 @@ pub fn events_of(batch: &RecordBatch) -> Result<Vec<AlertEvent>> {
     let action = col::<StringArray>(batch, "action")?;
     let from_state = col::<StringArray>(batch, "from_state")?;
     let to_state = col::<StringArray>(batch, "to_state")?;
-    let user = col::<StringArray>(batch, "user")?;
+    let user = col::<StringArray>(batch, "user_name")?;
     let automatic = col::<BooleanArray>(batch, "automatic")?;
-    let time = col::<TimestampNanosecondArray>(batch, "time")?;
+    let time = col::<TimestampNanosecondArray>(batch, "recorded_at")?;
     let reading_time = col::<TimestampNanosecondArray>(batch, "reading_time")?;
     let reason = col::<StringArray>(batch, "reason")?;
     let risk_alert_id = col::<StringArray>(batch, "risk_alert_id")?;
