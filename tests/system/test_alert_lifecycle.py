@@ -8,18 +8,26 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.error
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 
 from tests.support.cluster import FLIGHT_SQL_USERS, query
 from tests.support.http_json import http
 from tests.support.wait import wait_until
 from tests.system.test_etl_faults import FAST
 
-ENV = {**FAST, "VITALFLOW__ETL__RUN_ON": "in_process", "VITALFLOW__WARD_ALERTS__POLL_INTERVAL_MS": "100"}
+SINK_TOPIC = f"ward-alerts-{uuid.uuid4().hex[:10]}"
+ENV = {
+    **FAST,
+    "VITALFLOW__ETL__RUN_ON": "in_process",
+    "VITALFLOW__WARD_ALERTS__POLL_INTERVAL_MS": "100",
+    "VITALFLOW__ALERTS__KAFKA_TOPIC": SINK_TOPIC,
+}
 CALM = {"heart_rate": 72, "systolic_bp": 120, "diastolic_bp": 78, "spo2": 98, "temperature": 36.8, "glucose": 95}
 SICK = {"heart_rate": 150, "systolic_bp": 80, "diastolic_bp": 40, "spo2": 85, "temperature": 39.9, "glucose": 340}
 PATIENTS = [f"W{i:02}" for i in range(20)]
@@ -69,6 +77,26 @@ def events_by_reason(conn) -> dict[str, list[dict]]:
         if row["reason"]:
             found.setdefault(row["reason"], []).append(row)
     return found
+
+
+def alert_events_on_topic(kafka: str, expected: set[str], timeout: float = 60) -> list[tuple[str, dict]]:
+    """(key, message) of the `alert_event` messages on the sink topic, read until `expected` event ids are there."""
+    consumer = Consumer({"bootstrap.servers": kafka, "group.id": f"{SINK_TOPIC}-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([SINK_TOPIC])
+    got: list[tuple[str, dict]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and not expected <= {m["event_id"] for _, m in got}:
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            message = json.loads(msg.value())
+            if message.get("type") == "alert_event":
+                got.append((msg.key().decode(), message))
+    finally:
+        consumer.close()
+    return got
 
 
 def assert_states_agree_with_events(conn) -> None:
@@ -152,6 +180,14 @@ def test_alert_lifecycle_over_http_and_flight_sql(cluster):
         for i, status in answers.items():
             assert len(recorded.get(f"c{i}", [])) == (1 if status == 200 else 0), (i, status, recorded.get(f"c{i}"))
         assert_states_agree_with_events(conn)
+
+        # Every event went to the Kafka sink as an `alert_event` message, keyed by patient, with its stable id.
+        events = {r["event_id"]: r for r in rows_of(conn, "SELECT event_id, patient_id, action, user_name FROM alert_events")}
+        on_topic = alert_events_on_topic(cluster.kafka, set(events))
+        assert set(events) <= {m["event_id"] for _, m in on_topic}, set(events) - {m["event_id"] for _, m in on_topic}
+        for key, message in on_topic:
+            row = events[message["event_id"]]
+            assert (key, message["action"], message["user_name"]) == (row["patient_id"], row["action"], row["user_name"])
     finally:
         conn.close()
 

@@ -12,8 +12,7 @@ mod outputs;
 pub mod progress;
 pub mod role;
 pub mod sql;
-pub mod table_file;
-pub(crate) use outputs::{conform, count_rows};
+pub(crate) use outputs::count_rows;
 #[cfg(test)]
 mod tests;
 

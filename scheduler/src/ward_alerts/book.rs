@@ -97,6 +97,32 @@ impl AlertEvent {
     pub fn event_id(&self) -> String {
         format!("{}#{}", self.alert_id, self.number)
     }
+
+    /// The event as the sinks send it: an `alert_event` message (times RFC 3339 in UTC).
+    pub fn message(&self) -> serde_json::Value {
+        let time = |ms: i64| {
+            chrono::DateTime::from_timestamp_millis(ms).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        };
+        serde_json::json!({
+            "type": "alert_event",
+            "event_id": self.event_id(),
+            "event_seq": self.event_seq,
+            "alert_id": self.alert_id,
+            "patient_id": self.patient_id,
+            "ward": self.ward,
+            "action": self.action,
+            "from_state": self.from_state,
+            "to_state": self.to_state,
+            "user_name": self.user,
+            "automatic": self.automatic,
+            "recorded_at": time(self.time_ms),
+            "reading_time": self.reading_ms.and_then(time),
+            "reason": self.reason,
+            "risk_alert_id": self.risk_alert_id,
+            "news2_score": self.news2_score,
+            "probability_high": self.probability_high,
+        })
+    }
 }
 
 /// Why an action on an alert was refused.

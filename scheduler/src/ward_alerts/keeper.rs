@@ -31,7 +31,7 @@ use super::rows::{alert_rows, event_rows, events_of};
 use super::sources::{RiseSource, latest_readings};
 use crate::config::WardAlertsConfig;
 use crate::error::{Error, Result};
-use crate::etl::table_file::read_table_file;
+use crate::table_rows::read_table_file;
 
 /// Application id of the keeper's transactions: version = the last `event_seq` committed.
 const EVENTS_APP_ID: &str = "vitalflow-alerts";

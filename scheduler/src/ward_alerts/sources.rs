@@ -7,7 +7,7 @@ use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, tab
 
 use super::muting::RiseToHigh;
 use crate::error::{Error, Result};
-use crate::etl::table_file::read_table_file;
+use crate::table_rows::read_table_file;
 
 /// The ward of every patient until readings (or admissions) carry one.
 pub const DEFAULT_WARD: &str = "default";

@@ -23,9 +23,9 @@ use super::muting::RiseToHigh;
 use super::sources::DEFAULT_WARD;
 use super::start_keeper;
 use crate::config::{AuthConfig, HttpConfig, Role, UserConfig, WardAlertsConfig, WardRules};
-use crate::etl::table_file::read_table_file;
 use crate::front_door::auth::{Authenticator, basic_header, hash_password};
 use crate::front_door::http::{HttpServices, start_http};
+use crate::table_rows::read_table_file;
 
 const MINUTE: i64 = 60_000;
 
