@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
 import time
 import urllib.error
 import uuid
@@ -180,6 +181,14 @@ def test_alert_lifecycle_over_http_and_flight_sql(cluster):
         for i, status in answers.items():
             assert len(recorded.get(f"c{i}", [])) == (1 if status == 200 else 0), (i, status, recorded.get(f"c{i}"))
         assert_states_agree_with_events(conn)
+
+        # The alert budget's figure: 20 alerts raised, as a rate per 35 patients per day, in status and etl_progress.
+        out = subprocess.run(cluster.base_args() + ["status", "--json"], capture_output=True, text=True, env=cluster.env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        status = json.loads(out.stdout)
+        assert status["ward_alerts"] == len(PATIENTS) and status["alerts_per_35_patients_per_day"] > 0, status
+        progress = rows_of(conn, "SELECT ward_alerts, alerts_per_35_patients_per_day FROM etl_progress")
+        assert progress[0]["ward_alerts"] == len(PATIENTS), progress
 
         # Every event went to the Kafka sink as an `alert_event` message, keyed by patient, with its stable id.
         events = {r["event_id"]: r for r in rows_of(conn, "SELECT event_id, patient_id, action, user_name FROM alert_events")}

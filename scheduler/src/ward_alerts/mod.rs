@@ -8,6 +8,7 @@
 //! rebuilt from `alert_events` at start, and commits each change before answering.
 
 pub mod book;
+pub mod budget;
 pub mod keeper;
 pub mod lifecycle;
 pub mod muting;

@@ -133,6 +133,17 @@ fn muting_and_auto_resolve_on_a_scripted_history_give_exact_counts() {
 }
 
 #[test]
+fn the_alert_rate_is_per_35_patients_per_day() {
+    use super::budget::per_35_patients_per_day;
+    // The figure: 442 alerts for 50 patients in 22 minutes, about 580 per patient per day.
+    let rate = per_35_patients_per_day(442, 50, 22.0 / 60.0).unwrap();
+    assert!((rate / 35.0 - 578.6).abs() < 0.1, "{rate}");
+    assert_eq!(per_35_patients_per_day(1, 35, 24.0), Some(1.0), "Kaiser's budget");
+    assert_eq!(per_35_patients_per_day(3, 0, 24.0), None);
+    assert_eq!(per_35_patients_per_day(3, 35, 0.0), None);
+}
+
+#[test]
 fn a_rise_below_the_wards_probability_raises_nothing() {
     let rules = WardRules { min_probability_high: 0.8, ..rules() };
     let mut book = AlertBook::default();
