@@ -41,6 +41,9 @@ const SOURCE_APP_ID: &str = "vitalflow-alerts/risk_alerts";
 const MAX_ACTIONS_PER_COMMIT: usize = 256;
 /// Actions that may wait for the keeper before callers wait to queue.
 const QUEUE: usize = 1_024;
+/// Longest time how far `risk_alerts` has been read goes unrecorded while no event is committed: a
+/// commit per look would fill the log; after a crash, rises read again raise nothing twice.
+const SOURCE_RECORD_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Why the keeper did not take an action.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +115,8 @@ struct AlertKeeper {
     recorded_source_version: i64,
     /// A commit failed: the book may hold events the tables lack, and is read again before going on.
     stale: bool,
+    /// When how far `risk_alerts` has been read was last committed.
+    source_recorded_at: std::time::Instant,
     stats: Arc<KeeperStats>,
 }
 
@@ -151,11 +156,14 @@ impl AlertKeeper {
             rises: RiseSource::after(source_version.unwrap_or(-1)),
             recorded_source_version: source_version.unwrap_or(-1),
             stale: false,
+            source_recorded_at: std::time::Instant::now(),
             stats,
         };
         if source_version.is_none() {
             // A new keeper starts now (module doc): recorded so that a restart does not move it.
-            keeper.rises = RiseSource::after(RiseSource::current_version(location).await?);
+            // Version 0 of a table is its creation: from there when risk_alerts does not exist yet.
+            keeper.rises = RiseSource::after(RiseSource::current_version(location).await?.max(0));
+            keeper.recorded_source_version = i64::MIN;
             keeper.persist(&[]).await?;
             tracing::info!(
                 risk_alerts_version = keeper.rises.version,
@@ -184,7 +192,9 @@ impl AlertKeeper {
     /// Commits `events` (already in the book) and how far `risk_alerts` has been read, then `alerts`.
     async fn persist(&mut self, events: &[AlertEvent]) -> Result<()> {
         let source_moved = self.rises.version != self.recorded_source_version;
-        if events.is_empty() && !source_moved {
+        let source_due =
+            self.source_recorded_at.elapsed() >= SOURCE_RECORD_INTERVAL || self.recorded_source_version < 0;
+        if events.is_empty() && !(source_moved && source_due) {
             return Ok(());
         }
         let txns = vec![
@@ -198,6 +208,7 @@ impl AlertKeeper {
             self.events.append_batches(&prefix, &[event_rows(events)?], txns).await?;
         }
         self.recorded_source_version = self.rises.version;
+        self.source_recorded_at = std::time::Instant::now();
         if !events.is_empty() {
             self.write_alerts().await?;
             self.stats.events.fetch_add(events.len() as u64, Ordering::Relaxed);

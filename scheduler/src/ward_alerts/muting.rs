@@ -2,6 +2,8 @@
 //!
 //! - A rise whose P(High) is below the ward's `min_probability_high` raises none.
 //! - A patient with an active alert (open, acknowledged or escalated) gets no second one.
+//! - A rise from before the patient's last alert closed belongs to that alert's episode: none (it is
+//!   only seen again when `risk_alerts` is read again after a crash).
 //! - After the patient's last alert closed (resolved or dismissed), a rise within
 //!   `realert_quiet_minutes` of reading time raises none, unless its NEWS2 is at least
 //!   `realert_news2_rise` above the last alert's, or its P(High) at least `realert_probability_rise`
@@ -61,6 +63,9 @@ pub fn verdict(rise: &RiseToHigh, last: Option<&LastAlert>, rules: &WardRules) -
     let Some(last) = last else { return Verdict::Raise };
     if last.active {
         return Verdict::AlreadyActive;
+    }
+    if last.closed_reading_ms.is_some_and(|closed| rise.reading_ms <= closed) {
+        return Verdict::Quiet;
     }
     let quiet_ms = (rules.realert_quiet_minutes as i64).saturating_mul(60_000);
     let within_quiet = last.closed_reading_ms.is_some_and(|closed| rise.reading_ms < closed.saturating_add(quiet_ms));
