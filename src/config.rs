@@ -16,7 +16,7 @@ use vitalflow_executor::{ClusterConfig, ExecutorConfig};
 use vitalflow_ingest::{IngestConfig, KafkaConfig};
 use vitalflow_scheduler::{
     AlertsConfig, CompactionConfig, EtlConfig, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
-    SchedulerProcessConfig,
+    SchedulerProcessConfig, WardAlertsConfig,
 };
 use vitalflow_udf_model::simulate::SimulatorSettings;
 
@@ -48,6 +48,8 @@ pub struct VitalflowConfig {
     pub retention: RetentionConfig,
     /// Alerts to a Kafka topic and a webhook (scheduler process, beside the ETL driver).
     pub alerts: AlertsConfig,
+    /// The alerts a ward acts on: muting, auto-resolve, escalation (scheduler process, beside the ETL driver).
+    pub ward_alerts: WardAlertsConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
     /// The secret shared by the scheduler and the executors (Ballista's internal ports).
@@ -160,6 +162,7 @@ impl VitalflowConfig {
             compaction: self.compaction.clone(),
             retention: self.retention.clone(),
             alerts: self.alerts.clone(),
+            ward_alerts: self.ward_alerts.clone(),
             kafka: self.kafka.clone(),
             cluster: self.cluster.clone(),
         }

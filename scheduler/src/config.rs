@@ -192,6 +192,111 @@ impl AlertsConfig {
     }
 }
 
+/// The alerts a ward acts on (`alerts`, `alert_events`): which rises to High become an alert, when one
+/// resolves or escalates by itself (see [`crate::ward_alerts`]). Runs beside the ETL driver (`etl.enabled`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WardAlertsConfig {
+    /// Keep the `alerts` table in this process: raise alerts from `risk_alerts`, resolve and escalate
+    /// them on time, and take the HTTP API's actions on them. Only with the ETL driver (`etl.enabled`).
+    pub enabled: bool,
+    /// How often new `risk_alerts` rows, the patients' latest readings and the escalation clock are
+    /// looked at, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// The rules of a ward that has no entry in `wards` (every patient, until readings carry a ward).
+    pub default_ward: WardRules,
+    /// Rules by ward name; a ward not listed follows `default_ward`.
+    pub wards: std::collections::BTreeMap<String, WardRules>,
+}
+
+impl Default for WardAlertsConfig {
+    fn default() -> Self {
+        WardAlertsConfig {
+            enabled: true,
+            poll_interval_ms: 1_000,
+            default_ward: WardRules::default(),
+            wards: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl WardAlertsConfig {
+    /// The rules of `ward`.
+    pub fn rules(&self, ward: &str) -> &WardRules {
+        self.wards.get(ward).unwrap_or(&self.default_ward)
+    }
+
+    /// Checks values before anything starts; a wrong value names its ward and key.
+    pub fn validate(&self) -> Result<()> {
+        if self.poll_interval_ms < 10 {
+            return Err(Error::Config("ward_alerts.poll_interval_ms must be at least 10".into()));
+        }
+        let wards = std::iter::once(("default_ward".to_string(), &self.default_ward))
+            .chain(self.wards.iter().map(|(name, rules)| (format!("wards.{name}"), rules)));
+        for (name, rules) in wards {
+            rules.validate().map_err(|reason| Error::Config(format!("ward_alerts.{name}.{reason}")))?;
+        }
+        Ok(())
+    }
+}
+
+/// One ward's alert rules. Times of readings (event time) run the re-alert and auto-resolve timers;
+/// the escalation timer runs on the wall clock (it waits for people).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct WardRules {
+    /// A rise to High whose P(High) is below this raises no alert (0 raises one for every rise that
+    /// passes the re-alert rule).
+    pub min_probability_high: f64,
+    /// After a patient's alert is resolved or dismissed, a new rise within this many minutes (of
+    /// reading time) raises no alert, unless NEWS2 or P(High) rose by the margins below.
+    pub realert_quiet_minutes: u64,
+    /// A rise within the quiet time raises an alert when its NEWS2 is at least this much above that
+    /// of the patient's last alert.
+    pub realert_news2_rise: i32,
+    /// A rise within the quiet time raises an alert when its P(High) is at least this much above
+    /// that of the patient's last alert (0 to 1).
+    pub realert_probability_rise: f64,
+    /// An alert resolves by itself once the patient's risk has stayed below High for this many
+    /// minutes of reading time; 0 never resolves by itself.
+    pub auto_resolve_minutes: u64,
+    /// An alert nobody acknowledged escalates by itself after this many minutes (wall clock); 0 never
+    /// escalates by itself.
+    pub escalate_after_minutes: u64,
+}
+
+impl Default for WardRules {
+    fn default() -> Self {
+        WardRules {
+            min_probability_high: 0.0,
+            realert_quiet_minutes: 60,
+            realert_news2_rise: 2,
+            realert_probability_rise: 0.15,
+            auto_resolve_minutes: 30,
+            escalate_after_minutes: 15,
+        }
+    }
+}
+
+impl WardRules {
+    /// Checks values; the error starts with the key's name.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(0.0..=1.0).contains(&self.min_probability_high) {
+            return Err(format!("min_probability_high must be within 0 to 1, not {}", self.min_probability_high));
+        }
+        if !(0.0..=1.0).contains(&self.realert_probability_rise) {
+            return Err(format!(
+                "realert_probability_rise must be within 0 to 1, not {}",
+                self.realert_probability_rise
+            ));
+        }
+        if self.realert_news2_rise < 0 {
+            return Err(format!("realert_news2_rise must not be negative, not {}", self.realert_news2_rise));
+        }
+        Ok(())
+    }
+}
+
 /// The Flight SQL endpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -403,6 +508,15 @@ pub enum Role {
     /// Queries vitalflow's tables.
     #[default]
     Reader,
-    /// Also reads the audit log.
+    /// Also acts on alerts (acknowledge, escalate, dismiss, resolve) through the HTTP API.
+    Clinician,
+    /// Also reads the audit log, and acts on alerts as a clinician does.
     Admin,
+}
+
+impl Role {
+    /// Whether a caller of this role may change an alert's state.
+    pub fn may_act_on_alerts(self) -> bool {
+        matches!(self, Role::Clinician | Role::Admin)
+    }
 }

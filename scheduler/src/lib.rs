@@ -18,6 +18,10 @@ pub mod front_door;
 pub mod maintenance;
 /// The process's Prometheus exposition (ETL and alert delivery).
 pub mod metrics;
+/// Rows of the lake's tables handled by the driver itself: cast to a table's schema, read from one file.
+pub mod table_rows;
+/// The alerts a ward acts on: muting, the lifecycle, its tables and the one task that changes them.
+pub mod ward_alerts;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +33,8 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::DataLocation;
 
 pub use config::{
-    AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig, SchedulerConfig,
+    AlertsConfig, CompactionConfig, EtlConfig, EtlEngine, FlightSqlConfig, HttpConfig, RetentionConfig,
+    SchedulerConfig, WardAlertsConfig, WardRules,
 };
 pub use error::{Error, Result};
 
@@ -54,6 +59,8 @@ pub struct SchedulerProcessConfig {
     pub retention: RetentionConfig,
     /// Delivery of alerts to Kafka and a webhook (beside the ETL driver).
     pub alerts: AlertsConfig,
+    /// The alerts a ward acts on: muting, auto-resolve, escalation (beside the ETL driver).
+    pub ward_alerts: WardAlertsConfig,
     /// The brokers and security settings the Kafka alert sink produces with.
     pub kafka: vitalflow_ingest::KafkaConfig,
     /// The cluster's shared secret, demanded on the Ballista port and presented to the executors.
@@ -125,6 +132,7 @@ pub async fn start(
     config.etl.validate()?;
     config.compaction.validate()?;
     config.alerts.validate()?;
+    config.ward_alerts.validate()?;
     if config.flight_sql.enabled || config.http.enabled {
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
@@ -187,14 +195,23 @@ pub async fn start(
         flight_sql = Some(running.addr);
         tasks.push(running.task);
     }
+    // The alerts are kept beside the ETL driver, which writes the rises they come from.
+    let mut alert_keeper = None;
+    if config.etl.enabled && config.ward_alerts.enabled {
+        let (handle, task) = ward_alerts::start_keeper(&location, &config.ward_alerts, shutdown.clone()).await?;
+        alert_keeper = Some(handle);
+        tasks.push(task);
+    }
     let mut http = None;
     if config.http.enabled {
         let auth = match authenticator {
             Some(auth) => auth,
             None => Arc::new(front_door::auth::Authenticator::new(&config.flight_sql.auth)?),
         };
-        let etl = config.etl.enabled.then(|| etl_stats.clone());
-        let running = front_door::http::start_http(&config.http, forest.clone(), auth, etl, shutdown.clone()).await?;
+        let services =
+            front_door::http::HttpServices { etl: config.etl.enabled.then(|| etl_stats.clone()), alerts: alert_keeper };
+        let running =
+            front_door::http::start_http(&config.http, forest.clone(), auth, services, shutdown.clone()).await?;
         http = Some(running.addr);
         tasks.push(running.task);
     }

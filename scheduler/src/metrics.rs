@@ -1,4 +1,4 @@
-//! The scheduler process's Prometheus exposition: the ETL's and alert delivery's counters, written
+//! The scheduler process's Prometheus exposition: the ETL's, alert delivery's and the alert keeper's counters, written
 //! with the exposition shared with ingest ([`vitalflow_ingest::prometheus`]). The HTTP API serves it on
 //! `/metrics` after its own counters.
 
@@ -8,6 +8,7 @@ use vitalflow_ingest::prometheus::Exposition;
 
 use crate::alerts::SinkStats;
 use crate::etl::EtlStats;
+use crate::ward_alerts::KeeperStats;
 
 /// Appends the ETL driver's and the alert sinks' metrics to `page`.
 pub fn render_etl(page: &mut Exposition, etl: &EtlStats) {
@@ -41,5 +42,24 @@ pub fn render_etl(page: &mut Exposition, etl: &EtlStats) {
         for (sink, stats) in etl.delivery.sinks().into_iter().filter(|(_, s)| s.enabled.load(Ordering::Relaxed)) {
             page.sample(name, &format!("sink=\"{sink}\""), value(stats));
         }
+    }
+}
+
+/// Appends the alert keeper's counters to `page`.
+pub fn render_ward_alerts(page: &mut Exposition, keeper: &KeeperStats) {
+    for (name, help, value) in [
+        (
+            "vitalflow_ward_alerts_raised_total",
+            "Alerts raised (rises to High the muting rule let through).",
+            &keeper.raised,
+        ),
+        ("vitalflow_ward_alert_events_total", "Alert events recorded (raises and every action).", &keeper.events),
+        (
+            "vitalflow_ward_alert_failures_total",
+            "Alert commits that failed (their actions were refused).",
+            &keeper.failures,
+        ),
+    ] {
+        page.counter(name, help, value.load(Ordering::Relaxed));
     }
 }

@@ -63,7 +63,12 @@ class Child:
 
 
 # Flight SQL users of every test cluster (authentication is on by default): name → (password, role).
-FLIGHT_SQL_USERS = {"admin": ("admin-test-pw", "admin"), "grafana": ("vitals-test-pw", "reader")}
+FLIGHT_SQL_USERS = {
+    "admin": ("admin-test-pw", "admin"),
+    "grafana": ("vitals-test-pw", "reader"),
+    # Acts on alerts through the HTTP API.
+    "nurse": ("nurse-test-pw", "clinician"),
+}
 # A static bearer token (role reader), as a dashboard service account would use.
 FLIGHT_SQL_TOKEN = ("dashboard", "dashboard-test-token")
 # The secret every process of a test cluster shares: the Ballista ports refuse requests without its key.

@@ -95,6 +95,10 @@ pub mod table {
     pub const PATIENT_LATEST: &str = "patient_latest";
     /// One row each time a patient's risk rises to High.
     pub const RISK_ALERTS: &str = "risk_alerts";
+    /// The alerts a ward acts on, one row per alert in its current state.
+    pub const ALERTS: &str = "alerts";
+    /// Every change of an alert (raised, acknowledged, escalated, dismissed, resolved), append-only.
+    pub const ALERT_EVENTS: &str = "alert_events";
 }
 
 fn utc_nanos() -> DataType {
@@ -219,6 +223,52 @@ pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     // Last: tables written before it have it added (NULL in their older rows).
     fields.push(Field::new(TOP_REASONS, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
+});
+
+/// `alerts`: one row per alert a ward acts on (after its muting rules), in its current state; the
+/// table is rewritten with every change, each change also a row of [`ALERT_EVENTS_SCHEMA`].
+pub static ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("ward", DataType::Utf8, false),
+        Field::new("state", DataType::Utf8, false),
+        Field::new("raised_at", utc_nanos(), false),
+        Field::new("risk_alert_id", DataType::Utf8, false),
+        Field::new("news2_score", DataType::Int32, true),
+        Field::new("probability_high", DataType::Float64, true),
+        Field::new("created_at", utc_nanos(), false),
+        Field::new("acknowledged_by", DataType::Utf8, true),
+        Field::new("acknowledged_at", utc_nanos(), true),
+        Field::new("updated_by", DataType::Utf8, false),
+        Field::new("updated_at", utc_nanos(), false),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("events", DataType::Int64, false),
+    ]))
+});
+
+/// `alert_events`: one row per change of an alert, never rewritten. `event_seq` numbers every event
+/// of the table (1, 2, ...); `event_id` (`<alert_id>#<n>`, the alert's n-th event) is stable, for
+/// receivers of pushed events to drop repeats by.
+pub static ALERT_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    Arc::new(Schema::new(vec![
+        Field::new("event_id", DataType::Utf8, false),
+        Field::new("event_seq", DataType::Int64, false),
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("ward", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("from_state", DataType::Utf8, true),
+        Field::new("to_state", DataType::Utf8, false),
+        Field::new("user_name", DataType::Utf8, false),
+        Field::new("automatic", DataType::Boolean, false),
+        Field::new("recorded_at", utc_nanos(), false),
+        Field::new("reading_time", utc_nanos(), true),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("risk_alert_id", DataType::Utf8, true),
+        Field::new("news2_score", DataType::Int32, true),
+        Field::new("probability_high", DataType::Float64, true),
+    ]))
 });
 
 /// The `risk_alerts` column naming the three inputs that pushed the reading's P(High) most, with their

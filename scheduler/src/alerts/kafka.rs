@@ -1,5 +1,6 @@
-//! The Kafka sink: each alert one message on `alerts.kafka_topic`, keyed by patient id (a patient's
-//! alerts stay in order on one partition), value the JSON [`AlertMessage`], header `alert_id`.
+//! The Kafka sink: each message one Kafka message on `alerts.kafka_topic`, keyed by patient id (a
+//! patient's alerts stay in order on one partition), value its JSON, with its headers (`alert_id`; an
+//! `alert_event` also `event_id` and `type`).
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use vitalflow_ingest::KafkaConfig;
 use vitalflow_ingest::client::{client_config, ensure_topic};
 
-use super::AlertMessage;
+use super::Outgoing;
 use crate::error::{Error, Result};
 
 /// Name of the sink in logs, metrics and its checkpoint.
@@ -44,8 +45,8 @@ impl KafkaSink {
         })
     }
 
-    /// Produces `alerts` and waits until the broker has every one.
-    pub(super) async fn send(&mut self, alerts: &[AlertMessage]) -> Result<()> {
+    /// Produces `messages` and waits until the broker has every one.
+    pub(super) async fn send(&mut self, messages: &[Outgoing]) -> Result<()> {
         if !self.topic_checked {
             // An embedded broker creates no topic on its own; a cluster that denies creating one may
             // still have it (or auto-create it), so a refusal is only a warning and producing decides.
@@ -54,12 +55,14 @@ impl KafkaSink {
             }
             self.topic_checked = true;
         }
-        let mut deliveries = Vec::with_capacity(alerts.len());
-        for alert in alerts {
-            let payload =
-                serde_json::to_vec(alert).map_err(|e| failed(format!("encoding alert {}: {e}", alert.alert_id)))?;
-            let headers = OwnedHeaders::new().insert(Header { key: "alert_id", value: Some(alert.alert_id.as_str()) });
-            let record = FutureRecord::to(&self.kafka.topic).key(&alert.patient_id).payload(&payload).headers(headers);
+        let mut deliveries = Vec::with_capacity(messages.len());
+        for message in messages {
+            let payload = serde_json::to_vec(&message.body).map_err(|e| failed(format!("encoding a message: {e}")))?;
+            let headers = message
+                .headers
+                .iter()
+                .fold(OwnedHeaders::new(), |h, (key, value)| h.insert(Header { key, value: Some(value.as_str()) }));
+            let record = FutureRecord::to(&self.kafka.topic).key(&message.key).payload(&payload).headers(headers);
             let delivery = self
                 .producer
                 .send_result(record)

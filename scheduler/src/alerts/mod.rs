@@ -1,4 +1,6 @@
-//! Delivery of `risk_alerts` to a Kafka topic and a webhook (`[alerts]`), one loop per sink.
+//! Delivery of `risk_alerts` to a Kafka topic and a webhook (`[alerts]`), one loop per sink; the
+//! lifecycle of the alerts a ward acts on (`alert_events`) goes to the same sinks as `alert_event`
+//! messages ([`alert_events`]), in loops of their own.
 //!
 //! The table is the truth; a sink is a copy of it a receiver can trust:
 //! - **Only committed alerts.** A sink reads the `risk_alerts` commits after the version it has read
@@ -16,6 +18,7 @@
 //!   first runs: turning a webhook on does not page anyone with last month's alerts (they stay
 //!   queryable in `risk_alerts`).
 
+mod alert_events;
 mod kafka;
 #[cfg(test)]
 mod tests;
@@ -27,7 +30,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arrow::array::{Array, Float64Array, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -39,10 +41,10 @@ use vitalflow_udf_model::schema::table;
 
 use crate::config::AlertsConfig;
 use crate::error::{Error, Result};
+use crate::table_rows::read_table_file;
 use vitalflow_udf_model::lake::checkpoint::{
     DeliveryCheckpoint, load_delivery_checkpoint, load_etl_checkpoint, save_delivery_checkpoint,
 };
-use vitalflow_udf_model::lake::objects::read;
 use vitalflow_udf_model::schema::TOP_REASONS;
 
 /// One alert as a sink sends it: JSON, the `risk_alerts` row.
@@ -72,6 +74,27 @@ pub struct AlertMessage {
     /// `null` when the model cannot explain or the row was written before alerts carried reasons.
     #[serde(default)]
     pub top_reasons: Option<String>,
+}
+
+impl AlertMessage {
+    /// The alert as a sink sends it: keyed by patient, with header `alert_id`.
+    fn outgoing(&self) -> Result<Outgoing> {
+        let body =
+            serde_json::to_value(self).map_err(|e| Error::Config(format!("encoding alert {}: {e}", self.alert_id)))?;
+        Ok(Outgoing { key: self.patient_id.clone(), headers: vec![("alert_id", self.alert_id.clone())], body })
+    }
+}
+
+/// One message as a sink sends it: its JSON body (the webhook posts an array of them), and for Kafka its
+/// key (the patient, so that a patient's messages keep their order) and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    /// The Kafka key: the patient id.
+    pub key: String,
+    /// Kafka headers.
+    pub headers: Vec<(&'static str, String)>,
+    /// The message.
+    pub body: serde_json::Value,
 }
 
 /// Counters and state of one sink, for `/metrics` and `vitalflow status`.
@@ -109,12 +132,21 @@ pub struct AlertDeliveryStats {
     pub kafka: SinkStats,
     /// The webhook.
     pub webhook: SinkStats,
+    /// The Kafka topic's `alert_event` messages.
+    pub kafka_events: SinkStats,
+    /// The webhook's `alert_event` messages.
+    pub webhook_events: SinkStats,
 }
 
 impl AlertDeliveryStats {
     /// Each sink with its name.
-    pub fn sinks(&self) -> [(&'static str, &SinkStats); 2] {
-        [(kafka::NAME, &self.kafka), (webhook::NAME, &self.webhook)]
+    pub fn sinks(&self) -> [(&'static str, &SinkStats); 4] {
+        [
+            (kafka::NAME, &self.kafka),
+            (webhook::NAME, &self.webhook),
+            (alert_events::KAFKA_NAME, &self.kafka_events),
+            (alert_events::WEBHOOK_NAME, &self.webhook_events),
+        ]
     }
 }
 
@@ -169,15 +201,8 @@ pub async fn committed_alert_files(
 
 /// The alerts in one `risk_alerts` file.
 pub async fn read_alerts(location: &DataLocation, path: &object_store::path::Path) -> Result<Vec<AlertMessage>> {
-    let bytes = read(location, path).await?;
-    let unreadable =
-        |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable risk_alerts file: {e}"));
-    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
     let mut alerts = Vec::new();
-    for batch in reader {
-        let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable risk_alerts file: {e}")))?;
-        // Files store timestamps in microseconds; the messages read the table's schema.
-        let batch = crate::etl::conform(&batch, &RISK_ALERTS_SCHEMA, 0)?;
+    for batch in read_table_file(location, path, &RISK_ALERTS_SCHEMA).await? {
         alerts.extend(messages(&batch).map_err(|e| Error::Config(format!("{path}: {e}")))?);
     }
     Ok(alerts)
@@ -236,11 +261,11 @@ impl Sink {
         }
     }
 
-    /// Sends `alerts`; `Ok` once the sink has acknowledged every one.
-    async fn send(&mut self, alerts: &[AlertMessage]) -> Result<()> {
+    /// Sends `messages`; `Ok` once the sink has acknowledged every one.
+    async fn send(&mut self, messages: &[Outgoing]) -> Result<()> {
         match self {
-            Sink::Kafka(sink) => sink.send(alerts).await,
-            Sink::Webhook(sink) => sink.send(alerts).await,
+            Sink::Kafka(sink) => sink.send(messages).await,
+            Sink::Webhook(sink) => sink.send(messages).await,
         }
     }
 }
@@ -301,7 +326,8 @@ impl Delivery {
         let (files, read_up_to) = committed_alert_files(&self.location, &mut self.alerts, delivered, committed).await?;
         for file in files {
             let alerts = read_alerts(&self.location, &file.path).await?;
-            self.sink.send(&alerts).await?;
+            let messages = alerts.iter().map(AlertMessage::outgoing).collect::<Result<Vec<_>>>()?;
+            self.sink.send(&messages).await?;
             self.record(
                 DeliveryCheckpoint { last_batch_id: file.batch_id, alerts_version: file.version },
                 alerts.len(),
@@ -326,46 +352,81 @@ impl Delivery {
         Ok(())
     }
 
-    /// Delivers until `shutdown`: every `poll` when current, with a doubling wait (up to `max_backoff`) while failing.
-    async fn run(mut self, poll: Duration, max_backoff: Duration, shutdown: CancellationToken) {
-        let name = self.sink.name();
-        let mut backoff = poll;
-        let mut failed_attempts: u64 = 0;
-        loop {
-            // Stopping mid-send is safe: the batch is not recorded, so the next start sends it again.
-            let attempt = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                attempt = self.deliver_pending() => attempt,
-            };
-            let wait = match attempt {
-                Ok(sent) => {
-                    if failed_attempts > 0 {
-                        tracing::info!(sink = name, failed_attempts, "Alert delivery recovered.");
-                    }
-                    failed_attempts = 0;
-                    backoff = poll;
-                    self.stats().set_error(None);
-                    // Straight on after sending: more batches may have been committed meanwhile.
-                    if sent { Duration::ZERO } else { poll }
-                }
-                Err(error) => {
-                    failed_attempts += 1;
-                    let stats = self.stats();
-                    stats.failures.fetch_add(1, Ordering::Relaxed);
-                    stats.set_error(Some(error.to_string()));
-                    tracing::warn!(sink = name, error = %error, failed_attempts, delivered_through_batch = self.delivered.map_or(0, |d| d.last_batch_id), retry_in_ms = backoff.as_millis() as u64, "Alert delivery failed; the alerts wait in risk_alerts and are retried.");
-                    let wait = backoff;
-                    backoff = (backoff * 2).min(max_backoff);
-                    wait
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-        tracing::info!(sink = name, "Alert delivery stopped.");
+    /// Delivers until `shutdown` ([`run_delivery`]).
+    async fn run(self, poll: Duration, max_backoff: Duration, shutdown: CancellationToken) {
+        run_delivery(self, poll, max_backoff, shutdown).await
     }
+}
+
+impl Deliver for Delivery {
+    fn name(&self) -> &'static str {
+        self.sink.name()
+    }
+
+    fn stats(&self) -> &SinkStats {
+        Delivery::stats(self)
+    }
+
+    fn delivered_through(&self) -> i64 {
+        self.delivered.map_or(0, |d| d.last_batch_id)
+    }
+
+    async fn deliver_pending(&mut self) -> Result<bool> {
+        Delivery::deliver_pending(self).await
+    }
+}
+
+/// One sink's delivery of one table, driven by [`run_delivery`].
+trait Deliver {
+    /// The sink's name in logs and metrics.
+    fn name(&self) -> &'static str;
+    /// Its counters.
+    fn stats(&self) -> &SinkStats;
+    /// The last batch (or event) the sink acknowledged, for the logs.
+    fn delivered_through(&self) -> i64;
+    /// Sends what is committed and not yet sent; whether anything was sent.
+    async fn deliver_pending(&mut self) -> Result<bool>;
+}
+
+/// Delivers until `shutdown`: every `poll` when current, with a doubling wait (up to `max_backoff`) while failing.
+async fn run_delivery<D: Deliver>(mut delivery: D, poll: Duration, max_backoff: Duration, shutdown: CancellationToken) {
+    let name = delivery.name();
+    let mut backoff = poll;
+    let mut failed_attempts: u64 = 0;
+    loop {
+        // Stopping mid-send is safe: what was being sent is not recorded, so the next start sends it again.
+        let attempt = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            attempt = delivery.deliver_pending() => attempt,
+        };
+        let wait = match attempt {
+            Ok(sent) => {
+                if failed_attempts > 0 {
+                    tracing::info!(sink = name, failed_attempts, "Alert delivery recovered.");
+                }
+                failed_attempts = 0;
+                backoff = poll;
+                delivery.stats().set_error(None);
+                // Straight on after sending: more may have been committed meanwhile.
+                if sent { Duration::ZERO } else { poll }
+            }
+            Err(error) => {
+                failed_attempts += 1;
+                let stats = delivery.stats();
+                stats.failures.fetch_add(1, Ordering::Relaxed);
+                stats.set_error(Some(error.to_string()));
+                tracing::warn!(sink = name, error = %error, failed_attempts, delivered_through = delivery.delivered_through(), retry_in_ms = backoff.as_millis() as u64, "Alert delivery failed; the alerts wait in their table and are retried.");
+                let wait = backoff;
+                backoff = (backoff * 2).min(max_backoff);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    tracing::info!(sink = name, "Alert delivery stopped.");
 }
 
 /// Starts one delivery loop per configured sink; their tasks end at `shutdown`.
@@ -377,6 +438,28 @@ pub fn start_delivery(
     shutdown: &CancellationToken,
 ) -> Result<Vec<JoinHandle<()>>> {
     config.validate()?;
+    let poll = Duration::from_millis(config.poll_interval_ms);
+    let max_backoff = Duration::from_secs(config.max_backoff_seconds).max(poll);
+    let mut tasks = Vec::new();
+    for sink in sinks(config, kafka)? {
+        tracing::info!(sink = sink.name(), "Alert delivery on.");
+        let delivery =
+            Delivery { sink, location: location.clone(), stats: stats.clone(), delivered: None, alerts: None };
+        delivery.stats().enabled.store(true, Ordering::Relaxed);
+        tasks.push(tokio::spawn(delivery.run(poll, max_backoff, shutdown.clone())));
+    }
+    // The alerts' lifecycle, on sinks of their own (a producer or client each).
+    for sink in sinks(config, kafka)? {
+        let delivery = alert_events::EventDelivery::new(sink, location, stats.clone());
+        tracing::info!(sink = delivery.name(), "Alert event delivery on.");
+        delivery.stats().enabled.store(true, Ordering::Relaxed);
+        tasks.push(tokio::spawn(run_delivery(delivery, poll, max_backoff, shutdown.clone())));
+    }
+    Ok(tasks)
+}
+
+/// The configured sinks.
+fn sinks(config: &AlertsConfig, kafka: &KafkaConfig) -> Result<Vec<Sink>> {
     let mut sinks = Vec::new();
     if !config.kafka_topic.is_empty() {
         sinks.push(Sink::Kafka(kafka::KafkaSink::new(kafka, &config.kafka_topic, config.timeout())?));
@@ -388,15 +471,5 @@ pub fn start_delivery(
             config.timeout(),
         )?));
     }
-    let poll = Duration::from_millis(config.poll_interval_ms);
-    let max_backoff = Duration::from_secs(config.max_backoff_seconds).max(poll);
-    let mut tasks = Vec::new();
-    for sink in sinks {
-        tracing::info!(sink = sink.name(), "Alert delivery on.");
-        let delivery =
-            Delivery { sink, location: location.clone(), stats: stats.clone(), delivered: None, alerts: None };
-        delivery.stats().enabled.store(true, Ordering::Relaxed);
-        tasks.push(tokio::spawn(delivery.run(poll, max_backoff, shutdown.clone())));
-    }
-    Ok(tasks)
+    Ok(sinks)
 }

@@ -16,15 +16,24 @@ use vitalflow_udf_model::lake::write_data_file;
 
 use super::*;
 
-/// What the receiver got, and how many requests it still refuses with 500.
-#[derive(Default)]
-struct Receiver {
-    bodies: Mutex<Vec<Vec<AlertMessage>>>,
+/// What the receiver got (each request's array of messages), and how many requests it still refuses with 500.
+struct Receiver<T = AlertMessage> {
+    bodies: Mutex<Vec<Vec<T>>>,
     refuse: AtomicUsize,
     requests: AtomicUsize,
 }
 
-async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+impl<T> Default for Receiver<T> {
+    fn default() -> Self {
+        Receiver { bodies: Mutex::new(Vec::new()), refuse: AtomicUsize::new(0), requests: AtomicUsize::new(0) }
+    }
+}
+
+async fn receive<T: serde::de::DeserializeOwned>(
+    State(receiver): State<Arc<Receiver<T>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     receiver.requests.fetch_add(1, Ordering::SeqCst);
     assert_eq!(headers.get("content-type").unwrap(), "application/json");
     assert_eq!(headers.get("authorization").unwrap(), "Bearer tok");
@@ -36,10 +45,10 @@ async fn receive(State(receiver): State<Arc<Receiver>>, headers: HeaderMap, body
     StatusCode::NO_CONTENT
 }
 
-async fn serve_receiver(receiver: Arc<Receiver>) -> String {
+async fn serve_receiver<T: serde::de::DeserializeOwned + Send + Sync + 'static>(receiver: Arc<Receiver<T>>) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = Router::new().route("/alerts", post(receive)).with_state(receiver);
+    let app = Router::new().route("/alerts", post(receive::<T>)).with_state(receiver);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     format!("http://{addr}/alerts")
 }
@@ -200,4 +209,69 @@ fn alert_files_name_their_batch() {
     assert_eq!(alert_batch_id("etl-batch-000000000042-5f0c2a.parquet"), None);
     assert_eq!(alert_batch_id("part-00001-5f0c2a-c000.zstd.parquet"), None);
     assert_eq!(alert_batch_id("batch-x-5f0c2a.parquet"), None);
+}
+
+#[tokio::test]
+async fn alert_events_go_out_as_alert_event_messages_once_committed_and_once_acknowledged() {
+    use crate::config::WardRules;
+    use crate::ward_alerts::muting::RiseToHigh;
+    use crate::ward_alerts::rows::event_rows;
+    use crate::ward_alerts::{Action, AlertBook};
+    use vitalflow_udf_model::schema::ALERT_EVENTS_SCHEMA;
+
+    let dir = tempfile::tempdir().unwrap();
+    let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+    let receiver = Arc::new(Receiver::<serde_json::Value>::default());
+    let url = serve_receiver(receiver.clone()).await;
+    let stats = Arc::new(AlertDeliveryStats::default());
+    let delivery = |stats: &Arc<AlertDeliveryStats>| {
+        let sink = webhook::WebhookSink::new(&url, "tok", Duration::from_secs(5)).unwrap();
+        alert_events::EventDelivery::new(Sink::Webhook(sink), &location, stats.clone())
+    };
+    let mut events_table =
+        LakeTable::open_or_create(&location, table::ALERT_EVENTS, &ALERT_EVENTS_SCHEMA).await.unwrap();
+    let mut book = AlertBook::default();
+    let rules = WardRules::default();
+    let rise = |n: i64| RiseToHigh {
+        risk_alert_id: format!("vitals/0/{n}"),
+        patient_id: format!("P{n}"),
+        ward: "default".into(),
+        reading_ms: 1_000 * n,
+        news2_score: Some(7),
+        probability_high: Some(0.9),
+    };
+    // Before the sink's first run: not sent (a new sink starts now).
+    let old = book.on_rise(&rise(1), &rules, 0).unwrap();
+    // As the keeper commits: with its transactions.
+    let txn = |seq| vec![Transaction::new("vitalflow-alerts", seq)];
+    events_table.append_batches("seq-1", &[event_rows(&[old]).unwrap()], txn(1)).await.unwrap();
+    let mut first = delivery(&stats);
+    assert!(!first.deliver_pending().await.unwrap());
+
+    let raised = book.on_rise(&rise(2), &rules, 0).unwrap();
+    let seen = book.act("vitals:0:2", Action::Acknowledge, "ana", None, 5).unwrap();
+    events_table.append_batches("seq-3", &[event_rows(&[raised, seen]).unwrap()], txn(3)).await.unwrap();
+    // A commit without events (how far the keeper read risk_alerts) is read past.
+    events_table.append(&[], vec![Transaction::new("vitalflow-alerts/risk_alerts", 7)]).await.unwrap();
+    assert!(first.deliver_pending().await.unwrap());
+    assert!(!first.deliver_pending().await.unwrap(), "nothing new");
+    let received: Vec<serde_json::Value> = receiver.bodies.lock().unwrap().iter().flatten().cloned().collect();
+    let summary: Vec<(&str, &str, &str, &str)> = received
+        .iter()
+        .map(|m| {
+            let text = |k: &str| m[k].as_str().unwrap_or("");
+            (text("type"), text("event_id"), text("action"), text("user_name"))
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [("alert_event", "vitals:0:2#1", "raise", "vitalflow"), ("alert_event", "vitals:0:2#2", "acknowledge", "ana")]
+    );
+    assert_eq!(received[1]["to_state"], "acknowledged");
+    assert_eq!(stats.webhook_events.delivered.load(Ordering::SeqCst), 2);
+
+    // Restarted: resumes after what was acknowledged.
+    let mut restarted = delivery(&Arc::new(AlertDeliveryStats::default()));
+    assert!(!restarted.deliver_pending().await.unwrap());
+    assert_eq!(receiver.requests.load(Ordering::SeqCst), 1);
 }

@@ -1,5 +1,5 @@
-//! The webhook sink: each committed micro-batch's alerts POSTed as one JSON array of [`AlertMessage`]
-//! (`Content-Type: application/json`), in chunks of at most [`MAX_ALERTS_PER_REQUEST`]. Any 2xx
+//! The webhook sink: each committed micro-batch's alerts (or a commit's alert events) POSTed as one JSON
+//! array of their messages (`Content-Type: application/json`), in chunks of at most [`MAX_ALERTS_PER_REQUEST`]. Any 2xx
 //! answer acknowledges the request; another status, a timeout or a refused connection fails the
 //! attempt and the batch is sent again.
 
@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 
-use super::AlertMessage;
+use super::Outgoing;
 use crate::error::{Error, Result};
 
 /// Name of the sink in logs, metrics and its checkpoint.
@@ -53,9 +53,10 @@ impl WebhookSink {
         Ok(WebhookSink { client, url, authorization })
     }
 
-    pub(super) async fn send(&mut self, alerts: &[AlertMessage]) -> Result<()> {
-        for chunk in alerts.chunks(MAX_ALERTS_PER_REQUEST) {
-            let body = serde_json::to_vec(chunk).map_err(|e| failed(format!("encoding alerts: {e}")))?;
+    pub(super) async fn send(&mut self, messages: &[Outgoing]) -> Result<()> {
+        for chunk in messages.chunks(MAX_ALERTS_PER_REQUEST) {
+            let bodies: Vec<&serde_json::Value> = chunk.iter().map(|m| &m.body).collect();
+            let body = serde_json::to_vec(&bodies).map_err(|e| failed(format!("encoding alerts: {e}")))?;
             let mut request = self.client.post(self.url.clone()).header(CONTENT_TYPE, "application/json").body(body);
             if let Some(authorization) = &self.authorization {
                 request = request.header(AUTHORIZATION, authorization.clone());

@@ -9,7 +9,8 @@ use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::logical_expr::Expr;
 use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::schema::{
-    DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
+    ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA,
+    VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
 };
 
 use crate::catalog::lake_table::{DeltaSnapshotTable, SnapshotAt};
@@ -18,13 +19,15 @@ use crate::catalog::lake_table::{DeltaSnapshotTable, SnapshotAt};
 pub const TABLE_AT: &str = "table_at";
 
 /// The lake's tables SQL may read, with their schemas.
-pub fn lake_tables() -> [(&'static str, arrow::datatypes::SchemaRef); 5] {
+pub fn lake_tables() -> [(&'static str, arrow::datatypes::SchemaRef); 7] {
     [
         (table::VITALS_RAW, VITALS_RAW_SCHEMA.clone()),
         (table::VITALS_CLEAN, VITALS_CLEAN_SCHEMA.clone()),
         (table::DEAD_LETTERS, DEAD_LETTERS_SCHEMA.clone()),
         (table::RISK_ALERTS, RISK_ALERTS_SCHEMA.clone()),
         (table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone()),
+        (table::ALERTS, ALERTS_SCHEMA.clone()),
+        (table::ALERT_EVENTS, ALERT_EVENTS_SCHEMA.clone()),
     ]
 }
 

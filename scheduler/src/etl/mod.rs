@@ -12,7 +12,7 @@ mod outputs;
 pub mod progress;
 pub mod role;
 pub mod sql;
-pub(crate) use outputs::{conform, count_rows};
+pub(crate) use outputs::count_rows;
 #[cfg(test)]
 mod tests;
 

@@ -30,6 +30,7 @@ use crate::catalog::parquet_table::parquet_table;
 use crate::catalog::session::{runtime_env, session_config};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
+use crate::table_rows::conform;
 
 /// Columns the ETL SQL returns beside those of `vitals_clean`.
 const CONTROL_COLUMNS: [&str; 4] = ["reject_code", "reject_reason", "raises_alert", "previous_risk"];
@@ -276,33 +277,6 @@ impl Outputs {
         commit_output(&mut tables.latest, "", batch_id, &self.latest, Commit::Replace).await?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
     }
-}
-
-/// Casts a result to `schema` by column name; `etl_batch_id`, when the result lacks it, is `batch_id`.
-/// A missing column, an impossible cast or a NULL in a required column is an error naming it.
-pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef, batch_id: i64) -> Result<RecordBatch> {
-    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
-    for field in schema.fields() {
-        let column = match batch.column_by_name(field.name()) {
-            Some(column) => column,
-            None if field.name() == "etl_batch_id" => {
-                columns.push(Arc::new(Int64Array::from(vec![batch_id; batch.num_rows()])));
-                continue;
-            }
-            None => return Err(Error::Config(format!("the ETL SQL has no column {}", field.name()))),
-        };
-        let cast_column = cast(column, field.data_type()).map_err(|e| {
-            Error::Config(format!(
-                "ETL column {} ({}) is not {}: {e}",
-                field.name(),
-                column.data_type(),
-                field.data_type()
-            ))
-        })?;
-        columns.push(cast_column);
-    }
-    RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| Error::Config(format!("ETL output does not fit its table: {e}")))
 }
 
 /// `dead_letters` rows (stage 'etl') for rejected rows: the payload is the row as landed, in JSON.

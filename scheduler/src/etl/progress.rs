@@ -16,6 +16,7 @@ use vitalflow_udf_model::schema::table;
 
 use crate::error::{Error, Result};
 use crate::etl::{EtlStats, count_rows};
+use crate::ward_alerts::budget::read_alert_rate;
 
 /// Name of the Flight SQL table.
 pub const PROGRESS_TABLE: &str = "etl_progress";
@@ -56,6 +57,12 @@ pub struct EtlProgress {
     pub webhook_lag_batches: Option<i64>,
     /// The last delivery failure of a sink (`sink: error`), cleared by its next success; driver's process only.
     pub alert_delivery_error: Option<String>,
+    /// Alerts a ward acts on raised since the alert keeper first ran (rows of `alerts`); `None` before.
+    #[serde(default)]
+    pub ward_alerts: Option<u64>,
+    /// Those alerts per 35 patients per day (the alert budget's unit; see `ward_alerts::budget`).
+    #[serde(default)]
+    pub alerts_per_35_patients_per_day: Option<f64>,
     /// When these figures were read (RFC 3339, UTC).
     pub checked_at: String,
 }
@@ -80,6 +87,8 @@ pub static PROGRESS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("webhook_delivered_batch_id", DataType::Int64, true),
         Field::new("webhook_lag_batches", DataType::Int64, true),
         Field::new("alert_delivery_error", DataType::Utf8, true),
+        Field::new("ward_alerts", DataType::UInt64, true),
+        Field::new("alerts_per_35_patients_per_day", DataType::Float64, true),
         Field::new("checked_at", time, false),
     ]))
 });
@@ -143,6 +152,10 @@ pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) ->
             *lag = Some((checkpoint.last_batch_id - c.last_batch_id).max(0));
         }
     }
+    if let Some((raised, rate)) = read_alert_rate(location).await? {
+        progress.ward_alerts = Some(raised);
+        progress.alerts_per_35_patients_per_day = rate;
+    }
     if let Some(stats) = stats {
         progress.failures = Some(stats.failures.load(Ordering::Relaxed));
         progress.last_error = stats.last_error.lock().ok().and_then(|e| e.clone());
@@ -186,6 +199,10 @@ pub fn render(progress: &EtlProgress) -> String {
         (None, _) => lines.push(
             "failures            (known to the running scheduler: etl_progress over Flight SQL, logs)".to_string(),
         ),
+    }
+    if let Some(raised) = p.ward_alerts {
+        let rate = p.alerts_per_35_patients_per_day.map_or("no patients yet".to_string(), |r| format!("{r:.1}"));
+        lines.push(format!("ward alerts         {raised} raised; per 35 patients per day: {rate} (budget about 1)"));
     }
     if let Some(e) = &p.alert_delivery_error {
         lines.push(format!("alert delivery      failing: {e}"));

@@ -16,8 +16,16 @@ use vitalflow_udf_model::schema::table;
 use crate::config::CompactionConfig;
 use crate::error::Result;
 
-/// Tables compacted: those written a file per flush or per micro-batch.
-const COMPACTED: [&str; 4] = [table::VITALS_RAW, table::VITALS_CLEAN, table::DEAD_LETTERS, table::RISK_ALERTS];
+/// Tables compacted: those written a file per flush or per micro-batch, and the alert keeper's (a file per
+/// change of `alert_events`; `alerts`, one file rewritten each time, is never OPTIMIZEd, only vacuumed).
+const COMPACTED: [&str; 6] = [
+    table::VITALS_RAW,
+    table::VITALS_CLEAN,
+    table::DEAD_LETTERS,
+    table::RISK_ALERTS,
+    table::ALERT_EVENTS,
+    table::ALERTS,
+];
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

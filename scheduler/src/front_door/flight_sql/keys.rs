@@ -60,6 +60,8 @@ const PRIMARY_KEYS: &[(&str, &[&str])] = &[
     (table::DEAD_LETTERS, &["stage", "source_topic", "source_partition", "source_offset"]),
     (table::PATIENT_LATEST, &["patient_id"]),
     (table::RISK_ALERTS, &["alert_id"]),
+    (table::ALERTS, &["alert_id"]),
+    (table::ALERT_EVENTS, &["event_id"]),
 ];
 
 /// The key columns of `table_name`, when it has a documented key.

@@ -9,6 +9,8 @@
 //! the local API. Bodies are read after the credentials are checked, up to a size that follows
 //! `http.max_batch_records` and within a time limit, each refusal a JSON answer.
 //!
+//! The alert routes (`GET /alerts`, `POST /alerts/{alert_id}/{action}`) are in [`alerts`].
+//!
 //! `/predict_batch` takes the same credentials as Flight SQL (Basic, or a Bearer token the Flight SQL
 //! handshake issued); `/healthz`, `/metrics` and `/openapi.json` carry no patient data and are open, so
 //! that probes and Prometheus need no secret.
@@ -39,7 +41,9 @@ use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
 use crate::front_door::auth::Authenticator;
+use crate::ward_alerts::AlertKeeperHandle;
 
+mod alerts;
 mod records;
 mod strict_json;
 
@@ -61,6 +65,8 @@ struct HttpState {
     max_batch_records: usize,
     stats: HttpStats,
     etl: Option<Arc<EtlStats>>,
+    /// The alert keeper, when this process keeps the alerts.
+    alerts: Option<AlertKeeperHandle>,
 }
 
 /// Counters of `/predict_batch`, rendered on `/metrics`.
@@ -84,7 +90,7 @@ impl HttpStats {
         self.answered.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, etl: Option<&EtlStats>, auth: &Authenticator) -> String {
+    fn render(&self, etl: Option<&EtlStats>, auth: &Authenticator, alerts: Option<&AlertKeeperHandle>) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
         page.family(name, "counter", "/predict_batch answers by status code.");
@@ -117,6 +123,9 @@ impl HttpStats {
         if let Some(etl) = etl {
             crate::metrics::render_etl(&mut page, etl);
         }
+        if let Some(alerts) = alerts {
+            crate::metrics::render_ward_alerts(&mut page, &alerts.stats);
+        }
         page.finish()
     }
 }
@@ -147,11 +156,20 @@ struct PredictBatchResponse<'a> {
     predictions: Vec<PredictionJson<'a>>,
 }
 
+/// What the HTTP API serves beside the model: the ETL's counters and the alerts, when this process has them.
+#[derive(Debug, Clone, Default)]
+pub struct HttpServices {
+    /// The ETL driver's counters (on `/metrics`).
+    pub etl: Option<Arc<EtlStats>>,
+    /// The alert keeper (the alert routes; without it they answer 503).
+    pub alerts: Option<AlertKeeperHandle>,
+}
+
 /// The HTTP routes over a model.
 pub fn router(
     forest: Arc<RiskForest>,
     auth: Arc<Authenticator>,
-    etl: Option<Arc<EtlStats>>,
+    services: HttpServices,
     config: &HttpConfig,
 ) -> Router {
     let state = Arc::new(HttpState {
@@ -159,9 +177,12 @@ pub fn router(
         auth,
         max_batch_records: config.max_batch_records,
         stats: HttpStats::default(),
-        etl,
+        etl: services.etl,
+        alerts: services.alerts,
     });
     Router::new()
+        .route("/alerts", get(alerts::list_alerts))
+        .route("/alerts/{alert_id}/{action}", post(alerts::act_on_alert))
         .route("/predict_batch", post(predict_batch))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
@@ -172,7 +193,7 @@ pub fn router(
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let text = state.stats.render(state.etl.as_deref(), &state.auth);
+    let text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -202,6 +223,13 @@ async fn predict_batch(
     let response = answer_predict_batch(&state, &headers, query.as_deref(), body, peer).await;
     state.stats.record(response.status(), started);
     response
+}
+
+/// The 401 answer to missing or wrong credentials.
+fn unauthenticated(error: Error) -> Response {
+    let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
+    (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")], Json(detail))
+        .into_response()
 }
 
 /// A refusal in FastAPI's `detail` shape.
@@ -307,13 +335,7 @@ async fn answer_predict_batch(
     }
     let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if let Err(error) = state.auth.check_header(authorization, peer).await {
-        let detail = json!({ "detail": [{ "loc": ["header", "authorization"], "msg": error.to_string(), "type": "unauthenticated" }] });
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"vitalflow\", Bearer")],
-            Json(detail),
-        )
-            .into_response();
+        return unauthenticated(error);
     }
     let limit = state.max_batch_records.saturating_mul(BODY_BYTES_PER_RECORD).max(MIN_BODY_BYTES);
     let body = match read_body(body, limit).await {
@@ -378,14 +400,14 @@ pub async fn start_http(
     config: &HttpConfig,
     forest: Arc<RiskForest>,
     auth: Arc<Authenticator>,
-    etl: Option<Arc<EtlStats>>,
+    services: HttpServices,
     shutdown: CancellationToken,
 ) -> Result<RunningHttp> {
     let bind = format!("{}:{}", config.bind_host, config.port);
     let bind_err = |source| Error::Bind { what: "http", addr: bind.clone(), source };
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let app = router(forest, auth, etl, config);
+    let app = router(forest, auth, services, config);
     let task = tokio::spawn(async move {
         let app = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
@@ -459,7 +481,7 @@ mod tests {
         etl.batches.fetch_add(5, Ordering::Relaxed);
         let auth = Authenticator::new(&crate::config::AuthConfig { required: false, ..Default::default() }).unwrap();
         auth.backoff().failed("ana", None);
-        let text = stats.render(Some(&etl), &auth);
+        let text = stats.render(Some(&etl), &auth, None);
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",

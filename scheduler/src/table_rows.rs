@@ -1,0 +1,58 @@
+//! Rows of the lake's tables as the driver handles them itself, not through a query: a result cast to a
+//! table's schema ([`conform`]), and one data file read whole in its table's schema ([`read_table_file`];
+//! files store timestamps in microseconds, the tables' schemas say nanoseconds), for the small files of
+//! alert delivery and the alert keeper.
+
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array};
+use arrow::compute::cast;
+use arrow::datatypes::SchemaRef;
+use arrow::record_batch::RecordBatch;
+use object_store::path::Path;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::objects::read;
+
+use crate::error::{Error, Result};
+
+/// The rows of the data file at `path`, cast to `schema`; an unreadable file is an error naming it.
+pub async fn read_table_file(location: &DataLocation, path: &Path, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let bytes = read(location, path).await?;
+    let unreadable =
+        |e: parquet::errors::ParquetError| Error::Config(format!("{path} is not a readable data file: {e}"));
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(unreadable)?.build().map_err(unreadable)?;
+    let mut batches = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable data file: {e}")))?;
+        batches.push(conform(&batch, schema, 0).map_err(|e| Error::Config(format!("{path}: {e}")))?);
+    }
+    Ok(batches)
+}
+
+/// Casts a result to `schema` by column name; `etl_batch_id`, when the result lacks it, is `batch_id`.
+/// A missing column, an impossible cast or a NULL in a required column is an error naming it.
+pub(crate) fn conform(batch: &RecordBatch, schema: &SchemaRef, batch_id: i64) -> Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
+    for field in schema.fields() {
+        let column = match batch.column_by_name(field.name()) {
+            Some(column) => column,
+            None if field.name() == "etl_batch_id" => {
+                columns.push(Arc::new(Int64Array::from(vec![batch_id; batch.num_rows()])));
+                continue;
+            }
+            None => return Err(Error::Config(format!("the ETL SQL has no column {}", field.name()))),
+        };
+        let cast_column = cast(column, field.data_type()).map_err(|e| {
+            Error::Config(format!(
+                "ETL column {} ({}) is not {}: {e}",
+                field.name(),
+                column.data_type(),
+                field.data_type()
+            ))
+        })?;
+        columns.push(cast_column);
+    }
+    RecordBatch::try_new(schema.clone(), columns)
+        .map_err(|e| Error::Config(format!("ETL output does not fit its table: {e}")))
+}
