@@ -295,6 +295,11 @@ pub struct TrainArgs {
     /// trees unchanged. Refused when those rows are not the model's training rows (their hash).
     #[arg(long)]
     pub covers_of: Option<PathBuf>,
+    /// Instead of training: fit the calibration of this model file's trend model again (on a
+    /// calibration ward of --test-rows readings, seed --seed + 2; checked on held-out readings, seed
+    /// --seed + 1) and write it to --out with its trees unchanged.
+    #[arg(long, conflicts_with_all = ["covers_of", "trend_into"])]
+    pub calibrate: Option<PathBuf>,
 }
 
 /// `vitalflow predict`.
@@ -304,7 +309,7 @@ pub struct PredictArgs {
     #[arg(long)]
     pub model: Option<PathBuf>,
     /// Rows to score: CSV with a header, or Parquet (`.parquet`), with columns heart_rate,
-    /// systolic_bp, diastolic_bp, spo2, temperature, glucose.
+    /// systolic_bp, diastolic_bp, spo2, temperature, glucose (with --trend: any of the trend model's).
     #[arg(long)]
     pub input: PathBuf,
     /// Where to write the CSV of risk and class probabilities (default: stdout).
@@ -314,6 +319,11 @@ pub struct PredictArgs {
     /// model input, adding up to `p_high`.
     #[arg(long)]
     pub explain: bool,
+    /// Score with the model the ETL scores with (the trend model) instead of the six-vital model: the
+    /// input has any of its arguments (`trend_model_arguments()`), one lacking is missing; adds
+    /// `p_high_calibrated`.
+    #[arg(long)]
+    pub trend: bool,
 }
 
 /// `vitalflow evaluate`. The ward's defaults are `WardSettings::default()` in the model crate.
@@ -334,6 +344,13 @@ pub struct EvaluateArgs {
     /// Seconds between two readings of one patient (default 300: one reading per patient per 5 minutes).
     #[arg(long)]
     pub seconds_per_reading: Option<f64>,
+    /// New deterioration episodes per patient per hour (default 0.15, about 90 episodes per 35
+    /// patients per day; 0.0012 gives about one, a real ward's order).
+    #[arg(long)]
+    pub episode_rate: Option<f64>,
+    /// Share of patients already in an episode when the ward starts (default 0.35).
+    #[arg(long)]
+    pub ill_at_start: Option<f64>,
     /// Alert budgets, alerts per 35 patients per day, comma-separated (default 0.5,1,2,4).
     #[arg(long, value_delimiter = ',')]
     pub alert_rates: Option<Vec<f64>>,

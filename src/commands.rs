@@ -133,6 +133,9 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.trend_into {
         return add_trend_model(path, &args);
     }
+    if let Some(path) = &args.calibrate {
+        return recalibrate(path, &args);
+    }
     let train_rows = training_rows(args.rows, args.seed);
     if let Some(path) = &args.covers_of {
         return record_covers(path, &args.out, &train_rows, &params);
@@ -193,17 +196,13 @@ pub fn train(_config: VitalflowConfig, args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The trend model of `vitalflow train` (its inputs: `trend::default_inputs`) and its report.
+/// The trend model of `vitalflow train` (its inputs: `trend::default_inputs`), calibrated, and its report.
 fn train_trend_model(args: &TrainArgs, version: &str) -> anyhow::Result<(vitalflow_udf_model::ModelFile, String)> {
-    use vitalflow_udf_model::train::{
-        evaluate_trend, reliability, train_trend, trend_params, trend_report_text, trend_rows,
-    };
+    use vitalflow_udf_model::train::{train_trend, trend_params, trend_rows};
     use vitalflow_udf_model::trend::{TrendSettings, default_inputs};
 
     let inputs = default_inputs();
-    let settings = TrendSettings::default();
-    let rows = trend_rows(args.rows, args.seed, &inputs, settings)?;
-    let test = trend_rows(args.test_rows, args.seed.wrapping_add(1), &inputs, settings)?;
+    let rows = trend_rows(args.rows, args.seed, &inputs, TrendSettings::default())?;
     let params = trend_params(args.seed);
     eprintln!(
         "training the trend model: {} trees on {} readings of simulated patients ({} inputs)",
@@ -212,18 +211,66 @@ fn train_trend_model(args: &TrainArgs, version: &str) -> anyhow::Result<(vitalfl
         inputs.len()
     );
     let mut file = train_trend(&rows, &params, version, |done| eprintln!("trend tree {done}/{} done", params.trees))?;
-    let forest = RiskForest::from_trend_model(&file).context("the trend model just trained")?;
+    let report = calibrate_trend_model(&mut file, args)?;
+    Ok((file, report))
+}
+
+/// Fits the trend model's calibration on a calibration ward (`--test-rows` readings, seed `--seed` + 2),
+/// records its held-out figures (seed `--seed` + 1) in the file, and returns the report.
+fn calibrate_trend_model(file: &mut vitalflow_udf_model::ModelFile, args: &TrainArgs) -> anyhow::Result<String> {
+    use vitalflow_udf_model::train::{calibrate, evaluate_trend, reliability, trend_report_text, trend_rows};
+    use vitalflow_udf_model::trend::{TrendInput, TrendSettings};
+
+    let inputs: Vec<TrendInput> = file
+        .features
+        .iter()
+        .map(|name| {
+            TrendInput::parse(name)
+                .with_context(|| format!("the trend model's input {name:?} is not one vitalflow derives"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let settings = TrendSettings::default();
+    let seed = args.seed.wrapping_add(2);
+    let ward = trend_rows(args.test_rows, seed, &inputs, settings)?;
+    let test = trend_rows(args.test_rows, args.seed.wrapping_add(1), &inputs, settings)?;
+    file.calibration = None;
+    let forest = RiskForest::from_trend_model(file).context("the trend model")?;
+    file.calibration = calibrate(
+        &forest,
+        &ward,
+        format!("isotonic, {} readings of a calibration ward, seed {seed}", ward.values.len()),
+    );
+    let forest = RiskForest::from_trend_model(file).context("the calibrated trend model")?;
     let (model, measured) = evaluate_trend(&forest, &test);
-    let calibration = reliability(&forest, &test);
+    let (own, calibrated) = (reliability(&forest, &test, false), reliability(&forest, &test, true));
     file.metrics = Some(serde_json::json!({
         "held_out_rows": test.values.len(),
         "held_out_data_hash": test.hash(),
         "forest": model,
         "ward_score_on_measurements": measured,
-        "reliability": calibration,
+        "reliability": own,
+        "reliability_calibrated": calibrated,
     }));
-    let report = trend_report_text(test.values.len(), &model, &measured, &calibration);
-    Ok((file, report))
+    Ok(trend_report_text(test.values.len(), &model, &measured, &own, &calibrated))
+}
+
+/// `vitalflow train --calibrate`: the model file at `path` with its trend model calibrated again, its
+/// trees unchanged, written to --out.
+fn recalibrate(path: &std::path::Path, args: &TrainArgs) -> anyhow::Result<()> {
+    let mut file = vitalflow_udf_model::ModelFile::read(path)?;
+    if let Some(version) = &args.version {
+        file.version.clone_from(version);
+    }
+    let version = file.version.clone();
+    let Some(trend) = file.trend.as_deref_mut() else {
+        anyhow::bail!(
+            "{} has no trend model to calibrate (the six-vital model's P(High) is used as it comes)",
+            path.display()
+        );
+    };
+    trend.version = version;
+    let report = calibrate_trend_model(trend, args)?;
+    write_trained(&file, args, &report, &format!("trend model of {} calibrated now", path.display()))
 }
 
 /// `vitalflow train --trend-into`: the model file at `path` with a trend model trained now, its
@@ -235,14 +282,19 @@ fn add_trend_model(path: &std::path::Path, args: &TrainArgs) -> anyhow::Result<(
     }
     let (trend, report) = train_trend_model(args, &file.version)?;
     file.trend = Some(Box::new(trend));
-    RiskForest::from_model(&file)?;
+    write_trained(&file, args, &report, &format!("six-vital model of {}, trend model trained now", path.display()))
+}
+
+/// Validates `file`, writes it to --out and the report to stdout and --report.
+fn write_trained(
+    file: &vitalflow_udf_model::ModelFile,
+    args: &TrainArgs,
+    report: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    RiskForest::from_model(file)?;
     file.write(&args.out)?;
-    println!(
-        "model {} written to {} (six-vital model of {}, trend model trained now)",
-        file.version,
-        args.out.display(),
-        path.display()
-    );
+    println!("model {} written to {} ({what})", file.version, args.out.display());
     print!("{report}");
     if let Some(report_path) = &args.report {
         std::fs::write(report_path, format!("model {}\n{report}", file.version))
@@ -320,21 +372,11 @@ pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Resu
         ctx.register_csv("input", &input, csv.schema(&schema)).await
     }
     .with_context(|| format!("reading {input}"))?;
-    let six = "heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose";
-    let why = if args.explain {
-        let fields = vitalflow_udf_model::udf::ExplainRisk::fields(&forest);
-        fields.iter().map(|f| format!(", explain_risk({six})['{0}'] AS why_{0}", f.name())).collect::<String>()
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "SELECT predict_risk({six}) AS risk, risk_probability({six})['High'] AS p_high, \
-         risk_probability({six})['Medium'] AS p_medium, risk_probability({six})['Low'] AS p_low{why} FROM input"
-    );
+    let (sql, needs) = scoring_sql(&ctx, &forest, args.trend, args.explain).await?;
     let batches = ctx
         .sql(&sql)
         .await
-        .with_context(|| format!("scoring {input} (it needs the columns {six})"))?
+        .with_context(|| format!("scoring {input} (it needs the columns {needs})"))?
         .collect()
         .await
         .with_context(|| format!("scoring {input}"))?;
@@ -347,6 +389,61 @@ pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Resu
         writer.write(batch).context("writing the scores")?;
     }
     Ok(())
+}
+
+/// The SQL `vitalflow predict` runs over the registered `input`, and the columns it needs: the
+/// six-vital model's functions over the six vitals, or (`trend`) the ETL's scoring model's over its
+/// arguments, an argument the input lacks passed as NULL (missing, as the trees route it).
+async fn scoring_sql(
+    ctx: &datafusion::prelude::SessionContext,
+    forest: &std::sync::Arc<RiskForest>,
+    trend: bool,
+    explain: bool,
+) -> anyhow::Result<(String, String)> {
+    use arrow::datatypes::DataType;
+    use vitalflow_udf_model::udf::{ExplainRisk, ForestRole};
+
+    let (role, predict, probability, why) = if trend {
+        (ForestRole::Trend, "predict_trend_risk", "trend_risk_probability", "explain_trend_risk")
+    } else {
+        (ForestRole::SixVitals, "predict_risk", "risk_probability", "explain_risk")
+    };
+    let scoring = role.of(forest);
+    let input = ctx.table("input").await.context("the input")?;
+    let names: Vec<String> = scoring.arguments().iter().map(|(name, _)| name.clone()).collect();
+    let args = if trend {
+        let present = |name: &str| input.schema().field_with_unqualified_name(name).is_ok();
+        let arguments: Vec<String> = scoring
+            .arguments()
+            .iter()
+            .map(|(name, data_type)| match (present(name), data_type) {
+                (true, _) => name.clone(),
+                (false, DataType::Boolean) => "CAST(NULL AS BOOLEAN)".into(),
+                (false, DataType::Utf8) => "CAST(NULL AS VARCHAR)".into(),
+                (false, _) => "CAST(NULL AS DOUBLE)".into(),
+            })
+            .collect();
+        arguments.join(", ")
+    } else {
+        names.join(", ")
+    };
+    let why_columns = if explain {
+        let fields = ExplainRisk::fields(&scoring);
+        fields.iter().map(|f| format!(", {why}({args})['{0}'] AS why_{0}", f.name())).collect::<String>()
+    } else {
+        String::new()
+    };
+    let calibrated = if trend {
+        format!(", calibrated_probability_high({probability}({args})['High']) AS p_high_calibrated")
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "SELECT {predict}({args}) AS risk, {probability}({args})['High'] AS p_high{calibrated}, \
+         {probability}({args})['Medium'] AS p_medium, {probability}({args})['Low'] AS p_low{why_columns} FROM input"
+    );
+    let needs = if trend { format!("any of {}", names.join(", ")) } else { names.join(", ") };
+    Ok((sql, needs))
 }
 
 /// `vitalflow evaluate`: the model against NEWS2 and the rubric at matched alert rates on a simulated
@@ -362,6 +459,8 @@ pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<(
         hours: args.hours.unwrap_or(defaults.hours),
         seed: args.seed.unwrap_or(defaults.seed),
         seconds_per_reading: args.seconds_per_reading.unwrap_or(defaults.seconds_per_reading),
+        episode_rate_per_hour: args.episode_rate.unwrap_or(defaults.episode_rate_per_hour),
+        ill_at_start: args.ill_at_start.unwrap_or(defaults.ill_at_start),
     };
     if TRAINING_SEEDS.contains(&ward.seed) {
         eprintln!(

@@ -84,7 +84,7 @@ ARGUMENTS_SQL = "SELECT trend_model_arguments() AS arguments"
 def why_sql(arguments: str) -> str:
     """Why the patient's newest reading has its P(High): the trend model's base and one contribution per input."""
     return f"""
-SELECT risk, probability_high AS p_high, explain_trend_risk({arguments}) AS why
+SELECT risk, probability_high, forest_probability_high AS p_high, explain_trend_risk({arguments}) AS why
 FROM vitals_clean
 WHERE patient_id = ? AND event_time > now() - INTERVAL '{HISTORY_MINUTES} minutes'
 ORDER BY event_time DESC
@@ -300,9 +300,12 @@ def history_figure(history: pd.DataFrame, changes: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def why_html(patient: str, risk: object, p_high: object, why: Mapping[str, float] | None) -> str:
-    """Why the newest reading has its risk: P(High) as the model's base rate plus each input's push, the
-    largest first (positive towards High); the contributions add up to P(High) (exact TreeSHAP)."""
+def why_html(
+    patient: str, risk: object, calibrated: object, p_high: object, why: Mapping[str, float] | None
+) -> str:
+    """Why the newest reading has its risk: its calibrated P(High), then the forest's own P(High) as the
+    model's base rate plus each input's push, the largest first (positive towards High); the contributions
+    add up to the forest's P(High) (exact TreeSHAP)."""
     pid = html.escape(str(patient))
     level = risk if isinstance(risk, str) else "Unscored"
     if not why or p_high is None or pd.isna(p_high):
@@ -315,7 +318,8 @@ def why_html(patient: str, risk: object, p_high: object, why: Mapping[str, float
     )
     return (
         f'<div class="vf-why" data-patient="{pid}" data-risk="{html.escape(level)}" style="font-family:sans-serif">'
-        f"<b>Why {html.escape(level)}</b>: P(High) {float(p_high):.3f} = the model's base {float(why['base']):.3f} "
+        f"<b>Why {html.escape(level)}</b>: P(High) {_number(calibrated, 2)}; "
+        f"the forest's P(High) {float(p_high):.3f} = the model's base {float(why['base']):.3f} "
         f"plus what each input adds:<ol style=\"margin:4px 0\">{items}</ol></div>"
     )
 
@@ -330,7 +334,7 @@ def render_drill_down(server: Settings, latest: pd.DataFrame) -> None:
     explained = query(server, why_sql(arguments), (patient,))
     if not explained.empty:
         row = explained.iloc[0]
-        st.html(why_html(patient, row["risk"], row["p_high"], row["why"]))
+        st.html(why_html(patient, row["risk"], row["probability_high"], row["p_high"], row["why"]))
     history = query(server, HISTORY_SQL, (patient,)).sort_values("event_time")
     if history.empty:
         st.info(f"No readings of {patient} in the last {HISTORY_MINUTES} minutes.")

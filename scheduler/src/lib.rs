@@ -153,6 +153,14 @@ pub async fn start(
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
+    // The alerts are kept beside the ETL driver, which writes the rises they come from, by the process
+    // holding the ETL lease; the HTTP API reaches that term's keeper through the handle.
+    let alert_keeper = if config.etl.enabled && config.ward_alerts.enabled {
+        config.ward_alerts.validate()?;
+        Some(ward_alerts::AlertKeeperHandle::default())
+    } else {
+        None
+    };
     if config.etl.enabled {
         let ctx = match config.etl.run_on {
             EtlEngine::Cluster => {
@@ -167,6 +175,8 @@ pub async fn start(
             driver.check_runs_on_cluster().await?;
         }
         let role = etl::role::EtlRole {
+            ward_alerts: config.ward_alerts.clone(),
+            alert_keeper: alert_keeper.clone(),
             ctx,
             location: location.clone(),
             etl: config.etl.clone(),
@@ -194,13 +204,6 @@ pub async fn start(
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
-    }
-    // The alerts are kept beside the ETL driver, which writes the rises they come from.
-    let mut alert_keeper = None;
-    if config.etl.enabled && config.ward_alerts.enabled {
-        let (handle, task) = ward_alerts::start_keeper(&location, &config.ward_alerts, shutdown.clone()).await?;
-        alert_keeper = Some(handle);
-        tasks.push(task);
     }
     let mut http = None;
     if config.http.enabled {

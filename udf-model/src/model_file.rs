@@ -40,6 +40,11 @@ pub struct ModelFile {
     /// scores with the six-vital model.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trend: Option<Box<ModelFile>>,
+    /// The map from this forest's P(High) to the share truly High, fitted when it was trained (the
+    /// ETL's `probability_high`). Absent in imported models and in six-vital ones: their P(High) is
+    /// taken as it comes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<crate::calibration::Calibration>,
 }
 
 /// Provenance of a model.

@@ -161,8 +161,9 @@ pub static VITALS_CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(fields))
 });
 
-/// Columns of `vitals_clean` after `etl_batch_id`: class probabilities and per-patient windowed
-/// features (rolling mean and change over the patient's last readings, and an anomaly flag).
+/// Columns of `vitals_clean` after `etl_batch_id`: class probabilities (P(High) calibrated) and
+/// per-patient windowed features (rolling mean and change over the patient's last readings, and an
+/// anomaly flag), then the forest's own P(High).
 fn clean_feature_fields() -> Vec<Field> {
     let mut fields: Vec<Field> = ["probability_high", "probability_medium", "probability_low"]
         .iter()
@@ -173,6 +174,8 @@ fn clean_feature_fields() -> Vec<Field> {
         fields.push(Field::new(format!("{}_change", v.column()), DataType::Float64, true));
     }
     fields.push(Field::new("anomaly", DataType::Boolean, true));
+    // The forest's own P(High), beside the calibrated `probability_high`.
+    fields.push(Field::new("forest_probability_high", DataType::Float64, true));
     fields
 }
 

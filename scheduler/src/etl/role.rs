@@ -1,5 +1,5 @@
-//! One ETL per data location. The ETL driver, alert delivery and maintenance of a location run in the
-//! process that holds the location's ETL lease ([`vitalflow_udf_model::lake::lease`]); a second
+//! One ETL per data location. The ETL driver, alert delivery, the alert keeper and maintenance of a
+//! location run in the process that holds the location's ETL lease ([`vitalflow_udf_model::lake::lease`]); a second
 //! scheduler started on the same location waits as a standby and says so, and takes over when the
 //! holder's lease runs out (it was killed, or lost its store). The holder renews every third of
 //! `etl.lease_seconds`; a driver whose lease ran out commits no batch (see [`crate::etl::EtlDriver`]),
@@ -18,9 +18,10 @@ use vitalflow_udf_model::lake::lease::Lease;
 
 use crate::alerts;
 use crate::cluster::ClusterJobs;
-use crate::config::{AlertsConfig, CompactionConfig, EtlConfig, RetentionConfig};
+use crate::config::{AlertsConfig, CompactionConfig, EtlConfig, RetentionConfig, WardAlertsConfig};
 use crate::etl::{EtlDriver, EtlStats};
 use crate::maintenance;
+use crate::ward_alerts::{AlertKeeperHandle, start_keeper};
 
 /// The lease's role name.
 const ROLE: &str = "etl";
@@ -45,6 +46,10 @@ pub struct EtlRole {
     pub stats: Arc<EtlStats>,
     /// The scheduler's jobs, for cancelling a batch past its deadline.
     pub jobs: ClusterJobs,
+    /// `[ward_alerts]`.
+    pub ward_alerts: WardAlertsConfig,
+    /// Where the alert keeper of each lease term is reached; `None`: ward alerts are off.
+    pub alert_keeper: Option<AlertKeeperHandle>,
 }
 
 fn now_ms() -> i64 {
@@ -134,7 +139,7 @@ impl EtlRole {
         }
     }
 
-    /// Starts the driver, alert delivery and maintenance under `held`.
+    /// Starts the driver, alert delivery, the alert keeper and maintenance under `held`.
     async fn start_work(&self, held: &CancellationToken, deadline: &Arc<AtomicI64>) -> Vec<JoinHandle<()>> {
         let mut tasks = Vec::new();
         match EtlDriver::new(self.ctx.clone(), self.location.clone(), &self.etl, self.stats.clone()).await {
@@ -149,6 +154,12 @@ impl EtlRole {
         match alerts::start_delivery(&self.alerts, &self.kafka, &self.location, self.stats.delivery.clone(), held) {
             Ok(delivery) => tasks.extend(delivery),
             Err(error) => tracing::error!(%error, "Alert delivery could not start."),
+        }
+        if let Some(handle) = &self.alert_keeper {
+            match start_keeper(&self.location, &self.ward_alerts, handle, held.clone()).await {
+                Ok(keeper) => tasks.push(keeper),
+                Err(error) => tracing::error!(%error, "The alert keeper could not start; alert actions are refused."),
+            }
         }
         if self.compaction.enabled || self.retention.days > 0 {
             let (location, compaction, retention) =

@@ -300,7 +300,7 @@ async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches(
     // batches so that carry-forward and windows cross batch boundaries.
     let settings = SimulatorSettings { missing_rate: 0.15, ill_at_start: 0.6, ..SimulatorSettings::default() };
     let mut sim = VitalsSimulator::with_settings(12, 11, settings);
-    let mut expected: std::collections::HashMap<(String, i64), (String, f64, f64)> = Default::default();
+    let mut expected: std::collections::HashMap<(String, i64), (String, f64, f64, f64)> = Default::default();
     let mut passes: std::collections::HashMap<String, PatientTrend> = Default::default();
     let mut driver = f.driver().await;
     let mut offset = 0;
@@ -321,7 +321,12 @@ async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches(
                     ));
                     expected.insert(
                         (record.patient_id.clone(), reading.event_time_ns),
-                        (p.risk.as_str().to_string(), p.probabilities[0], mean),
+                        (
+                            p.risk.as_str().to_string(),
+                            p.probabilities[0],
+                            trend.calibrated_high(p.probabilities[0]),
+                            mean,
+                        ),
                     );
                 }
                 readings.push(reading);
@@ -334,7 +339,8 @@ async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches(
     }
     let rows = f
         .query(
-            "SELECT patient_id, CAST(event_time AS BIGINT) AS t, risk, probability_high, heart_rate_rolling_mean \
+            "SELECT patient_id, CAST(event_time AS BIGINT) AS t, risk, forest_probability_high, heart_rate_rolling_mean, \
+             probability_high \
              FROM vitals_clean ORDER BY patient_id, event_time",
         )
         .await;
@@ -347,12 +353,15 @@ async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches(
         let risk = risk.as_any().downcast_ref::<StringArray>().unwrap();
         let p = b.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
         let mean = b.column(4).as_any().downcast_ref::<Float64Array>().unwrap();
+        let calibrated = b.column(5).as_any().downcast_ref::<Float64Array>().unwrap();
         for i in 0..b.num_rows() {
             let key = (patient.value(i).to_string(), time.value(i));
-            let (want_risk, want_p, want_mean) = expected.get(&key).unwrap_or_else(|| panic!("{key:?} not expected"));
+            let (want_risk, want_p, want_calibrated, want_mean) =
+                expected.get(&key).unwrap_or_else(|| panic!("{key:?} not expected"));
             // Every reading has a risk, missing vitals or not, and the same as the Rust pass gives.
             assert_eq!(risk.value(i), want_risk, "{key:?}");
             assert!((p.value(i) - want_p).abs() < 1e-9, "{key:?}: {} vs {want_p}", p.value(i));
+            assert!((calibrated.value(i) - want_calibrated).abs() < 1e-9, "{key:?}");
             assert_eq!(mean.is_null(i), want_mean.is_nan(), "{key:?}");
             assert!(mean.is_null(i) || (mean.value(i) - want_mean).abs() < 1e-9, "{key:?}");
             compared += 1;

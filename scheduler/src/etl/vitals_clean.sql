@@ -179,9 +179,12 @@ clean AS (
     news2_score(respiratory_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature) AS news2_score,
     model_version() AS model_version,
     source_topic, source_partition, source_offset,
-    probabilities['High'] AS probability_high,
+    -- P(High) as the share of such readings truly High (the model file's calibration); the forest's
+    -- own, which explanations add up to, beside it.
+    calibrated_probability_high(probabilities['High']) AS probability_high,
     probabilities['Medium'] AS probability_medium,
     probabilities['Low'] AS probability_low,
+    probabilities['High'] AS forest_probability_high,
     heart_rate_rolling_mean, heart_rate_change, systolic_bp_rolling_mean, systolic_bp_change,
     diastolic_bp_rolling_mean, diastolic_bp_change, spo2_rolling_mean, spo2_change,
     temperature_rolling_mean, temperature_change, glucose_rolling_mean, glucose_change,
@@ -205,7 +208,7 @@ UNION ALL
 SELECT patient_id, event_time,
   heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
   NULL, NULL, NULL, model_version(), source_topic, source_partition, source_offset,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   reject_code, reject_reason, FALSE, NULL,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM judged

@@ -74,11 +74,14 @@ enum Command {
 
 type ActResult = std::result::Result<Alert, KeeperRefusal>;
 
-/// How the rest of the process reaches the keeper.
-#[derive(Debug, Clone)]
+/// How the rest of the process reaches the keeper. The keeper runs beside the ETL driver, in the
+/// process holding the location's ETL lease, so that one keeper writes the alert tables; a standby's
+/// handle has no keeper behind it and answers that the alerts are kept elsewhere.
+#[derive(Debug, Clone, Default)]
 pub struct AlertKeeperHandle {
-    commands: mpsc::Sender<Command>,
-    /// The keeper's counters.
+    /// The running keeper's queue; `None` while this process does not hold the ETL lease.
+    commands: Arc<std::sync::RwLock<Option<mpsc::Sender<Command>>>>,
+    /// The keeper's counters, over every term this process held the lease.
     pub stats: Arc<KeeperStats>,
 }
 
@@ -87,18 +90,35 @@ fn stopped() -> KeeperRefusal {
 }
 
 impl AlertKeeperHandle {
+    /// The running keeper's queue, or why there is none.
+    fn queue(&self) -> std::result::Result<mpsc::Sender<Command>, KeeperRefusal> {
+        // A poisoned lock still holds a valid sender or none: nothing is left half-written.
+        let queue = self.commands.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
+        queue.ok_or_else(|| {
+            KeeperRefusal::Unavailable(
+                "this scheduler is an ETL standby: the alerts are kept by the scheduler holding the ETL lease of \
+                 this data location"
+                    .into(),
+            )
+        })
+    }
+
+    fn set_queue(&self, queue: Option<mpsc::Sender<Command>>) {
+        *self.commands.write().unwrap_or_else(std::sync::PoisonError::into_inner) = queue;
+    }
+
     /// Takes `action` on `alert_id` as `user`; answers once it is committed, with the alert after it.
     pub async fn act(&self, alert_id: &str, action: Action, user: &str, reason: Option<String>) -> ActResult {
         let (reply, answer) = oneshot::channel();
         let command = Command::Act { alert_id: alert_id.to_string(), action, user: user.to_string(), reason, reply };
-        self.commands.send(command).await.map_err(|_| stopped())?;
+        self.queue()?.send(command).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 
     /// Every alert, as committed.
     pub async fn list(&self) -> std::result::Result<Vec<Alert>, KeeperRefusal> {
         let (reply, answer) = oneshot::channel();
-        self.commands.send(Command::List { reply }).await.map_err(|_| stopped())?;
+        self.queue()?.send(Command::List { reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())
     }
 }
@@ -341,17 +361,21 @@ impl AlertKeeper {
     }
 }
 
-/// Opens the alert tables under `location` (replaying `alert_events`) and starts the keeper; its task
-/// ends at `shutdown`.
+/// Opens the alert tables under `location` (replaying `alert_events`) and runs the keeper, reachable
+/// through `handle`, until `held` ends (the ETL lease is lost or the process stops).
 pub async fn start_keeper(
     location: &DataLocation,
     config: &WardAlertsConfig,
-    shutdown: CancellationToken,
-) -> Result<(AlertKeeperHandle, JoinHandle<()>)> {
+    handle: &AlertKeeperHandle,
+    held: CancellationToken,
+) -> Result<JoinHandle<()>> {
     config.validate()?;
-    let stats = Arc::new(KeeperStats::default());
-    let keeper = AlertKeeper::open(location, config, stats.clone()).await?;
+    let keeper = AlertKeeper::open(location, config, handle.stats.clone()).await?;
     let (commands, queue) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(keeper.run(queue, shutdown));
-    Ok((AlertKeeperHandle { commands, stats }, task))
+    handle.set_queue(Some(commands));
+    let handle = handle.clone();
+    Ok(tokio::spawn(async move {
+        keeper.run(queue, held).await;
+        handle.set_queue(None);
+    }))
 }

@@ -21,7 +21,7 @@ use super::keeper::read_events;
 use super::lifecycle::{Action, AlertState, next_state};
 use super::muting::RiseToHigh;
 use super::sources::DEFAULT_WARD;
-use super::start_keeper;
+use super::{AlertKeeperHandle, KeeperRefusal, start_keeper};
 use crate::config::{AuthConfig, HttpConfig, Role, UserConfig, WardAlertsConfig, WardRules};
 use crate::front_door::auth::{Authenticator, basic_header, hash_password};
 use crate::front_door::http::{HttpServices, start_http};
@@ -260,7 +260,10 @@ async fn the_lifecycle_through_http_refuses_what_it_must_and_records_every_accep
         .append_batches("batch-1", &[risk_alert_rows(&[(0, "OLD")], 0)], vec![Transaction::new(ETL_APP_ID, 1)])
         .await
         .unwrap();
-    let (keeper, keeper_task) = start_keeper(&location, &config, shutdown.clone()).await.unwrap();
+    let keeper = AlertKeeperHandle::default();
+    // Before its keeper starts (a standby's handle), actions are refused as unavailable, nothing changed.
+    assert!(matches!(keeper.list().await, Err(KeeperRefusal::Unavailable(why)) if why.contains("standby")));
+    let keeper_task = start_keeper(&location, &config, &keeper, shutdown.clone()).await.unwrap();
     let rises: Vec<(i64, String)> = (1..=10).map(|o| (o, format!("P{o}"))).collect();
     let rises: Vec<(i64, &str)> = rises.iter().map(|(o, p)| (*o, p.as_str())).collect();
     let now = chrono::Utc::now().timestamp_millis();
@@ -403,7 +406,10 @@ async fn the_lifecycle_through_http_refuses_what_it_must_and_records_every_accep
     keeper_task.await.unwrap();
     http.task.await.unwrap();
     let again = CancellationToken::new();
-    let (reopened, task) = start_keeper(&location, &config, again.clone()).await.unwrap();
+    // The lease ended the keeper's term: its handle refuses until the next term's keeper starts.
+    assert!(matches!(keeper.list().await, Err(KeeperRefusal::Unavailable(_))));
+    let reopened = AlertKeeperHandle::default();
+    let task = start_keeper(&location, &config, &reopened, again.clone()).await.unwrap();
     assert_eq!(reopened.list().await.unwrap(), before);
     again.cancel();
     task.await.unwrap();

@@ -273,6 +273,7 @@ pub fn evaluate_histories(
             hours: ward.hours,
             seed: ward.seed,
             seconds_per_reading: ward.seconds_per_reading,
+            episode_rate_per_hour: ward.episode_rate_per_hour,
             readings,
             truly_high_readings: truth.iter().flatten().filter(|h| **h).count() as u64,
             episodes: patient_episodes.iter().map(|e| e.len() as u64).sum(),

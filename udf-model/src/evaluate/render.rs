@@ -54,15 +54,18 @@ pub fn text(report: &EvaluationReport) -> String {
     // Writing to a String cannot fail.
     let _ = writeln!(
         out,
-        "Held-out simulated ward: {} patients × {} h (seed {}, one reading per patient every {} s): {} readings, \
-         {} truly High, {} deterioration episodes, {:.1} patient-days.",
+        "Held-out simulated ward: {} patients × {} h (seed {}, one reading per patient every {} s, {} new episodes \
+         per patient-hour): {} readings, {} truly High, {} deterioration episodes ({:.1} per 35 patients per day), \
+         {:.1} patient-days.",
         ward.patients,
         ward.hours,
         ward.seed,
         ward.seconds_per_reading,
+        ward.episode_rate_per_hour,
         ward.readings,
         ward.truly_high_readings,
         ward.episodes,
+        ward.episodes as f64 * 35.0 / ward.patient_days.max(f64::MIN_POSITIVE),
         ward.patient_days
     );
     let _ = writeln!(out, "\nAUROC per reading (positive: true label High; NULL ranks lowest) [95% bootstrap CI]");

@@ -122,6 +122,8 @@ pub struct WardSummary {
     pub seed: u64,
     /// Seconds between two readings of a patient.
     pub seconds_per_reading: f64,
+    /// New episodes per patient per hour the simulator drew.
+    pub episode_rate_per_hour: f64,
     /// Readings.
     pub readings: u64,
     /// Readings whose true label is High.

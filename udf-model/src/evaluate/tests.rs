@@ -153,14 +153,14 @@ fn evaluate_bootstrap_interval_contains_the_point_estimate() {
 /// The evaluation of a tiny ward: 40 patients for 12 hours, a reading every 5 minutes.
 fn tiny_ward_report() -> (WardSettings, EvaluationReport) {
     let forest = RiskForest::bundled().unwrap();
-    let ward = WardSettings { patients: 40, hours: 12.0, seed: 2026, seconds_per_reading: 300.0 };
+    let ward = WardSettings { patients: 40, hours: 12.0, ..WardSettings::default() };
     let options = EvaluationOptions { resamples: 50, ..EvaluationOptions::default() };
     (ward, evaluate_simulated_ward(&forest, &ward, &options).unwrap())
 }
 
 #[test]
 fn evaluate_simulated_ward_spaces_each_patients_readings() {
-    let ward = WardSettings { patients: 3, hours: 1.0, seed: 2026, seconds_per_reading: 300.0 };
+    let ward = WardSettings { patients: 3, hours: 1.0, ..WardSettings::default() };
     let readings: Vec<_> = SimulatedWard::new(&ward).collect();
     assert_eq!(readings.len(), 3 * 12);
     let first: Vec<&str> =

@@ -6,9 +6,10 @@ use chrono::{DateTime, Duration, Utc};
 use crate::error::{Error, Result};
 use crate::simulate::{SimulatedReading, SimulatorSettings, VitalsSimulator};
 
-/// The seed `vitalflow train` draws its training rows from (`TrainArgs::seed`); the held-out rows use the next.
-/// The evaluation ward should use neither, or it would score patients the forest learnt from.
-pub const TRAINING_SEEDS: [u64; 2] = [7, 8];
+/// The seed `vitalflow train` draws its training rows from (`TrainArgs::seed`); the held-out rows use the
+/// next, and the trend model's calibration ward the one after. The evaluation ward should use none of
+/// them, or it would score patients the model learnt from.
+pub const TRAINING_SEEDS: [u64; 3] = [7, 8, 9];
 
 /// The first reading's time: 2026-12-01T00:00:00Z (only the spacing of readings matters).
 const WARD_START_UNIX_SECONDS: i64 = 1_796_083_200;
@@ -28,18 +29,37 @@ pub struct WardSettings {
     /// Seconds between two readings of one patient: 300 is one reading per patient per 5 minutes, which
     /// keeps the default ward at 2000 × 48 h × 12 = 1.15M readings.
     pub seconds_per_reading: f64,
+    /// New deterioration episodes per patient per hour (the simulator's 0.15 gives about 90 episodes per
+    /// 35 patients per day, far more than a real ward's few, so that every label is common).
+    pub episode_rate_per_hour: f64,
+    /// Share of patients in an episode when the ward starts.
+    pub ill_at_start: f64,
 }
 
 impl Default for WardSettings {
     fn default() -> Self {
-        WardSettings { patients: 2_000, hours: 48.0, seed: 2026, seconds_per_reading: 300.0 }
+        let simulator = SimulatorSettings::default();
+        WardSettings {
+            patients: 2_000,
+            hours: 48.0,
+            seed: 2026,
+            seconds_per_reading: 300.0,
+            episode_rate_per_hour: simulator.episode_rate_per_hour,
+            ill_at_start: simulator.ill_at_start,
+        }
     }
 }
 
 impl WardSettings {
-    /// The simulator's settings: the realistic ward (episodes, artefacts, missing fields) at this pace.
+    /// The simulator's settings: the realistic ward (episodes, artefacts, missing fields) at this pace
+    /// and episode rate.
     pub fn simulator_settings(&self) -> SimulatorSettings {
-        SimulatorSettings { seconds_per_reading: self.seconds_per_reading, ..SimulatorSettings::default() }
+        SimulatorSettings {
+            seconds_per_reading: self.seconds_per_reading,
+            episode_rate_per_hour: self.episode_rate_per_hour,
+            ill_at_start: self.ill_at_start,
+            ..SimulatorSettings::default()
+        }
     }
 
     /// Readings of each patient: as many whole reading intervals as fit in `hours`.

@@ -14,6 +14,7 @@
 
 use std::path::Path;
 
+use crate::calibration::Calibration;
 use crate::error::{Error, Result};
 pub use crate::model_file::{BUNDLED_MODEL_JSON, MODEL_FORMAT, ModelFile, TrainingInfo, TreeArrays};
 use crate::rubric::RiskLevel;
@@ -85,6 +86,8 @@ pub struct RiskForest {
     explainer: Option<std::sync::Arc<Explainer>>,
     /// The trend model of the same file, which the ETL scores with.
     trend: Option<std::sync::Arc<RiskForest>>,
+    /// The file's map from P(High) to the share truly High; `None`: P(High) as it comes.
+    calibration: Option<std::sync::Arc<Calibration>>,
 }
 
 /// The scoring buffers of one chunk of rows, allocated once per call.
@@ -256,6 +259,9 @@ impl RiskForest {
         if covered != 0 && covered != file.trees.len() {
             return Err(invalid(format!("{covered} of {} trees have node covers: all or none must", file.trees.len())));
         }
+        if let Some(calibration) = &file.calibration {
+            calibration.validate().map_err(|msg| invalid(format!("calibration: {msg}")))?;
+        }
         let high_class = class_slot.iter().position(|&slot| slot == 0).unwrap_or(0);
         let explainer =
             Explainer::build(&file.trees, high_class, file.features.len(), max_depth).map(std::sync::Arc::new);
@@ -274,6 +280,7 @@ impl RiskForest {
             inputs,
             explainer,
             trend: None,
+            calibration: file.calibration.clone().map(std::sync::Arc::new),
         })
     }
 
@@ -338,6 +345,17 @@ impl RiskForest {
     /// The trend model of the same model file, if it has one.
     pub fn trend(&self) -> Option<&std::sync::Arc<RiskForest>> {
         self.trend.as_ref()
+    }
+
+    /// The file's calibration of P(High), if it has one.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.calibration.as_deref()
+    }
+
+    /// The calibrated P(High) of this forest's `p` (the share of readings truly High among those it
+    /// gives `p`); `p` itself when the file has no calibration.
+    pub fn calibrated_high(&self, p: f64) -> f64 {
+        self.calibration.as_ref().map_or(p, |c| c.apply(p))
     }
 
     /// The input values the trees see for one row of arguments ([`RiskForest::arguments`] order; NaN:

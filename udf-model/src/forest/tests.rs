@@ -28,6 +28,7 @@ pub(super) fn stump(threshold: f64) -> ModelFile {
             cover: vec![],
         }],
         trend: None,
+        calibration: None,
     }
 }
 

@@ -5,7 +5,8 @@
 mod trend;
 
 pub use trend::{
-    Reliability, TrendRows, evaluate_trend, reliability, train_trend, trend_params, trend_report_text, trend_rows,
+    Reliability, TrendRows, calibrate, evaluate_trend, reliability, train_trend, trend_params, trend_report_text,
+    trend_rows,
 };
 
 use linfa::prelude::*;
@@ -137,6 +138,7 @@ pub fn train_forest(
         metrics: None,
         trees,
         trend: None,
+        calibration: None,
     })
 }
 
@@ -443,7 +445,17 @@ mod tests {
             assert_eq!(e.contributions.len(), 16);
             assert!((e.base + e.contributions.iter().sum::<f64>() - p).abs() < 1e-9);
         }
-        let calibration = reliability(&forest, &test);
-        assert!(calibration.brier < 0.1, "Brier {}", calibration.brier);
+        let own = reliability(&forest, &test, false);
+        assert!(own.brier < 0.1, "Brier {}", own.brier);
+        // Calibrated on another ward, P(High) is nearer the share truly High on the held-out one.
+        let calibration_ward = trend_rows(3_000, 4, &inputs, TrendSettings::default()).unwrap();
+        let mut file = file;
+        file.calibration = calibrate(&forest, &calibration_ward, "test");
+        let forest = RiskForest::from_trend_model(&file).unwrap();
+        let calibrated = reliability(&forest, &test, true);
+        assert!(calibrated.brier < own.brier, "Brier {} calibrated against {}", calibrated.brier, own.brier);
+        let gap =
+            |r: &Reliability| r.bins.iter().map(|b| b[2] * (b[3] - b[4]).abs()).sum::<f64>() / test.labels.len() as f64;
+        assert!(gap(&calibrated) < gap(&own), "calibration error {} against {}", gap(&calibrated), gap(&own));
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ForestParams, Metrics, class_index, fit_trees};
+use crate::calibration::Calibration;
 use crate::error::{Error, Result};
 use crate::forest::{ForestInputs, MODEL_FORMAT, ModelFile, RiskForest, TrainingInfo};
 use crate::rubric::RiskLevel;
@@ -147,6 +148,7 @@ pub fn train_trend(
         metrics: None,
         trees,
         trend: None,
+        calibration: None,
     })
 }
 
@@ -168,13 +170,28 @@ pub struct Reliability {
     pub brier: f64,
 }
 
-/// The reliability of `forest`'s P(High) on `rows`.
-pub fn reliability(forest: &RiskForest, rows: &TrendRows) -> Reliability {
+/// The calibration of `forest`'s P(High) fitted on `rows` (a calibration ward: neither the training
+/// rows nor the held-out ones); `None` when no row can be scored.
+pub fn calibrate(forest: &RiskForest, rows: &TrendRows, fitted_on: impl Into<String>) -> Option<Calibration> {
+    let (mut scores, mut outcomes) = (Vec::new(), Vec::new());
+    for (args, label) in rows.arguments.iter().zip(&rows.labels) {
+        if let Some(p) = forest.predict_arguments(args) {
+            scores.push(p.probabilities[0]);
+            outcomes.push(*label == RiskLevel::High);
+        }
+    }
+    Calibration::fit(&scores, &outcomes, fitted_on)
+}
+
+/// The reliability on `rows` of `forest`'s P(High), calibrated by its file's calibration or (not
+/// `calibrated`) its own.
+pub fn reliability(forest: &RiskForest, rows: &TrendRows, calibrated: bool) -> Reliability {
     let mut bins = [[0.0f64; 3]; 10];
     let (mut squared, mut scored) = (0.0, 0usize);
     for (args, label) in rows.arguments.iter().zip(&rows.labels) {
         let Some(p) = forest.predict_arguments(args) else { continue };
-        let (p, y) = (p.probabilities[0], f64::from(u8::from(*label == RiskLevel::High)));
+        let p = if calibrated { forest.calibrated_high(p.probabilities[0]) } else { p.probabilities[0] };
+        let y = f64::from(u8::from(*label == RiskLevel::High));
         let bin = &mut bins[((p * 10.0) as usize).min(9)];
         bin[0] += 1.0;
         bin[1] += p;
@@ -193,15 +210,24 @@ pub fn reliability(forest: &RiskForest, rows: &TrendRows) -> Reliability {
     }
 }
 
-/// The trend model's part of the training report.
-pub fn trend_report_text(held_out: usize, model: &Metrics, measured: &Metrics, reliability: &Reliability) -> String {
+/// The trend model's part of the training report: its labels against the ward score's, and the
+/// reliability of its own and its calibrated P(High).
+pub fn trend_report_text(
+    held_out: usize,
+    model: &Metrics,
+    measured: &Metrics,
+    forest: &Reliability,
+    calibrated: &Reliability,
+) -> String {
     use std::fmt::Write;
     let mut out = format!("trend model, held-out readings: {held_out} (label: the ward score of the true state)\n");
     out += &super::metrics_text(&[("trend forest", model), ("ward score on measurements", measured)]);
-    let _ = writeln!(out, "P(High) reliability (Brier score {:.4}):", reliability.brier);
-    let _ = writeln!(out, "  {:<11} {:>8} {:>12} {:>14}", "P(High)", "readings", "mean P(High)", "truly High");
-    for [lo, hi, rows, mean, observed] in &reliability.bins {
-        let _ = writeln!(out, "  {lo:.1} - {hi:.1}  {rows:>8} {mean:>12.3} {observed:>14.3}");
+    for (what, reliability) in [("the forest's own P(High)", forest), ("calibrated P(High)", calibrated)] {
+        let _ = writeln!(out, "reliability of {what} (Brier score {:.4}):", reliability.brier);
+        let _ = writeln!(out, "  {:<11} {:>8} {:>12} {:>14}", "P(High)", "readings", "mean P(High)", "truly High");
+        for [lo, hi, rows, mean, observed] in &reliability.bins {
+            let _ = writeln!(out, "  {lo:.1} - {hi:.1}  {rows:>8} {mean:>12.3} {observed:>14.3}");
+        }
     }
     out
 }

@@ -39,6 +39,7 @@ macro_rules! same_function_by_model_version {
     };
 }
 
+mod calibrated_probability;
 mod explain_risk;
 mod last_known;
 mod model_info;
@@ -47,6 +48,7 @@ mod predict_risk;
 mod risk_probability;
 mod rubric_score;
 
+pub use calibrated_probability::CalibratedProbability;
 pub use explain_risk::{ExplainRisk, explain_risk_array, top_reasons};
 pub use last_known::LastKnown;
 pub use model_info::ModelInfo;
@@ -142,6 +144,7 @@ pub fn functions(forest: &Arc<RiskForest>) -> Vec<Arc<ScalarUDF>> {
         all.push(Arc::new(ScalarUDF::new_from_impl(ExplainRisk::new(scoring, role))));
     }
     all.extend([
+        Arc::new(ScalarUDF::new_from_impl(CalibratedProbability::new(ForestRole::Trend.of(forest)))),
         Arc::new(ScalarUDF::new_from_impl(ModelInfo::version(forest.version()))),
         Arc::new(ScalarUDF::new_from_impl(ModelInfo::trend_arguments(
             &ForestRole::Trend.of(forest).arguments().into_iter().map(|(name, _)| name).collect::<Vec<_>>(),
