@@ -12,15 +12,7 @@ fn ingest_decodes_every_simulator_format_to_the_same_reading() {
     let options = DecodeOptions { max_bytes: 1 << 20, ..DecodeOptions::default() };
     for _ in 0..3_000 {
         let record = sim.next_reading(at);
-        let vitals = [
-            record.heart_rate,
-            record.systolic_bp,
-            record.diastolic_bp,
-            record.spo2,
-            record.temperature,
-            record.glucose,
-            record.respiratory_rate,
-        ];
+        let vitals = record.vitals();
         for format in OutputFormat::ALL {
             let payload = encode(&record, format);
             let reading = decode_record(Some(&payload), &options)

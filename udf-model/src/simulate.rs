@@ -82,7 +82,7 @@ impl VitalsRecord {
     }
 
     /// The numeric vitals in `Vital::ALL` order.
-    fn vitals(&self) -> [Option<f64>; 7] {
+    pub fn vitals(&self) -> [Option<f64>; 7] {
         [
             self.heart_rate,
             self.systolic_bp,

@@ -274,15 +274,7 @@ fn simulated(record: &vitalflow_udf_model::simulate::VitalsRecord, seconds: f64)
     Reading {
         patient_id: record.patient_id.clone(),
         event_time_ns: T0 + (seconds * 1e9) as i64,
-        vitals: [
-            record.heart_rate,
-            record.systolic_bp,
-            record.diastolic_bp,
-            record.spo2,
-            record.temperature,
-            record.glucose,
-            record.respiratory_rate,
-        ],
+        vitals: record.vitals(),
         on_oxygen: record.on_oxygen,
         consciousness: record.consciousness.as_deref().and_then(Consciousness::parse),
     }

@@ -29,15 +29,9 @@ use crate::table_rows::read_table_file;
 
 const MINUTE: i64 = 60_000;
 
+/// The default rules without escalation by time, which the tests drive themselves.
 fn rules() -> WardRules {
-    WardRules {
-        min_probability_high: 0.0,
-        realert_quiet_minutes: 60,
-        realert_news2_rise: 2,
-        realert_probability_rise: 0.15,
-        auto_resolve_minutes: 30,
-        escalate_after_minutes: 0,
-    }
+    WardRules { escalate_after_minutes: 0, ..WardRules::default() }
 }
 
 fn rise(id: &str, patient: &str, minute: i64, news2: Option<i32>, probability: Option<f64>) -> RiseToHigh {

@@ -354,28 +354,9 @@ fn reference_walk(file: &ModelFile, row: &[f64; 6]) -> Option<Prediction> {
     if row.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let mut inputs: Vec<f64> = row.iter().map(|v| *v as f32 as f64).collect();
-    inputs.push(rubric_points(row) as f32 as f64);
-    let mut sums = [0.0f64; 3];
-    for tree in &file.trees {
-        let mut node = 0;
-        while tree.feature[node] >= 0 {
-            let x = inputs[tree.feature[node] as usize];
-            node = if x <= tree.threshold[node] { tree.left[node] } else { tree.right[node] } as usize;
-        }
-        for (sum, p) in sums.iter_mut().zip(&tree.value[node]) {
-            *sum += p;
-        }
-    }
-    let n = file.trees.len() as f64;
-    let proba = sums.map(|s| s / n);
-    let best = (0..3).fold(0, |best, c| if proba[c] > proba[best] { c } else { best });
-    let level = |i: usize| RiskLevel::parse(&file.classes[i]).unwrap();
-    let mut probabilities = [0.0; 3];
-    for (i, p) in proba.iter().enumerate() {
-        probabilities[RiskLevel::ALL.iter().position(|l| *l == level(i)).unwrap()] = *p;
-    }
-    Some(Prediction { risk: level(best), probabilities })
+    let mut inputs = row.to_vec();
+    inputs.push(rubric_points(row));
+    Some(reference_walk_values(file, &inputs))
 }
 
 /// The kernels this CPU runs; says so when it cannot run AVX2 (the scalar one is always tested).

@@ -15,7 +15,6 @@ use crate::forest::{ForestInputs, MODEL_FORMAT, ModelFile, RiskForest, TrainingI
 use crate::rubric::RiskLevel;
 use crate::simulate::{SimulatorSettings, VitalsSimulator, training_settings};
 use crate::trend::{PatientTrend, TrendColumn, TrendInput, TrendSettings};
-use crate::ward_score::WardVitals;
 
 /// Seconds between two readings of one patient in the training wards: a bedside monitor's pace, the
 /// simulator's default and `vitalflow evaluate`'s, so that the rolling features are learnt at each.
@@ -98,21 +97,8 @@ pub fn trend_rows(n: usize, seed: u64, inputs: &[TrendInput], settings: TrendSet
 
 /// The ward score's label of measured parameters (NaN: missing, counted as normal).
 fn measured_label(values: &[f64; 9]) -> RiskLevel {
-    let at = |i: usize| values[i].is_finite().then_some(values[i]);
     let points = crate::trend::DerivedInput::value(values);
-    let any_three = WardVitals {
-        heart_rate: at(0),
-        systolic_bp: at(1),
-        diastolic_bp: at(2),
-        spo2: at(3),
-        temperature: at(4),
-        glucose: at(5),
-        respiratory_rate: at(6),
-        on_oxygen: at(7).map(|v| v >= 0.5),
-        consciousness: None,
-    }
-    .points()
-    .contains(&Some(3));
+    let any_three = crate::trend::ward_vitals(values).points().contains(&Some(3));
     if points >= 7.0 {
         RiskLevel::High
     } else if points >= 5.0 || any_three {

@@ -101,19 +101,24 @@ impl DerivedInput {
 
     /// The input's value from its sources' values in [`DerivedInput::sources`] order (NaN: missing).
     pub fn value(values: &[f64; 9]) -> f64 {
-        let at = |i: usize| values[i].is_finite().then_some(values[i]);
-        WardVitals {
-            heart_rate: at(0),
-            systolic_bp: at(1),
-            diastolic_bp: at(2),
-            spo2: at(3),
-            temperature: at(4),
-            glucose: at(5),
-            respiratory_rate: at(6),
-            on_oxygen: at(7).map(|v| v >= 0.5),
-            consciousness: at(8).and_then(consciousness_of_code),
-        }
-        .ordered_points()
+        ward_vitals(values).ordered_points()
+    }
+}
+
+/// The ward score's parameters of nine values in [`DerivedInput::sources`] order (the seven vitals,
+/// oxygen as 1/0, consciousness as its rank); NaN is missing.
+pub fn ward_vitals(values: &[f64; 9]) -> WardVitals {
+    let at = |i: usize| values[i].is_finite().then_some(values[i]);
+    WardVitals {
+        heart_rate: at(0),
+        systolic_bp: at(1),
+        diastolic_bp: at(2),
+        spo2: at(3),
+        temperature: at(4),
+        glucose: at(5),
+        respiratory_rate: at(6),
+        on_oxygen: at(7).map(|v| v >= 0.5),
+        consciousness: at(8).and_then(consciousness_of_code),
     }
 }
 

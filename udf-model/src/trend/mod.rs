@@ -6,5 +6,5 @@
 mod columns;
 mod history;
 
-pub use columns::{DerivedInput, TrendColumn, TrendInput, consciousness_code, default_inputs};
+pub use columns::{DerivedInput, TrendColumn, TrendInput, consciousness_code, default_inputs, ward_vitals};
 pub use history::{PatientTrend, TrendRow, TrendSettings};
