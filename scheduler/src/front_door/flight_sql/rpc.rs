@@ -20,8 +20,8 @@ use arrow_flight::sql::{
     TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, IpcMessage, RenewFlightEndpointRequest, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
+    FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, RenewFlightEndpointRequest, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
 use futures::{Stream, TryStreamExt};
@@ -141,23 +141,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let handle = self.handles.open(&cmd.prepared_statement_handle)?;
-        let stream = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("reading bound parameters: {e}")))?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&handle)) });
-        };
-        if rows != 1 {
-            return Err(Status::invalid_argument(format!(
-                "bind exactly one row of parameters per query execution, got {rows}"
-            )));
-        }
-        let bound = handle.with_parameters(first)?;
-        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&bound)) })
+        self.bind_parameters(&cmd, request.into_inner()).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -516,10 +500,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         _request: Request<PeekableFlightDataStream>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
-        Err(Status::invalid_argument(format!(
-            "DoPut of {} is not supported: DoPut binds the parameters of a prepared statement",
-            message.type_url
-        )))
+        Err(super::refusal::put_not_supported(&message.type_url))
     }
 
     async fn do_put_error_callback(
@@ -533,6 +514,34 @@ impl FlightSqlService for FlightSqlEndpoint {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl FlightSqlEndpoint {
+    /// DoPut of a prepared statement: the one row of values in `messages` bound to the statement,
+    /// answered as a new handle.
+    pub(super) async fn bind_parameters(
+        &self,
+        cmd: &CommandPreparedStatementQuery,
+        messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = self.handles.open(&cmd.prepared_statement_handle)?;
+        let stream = messages.map_err(FlightError::from);
+        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
+            .try_collect()
+            .await
+            .map_err(|e| Status::invalid_argument(format!("reading bound parameters: {e}")))?;
+        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&handle)) });
+        };
+        if rows != 1 {
+            return Err(Status::invalid_argument(format!(
+                "bind exactly one row of parameters per query execution, got {rows}"
+            )));
+        }
+        let bound = handle.with_parameters(first)?;
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&bound)) })
+    }
 }
 
 /// The FlightInfo of a foreign key listing.
