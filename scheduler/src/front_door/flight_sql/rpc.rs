@@ -5,7 +5,6 @@ use std::pin::Pin;
 
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -24,13 +23,13 @@ use arrow_flight::{
     FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, RenewFlightEndpointRequest, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
-use super::parameters::parameter_schema;
+use super::parameters::{parameter_schema, read_parameter_row};
 use super::query::client_schema;
 use super::refusal::Refusal;
 use super::stream::{batch_stream, encode_error, flight_info};
@@ -517,29 +516,18 @@ impl FlightSqlService for FlightSqlEndpoint {
 }
 
 impl FlightSqlEndpoint {
-    /// DoPut of a prepared statement: the one row of values in `messages` bound to the statement,
-    /// answered as a new handle.
+    /// DoPut of a prepared statement: the one row of values in `messages` (read bounded) bound to
+    /// the statement, answered as a new handle.
     pub(super) async fn bind_parameters(
         &self,
         cmd: &CommandPreparedStatementQuery,
         messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
     ) -> Result<DoPutPreparedStatementResult, Status> {
         let handle = self.handles.open(&cmd.prepared_statement_handle)?;
-        let stream = messages.map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("reading bound parameters: {e}")))?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&handle)) });
+        let bound = match read_parameter_row(messages).await? {
+            Some(row) => handle.with_parameters(&row)?,
+            None => handle,
         };
-        if rows != 1 {
-            return Err(Status::invalid_argument(format!(
-                "bind exactly one row of parameters per query execution, got {rows}"
-            )));
-        }
-        let bound = handle.with_parameters(first)?;
         Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&bound)) })
     }
 }
