@@ -34,6 +34,7 @@ use super::query::client_schema;
 use super::refusal::Refusal;
 use super::stream::{batch_stream, encode_error, flight_info};
 use super::{DoGetStream, FlightSqlEndpoint, cancel, keys, metadata, principal};
+use crate::front_door::table_access::role_view;
 
 /// Flight's action that cancels the queries of a FlightInfo.
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
@@ -217,9 +218,11 @@ impl FlightSqlService for FlightSqlEndpoint {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(batch_stream(metadata::tables(&self.ctx, query).await?))
+        let who = principal(&request)?;
+        let visible = role_view(&self.ctx, &self.ctx, who.role);
+        Ok(batch_stream(metadata::tables(&visible, query).await?))
     }
 
     async fn get_flight_info_table_types(
