@@ -3,9 +3,16 @@
 //!
 //! Accepted: a single-vital Observation (its `valueQuantity`), a panel (vital-signs 85353-1, blood
 //! pressure 85354-9: its `component`s), and a `Bundle` whose Observation entries are merged into one
-//! row (one patient; the latest effective time). Vitals are picked by LOINC code and converted to the
-//! table's units where UCUM says how (°F and K → °C, mmol/L glucose → mg/dL, kPa → mm[Hg]).
-//! Observations `entered-in-error` or `cancelled` are rejected: they must not be scored.
+//! row (one patient, one effective time). Vitals are picked by LOINC code and converted to the table's
+//! units where UCUM says how (°F and K → °C, mmol/L glucose → mg/dL, kPa → mm[Hg]).
+//!
+//! Rejected (dead letters, the record kept whole): Observations `entered-in-error` or `cancelled` (they
+//! must not be scored); a subject that is not a relative `Patient/<id>` reference (a group, a device,
+//! an absolute URL of some server: no setting names this deployment's FHIR base, so none is ours); a
+//! `valueQuantity` without a unit (never read as if in the table's units); and a Bundle whose
+//! Observations have different times. A Kafka record lands as exactly one row, keyed by its topic,
+//! partition and offset, so a Bundle of several times cannot become one row per time without a new
+//! key column, and stamping all its values with the latest time would misdate the earlier ones.
 
 use serde_json::{Map, Value};
 use vitalflow_udf_model::schema::Vital;
@@ -123,7 +130,20 @@ fn observation(obs: &Map<String, Value>, row: &mut Row) -> Result<(), Rejection>
         _ => row.patient = Some(patient),
     }
     let time = effective_time(obs)?;
-    row.time_ns = Some(row.time_ns.map_or(time, |t| t.max(time)));
+    match row.time_ns {
+        Some(earlier) if earlier != time => {
+            return Err(Rejection::new(
+                ReasonCode::InvalidValue,
+                format!(
+                    "effective[x]: {} differs from {} of an earlier Observation in this record; a record is one \
+                     reading at one time, so send one Bundle per time",
+                    utc_text(time),
+                    utc_text(earlier)
+                ),
+            ));
+        }
+        _ => row.time_ns = Some(time),
+    }
     if let Some(vital) = loinc_vital(obs.get("code"))
         && let Some(v) = quantity(obs, vital)?
     {
@@ -156,7 +176,10 @@ fn loinc_vital(code: Option<&Value>) -> Option<Vital> {
     })
 }
 
-/// `subject.reference` as a patient id: `Patient/123` → `123`.
+/// `subject.reference` as a patient id: `Patient/123` (or the version `Patient/123/_history/2`) →
+/// `123`. Only a relative reference to a Patient names one of this deployment's patients: `Group/7`
+/// or `Device/x` is not a patient, and an absolute URL points at a resource of some server (no setting
+/// names this deployment's FHIR base).
 fn subject(obs: &Map<String, Value>) -> Result<String, Rejection> {
     let reference = obs
         .get("subject")
@@ -165,14 +188,28 @@ fn subject(obs: &Map<String, Value>) -> Result<String, Rejection> {
     let Some(reference) = reference.as_str() else {
         return Err(Rejection::new(ReasonCode::WrongType, "subject.reference: expected a string"));
     };
-    let id = reference.rsplit_once("Patient/").map_or(reference, |(_, id)| id).trim();
-    if id.is_empty() || id.len() > 64 {
-        return Err(Rejection::new(
+    let not_a_patient = || {
+        Rejection::new(
             ReasonCode::InvalidValue,
-            format!("subject.reference {reference:?} names no patient"),
-        ));
+            format!("subject.reference {reference:?} is not a relative Patient/<id> reference"),
+        )
+    };
+    let relative = reference.strip_prefix("Patient/").ok_or_else(not_a_patient)?;
+    let id = relative.split_once("/_history/").map_or(relative, |(id, _version)| id);
+    if !is_fhir_id(id) {
+        return Err(not_a_patient());
     }
     Ok(id.to_string())
+}
+
+/// FHIR R4's `id` type: 1 to 64 of `A-Z a-z 0-9 - .`.
+fn is_fhir_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// A time in ns since the epoch, as RFC 3339 UTC, for reasons.
+fn utc_text(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }
 
 /// `effectiveDateTime`, `effectiveInstant`, `effectivePeriod.start` or `issued`, in ns since the epoch.
@@ -213,8 +250,16 @@ fn quantity(element: &Map<String, Value>, vital: Vital) -> Result<Option<f64>, R
     let Some(value) = q.get("value").and_then(Value::as_f64).filter(|v| v.is_finite()) else {
         return Err(Rejection::new(ReasonCode::WrongType, format!("{name}: valueQuantity.value is not a number")));
     };
-    let unit = q.get("code").and_then(Value::as_str).or_else(|| q.get("unit").and_then(Value::as_str));
-    let v = to_table_unit(vital, value, unit)?;
+    let unit_in = |key: &str| q.get(key).and_then(Value::as_str).map(str::trim).filter(|u| !u.is_empty());
+    let Some(unit) = unit_in("code").or_else(|| unit_in("unit")) else {
+        return Err(Rejection::new(
+            ReasonCode::MissingField,
+            format!(
+                "{name}: valueQuantity has no unit (neither unit nor code); a value is never read as if in the table's unit"
+            ),
+        ));
+    };
+    let v = to_table_unit(vital, value, Some(unit))?;
     let (lo, hi) = vital.possible_range();
     if !(lo..=hi).contains(&v) {
         return Err(Rejection::new(
@@ -286,8 +331,49 @@ mod tests {
             assert_eq!(e.code, code, "{}", e.reason);
             assert!(e.reason.contains(needle), "{:?} lacks {needle:?}", e.reason);
         }
+        let subject = "\"subject\": {\"reference\": \"Patient/example\"}";
+        let missing_unit =
+            hr.replace("\"unit\": \"beats/minute\",", "").replace("\"code\": \"/min\"", "\"code\": \"\"");
+        let more_cases = [
+            (hr.replace(subject, "\"subject\": {\"reference\": \"Group/7\"}"), "\"Group/7\""),
+            (hr.replace(subject, "\"subject\": {\"reference\": \"Device/x\"}"), "\"Device/x\""),
+            (
+                hr.replace(subject, "\"subject\": {\"reference\": \"https://other.example/fhir/Patient/example\"}"),
+                "https://other.example",
+            ),
+            (hr.replace(subject, "\"subject\": {\"reference\": \"Patient/\"}"), "relative Patient/<id>"),
+            (hr.replace(subject, "\"subject\": {\"reference\": \"Patient/a b\"}"), "relative Patient/<id>"),
+        ];
+        for (json, needle) in more_cases {
+            let e = decode(&json).unwrap_err();
+            assert_eq!(e.code, ReasonCode::InvalidValue, "{}", e.reason);
+            assert!(e.reason.contains(needle), "{:?} lacks {needle:?}", e.reason);
+        }
+        assert!(!missing_unit.contains("beats/minute"), "the fixture changed: {missing_unit}");
+        let e = decode(&missing_unit).unwrap_err();
+        assert_eq!(e.code, ReasonCode::MissingField, "{}", e.reason);
+        assert!(e.reason.contains("heart_rate: valueQuantity has no unit"), "{}", e.reason);
+        let versioned = hr.replace("Patient/example", "Patient/example/_history/2");
+        assert_eq!(decode(&versioned).unwrap().patient_id, "example");
+
         let two_patients =
             include_str!("../fixtures/fhir/vital-signs-bundle.json").replacen("Patient/P017", "Patient/P018", 1);
         assert_eq!(decode(&two_patients).unwrap_err().code, ReasonCode::InvalidValue);
+    }
+
+    #[test]
+    fn a_bundle_of_several_times_is_a_dead_letter_not_one_row_at_the_latest() {
+        let bundle = include_str!("../fixtures/fhir/vital-signs-bundle.json");
+        let later = bundle.replacen("2026-11-24T10:15:02Z", "2026-11-24T10:20:02Z", 1);
+        let e = decode(&later).unwrap_err();
+        assert_eq!(e.code, ReasonCode::InvalidValue, "{}", e.reason);
+        assert!(
+            e.reason.contains("Bundle entry 2: effective[x]: 2026-11-24T10:15:02Z differs from 2026-11-24T10:20:02Z"),
+            "{}",
+            e.reason
+        );
+        // The same instant written in another zone is one time.
+        let same = bundle.replacen("2026-11-24T10:15:02Z", "2026-11-24T11:15:02+01:00", 1);
+        assert_eq!(decode(&same).unwrap().event_time_ns, T);
     }
 }

@@ -44,7 +44,7 @@ pub use self::server::{RunningFlightSql, start_flight_sql};
 use crate::cluster::ClusterJobs;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
-use crate::front_door::audit::{AuditLog, Outcome};
+use crate::front_door::audit::{AUDIT_SCHEMA, AUDIT_TABLE, AuditLog, Outcome};
 use crate::front_door::auth::{Authenticator, Principal};
 
 type DoGetStream = <FlightSqlEndpoint as FlightService>::DoGetStream;
@@ -86,6 +86,16 @@ impl std::fmt::Debug for FlightSqlEndpoint {
     }
 }
 
+/// Registers an empty table `name` with `schema` on `ctx`, so that listings show a table whose rows
+/// are read elsewhere when a query names it.
+fn register_placeholder(ctx: &datafusion::prelude::SessionContext, name: &str, schema: SchemaRef) -> Result<()> {
+    let step = || format!("registering {name}");
+    let placeholder = datafusion::datasource::MemTable::try_new(schema, vec![vec![]])
+        .map_err(|source| Error::Query { step: step(), source })?;
+    ctx.register_table(name, Arc::new(placeholder)).map_err(|source| Error::Query { step: step(), source })?;
+    Ok(())
+}
+
 /// The caller the authentication layer put on the request.
 fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
     request
@@ -99,6 +109,9 @@ impl FlightSqlEndpoint {
     /// The service; `ctx` must have vitalflow's tables and functions registered.
     pub fn new(ctx: datafusion::prelude::SessionContext, config: &FlightSqlConfig) -> Result<FlightSqlEndpoint> {
         config.validate()?;
+        // Listed (to admins: `table_access`) by GetTables and information_schema; queries naming it
+        // run on a snapshot of the window.
+        register_placeholder(&ctx, AUDIT_TABLE, AUDIT_SCHEMA.clone())?;
         let sql_info = sql_info::sql_info().map_err(|e| Error::Config(format!("building SqlInfo: {e}")))?;
         let xdbc_info = sql_info::xdbc_type_info().map_err(|e| Error::Config(format!("building type info: {e}")))?;
         Ok(FlightSqlEndpoint {
@@ -130,13 +143,12 @@ impl FlightSqlEndpoint {
 
     /// Serves the `etl_progress` table (listed by GetTables) from `source`.
     pub fn with_etl_progress(mut self, source: ProgressSource) -> Result<FlightSqlEndpoint> {
-        // A placeholder with the schema, so that GetTables lists it; queries naming it run on a snapshot.
-        let placeholder =
-            datafusion::datasource::MemTable::try_new(crate::etl::progress::PROGRESS_SCHEMA.clone(), vec![vec![]])
-                .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
-        self.ctx
-            .register_table(crate::etl::progress::PROGRESS_TABLE, Arc::new(placeholder))
-            .map_err(|source| Error::Query { step: "registering etl_progress".into(), source })?;
+        // Listed by GetTables; queries naming it run on a snapshot.
+        register_placeholder(
+            &self.ctx,
+            crate::etl::progress::PROGRESS_TABLE,
+            crate::etl::progress::PROGRESS_SCHEMA.clone(),
+        )?;
         self.progress = Some(Arc::new(source));
         Ok(self)
     }

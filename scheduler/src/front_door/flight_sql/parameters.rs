@@ -1,5 +1,5 @@
 //! Parameters of prepared statements: their types, inferred from the query, the parameter schema
-//! clients bind against, and binding one row of values.
+//! clients bind against, reading the one row a client binds (DoPut, bounded) and binding it.
 //!
 //! DataFusion types a placeholder compared with a column (`heart_rate > ?` is Float64) but not one
 //! passed to a function (`predict_risk(?, ...)`); such a placeholder takes the type the function
@@ -10,15 +10,62 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, FieldRef, Schema};
 use arrow::record_batch::RecordBatch;
+use arrow_flight::FlightData;
+use arrow_flight::decode::FlightRecordBatchStream;
+use arrow_flight::error::FlightError;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{DFSchema, ParamValues, ScalarValue};
 use datafusion::logical_expr::expr::{Placeholder, ScalarFunction};
 use datafusion::logical_expr::type_coercion::functions::fields_with_udf;
 use datafusion::logical_expr::{Expr, ExprSchemable, LogicalPlan};
 use datafusion::prelude::DataFrame;
+use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::Status;
 
+use super::handle::MAX_PARAMETER_BYTES;
 use super::status::query_status;
+
+/// Reads the row of parameter values a client binds with DoPut: none, or exactly one. Refuses as soon
+/// as a second row arrives or the messages (headers, bodies and metadata) pass [`MAX_PARAMETER_BYTES`],
+/// the most a handle carries, and then reads no further: a client streaming a million rows or an
+/// endless stream is stopped at the first batch over the limit, not buffered. (One message can be at
+/// most the server's 4 MiB gRPC message limit before it is seen here.)
+pub(crate) async fn read_parameter_row(
+    messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+) -> Result<Option<RecordBatch>, Status> {
+    let mut received = 0usize;
+    let budgeted = messages.map(move |message| {
+        let message = message?;
+        received = received
+            .saturating_add(message.data_header.len())
+            .saturating_add(message.data_body.len())
+            .saturating_add(message.app_metadata.len());
+        if received > MAX_PARAMETER_BYTES {
+            return Err(FlightError::Tonic(Box::new(Status::invalid_argument(format!(
+                "bound parameters are over {MAX_PARAMETER_BYTES} bytes (the limit of one row of parameters); \
+                 bind one row of values per execution"
+            )))));
+        }
+        Ok(message)
+    });
+    let mut batches = std::pin::pin!(FlightRecordBatchStream::new_from_flight_data(budgeted));
+    let mut row: Option<RecordBatch> = None;
+    while let Some(batch) = batches.try_next().await.map_err(|e| match e {
+        FlightError::Tonic(status) => *status,
+        other => Status::invalid_argument(format!("reading bound parameters: {other}")),
+    })? {
+        if batch.num_rows() == 0 {
+            continue;
+        }
+        if row.is_some() || batch.num_rows() > 1 {
+            return Err(Status::invalid_argument(
+                "bind exactly one row of parameters per query execution: more than one row arrived",
+            ));
+        }
+        row = Some(batch);
+    }
+    Ok(row)
+}
 
 /// What a plan's parameters get.
 #[derive(Debug, Clone, Copy)]
@@ -200,6 +247,54 @@ mod tests {
         let out = bound.collect().await.unwrap();
         assert!(out[0].column(0).as_primitive::<Int32Type>().is_valid(0));
         assert!(out[0].column(1).as_boolean().value(0));
+    }
+
+    /// The Flight messages of `batches` (schema first), as a DoPut stream.
+    fn messages(batches: Vec<RecordBatch>) -> Vec<Result<FlightData, Status>> {
+        let schema = batches[0].schema();
+        arrow_flight::utils::batches_to_flight_data(&schema, batches).unwrap().into_iter().map(Ok).collect()
+    }
+
+    fn numbers(values: Vec<f64>) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("$1", DataType::Float64, true)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Float64Array::from(values))]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn one_bound_row_is_read_and_none_is_none() {
+        let row = read_parameter_row(futures::stream::iter(messages(vec![numbers(vec![72.0])]))).await.unwrap();
+        assert_eq!(row, Some(numbers(vec![72.0])));
+        let none = read_parameter_row(futures::stream::iter(messages(vec![numbers(vec![])]))).await.unwrap();
+        assert_eq!(none, None);
+    }
+
+    #[tokio::test]
+    async fn a_second_row_is_refused_without_reading_the_rest_of_the_stream() {
+        // Rows without end: reading them all first (as binding once did) would never answer.
+        let first = messages(vec![numbers(vec![1.0])]);
+        let endless =
+            futures::stream::iter(first.clone()).chain(futures::stream::repeat_with(move || first[1].clone()));
+        let refused = read_parameter_row(endless).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains("more than one row"), "{refused}");
+        let two = read_parameter_row(futures::stream::iter(messages(vec![numbers(vec![1.0, 2.0])]))).await;
+        assert!(two.unwrap_err().message().contains("exactly one row"));
+    }
+
+    #[tokio::test]
+    async fn parameters_over_the_byte_budget_are_refused_naming_it() {
+        let schema = Arc::new(Schema::new(vec![Field::new("$1", DataType::Utf8, true)]));
+        let huge = "x".repeat(MAX_PARAMETER_BYTES + 1);
+        let row = RecordBatch::try_new(schema, vec![Arc::new(StringArray::from(vec![huge]))]).unwrap();
+        let refused = read_parameter_row(futures::stream::iter(messages(vec![row]))).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().contains(&format!("over {MAX_PARAMETER_BYTES} bytes")), "{refused}");
+        // Empty batches without end count too.
+        let empty = messages(vec![numbers(vec![])]);
+        let endless =
+            futures::stream::iter(empty.clone()).chain(futures::stream::repeat_with(move || empty[1].clone()));
+        let refused = read_parameter_row(endless).await.unwrap_err();
+        assert!(refused.message().contains("bytes"), "{refused}");
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arrow::compute::cast;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
@@ -19,12 +20,12 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use tonic::Status;
 
 use crate::catalog::cluster_plan::cluster_refusal;
-use crate::config::Role;
 use crate::etl::progress::{PROGRESS_TABLE, read_progress};
 use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
 use crate::front_door::auth::Principal;
 use crate::front_door::flight_sql::ProgressSource;
 use crate::front_door::sql_limits::SqlLimits;
+use crate::front_door::table_access::{may_read, read_refused, role_view};
 
 use super::parameters::{self, Binding};
 use super::status::query_status;
@@ -94,31 +95,32 @@ const IN_PROCESS_TABLES: &[&str] = &[vitalflow_udf_model::schema::table::PATIENT
 /// catalog: executors have none, so queries of it run in process too.
 const INFORMATION_SCHEMA: &str = "information_schema";
 
+/// The tables `statement` names.
+fn table_references(ctx: &SessionContext, statement: &Statement) -> Result<Vec<TableReference>, Status> {
+    ctx.state().resolve_table_references(&DFStatement::Statement(Box::new(statement.clone()))).map_err(query_status)
+}
+
+fn is_information_schema(r: &TableReference) -> bool {
+    r.schema().is_some_and(|s| s.eq_ignore_ascii_case(INFORMATION_SCHEMA))
+}
+
 /// Whether the query names tables, all of them read in process (small tables, `information_schema`).
-fn runs_in_process(ctx: &SessionContext, statement: &Statement) -> Result<bool, Status> {
-    let refs = ctx
-        .state()
-        .resolve_table_references(&DFStatement::Statement(Box::new(statement.clone())))
-        .map_err(query_status)?;
-    let in_process = |r: &datafusion::common::TableReference| {
-        r.schema().is_some_and(|s| s.eq_ignore_ascii_case(INFORMATION_SCHEMA))
-            || IN_PROCESS_TABLES.iter().any(|n| r.table().eq_ignore_ascii_case(n))
+fn runs_in_process(refs: &[TableReference]) -> bool {
+    let in_process = |r: &TableReference| {
+        is_information_schema(r) || IN_PROCESS_TABLES.iter().any(|n| r.table().eq_ignore_ascii_case(n))
     };
-    Ok(!refs.is_empty() && refs.iter().all(in_process))
+    !refs.is_empty() && refs.iter().all(in_process)
 }
 
 /// Whether the query names the table `name`.
-fn names_table(ctx: &SessionContext, statement: &Statement, name: &str) -> Result<bool, Status> {
-    let refs = ctx
-        .state()
-        .resolve_table_references(&DFStatement::Statement(Box::new(statement.clone())))
-        .map_err(query_status)?;
-    Ok(refs.iter().any(|r| r.table().eq_ignore_ascii_case(name)))
+fn names_table(refs: &[TableReference], name: &str) -> bool {
+    refs.iter().any(|r| r.table().eq_ignore_ascii_case(name))
 }
 
-/// Plans `sql` read-only for `who`, its parameters typed and bound as `binding` says. Queries of `audit_log` are for
-/// admins and run on a snapshot of the in-memory window; queries of `etl_progress` on a snapshot of
-/// the figures read now.
+/// Plans `sql` read-only for `who`, its parameters typed and bound as `binding` says. A table the
+/// caller's role may not read is refused by name, and `information_schema` lists only the tables it
+/// may read ([`table_access`]). Queries of `audit_log` run on a snapshot of the in-memory window;
+/// queries of `etl_progress` on a snapshot of the figures read now.
 pub(crate) async fn plan(
     ctx: &SessionContext,
     local: Option<&SessionContext>,
@@ -130,23 +132,27 @@ pub(crate) async fn plan(
 ) -> Result<DataFrame, Status> {
     let mut statement = parse_query(sql)?;
     number_placeholders(&mut statement);
+    let refs = table_references(ctx, &statement)?;
+    if let Some(refused) = refs.iter().find(|r| !is_information_schema(r) && !may_read(who.role, r.table())) {
+        return Err(read_refused(refused.table()));
+    }
     let mut on_cluster = false;
-    let ctx = if names_table(ctx, &statement, AUDIT_TABLE)? {
-        if who.role != Role::Admin {
-            return Err(Status::permission_denied(format!("{AUDIT_TABLE} is readable by the admin role only")));
-        }
+    let ctx = if names_table(&refs, AUDIT_TABLE) {
         audit_context(audit)?
     } else if let Some(progress) = progress
-        && names_table(ctx, &statement, PROGRESS_TABLE)?
+        && names_table(&refs, PROGRESS_TABLE)
     {
         progress_context(progress).await?
-    } else if let Some(local) = local
-        && runs_in_process(ctx, &statement)?
-    {
-        local.clone()
     } else {
-        on_cluster = true;
-        ctx.clone()
+        let planner = match local {
+            Some(local) if runs_in_process(&refs) => local,
+            _ => {
+                on_cluster = true;
+                ctx
+            }
+        };
+        // information_schema lists the catalog of `ctx` (every table GetTables lists), as the role sees it.
+        if refs.iter().any(is_information_schema) { role_view(planner, ctx, who.role) } else { planner.clone() }
     };
     let state = ctx.state();
     let plan = state.statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
@@ -304,7 +310,10 @@ pub(crate) async fn plan_bounded(inputs: PlanInputs, limits: &QueryLimits) -> Re
 
 #[cfg(test)]
 mod tests {
+    use arrow::array::AsArray;
+
     use super::*;
+    use crate::config::Role;
 
     #[test]
     fn only_single_queries_pass() {
@@ -324,6 +333,47 @@ mod tests {
             let err = parse_query(sql).expect_err(sql);
             assert!(err.message().contains(needle), "{sql}: {}", err.message());
         }
+    }
+
+    /// A catalog as the front door holds it: a table and the audit log's placeholder.
+    async fn front_door_catalog() -> SessionContext {
+        let ctx = SessionContext::new_with_config(crate::catalog::session::session_config());
+        let vitals = Arc::new(Schema::new(vec![Field::new("patient_id", DataType::Utf8, true)]));
+        ctx.register_table("vitals_raw", Arc::new(MemTable::try_new(vitals, vec![vec![]]).unwrap())).unwrap();
+        let audit = MemTable::try_new(crate::front_door::audit::AUDIT_SCHEMA.clone(), vec![vec![]]).unwrap();
+        ctx.register_table(AUDIT_TABLE, Arc::new(audit)).unwrap();
+        ctx
+    }
+
+    async fn run(ctx: &SessionContext, role: Role, sql: &str) -> Result<Vec<RecordBatch>, Status> {
+        let who = Principal { name: "ana".into(), role };
+        let audit = AuditLog::new(10);
+        let frame = plan(ctx, Some(ctx), &audit, None, &who, sql, Binding::Execute(None)).await?;
+        Ok(frame.collect().await.unwrap())
+    }
+
+    fn names(batches: &[RecordBatch]) -> Vec<String> {
+        batches.iter().flat_map(|b| b.column(0).as_string::<i32>().iter().flatten().map(str::to_string)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_reader_neither_reads_nor_finds_the_audit_log_and_an_admin_does_both() {
+        let ctx = front_door_catalog().await;
+        let listing = "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'";
+        let columns = "SELECT DISTINCT table_name FROM information_schema.columns";
+        for (role, admin) in [(Role::Reader, false), (Role::Admin, true)] {
+            let tables = names(&run(&ctx, role, listing).await.unwrap());
+            assert!(tables.contains(&"vitals_raw".to_string()), "{role:?}: {tables:?}");
+            assert_eq!(tables.contains(&AUDIT_TABLE.to_string()), admin, "{role:?}: {tables:?}");
+            let with_columns = names(&run(&ctx, role, columns).await.unwrap());
+            assert_eq!(with_columns.contains(&AUDIT_TABLE.to_string()), admin, "{role:?}: {with_columns:?}");
+            let get_tables = super::super::metadata::tables(&role_view(&ctx, &ctx, role), Default::default()).await;
+            let listed = names(&[get_tables.unwrap()].map(|b| b.project(&[2]).unwrap()));
+            assert_eq!(listed.contains(&AUDIT_TABLE.to_string()), admin, "GetTables for {role:?}: {listed:?}");
+        }
+        let refused = run(&ctx, Role::Reader, "SELECT count(*) FROM audit_log").await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
+        assert!(run(&ctx, Role::Admin, "SELECT count(*) FROM audit_log").await.is_ok());
     }
 
     #[test]

@@ -63,3 +63,10 @@ impl Refusal {
         }
     }
 }
+
+/// The answer to a DoPut of a command that is neither a write nor a prepared statement's parameters.
+pub(crate) fn put_not_supported(type_url: &str) -> Status {
+    Status::invalid_argument(format!(
+        "DoPut of {type_url} is not supported: DoPut binds the parameters of a prepared statement"
+    ))
+}

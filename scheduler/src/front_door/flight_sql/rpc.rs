@@ -5,7 +5,6 @@ use std::pin::Pin;
 
 use arrow::ipc::writer::IpcWriteOptions;
 use arrow::record_batch::RecordBatch;
-use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::server::{DoPutError, FlightSqlService, PeekableFlightDataStream};
 use arrow_flight::sql::{
@@ -20,21 +19,22 @@ use arrow_flight::sql::{
     TicketStatementQuery,
 };
 use arrow_flight::{
-    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightDescriptor, FlightInfo,
-    HandshakeRequest, HandshakeResponse, IpcMessage, RenewFlightEndpointRequest, SchemaAsIpc, Ticket,
+    Action, ActionType, CancelFlightInfoRequest, CancelFlightInfoResult, CancelStatus, FlightData, FlightDescriptor,
+    FlightInfo, HandshakeRequest, HandshakeResponse, IpcMessage, RenewFlightEndpointRequest, SchemaAsIpc, Ticket,
 };
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::Stream;
 use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
-use super::parameters::parameter_schema;
+use super::parameters::{parameter_schema, read_parameter_row};
 use super::query::client_schema;
 use super::refusal::Refusal;
 use super::stream::{batch_stream, encode_error, flight_info};
 use super::{DoGetStream, FlightSqlEndpoint, cancel, keys, metadata, principal};
+use crate::front_door::table_access::role_view;
 
 /// Flight's action that cancels the queries of a FlightInfo.
 const CANCEL_FLIGHT_INFO: &str = "CancelFlightInfo";
@@ -141,23 +141,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         cmd: CommandPreparedStatementQuery,
         request: Request<PeekableFlightDataStream>,
     ) -> Result<DoPutPreparedStatementResult, Status> {
-        let handle = self.handles.open(&cmd.prepared_statement_handle)?;
-        let stream = request.into_inner().map_err(FlightError::from);
-        let batches: Vec<RecordBatch> = arrow_flight::decode::FlightRecordBatchStream::new_from_flight_data(stream)
-            .try_collect()
-            .await
-            .map_err(|e| Status::invalid_argument(format!("reading bound parameters: {e}")))?;
-        let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let Some(first) = batches.iter().find(|b| b.num_rows() > 0) else {
-            return Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&handle)) });
-        };
-        if rows != 1 {
-            return Err(Status::invalid_argument(format!(
-                "bind exactly one row of parameters per query execution, got {rows}"
-            )));
-        }
-        let bound = handle.with_parameters(first)?;
-        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&bound)) })
+        self.bind_parameters(&cmd, request.into_inner()).await
     }
 
     async fn do_action_close_prepared_statement(
@@ -234,9 +218,11 @@ impl FlightSqlService for FlightSqlEndpoint {
     async fn do_get_tables(
         &self,
         query: CommandGetTables,
-        _request: Request<Ticket>,
+        request: Request<Ticket>,
     ) -> Result<Response<DoGetStream>, Status> {
-        Ok(batch_stream(metadata::tables(&self.ctx, query).await?))
+        let who = principal(&request)?;
+        let visible = role_view(&self.ctx, &self.ctx, who.role);
+        Ok(batch_stream(metadata::tables(&visible, query).await?))
     }
 
     async fn get_flight_info_table_types(
@@ -516,10 +502,7 @@ impl FlightSqlService for FlightSqlEndpoint {
         _request: Request<PeekableFlightDataStream>,
         message: Any,
     ) -> Result<Response<<Self as FlightService>::DoPutStream>, Status> {
-        Err(Status::invalid_argument(format!(
-            "DoPut of {} is not supported: DoPut binds the parameters of a prepared statement",
-            message.type_url
-        )))
+        Err(super::refusal::put_not_supported(&message.type_url))
     }
 
     async fn do_put_error_callback(
@@ -533,6 +516,23 @@ impl FlightSqlService for FlightSqlEndpoint {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+}
+
+impl FlightSqlEndpoint {
+    /// DoPut of a prepared statement: the one row of values in `messages` (read bounded) bound to
+    /// the statement, answered as a new handle.
+    pub(super) async fn bind_parameters(
+        &self,
+        cmd: &CommandPreparedStatementQuery,
+        messages: impl Stream<Item = Result<FlightData, Status>> + Send + 'static,
+    ) -> Result<DoPutPreparedStatementResult, Status> {
+        let handle = self.handles.open(&cmd.prepared_statement_handle)?;
+        let bound = match read_parameter_row(messages).await? {
+            Some(row) => handle.with_parameters(&row)?,
+            None => handle,
+        };
+        Ok(DoPutPreparedStatementResult { prepared_statement_handle: Some(self.handles.seal(&bound)) })
+    }
 }
 
 /// The FlightInfo of a foreign key listing.

@@ -6,7 +6,8 @@
 //! Answers: 200 with the alert after the action, once it is committed; 401 without valid
 //! credentials; 403 for a role that may not act; 404 for an unknown action or alert, naming it; 409 for
 //! an action the alert's state does not allow, naming both; 400 for a missing reason or a body that is
-//! not a JSON object; 415 for a body not sent as JSON; 503 when this process keeps no alerts.
+//! not a JSON object or names a key twice (naming it); 413 for a body over 16 KiB; 415 for a body not
+//! sent as JSON; 503 when this process keeps no alerts.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::records::FieldError;
+use super::strict_json::StrictValue;
 use super::{HttpState, Json, not_json, read_body, refusal, unauthenticated};
 use crate::front_door::auth::Principal;
 use crate::ward_alerts::{Action, ActionRefusal, Alert, AlertKeeperHandle, KeeperRefusal};
@@ -99,7 +101,7 @@ fn reason_of(body: &[u8]) -> Result<Option<String>, FieldError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let value: Value = serde_json::from_slice(body)
+    let StrictValue(value) = serde_json::from_slice(body)
         .map_err(|e| bad(format!("the body cannot be read as JSON: {e}"), vec![json!("body")], "json_invalid"))?;
     let Value::Object(fields) = value else {
         return Err(bad(
@@ -176,3 +178,6 @@ pub(super) async fn act_on_alert(
         Err(refused @ KeeperRefusal::Unavailable(_)) => unavailable(refused.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests;
