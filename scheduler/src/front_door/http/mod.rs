@@ -442,6 +442,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_415_is_json_and_names_the_type_expected() {
+        let mut form = HeaderMap::new();
+        form.insert(header::CONTENT_TYPE, "application/x-www-form-urlencoded".parse().unwrap());
+        let refused = not_json(&form).unwrap();
+        assert_eq!(refused.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(refused.into_body(), 4096).await.unwrap();
+        let detail: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(detail["detail"][0]["type"], "content_type");
+        let msg = detail["detail"][0]["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("Content-Type: application/json"), "{msg}");
+    }
+
+    #[tokio::test]
     async fn an_over_size_body_is_a_json_413() {
         assert_eq!(read_body(Body::from(vec![b' '; 100]), 100).await.unwrap().len(), 100);
         let refused = read_body(Body::from(vec![b' '; 101]), 100).await.unwrap_err();
