@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import threading
@@ -410,8 +411,13 @@ def test_a_zombie_ingest_commits_nothing_its_successor_landed(cluster, storage, 
     successor.stop()
     zombie.stop()
     assert_exactly_once(cluster, produced)
+    # Resumed, the zombie meets one of two guards, whichever it reaches first: its flush is refused by
+    # the Delta transaction, or librdkafka reports the lost session first and the zombie drops its
+    # stale buffer on the revocation. Either way it committed nothing (checked above).
     zombie_log = (cluster.workdir / "ingest-zombie.log").read_text()
-    assert "already landed by another writer" in zombie_log or "lost to another writer" in zombie_log, zombie_log[-3000:]
+    refused = "already landed by another writer" in zombie_log or "lost to another writer" in zombie_log
+    dropped = re.search(r"Partitions revoked.*dropped_unlanded=[1-9]", zombie_log) is not None
+    assert refused or dropped, zombie_log[-3000:]
 
 
 def hl7_fixture(name: str) -> bytes:
