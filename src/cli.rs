@@ -326,19 +326,32 @@ pub struct PredictArgs {
     pub trend: bool,
 }
 
+/// The flags of a simulated ward, which a recorded --history replaces.
+const SIMULATED_WARD_FLAGS: [&str; 6] =
+    ["patients", "hours", "seed", "seconds_per_reading", "episode_rate", "ill_at_start"];
+
 /// `vitalflow evaluate`. The ward's defaults are `WardSettings::default()` in the model crate.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
     /// Model file, JSON (overrides model.path).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// Evaluate on recorded readings instead of a simulated ward (shadow mode): a CSV or Parquet file
+    /// with patient_id, event_time (or timestamp) and vitals columns, or `vitals_raw` / `vitals_clean`
+    /// of the data location. Needs --events.
+    #[arg(long, requires = "events", conflicts_with_all = SIMULATED_WARD_FLAGS)]
+    pub history: Option<String>,
+    /// The recorded deterioration events of --history's patients (rapid-response calls, ICU transfers,
+    /// arrests): a CSV or Parquet file with patient_id and event_time (or timestamp).
+    #[arg(long, requires = "history")]
+    pub events: Option<PathBuf>,
     /// Patients on the simulated held-out ward (default 2000).
     #[arg(long)]
     pub patients: Option<usize>,
     /// Simulated hours each patient is observed (default 48).
     #[arg(long)]
     pub hours: Option<f64>,
-    /// Simulator seed of the ward (default 2026; not the training seeds 7 and 8).
+    /// Simulator seed of the ward (default 2026; not the training seeds 7, 8 and 9).
     #[arg(long)]
     pub seed: Option<u64>,
     /// Seconds between two readings of one patient (default 300: one reading per patient per 5 minutes).
@@ -351,6 +364,13 @@ pub struct EvaluateArgs {
     /// Share of patients already in an episode when the ward starts (default 0.35).
     #[arg(long)]
     pub ill_at_start: Option<f64>,
+    /// Hours before an episode's onset (an event's time) from which an alert counts for it (default 6).
+    #[arg(long)]
+    pub lookback_hours: Option<f64>,
+    /// Runs of a simulated patient's truly-High readings less than this many hours apart are one
+    /// episode (default 1).
+    #[arg(long, conflicts_with = "history")]
+    pub episode_gap_hours: Option<f64>,
     /// Alert budgets, alerts per 35 patients per day, comma-separated (default 0.5,1,2,4).
     #[arg(long, value_delimiter = ',')]
     pub alert_rates: Option<Vec<f64>>,

@@ -340,38 +340,14 @@ fn record_covers(
 
 /// `vitalflow predict`: the SQL functions over a file, as the ETL runs them.
 pub async fn predict(config: VitalflowConfig, args: PredictArgs) -> anyhow::Result<()> {
-    use datafusion::prelude::{CsvReadOptions, ParquetReadOptions, SessionConfig, SessionContext};
+    use datafusion::prelude::{SessionConfig, SessionContext};
 
     let forest = load_model(&config)?;
     // One partition: the output rows stay in the input's order.
     let mut ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
     vitalflow_udf_model::udf::register_all(&mut ctx, &forest)?;
     let input = args.input.display().to_string();
-    let is_parquet = args.input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
-    if is_parquet {
-        ctx.register_parquet("input", &input, ParquetReadOptions::default()).await
-    } else {
-        // Inference from the first rows may type a vital Int64 that has decimals later on: read vitals as Float64.
-        let csv = CsvReadOptions::new().file_extension("");
-        let inferred = ctx.read_csv(&input, csv.clone()).await.with_context(|| format!("reading {input}"))?;
-        let vitals: Vec<&str> = vitalflow_udf_model::schema::Vital::ALL.iter().map(|v| v.column()).collect();
-        let fields: Vec<arrow::datatypes::Field> = inferred
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| {
-                let float = vitals.contains(&f.name().as_str());
-                if float {
-                    f.as_ref().clone().with_data_type(arrow::datatypes::DataType::Float64)
-                } else {
-                    f.as_ref().clone()
-                }
-            })
-            .collect();
-        let schema = arrow::datatypes::Schema::new(fields);
-        ctx.register_csv("input", &input, csv.schema(&schema)).await
-    }
-    .with_context(|| format!("reading {input}"))?;
+    crate::input_file::register_file(&ctx, "input", &args.input).await?;
     let (sql, needs) = scoring_sql(&ctx, &forest, args.trend, args.explain).await?;
     let batches = ctx
         .sql(&sql)
@@ -446,13 +422,62 @@ async fn scoring_sql(
     Ok((sql, needs))
 }
 
-/// `vitalflow evaluate`: the model against NEWS2 and the rubric at matched alert rates on a simulated
-/// held-out ward.
-pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<()> {
-    use vitalflow_udf_model::evaluate::ward::{TRAINING_SEEDS, WardSettings};
-    use vitalflow_udf_model::evaluate::{EvaluationOptions, evaluate_simulated_ward, render};
+/// `vitalflow evaluate`: the model against NEWS2 and the rubric at matched alert rates, on a simulated
+/// held-out ward or on a recorded history with its events.
+pub async fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<()> {
+    use vitalflow_udf_model::evaluate::{EvaluationOptions, evaluate_recorded, render};
 
     let forest = load_model(&config)?;
+    let option_defaults = EvaluationOptions::default();
+    let options = EvaluationOptions {
+        resamples: args.resamples.unwrap_or(option_defaults.resamples),
+        alert_rates: args.alert_rates.clone().unwrap_or_else(|| option_defaults.alert_rates.clone()),
+        lookback_hours: args.lookback_hours.unwrap_or(option_defaults.lookback_hours),
+        episode_gap_hours: args.episode_gap_hours.unwrap_or(option_defaults.episode_gap_hours),
+        // The simulated ward's seed seeds its resampling too.
+        bootstrap_seed: args.seed.unwrap_or(option_defaults.bootstrap_seed),
+    };
+    let report = match (&args.history, &args.events) {
+        (Some(history), Some(events)) => {
+            let readings = crate::recorded::read_history(&config, &forest, history).await?;
+            let recorded = crate::recorded::read_events(events).await?;
+            eprintln!(
+                "evaluating model {} on {} recorded readings of {history} with {} events of {}",
+                forest.version(),
+                readings.len(),
+                recorded.len(),
+                events.display()
+            );
+            let events_name = events.display().to_string();
+            evaluate_recorded(&forest, readings, &recorded, history, &events_name, &options)
+                .with_context(|| format!("evaluating on {history}"))?
+        }
+        _ => evaluate_simulated(&forest, &args, &options)?,
+    };
+    let json = render::json(&report)?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", render::text(&report));
+    }
+    if let Some(path) = &args.out {
+        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.html {
+        std::fs::write(path, render::html(&report)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `vitalflow evaluate` on the simulated held-out ward its flags describe.
+fn evaluate_simulated(
+    forest: &RiskForest,
+    args: &EvaluateArgs,
+    options: &vitalflow_udf_model::evaluate::EvaluationOptions,
+) -> anyhow::Result<vitalflow_udf_model::evaluate::report::EvaluationReport> {
+    use vitalflow_udf_model::evaluate::evaluate_simulated_ward;
+    use vitalflow_udf_model::evaluate::ward::{TRAINING_SEEDS, WardSettings};
+
     let defaults = WardSettings::default();
     let ward = WardSettings {
         patients: args.patients.unwrap_or(defaults.patients),
@@ -468,13 +493,6 @@ pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<(
             ward.seed
         );
     }
-    let option_defaults = EvaluationOptions::default();
-    let options = EvaluationOptions {
-        resamples: args.resamples.unwrap_or(option_defaults.resamples),
-        alert_rates: args.alert_rates.unwrap_or_else(|| option_defaults.alert_rates.clone()),
-        bootstrap_seed: ward.seed,
-        ..option_defaults
-    };
     eprintln!(
         "evaluating model {} on a simulated ward of {} patients × {} h (seed {}), a reading every {} s",
         forest.version(),
@@ -483,20 +501,7 @@ pub fn evaluate(config: VitalflowConfig, args: EvaluateArgs) -> anyhow::Result<(
         ward.seed,
         ward.seconds_per_reading
     );
-    let report = evaluate_simulated_ward(&forest, &ward, &options).context("evaluating on the simulated ward")?;
-    let json = render::json(&report)?;
-    if args.json {
-        println!("{json}");
-    } else {
-        print!("{}", render::text(&report));
-    }
-    if let Some(path) = &args.out {
-        std::fs::write(path, format!("{json}\n")).with_context(|| format!("writing {}", path.display()))?;
-    }
-    if let Some(path) = &args.html {
-        std::fs::write(path, render::html(&report)).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    evaluate_simulated_ward(forest, &ward, options).context("evaluating on the simulated ward")
 }
 
 /// `vitalflow bench ...`: the benchmarks are their own binary, `vitalflow-bench`, built with the `bench`

@@ -6,9 +6,11 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod flags;
+pub mod input_file;
 pub mod logging;
 pub mod password_input;
 pub mod process;
+pub mod recorded;
 pub mod up;
 
 use crate::cli::{Cli, Command};
@@ -75,7 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             up::run_dir::RunDir::new(&location)?.stop(std::time::Duration::from_secs(60))
         }
         Command::Predict(args) => commands::predict(config, args).await,
-        Command::Evaluate(args) => commands::evaluate(config, args),
+        Command::Evaluate(args) => commands::evaluate(config, args).await,
         Command::Bench(args) => commands::bench(globals, args),
         Command::Status(args) => commands::status(config, args).await,
         Command::Migrate => commands::migrate(config).await,

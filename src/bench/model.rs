@@ -123,6 +123,33 @@ fn explain_cost_us(forest: &RiskForest, cols: &[Float64Array], seconds: f64) -> 
     (1e6 / rows_per_sec(explain.rows, explain.seconds), 1e6 / rows_per_sec(predict.rows, predict.seconds))
 }
 
+/// The trend model's arguments for about `n` readings of a simulated held-out ward, each patient's
+/// readings through the ETL's per-patient pass in time order; a missing value is a NULL, as SQL passes it.
+fn trend_argument_columns(trend: &RiskForest, n: usize) -> anyhow::Result<Vec<Float64Array>> {
+    use vitalflow_udf_model::evaluate::scores::LabelledReading;
+    use vitalflow_udf_model::evaluate::ward::{SimulatedWard, WardSettings};
+    use vitalflow_udf_model::trend::{PatientTrend, TrendSettings};
+
+    let columns = trend.argument_columns().context("the shipped trend model names columns the ETL derives")?;
+    let defaults = WardSettings::default();
+    let readings_per_patient = (defaults.hours * 3_600.0 / defaults.seconds_per_reading).max(1.0);
+    let ward = WardSettings { patients: (n as f64 / readings_per_patient).ceil().max(1.0) as usize, ..defaults };
+    let mut passes: std::collections::HashMap<String, PatientTrend> = std::collections::HashMap::new();
+    let mut values: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(n); columns.len()];
+    for reading in SimulatedWard::new(&ward) {
+        let reading = LabelledReading::simulated(reading)?;
+        let pass = passes
+            .entry(reading.record.patient_id.clone())
+            .or_insert_with(|| PatientTrend::new(TrendSettings::default()));
+        if let Some(row) = pass.push(reading.seconds, &reading.record.measured()) {
+            for (column, value) in values.iter_mut().zip(row.values(&columns)) {
+                column.push(value.is_finite().then_some(value));
+            }
+        }
+    }
+    Ok(values.into_iter().map(Float64Array::from).collect())
+}
+
 /// A peer's rows/s at `batch`, if it ran.
 fn peer_rate(report: &SklearnReport, peer: &str, batch: usize) -> Option<f64> {
     let timing = report.peers.get(peer)?.timings.iter().find(|t| t.batch == batch)?;
@@ -331,6 +358,21 @@ pub fn run(args: &BenchModelArgs) -> anyhow::Result<()> {
             out,
             "{name:>22}: explain_risk {explain:>9.2} µs, predict_risk {predict:>7.3} µs ({:.0}x)",
             explain / predict
+        )?;
+    }
+    // What the ETL runs on every reading: the shipped file's trend model, on readings of a simulated ward.
+    if let Some(trend) = shipped.trend() {
+        let trend_cols = trend_argument_columns(trend, cols[0].len())?;
+        let (explain, predict) = explain_cost_us(trend, &trend_cols, args.seconds);
+        writeln!(
+            out,
+            "{:>22}: explain_trend_risk {explain:>9.2} µs, predict_trend_risk {predict:>7.3} µs ({:.0}x); \
+             {} trees, {} nodes, {} arguments",
+            "shipped trend model",
+            explain / predict,
+            trend.tree_count(),
+            trend.node_count(),
+            trend_cols.len()
         )?;
     }
     drop(out);

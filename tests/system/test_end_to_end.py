@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -67,6 +68,32 @@ def produce_bad_messages(kafka: str, topic: str) -> None:
     assert producer.flush(30) == 0, "bad messages were not all delivered"
 
 
+def assert_shadow_mode_reads_the_lake(cluster, rows: list[dict]) -> None:
+    """`vitalflow evaluate --history vitals_clean` reads the landed table (on a directory or S3) with a
+    hospital's events file: here one event per patient at their first reading with NEWS2 ≥ 7."""
+    events = {}
+    for r in sorted(rows, key=lambda r: r["event_time"]):
+        if r["news2_score"] >= 7 and r["patient_id"] not in events:
+            events[r["patient_id"]] = r["event_time"]
+    events_csv = cluster.workdir / "events.csv"
+    events_csv.write_text("patient_id,event_time\n" + "".join(f"{p},{t.isoformat()}\n" for p, t in events.items()))
+    done = subprocess.run(
+        cluster.base_args() + ["evaluate", "--history", "vitals_clean", "--events", str(events_csv), "--json",
+                               "--resamples", "20"],
+        env={**cluster.env, **lake.as_store(cluster.data).env}, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    ward = report["ward"]
+    assert (ward["patients"], ward["readings"]) == (len({r["patient_id"] for r in rows}), len(rows))
+    assert ward["source"]["kind"] == "recorded" and ward["source"]["history"] == "vitals_clean"
+    # Every event is at a reading's time, so every one is observed and is an episode.
+    assert (ward["source"]["events_given"], ward["source"]["events_unobserved"], ward["episodes"]) == (len(events), 0, len(events))
+    # The readings at the events score NEWS2 ≥ 7: NEWS2 ranks the positive readings above the others.
+    assert report["auroc"]["news2"] > 0.5, report["auroc"]
+    assert [m["alerts_per_35_per_day"] for m in report["matched"]] == [0.5, 1, 2, 4]
+
+
 def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(pipeline, storage):
     # The simulator creates the topic (3 partitions) and produces every reading before the services
     # start: ingest then also proves it reads a backlog from the earliest offset.
@@ -109,6 +136,8 @@ def test_readings_flow_end_to_end_and_bad_records_are_dead_letters(pipeline, sto
         assert len(normal) >= 50 and len(critical) >= 10, f"{len(normal)} clear normal, {len(critical)} critical"
         wrong = [r for r in normal + critical if r["risk"] != rubric.label(r)]
         assert not wrong, f"{len(wrong)} of {len(normal) + len(critical)} plain readings mislabelled, e.g. {wrong[:3]}"
+
+        assert_shadow_mode_reads_the_lake(cluster, rows)
 
         letters = query(conn, "SELECT payload, reason_code, reason, stage, source_topic FROM dead_letters").to_pylist()
         by_payload = {bytes(l["payload"]): l for l in letters}

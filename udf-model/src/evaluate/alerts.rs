@@ -3,8 +3,8 @@
 //!
 //! - An **alert** fires on a reading whose score is ≥ the threshold when the patient's previous reading
 //!   scored below it, was NULL, or there is none (the rise rule of `risk_alerts`). A NULL never alerts.
-//! - An **episode** is a maximal run of one patient's consecutive readings whose true label is High:
-//!   onset is the first one's time, end the last one's.
+//! - An **episode** is a maximal run of one patient's consecutive readings whose true label is High,
+//!   runs less than the merge gap apart joined: onset is the first one's time, end the last one's.
 //! - An episode is **caught** when an alert falls in its window [onset − lookback, end]; an alert is
 //!   **true** when it falls in some episode's window; the **lead time** of a caught episode is onset
 //!   minus its first alert in the window (positive = before onset).
@@ -22,13 +22,18 @@ pub struct Episode {
     pub end: f64,
 }
 
-/// The episodes of one patient: maximal runs of truly-High readings (`times` and `truly_high` match).
-pub fn episodes(times: &[f64], truly_high: &[bool]) -> Vec<Episode> {
+/// The episodes of one patient: maximal runs of truly-High readings (`times` and `truly_high` match), a
+/// run starting less than `merge_gap` seconds after the previous one ended joined to it (a true state
+/// hovering at the High boundary is one deterioration, not several).
+pub fn episodes(times: &[f64], truly_high: &[bool], merge_gap: f64) -> Vec<Episode> {
     let mut found: Vec<Episode> = Vec::new();
     let mut previous_high = false;
     for (time, high) in times.iter().zip(truly_high) {
         if *high && !previous_high {
-            found.push(Episode { onset: *time, end: *time });
+            match found.last_mut() {
+                Some(last) if *time - last.end < merge_gap => last.end = *time,
+                _ => found.push(Episode { onset: *time, end: *time }),
+            }
         } else if *high && let Some(current) = found.last_mut() {
             current.end = *time;
         }

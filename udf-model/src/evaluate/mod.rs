@@ -4,13 +4,14 @@
 //! patients per day, the Advance Alert Monitor's budget unit), with bootstrap intervals over patients and
 //! the readings where the model and NEWS2 disagree. Definitions: `alerts` and `docs/model.md`.
 //!
-//! [`evaluate_simulated_ward`] simulates the ward and evaluates it; [`evaluate_readings`] evaluates any
-//! labelled readings (a user's own scored history is not read yet: only simulated readings carry a true
-//! label).
+//! [`evaluate_simulated_ward`] simulates the ward and evaluates it against its true state;
+//! [`evaluate_recorded`] evaluates a hospital's recorded history against its recorded events (`events`):
+//! shadow mode before go-live.
 
 pub mod alerts;
 pub mod auroc;
 pub mod bootstrap;
+pub mod events;
 pub mod render;
 pub mod report;
 pub mod scores;
@@ -25,17 +26,17 @@ use alerts::{
 };
 use auroc::{RankedScores, distinct_values};
 use bootstrap::{PatientResampler, percentile_interval, weighted_share};
+use events::{RecordedEvent, label_by_events};
 use report::{
     BootstrapSummary, DisagreementCount, Disagreements, EvaluationReport, MatchedRate, MatchedScore, PerScore,
-    WardSummary,
+    WardSource, WardSummary,
 };
-use scores::{PatientHistory, ScoreKind, patient_histories};
+use scores::{LabelledReading, PatientHistory, ScoreKind, patient_histories};
 use ward::{SimulatedWard, WardSettings};
 
 use crate::error::{Error, Result};
 use crate::forest::RiskForest;
 use crate::rubric::RiskLevel;
-use crate::simulate::SimulatedReading;
 
 /// What is computed, beside the ward itself.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +46,10 @@ pub struct EvaluationOptions {
     /// Hours before an episode's onset from which an alert counts for it: six, the horizon early-warning
     /// scores are usually judged at.
     pub lookback_hours: f64,
+    /// Runs of truly-High readings less than this many hours apart are one episode (simulated wards;
+    /// recorded events are each their own): a true state hovering at the High boundary dips below it for
+    /// a reading or two and is still one deterioration.
+    pub episode_gap_hours: f64,
     /// Bootstrap resamples of patients: 200 give the 2.5% and 97.5% percentiles to about ±0.01 of an AUROC
     /// interval's width while keeping the default ward's evaluation to seconds.
     pub resamples: usize,
@@ -57,6 +62,7 @@ impl Default for EvaluationOptions {
         EvaluationOptions {
             alert_rates: vec![0.5, 1.0, 2.0, 4.0],
             lookback_hours: 6.0,
+            episode_gap_hours: 1.0,
             resamples: 200,
             bootstrap_seed: 2026,
         }
@@ -75,6 +81,12 @@ impl EvaluationOptions {
         if !(self.lookback_hours >= 0.0 && self.lookback_hours.is_finite()) {
             return Err(Error::Config(format!("evaluate: lookback of {} hours: use 0 or more", self.lookback_hours)));
         }
+        if !(self.episode_gap_hours >= 0.0 && self.episode_gap_hours.is_finite()) {
+            return Err(Error::Config(format!(
+                "evaluate: episode gap of {} hours: use 0 or more",
+                self.episode_gap_hours
+            )));
+        }
         Ok(())
     }
 }
@@ -82,7 +94,8 @@ impl EvaluationOptions {
 /// The coverage of the intervals.
 const INTERVAL_LEVEL: f64 = 0.95;
 
-/// Simulates the held-out ward of `ward` and evaluates `forest` on it.
+/// Simulates the held-out ward of `ward` and evaluates `forest` on it, the true state's High runs as
+/// the episodes.
 pub fn evaluate_simulated_ward(
     forest: &RiskForest,
     ward: &WardSettings,
@@ -90,19 +103,46 @@ pub fn evaluate_simulated_ward(
 ) -> Result<EvaluationReport> {
     ward.validate()?;
     options.validate()?;
-    evaluate_readings(forest, SimulatedWard::new(ward), ward, options)
+    let readings = SimulatedWard::new(ward).map(LabelledReading::simulated).collect::<Result<Vec<_>>>()?;
+    let histories = patient_histories(forest, readings);
+    let patient_episodes: Vec<Vec<Episode>> = histories
+        .iter()
+        .map(|h| {
+            let times: Vec<f64> = h.readings.iter().map(|r| r.seconds).collect();
+            let truth: Vec<bool> = h.readings.iter().map(|r| r.truly_high).collect();
+            episodes(&times, &truth, options.episode_gap_hours * 3_600.0)
+        })
+        .collect();
+    let source = WardSource::Simulated {
+        hours: ward.hours,
+        seed: ward.seed,
+        seconds_per_reading: ward.seconds_per_reading,
+        episode_rate_per_hour: ward.episode_rate_per_hour,
+        episode_gap_hours: options.episode_gap_hours,
+    };
+    evaluate_histories(&histories, &patient_episodes, source, options)
 }
 
-/// Scores labelled readings with the three scores and evaluates them; `ward` describes where they came from.
-pub fn evaluate_readings(
+/// Evaluates `forest` on a recorded history with recorded events (`events`: shadow mode on a hospital's
+/// own data); `history` and `events_name` say where they came from.
+pub fn evaluate_recorded(
     forest: &RiskForest,
-    readings: impl IntoIterator<Item = SimulatedReading>,
-    ward: &WardSettings,
+    readings: Vec<LabelledReading>,
+    events: &[RecordedEvent],
+    history: &str,
+    events_name: &str,
     options: &EvaluationOptions,
 ) -> Result<EvaluationReport> {
     options.validate()?;
-    let histories = patient_histories(forest, readings)?;
-    evaluate_histories(&histories, ward, options)
+    let mut histories = patient_histories(forest, readings);
+    let labels = label_by_events(&mut histories, events, options.lookback_hours * 3_600.0);
+    let source = WardSource::Recorded {
+        history: history.to_string(),
+        events: events_name.to_string(),
+        events_given: labels.events,
+        events_unobserved: labels.unobserved,
+    };
+    evaluate_histories(&histories, &labels.episodes, source, options)
 }
 
 /// Days one patient was observed: their readings' span plus one mean interval (n readings cover n
@@ -156,10 +196,11 @@ impl BudgetTally {
     }
 }
 
-/// Evaluates patient histories (see the module doc).
+/// Evaluates scored patient histories against their episodes (`patient_episodes[i]` of `histories[i]`).
 pub fn evaluate_histories(
     histories: &[PatientHistory],
-    ward: &WardSettings,
+    patient_episodes: &[Vec<Episode>],
+    source: WardSource,
     options: &EvaluationOptions,
 ) -> Result<EvaluationReport> {
     let times: Vec<Vec<f64>> = histories.iter().map(|h| h.readings.iter().map(|r| r.seconds).collect()).collect();
@@ -171,7 +212,6 @@ pub fn evaluate_histories(
             histories.len()
         )));
     }
-    let patient_episodes: Vec<Vec<Episode>> = times.iter().zip(&truth).map(|(t, h)| episodes(t, h)).collect();
     let scores: PerScore<Vec<Vec<Option<f64>>>> = PerScore::from_fn(|kind| {
         histories.iter().map(|h| h.readings.iter().map(|r| r.score(kind)).collect()).collect()
     });
@@ -194,7 +234,7 @@ pub fn evaluate_histories(
                         .get(kind)
                         .iter()
                         .zip(&times)
-                        .zip(&patient_episodes)
+                        .zip(patient_episodes)
                         .map(|((s, t), e)| patient_outcome(t, &rise_alerts(s, choice.threshold), e, lookback_seconds))
                         .collect(),
                     // NULL everywhere: nothing alerts.
@@ -269,11 +309,8 @@ pub fn evaluate_histories(
         matched,
         disagreements: disagreements(histories, readings),
         ward: WardSummary {
+            source,
             patients: histories.len() as u64,
-            hours: ward.hours,
-            seed: ward.seed,
-            seconds_per_reading: ward.seconds_per_reading,
-            episode_rate_per_hour: ward.episode_rate_per_hour,
             readings,
             truly_high_readings: truth.iter().flatten().filter(|h| **h).count() as u64,
             episodes: patient_episodes.iter().map(|e| e.len() as u64).sum(),

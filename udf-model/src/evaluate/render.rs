@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::report::{EvaluationReport, MatchedScore};
+use super::report::{EvaluationReport, MatchedScore, WardSource};
 use super::scores::ScoreKind;
 use crate::error::{Error, Result};
 
@@ -47,28 +47,50 @@ fn any_unreachable(report: &EvaluationReport) -> bool {
     report.matched.iter().any(|m| ScoreKind::ALL.into_iter().any(|k| m.get(k).budget_unreachable))
 }
 
+/// What was evaluated, in one sentence.
+fn ward_description(report: &EvaluationReport) -> String {
+    let ward = &report.ward;
+    let per_35_days = ward.episodes as f64 * 35.0 / ward.patient_days.max(f64::MIN_POSITIVE);
+    match &ward.source {
+        WardSource::Simulated { hours, seed, seconds_per_reading, episode_rate_per_hour, episode_gap_hours } => {
+            format!(
+                "Held-out simulated ward: {} patients × {hours} h (seed {seed}, one reading per patient every \
+             {seconds_per_reading} s, {episode_rate_per_hour} new episodes per patient-hour): {} readings, {} truly \
+             High, {} deterioration episodes ({per_35_days:.1} per 35 patients per day; runs of truly-High readings \
+             less than {episode_gap_hours} h apart are one), {:.1} patient-days.",
+                ward.patients, ward.readings, ward.truly_high_readings, ward.episodes, ward.patient_days
+            )
+        }
+        WardSource::Recorded { history, events, events_given, events_unobserved } => format!(
+            "Recorded history {history} with the events of {events}: {} patients, {} readings over {:.1} \
+             patient-days; {events_given} events, {} of them with a reading in the {} h before them \
+             ({per_35_days:.1} per 35 patients per day; {events_unobserved} left out: no reading before them), \
+             {} readings within {} h before an event.",
+            ward.patients,
+            ward.readings,
+            ward.patient_days,
+            ward.episodes,
+            report.bootstrap.lookback_hours,
+            ward.truly_high_readings,
+            report.bootstrap.lookback_hours
+        ),
+    }
+}
+
+/// What makes a reading positive, in words.
+fn positive(report: &EvaluationReport) -> String {
+    match report.ward.source {
+        WardSource::Simulated { .. } => "true label High".to_string(),
+        WardSource::Recorded { .. } => format!("an event within {} h after it", report.bootstrap.lookback_hours),
+    }
+}
+
 /// The report as text tables.
 pub fn text(report: &EvaluationReport) -> String {
-    let ward = &report.ward;
     let mut out = String::new();
     // Writing to a String cannot fail.
-    let _ = writeln!(
-        out,
-        "Held-out simulated ward: {} patients × {} h (seed {}, one reading per patient every {} s, {} new episodes \
-         per patient-hour): {} readings, {} truly High, {} deterioration episodes ({:.1} per 35 patients per day), \
-         {:.1} patient-days.",
-        ward.patients,
-        ward.hours,
-        ward.seed,
-        ward.seconds_per_reading,
-        ward.episode_rate_per_hour,
-        ward.readings,
-        ward.truly_high_readings,
-        ward.episodes,
-        ward.episodes as f64 * 35.0 / ward.patient_days.max(f64::MIN_POSITIVE),
-        ward.patient_days
-    );
-    let _ = writeln!(out, "\nAUROC per reading (positive: true label High; NULL ranks lowest) [95% bootstrap CI]");
+    let _ = writeln!(out, "{}", ward_description(report));
+    let _ = writeln!(out, "\nAUROC per reading (positive: {}; NULL ranks lowest) [95% bootstrap CI]", positive(report));
     for kind in ScoreKind::ALL {
         let _ = writeln!(
             out,
@@ -109,18 +131,17 @@ pub fn text(report: &EvaluationReport) -> String {
         let _ = writeln!(out, "{HIGHEST_NOTE}");
     }
     let d = &report.disagreements;
-    let _ = writeln!(out, "\nDisagreements with NEWS2 (readings; share of all readings; of them truly High)");
+    let _ = writeln!(
+        out,
+        "\nDisagreements with NEWS2 (readings; share of all readings; of them positive: {})",
+        positive(report)
+    );
     for (what, row) in [
         ("NEWS2 ≥ 7, model Low or Medium", &d.news2_high_model_not_high),
         ("model High, NEWS2 ≤ 4", &d.model_high_news2_low),
     ] {
-        let _ = writeln!(
-            out,
-            "  {what:<32} {:>8}  {:>7.3}%  {:>8} truly High",
-            row.count,
-            row.share * 100.0,
-            row.truly_high
-        );
+        let _ =
+            writeln!(out, "  {what:<32} {:>8}  {:>7.3}%  {:>8} positive", row.count, row.share * 100.0, row.truly_high);
     }
     out
 }
@@ -136,7 +157,6 @@ const COLOURS: [&str; 3] = ["#1f77b4", "#d62728", "#7f7f7f"];
 /// The report as a self-contained HTML page: the figures in tables and the sensitivity per score per
 /// alert rate as an inline SVG bar chart.
 pub fn html(report: &EvaluationReport) -> String {
-    let ward = &report.ward;
     let mut page = String::new();
     let _ = write!(
         page,
@@ -144,14 +164,9 @@ pub fn html(report: &EvaluationReport) -> String {
          <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}th{{background:#f4f4f4}}</style>\
          </head><body>\n<h1>vitalflow evaluate: the model against NEWS2 at matched alert rates</h1>\n\
-         <p>Held-out simulated ward: {} patients × {} h (seed {}), {} readings, {} deterioration episodes. \
-         Alert rates are alerts per 35 patients per day; an alert counts for an episode from {} h before onset \
-         to its end; intervals are 95% bootstrap intervals over patients ({} resamples, thresholds fixed).</p>\n",
-        ward.patients,
-        ward.hours,
-        ward.seed,
-        ward.readings,
-        ward.episodes,
+         <p>{} Alert rates are alerts per 35 patients per day; an alert counts for an episode from {} h before \
+         onset to its end; intervals are 95% bootstrap intervals over patients ({} resamples, thresholds fixed).</p>\n",
+        escape(&ward_description(report)),
         report.bootstrap.lookback_hours,
         report.bootstrap.resamples
     );
@@ -192,7 +207,7 @@ pub fn html(report: &EvaluationReport) -> String {
         let _ = writeln!(page, "<p>{}</p>", escape(HIGHEST_NOTE));
     }
     let d = &report.disagreements;
-    page.push_str("<h2>Disagreements with NEWS2</h2>\n<table><tr><th>readings</th><th>count</th><th>share</th><th>truly High</th></tr>\n");
+    page.push_str("<h2>Disagreements with NEWS2</h2>\n<table><tr><th>readings</th><th>count</th><th>share</th><th>positive</th></tr>\n");
     for (what, row) in [
         ("NEWS2 ≥ 7, model Low or Medium", &d.news2_high_model_not_high),
         ("model High, NEWS2 ≤ 4", &d.model_high_news2_low),

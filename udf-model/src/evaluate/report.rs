@@ -114,24 +114,48 @@ pub struct Disagreements {
 /// The ward evaluated.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WardSummary {
+    /// Where the readings and their outcomes came from.
+    pub source: WardSource,
     /// Patients.
     pub patients: u64,
-    /// Hours each patient was observed.
-    pub hours: f64,
-    /// Simulator seed.
-    pub seed: u64,
-    /// Seconds between two readings of a patient.
-    pub seconds_per_reading: f64,
-    /// New episodes per patient per hour the simulator drew.
-    pub episode_rate_per_hour: f64,
     /// Readings.
     pub readings: u64,
-    /// Readings whose true label is High.
+    /// Positive readings: true label High (simulated), or an event within the lookback (recorded).
     pub truly_high_readings: u64,
-    /// Deterioration episodes.
+    /// Deterioration episodes (recorded: the observed events).
     pub episodes: u64,
     /// Patient-days observed (the alert-rate denominator).
     pub patient_days: f64,
+}
+
+/// Where an evaluated ward came from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WardSource {
+    /// The simulator's held-out ward, labelled by its true state.
+    Simulated {
+        /// Hours each patient was observed.
+        hours: f64,
+        /// Simulator seed.
+        seed: u64,
+        /// Seconds between two readings of a patient.
+        seconds_per_reading: f64,
+        /// New episodes per patient per hour the simulator drew.
+        episode_rate_per_hour: f64,
+        /// Runs of truly-High readings less than this many hours apart counted as one episode.
+        episode_gap_hours: f64,
+    },
+    /// A recorded history of readings with a file of recorded events (`super::events`).
+    Recorded {
+        /// The readings: a file or a table, as given.
+        history: String,
+        /// The events file, as given.
+        events: String,
+        /// Distinct events in it.
+        events_given: u64,
+        /// Events no score could alert for (no reading of the patient in their window).
+        events_unobserved: u64,
+    },
 }
 
 /// How the intervals were computed.

@@ -91,23 +91,43 @@ pub fn news2_of(record: &VitalsRecord) -> Option<u8> {
     .score()
 }
 
-/// The time of a reading, seconds since the epoch; fails on a timestamp that is not RFC 3339.
-fn seconds_of(record: &VitalsRecord) -> Result<f64> {
-    let time = DateTime::parse_from_rfc3339(&record.timestamp).map_err(|e| {
-        Error::Evaluation(format!(
-            "reading of {} at {:?}: not an RFC 3339 time: {e}",
-            record.patient_id, record.timestamp
-        ))
-    })?;
-    Ok(time.timestamp_millis() as f64 / 1_000.0)
+/// A reading to evaluate: what was measured, when, and whether the patient's true state was High then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelledReading {
+    /// The measurement (its `timestamp` is not read again: `seconds` holds it).
+    pub record: VitalsRecord,
+    /// Time of the measurement, seconds since the Unix epoch.
+    pub seconds: f64,
+    /// The positive class: the ward score of the true state is High (simulated), or a recorded event of
+    /// the patient follows within the lookback (a hospital's own history; `super::events`).
+    pub truly_high: bool,
+}
+
+impl LabelledReading {
+    /// A simulated reading, labelled by the ward score of its true state; fails on a timestamp that is
+    /// not RFC 3339.
+    pub fn simulated(reading: SimulatedReading) -> Result<LabelledReading> {
+        let record = reading.record;
+        let time = DateTime::parse_from_rfc3339(&record.timestamp).map_err(|e| {
+            Error::Evaluation(format!(
+                "reading of {} at {:?}: not an RFC 3339 time: {e}",
+                record.patient_id, record.timestamp
+            ))
+        })?;
+        Ok(LabelledReading {
+            seconds: time.timestamp_millis() as f64 / 1_000.0,
+            truly_high: reading.ward_label == RiskLevel::High,
+            record,
+        })
+    }
 }
 
 /// Scores one reading, given the model's prediction for it.
-fn scored(reading: &SimulatedReading, seconds: f64, prediction: Option<Prediction>) -> ScoredReading {
+fn scored(reading: &LabelledReading, prediction: Option<Prediction>) -> ScoredReading {
     let six = reading.record.six();
     ScoredReading {
-        seconds,
-        truly_high: reading.ward_label == RiskLevel::High,
+        seconds: reading.seconds,
+        truly_high: reading.truly_high,
         model_p_high: prediction.map(|p| p.probabilities[0]),
         model_label: prediction.map(|p| p.risk),
         news2: news2_of(&reading.record),
@@ -130,36 +150,35 @@ pub struct PatientHistory {
 /// ETL's default `settings`.
 pub fn patient_histories(
     forest: &RiskForest,
-    readings: impl IntoIterator<Item = SimulatedReading>,
-) -> Result<Vec<PatientHistory>> {
+    readings: impl IntoIterator<Item = LabelledReading>,
+) -> Vec<PatientHistory> {
     let mut index: HashMap<String, usize> = HashMap::new();
-    let mut grouped: Vec<(String, Vec<(f64, SimulatedReading)>)> = Vec::new();
+    let mut grouped: Vec<(String, Vec<LabelledReading>)> = Vec::new();
     for reading in readings {
-        let seconds = seconds_of(&reading.record)?;
         let slot = *index.entry(reading.record.patient_id.clone()).or_insert_with(|| {
             grouped.push((reading.record.patient_id.clone(), Vec::new()));
             grouped.len() - 1
         });
-        grouped[slot].1.push((seconds, reading));
+        grouped[slot].1.push(reading);
     }
     let trend = forest.trend().map(|t| (t, t.argument_columns().unwrap_or_default()));
     let mut histories = Vec::with_capacity(grouped.len());
     for (patient_id, mut readings) in grouped {
-        readings.sort_by(|a, b| a.0.total_cmp(&b.0));
+        readings.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
         let mut pass = PatientTrend::new(TrendSettings::default());
         let scored_readings = readings
             .iter()
-            .map(|(seconds, reading)| {
+            .map(|reading| {
                 let prediction = match &trend {
                     Some((model, columns)) => pass
-                        .push(*seconds, &reading.record.measured())
+                        .push(reading.seconds, &reading.record.measured())
                         .and_then(|row| model.predict_arguments(&row.values(columns))),
                     None => reading.record.six().and_then(|six| forest.predict(&six)),
                 };
-                scored(reading, *seconds, prediction)
+                scored(reading, prediction)
             })
             .collect();
         histories.push(PatientHistory { patient_id, readings: scored_readings });
     }
-    Ok(histories)
+    histories
 }

@@ -7,7 +7,8 @@ use super::alerts::{
 };
 use super::auroc::{RankedScores, auroc, distinct_values};
 use super::bootstrap::{PatientResampler, percentile_interval, weighted_share};
-use super::scores::ScoreKind;
+use super::report::WardSource;
+use super::scores::{LabelledReading, ScoreKind, patient_histories};
 use super::ward::{SimulatedWard, WardSettings};
 use super::*;
 use crate::forest::RiskForest;
@@ -77,10 +78,13 @@ fn evaluate_episodes_are_maximal_runs_of_true_high() {
     let times = [0.0, 300.0, 600.0, 900.0, 1_200.0, 1_500.0];
     let high = [false, true, true, false, true, true];
     assert_eq!(
-        episodes(&times, &high),
+        episodes(&times, &high, 0.0),
         vec![Episode { onset: 300.0, end: 600.0 }, Episode { onset: 1_200.0, end: 1_500.0 }]
     );
-    assert!(episodes(&times, &[false; 6]).is_empty());
+    assert!(episodes(&times, &[false; 6], 0.0).is_empty());
+    // The second run starts 600 s after the first ended: joined under a longer gap, apart at exactly 600.
+    assert_eq!(episodes(&times, &high, 601.0), vec![Episode { onset: 300.0, end: 1_500.0 }]);
+    assert_eq!(episodes(&times, &high, 600.0).len(), 2);
 }
 
 #[test]
@@ -181,7 +185,7 @@ fn evaluate_tiny_ward_end_to_end_is_consistent() {
     assert_eq!((w.patients, w.readings), (40, 40 * 144));
     assert!((w.patient_days - 40.0 * 0.5).abs() < 1e-6, "{}", w.patient_days);
     assert!(w.episodes > 0, "the ward has deterioration episodes");
-    assert_eq!(w.seed, ward.seed);
+    assert!(matches!(w.source, WardSource::Simulated { seed, .. } if seed == ward.seed), "{:?}", w.source);
     let one_alert = 35.0 / w.patient_days;
     for kind in ScoreKind::ALL {
         let value = report.auroc.get(kind).unwrap();
@@ -247,7 +251,77 @@ fn evaluate_json_has_the_documented_keys() {
         assert!(json["disagreements"][key]["count"].is_u64(), "disagreements.{key}");
         assert!(json["disagreements"][key]["share"].is_f64(), "disagreements.{key}");
     }
-    for key in ["patients", "hours", "seed", "readings", "episodes"] {
+    for key in ["patients", "readings", "episodes", "patient_days"] {
         assert!(!json["ward"][key].is_null(), "ward.{key}");
     }
+    assert_eq!(json["ward"]["source"]["kind"], "simulated");
+    for key in ["hours", "seed", "seconds_per_reading", "episode_rate_per_hour", "episode_gap_hours"] {
+        assert!(!json["ward"]["source"][key].is_null(), "ward.source.{key}");
+    }
+}
+
+/// A recorded reading of `patient` at `minutes` past midnight with the given heart rate and the other
+/// vitals normal (NEWS2 of the heart rate alone).
+fn recorded(patient: &str, minutes: f64, heart_rate: f64) -> LabelledReading {
+    let record = crate::simulate::VitalsRecord {
+        patient_id: patient.to_string(),
+        timestamp: String::new(),
+        heart_rate: Some(heart_rate),
+        systolic_bp: Some(125.0),
+        diastolic_bp: Some(80.0),
+        spo2: Some(98.0),
+        temperature: Some(37.0),
+        glucose: Some(100.0),
+        respiratory_rate: Some(16.0),
+        on_oxygen: Some(false),
+        consciousness: Some("A".to_string()),
+    };
+    LabelledReading { record, seconds: minutes * 60.0, truly_high: false }
+}
+
+#[test]
+fn evaluate_recorded_events_label_the_readings_before_them_and_unobserved_ones_are_left_out() {
+    use super::events::{RecordedEvent, label_by_events};
+    let forest = RiskForest::bundled().unwrap();
+    let readings = (0..10).map(|i| recorded("A", f64::from(i) * 60.0, 70.0)).collect::<Vec<_>>();
+    let mut histories = patient_histories(&forest, readings);
+    let events = [
+        // At 5 h: readings at 0..=5 h are within the 6 h before it.
+        RecordedEvent { patient_id: "A".into(), seconds: 5.0 * 3_600.0 },
+        RecordedEvent { patient_id: "A".into(), seconds: 5.0 * 3_600.0 },
+        // Long after the last reading (9 h): no reading in its window.
+        RecordedEvent { patient_id: "A".into(), seconds: 20.0 * 3_600.0 },
+        // A patient with no readings.
+        RecordedEvent { patient_id: "B".into(), seconds: 3_600.0 },
+    ];
+    let labels = label_by_events(&mut histories, &events, 6.0 * 3_600.0);
+    assert_eq!((labels.events, labels.unobserved), (3, 2), "a duplicate is one event");
+    assert_eq!(labels.episodes, vec![vec![Episode { onset: 18_000.0, end: 18_000.0 }]]);
+    let positive: Vec<bool> = histories[0].readings.iter().map(|r| r.truly_high).collect();
+    assert_eq!(positive, [true, true, true, true, true, true, false, false, false, false]);
+}
+
+#[test]
+fn evaluate_recorded_history_counts_an_alert_before_an_event_with_its_lead_time() {
+    // Patient A's heart rate rises to 135 (NEWS2 3) two hours before an event; B stays at 70 (NEWS2 0).
+    let forest = RiskForest::bundled().unwrap();
+    let mut readings = Vec::new();
+    for hour in 0..24 {
+        let minutes = f64::from(hour) * 60.0;
+        readings.push(recorded("A", minutes, if (10..=12).contains(&hour) { 135.0 } else { 70.0 }));
+        readings.push(recorded("B", minutes, 70.0));
+    }
+    let events = [super::events::RecordedEvent { patient_id: "A".into(), seconds: 12.0 * 3_600.0 }];
+    let options = EvaluationOptions { alert_rates: vec![35.0 / 2.0], resamples: 20, ..EvaluationOptions::default() };
+    let report = evaluate_recorded(&forest, readings, &events, "history.parquet", "events.csv", &options).unwrap();
+    let w = &report.ward;
+    assert_eq!((w.patients, w.readings, w.episodes), (2, 48, 1));
+    assert!(matches!(&w.source, WardSource::Recorded { events_given: 1, events_unobserved: 0, .. }), "{:?}", w.source);
+    // One alert over two patient-days is the budget: NEWS2 ≥ 3 fires once, at 10 h, 120 minutes before the event.
+    let news2 = &report.matched[0].news2;
+    assert_eq!((news2.threshold, news2.alerts, news2.caught_episodes), (Some(3.0), 1, 1));
+    assert_eq!((news2.sensitivity, news2.ppv, news2.median_lead_min), (Some(1.0), Some(1.0), Some(120.0)));
+    // Positive: the 7 readings from 6 h to 12 h; 3 of them score 3, the other 45 readings 0: (3 + 4 / 2) / 7.
+    assert!((report.auroc.news2.unwrap() - 5.0 / 7.0).abs() < 1e-12, "{:?}", report.auroc.news2);
+    assert!(render::text(&report).contains("Recorded history history.parquet with the events of events.csv"));
 }
