@@ -227,7 +227,8 @@ pub struct SimulateArgs {
     /// Random seed (overrides simulator.seed).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Encoding: flat (the seed's JSON), aliases (hr, sbp, ..., epoch-ms ts) or fhir (R4 Bundles) (overrides simulator.format).
+    /// Encoding: flat (the seed's JSON), aliases (hr, sbp, ..., epoch-ms ts), fhir (R4 Bundles) or hl7v2
+    /// (ORU^R01, IHE PCD-01) (overrides simulator.format).
     #[arg(long)]
     pub format: Option<String>,
     /// Fraction of readings with an artefact, 0 for none (overrides simulator.artefact_rate).

@@ -41,6 +41,35 @@ mod hl7 {
     }
 
     #[test]
+    fn the_simulators_oru_r01_decodes_to_the_simulated_readings() {
+        use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings, VitalsSimulator, encode};
+        let mut simulator = VitalsSimulator::with_settings(20, 7, SimulatorSettings::default());
+        let start = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap();
+        let mut decoded = 0;
+        for i in 0..500 {
+            let record = simulator.next_reading(start + chrono::Duration::milliseconds(i * 1_537));
+            let reading = decode_record(Some(&encode(&record, OutputFormat::Hl7v2)), &options("VITALFLOW", None));
+            // A reading the simulator sends with every vital missing is no reading in HL7 v2 either.
+            if record.vitals().iter().all(Option::is_none) {
+                assert_eq!(reading.unwrap_err().code, ReasonCode::NoVitals);
+                continue;
+            }
+            let reading = reading.unwrap_or_else(|e| panic!("{record:?}: {e:?}"));
+            let time = chrono::DateTime::parse_from_rfc3339(&record.timestamp).unwrap();
+            assert_eq!(reading.patient_id, record.patient_id);
+            assert_eq!(reading.event_time_ns, time.timestamp_nanos_opt().unwrap());
+            for (got, sent) in reading.vitals.iter().zip(record.vitals()) {
+                assert!(
+                    got.zip(sent).is_none_or(|(g, s)| (g - s).abs() < 1e-9) && got.is_some() == sent.is_some(),
+                    "{record:?}"
+                );
+            }
+            decoded += 1;
+        }
+        assert!(decoded > 400, "{decoded} of 500 decoded");
+    }
+
+    #[test]
     fn mllp_framing_and_line_ends_are_tolerated() {
         let framed = [&[0x0b_u8][..], MONITOR.replace('\n', "\r").as_bytes(), &[0x1c_u8, 0x0d][..]].concat();
         assert_eq!(decode_record(Some(&framed), &options("", None)).unwrap(), decode(MONITOR).unwrap());

@@ -207,6 +207,9 @@ pub struct WardAlertsConfig {
     pub default_ward: WardRules,
     /// Rules by ward name; a ward not listed follows `default_ward`.
     pub wards: std::collections::BTreeMap<String, WardRules>,
+    /// One `feed_down` alert when no reading of any patient has arrived for this many minutes (this
+    /// process's clock: ingest, Kafka or the ETL stopped); 0 never raises one.
+    pub feed_down_minutes: u64,
 }
 
 impl Default for WardAlertsConfig {
@@ -216,6 +219,7 @@ impl Default for WardAlertsConfig {
             poll_interval_ms: 1_000,
             default_ward: WardRules::default(),
             wards: std::collections::BTreeMap::new(),
+            feed_down_minutes: 10,
         }
     }
 }
@@ -263,6 +267,10 @@ pub struct WardRules {
     /// An alert nobody acknowledged escalates by itself after this many minutes (wall clock); 0 never
     /// escalates by itself.
     pub escalate_after_minutes: u64,
+    /// A `no_data` alert when a patient's latest reading is this many minutes (of reading time) behind
+    /// the newest reading of the ward; it resolves itself when the patient's readings resume. 0 never
+    /// raises one.
+    pub no_data_minutes: u64,
 }
 
 impl Default for WardRules {
@@ -274,6 +282,7 @@ impl Default for WardRules {
             realert_probability_rise: 0.15,
             auto_resolve_minutes: 30,
             escalate_after_minutes: 15,
+            no_data_minutes: 30,
         }
     }
 }

@@ -25,9 +25,28 @@ pub async fn read_table_file(location: &DataLocation, path: &Path, schema: &Sche
     let mut batches = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| Error::Config(format!("{path} is not a readable data file: {e}")))?;
+        let batch = with_added_columns(&batch, schema).map_err(|e| Error::Config(format!("{path}: {e}")))?;
         batches.push(conform(&batch, schema, 0).map_err(|e| Error::Config(format!("{path}: {e}")))?);
     }
     Ok(batches)
+}
+
+/// `batch` with the nullable columns of `schema` it lacks added as NULL: a file written before a column
+/// was added to its table.
+pub(crate) fn with_added_columns(batch: &RecordBatch, schema: &SchemaRef) -> arrow::error::Result<RecordBatch> {
+    let missing: Vec<&arrow::datatypes::FieldRef> =
+        schema.fields().iter().filter(|f| f.is_nullable() && batch.column_by_name(f.name()).is_none()).collect();
+    if missing.is_empty() {
+        return Ok(batch.clone());
+    }
+    let mut fields: Vec<arrow::datatypes::FieldRef> = batch.schema().fields().iter().cloned().collect();
+    let mut columns = batch.columns().to_vec();
+    for field in missing {
+        fields.push(field.clone());
+        columns.push(arrow::array::new_null_array(field.data_type(), batch.num_rows()));
+    }
+    let options = arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows()));
+    RecordBatch::try_new_with_options(Arc::new(arrow::datatypes::Schema::new(fields)), columns, &options)
 }
 
 /// Casts a result to `schema` by column name; `etl_batch_id`, when the result lacks it, is `batch_id`.

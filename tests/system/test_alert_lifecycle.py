@@ -230,3 +230,50 @@ def test_alert_lifecycle_over_http_and_flight_sql(cluster):
         assert {a["alert_id"]: a["state"] for a in after.values()} == table, (after, table)
     finally:
         conn.close()
+
+
+def produce_calm(kafka: str, topic: str, patient: str, minutes: range, start: datetime) -> None:
+    producer = Producer({"bootstrap.servers": kafka, "enable.idempotence": True})
+    for minute in minutes:
+        stamp = (start + timedelta(minutes=minute)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        producer.produce(topic, key=patient, value=json.dumps({"patient_id": patient, "timestamp": stamp, **CALM}).encode())
+    assert producer.flush(30) == 0
+
+
+def test_a_silent_patient_raises_one_no_data_alert_resolved_when_readings_resume(cluster):
+    """S1's readings stop after minute 2 while S2's go on to minute 10: one `no_data` alert for S1 once it is
+    5 minutes of readings behind, none for S2; S1's next reading resolves it; its events over Flight SQL are
+    the raise and the resolve, nothing more."""
+    env = {**ENV, "VITALFLOW__WARD_ALERTS__DEFAULT_WARD__NO_DATA_MINUTES": "5",
+           "VITALFLOW__WARD_ALERTS__FEED_DOWN_MINUTES": "0"}
+    addrs = cluster.start_scheduler("scheduler", executors=["executor-1"], env=env, executor_env=env)
+    base = f"http://{addrs['http']}"
+    cluster.start("ingest", "ingest", "--group", f"{cluster.topic}-ingest", env=env)
+    start = datetime.now(timezone.utc) - timedelta(minutes=30)
+    produce_calm(cluster.kafka, cluster.topic, "S1", range(0, 3), start)
+    produce_calm(cluster.kafka, cluster.topic, "S2", range(0, 11), start)
+
+    def no_data_alerts() -> list[dict] | None:
+        status, answer, _ = http("GET", f"{base}/alerts", None, auth("grafana"))
+        if status != 200:
+            return None
+        return [a for a in answer["alerts"] if a["kind"] == "no_data"]
+
+    found = wait_until(no_data_alerts, 180, "a no_data alert for the silent patient", interval=0.5, details=cluster.logs)
+    assert [(a["patient_id"], a["state"], a["updated_by"]) for a in found] == [("S1", "open", "vitalflow")], found
+    assert "no reading for 5 min" in found[0]["reason"], found
+    alert_id = found[0]["alert_id"]
+    time.sleep(2)  # twenty more looks of the keeper: still one alert
+    assert [a["alert_id"] for a in no_data_alerts()] == [alert_id]
+
+    produce_calm(cluster.kafka, cluster.topic, "S1", range(11, 12), start)
+    wait_until(lambda: [a["state"] for a in no_data_alerts() or []] == ["resolved"], 180,
+               "the no_data alert resolved by the next reading", interval=0.5, details=cluster.logs)
+    conn = cluster.connect(addrs["flight_sql"])
+    try:
+        rows = rows_of(conn, f"SELECT action, kind, reason FROM alert_events WHERE alert_id = '{alert_id}' ORDER BY event_seq")
+        assert [(r["action"], r["kind"]) for r in rows] == [("raise", "no_data"), ("resolve", "no_data")], rows
+        assert rows[1]["reason"] == "readings resumed", rows
+        assert rows_of(conn, "SELECT count(*) AS n FROM alerts") == [{"n": 1}], "no other alert"
+    finally:
+        conn.close()

@@ -483,3 +483,22 @@ def test_hl7_v2_messages_land_exactly_once_and_bad_ones_are_dead_letters_with_re
     assert (custom["patient_id"], custom["heart_rate"], custom["temperature"]) == ("A-1*7", 72, pytest.approx(37.0))
     glucose = first["glucose_local_time"]
     assert glucose["glucose"] == 182 and glucose["event_time"].isoformat().startswith("2002-02-15T12:30:00")
+
+
+def test_the_simulators_hl7_v2_lands_every_reading_exactly_once(cluster, fast_config):
+    """`vitalflow simulate --format hl7v2` (ORU^R01, IHE PCD-01) through real Kafka and ingest: every
+    message lands as its reading, none is a dead letter."""
+    sim = cluster.start("simulate", "simulate", "--count", "300", "--patients", "20", "--seed", "5", "--partitions", "2",
+                        "--format", "hl7v2", "--missing-rate", "0")
+    produced = acknowledged(sim)
+    assert produced == 300, produced
+    ingest(cluster, "ingest", f"{cluster.topic}-ingest")
+    wait_all_landed(cluster, produced)
+    assert_exactly_once(cluster, produced)
+    assert landed_positions(cluster.data, "dead_letters") == []
+    landed = rows(cluster.data, "vitals_raw")
+    assert len({r["patient_id"] for r in landed}) == 20
+    # Every vital a monitor sends arrived; oxygen and consciousness are not in PCD-01.
+    for vital in ("heart_rate", "systolic_bp", "diastolic_bp", "spo2", "temperature", "glucose", "respiratory_rate"):
+        assert all(r[vital] is not None for r in landed), vital
+    assert all(r["on_oxygen"] is None and r["consciousness"] is None for r in landed)

@@ -247,6 +247,8 @@ pub static ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("updated_at", utc_nanos(), false),
         Field::new("reason", DataType::Utf8, true),
         Field::new("events", DataType::Int64, false),
+        // Added after the first release (nullable, at the end; NULL is `risk`): what raised the alert.
+        Field::new("kind", DataType::Utf8, true),
     ]))
 });
 
@@ -271,6 +273,8 @@ pub static ALERT_EVENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("risk_alert_id", DataType::Utf8, true),
         Field::new("news2_score", DataType::Int32, true),
         Field::new("probability_high", DataType::Float64, true),
+        // Added after the first release (nullable, at the end; NULL is `risk`): what the alert is about.
+        Field::new("kind", DataType::Utf8, true),
     ]))
 });
 

@@ -107,11 +107,16 @@ pub enum OutputFormat {
     /// An HL7 FHIR R4 `Bundle` of vital-signs `Observation`s, LOINC-coded with UCUM units (no oxygen or
     /// consciousness: they are not vital-signs Observations).
     Fhir,
+    /// An HL7 v2.6 ORU^R01 as a bedside monitor's gateway sends it (IHE PCD-01): one OBX per vital, coded
+    /// in IEEE 11073-10101 (MDC) with MDC units, result status `R` (device data; no oxygen or
+    /// consciousness, which monitors do not measure).
+    Hl7v2,
 }
 
 impl OutputFormat {
     /// Every format, for help texts.
-    pub const ALL: [OutputFormat; 3] = [OutputFormat::Flat, OutputFormat::Aliases, OutputFormat::Fhir];
+    pub const ALL: [OutputFormat; 4] =
+        [OutputFormat::Flat, OutputFormat::Aliases, OutputFormat::Fhir, OutputFormat::Hl7v2];
 
     /// The name used in configuration and on the command line.
     pub fn name(self) -> &'static str {
@@ -119,6 +124,7 @@ impl OutputFormat {
             OutputFormat::Flat => "flat",
             OutputFormat::Aliases => "aliases",
             OutputFormat::Fhir => "fhir",
+            OutputFormat::Hl7v2 => "hl7v2",
         }
     }
 
@@ -146,8 +152,8 @@ pub struct SimulatorSettings {
     pub artefact_rate: f64,
     /// Probability that a given vital is missing from a reading (glucose, a point-of-care test, twice as often).
     pub missing_rate: f64,
-    /// How readings are encoded: `flat` (the seed's JSON), `aliases` (short names, epoch-ms `ts`) or `fhir`
-    /// (R4 Bundles).
+    /// How readings are encoded: `flat` (the seed's JSON), `aliases` (short names, epoch-ms `ts`), `fhir`
+    /// (R4 Bundles) or `hl7v2` (ORU^R01, IHE PCD-01).
     pub format: OutputFormat,
 }
 
@@ -566,10 +572,55 @@ const LOINC: [(&str, &str, &str); 7] = [
     ("9279-1", "Respiratory rate", "/min"),
 ];
 
+/// MDC term (number, reference id) and MDC unit (number, reference id) of each vital, in `Vital::ALL`
+/// order, as a PCD-01 monitor reports them.
+const MDC: [(u32, &str, u32, &str); 7] = [
+    (147842, "MDC_ECG_HEART_RATE", 264864, "MDC_DIM_BEAT_PER_MIN"),
+    (150021, "MDC_PRESS_BLD_NONINV_SYS", 266016, "MDC_DIM_MMHG"),
+    (150022, "MDC_PRESS_BLD_NONINV_DIA", 266016, "MDC_DIM_MMHG"),
+    (150456, "MDC_PULS_OXIM_SAT_O2", 262688, "MDC_DIM_PERCENT"),
+    (150364, "MDC_TEMP_BODY", 268192, "MDC_DIM_DEGC"),
+    (160184, "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", 264274, "MDC_DIM_MILLI_G_PER_DL"),
+    (151562, "MDC_RESP_RATE", 264928, "MDC_DIM_RESP_PER_MIN"),
+];
+
+/// A reading as an HL7 v2.6 ORU^R01 (IHE PCD-01): MSH, PID (the patient id, assigning authority
+/// `VITALFLOW`), OBR and one OBX per measured vital; segments end in `\r`; times in UTC with their zone.
+fn oru_r01(record: &VitalsRecord) -> String {
+    let time = DateTime::parse_from_rfc3339(&record.timestamp)
+        .map(|t| t.with_timezone(&chrono::Utc).format("%Y%m%d%H%M%S%.3f+0000").to_string())
+        .unwrap_or_default();
+    // HL7's delimiters in a patient id are escaped (the decoder reads them back).
+    let patient = record
+        .patient_id
+        .replace('\\', "\\E\\")
+        .replace('|', "\\F\\")
+        .replace('^', "\\S\\")
+        .replace('&', "\\T\\")
+        .replace('~', "\\R\\");
+    // MSH-10, unique per message: the patient and the reading's time.
+    let control_id = format!("{patient}-{}", time.get(..18).unwrap_or_default().replace('.', ""));
+    let mut message = format!(
+        "MSH|^~\\&|VITALFLOW^SIMULATOR^L||||{time}||ORU^R01^ORU_R01|{control_id}|P|2.6|||NE|AL\r\
+         PID|||{patient}^^^VITALFLOW^MR\r\
+         OBR|1|||182777000^monitoring of patient^SNOMED-CT|||{time}\r"
+    );
+    let mut n = 0;
+    for ((code, name, unit, unit_name), value) in MDC.iter().zip(record.vitals()) {
+        let Some(value) = value else { continue };
+        n += 1;
+        message.push_str(&format!(
+            "OBX|{n}|NM|{code}^{name}^MDC|1.{n}.1.1|{value}|{unit}^{unit_name}^MDC|||||R|||{time}\r"
+        ));
+    }
+    message
+}
+
 /// Encodes a reading in `format`.
 pub fn encode(record: &VitalsRecord, format: OutputFormat) -> Vec<u8> {
     use serde_json::{Map, Value, json};
     let value = match format {
+        OutputFormat::Hl7v2 => return oru_r01(record).into_bytes(),
         OutputFormat::Flat => serde_json::to_value(record).unwrap_or(Value::Null),
         OutputFormat::Aliases => {
             let mut obj = Map::new();
@@ -758,7 +809,7 @@ mod tests {
         assert_eq!(entries.len(), 1 + 7);
         assert_eq!(entries[1]["resource"]["valueQuantity"]["value"].as_f64(), r.heart_rate);
         assert_eq!(OutputFormat::parse("fhir").unwrap(), OutputFormat::Fhir);
-        assert!(OutputFormat::parse("xml").unwrap_err().to_string().contains("flat, aliases, fhir"));
+        assert!(OutputFormat::parse("xml").unwrap_err().to_string().contains("flat, aliases, fhir, hl7v2"));
     }
 
     #[test]

@@ -9,12 +9,17 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
+use super::kind::AlertKind;
 use super::lifecycle::{Action, AlertState, IllegalTransition, next_state};
 use super::muting::{LastAlert, RiseToHigh, Verdict, verdict};
+use super::sources::LatestReading;
 use crate::config::WardRules;
 
 /// Who the automatic changes (raise, auto-resolve, auto-escalate) are recorded under.
 pub const SYSTEM_USER: &str = "vitalflow";
+
+/// The patient and ward of a `feed_down` alert: every one.
+pub const FEED_WIDE: &str = "*";
 
 /// One alert in its current state: a row of `alerts`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,11 +31,14 @@ pub struct Alert {
     pub patient_id: String,
     /// The ward whose rules apply.
     pub ward: String,
+    /// What raised it.
+    pub kind: AlertKind,
     /// Where it stands.
     pub state: AlertState,
-    /// Time of the reading that raised it, ms since the epoch.
+    /// Time of the reading that raised it (for `no_data` and `feed_down`, the last reading before the
+    /// silence), ms since the epoch.
     pub raised_at_ms: i64,
-    /// The `risk_alerts` row that raised it.
+    /// The `risk_alerts` row that raised it (empty for `no_data` and `feed_down`).
     pub risk_alert_id: String,
     /// NEWS2 of that reading.
     pub news2_score: Option<i32>,
@@ -68,6 +76,8 @@ pub struct AlertEvent {
     pub patient_id: String,
     /// The ward.
     pub ward: String,
+    /// What the alert is about.
+    pub kind: AlertKind,
     /// What happened.
     pub action: Action,
     /// The state before (`None` for a raise).
@@ -110,6 +120,7 @@ impl AlertEvent {
             "alert_id": self.alert_id,
             "patient_id": self.patient_id,
             "ward": self.ward,
+            "kind": self.kind,
             "action": self.action,
             "from_state": self.from_state,
             "to_state": self.to_state,
@@ -154,6 +165,8 @@ struct PatientMemory {
     latest_reading_ms: Option<i64>,
     /// Since when (reading time) the patient's risk has been below High while an alert is active.
     below_high_since_ms: Option<i64>,
+    /// The patient's latest `no_data` alert.
+    no_data_alert: Option<String>,
 }
 
 /// A book whose events do not follow one another.
@@ -175,6 +188,8 @@ pub struct BrokenHistory {
 pub struct AlertBook {
     alerts: BTreeMap<String, Alert>,
     patients: HashMap<String, PatientMemory>,
+    /// The latest `feed_down` alert.
+    feed_down_alert: Option<String>,
     last_seq: i64,
 }
 
@@ -223,6 +238,7 @@ impl AlertBook {
                 alert_id: event.alert_id.clone(),
                 patient_id: event.patient_id.clone(),
                 ward: event.ward.clone(),
+                kind: event.kind,
                 state: event.to_state,
                 raised_at_ms: event.reading_ms.unwrap_or(event.time_ms),
                 risk_alert_id: event.risk_alert_id.clone().unwrap_or_default(),
@@ -237,9 +253,18 @@ impl AlertBook {
                 events: 1,
                 closed_reading_ms: None,
             };
-            let patient = self.patients.entry(event.patient_id.clone()).or_default();
-            patient.last_alert = Some(event.alert_id.clone());
-            patient.below_high_since_ms = None;
+            match event.kind {
+                AlertKind::Risk => {
+                    let patient = self.patients.entry(event.patient_id.clone()).or_default();
+                    patient.last_alert = Some(event.alert_id.clone());
+                    patient.below_high_since_ms = None;
+                }
+                AlertKind::NoData => {
+                    self.patients.entry(event.patient_id.clone()).or_default().no_data_alert =
+                        Some(event.alert_id.clone());
+                }
+                AlertKind::FeedDown => self.feed_down_alert = Some(event.alert_id.clone()),
+            }
             self.alerts.insert(event.alert_id.clone(), alert);
         } else {
             let Some(alert) = self.alerts.get_mut(&event.alert_id) else {
@@ -263,7 +288,7 @@ impl AlertBook {
                 alert.closed_reading_ms = Some(event.reading_ms.unwrap_or(alert.raised_at_ms));
             }
         }
-        if let Some(reading_ms) = event.reading_ms {
+        if let Some(reading_ms) = event.reading_ms.filter(|_| event.kind != AlertKind::FeedDown) {
             let patient = self.patients.entry(event.patient_id.clone()).or_default();
             patient.latest_reading_ms = Some(patient.latest_reading_ms.map_or(reading_ms, |t| t.max(reading_ms)));
         }
@@ -290,6 +315,7 @@ impl AlertBook {
             number: 0,
             patient_id: alert.patient_id.clone(),
             ward: alert.ward.clone(),
+            kind: alert.kind,
             action,
             from_state: Some(alert.state),
             to_state,
@@ -331,6 +357,7 @@ impl AlertBook {
             number: 0,
             patient_id: rise.patient_id.clone(),
             ward: rise.ward.clone(),
+            kind: AlertKind::Risk,
             action: Action::Raise,
             from_state: None,
             to_state: AlertState::Open,
@@ -373,6 +400,106 @@ impl AlertBook {
         event.reading_ms = Some(reading_ms);
         event.reason = Some(format!("risk below High for {} min of readings", rules.auto_resolve_minutes));
         Some(self.record(event))
+    }
+
+    /// The patients' latest readings against the ward's stale-feed rule: raises a `no_data` alert for a
+    /// patient whose latest reading is the ward's `no_data_minutes` (of reading time) behind the newest
+    /// reading of the ward, once per silence (its id names the last reading before it), and resolves
+    /// the patient's `no_data` alert once a newer reading came. A ward whose readings all stopped raises
+    /// none: that is [`AlertBook::on_feed`]'s one `feed_down` alert.
+    pub fn on_latest_readings<'r>(
+        &mut self,
+        readings: &[LatestReading],
+        rules: impl Fn(&str) -> &'r WardRules,
+        now_ms: i64,
+    ) -> Vec<AlertEvent> {
+        let mut newest: HashMap<&str, i64> = HashMap::new();
+        for reading in readings {
+            let ward_newest = newest.entry(reading.ward.as_str()).or_insert(reading.reading_ms);
+            *ward_newest = (*ward_newest).max(reading.reading_ms);
+        }
+        let mut events = Vec::new();
+        for reading in readings {
+            let active = self
+                .patients
+                .get(&reading.patient_id)
+                .and_then(|p| p.no_data_alert.as_ref())
+                .and_then(|id| self.alerts.get(id))
+                .filter(|a| a.state.is_active())
+                .cloned();
+            if let Some(alert) = active {
+                if reading.reading_ms > alert.raised_at_ms {
+                    let mut event = Self::change(&alert, Action::Resolve, AlertState::Resolved, SYSTEM_USER, now_ms);
+                    event.reading_ms = Some(reading.reading_ms);
+                    event.reason = Some("readings resumed".into());
+                    events.push(self.record(event));
+                }
+                continue;
+            }
+            let minutes = rules(&reading.ward).no_data_minutes;
+            let behind = newest.get(reading.ward.as_str()).map_or(0, |n| n - reading.reading_ms);
+            let alert_id = format!("no_data:{}:{}", reading.patient_id.replace('/', ":"), reading.reading_ms);
+            if minutes == 0 || behind < minutes_ms(minutes) || self.alerts.contains_key(&alert_id) {
+                continue;
+            }
+            let reason = format!("no reading for {minutes} min while the ward's other readings went on");
+            events.push(self.record(Self::raise(alert_id, AlertKind::NoData, reading, reason, now_ms)));
+        }
+        events
+    }
+
+    /// The whole feed: raises one `feed_down` alert once no reading of any patient has arrived for
+    /// `feed_down_minutes` (`silent_ms` of wall clock since the newest reading, `newest_ms`, arrived;
+    /// 0 minutes: never), and resolves it when a newer reading arrives.
+    pub fn on_feed(
+        &mut self,
+        newest_ms: Option<i64>,
+        silent_ms: i64,
+        feed_down_minutes: u64,
+        now_ms: i64,
+    ) -> Option<AlertEvent> {
+        let newest_ms = newest_ms?;
+        let active = self.feed_down_alert.as_ref().and_then(|id| self.alerts.get(id)).filter(|a| a.state.is_active());
+        if let Some(alert) = active.cloned() {
+            if newest_ms <= alert.raised_at_ms {
+                return None;
+            }
+            let mut event = Self::change(&alert, Action::Resolve, AlertState::Resolved, SYSTEM_USER, now_ms);
+            event.reading_ms = Some(newest_ms);
+            event.reason = Some("readings arrive again".into());
+            return Some(self.record(event));
+        }
+        let alert_id = format!("feed_down:{newest_ms}");
+        if feed_down_minutes == 0 || silent_ms < minutes_ms(feed_down_minutes) || self.alerts.contains_key(&alert_id) {
+            return None;
+        }
+        let everyone =
+            LatestReading { patient_id: FEED_WIDE.into(), ward: FEED_WIDE.into(), reading_ms: newest_ms, high: None };
+        let reason = format!("no reading of any patient for {feed_down_minutes} min: ingest, Kafka or the ETL stopped");
+        Some(self.record(Self::raise(alert_id, AlertKind::FeedDown, &everyone, reason, now_ms)))
+    }
+
+    /// The raise of a `no_data` or `feed_down` alert after `last`, the last reading before the silence.
+    fn raise(alert_id: String, kind: AlertKind, last: &LatestReading, reason: String, now_ms: i64) -> AlertEvent {
+        AlertEvent {
+            event_seq: 0,
+            alert_id,
+            number: 0,
+            patient_id: last.patient_id.clone(),
+            ward: last.ward.clone(),
+            kind,
+            action: Action::Raise,
+            from_state: None,
+            to_state: AlertState::Open,
+            user: SYSTEM_USER.into(),
+            automatic: true,
+            time_ms: now_ms,
+            reading_ms: Some(last.reading_ms),
+            reason: Some(reason),
+            risk_alert_id: None,
+            news2_score: None,
+            probability_high: None,
+        }
     }
 
     /// Escalates every open alert nobody acknowledged within its ward's `escalate_after_minutes`

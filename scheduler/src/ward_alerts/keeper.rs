@@ -26,6 +26,7 @@ use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, table};
 
 use super::book::{ActionRefusal, Alert, AlertBook, AlertEvent};
+use super::kind::AlertKind;
 use super::lifecycle::Action;
 use super::rows::{alert_rows, event_rows, events_of};
 use super::sources::{RiseSource, latest_readings};
@@ -137,6 +138,8 @@ struct AlertKeeper {
     stale: bool,
     /// When how far `risk_alerts` has been read was last committed.
     source_recorded_at: std::time::Instant,
+    /// The newest reading time of any patient, and when this process first saw it.
+    newest_reading: Option<(i64, std::time::Instant)>,
     stats: Arc<KeeperStats>,
 }
 
@@ -177,6 +180,7 @@ impl AlertKeeper {
             recorded_source_version: source_version.unwrap_or(-1),
             stale: false,
             source_recorded_at: std::time::Instant::now(),
+            newest_reading: None,
             stats,
         };
         if source_version.is_none() {
@@ -246,7 +250,8 @@ impl AlertKeeper {
         Ok(())
     }
 
-    /// One look at the ETL's tables and the clock: raises, auto-resolves and escalations, committed.
+    /// One look at the ETL's tables and the clock: raises (risk, stale patients, a stopped feed),
+    /// auto-resolves and escalations, committed.
     async fn look(&mut self) -> Result<usize> {
         self.reload_if_stale().await?;
         let now = now_ms();
@@ -258,16 +263,24 @@ impl AlertKeeper {
         let active: HashMap<String, String> = self
             .book
             .alerts()
-            .filter(|a| a.state.is_active())
+            .filter(|a| a.kind == AlertKind::Risk && a.state.is_active())
             .map(|a| (a.patient_id.clone(), a.ward.clone()))
             .collect();
-        if !active.is_empty() {
-            for reading in latest_readings(&self.location).await? {
-                let Some(ward) = active.get(&reading.patient_id) else { continue };
-                let rules = self.config.rules(ward);
-                events.extend(self.book.on_reading(&reading.patient_id, reading.reading_ms, reading.high, rules, now));
-            }
+        let readings = latest_readings(&self.location).await?;
+        for reading in &readings {
+            let (Some(ward), Some(high)) = (active.get(&reading.patient_id), reading.high) else { continue };
+            let rules = self.config.rules(ward);
+            events.extend(self.book.on_reading(&reading.patient_id, reading.reading_ms, high, rules, now));
         }
+        let config = &self.config;
+        events.extend(self.book.on_latest_readings(&readings, |ward| config.rules(ward), now));
+        // The feed's silence runs on this process's clock from when the newest reading was first seen.
+        let newest = readings.iter().map(|r| r.reading_ms).max();
+        if newest > self.newest_reading.map(|(ms, _)| ms) {
+            self.newest_reading = newest.map(|ms| (ms, std::time::Instant::now()));
+        }
+        let silent_ms = self.newest_reading.map_or(0, |(_, seen)| seen.elapsed().as_millis() as i64);
+        events.extend(self.book.on_feed(newest, silent_ms, config.feed_down_minutes, now));
         let config = &self.config;
         events.extend(self.book.escalate_overdue(|ward| config.rules(ward), now));
         if let Err(error) = self.persist(&events).await {

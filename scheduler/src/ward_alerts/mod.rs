@@ -2,7 +2,9 @@
 //! of the `alerts` table is raised from a rise only when the ward's muting rule lets it ([`muting`]),
 //! and lives through a lifecycle ([`lifecycle`]): people acknowledge, escalate, dismiss and resolve it
 //! through the HTTP API, vitalflow resolves it when the patient's risk stayed below High long enough
-//! and escalates it when nobody acknowledged it in time. Every change is a row of `alert_events`.
+//! and escalates it when nobody acknowledged it in time. A patient whose readings stopped raises a
+//! `no_data` alert, a whole feed that stopped one `feed_down` alert ([`kind`]), through the same
+//! lifecycle. Every change is a row of `alert_events`.
 //!
 //! One task of the process, the [`keeper`], changes alerts; it keeps them in an [`book::AlertBook`]
 //! rebuilt from `alert_events` at start, and commits each change before answering.
@@ -10,6 +12,7 @@
 pub mod book;
 pub mod budget;
 pub mod keeper;
+pub mod kind;
 pub mod lifecycle;
 pub mod muting;
 pub mod rows;
@@ -19,4 +22,5 @@ mod tests;
 
 pub use book::{ActionRefusal, Alert, AlertBook, AlertEvent};
 pub use keeper::{AlertKeeperHandle, KeeperRefusal, KeeperStats, start_keeper};
+pub use kind::AlertKind;
 pub use lifecycle::{Action, AlertState};

@@ -10,6 +10,7 @@ use arrow::array::{
 use vitalflow_udf_model::schema::{ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA};
 
 use super::book::{Alert, AlertEvent};
+use super::kind::AlertKind;
 use super::lifecycle::{Action, AlertState};
 use crate::error::{Error, Result};
 
@@ -45,6 +46,7 @@ pub fn alert_rows<'a>(alerts: impl Iterator<Item = &'a Alert>) -> Result<RecordB
         nanos(alerts.iter().map(|a| Some(a.updated_at_ms))),
         strings(alerts.iter().map(|a| a.reason.as_deref())),
         Arc::new(Int64Array::from_iter_values(alerts.iter().map(|a| a.events))),
+        strings(alerts.iter().map(|a| Some(a.kind.as_str()))),
     ];
     RecordBatch::try_new(ALERTS_SCHEMA.clone(), columns).map_err(table_error("alerts"))
 }
@@ -69,6 +71,7 @@ pub fn event_rows(events: &[AlertEvent]) -> Result<RecordBatch> {
         strings(events.iter().map(|e| e.risk_alert_id.as_deref())),
         Arc::new(Int32Array::from_iter(events.iter().map(|e| e.news2_score))),
         Arc::new(Float64Array::from_iter(events.iter().map(|e| e.probability_high))),
+        strings(events.iter().map(|e| Some(e.kind.as_str()))),
     ];
     RecordBatch::try_new(ALERT_EVENTS_SCHEMA.clone(), columns).map_err(table_error("alert_events"))
 }
@@ -104,6 +107,8 @@ pub fn events_of(batch: &RecordBatch) -> Result<Vec<AlertEvent>> {
     let risk_alert_id = col::<StringArray>(batch, "risk_alert_id")?;
     let news2_score = col::<Int32Array>(batch, "news2_score")?;
     let probability_high = col::<Float64Array>(batch, "probability_high")?;
+    // NULL in rows written before alerts had kinds: they were all risk alerts.
+    let kind = col::<StringArray>(batch, "kind")?;
     let state = |name: &str| AlertState::parse(name).ok_or_else(|| bad(format!("unknown state {name:?}")));
     (0..batch.num_rows())
         .map(|i| {
@@ -118,6 +123,10 @@ pub fn events_of(batch: &RecordBatch) -> Result<Vec<AlertEvent>> {
                 number,
                 patient_id: patient_id.value(i).to_string(),
                 ward: ward.value(i).to_string(),
+                kind: match opt(kind, i, |a, i| a.value(i).to_string()) {
+                    None => AlertKind::Risk,
+                    Some(name) => AlertKind::parse(&name).ok_or_else(|| bad(format!("unknown kind {name:?}")))?,
+                },
                 action: Action::parse(action.value(i))
                     .ok_or_else(|| bad(format!("unknown action {:?}", action.value(i))))?,
                 from_state: opt(from_state, i, |a, i| a.value(i).to_string()).map(|s| state(&s)).transpose()?,

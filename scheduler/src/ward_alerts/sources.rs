@@ -1,5 +1,5 @@
 //! What the keeper reads from the ETL's tables: the rises to High committed to `risk_alerts` since it
-//! last looked, and each patient's latest reading (`patient_latest`) for auto-resolve.
+//! last looked, and each patient's latest reading (`patient_latest`) for auto-resolve and stale feeds.
 
 use arrow::array::{Array, Float64Array, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
@@ -28,10 +28,12 @@ fn column<'a, T: 'static>(batch: &'a RecordBatch, table: &str, name: &str) -> Re
 pub struct LatestReading {
     /// The patient.
     pub patient_id: String,
+    /// The patient's ward.
+    pub ward: String,
     /// Its time, ms since the epoch.
     pub reading_ms: i64,
-    /// Whether its risk is High.
-    pub high: bool,
+    /// Whether its risk is High; `None` when the model could not score it (it says nothing either way).
+    pub high: Option<bool>,
 }
 
 /// `risk_alerts` as the keeper follows it: the table (once it exists) and the version read up to.
@@ -110,11 +112,11 @@ pub async fn latest_readings(location: &DataLocation) -> Result<Vec<LatestReadin
             let patient_id = column::<StringArray>(&batch, name, "patient_id")?;
             let event_time = column::<TimestampNanosecondArray>(&batch, name, "event_time")?;
             let risk = column::<StringArray>(&batch, name, "risk")?;
-            // A reading the model could not score (an input missing) says nothing either way.
-            readings.extend((0..batch.num_rows()).filter(|i| !risk.is_null(*i)).map(|i| LatestReading {
+            readings.extend((0..batch.num_rows()).map(|i| LatestReading {
                 patient_id: patient_id.value(i).to_string(),
+                ward: DEFAULT_WARD.to_string(),
                 reading_ms: event_time.value(i).div_euclid(1_000_000),
-                high: risk.value(i) == "High",
+                high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
             }));
         }
     }

@@ -14,13 +14,14 @@ use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::lake::names::ETL_APP_ID;
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
-use vitalflow_udf_model::schema::{ALERTS_SCHEMA, RISK_ALERTS_SCHEMA, table};
+use vitalflow_udf_model::schema::{ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, RISK_ALERTS_SCHEMA, table};
 
 use super::book::{ActionRefusal, AlertBook, AlertEvent, SYSTEM_USER};
 use super::keeper::read_events;
+use super::kind::AlertKind;
 use super::lifecycle::{Action, AlertState, next_state};
 use super::muting::RiseToHigh;
-use super::sources::DEFAULT_WARD;
+use super::sources::{DEFAULT_WARD, LatestReading};
 use super::{AlertKeeperHandle, KeeperRefusal, start_keeper};
 use crate::config::{AuthConfig, HttpConfig, Role, UserConfig, WardAlertsConfig, WardRules};
 use crate::front_door::auth::{Authenticator, basic_header, hash_password};
@@ -205,6 +206,98 @@ fn replaying_the_events_rebuilds_the_same_book() {
     // Out of order is a broken history, named.
     let err = AlertBook::default().apply(&events[1]).unwrap_err();
     assert!(err.to_string().contains("event 2"), "{err}");
+}
+
+fn latest(patient: &str, minute: i64) -> LatestReading {
+    LatestReading {
+        patient_id: patient.into(),
+        ward: DEFAULT_WARD.into(),
+        reading_ms: minute * MINUTE,
+        high: Some(false),
+    }
+}
+
+#[test]
+fn a_patient_whose_readings_stop_gets_one_no_data_alert_resolved_when_they_resume() {
+    let rules = WardRules { no_data_minutes: 15, ..rules() };
+    let mut book = AlertBook::default();
+    let mut events: Vec<AlertEvent> = Vec::new();
+    // P2 reads every minute throughout; P1 stops after minute 10 and resumes at minute 35.
+    let p1 = |m: i64| if (11..35).contains(&m) { 10 } else { m };
+    for m in 0..=40 {
+        events.extend(book.on_latest_readings(&[latest("P1", p1(m)), latest("P2", m)], |_| &rules, m * MINUTE));
+    }
+    let kinds: Vec<(AlertKind, Action, i64)> = events.iter().map(|e| (e.kind, e.action, e.time_ms / MINUTE)).collect();
+    // Raised once, when P1 fell 15 minutes behind the ward (minute 25); resolved by its next reading.
+    assert_eq!(kinds, vec![(AlertKind::NoData, Action::Raise, 25), (AlertKind::NoData, Action::Resolve, 35)]);
+    assert_eq!(events[0].alert_id, format!("no_data:P1:{}", 10 * MINUTE));
+    assert_eq!((events[0].patient_id.as_str(), events[0].reading_ms), ("P1", Some(10 * MINUTE)));
+    assert_eq!(events[1].reason.as_deref(), Some("readings resumed"));
+
+    // A second silence is a new alert; dismissed by a person while P1 is still silent, it is not raised again.
+    let mut second = Vec::new();
+    for m in 41..=70 {
+        let p1 = if m > 45 { 45 } else { m };
+        second.extend(book.on_latest_readings(&[latest("P1", p1), latest("P2", m)], |_| &rules, m * MINUTE));
+        if m == 62 {
+            second.push(
+                book.act(
+                    &format!("no_data:P1:{}", 45 * MINUTE),
+                    Action::Dismiss,
+                    "ana",
+                    Some("transferred"),
+                    m * MINUTE,
+                )
+                .unwrap(),
+            );
+        }
+    }
+    let actions: Vec<(Action, i64)> = second.iter().map(|e| (e.action, e.time_ms / MINUTE)).collect();
+    assert_eq!(actions, vec![(Action::Raise, 60), (Action::Dismiss, 62)]);
+    // The risk alerts' memory is untouched: a rise of P1 still raises a risk alert.
+    assert!(book.on_rise(&rise("9", "P1", 71, Some(7), Some(0.9)), &rules, 71 * MINUTE).is_some());
+
+    // The events, through rows and back (and from a file written before alerts had kinds), replay to the same book.
+    events.extend(second);
+    let rows = super::rows::event_rows(&events).unwrap();
+    assert_eq!(super::rows::events_of(&rows).unwrap(), events);
+    let mut replayed = AlertBook::default();
+    for event in &events {
+        replayed.apply(event).unwrap();
+    }
+    let no_kind = rows.project(&(0..rows.num_columns() - 1).collect::<Vec<_>>()).unwrap();
+    let filled = crate::table_rows::with_added_columns(&no_kind, &ALERT_EVENTS_SCHEMA).unwrap();
+    assert!(super::rows::events_of(&filled).unwrap().iter().all(|e| e.kind == AlertKind::Risk));
+}
+
+#[test]
+fn a_feed_that_stops_raises_one_feed_down_alert_and_no_per_patient_ones() {
+    let rules = WardRules { no_data_minutes: 5, ..rules() };
+    let mut book = AlertBook::default();
+    let mut events: Vec<AlertEvent> = Vec::new();
+    // Every patient's last reading is at minute 10; the process's clock runs on to minute 40.
+    let readings = [latest("P1", 10), latest("P2", 10), latest("P3", 9)];
+    for silent in 0..=30 {
+        let now = (10 + silent) * MINUTE;
+        events.extend(book.on_latest_readings(&readings, |_| &rules, now));
+        events.extend(book.on_feed(Some(10 * MINUTE), silent * MINUTE, 10, now));
+    }
+    let actions: Vec<(AlertKind, Action, i64)> =
+        events.iter().map(|e| (e.kind, e.action, e.time_ms / MINUTE)).collect();
+    assert_eq!(actions, vec![(AlertKind::FeedDown, Action::Raise, 20)], "one alert, none per patient");
+    assert_eq!((events[0].patient_id.as_str(), events[0].ward.as_str()), ("*", "*"));
+    // Readings arrive again: resolved, and a later stop is a new alert.
+    let back = book.on_feed(Some(41 * MINUTE), 0, 10, 41 * MINUTE).unwrap();
+    assert_eq!(
+        (back.action, back.to_state, back.reason.as_deref()),
+        (Action::Resolve, AlertState::Resolved, Some("readings arrive again"))
+    );
+    assert!(book.on_feed(Some(41 * MINUTE), 9 * MINUTE, 10, 50 * MINUTE).is_none());
+    let again = book.on_feed(Some(41 * MINUTE), 10 * MINUTE, 10, 51 * MINUTE).unwrap();
+    assert_eq!((again.kind, again.action), (AlertKind::FeedDown, Action::Raise));
+    // No readings ever: nothing to say; 0 minutes: never.
+    assert!(AlertBook::default().on_feed(None, 60 * MINUTE, 10, 0).is_none());
+    assert!(AlertBook::default().on_feed(Some(0), 60 * MINUTE, 0, 0).is_none());
 }
 
 /// `risk_alerts` rows as the ETL writes them, one per rise: (offset, patient).

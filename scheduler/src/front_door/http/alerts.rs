@@ -38,6 +38,7 @@ pub(super) fn alert_json(alert: &Alert) -> Value {
         "alert_id": alert.alert_id,
         "patient_id": alert.patient_id,
         "ward": alert.ward,
+        "kind": alert.kind,
         "state": alert.state,
         "raised_at": time(alert.raised_at_ms),
         "risk_alert_id": alert.risk_alert_id,
