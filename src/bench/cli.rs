@@ -30,6 +30,29 @@ pub enum Bench {
     Ingest(BenchIngestArgs),
     /// Produce → readable with its risk over Flight SQL, per record (p50/p99), the whole pipeline running.
     E2e(BenchE2eArgs),
+    /// `vitalflow up` left running at the seed's pace: CPU, memory and file count per interval, and
+    /// their drift after the warm-up.
+    Soak(BenchSoakArgs),
+}
+
+/// `vitalflow-bench soak`.
+#[derive(Debug, Args)]
+pub struct BenchSoakArgs {
+    /// Minutes `up` runs.
+    #[arg(long, default_value_t = 60.0)]
+    pub minutes: f64,
+    /// Minutes at the start left out of the drift.
+    #[arg(long, default_value_t = 5.0)]
+    pub warmup_minutes: f64,
+    /// Seconds between two samples.
+    #[arg(long, default_value_t = 60.0)]
+    pub interval_seconds: f64,
+    /// Patients on the simulated ward.
+    #[arg(long, default_value_t = 50)]
+    pub patients: usize,
+    /// Readings per second across the ward (the seed's pace: one per patient per second).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
 }
 
 /// `vitalflow-bench e2e`.

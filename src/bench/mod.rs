@@ -13,6 +13,7 @@ pub mod e2e;
 pub mod ingest;
 pub mod model;
 pub mod queries;
+pub mod soak;
 
 /// Runs the benchmark the command line names.
 pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
@@ -23,6 +24,7 @@ pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
         cli::Bench::Queries(args) => queries::run(args).await,
         cli::Bench::Ingest(args) => ingest::run(config, &args, external_kafka).await,
         cli::Bench::E2e(args) => e2e::run(config, &args, external_kafka).await,
+        cli::Bench::Soak(args) => soak::run(&args),
     }
 }
 
