@@ -5,7 +5,7 @@ read-only policy, limits and the audit log.
 
 One cluster (scheduler, executor, ingest over the real Kafka) with a known number of readings serves
 every test of this module; tests that need other settings start their own scheduler. The conformance
-tests of the pyarrow, ADBC, polars, flightsql-dbapi and Node clients run twice (the `door` fixture): with
+tests of the pyarrow, ADBC, polars, flightsql-dbapi, Go, JDBC and Node clients run twice (the `door` fixture): with
 auth on, signing in, and against a second scheduler over the same tables with auth off, sending no
 credentials, as a user of `vitalflow up` does.
 """
@@ -623,18 +623,16 @@ def run_client_suite(command: list[str], cwd: Path, door: Door, timeout: float =
     assert done.returncode == 0, f"{' '.join(command)} failed:\n{done.stdout[-8000:]}\n{done.stderr[-4000:]}"
 
 
-def test_grafana_calls_through_arrow_go_flightsql(served):
-    cluster, addr = served
+def test_grafana_calls_through_arrow_go_flightsql(door):
     go = shutil.which("go")
     assert go, "go is not installed: deploy/test.sh needs Go for the Grafana client test"
-    run_client_suite([go, "test", "-count=1", "-v", "./..."], ROOT / "clients" / "go", Door(cluster, addr, auth=True))
+    run_client_suite([go, "test", "-count=1", "-v", "./..."], ROOT / "clients" / "go", door)
 
 
-def test_jdbc_driver_connects_lists_tables_and_runs_a_prepared_query(served):
-    cluster, addr = served
+def test_jdbc_driver_connects_lists_tables_and_runs_a_prepared_query(door):
     mvn = shutil.which("mvn")
     assert mvn, "mvn is not installed: deploy/test.sh needs Maven for the JDBC test"
-    run_client_suite([mvn, "-q", "-B", "test"], ROOT / "clients" / "jdbc", Door(cluster, addr, auth=True))
+    run_client_suite([mvn, "-q", "-B", "test"], ROOT / "clients" / "jdbc", door)
 
 
 def test_node_clients_from_npm(door):
