@@ -66,6 +66,14 @@ impl ClusterJobs {
         }
         cancelled
     }
+
+    /// Jobs the scheduler holds in memory: (running or queued, finished and kept for
+    /// `scheduler.finished_job_seconds`); `None` when they cannot be listed.
+    pub async fn held(&self) -> Option<(usize, usize)> {
+        let jobs = self.server.state.task_manager.get_all_jobs().await.ok()?;
+        let running = jobs.iter().filter(|j| j.end_time == 0).count();
+        Some((running, jobs.len() - running))
+    }
 }
 
 /// One Ballista job, named so that it can be found again. Dropped before [`NamedJob::finish`] (time
@@ -143,6 +151,8 @@ pub async fn start_scheduler(
         executor_timeout_seconds: config.executor_timeout_seconds,
         expire_dead_executor_interval_seconds: 5.min(config.executor_timeout_seconds.max(1)),
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
+        // At least a second: 0 would keep every finished job for good.
+        finished_job_state_clean_up_interval_seconds: config.finished_job_seconds.max(1),
         override_session_builder: Some(scheduler_session_builder(forest)),
         // The lake tables travel to the scheduler as Delta snapshot tables and resolve there.
         override_logical_codec: Some(Arc::new(crate::catalog::codec::VitalflowLogicalCodec::default())),

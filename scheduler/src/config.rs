@@ -20,6 +20,10 @@ pub struct SchedulerConfig {
     /// An executor silent this long is dead and its tasks run elsewhere, in seconds
     /// (Ballista's default of 180 s is minutes of a stalled pipeline).
     pub executor_timeout_seconds: u64,
+    /// Seconds a finished job's state (plan, stages, metrics) stays in the scheduler's memory for status
+    /// requests; its clients read a job's result as soon as it finishes. The ETL runs a job per
+    /// micro-batch, several a second: Ballista's default of an hour held thousands of them.
+    pub finished_job_seconds: u64,
 }
 
 impl Default for SchedulerConfig {
@@ -29,6 +33,7 @@ impl Default for SchedulerConfig {
             external_host: "127.0.0.1".into(),
             port: 50050,
             executor_timeout_seconds: 20,
+            finished_job_seconds: 60,
         }
     }
 }
@@ -417,11 +422,23 @@ pub struct CompactionConfig {
     /// so that queries planned before still read them, and how far back time travel reaches with
     /// every file; must exceed `flight_sql.query_timeout_seconds`.
     pub grace_seconds: u64,
+    /// Minutes the Delta log of the tables written every micro-batch (`vitals_raw`, `vitals_clean`,
+    /// `dead_letters`, `patient_latest`, the ETL's state) keeps its commits: how far back `table_at` by
+    /// version and a table's history reach. Commits the ETL has not read are kept whatever their age. At
+    /// least `grace_seconds`; 0 leaves the clean-up to Delta (2 days, at checkpoints).
+    pub log_retention_minutes: u64,
 }
 
 impl Default for CompactionConfig {
     fn default() -> Self {
-        CompactionConfig { enabled: true, interval_seconds: 60, target_file_mb: 64, min_files: 8, grace_seconds: 600 }
+        CompactionConfig {
+            enabled: true,
+            interval_seconds: 60,
+            target_file_mb: 64,
+            min_files: 8,
+            grace_seconds: 600,
+            log_retention_minutes: 15,
+        }
     }
 }
 
@@ -432,6 +449,13 @@ impl CompactionConfig {
             return Err(Error::Config(
                 "compaction.interval_seconds and target_file_mb must be above 0, min_files at least 2".into(),
             ));
+        }
+        if self.log_retention_minutes > 0 && self.log_retention_minutes.saturating_mul(60) < self.grace_seconds {
+            return Err(Error::Config(format!(
+                "compaction.log_retention_minutes ({}) must cover grace_seconds ({}): time travel within the grace \
+                 period needs the log",
+                self.log_retention_minutes, self.grace_seconds
+            )));
         }
         Ok(())
     }

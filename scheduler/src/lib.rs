@@ -211,8 +211,11 @@ pub async fn start(
             Some(auth) => auth,
             None => Arc::new(front_door::auth::Authenticator::new(&config.flight_sql.auth)?),
         };
-        let services =
-            front_door::http::HttpServices { etl: config.etl.enabled.then(|| etl_stats.clone()), alerts: alert_keeper };
+        let services = front_door::http::HttpServices {
+            etl: config.etl.enabled.then(|| etl_stats.clone()),
+            alerts: alert_keeper,
+            jobs: Some(scheduler.jobs.clone()),
+        };
         let running =
             front_door::http::start_http(&config.http, forest.clone(), auth, services, shutdown.clone()).await?;
         http = Some(running.addr);

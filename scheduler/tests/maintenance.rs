@@ -1,7 +1,7 @@
 //! Compaction (Delta OPTIMIZE and VACUUM) and retention (Delta DELETE) on real tables, read back
 //! through an in-process DataFusion context (the same tables the scheduler plans Ballista jobs with):
-//! counts hold before and after each commit, ingest's resume points stay, and retention keeps what
-//! the ETL has not processed.
+//! counts hold before and after each commit, ingest's resume points stay, retention keeps what the ETL
+//! has not processed, and a busy table's log is trimmed without losing a version still read.
 
 // A test's helpers may unwrap too: a failed unwrap fails the test, with the value in the message.
 #![allow(clippy::unwrap_used)]
@@ -20,10 +20,10 @@ use vitalflow_scheduler::maintenance::retention::expire_before;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, save_etl_checkpoint};
 use vitalflow_udf_model::lake::landed::resume_positions;
-use vitalflow_udf_model::lake::names::KafkaSource;
+use vitalflow_udf_model::lake::names::{KafkaSource, batch_prefix};
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable, write_data_file};
-use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA};
+use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA};
 
 /// Rows of `schema` whose required columns derive from `offsets` (so source_offset is the offset);
 /// times (`ingest_time`, ...) are `time_ns`.
@@ -177,4 +177,80 @@ async fn compaction_and_retention_never_lose_or_double_a_row_and_keep_resume_poi
     assert_eq!(counts(&location).await, vec![(70, 70), (15, 15), (0, 0)]);
     let raw = LakeTable::open(&location, "vitals_raw", None).await.unwrap().unwrap();
     assert_eq!(resume_positions(&raw, &source, &partitions).await.unwrap(), BTreeMap::from([(0, 105), (1, 1015)]));
+}
+
+/// The versions of the log objects under `table`'s Delta log whose name ends in `suffix`: commits
+/// (`.json`) or checkpoints (`.checkpoint.parquet`).
+fn log_versions(dir: &std::path::Path, table: &str, suffix: &str) -> BTreeSet<i64> {
+    std::fs::read_dir(dir.join(table).join("_delta_log"))
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str().and_then(|n| n.strip_suffix(suffix)?.parse().ok()))
+        .collect()
+}
+
+fn log_commits(dir: &std::path::Path, table: &str) -> BTreeSet<i64> {
+    log_versions(dir, table, ".json")
+}
+
+/// Makes every object of `table`'s Delta log look two hours old.
+fn age_log(dir: &std::path::Path, table: &str) {
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7_200);
+    for entry in std::fs::read_dir(dir.join(table).join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            std::fs::File::options().append(true).open(&path).unwrap().set_modified(two_hours_ago).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_tables_log_is_trimmed_behind_a_checkpoint_never_past_what_the_etl_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+    let source = KafkaSource { cluster_id: "c".into(), topic: "t".into(), topic_id: String::new() };
+    let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap();
+    // 120 flushes (Delta writes a checkpoint every 50 versions); the ETL has read all but the last 60.
+    for offset in 0..120i64 {
+        let batch = rows(&VITALS_RAW_SCHEMA, offset..=offset, now_ns);
+        commit(&location, "vitals_raw", &VITALS_RAW_SCHEMA, batch, &source.app_id(0), offset).await;
+    }
+    // patient_latest: replaced by each of 5 micro-batches.
+    let mut latest = LakeTable::open_or_create(&location, "patient_latest", &PATIENT_LATEST_SCHEMA).await.unwrap();
+    for id in 1..=5i64 {
+        let batch = rows(&PATIENT_LATEST_SCHEMA, id..=id + 2, now_ns);
+        latest.replace_batches(&batch_prefix(id), &[batch], vec![Transaction::new("etl", id)]).await.unwrap();
+    }
+    let raw = LakeTable::open(&location, "vitals_raw", None).await.unwrap().unwrap();
+    let unread_from = raw.version() - 59;
+    let processed = EtlCheckpoint { raw_version: unread_from - 1, ..EtlCheckpoint::default() };
+    save_etl_checkpoint(&location, &processed).await.unwrap();
+    let commits_before = log_commits(dir.path(), "vitals_raw");
+    assert_eq!(commits_before.len() as i64, raw.version() + 1);
+
+    let config = CompactionConfig { min_files: 3, grace_seconds: 0, log_retention_minutes: 60, ..Default::default() };
+    // A log younger than its retention stays whole; the replaced patient_latest files go.
+    let young = compact_once(&location, &config).await.unwrap();
+    assert_eq!(young.deleted_log_entries, 0);
+    assert!(log_commits(dir.path(), "vitals_raw").is_superset(&commits_before));
+    assert_eq!(objects(&location, "patient_latest").await, 1);
+    assert_eq!(snapshot_files(&location, "patient_latest").await, 1);
+
+    // Aged past it: the commits before the last checkpoint at or before the first unread version go,
+    // and every version from there on is still read.
+    age_log(dir.path(), "vitals_raw");
+    // Delta checkpoints every 50 commits: the second lies after the first unread version.
+    let checkpoints = log_versions(dir.path(), "vitals_raw", ".checkpoint.parquet");
+    assert_eq!(checkpoints.len(), 2, "{checkpoints:?}");
+    let aged = compact_once(&location, &config).await.unwrap();
+    let kept = log_commits(dir.path(), "vitals_raw");
+    let checkpoint_kept = *checkpoints.range(..=unread_from).next_back().expect("Delta wrote a checkpoint");
+    assert_eq!(kept.first().copied(), Some(checkpoint_kept), "{kept:?}");
+    assert_eq!(aged.deleted_log_entries as i64, checkpoint_kept);
+    let raw = LakeTable::open(&location, "vitals_raw", None).await.unwrap().unwrap();
+    let unread = raw.added_since(processed.raw_version, 1_000).await.unwrap();
+    assert_eq!(unread.len(), 60);
+    assert!(LakeTable::open(&location, "vitals_raw", Some(unread_from)).await.unwrap().is_some());
+    assert_eq!(raw.row_count(), 120);
+    let resume = resume_positions(&raw, &source, &BTreeSet::from([0])).await.unwrap();
+    assert_eq!(resume, BTreeMap::from([(0, 120)]));
 }

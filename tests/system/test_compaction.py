@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+import urllib.request
 
 from tests.support import lake
 from tests.support.cluster import query
@@ -26,6 +27,8 @@ FAST_COMPACTION = {
     "VITALFLOW__COMPACTION__GRACE_SECONDS": "40",
     "VITALFLOW__FLIGHT_SQL__QUERY_TIMEOUT_SECONDS": "30",
     "VITALFLOW__ETL__MIN_INTERVAL_MS": "100",
+    # A finished Ballista job (one per micro-batch and per query) is dropped from memory after 5 s.
+    "VITALFLOW__SCHEDULER__FINISHED_JOB_SECONDS": "5",
 }
 SMALL_FLUSHES = {"VITALFLOW__INGEST__FLUSH_RECORDS": "25", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
 
@@ -57,6 +60,16 @@ def counts(conn, table: str) -> tuple[int, int]:
 def settled(cluster) -> bool:
     """Compacted, and few files are left in the latest snapshot."""
     return compacted(cluster) and len(lake.snapshot_files(cluster.data, "vitals_raw")) <= 3
+
+
+def cluster_jobs(http_addr: str) -> dict[str, float]:
+    """`vitalflow_cluster_jobs` from the scheduler's /metrics, by state."""
+    text = urllib.request.urlopen(f"http://{http_addr}/metrics", timeout=10).read().decode()
+    prefix = 'vitalflow_cluster_jobs{state="'
+    return {
+        line[len(prefix):].split('"', 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines() if line.startswith(prefix)
+    }
 
 
 def outside_counts(cluster, table: str) -> list[tuple[int, int]]:
@@ -134,5 +147,11 @@ def test_compaction_keeps_counts_exact_during_queries_and_kill_9(cluster, storag
         total = first + second
         assert_exact_while_compacting(conn, cluster, total)
         assert_exactly_once(conn, total)
+        # The scheduler's job history stays bounded: the jobs just run are held for
+        # scheduler.finished_job_seconds, then dropped (Ballista's default keeps each for an hour).
+        counts(conn, "vitals_raw")
+        assert cluster_jobs(addrs["http"]).get("finished", 0) >= 1
+        wait_until(lambda: cluster_jobs(addrs["http"]) == {"running": 0, "finished": 0}, 60,
+                   lambda: f"jobs still held: {cluster_jobs(addrs['http'])}")
     finally:
         conn.close()

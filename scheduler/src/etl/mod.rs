@@ -45,9 +45,9 @@ pub const INPUT_TABLE: &str = "new_vitals_raw";
 /// Name under which the ETL state (each patient's recent clean readings) is visible to the ETL SQL.
 pub const STATE_TABLE: &str = "etl_state";
 
-/// The ETL's state table: each patient's last `etl.window_readings` clean readings, replaced by each
-/// batch with clean rows.
-pub const STATE_DIR: &str = "_etl_state";
+/// The ETL's state table (`_etl_state`): each patient's last `etl.window_readings` clean readings,
+/// replaced by each batch with clean rows.
+pub use vitalflow_udf_model::lake::names::ETL_STATE_TABLE as STATE_DIR;
 
 /// Stage written into `dead_letters.stage` for rows the ETL rejects.
 pub const STAGE: &str = "etl";

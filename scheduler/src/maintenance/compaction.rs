@@ -6,10 +6,15 @@
 //! ago (queries planned before the commit still read them), and never before the ETL has read the
 //! `vitals_raw` commits that added them: the retention reaches back to the oldest commit the ETL has
 //! not processed. VACUUM runs in full mode, so it also deletes files a crashed writer left uncommitted.
+//!
+//! Tables committed several times a second would otherwise keep a log entry per commit for Delta's two
+//! days (hundreds of thousands of small objects, listed by every snapshot load): their log is trimmed
+//! to `compaction.log_retention_minutes`, behind a checkpoint, never past what the ETL still reads.
 
 use std::time::Duration;
 
-use vitalflow_udf_model::lake::checkpoint::load_etl_checkpoint;
+use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, load_etl_checkpoint};
+use vitalflow_udf_model::lake::names::ETL_STATE_TABLE;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::table;
 
@@ -27,6 +32,16 @@ const COMPACTED: [&str; 6] = [
     table::ALERTS,
 ];
 
+/// Tables whose every version replaces the last (one file rewritten per micro-batch): never OPTIMIZEd,
+/// but the files each commit replaced must be vacuumed or they pile up.
+const REPLACED: [&str; 2] = [table::PATIENT_LATEST, ETL_STATE_TABLE];
+
+/// Tables with a commit per flush or micro-batch whose log is trimmed to `compaction.log_retention_minutes`.
+/// The alert tables are left to Delta's own clean-up: they commit only when alerts change, and their
+/// sinks resume from versions the log must still hold.
+const LOG_TRIMMED: [&str; 5] =
+    [table::VITALS_RAW, table::VITALS_CLEAN, table::DEAD_LETTERS, table::PATIENT_LATEST, ETL_STATE_TABLE];
+
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CompactionReport {
@@ -36,17 +51,21 @@ pub struct CompactionReport {
     pub replaced_files: usize,
     /// Files VACUUM deleted.
     pub deleted_files: usize,
+    /// Log entries (commits, checkpoints) older than the log retention that were deleted.
+    pub deleted_log_entries: usize,
 }
 
-/// One pass over every compacted table: OPTIMIZE where at least `min_files` files are smaller than
-/// the target, then VACUUM.
+/// One pass over every table: OPTIMIZE where at least `min_files` files are smaller than the target,
+/// VACUUM, and the log trimmed to its retention.
 pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) -> Result<CompactionReport> {
     let mut report = CompactionReport::default();
+    let checkpoint = load_etl_checkpoint(location).await?;
     let unprocessed_since = oldest_unprocessed_commit(location).await?;
-    for name in COMPACTED {
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    for name in COMPACTED.into_iter().chain(REPLACED) {
         let Some(mut lake_table) = LakeTable::open(location, name, None).await? else { continue };
         let small = lake_table.files().iter().filter(|f| f.size < config.target_bytes()).count();
-        if small >= config.min_files {
+        if COMPACTED.contains(&name) && small >= config.min_files {
             let optimized = lake_table.optimize(config.target_bytes()).await?;
             report.merged_files += optimized.added;
             report.replaced_files += optimized.removed;
@@ -55,12 +74,28 @@ pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) ->
         if name == table::VITALS_RAW
             && let Some(since_ms) = unprocessed_since
         {
-            let lag_ms = chrono::Utc::now().timestamp_millis().saturating_sub(since_ms).max(0) as u64;
+            let lag_ms = now_ms.saturating_sub(since_ms).max(0) as u64;
             retention = retention.max(Duration::from_millis(lag_ms));
         }
         report.deleted_files += lake_table.vacuum(retention).await?;
+        if config.log_retention_minutes > 0 && LOG_TRIMMED.contains(&name) {
+            let cutoff_ms = now_ms.saturating_sub(config.log_retention_minutes.saturating_mul(60_000) as i64);
+            let keep_from = first_version_still_read(name, &checkpoint, lake_table.version());
+            report.deleted_log_entries += lake_table.trim_log(keep_from, cutoff_ms).await?;
+        }
     }
     Ok(report)
+}
+
+/// The first version of `name` the ETL may still read by version: the `vitals_raw` commits after its
+/// checkpoint, and the state snapshot a pending batch re-runs from.
+fn first_version_still_read(name: &str, checkpoint: &EtlCheckpoint, latest: i64) -> i64 {
+    let pending_state = checkpoint.pending.as_ref().map(|p| p.state_version);
+    match name {
+        table::VITALS_RAW => latest.min(checkpoint.raw_version + 1),
+        ETL_STATE_TABLE => pending_state.map_or(latest, |v| latest.min(v)),
+        _ => latest,
+    }
 }
 
 /// When the oldest `vitals_raw` commit the ETL has not processed was made (ms since the epoch);

@@ -376,7 +376,7 @@ async fn the_lifecycle_through_http_refuses_what_it_must_and_records_every_accep
     let auth = Arc::new(Authenticator::new(&auth).unwrap());
     let http_config = HttpConfig { port: 0, ..HttpConfig::default() };
     let forest = Arc::new(vitalflow_udf_model::RiskForest::bundled().unwrap());
-    let services = HttpServices { etl: None, alerts: Some(keeper.clone()) };
+    let services = HttpServices { alerts: Some(keeper.clone()), ..HttpServices::default() };
     let http = start_http(&http_config, forest, auth, services, shutdown.clone()).await.unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let client = reqwest::Client::new();

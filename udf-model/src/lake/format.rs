@@ -4,7 +4,7 @@
 
 use crate::lake::error::{LakeError, Result};
 use crate::lake::location::DataLocation;
-use crate::lake::names::ETL_CHECKPOINT;
+use crate::lake::names::{ETL_CHECKPOINT, ETL_STATE_TABLE};
 use crate::lake::objects::{list, read_if_exists};
 use crate::schema::table;
 
@@ -15,7 +15,7 @@ const EARLIER_DIRS: [&str; 6] = [
     table::DEAD_LETTERS,
     table::RISK_ALERTS,
     table::PATIENT_LATEST,
-    "_etl_state",
+    ETL_STATE_TABLE,
 ];
 
 /// What of the earlier format a location holds, if anything: the first table directory with Parquet

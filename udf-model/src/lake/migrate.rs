@@ -25,6 +25,7 @@ use crate::lake::checkpoint::{
 use crate::lake::error::{LakeError, Result};
 use crate::lake::format::earlier_format;
 use crate::lake::location::DataLocation;
+use crate::lake::names::ETL_STATE_TABLE as STATE_DIR;
 use crate::lake::names::{ETL_APP_ID, ETL_CHECKPOINT, KafkaSource, alert_sink_checkpoint, batch_prefix};
 use crate::lake::objects::{list, read, read_if_exists};
 use crate::lake::table::{LakeTable, Transaction};
@@ -34,9 +35,6 @@ use crate::schema::{
 
 /// Where the earlier files are moved.
 pub const BACKUP_DIR: &str = "_pre_delta";
-
-/// The ETL state's directory (the ETL's own table).
-const STATE_DIR: &str = "_etl_state";
 
 /// What a migration did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

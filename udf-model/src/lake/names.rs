@@ -2,6 +2,10 @@
 //! suffix is added when it is written), the application ids of the Delta transactions (`txn`) that
 //! make each writer exactly once, and the checkpoints' object paths.
 
+/// The Delta table of the ETL's per-patient state (each patient's last readings, carried between
+/// micro-batches), relative to the data location; not a SQL table.
+pub const ETL_STATE_TABLE: &str = "_etl_state";
+
 /// Object path of the ETL checkpoint, relative to the data location.
 pub const ETL_CHECKPOINT: &str = "_checkpoints/etl.json";
 

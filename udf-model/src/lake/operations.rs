@@ -1,6 +1,6 @@
 //! Delta Lake's table operations vitalflow's maintenance runs: OPTIMIZE (compaction), VACUUM (deleting
-//! files no snapshot within the retention needs) and DELETE (retention by time). Each is one commit,
-//! or none, through delta-rs.
+//! files no snapshot within the retention needs), DELETE (retention by time) and the clean-up of expired
+//! log entries. Each is one commit, or none, through delta-rs.
 
 use std::num::NonZeroU64;
 use std::time::Duration;
@@ -52,6 +52,22 @@ impl LakeTable {
             .map_err(LakeError::delta(self.name(), "vacuuming"))?;
         self.refresh().await?;
         Ok(metrics.files_deleted.len())
+    }
+
+    /// Deletes the log entries (commits and checkpoints) written before `cutoff_ms` (ms since the epoch)
+    /// that lie before a checkpoint no later than `keep_from`, so that every version from `keep_from` on
+    /// stays readable whatever its age; returns how many went. Delta's own clean-up runs only with a
+    /// checkpoint and keeps the log for `delta.logRetentionDuration`, blind to how far readers have come.
+    pub async fn trim_log(&self, keep_from: i64, cutoff_ms: i64) -> Result<usize> {
+        let keep_from = keep_from.clamp(0, self.version()) as u64;
+        deltalake_core::protocol::checkpoints::cleanup_expired_logs_for(
+            keep_from,
+            self.log_store().as_ref(),
+            cutoff_ms,
+            None,
+        )
+        .await
+        .map_err(LakeError::delta(self.name(), "trimming the log"))
     }
 
     /// Deletes the rows whose `time_column` is before `cutoff_ms` (ms since the epoch; Delta DELETE);

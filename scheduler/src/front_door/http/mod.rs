@@ -37,6 +37,7 @@ use vitalflow_udf_model::{RiskForest, RiskLevel};
 
 use self::records::{FieldError, parse_records};
 
+use crate::cluster::ClusterJobs;
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
@@ -67,6 +68,7 @@ struct HttpState {
     etl: Option<Arc<EtlStats>>,
     /// The alert keeper, when this process keeps the alerts.
     alerts: Option<AlertKeeperHandle>,
+    jobs: Option<ClusterJobs>,
 }
 
 /// Counters of `/predict_batch`, rendered on `/metrics`.
@@ -163,6 +165,8 @@ pub struct HttpServices {
     pub etl: Option<Arc<EtlStats>>,
     /// The alert keeper (the alert routes; without it they answer 503).
     pub alerts: Option<AlertKeeperHandle>,
+    /// The Ballista scheduler's jobs, counted on `/metrics`.
+    pub jobs: Option<ClusterJobs>,
 }
 
 /// The HTTP routes over a model.
@@ -179,6 +183,7 @@ pub fn router(
         stats: HttpStats::default(),
         etl: services.etl,
         alerts: services.alerts,
+        jobs: services.jobs,
     });
     Router::new()
         .route("/alerts", get(alerts::list_alerts))
@@ -193,7 +198,12 @@ pub fn router(
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref());
+    let mut text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref());
+    if let Some(jobs) = &state.jobs
+        && let Some(held) = jobs.held().await
+    {
+        text.push_str(&crate::metrics::render_cluster_jobs(held));
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
