@@ -45,15 +45,13 @@ pub fn render_etl(page: &mut Exposition, etl: &EtlStats) {
     }
 }
 
-/// The Ballista scheduler's jobs in memory, (running, finished), as their own exposition: the bounded
-/// job history (`scheduler.finished_job_seconds`) made visible.
-pub fn render_cluster_jobs((running, finished): (usize, usize)) -> String {
-    let mut page = Exposition::new();
+/// Appends the Ballista scheduler's jobs in memory, (running, finished), to `page`: the bounded job
+/// history (`scheduler.finished_job_seconds`) made visible.
+pub fn render_cluster_jobs(page: &mut Exposition, (running, finished): (usize, usize)) {
     let name = "vitalflow_cluster_jobs";
     page.family(name, "gauge", "Jobs the Ballista scheduler holds in memory: running (or queued), and finished ones kept for scheduler.finished_job_seconds.");
     page.sample(name, "state=\"running\"", running);
     page.sample(name, "state=\"finished\"", finished);
-    page.finish()
 }
 
 /// Appends the alert keeper's counters to `page`.

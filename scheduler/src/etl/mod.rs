@@ -28,6 +28,7 @@ use object_store::path::Path;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
+use vitalflow_udf_model::lake::names::ETL_STATE_TABLE;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
 use vitalflow_udf_model::udf::ExplainRisk;
@@ -44,10 +45,6 @@ pub const INPUT_TABLE: &str = "new_vitals_raw";
 
 /// Name under which the ETL state (each patient's recent clean readings) is visible to the ETL SQL.
 pub const STATE_TABLE: &str = "etl_state";
-
-/// The ETL's state table (`_etl_state`): each patient's last `etl.window_readings` clean readings,
-/// replaced by each batch with clean rows.
-pub use vitalflow_udf_model::lake::names::ETL_STATE_TABLE as STATE_DIR;
 
 /// Stage written into `dead_letters.stage` for rows the ETL rejects.
 pub const STAGE: &str = "etl";
@@ -432,12 +429,12 @@ impl EtlDriver {
         let files = if self.tables.state.version() == batch.state_version {
             self.tables.state.files()
         } else {
-            LakeTable::open(&self.location, STATE_DIR, Some(batch.state_version))
+            LakeTable::open(&self.location, ETL_STATE_TABLE, Some(batch.state_version))
                 .await?
                 .ok_or_else(|| Error::Config(format!("the ETL state version {} is gone", batch.state_version)))?
                 .files()
         };
-        let base = self.location.path(STATE_DIR);
+        let base = self.location.path(ETL_STATE_TABLE);
         self.state_urls =
             files.iter().map(|f| self.location.object_url(&Path::from(format!("{base}/{}", f.path)))).collect();
         self.register_input(&batch.files)

@@ -16,7 +16,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::names::{ETL_APP_ID, batch_prefix};
+use vitalflow_udf_model::lake::names::{ETL_APP_ID, ETL_STATE_TABLE, batch_prefix};
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{
@@ -24,8 +24,8 @@ use vitalflow_udf_model::schema::{
     measured_time_fields, table,
 };
 
+use super::STAGE;
 use super::alert_reasons::with_top_reasons;
-use super::{STAGE, STATE_DIR};
 use crate::catalog::parquet_table::parquet_table;
 use crate::catalog::session::{runtime_env, session_config};
 use crate::config::EtlConfig;
@@ -93,7 +93,7 @@ impl OutputTables {
     /// stages that union a scan with a table of no file (its task metrics do not match the stage's).
     pub(super) async fn open(location: &DataLocation) -> Result<OutputTables> {
         let open = |name, schema| LakeTable::open_or_create(location, name, schema);
-        let mut state = open(STATE_DIR, &PATIENT_LATEST_SCHEMA).await?;
+        let mut state = open(ETL_STATE_TABLE, &PATIENT_LATEST_SCHEMA).await?;
         if state.files().is_empty() {
             let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
             state.replace_batches(&batch_prefix(0), &[empty], vec![Transaction::new(ETL_APP_ID, 0)]).await?;

@@ -60,10 +60,14 @@ pub struct CompactionReport {
 pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) -> Result<CompactionReport> {
     let mut report = CompactionReport::default();
     let checkpoint = load_etl_checkpoint(location).await?;
-    let unprocessed_since = oldest_unprocessed_commit(location).await?;
     let now_ms = chrono::Utc::now().timestamp_millis();
     for name in COMPACTED.into_iter().chain(REPLACED) {
         let Some(mut lake_table) = LakeTable::open(location, name, None).await? else { continue };
+        // Read before OPTIMIZE adds a commit of its own.
+        let unprocessed_since = match name {
+            table::VITALS_RAW => unprocessed_since(&lake_table, &checkpoint).await?,
+            _ => None,
+        };
         let small = lake_table.files().iter().filter(|f| f.size < config.target_bytes()).count();
         if COMPACTED.contains(&name) && small >= config.min_files {
             let optimized = lake_table.optimize(config.target_bytes()).await?;
@@ -71,9 +75,7 @@ pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) ->
             report.replaced_files += optimized.removed;
         }
         let mut retention = Duration::from_secs(config.grace_seconds);
-        if name == table::VITALS_RAW
-            && let Some(since_ms) = unprocessed_since
-        {
+        if let Some(since_ms) = unprocessed_since {
             let lag_ms = now_ms.saturating_sub(since_ms).max(0) as u64;
             retention = retention.max(Duration::from_millis(lag_ms));
         }
@@ -103,6 +105,11 @@ fn first_version_still_read(name: &str, checkpoint: &EtlCheckpoint, latest: i64)
 pub(crate) async fn oldest_unprocessed_commit(location: &DataLocation) -> Result<Option<i64>> {
     let checkpoint = load_etl_checkpoint(location).await?;
     let Some(raw) = LakeTable::open(location, table::VITALS_RAW, None).await? else { return Ok(None) };
+    unprocessed_since(&raw, &checkpoint).await
+}
+
+/// When the oldest commit of `raw` (`vitals_raw`) after `checkpoint` was made; `None` when there is none.
+async fn unprocessed_since(raw: &LakeTable, checkpoint: &EtlCheckpoint) -> Result<Option<i64>> {
     if raw.version() <= checkpoint.raw_version {
         return Ok(None);
     }

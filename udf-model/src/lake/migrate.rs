@@ -25,8 +25,9 @@ use crate::lake::checkpoint::{
 use crate::lake::error::{LakeError, Result};
 use crate::lake::format::earlier_format;
 use crate::lake::location::DataLocation;
-use crate::lake::names::ETL_STATE_TABLE as STATE_DIR;
-use crate::lake::names::{ETL_APP_ID, ETL_CHECKPOINT, KafkaSource, alert_sink_checkpoint, batch_prefix};
+use crate::lake::names::{
+    ETL_APP_ID, ETL_CHECKPOINT, ETL_STATE_TABLE, KafkaSource, alert_sink_checkpoint, batch_prefix,
+};
 use crate::lake::objects::{list, read, read_if_exists};
 use crate::lake::table::{LakeTable, Transaction};
 use crate::schema::{
@@ -89,7 +90,7 @@ pub async fn migrate(location: &DataLocation, source: &KafkaSource) -> Result<Mi
         table::DEAD_LETTERS,
         table::RISK_ALERTS,
         table::PATIENT_LATEST,
-        STATE_DIR,
+        ETL_STATE_TABLE,
     ] {
         old.insert(dir, read_old_files(location, dir).await?);
     }
@@ -152,7 +153,7 @@ pub async fn migrate(location: &DataLocation, source: &KafkaSource) -> Result<Mi
     commit_rows(location, table::VITALS_CLEAN, &VITALS_CLEAN_SCHEMA, clean, etl_txn(), false, &mut report).await?;
     let alerts = of_committed(&RISK_ALERTS_SCHEMA, table::RISK_ALERTS)?;
     commit_rows(location, table::RISK_ALERTS, &RISK_ALERTS_SCHEMA, alerts, etl_txn(), false, &mut report).await?;
-    for dir in [table::PATIENT_LATEST, STATE_DIR] {
+    for dir in [table::PATIENT_LATEST, ETL_STATE_TABLE] {
         let newest = newest_version(&old[dir], committed);
         let batch = rows_of(&newest, &PATIENT_LATEST_SCHEMA, |_| true)?;
         commit_rows(location, dir, &PATIENT_LATEST_SCHEMA, batch, etl_txn(), true, &mut report).await?;

@@ -92,7 +92,13 @@ impl HttpStats {
         self.answered.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn render(&self, etl: Option<&EtlStats>, auth: &Authenticator, alerts: Option<&AlertKeeperHandle>) -> String {
+    fn render(
+        &self,
+        etl: Option<&EtlStats>,
+        auth: &Authenticator,
+        alerts: Option<&AlertKeeperHandle>,
+        jobs: Option<(usize, usize)>,
+    ) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
         page.family(name, "counter", "/predict_batch answers by status code.");
@@ -127,6 +133,9 @@ impl HttpStats {
         }
         if let Some(alerts) = alerts {
             crate::metrics::render_ward_alerts(&mut page, &alerts.stats);
+        }
+        if let Some(jobs) = jobs {
+            crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
         page.finish()
     }
@@ -198,12 +207,11 @@ pub fn router(
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
-    let mut text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref());
-    if let Some(jobs) = &state.jobs
-        && let Some(held) = jobs.held().await
-    {
-        text.push_str(&crate::metrics::render_cluster_jobs(held));
-    }
+    let jobs = match &state.jobs {
+        Some(jobs) => jobs.held().await,
+        None => None,
+    };
+    let text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -504,7 +512,7 @@ mod tests {
         etl.batches.fetch_add(5, Ordering::Relaxed);
         let auth = Authenticator::new(&crate::config::AuthConfig { required: false, ..Default::default() }).unwrap();
         auth.backoff().failed("ana", None);
-        let text = stats.render(Some(&etl), &auth, None);
+        let text = stats.render(Some(&etl), &auth, None, None);
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
