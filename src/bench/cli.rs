@@ -30,9 +30,29 @@ pub enum Bench {
     Ingest(BenchIngestArgs),
     /// Produce → readable with its risk over Flight SQL, per record (p50/p99), the whole pipeline running.
     E2e(BenchE2eArgs),
+    /// The ETL's rows/s on one core: the shipped one-pass SQL against the window-pass SQL it replaced,
+    /// on the same landed rows.
+    Etl(BenchEtlArgs),
     /// `vitalflow up` left running at the seed's pace: CPU, memory and file count per interval, and
     /// their drift after the warm-up.
     Soak(BenchSoakArgs),
+}
+
+/// `vitalflow-bench etl`.
+#[derive(Debug, Args)]
+pub struct BenchEtlArgs {
+    /// Landed rows, run as one micro-batch.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Patients they belong to.
+    #[arg(long, default_value_t = 2_000)]
+    pub patients: usize,
+    /// The simulator's seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The core the benchmark is pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub core: usize,
 }
 
 /// `vitalflow-bench soak`.

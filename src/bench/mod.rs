@@ -10,6 +10,7 @@ use crate::config::VitalflowConfig;
 
 pub mod cli;
 pub mod e2e;
+pub mod etl;
 pub mod ingest;
 pub mod model;
 pub mod queries;
@@ -24,6 +25,7 @@ pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
         cli::Bench::Queries(args) => queries::run(args).await,
         cli::Bench::Ingest(args) => ingest::run(config, &args, external_kafka).await,
         cli::Bench::E2e(args) => e2e::run(config, &args, external_kafka).await,
+        cli::Bench::Etl(args) => etl::run(&args).await,
         cli::Bench::Soak(args) => soak::run(&args),
     }
 }

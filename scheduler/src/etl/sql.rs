@@ -22,6 +22,7 @@ pub fn load(config: &EtlConfig, scoring: Option<&RiskForest>) -> Result<String> 
     };
     Ok(template
         .replace("${carry_forward_seconds}", &config.carry_forward_seconds.to_string())
+        .replace("${window_readings}", &config.window_readings.max(1).to_string())
         .replace("${window_preceding}", &(config.window_readings.saturating_sub(1)).to_string())
         .replace("${trend_arguments}", &trend_arguments(scoring)))
 }

@@ -8,7 +8,7 @@
 --                   alert rule see across batch boundaries
 -- Settings the driver writes into the text before planning (from [etl] in vitalflow.toml, and the model):
 --   ${carry_forward_seconds}  how long a patient's last value of a vital stands in for a missing one
---   ${window_preceding}       readings before the current one in the rolling windows (window_readings - 1)
+--   ${window_readings}        readings in the rolling windows, the current one included
 --   ${trend_arguments}        the columns the trend model's file names as its inputs, in order
 --
 -- The result must hold exactly one row per `new_vitals_raw` row (the driver checks it), with the
@@ -20,11 +20,18 @@
 -- Edit freely (point `etl.sql_file` at your copy); the driver checks the columns when it starts.
 WITH
 timeline AS (
-  -- The batch's readings, and the patient's recent clean readings before them.
+  -- The batch's readings, and the patient's recent clean readings before them, with each vital as
+  -- measured and when (m_*: NULL when the reading lacks it; a state row brings its carried values
+  -- with their own times).
   SELECT patient_id, event_time, FALSE AS from_state, source_topic, source_partition, source_offset, ingest_time,
     heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
     CAST(NULL AS VARCHAR) AS state_risk,
-    -- Each vital as measured, and when (NULL when the reading lacks it): what carry-forward carries.
+    -- Cleaning rules of the reading alone, beyond ingest's possible ranges (which already
+    -- dead-lettered impossible values); re-sent copies are found by the pass below.
+    CASE
+      WHEN diastolic_bp >= systolic_bp THEN 'implausible_value'
+      WHEN event_time > ingest_time + INTERVAL '5 minutes' THEN 'future_time'
+    END AS row_reject_code,
     heart_rate AS m_heart_rate, CASE WHEN heart_rate IS NOT NULL THEN event_time END AS m_heart_rate_at,
     systolic_bp AS m_systolic_bp, CASE WHEN systolic_bp IS NOT NULL THEN event_time END AS m_systolic_bp_at,
     diastolic_bp AS m_diastolic_bp, CASE WHEN diastolic_bp IS NOT NULL THEN event_time END AS m_diastolic_bp_at,
@@ -36,19 +43,9 @@ timeline AS (
     consciousness AS m_consciousness, CASE WHEN consciousness IS NOT NULL THEN event_time END AS m_consciousness_at
   FROM new_vitals_raw
   UNION ALL
-  -- A state row's vitals as they were measured at its own time (carried ones are NULL here), so
-  -- that a re-sent reading compares equal below.
   SELECT patient_id, event_time, TRUE, source_topic, source_partition, source_offset, NULL,
-    CASE WHEN heart_rate_measured_at = event_time THEN heart_rate END AS heart_rate,
-    CASE WHEN systolic_bp_measured_at = event_time THEN systolic_bp END AS systolic_bp,
-    CASE WHEN diastolic_bp_measured_at = event_time THEN diastolic_bp END AS diastolic_bp,
-    CASE WHEN spo2_measured_at = event_time THEN spo2 END AS spo2,
-    CASE WHEN temperature_measured_at = event_time THEN temperature END AS temperature,
-    CASE WHEN glucose_measured_at = event_time THEN glucose END AS glucose,
-    CASE WHEN respiratory_rate_measured_at = event_time THEN respiratory_rate END AS respiratory_rate,
-    CASE WHEN on_oxygen_measured_at = event_time THEN on_oxygen END AS on_oxygen,
-    CASE WHEN consciousness_measured_at = event_time THEN consciousness END AS consciousness,
-    risk AS state_risk,
+    heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
+    risk AS state_risk, CAST(NULL AS VARCHAR) AS row_reject_code,
     heart_rate AS m_heart_rate, heart_rate_measured_at AS m_heart_rate_at,
     systolic_bp AS m_systolic_bp, systolic_bp_measured_at AS m_systolic_bp_at,
     diastolic_bp AS m_diastolic_bp, diastolic_bp_measured_at AS m_diastolic_bp_at,
@@ -60,115 +57,77 @@ timeline AS (
     consciousness AS m_consciousness, consciousness_measured_at AS m_consciousness_at
   FROM etl_state
 ),
-checked AS (
-  -- De-duplication: the same patient, time and values again (a re-sent record) is a duplicate of the
-  -- first copy (an earlier batch's, else the lowest source position). Two different readings
-  -- stamped the same time are both kept. Sorted by time and values, copies are neighbours: a row is a
-  -- copy when the row before it has the same time and values. (One window per patient: a window
-  -- partitioned by the values would be one partition per reading, which costs far more.)
-  SELECT t.*,
-    CASE WHEN (lag(event_time) OVER d IS NOT DISTINCT FROM event_time)
-      AND (lag(heart_rate) OVER d IS NOT DISTINCT FROM heart_rate)
-      AND (lag(systolic_bp) OVER d IS NOT DISTINCT FROM systolic_bp)
-      AND (lag(diastolic_bp) OVER d IS NOT DISTINCT FROM diastolic_bp)
-      AND (lag(spo2) OVER d IS NOT DISTINCT FROM spo2)
-      AND (lag(temperature) OVER d IS NOT DISTINCT FROM temperature)
-      AND (lag(glucose) OVER d IS NOT DISTINCT FROM glucose)
-      AND (lag(respiratory_rate) OVER d IS NOT DISTINCT FROM respiratory_rate)
-      AND (lag(on_oxygen) OVER d IS NOT DISTINCT FROM on_oxygen)
-      AND (lag(consciousness) OVER d IS NOT DISTINCT FROM consciousness)
-      AND row_number() OVER d > 1 THEN 2 ELSE 1 END AS copy_no
+history AS (
+  -- One ordered pass over each patient's readings (vitalflow's patient_history, docs/etl.md):
+  --   h['reject_code']           'duplicate' for a re-sent copy (same patient, time and values as an
+  --                              earlier batch's reading, else as one lower in source position), else
+  --                              the row's own rule; a rejected row takes no part in what follows
+  --   h['<vital>'], h['<vital>_measured_at']
+  --                              each vital's last measured value, carried for carry_forward_seconds
+  --   h['<vital>_rolling_mean'], h['<vital>_change']
+  --                              over the last window_readings clean readings, earlier batches' included
+  SELECT t.patient_id, t.event_time, t.from_state, t.source_topic, t.source_partition, t.source_offset, t.state_risk,
+    -- The values as landed, which a rejected row keeps.
+    t.heart_rate AS raw_heart_rate, t.systolic_bp AS raw_systolic_bp, t.diastolic_bp AS raw_diastolic_bp,
+    t.spo2 AS raw_spo2, t.temperature AS raw_temperature, t.glucose AS raw_glucose,
+    t.respiratory_rate AS raw_respiratory_rate, t.on_oxygen AS raw_on_oxygen, t.consciousness AS raw_consciousness,
+    patient_history(patient_id, event_time, from_state, row_reject_code,
+        m_heart_rate, m_heart_rate_at,
+        m_systolic_bp, m_systolic_bp_at,
+        m_diastolic_bp, m_diastolic_bp_at,
+        m_spo2, m_spo2_at,
+        m_temperature, m_temperature_at,
+        m_glucose, m_glucose_at,
+        m_respiratory_rate, m_respiratory_rate_at,
+        m_on_oxygen, m_on_oxygen_at,
+        m_consciousness, m_consciousness_at,
+        ${carry_forward_seconds}, ${window_readings})
+      OVER (ORDER BY patient_id, event_time, from_state DESC, source_topic, source_partition, source_offset) AS h
   FROM timeline t
-  WINDOW d AS (PARTITION BY patient_id ORDER BY event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature,
-               glucose, respiratory_rate, on_oxygen, consciousness, from_state DESC, source_topic, source_partition, source_offset)
 ),
 judged AS (
-  -- Cleaning rules beyond ingest's possible ranges (which already dead-lettered impossible values).
-  SELECT c.*,
-    CASE
-      WHEN from_state THEN NULL
-      WHEN copy_no > 1 THEN 'duplicate'
-      WHEN diastolic_bp >= systolic_bp THEN 'implausible_value'
-      WHEN event_time > ingest_time + INTERVAL '5 minutes' THEN 'future_time'
-    END AS reject_code,
-    CASE
-      WHEN from_state THEN NULL
-      WHEN copy_no > 1 THEN concat('duplicate of an earlier reading of patient ', patient_id, ' at ', CAST(event_time AS VARCHAR))
-      WHEN diastolic_bp >= systolic_bp THEN concat('diastolic_bp ', CAST(diastolic_bp AS VARCHAR), ' is not below systolic_bp ', CAST(systolic_bp AS VARCHAR))
-      WHEN event_time > ingest_time + INTERVAL '5 minutes' THEN concat('event_time ', CAST(event_time AS VARCHAR), ' is more than 5 minutes after it was ingested')
-    END AS reject_reason
-  FROM checked c
-),
-clean_timeline AS (
-  -- Carry-forward: each vital's last measured value and when it was measured, over the patient's
-  -- clean readings in time order (a state row brings its own carried values and times).
-  -- last_known(v) is last_value(v) IGNORE NULLS, which the cluster cannot run (docs/etl.md).
-  SELECT j.*,
-    last_known(m_heart_rate) OVER w AS c_heart_rate, last_known(m_heart_rate_at) OVER w AS c_heart_rate_at,
-    last_known(m_systolic_bp) OVER w AS c_systolic_bp, last_known(m_systolic_bp_at) OVER w AS c_systolic_bp_at,
-    last_known(m_diastolic_bp) OVER w AS c_diastolic_bp, last_known(m_diastolic_bp_at) OVER w AS c_diastolic_bp_at,
-    last_known(m_spo2) OVER w AS c_spo2, last_known(m_spo2_at) OVER w AS c_spo2_at,
-    last_known(m_temperature) OVER w AS c_temperature, last_known(m_temperature_at) OVER w AS c_temperature_at,
-    last_known(m_glucose) OVER w AS c_glucose, last_known(m_glucose_at) OVER w AS c_glucose_at,
-    last_known(m_respiratory_rate) OVER w AS c_respiratory_rate, last_known(m_respiratory_rate_at) OVER w AS c_respiratory_rate_at,
-    last_known(m_on_oxygen) OVER w AS c_on_oxygen, last_known(m_on_oxygen_at) OVER w AS c_on_oxygen_at,
-    last_known(m_consciousness) OVER w AS c_consciousness, last_known(m_consciousness_at) OVER w AS c_consciousness_at
-  FROM judged j
-  WHERE reject_code IS NULL
-  WINDOW w AS (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
-               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
-),
-carried AS (
-  -- A carried value counts for carry_forward_seconds after it was measured, then it is missing.
   SELECT patient_id, event_time, from_state, source_topic, source_partition, source_offset, state_risk,
-    CASE WHEN c_heart_rate_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_heart_rate END AS heart_rate,
-    CASE WHEN c_heart_rate_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_heart_rate_at END AS heart_rate_measured_at,
-    CASE WHEN c_systolic_bp_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_systolic_bp END AS systolic_bp,
-    CASE WHEN c_systolic_bp_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_systolic_bp_at END AS systolic_bp_measured_at,
-    CASE WHEN c_diastolic_bp_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_diastolic_bp END AS diastolic_bp,
-    CASE WHEN c_diastolic_bp_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_diastolic_bp_at END AS diastolic_bp_measured_at,
-    CASE WHEN c_spo2_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_spo2 END AS spo2,
-    CASE WHEN c_spo2_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_spo2_at END AS spo2_measured_at,
-    CASE WHEN c_temperature_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_temperature END AS temperature,
-    CASE WHEN c_temperature_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_temperature_at END AS temperature_measured_at,
-    CASE WHEN c_glucose_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_glucose END AS glucose,
-    CASE WHEN c_glucose_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_glucose_at END AS glucose_measured_at,
-    CASE WHEN c_respiratory_rate_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_respiratory_rate END AS respiratory_rate,
-    CASE WHEN c_respiratory_rate_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_respiratory_rate_at END AS respiratory_rate_measured_at,
-    CASE WHEN c_on_oxygen_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_on_oxygen END AS on_oxygen,
-    CASE WHEN c_on_oxygen_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_on_oxygen_at END AS on_oxygen_measured_at,
-    CASE WHEN c_consciousness_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_consciousness END AS consciousness,
-    CASE WHEN c_consciousness_at >= event_time - INTERVAL '${carry_forward_seconds} seconds' THEN c_consciousness_at END AS consciousness_measured_at
-  FROM clean_timeline
+    raw_heart_rate, raw_systolic_bp, raw_diastolic_bp, raw_spo2, raw_temperature, raw_glucose,
+    raw_respiratory_rate, raw_on_oxygen, raw_consciousness,
+    h['reject_code'] AS reject_code,
+    CASE h['reject_code']
+      WHEN 'duplicate' THEN concat('duplicate of an earlier reading of patient ', patient_id, ' at ', CAST(event_time AS VARCHAR))
+      WHEN 'implausible_value' THEN concat('diastolic_bp ', CAST(raw_diastolic_bp AS VARCHAR), ' is not below systolic_bp ', CAST(raw_systolic_bp AS VARCHAR))
+      WHEN 'future_time' THEN concat('event_time ', CAST(event_time AS VARCHAR), ' is more than 5 minutes after it was ingested')
+    END AS reject_reason,
+    h['heart_rate'] AS heart_rate, h['heart_rate_measured_at'] AS heart_rate_measured_at,
+    h['systolic_bp'] AS systolic_bp, h['systolic_bp_measured_at'] AS systolic_bp_measured_at,
+    h['diastolic_bp'] AS diastolic_bp, h['diastolic_bp_measured_at'] AS diastolic_bp_measured_at,
+    h['spo2'] AS spo2, h['spo2_measured_at'] AS spo2_measured_at,
+    h['temperature'] AS temperature, h['temperature_measured_at'] AS temperature_measured_at,
+    h['glucose'] AS glucose, h['glucose_measured_at'] AS glucose_measured_at,
+    h['respiratory_rate'] AS respiratory_rate, h['respiratory_rate_measured_at'] AS respiratory_rate_measured_at,
+    h['on_oxygen'] AS on_oxygen, h['on_oxygen_measured_at'] AS on_oxygen_measured_at,
+    h['consciousness'] AS consciousness, h['consciousness_measured_at'] AS consciousness_measured_at,
+    h['heart_rate_rolling_mean'] AS heart_rate_rolling_mean, h['heart_rate_change'] AS heart_rate_change,
+    h['systolic_bp_rolling_mean'] AS systolic_bp_rolling_mean, h['systolic_bp_change'] AS systolic_bp_change,
+    h['diastolic_bp_rolling_mean'] AS diastolic_bp_rolling_mean, h['diastolic_bp_change'] AS diastolic_bp_change,
+    h['spo2_rolling_mean'] AS spo2_rolling_mean, h['spo2_change'] AS spo2_change,
+    h['temperature_rolling_mean'] AS temperature_rolling_mean, h['temperature_change'] AS temperature_change,
+    h['glucose_rolling_mean'] AS glucose_rolling_mean, h['glucose_change'] AS glucose_change,
+    h['respiratory_rate_rolling_mean'] AS respiratory_rate_rolling_mean, h['respiratory_rate_change'] AS respiratory_rate_change
+  FROM history
 ),
-windowed AS (
-  -- Per-patient features over the last window_readings clean readings, earlier batches included:
-  -- the rolling mean, and the change since the oldest reading in the window.
-  SELECT c.*,
-    avg(heart_rate) OVER r AS heart_rate_rolling_mean, heart_rate - first_value(heart_rate) OVER r AS heart_rate_change,
-    avg(systolic_bp) OVER r AS systolic_bp_rolling_mean, systolic_bp - first_value(systolic_bp) OVER r AS systolic_bp_change,
-    avg(diastolic_bp) OVER r AS diastolic_bp_rolling_mean, diastolic_bp - first_value(diastolic_bp) OVER r AS diastolic_bp_change,
-    avg(spo2) OVER r AS spo2_rolling_mean, spo2 - first_value(spo2) OVER r AS spo2_change,
-    avg(temperature) OVER r AS temperature_rolling_mean, temperature - first_value(temperature) OVER r AS temperature_change,
-    avg(glucose) OVER r AS glucose_rolling_mean, glucose - first_value(glucose) OVER r AS glucose_change,
-    avg(respiratory_rate) OVER r AS respiratory_rate_rolling_mean, respiratory_rate - first_value(respiratory_rate) OVER r AS respiratory_rate_change
-  FROM carried c
-  WINDOW r AS (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
-               ROWS BETWEEN ${window_preceding} PRECEDING AND CURRENT ROW)
-),
+
 scored AS (
   -- The trend model scores the reading with its features (${trend_arguments}: the inputs its model
   -- file names); a state row keeps the risk it was given.
   SELECT w.*,
     CASE WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
     trend_risk_probability(${trend_arguments}) AS probabilities
-  FROM windowed w
+  FROM judged w
+  WHERE reject_code IS NULL
 ),
 previous AS (
-  -- The risk before this reading (the alert rule's "rises to High").
+  -- The risk before this reading (the alert rule's "rises to High"), in the same one pass.
   SELECT s.*,
-    last_known(risk) OVER (PARTITION BY patient_id ORDER BY event_time, from_state DESC, source_topic, source_partition, source_offset
-      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_risk
+    patient_previous(patient_id, risk)
+      OVER (ORDER BY patient_id, event_time, from_state DESC, source_topic, source_partition, source_offset) AS previous_risk
   FROM scored s
 ),
 clean AS (
@@ -206,7 +165,8 @@ SELECT * FROM clean
 UNION ALL
 -- Rejected rows keep their values as landed; the driver writes them to dead_letters.
 SELECT patient_id, event_time,
-  heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
+  raw_heart_rate, raw_systolic_bp, raw_diastolic_bp, raw_spo2, raw_temperature, raw_glucose, raw_respiratory_rate,
+  raw_on_oxygen, raw_consciousness,
   NULL, NULL, NULL, model_version(), source_topic, source_partition, source_offset,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   reject_code, reject_reason, FALSE, NULL,

@@ -26,7 +26,22 @@ impl Default for TrendSettings {
 }
 
 /// Parameters carried forward: the seven vitals, oxygen (1/0), consciousness (ACVPU rank).
-const CARRIED: usize = 9;
+pub const CARRIED: usize = 9;
+
+/// Microseconds in a second: the pass's unit of time.
+const MICROS: f64 = 1_000_000.0;
+
+/// One parameter as a reading measured it: the value, when (microseconds since the epoch), and
+/// which reading it came from (the caller's index, e.g. a row of a batch).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Measurement {
+    /// The value (oxygen as 1/0, consciousness as its ACVPU rank).
+    pub value: f64,
+    /// When it was measured, in microseconds since the epoch.
+    pub at: i64,
+    /// The reading that measured it.
+    pub source: usize,
+}
 
 /// A reading's values of every [`TrendColumn`], NaN where missing.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,14 +68,38 @@ impl TrendRow {
             TrendColumn::Change(v) => self.changes[vital(v)],
         }
     }
+
+    /// The rolling mean of vital `v` (index in [`Vital::ALL`]); NaN when no value is in the window.
+    pub fn mean(&self, v: usize) -> f64 {
+        self.means[v]
+    }
+
+    /// The change of vital `v` (index in [`Vital::ALL`]) since the window's first reading; NaN when
+    /// either is missing.
+    pub fn change(&self, v: usize) -> f64 {
+        self.changes[v]
+    }
 }
 
-/// A patient's state between readings.
+/// What the pass makes of one accepted reading: its features, and which measurement each carried
+/// parameter comes from (`None`: missing, or expired).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrendStep {
+    /// The reading's features.
+    pub row: TrendRow,
+    /// The measurement behind each carried parameter, in [`TrendRow`]'s order.
+    pub carried_from: [Option<Measurement>; CARRIED],
+}
+
+/// A patient's state between readings: the one ordered pass that training, `vitalflow evaluate` and
+/// the ETL (`patient_history(...)`) all compute features with.
 #[derive(Debug, Clone)]
 pub struct PatientTrend {
-    settings: TrendSettings,
-    /// Last measured value of each parameter and when (seconds).
-    last: [Option<(f64, f64)>; CARRIED],
+    /// `carry_forward_seconds` in microseconds.
+    carry_forward: i64,
+    window_readings: usize,
+    /// Last measurement of each parameter.
+    last: [Option<Measurement>; CARRIED],
     /// Carried vitals of the last readings, oldest first, at most `window_readings`.
     window: VecDeque<[f64; 7]>,
 }
@@ -68,43 +107,65 @@ pub struct PatientTrend {
 impl PatientTrend {
     /// A patient with no readings yet.
     pub fn new(settings: TrendSettings) -> PatientTrend {
-        PatientTrend { settings, last: [None; CARRIED], window: VecDeque::new() }
+        PatientTrend {
+            carry_forward: (settings.carry_forward_seconds * MICROS).round() as i64,
+            window_readings: settings.window_readings.max(1),
+            last: [None; CARRIED],
+            window: VecDeque::with_capacity(settings.window_readings.max(1) + 1),
+        }
     }
 
     /// Takes the next reading at `time` (seconds; not before the previous one) with the parameters
     /// measured (NaN: not measured) in order: the seven vitals, oxygen as 1/0, consciousness's rank.
-    /// `None` when the ETL rejects the reading.
+    /// `None` when the ETL rejects the reading (diastolic not below systolic).
     pub fn push(&mut self, time: f64, measured: &[f64; CARRIED]) -> Option<TrendRow> {
         let (systolic, diastolic) = (measured[1], measured[2]);
         if systolic.is_finite() && diastolic.is_finite() && diastolic >= systolic {
             return None;
         }
+        let at = (time * MICROS).round() as i64;
+        let measured = measured.map(|value| value.is_finite().then_some(Measurement { value, at, source: 0 }));
+        Some(self.take(at, &measured).row)
+    }
+
+    /// Takes the next accepted reading at `time` (microseconds; not before the previous one) with
+    /// what it brings of each parameter: a measurement of its own, or (a reading kept from an earlier
+    /// batch) the carried one with its own time.
+    pub fn take(&mut self, time: i64, measured: &[Option<Measurement>; CARRIED]) -> TrendStep {
+        let oldest_kept = time.saturating_sub(self.carry_forward);
         let mut carried = [f64::NAN; CARRIED];
+        let mut carried_from = [None; CARRIED];
         for p in 0..CARRIED {
-            if measured[p].is_finite() {
-                self.last[p] = Some((measured[p], time));
+            if let Some(m) = measured[p] {
+                self.last[p] = Some(m);
             }
-            if let Some((value, at)) = self.last[p]
-                && at >= time - self.settings.carry_forward_seconds
+            if let Some(m) = self.last[p]
+                && m.at >= oldest_kept
             {
-                carried[p] = value;
+                carried[p] = m.value;
+                carried_from[p] = Some(m);
             }
         }
         let vitals: [f64; 7] = std::array::from_fn(|v| carried[v]);
-        self.window.push_back(vitals);
-        while self.window.len() > self.settings.window_readings.max(1) {
+        if self.window.len() == self.window_readings {
             self.window.pop_front();
         }
+        self.window.push_back(vitals);
+        let first = self.window.front().copied().unwrap_or(vitals);
         let mut means = [f64::NAN; 7];
         let mut changes = [f64::NAN; 7];
         for v in 0..7 {
-            let present: Vec<f64> = self.window.iter().map(|w| w[v]).filter(|x| x.is_finite()).collect();
-            if !present.is_empty() {
-                means[v] = present.iter().sum::<f64>() / present.len() as f64;
+            let (sum, count) = self
+                .window
+                .iter()
+                .filter(|w| w[v].is_finite())
+                .fold((0.0, 0u32), |(sum, count), w| (sum + w[v], count + 1));
+            if count > 0 {
+                means[v] = sum / f64::from(count);
             }
-            changes[v] = vitals[v] - self.window.front().map_or(f64::NAN, |w| w[v]);
+            changes[v] = vitals[v] - first[v];
         }
-        Some(TrendRow { carried, means, changes })
+        TrendStep { row: TrendRow { carried, means, changes }, carried_from }
     }
 }
 

@@ -7,4 +7,4 @@ mod columns;
 mod history;
 
 pub use columns::{DerivedInput, TrendColumn, TrendInput, consciousness_code, default_inputs, ward_vitals};
-pub use history::{PatientTrend, TrendRow, TrendSettings};
+pub use history::{CARRIED, Measurement, PatientTrend, TrendRow, TrendSettings, TrendStep};

@@ -13,7 +13,7 @@ use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use datafusion::common::{Result, exec_err, plan_err};
 use datafusion::execution::FunctionRegistry;
-use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, ColumnarValue, ScalarUDF, WindowUDF};
 
 use crate::forest::{Prediction, RiskForest};
 use crate::rubric::{Consciousness, RiskLevel};
@@ -44,6 +44,8 @@ mod explain_risk;
 mod last_known;
 mod model_info;
 mod news2_score;
+mod patient_history;
+mod patient_previous;
 mod predict_risk;
 mod risk_probability;
 mod rubric_score;
@@ -53,6 +55,8 @@ pub use explain_risk::{ExplainRisk, explain_risk_array, top_reasons};
 pub use last_known::LastKnown;
 pub use model_info::ModelInfo;
 pub use news2_score::News2Score;
+pub use patient_history::{DUPLICATE, PatientHistory};
+pub use patient_previous::PatientPrevious;
 pub use predict_risk::{PredictRisk, predict_risk_array};
 pub use risk_probability::{RiskProbability, risk_probability_array};
 pub use rubric_score::RubricScore;
@@ -160,6 +164,14 @@ pub fn aggregate_functions() -> Vec<Arc<AggregateUDF>> {
     vec![Arc::new(AggregateUDF::new_from_impl(LastKnown::new()))]
 }
 
+/// vitalflow's window functions: the ETL's per-patient passes.
+pub fn window_functions() -> Vec<Arc<WindowUDF>> {
+    vec![
+        Arc::new(WindowUDF::new_from_impl(PatientHistory::new())),
+        Arc::new(WindowUDF::new_from_impl(PatientPrevious::new())),
+    ]
+}
+
 /// Registers every vitalflow SQL function in `registry`.
 pub fn register_all(registry: &mut dyn FunctionRegistry, forest: &Arc<RiskForest>) -> Result<()> {
     for udf in functions(forest) {
@@ -167,6 +179,9 @@ pub fn register_all(registry: &mut dyn FunctionRegistry, forest: &Arc<RiskForest
     }
     for udaf in aggregate_functions() {
         registry.register_udaf(udaf)?;
+    }
+    for udwf in window_functions() {
+        registry.register_udwf(udwf)?;
     }
     Ok(())
 }
