@@ -143,7 +143,8 @@ impl KafkaConfig {
 pub struct IngestConfig {
     /// Consumer group; processes with the same group share the topic's partitions.
     pub group_id: String,
-    /// Land buffered records at least this often, in milliseconds (bounds end-to-end latency).
+    /// Land buffered records at least this often, in milliseconds (bounds end-to-end latency); an ETL
+    /// in the same process (`up`) that waits for rows has them landed at once.
     pub flush_interval_ms: u64,
     /// Land as soon as this many records are buffered (bounds memory and file size).
     pub flush_records: usize,

@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::events::{IngestStats, commit_failed, records_received};
 use crate::landing::{Fault, Landing, LandingRange};
 use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::handoff::Handoff;
 
 /// How long a shutdown waits for a failing store before leaving records uncommitted.
 const FINAL_FLUSH_PATIENCE: Duration = Duration::from_secs(30);
@@ -85,7 +86,12 @@ pub async fn run(
     let refused = consumer.context().refused.clone();
     tracing::info!(topic = %kafka.topic, group = %config.group_id, brokers = %kafka.brokers, "Ingest consuming.");
 
-    let sinks = Sinks { landing, dead_letter_topic: DeadLetterTopic::new(kafka, config)?, fault: Fault::from_env() };
+    let sinks = Sinks {
+        landing,
+        dead_letter_topic: DeadLetterTopic::new(kafka, config)?,
+        fault: Fault::from_env(),
+        handoff: Handoff::of(location),
+    };
     let mut tick = tokio::time::interval(config.flush_interval());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -97,6 +103,12 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if lock(&assignment).buffered() > 0 {
+                    flush(&consumer, &sinks, &stats, &assignment, &shutdown).await?;
+                }
+            }
+            // An ETL in this process waits for rows: land what is held now rather than at the tick.
+            _ = sinks.handoff.wait_etl_waiting(), if lock(&assignment).buffered() > 0 => {
+                if sinks.handoff.take_etl_waiting() {
                     flush(&consumer, &sinks, &stats, &assignment, &shutdown).await?;
                 }
             }
@@ -119,7 +131,7 @@ pub async fn run(
                             None => break,
                         }
                     }
-                    if full {
+                    if full || (lock(&assignment).buffered() > 0 && sinks.handoff.take_etl_waiting()) {
                         flush(&consumer, &sinks, &stats, &assignment, &shutdown).await?;
                     }
                 }
@@ -197,6 +209,8 @@ struct Sinks {
     landing: Arc<tokio::sync::Mutex<Landing>>,
     dead_letter_topic: Option<DeadLetterTopic>,
     fault: Fault,
+    /// Tells an ETL in this process that rows landed, and hears when it waits for them.
+    handoff: Arc<Handoff>,
 }
 
 /// Lands every buffered partition, then commits. Store failures retry with backoff until they pass
@@ -229,6 +243,7 @@ async fn flush(
         }
     };
     drop(landing);
+    sinks.handoff.landed();
     event.emit(stats);
     sinks.fault.trigger(Fault::AfterLanding);
 

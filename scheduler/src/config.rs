@@ -57,7 +57,8 @@ pub struct EtlConfig {
     pub enabled: bool,
     /// Where micro-batches run: `cluster` or `in_process`.
     pub run_on: EtlEngine,
-    /// Shortest time between two micro-batches, in milliseconds.
+    /// Shortest time between the starts of two micro-batches, in milliseconds; with nothing new, how
+    /// often the ETL looks for landed rows (ingest in the same process, as in `up`, tells it at once).
     pub min_interval_ms: u64,
     /// SQL file turning `new_vitals_raw` into `vitals_clean` rows; empty uses the shipped
     /// `scheduler/src/etl/vitals_clean.sql`.

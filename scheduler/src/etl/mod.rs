@@ -28,6 +28,7 @@ use object_store::path::Path;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
+use vitalflow_udf_model::lake::handoff::Handoff;
 use vitalflow_udf_model::lake::names::ETL_STATE_TABLE;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
@@ -231,11 +232,16 @@ impl EtlDriver {
         &self.checkpoint
     }
 
-    /// Runs micro-batches every `min_interval` until `shutdown`; failures are retried with backoff.
+    /// Runs micro-batches until `shutdown`, starting them at most every `min_interval`; failures are
+    /// retried with backoff. With nothing new it waits for ingest's word that rows landed (ingest in
+    /// this process, [`Handoff`]) or for `min_interval`, whichever comes first.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let min_interval = self.config.min_interval();
+        let handoff = Handoff::of(&self.location);
         let mut backoff = min_interval;
         loop {
+            let started = Instant::now();
+            handoff.set_etl_waiting(false);
             // Stopping mid-batch is a crash the checkpoint is made for (the pending batch re-runs at the
             // next start), and a batch can wait forever once the executors are gone: `up`'s in-process
             // Ballista executor stops on Ctrl-C by itself.
@@ -244,9 +250,19 @@ impl EtlDriver {
                 attempt = self.run_once() => attempt,
             };
             let wait = match attempt {
-                Ok(_) => {
+                Ok(Some(_)) => {
                     backoff = min_interval;
-                    min_interval
+                    min_interval.saturating_sub(started.elapsed())
+                }
+                Ok(None) => {
+                    backoff = min_interval;
+                    handoff.set_etl_waiting(true);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(min_interval) => {}
+                        _ = handoff.wait_landed() => {}
+                    }
+                    continue;
                 }
                 Err(error) if !error.is_retryable() => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);

@@ -362,3 +362,34 @@ async fn the_etl_scores_each_reading_as_training_and_evaluate_do_across_batches(
     assert_eq!(compared, expected.len());
     assert!(compared > 400, "{compared}");
 }
+
+#[tokio::test]
+async fn a_waiting_etl_runs_as_soon_as_ingest_in_the_same_process_says_rows_landed() {
+    use vitalflow_udf_model::lake::handoff::Handoff;
+
+    let f = Fixture::new();
+    // A poll a minute apart: only the hand-off can start the batch within the test's time.
+    let config = EtlConfig { min_interval_ms: 60_000, ..EtlConfig::default() };
+    let ctx = local_context(&f.location, &f.forest).unwrap();
+    let driver = EtlDriver::new(ctx, f.location.clone(), &config, Arc::new(EtlStats::default())).await.unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = tokio::spawn(driver.run(shutdown.clone()));
+    let handoff = Handoff::of(&f.location);
+    // The ETL finds nothing and says it waits (what makes ingest land at once).
+    let waits = async {
+        while !handoff.take_etl_waiting() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(20), waits).await.expect("the ETL said it waits");
+    f.land(0, vec![reading("P1", 0, NORMAL), reading("P2", 0, NORMAL)]).await;
+    handoff.landed();
+    let processed = async {
+        while f.count("SELECT count(*) FROM vitals_clean").await < 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), processed).await.expect("the batch ran on the hand-off");
+    shutdown.cancel();
+    running.await.unwrap();
+}

@@ -6,6 +6,7 @@
 pub mod checkpoint;
 pub mod error;
 pub mod format;
+pub mod handoff;
 pub mod landed;
 pub mod lease;
 pub mod location;
