@@ -270,11 +270,16 @@ impl Outputs {
     /// the batch had clean rows.
     pub(super) async fn write(&self, tables: &mut OutputTables, batch_id: i64) -> Result<Written> {
         let etl_prefix = format!("{STAGE}-");
-        commit_output(&mut tables.dead_letters, &etl_prefix, batch_id, &self.dead_letters, Commit::Append).await?;
-        commit_output(&mut tables.clean, "", batch_id, &self.clean, Commit::Append).await?;
-        commit_output(&mut tables.alerts, "", batch_id, &self.alerts, Commit::Append).await?;
-        commit_output(&mut tables.state, "", batch_id, &self.state, Commit::Replace).await?;
-        commit_output(&mut tables.latest, "", batch_id, &self.latest, Commit::Replace).await?;
+        // Five tables, five independent commits, each carrying the batch's transaction (a re-run skips
+        // the ones already made, in any order): made at once, a batch waits for the slowest, not the sum.
+        let OutputTables { dead_letters, clean, alerts, state, latest, .. } = tables;
+        tokio::try_join!(
+            commit_output(dead_letters, &etl_prefix, batch_id, &self.dead_letters, Commit::Append),
+            commit_output(clean, "", batch_id, &self.clean, Commit::Append),
+            commit_output(alerts, "", batch_id, &self.alerts, Commit::Append),
+            commit_output(state, "", batch_id, &self.state, Commit::Replace),
+            commit_output(latest, "", batch_id, &self.latest, Commit::Replace),
+        )?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
     }
 }

@@ -23,8 +23,7 @@ timeline AS (
   -- The batch's readings, and the patient's recent clean readings before them, with each vital as
   -- measured and when (m_*: NULL when the reading lacks it; a state row brings its carried values
   -- with their own times).
-  SELECT patient_id, event_time, FALSE AS from_state, source_topic, source_partition, source_offset, ingest_time,
-    heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
+  SELECT patient_id, event_time, FALSE AS from_state, source_topic, source_partition, source_offset,
     CAST(NULL AS VARCHAR) AS state_risk,
     -- Cleaning rules of the reading alone, beyond ingest's possible ranges (which already
     -- dead-lettered impossible values); re-sent copies are found by the pass below.
@@ -43,8 +42,7 @@ timeline AS (
     consciousness AS m_consciousness, CASE WHEN consciousness IS NOT NULL THEN event_time END AS m_consciousness_at
   FROM new_vitals_raw
   UNION ALL
-  SELECT patient_id, event_time, TRUE, source_topic, source_partition, source_offset, NULL,
-    heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
+  SELECT patient_id, event_time, TRUE, source_topic, source_partition, source_offset,
     risk AS state_risk, CAST(NULL AS VARCHAR) AS row_reject_code,
     heart_rate AS m_heart_rate, heart_rate_measured_at AS m_heart_rate_at,
     systolic_bp AS m_systolic_bp, systolic_bp_measured_at AS m_systolic_bp_at,
@@ -61,16 +59,13 @@ history AS (
   -- One ordered pass over each patient's readings (vitalflow's patient_history, docs/etl.md):
   --   h['reject_code']           'duplicate' for a re-sent copy (same patient, time and values as an
   --                              earlier batch's reading, else as one lower in source position), else
-  --                              the row's own rule; a rejected row takes no part in what follows
+  --                              the row's own rule; a rejected row keeps its values as landed (no
+  --                              measured-at times, no features) and takes no part in what follows
   --   h['<vital>'], h['<vital>_measured_at']
   --                              each vital's last measured value, carried for carry_forward_seconds
   --   h['<vital>_rolling_mean'], h['<vital>_change']
   --                              over the last window_readings clean readings, earlier batches' included
   SELECT t.patient_id, t.event_time, t.from_state, t.source_topic, t.source_partition, t.source_offset, t.state_risk,
-    -- The values as landed, which a rejected row keeps.
-    t.heart_rate AS raw_heart_rate, t.systolic_bp AS raw_systolic_bp, t.diastolic_bp AS raw_diastolic_bp,
-    t.spo2 AS raw_spo2, t.temperature AS raw_temperature, t.glucose AS raw_glucose,
-    t.respiratory_rate AS raw_respiratory_rate, t.on_oxygen AS raw_on_oxygen, t.consciousness AS raw_consciousness,
     patient_history(patient_id, event_time, from_state, row_reject_code,
         m_heart_rate, m_heart_rate_at,
         m_systolic_bp, m_systolic_bp_at,
@@ -87,12 +82,10 @@ history AS (
 ),
 judged AS (
   SELECT patient_id, event_time, from_state, source_topic, source_partition, source_offset, state_risk,
-    raw_heart_rate, raw_systolic_bp, raw_diastolic_bp, raw_spo2, raw_temperature, raw_glucose,
-    raw_respiratory_rate, raw_on_oxygen, raw_consciousness,
     h['reject_code'] AS reject_code,
     CASE h['reject_code']
       WHEN 'duplicate' THEN concat('duplicate of an earlier reading of patient ', patient_id, ' at ', CAST(event_time AS VARCHAR))
-      WHEN 'implausible_value' THEN concat('diastolic_bp ', CAST(raw_diastolic_bp AS VARCHAR), ' is not below systolic_bp ', CAST(raw_systolic_bp AS VARCHAR))
+      WHEN 'implausible_value' THEN concat('diastolic_bp ', CAST(h['diastolic_bp'] AS VARCHAR), ' is not below systolic_bp ', CAST(h['systolic_bp'] AS VARCHAR))
       WHEN 'future_time' THEN concat('event_time ', CAST(event_time AS VARCHAR), ' is more than 5 minutes after it was ingested')
     END AS reject_reason,
     h['heart_rate'] AS heart_rate, h['heart_rate_measured_at'] AS heart_rate_measured_at,
@@ -113,29 +106,29 @@ judged AS (
     h['respiratory_rate_rolling_mean'] AS respiratory_rate_rolling_mean, h['respiratory_rate_change'] AS respiratory_rate_change
   FROM history
 ),
-
 scored AS (
-  -- The trend model scores the reading with its features (${trend_arguments}: the inputs its model
-  -- file names); a state row keeps the risk it was given.
-  SELECT w.*,
-    CASE WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
-    trend_risk_probability(${trend_arguments}) AS probabilities
-  FROM judged w
-  WHERE reject_code IS NULL
+  -- The trend model scores each clean reading with its features (${trend_arguments}: the inputs its
+  -- model file names); a state row keeps the risk it was given; a rejected row has none.
+  SELECT j.*,
+    CASE WHEN reject_code IS NOT NULL THEN NULL WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
+    CASE WHEN reject_code IS NULL THEN trend_risk_probability(${trend_arguments}) END AS probabilities
+  FROM judged j
 ),
 previous AS (
-  -- The risk before this reading (the alert rule's "rises to High"), in the same one pass.
+  -- The risk before this reading (the alert rule's "rises to High"): the patient's last clean one.
   SELECT s.*,
     patient_previous(patient_id, risk)
       OVER (ORDER BY patient_id, event_time, from_state DESC, source_topic, source_partition, source_offset) AS previous_risk
   FROM scored s
 ),
-clean AS (
+output AS (
+  -- One row per batch row: clean ones with their risk and features, rejected ones (reject_code) with
+  -- their values as landed, which the driver writes to dead_letters.
   SELECT patient_id, event_time,
     heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
     risk,
-    rubric_score(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) AS rubric_score,
-    news2_score(respiratory_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature) AS news2_score,
+    CASE WHEN reject_code IS NULL THEN rubric_score(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) END AS rubric_score,
+    CASE WHEN reject_code IS NULL THEN news2_score(respiratory_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature) END AS news2_score,
     model_version() AS model_version,
     source_topic, source_partition, source_offset,
     -- P(High) as the share of such readings truly High (the model file's calibration); the forest's
@@ -151,25 +144,14 @@ clean AS (
     -- Anomaly: a sudden move within the window that a clinician would want to see, whatever the risk.
     abs(heart_rate_change) >= 25 OR abs(systolic_bp_change) >= 30 OR spo2_change <= -5
       OR abs(temperature_change) >= 1.0 OR abs(respiratory_rate_change) >= 8 OR abs(glucose_change) >= 80 AS anomaly,
-    CAST(NULL AS VARCHAR) AS reject_code, CAST(NULL AS VARCHAR) AS reject_reason,
+    reject_code, reject_reason,
     -- DESIGN's alert rule: risk rises to High from a lower level or from no earlier reading.
-    risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') AS raises_alert,
-    previous_risk,
+    reject_code IS NULL AND risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') AS raises_alert,
+    CASE WHEN reject_code IS NULL THEN previous_risk END AS previous_risk,
     heart_rate_measured_at, systolic_bp_measured_at, diastolic_bp_measured_at, spo2_measured_at,
     temperature_measured_at, glucose_measured_at, respiratory_rate_measured_at, on_oxygen_measured_at,
     consciousness_measured_at
   FROM previous
   WHERE NOT from_state
 )
-SELECT * FROM clean
-UNION ALL
--- Rejected rows keep their values as landed; the driver writes them to dead_letters.
-SELECT patient_id, event_time,
-  raw_heart_rate, raw_systolic_bp, raw_diastolic_bp, raw_spo2, raw_temperature, raw_glucose, raw_respiratory_rate,
-  raw_on_oxygen, raw_consciousness,
-  NULL, NULL, NULL, model_version(), source_topic, source_partition, source_offset,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-  reject_code, reject_reason, FALSE, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-FROM judged
-WHERE reject_code IS NOT NULL
+SELECT * FROM output

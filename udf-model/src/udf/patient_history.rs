@@ -1,7 +1,8 @@
 //! `patient_history(...) OVER (ORDER BY patient_id, event_time, ...)`: the ETL's one ordered pass
 //! over every patient's readings (the state kept from earlier batches, then the batch's), returning a
 //! struct per reading: why it is rejected as a re-sent copy, each parameter carried forward and when
-//! it was measured, and the rolling mean and change of each vital.
+//! it was measured, and the rolling mean and change of each vital. A rejected reading keeps its own
+//! values, with no measured-at times or features, and takes no part in the pass.
 //!
 //! The features come from [`PatientTrend`], the code training and `vitalflow evaluate` use, so that
 //! what the model learnt on and what the ETL scores with never differ. One pass over the whole batch
@@ -125,7 +126,9 @@ impl PartitionEvaluator for HistoryPass {
         let copies = batch.copies()?;
 
         let mut reject = StringBuilder::with_capacity(rows, rows * 4);
-        let mut sources: Vec<Vec<Option<u32>>> = (0..CARRIED).map(|_| Vec::with_capacity(rows)).collect();
+        // Where each parameter's value and measured-at time come from, by row.
+        let mut values_from: Vec<Vec<Option<u32>>> = (0..CARRIED).map(|_| Vec::with_capacity(rows)).collect();
+        let mut times_from: Vec<Vec<Option<u32>>> = (0..CARRIED).map(|_| Vec::with_capacity(rows)).collect();
         let mut features: Vec<Vec<Option<f64>>> = (0..14).map(|_| Vec::with_capacity(rows)).collect();
         let mut patient = PatientTrend::new(settings);
         for (row, copy) in copies.iter().enumerate() {
@@ -142,13 +145,17 @@ impl PartitionEvaluator for HistoryPass {
             };
             reject.append_option(code);
             if code.is_some() {
-                sources.iter_mut().for_each(|s| s.push(None));
+                // A rejected reading keeps its own values, with no times or features.
+                values_from.iter_mut().for_each(|v| v.push(Some(row as u32)));
+                times_from.iter_mut().for_each(|t| t.push(None));
                 features.iter_mut().for_each(|f| f.push(None));
                 continue;
             }
             let step = patient.take(batch.time[row], &batch.measured(row));
             for (p, from) in step.carried_from.iter().enumerate() {
-                sources[p].push(from.map(|m| m.source as u32));
+                let from = from.map(|m| m.source as u32);
+                values_from[p].push(from);
+                times_from[p].push(from);
             }
             for v in 0..Vital::ALL.len() {
                 features[2 * v].push(Some(step.row.mean(v)).filter(|x| x.is_finite()));
@@ -157,10 +164,9 @@ impl PartitionEvaluator for HistoryPass {
         }
 
         let mut columns: Vec<ArrayRef> = vec![Arc::new(reject.finish())];
-        for (p, rows_from) in sources.into_iter().enumerate() {
-            let indices = UInt32Array::from(rows_from);
-            columns.push(take(&values[LEADING + 2 * p], &indices, None)?);
-            columns.push(take(&values[LEADING + 2 * p + 1], &indices, None)?);
+        for (p, (value_rows, time_rows)) in values_from.into_iter().zip(times_from).enumerate() {
+            columns.push(take(&values[LEADING + 2 * p], &UInt32Array::from(value_rows), None)?);
+            columns.push(take(&values[LEADING + 2 * p + 1], &UInt32Array::from(time_rows), None)?);
         }
         columns.extend(features.into_iter().map(|f| Arc::new(Float64Array::from(f)) as ArrayRef));
         Ok(Arc::new(StructArray::try_new(fields, columns, None)?))

@@ -12,7 +12,7 @@ use datafusion::datasource::TableType;
 use datafusion::prelude::SessionContext;
 use tonic::Status;
 
-use super::query::client_schema;
+use super::wire_types::WireTypes;
 
 /// The table type vitalflow's tables report (SQL standard, as DataFusion's information_schema says).
 pub(crate) const BASE_TABLE: &str = "BASE TABLE";
@@ -70,7 +70,11 @@ fn type_requested(requested: &[String], table_type: &str) -> bool {
 }
 
 /// Tables matching the request, with their schemas (as clients will receive them) when asked.
-pub(crate) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Result<RecordBatch, Status> {
+pub(crate) async fn tables(
+    ctx: &SessionContext,
+    query: CommandGetTables,
+    types: WireTypes,
+) -> Result<RecordBatch, Status> {
     let requested = query.table_types.clone();
     // Table types are matched here (leniently); the builder filters catalog, schema and name patterns.
     let mut builder = GetTablesBuilder::new(
@@ -94,7 +98,7 @@ pub(crate) async fn tables(ctx: &SessionContext, query: CommandGetTables) -> Res
             if !type_requested(&requested, table_type) {
                 continue;
             }
-            let arrow_schema: Schema = client_schema(&table.schema()).as_ref().clone();
+            let arrow_schema: Schema = types.client_schema(&table.schema()).as_ref().clone();
             builder
                 .append(&catalog, &schema_name, &name, table_type, &arrow_schema)
                 .map_err(|e| Status::internal(format!("listing table {name}: {e}")))?;

@@ -27,6 +27,7 @@ mod service;
 mod sql_info;
 mod status;
 mod stream;
+mod wire_types;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -39,8 +40,10 @@ use tonic::{Request, Status};
 
 use self::cancel::RunningQueries;
 use self::handle::{HandleKey, StatementHandle};
-use self::query::{PlanInputs, QueryLimits, client_schema, plan_bounded};
+use self::query::{PlanInputs, QueryLimits, plan_bounded};
 pub use self::server::{RunningFlightSql, start_flight_sql};
+pub use self::wire_types::NAIVE_TIMESTAMPS_HEADER;
+use self::wire_types::WireTypes;
 use crate::cluster::ClusterJobs;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
@@ -166,9 +169,15 @@ impl FlightSqlEndpoint {
 
     /// The schema a statement's results will have, refusing what the policy refuses. `executing`:
     /// the statement is about to run, so every parameter needs a value.
-    async fn announce(&self, who: &Principal, handle: &StatementHandle, executing: bool) -> Result<SchemaRef, Status> {
+    async fn announce(
+        &self,
+        who: &Principal,
+        handle: &StatementHandle,
+        executing: bool,
+        types: WireTypes,
+    ) -> Result<SchemaRef, Status> {
         let frame = self.plan_timed(who, handle, executing).await?;
-        Ok(client_schema(frame.schema().inner()))
+        Ok(types.client_schema(frame.schema().inner()))
     }
 
     async fn plan_timed(

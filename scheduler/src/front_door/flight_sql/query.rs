@@ -1,13 +1,10 @@
 //! How the front door turns client SQL into a result stream: the read-only policy (one query,
-//! nothing that writes, sets or reads files), parameter binding, the types clients can read, and
-//! the per-query limits.
+//! nothing that writes, sets or reads files), parameter binding and the per-query limits.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arrow::compute::cast;
-use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::record_batch::RecordBatch;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
@@ -207,41 +204,6 @@ async fn progress_context(source: &ProgressSource) -> Result<SessionContext, Sta
     Ok(ctx)
 }
 
-/// A type every client reads: Flight SQL clients differ on views, large and dictionary strings and
-/// on timestamp units (Grafana reads every timestamp as nanoseconds).
-fn client_type(t: &DataType) -> DataType {
-    match t {
-        DataType::Utf8View | DataType::LargeUtf8 => DataType::Utf8,
-        DataType::BinaryView | DataType::LargeBinary => DataType::Binary,
-        DataType::Dictionary(_, value) => client_type(value),
-        DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Nanosecond, tz.clone()),
-        other => other.clone(),
-    }
-}
-
-/// The schema announced and streamed: client types, every field nullable, no metadata. Nullable
-/// because DataFusion's plan and Ballista's stages disagree on it (aggregates), and clients (ADBC)
-/// refuse a stream whose schema differs from the announced one.
-pub(crate) fn client_schema(schema: &SchemaRef) -> SchemaRef {
-    Arc::new(Schema::new(
-        schema.fields().iter().map(|f| Field::new(f.name(), client_type(f.data_type()), true)).collect::<Vec<_>>(),
-    ))
-}
-
-/// `batch` under `schema` (from `client_schema` of its plan), casting columns where types differ.
-pub(crate) fn to_client_batch(batch: RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, arrow::error::ArrowError> {
-    if batch.schema() == *schema {
-        return Ok(batch);
-    }
-    let columns = batch
-        .columns()
-        .iter()
-        .zip(schema.fields())
-        .map(|(c, f)| if c.data_type() == f.data_type() { Ok(c.clone()) } else { cast(c, f.data_type()) })
-        .collect::<Result<Vec<_>, _>>()?;
-    RecordBatch::try_new(schema.clone(), columns)
-}
-
 /// Per-query limits.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct QueryLimits {
@@ -311,6 +273,7 @@ pub(crate) async fn plan_bounded(inputs: PlanInputs, limits: &QueryLimits) -> Re
 #[cfg(test)]
 mod tests {
     use arrow::array::AsArray;
+    use arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;
     use crate::config::Role;
@@ -367,7 +330,9 @@ mod tests {
             assert_eq!(tables.contains(&AUDIT_TABLE.to_string()), admin, "{role:?}: {tables:?}");
             let with_columns = names(&run(&ctx, role, columns).await.unwrap());
             assert_eq!(with_columns.contains(&AUDIT_TABLE.to_string()), admin, "{role:?}: {with_columns:?}");
-            let get_tables = super::super::metadata::tables(&role_view(&ctx, &ctx, role), Default::default()).await;
+            let get_tables =
+                super::super::metadata::tables(&role_view(&ctx, &ctx, role), Default::default(), Default::default())
+                    .await;
             let listed = names(&[get_tables.unwrap()].map(|b| b.project(&[2]).unwrap()));
             assert_eq!(listed.contains(&AUDIT_TABLE.to_string()), admin, "GetTables for {role:?}: {listed:?}");
         }
@@ -381,24 +346,5 @@ mod tests {
         let mut q = parse_query("SELECT * FROM t WHERE a = ? AND b > ?").unwrap();
         number_placeholders(&mut q);
         assert!(q.to_string().ends_with("a = $1 AND b > $2"), "{q}");
-    }
-
-    #[test]
-    fn client_types_are_plain_strings_and_nanosecond_timestamps() {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("s", DataType::Utf8View, false),
-            Field::new("d", DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::LargeUtf8)), false),
-            Field::new("t", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
-        ]));
-        let client = client_schema(&schema);
-        let types: Vec<_> = client.fields().iter().map(|f| (f.data_type().clone(), f.is_nullable())).collect();
-        assert_eq!(
-            types,
-            vec![
-                (DataType::Utf8, true),
-                (DataType::Utf8, true),
-                (DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())), true)
-            ]
-        );
     }
 }

@@ -30,9 +30,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::handle::StatementHandle;
 use super::parameters::{parameter_schema, read_parameter_row};
-use super::query::client_schema;
 use super::refusal::Refusal;
 use super::stream::{batch_stream, encode_error, flight_info};
+use super::wire_types::WireTypes;
 use super::{DoGetStream, FlightSqlEndpoint, cancel, keys, metadata, principal};
 use crate::front_door::table_access::role_view;
 
@@ -74,7 +74,8 @@ impl FlightSqlService for FlightSqlEndpoint {
         let who = principal(&request)?;
         let handle = StatementHandle::new(query.query);
         // A statement cannot bind values: a placeholder in it is refused now, by name.
-        let schema = self.refused(&who, &handle.sql, self.announce(&who, &handle, true).await)?;
+        let schema =
+            self.refused(&who, &handle.sql, self.announce(&who, &handle, true, WireTypes::of(&request)).await)?;
         let ticket = TicketStatementQuery { statement_handle: self.handles.seal(&handle) }.as_any().encode_to_vec();
         Ok(Response::new(flight_info(ticket, &schema, request.into_inner())?))
     }
@@ -86,7 +87,7 @@ impl FlightSqlService for FlightSqlEndpoint {
     ) -> Result<Response<DoGetStream>, Status> {
         let who = principal(&request)?;
         let handle = self.handles.open(&ticket.statement_handle)?;
-        self.stream(&who, &handle, ticket.statement_handle).await
+        self.stream(&who, &handle, ticket.statement_handle, WireTypes::of(&request)).await
     }
 
     async fn do_action_create_prepared_statement(
@@ -103,7 +104,7 @@ impl FlightSqlService for FlightSqlEndpoint {
             Ok(bytes)
         };
         // Never empty for a query: JDBC reads an empty dataset schema as an update count.
-        let dataset_schema = ipc(&client_schema(frame.schema().inner()))?;
+        let dataset_schema = ipc(&WireTypes::of(&request).client_schema(frame.schema().inner()))?;
         let parameter_schema = ipc(&parameter_schema(&frame)?)?;
         Ok(ActionCreatePreparedStatementResult {
             prepared_statement_handle: self.handles.seal(&handle),
@@ -120,7 +121,8 @@ impl FlightSqlService for FlightSqlEndpoint {
         let who = principal(&request)?;
         let handle = self.handles.open(&cmd.prepared_statement_handle)?;
         // Executing: a parameter without a value is refused here, by name, not by a failed job.
-        let schema = self.refused(&who, &handle.sql, self.announce(&who, &handle, true).await)?;
+        let schema =
+            self.refused(&who, &handle.sql, self.announce(&who, &handle, true, WireTypes::of(&request)).await)?;
         Ok(Response::new(flight_info(cmd.as_any().encode_to_vec(), &schema, request.into_inner())?))
     }
 
@@ -131,7 +133,7 @@ impl FlightSqlService for FlightSqlEndpoint {
     ) -> Result<Response<DoGetStream>, Status> {
         let who = principal(&request)?;
         let handle = self.handles.open(&cmd.prepared_statement_handle)?;
-        self.stream(&who, &handle, cmd.prepared_statement_handle).await
+        self.stream(&who, &handle, cmd.prepared_statement_handle, WireTypes::of(&request)).await
     }
 
     /// Parameter binding: the client sends one row per execution; the answer is a new handle carrying
@@ -222,7 +224,7 @@ impl FlightSqlService for FlightSqlEndpoint {
     ) -> Result<Response<DoGetStream>, Status> {
         let who = principal(&request)?;
         let visible = role_view(&self.ctx, &self.ctx, who.role);
-        Ok(batch_stream(metadata::tables(&visible, query).await?))
+        Ok(batch_stream(metadata::tables(&visible, query, WireTypes::of(&request)).await?))
     }
 
     async fn get_flight_info_table_types(

@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::FlightSqlEndpoint;
 use super::refusal::{Refusal, put_not_supported};
+use super::wire_types::WireTypes;
 
 /// Flight SQL's action creating a prepared statement (arrow-flight keeps its constant to itself).
 const CREATE_PREPARED_STATEMENT: &str = "CreatePreparedStatement";
@@ -112,11 +113,19 @@ impl FlightService for FrontDoorService {
         let schema = match flight_sql_command(&request.get_ref().cmd, "the descriptor")? {
             Command::CommandStatementQuery(query) => {
                 let handle = super::handle::StatementHandle::new(query.query);
-                self.sql.refused(&who, &handle.sql, self.sql.announce(&who, &handle, false).await)?
+                self.sql.refused(
+                    &who,
+                    &handle.sql,
+                    self.sql.announce(&who, &handle, false, WireTypes::of(&request)).await,
+                )?
             }
             Command::CommandPreparedStatementQuery(prepared) => {
                 let handle = self.sql.handles.open(&prepared.prepared_statement_handle)?;
-                self.sql.refused(&who, &handle.sql, self.sql.announce(&who, &handle, false).await)?
+                self.sql.refused(
+                    &who,
+                    &handle.sql,
+                    self.sql.announce(&who, &handle, false, WireTypes::of(&request)).await,
+                )?
             }
             _ => {
                 let info = FlightService::get_flight_info(&self.sql, request).await?.into_inner();

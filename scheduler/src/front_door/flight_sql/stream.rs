@@ -14,8 +14,8 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Response, Status};
 
 use super::handle::StatementHandle;
-use super::query::{client_schema, to_client_batch};
 use super::status::query_status;
+use super::wire_types::{WireTypes, to_client_batch};
 use super::{DoGetStream, FlightSqlEndpoint};
 use crate::cluster::NamedJob;
 use crate::front_door::audit::Outcome;
@@ -85,6 +85,7 @@ impl FlightSqlEndpoint {
         who: &Principal,
         handle: &StatementHandle,
         ticket_handle: Bytes,
+        types: WireTypes,
     ) -> Result<Response<DoGetStream>, Status> {
         let mut audit = self.audit.start(who, &handle.sql);
         let deadline = tokio::time::Instant::now() + self.limits.timeout;
@@ -93,7 +94,7 @@ impl FlightSqlEndpoint {
         let running = self.running.register(&who.name, ticket_handle);
         let started = async {
             let frame = job.named(self.plan_timed(who, handle, true).await?);
-            let schema = client_schema(frame.schema().inner());
+            let schema = types.client_schema(frame.schema().inner());
             let run = tokio::time::timeout_at(deadline, frame.execute_stream());
             let batches = run.await.map_err(|_| self.timeout_status())?.map_err(query_status)?;
             Ok::<_, Status>((schema, batches))
