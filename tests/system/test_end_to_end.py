@@ -245,11 +245,12 @@ def test_ignore_nulls_windows_are_refused_on_the_cluster_by_name_and_last_known_
     finally:
         conn.close()
 
-    # The shipped ETL SQL with its carry-forward written the way the cluster loses.
-    shipped = (Path(__file__).resolve().parents[2] / "scheduler" / "src" / "etl" / "vitals_clean.sql").read_text()
+    # An ETL SQL of window functions (the one the shipped SQL replaced, kept as `bench etl`'s reference)
+    # with its carry-forward written the way the cluster loses.
+    windows = (Path(__file__).resolve().parents[2] / "src" / "bench" / "etl_window_passes.sql").read_text()
     sql_file = tmp_path / "etl.sql"
-    sql_file.write_text(shipped.replace("last_known(m_heart_rate) OVER w", "last_value(m_heart_rate) IGNORE NULLS OVER w"))
-    assert sql_file.read_text() != shipped
+    sql_file.write_text(windows.replace("last_known(m_heart_rate) OVER w", "last_value(m_heart_rate) IGNORE NULLS OVER w"))
+    assert sql_file.read_text() != windows
     child = cluster.start("scheduler-etl-sql", "scheduler", "--port", "0", "--flight-sql-port", "0",
                           env={"VITALFLOW__ETL__SQL_FILE": str(sql_file)})
     assert child.wait_exit(timeout=60) != 0
