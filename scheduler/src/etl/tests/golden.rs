@@ -24,7 +24,7 @@ fn readings() -> Vec<Vec<Reading>> {
     let mut batches: Vec<Vec<Reading>> = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 13, "{line}");
+        assert_eq!(f.len(), 12, "{line}");
         let number = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().expect(line));
         let batch: usize = f[0].parse().expect(line);
         let minute: i64 = f[2].parse().expect(line);
@@ -65,7 +65,9 @@ fn cells(column: &dyn Array) -> Vec<String> {
             let ns = arrow::compute::cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None)).unwrap();
             let ns = arrow::compute::cast(&ns, &DataType::Int64).unwrap();
             let ns = ns.as_primitive::<Int64Type>();
-            (0..n).map(|i| if ns.is_valid(i) { number((ns.value(i) - T0) as f64 / MINUTE as f64) } else { String::new() }).collect()
+            (0..n)
+                .map(|i| if ns.is_valid(i) { number((ns.value(i) - T0) as f64 / MINUTE as f64) } else { String::new() })
+                .collect()
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
             let f = arrow::compute::cast(column, &DataType::Float64).unwrap();
@@ -95,7 +97,8 @@ fn check(name: &str, actual: &str) -> Option<String> {
         return None;
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    (expected != actual).then(|| format!("{name} differs from the golden file; expected:\n{expected}\nactual:\n{actual}"))
+    (expected != actual)
+        .then(|| format!("{name} differs from the golden file; expected:\n{expected}\nactual:\n{actual}"))
 }
 
 #[tokio::test]
@@ -113,7 +116,7 @@ async fn the_etl_sql_turns_the_golden_readings_into_the_golden_rows() {
         .query(
             "SELECT source_offset, patient_id, event_time AS minute, heart_rate, systolic_bp, diastolic_bp, spo2, \
                     temperature, glucose, respiratory_rate, on_oxygen, consciousness, risk, news2_score, \
-                    heart_rate_rolling_mean, heart_rate_change, systolic_bp_measured_at, anomaly \
+                    heart_rate_rolling_mean, heart_rate_change, spo2_rolling_mean, spo2_change, anomaly \
              FROM vitals_clean ORDER BY source_offset",
         )
         .await;

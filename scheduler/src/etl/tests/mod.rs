@@ -1,5 +1,5 @@
 //! The ETL SQL and driver on an in-process context: cleaning, de-duplication, carry-forward across
-//! batches, the alert rule, patient_latest, and re-runs after a crash.
+//! batches, the alert rule, patient_latest, and re-runs after a crash; the golden files ([`golden`]).
 
 use std::sync::Arc;
 
@@ -16,7 +16,9 @@ use vitalflow_udf_model::rubric::Consciousness;
 use super::*;
 use crate::catalog::session::local_context;
 
-const T0: i64 = 1_795_000_000_000_000_000; // 2026-11-19, in ns
+mod golden;
+
+const T0: i64 = 1_795_000_000_000_000_000; // 2026-11-18T11:07:40Z, in ns
 const MINUTE: i64 = 60_000_000_000;
 
 /// A reading at `minute` past T0 with vitals in `Vital::ALL` order.
