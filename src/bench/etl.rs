@@ -8,7 +8,6 @@
 //! outputs), rows/s per core of each, the ratio, and whether both SQLs gave the same rows.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use arrow::array::{Array, AsArray, RecordBatch};
@@ -129,11 +128,8 @@ pub async fn run_sql(readings: &[Reading], sql: Option<&str>) -> anyhow::Result<
     }
     let forest = Arc::new(RiskForest::bundled()?);
     let ctx = local_context(&location, &forest)?;
-    let mut driver = EtlDriver::new(ctx, location.clone(), &config, Arc::new(EtlStats::default())).await?;
-    let began = Instant::now();
+    let mut driver = EtlDriver::new(ctx.clone(), location.clone(), &config, Arc::new(EtlStats::default())).await?;
     let report = driver.run_once().await?.context("the landed rows made no micro-batch")?;
-    tracing::debug!(seconds = began.elapsed().as_secs_f64(), "micro-batch done");
-    let ctx = local_context(&location, &forest)?;
     let rows = summaries(&ctx).await?;
     Ok(EtlRun { report, rows })
 }

@@ -55,7 +55,7 @@ pub use explain_risk::{ExplainRisk, explain_risk_array, top_reasons};
 pub use last_known::LastKnown;
 pub use model_info::ModelInfo;
 pub use news2_score::News2Score;
-pub use patient_history::{DUPLICATE, PatientHistory};
+pub use patient_history::PatientHistory;
 pub use patient_previous::PatientPrevious;
 pub use predict_risk::{PredictRisk, predict_risk_array};
 pub use risk_probability::{RiskProbability, risk_probability_array};

@@ -42,7 +42,7 @@ fn parameter_names() -> [&'static str; CARRIED] {
 }
 
 /// The reject code of a reading that repeats an earlier one (same patient, time and values).
-pub const DUPLICATE: &str = "duplicate";
+const DUPLICATE: &str = "duplicate";
 
 /// The function: see the module documentation.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -238,8 +238,12 @@ impl<'a> BatchColumns<'a> {
     fn measured(&self, row: usize) -> [Option<Measurement>; CARRIED] {
         std::array::from_fn(|p| {
             let (value, at) = &self.parameters[p];
-            (value.is_valid(row) && at.is_valid(row) && self.values[LEADING + 2 * p].is_valid(row))
-                .then(|| Measurement { value: value.value(row), at: at.value(row), source: row })
+            // `value` is NaN where missing, never NULL: presence is the argument's own.
+            (at.is_valid(row) && self.values[LEADING + 2 * p].is_valid(row)).then(|| Measurement {
+                value: value.value(row),
+                at: at.value(row),
+                source: row,
+            })
         })
     }
 
@@ -247,13 +251,12 @@ impl<'a> BatchColumns<'a> {
     /// measured at that time (NULLs equal): the first copy in the window's order is kept.
     fn copies(&self) -> Result<Vec<bool>> {
         let rows = self.time.len();
-        let time = &self.values[1];
+        let time = arrow::array::Int64Array::from(self.time.clone());
         let mut own: Vec<ArrayRef> = Vec::with_capacity(CARRIED);
-        for p in 0..CARRIED {
+        for (p, (_, at)) in self.parameters.iter().enumerate() {
             let value = &self.values[LEADING + 2 * p];
-            let at = cast(&self.values[LEADING + 2 * p + 1], time.data_type())?;
             // A kept state row's carried values were measured earlier: they are not its own.
-            let measured_then = eq(&at, time)?;
+            let measured_then = eq(at, &time)?;
             own.push(zip(&measured_then, value, &new_null_array(value.data_type(), rows))?);
         }
         let converter = RowConverter::new(own.iter().map(|a| SortField::new(a.data_type().clone())).collect())?;

@@ -33,7 +33,7 @@ fn readings() -> Vec<Vec<Reading>> {
             event_time_ns: T0 + minute * MINUTE,
             vitals: std::array::from_fn(|i| number(f[3 + i])),
             on_oxygen: (!f[10].is_empty()).then(|| f[10] == "true"),
-            consciousness: Consciousness::parse(f[11]).or_else(|| (!f[11].is_empty()).then(|| panic!("{line}"))),
+            consciousness: (!f[11].is_empty()).then(|| Consciousness::parse(f[11]).expect(line)),
         };
         while batches.len() < batch {
             batches.push(Vec::new());
