@@ -75,6 +75,11 @@ pub struct EtlConfig {
     /// How long the ETL lease of the data location lasts unless renewed (every third of it), in seconds:
     /// a second scheduler on the same location stands by and takes over this long after the holder died.
     pub lease_seconds: u64,
+    /// Micro-batches running side by side, each over its own share of the Kafka partitions (partition
+    /// modulo this number; a patient's readings all come on one partition): a cluster with several
+    /// executors works on several at once, and a slow partition does not hold the others up. A change
+    /// takes effect at the next start.
+    pub partition_groups: u32,
 }
 
 impl Default for EtlConfig {
@@ -88,6 +93,7 @@ impl Default for EtlConfig {
             window_readings: 5,
             batch_timeout_seconds: 120,
             lease_seconds: 15,
+            partition_groups: 2,
         }
     }
 }
@@ -109,6 +115,12 @@ impl EtlConfig {
         }
         if self.batch_timeout_seconds == 0 {
             return Err(Error::Config("etl.batch_timeout_seconds is 0, at least 1 is needed".into()));
+        }
+        if !(1..=64).contains(&self.partition_groups) {
+            return Err(Error::Config(format!(
+                "etl.partition_groups is {}, it must be between 1 and 64",
+                self.partition_groups
+            )));
         }
         Ok(())
     }

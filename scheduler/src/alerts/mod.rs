@@ -191,10 +191,10 @@ pub async fn committed_alert_files(
             read_up_to = version - 1;
             break;
         }
-        if batch_id > delivered.last_batch_id {
-            let path = location.path(&format!("{}/{}", table::RISK_ALERTS, file.path));
-            files.push(AlertFile { batch_id, version, path });
-        }
+        // Read by version, not by batch id: partition groups commit their batches side by side, so a
+        // batch may commit after a higher one of another group.
+        let path = location.path(&format!("{}/{}", table::RISK_ALERTS, file.path));
+        files.push(AlertFile { batch_id, version, path });
     }
     Ok((files, read_up_to.max(delivered.alerts_version)))
 }
@@ -328,8 +328,9 @@ impl Delivery {
             let alerts = read_alerts(&self.location, &file.path).await?;
             let messages = alerts.iter().map(AlertMessage::outgoing).collect::<Result<Vec<_>>>()?;
             self.sink.send(&messages).await?;
+            // The batch id moves on only at the end: a lower batch may still follow in the table.
             self.record(
-                DeliveryCheckpoint { last_batch_id: file.batch_id, alerts_version: file.version },
+                DeliveryCheckpoint { last_batch_id: delivered.last_batch_id, alerts_version: file.version },
                 alerts.len(),
             )
             .await?;

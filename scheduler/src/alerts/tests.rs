@@ -170,6 +170,32 @@ async fn delivers_committed_batches_only_and_resumes_from_its_checkpoint() {
 }
 
 #[tokio::test]
+async fn a_batch_committed_after_a_higher_one_of_another_partition_group_is_delivered_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();
+    let receiver = Arc::new(Receiver::default());
+    let url = serve_receiver(receiver.clone()).await;
+    let stats = Arc::new(AlertDeliveryStats::default());
+    commit(&location, 4).await;
+    let mut delivery = webhook_delivery(&location, &url, &stats);
+    assert!(!delivery.deliver_pending().await.unwrap());
+
+    // One group commits batch 6's alerts while another's batch 5 still runs: nothing is sent yet.
+    write_alerts(&location, 6, 1).await;
+    commit(&location, 4).await;
+    assert!(!delivery.deliver_pending().await.unwrap());
+    // Batch 5's alerts come after batch 6's in the table; both batches are then committed.
+    write_alerts(&location, 5, 2).await;
+    commit(&location, 6).await;
+    assert!(delivery.deliver_pending().await.unwrap());
+    let mut received = received_ids(&receiver);
+    received.sort();
+    assert_eq!(received, ["vitals/0/500", "vitals/0/501", "vitals/0/600"]);
+    assert!(!webhook_delivery(&location, &url, &stats).deliver_pending().await.unwrap(), "nothing twice");
+    assert_eq!(receiver.requests.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
 async fn a_refusing_webhook_is_retried_and_gets_every_alert_once_it_recovers() {
     let dir = tempfile::tempdir().unwrap();
     let location = DataLocation::open(dir.path().to_str().unwrap()).unwrap();

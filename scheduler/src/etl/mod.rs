@@ -1,15 +1,21 @@
 //! The continuous ETL driver. Ballista runs batch jobs; continuity is ours, as in Spark's micro-batch
 //! engine: each [`MicroBatch`] takes the data files the `vitals_raw` versions since the last batch
 //! added, runs the ETL SQL on the cluster, commits its outputs, then records the batch in the checkpoint.
+//! The Kafka partitions are dealt into partition groups ([`partition_group`]), each with micro-batches
+//! of its own running beside the others' ([`group_driver`]), so that a cluster works on several at once
+//! and a slow partition does not hold the others up.
 //!
 //! Exactly-once output. A batch's input (its files, the `vitals_raw` version they end at, and the
 //! version of the ETL state it starts from) is recorded in the checkpoint (as pending) before it runs,
-//! so a re-run after a crash reads exactly the same. Every output commit carries the Delta
-//! transaction `(vitalflow-etl, batch id)`: a re-run skips each table its first attempt committed.
+//! so a re-run after a crash reads exactly the same. Every output commit carries the Delta transaction
+//! `(the group's application id, batch id)`: a re-run skips each table its first attempt committed.
 
 mod alert_reasons;
+mod group_driver;
 mod outputs;
+pub mod partition_group;
 pub mod progress;
+mod regroup;
 pub mod role;
 pub mod sql;
 pub(crate) use outputs::count_rows;
@@ -18,28 +24,26 @@ mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use arrow::record_batch::RecordBatch;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList, MemoryCatalogProvider, MemoryCatalogProviderList};
+use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::SessionContext;
-use futures::TryStreamExt;
 use object_store::path::Path;
-
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, PendingBatch, load_etl_checkpoint, save_etl_checkpoint};
-use vitalflow_udf_model::lake::handoff::Handoff;
-use vitalflow_udf_model::lake::names::ETL_STATE_TABLE;
-use vitalflow_udf_model::lake::{DataLocation, LakeTable};
-use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_udf_model::lake::checkpoint::{EtlCheckpoint, load_etl_checkpoint};
 use vitalflow_udf_model::udf::ExplainRisk;
 
 use crate::catalog::cluster_plan::cluster_refusal;
-use crate::catalog::parquet_table::parquet_table;
-use crate::cluster::{ClusterJobs, NamedJob};
+use crate::catalog::session::register_tables;
+use crate::cluster::ClusterJobs;
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
-use outputs::OutputTables;
+use group_driver::{GroupDriver, Shared};
+use partition_group::PartitionGroup;
 
 /// Name under which a micro-batch's input files are visible to the ETL SQL.
 pub const INPUT_TABLE: &str = "new_vitals_raw";
@@ -54,13 +58,6 @@ pub const STAGE: &str = "etl";
 /// the process aborts after writing a micro-batch's output and before recording it in the checkpoint,
 /// the window a crash-safe driver must survive without a duplicate.
 pub const FAULT_ENV: &str = "VITALFLOW_FAULT_ETL";
-
-/// Most landed files, and bytes of them, one micro-batch takes: a backlog is worked off in bounded
-/// steps, large enough that many small files (a quiet ward, short flush intervals) catch up quickly.
-const MAX_FILES_PER_BATCH: usize = 2048;
-const MAX_BYTES_PER_BATCH: u64 = 128 << 20;
-/// Most `vitals_raw` commits read for one micro-batch (one small read each).
-const MAX_COMMITS_PER_BATCH: usize = 2048;
 
 /// One unit of ETL work.
 #[derive(Debug, Clone, PartialEq)]
@@ -120,33 +117,18 @@ pub struct EtlStats {
 }
 
 impl EtlStats {
-    fn set_error(&self, error: Option<String>) {
+    pub(super) fn set_error(&self, error: Option<String>) {
         if let Ok(mut slot) = self.last_error.lock() {
             *slot = error;
         }
     }
 }
 
-/// The driver: a client context on the cluster, the data location, the SQL and the checkpoint.
+/// The driver: the ETL SQL, the checkpoint, and a [`GroupDriver`] per partition group, each with its
+/// own client context on the cluster.
 pub struct EtlDriver {
-    ctx: SessionContext,
-    location: DataLocation,
-    sql: String,
-    config: EtlConfig,
-    checkpoint: EtlCheckpoint,
-    stats: Arc<EtlStats>,
-    abort_after_output: bool,
-    /// The tables the driver reads (`vitals_raw`, its state) and commits to.
-    tables: OutputTables,
-    /// The state files the current batch starts from.
-    state_urls: Vec<String>,
-    /// The scheduler's jobs when it runs in this process: a batch past its deadline is cancelled there.
-    jobs: Option<ClusterJobs>,
-    /// Until when (ms since the epoch) this process holds the ETL lease of the location; `None`:
-    /// no lease is used (tests, benchmarks).
-    lease_deadline: Option<Arc<std::sync::atomic::AtomicI64>>,
-    /// The forest the ETL scores with (the trend model), which explains the alerts.
-    forest: Option<Arc<RiskForest>>,
+    shared: Arc<Shared>,
+    groups: Vec<GroupDriver>,
 }
 
 /// The forest `ctx`'s ETL scoring functions use (that of its `explain_trend_risk`: the trend model, or
@@ -157,14 +139,43 @@ fn context_forest(ctx: &SessionContext) -> Option<Arc<RiskForest>> {
     udf.inner().downcast_ref::<ExplainRisk>().map(|e| e.forest().clone())
 }
 
+/// A context like `ctx` (its functions, settings and cluster) with a catalog of its own holding the lake
+/// tables: each group registers its input under the same names as the others.
+fn group_context(ctx: &SessionContext, location: &DataLocation) -> Result<SessionContext> {
+    let options = ctx.copied_config();
+    let (catalog_name, schema_name) =
+        (options.options().catalog.default_catalog.clone(), options.options().catalog.default_schema.clone());
+    let catalog = MemoryCatalogProvider::new();
+    catalog
+        .register_schema(&schema_name, Arc::new(MemorySchemaProvider::new()))
+        .map_err(|source| Error::Query { step: "creating a partition group's catalog".into(), source })?;
+    let catalogs = MemoryCatalogProviderList::new();
+    catalogs.register_catalog(catalog_name, Arc::new(catalog));
+    let state = SessionStateBuilder::new_from_existing(ctx.state()).with_catalog_list(Arc::new(catalogs)).build();
+    let group_ctx = SessionContext::new_with_state(state);
+    register_tables(&group_ctx, location)?;
+    Ok(group_ctx)
+}
+
+/// The drivers of `count` groups: the first on `ctx`, the others on contexts like it.
+async fn group_drivers(ctx: &SessionContext, shared: &Arc<Shared>, count: usize) -> Result<Vec<GroupDriver>> {
+    let mut drivers = Vec::with_capacity(count);
+    for group in PartitionGroup::all(count) {
+        let ctx = if group.index == 0 { ctx.clone() } else { group_context(ctx, &shared.location)? };
+        drivers.push(GroupDriver::new(group, ctx, shared.clone()).await?);
+    }
+    Ok(drivers)
+}
+
 impl std::fmt::Debug for EtlDriver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EtlDriver").field("checkpoint_batch", &self.checkpoint.last_batch_id).finish_non_exhaustive()
+        f.debug_struct("EtlDriver").field("groups", &self.groups.len()).finish_non_exhaustive()
     }
 }
 
 impl EtlDriver {
-    /// Loads the checkpoint (none yet means a fresh start) and checks that the SQL plans.
+    /// Loads the checkpoint (none yet means a fresh start), moves it to `etl.partition_groups` groups
+    /// when it has another count ([`regroup`]) and checks that the SQL plans.
     pub async fn new(
         ctx: SessionContext,
         location: DataLocation,
@@ -175,28 +186,31 @@ impl EtlDriver {
         let forest = context_forest(&ctx);
         let sql = sql::load(config, forest.as_deref())?;
         let checkpoint = load_etl_checkpoint(&location).await?;
-        stats.last_batch_id.store(checkpoint.last_batch_id.max(0) as u64, Ordering::Relaxed);
-        let abort_after_output = std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output");
-        let tables = OutputTables::open(&location).await?;
-        let driver = EtlDriver {
-            ctx,
+        let recorded = checkpoint.group_positions().len();
+        let shared = Arc::new(Shared {
             location,
             sql,
             config: config.clone(),
-            checkpoint,
             stats,
-            abort_after_output,
-            tables,
-            state_urls: Vec::new(),
-            jobs: None,
-            lease_deadline: None,
+            checkpoint: tokio::sync::Mutex::new(checkpoint),
+            turns: Default::default(),
+            abort_after_output: std::env::var(FAULT_ENV).is_ok_and(|v| v == "after-output"),
             forest,
-        };
+        });
+        let count = config.partition_groups as usize;
+        if recorded != count {
+            regroup::regroup(&ctx, &shared, recorded, count).await?;
+        }
+        let last = shared.checkpoint.lock().await.last_batch_id;
+        shared.stats.last_batch_id.store(last.max(0) as u64, Ordering::Relaxed);
+        let groups = group_drivers(&ctx, &shared, count).await?;
+        let driver = EtlDriver { shared, groups };
         // Plan against an empty input so a broken SQL file fails at start-up, not at the first reading.
-        driver.register_input(&[])?;
-        let planned = driver
+        let first = driver.first_group();
+        first.register_input(&[])?;
+        let planned = first
             .ctx
-            .sql(&driver.sql)
+            .sql(&driver.shared.sql)
             .await
             .map_err(|source| Error::Query { step: "planning the ETL SQL".into(), source })?;
         // And its output must fit the outputs: a missing column fails now, not every batch.
@@ -204,11 +218,16 @@ impl EtlDriver {
         Ok(driver)
     }
 
+    fn first_group(&self) -> &GroupDriver {
+        // `PartitionGroup::all` makes at least one.
+        &self.groups[0]
+    }
+
     /// Refuses ETL SQL that the cluster would run differently than one process does
     /// ([`cluster_refusal`]): checked at start when the ETL runs on the cluster.
     pub async fn check_runs_on_cluster(&self) -> Result<()> {
         let planning = |source| Error::Query { step: "planning the ETL SQL".into(), source };
-        let plan = self.ctx.state().create_logical_plan(&self.sql).await.map_err(planning)?;
+        let plan = self.first_group().ctx.state().create_logical_plan(&self.shared.sql).await.map_err(planning)?;
         match cluster_refusal(&plan) {
             Some(why) => Err(Error::Config(format!("the ETL SQL: {why}"))),
             None => Ok(()),
@@ -217,263 +236,46 @@ impl EtlDriver {
 
     /// Cancels a batch's job in `jobs` when it runs past `etl.batch_timeout_seconds`.
     pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> EtlDriver {
-        self.jobs = Some(jobs);
+        for group in &mut self.groups {
+            group.jobs = Some(jobs.clone());
+        }
         self
     }
 
     /// Commits a batch only while the ETL lease, renewed elsewhere, lasts (see [`role`]).
     pub fn with_lease_deadline(mut self, deadline: Arc<std::sync::atomic::AtomicI64>) -> EtlDriver {
-        self.lease_deadline = Some(deadline);
+        for group in &mut self.groups {
+            group.lease_deadline = Some(deadline.clone());
+        }
         self
     }
 
     /// The checkpoint as last committed.
-    pub fn checkpoint(&self) -> &EtlCheckpoint {
-        &self.checkpoint
+    pub async fn checkpoint(&self) -> EtlCheckpoint {
+        self.shared.checkpoint.lock().await.clone()
     }
 
-    /// Runs micro-batches until `shutdown`, starting them at most every `min_interval`; failures are
-    /// retried with backoff. With nothing new it waits for ingest's word that rows landed (ingest in
-    /// this process, [`Handoff`]) or for `min_interval`, whichever comes first.
-    pub async fn run(mut self, shutdown: CancellationToken) {
-        let min_interval = self.config.min_interval();
-        let handoff = Handoff::of(&self.location);
-        let mut backoff = min_interval;
-        loop {
-            let started = Instant::now();
-            handoff.set_etl_waiting(false);
-            // Stopping mid-batch is a crash the checkpoint is made for (the pending batch re-runs at the
-            // next start), and a batch can wait forever once the executors are gone: `up`'s in-process
-            // Ballista executor stops on Ctrl-C by itself.
-            let attempt = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                attempt = self.run_once() => attempt,
-            };
-            let wait = match attempt {
-                Ok(Some(_)) => {
-                    backoff = min_interval;
-                    min_interval.saturating_sub(started.elapsed())
-                }
-                Ok(None) => {
-                    backoff = min_interval;
-                    handoff.set_etl_waiting(true);
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(min_interval) => {}
-                        _ = handoff.wait_landed() => {}
-                    }
-                    continue;
-                }
-                Err(error) if !error.is_retryable() => {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.stats.set_error(Some(error.to_string()));
-                    tracing::error!(error = %error, "ETL driver stopped: fix the cause and restart; nothing is lost, landed files wait.");
-                    break;
-                }
-                Err(error) => {
-                    self.stats.failures.fetch_add(1, Ordering::Relaxed);
-                    self.stats.set_error(Some(error.to_string()));
-                    tracing::warn!(error = %error, retry_in_ms = backoff.as_millis() as u64, "ETL micro-batch failed; retrying.");
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    backoff
-                }
-            };
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
+    /// Runs every group's micro-batches until `shutdown` ([`GroupDriver::run`]).
+    pub async fn run(self, shutdown: CancellationToken) {
+        futures::future::join_all(self.groups.into_iter().map(|group| group.run(shutdown.clone()))).await;
         tracing::info!("ETL driver stopped.");
     }
 
-    /// Runs one micro-batch over the files landed since the last one; `None` when there were none.
+    /// Runs one micro-batch of every group with files landed since its last one, side by side; reports
+    /// them as one (the highest id, the sums of files and rows, the longest times); `None` when no
+    /// group had any.
     pub async fn run_once(&mut self) -> Result<Option<BatchReport>> {
-        let Some(batch) = self.next_batch().await? else { return Ok(None) };
-        let started = Instant::now();
-        if self.checkpoint.pending.as_ref().is_none_or(|p| p.id != batch.id) {
-            // Recorded before running: a re-run after a crash reads exactly this.
-            let mut intent = self.checkpoint.clone();
-            intent.pending = Some(PendingBatch {
-                id: batch.id,
-                files: batch.files.iter().filter_map(|p| p.filename().map(str::to_string)).collect(),
-                raw_version: batch.raw_version,
-                state_version: batch.state_version,
-            });
-            save_etl_checkpoint(&self.location, &intent).await?;
-            self.checkpoint = intent;
-        }
-        self.register_inputs(&batch).await?;
-        let step = |what: &str| format!("micro-batch {}: {what}", batch.id);
-        // Named, so that a job past the deadline (or of a driver that gave up) is cancelled.
-        let mut job = NamedJob::new(format!("etl/batch-{}", batch.id), self.jobs.clone());
-        let run = async {
-            let frame =
-                self.ctx.sql(&self.sql).await.map_err(|source| Error::Query { step: step("planning"), source })?;
-            job.named(frame)
-                .execute_stream()
-                .await
-                .map_err(|source| Error::Query { step: step("starting"), source })?
-                .try_collect::<Vec<RecordBatch>>()
-                .await
-                .map_err(|source| Error::Query { step: step("running"), source })
-        };
-        let timeout = self.config.batch_timeout();
-        let sql_began = Instant::now();
-        let results = tokio::time::timeout(timeout, run)
-            .await
-            .map_err(|_| Error::BatchTimeout { batch: batch.id, seconds: timeout.as_secs() })??;
-        job.finish();
-        let sql = sql_began.elapsed();
-        let split_began = Instant::now();
-        let rows_in = outputs::count_rows(&self.location, &batch.files).await?;
-        let split =
-            outputs::Outputs::build(results, rows_in, batch.id, &self.state_urls, &self.config, self.forest.as_deref())
-                .await?;
-        let write_began = Instant::now();
-        let split_time = write_began - split_began;
-        let written = split.write(&mut self.tables, batch.id).await?;
-        if self.abort_after_output {
-            tracing::warn!(batch = batch.id, "{FAULT_ENV}: aborting between output and checkpoint.");
-            std::process::abort();
-        }
-        // The fence against a driver that lost its lease while paused: the checkpoint is the commit point.
-        if let Some(deadline) = &self.lease_deadline
-            && chrono::Utc::now().timestamp_millis() >= deadline.load(Ordering::Relaxed)
-        {
-            return Err(Error::LeaseExpired { batch: batch.id });
-        }
-        let mut next = self.checkpoint.clone();
-        next.last_batch_id = batch.id;
-        next.pending = None;
-        next.totals.rows_out += written.clean as u64;
-        next.totals.rejected += written.rejected as u64;
-        next.totals.alerts += written.alerts as u64;
-        next.committed_at_ms = chrono::Utc::now().timestamp_millis();
-        next.raw_version = batch.raw_version;
-        save_etl_checkpoint(&self.location, &next).await?;
-        let write = write_began.elapsed();
-        self.checkpoint = next;
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats.rows_out.fetch_add(written.clean as u64, Ordering::Relaxed);
-        self.stats.rejected.fetch_add(written.rejected as u64, Ordering::Relaxed);
-        self.stats.alerts.fetch_add(written.alerts as u64, Ordering::Relaxed);
-        self.stats.last_batch_id.store(batch.id.max(0) as u64, Ordering::Relaxed);
-        self.stats.set_error(None);
-        let report = BatchReport {
-            id: batch.id,
-            files: batch.files.len(),
-            rows_out: written.clean,
-            rejected: written.rejected,
-            alerts: written.alerts,
-            elapsed: started.elapsed(),
-            sql,
-            split: split_time,
-            write,
-        };
-        tracing::debug!(
-            batch = report.id,
-            files = report.files,
-            rows = report.rows_out,
-            rejected = report.rejected,
-            alerts = report.alerts,
-            elapsed_ms = report.elapsed.as_millis() as u64,
-            sql_ms = sql.as_millis() as u64,
-            split_ms = split_time.as_millis() as u64,
-            write_ms = write.as_millis() as u64,
-            "Micro-batch committed."
-        );
-        Ok(Some(report))
-    }
-
-    /// The pending batch if a crash interrupted one; else the data files the `vitals_raw` versions
-    /// after the checkpoint's added, whole commits at a time, at most [`MAX_FILES_PER_BATCH`] files
-    /// and [`MAX_BYTES_PER_BATCH`] bytes (the first commit always: a batch must make progress).
-    /// Versions that added no data (compaction, a flush of bad records only) are recorded as read.
-    async fn next_batch(&mut self) -> Result<Option<MicroBatch>> {
-        if let Some(pending) = &self.checkpoint.pending {
-            let files =
-                pending.files.iter().map(|f| self.location.path(&format!("{}/{f}", table::VITALS_RAW))).collect();
-            return Ok(Some(MicroBatch {
-                id: pending.id,
-                files,
-                raw_version: pending.raw_version,
-                state_version: pending.state_version,
-            }));
-        }
-        self.tables.raw.refresh().await?;
-        let latest = self.tables.raw.version();
-        if latest <= self.checkpoint.raw_version {
-            return Ok(None);
-        }
-        let added = self.tables.raw.added_since(self.checkpoint.raw_version, MAX_COMMITS_PER_BATCH).await?;
-        let read_up_to = (self.checkpoint.raw_version + MAX_COMMITS_PER_BATCH as i64).min(latest);
-        let mut files = Vec::new();
-        let (mut bytes, mut end) = (0, read_up_to);
-        let mut versions = added.iter().map(|(v, _)| *v).collect::<Vec<_>>();
-        versions.dedup();
-        for version in versions {
-            let of_version: Vec<_> = added.iter().filter(|(v, _)| *v == version).map(|(_, f)| f).collect();
-            let size: u64 = of_version.iter().map(|f| f.size).sum();
-            if !files.is_empty()
-                && (files.len() + of_version.len() > MAX_FILES_PER_BATCH || bytes + size > MAX_BYTES_PER_BATCH)
-            {
-                end = version - 1;
-                break;
-            }
-            bytes += size;
-            files.extend(of_version.iter().map(|f| self.location.path(&format!("{}/{}", table::VITALS_RAW, f.path))));
-        }
-        if files.is_empty() {
-            let mut next = self.checkpoint.clone();
-            next.raw_version = end;
-            save_etl_checkpoint(&self.location, &next).await?;
-            self.checkpoint = next;
-            return Ok(None);
-        }
-        self.tables.state.refresh().await?;
-        Ok(Some(MicroBatch {
-            id: self.checkpoint.last_batch_id + 1,
-            files,
-            raw_version: end,
-            state_version: self.tables.state.version(),
+        let reports = futures::future::try_join_all(self.groups.iter_mut().map(GroupDriver::run_once)).await?;
+        Ok(reports.into_iter().flatten().reduce(|a, b| BatchReport {
+            id: a.id.max(b.id),
+            files: a.files + b.files,
+            rows_out: a.rows_out + b.rows_out,
+            rejected: a.rejected + b.rejected,
+            alerts: a.alerts + b.alerts,
+            elapsed: a.elapsed.max(b.elapsed),
+            sql: a.sql.max(b.sql),
+            split: a.split.max(b.split),
+            write: a.write.max(b.write),
         }))
-    }
-
-    /// Makes the batch's files the content of [`INPUT_TABLE`] and its starting state [`STATE_TABLE`].
-    async fn register_inputs(&mut self, batch: &MicroBatch) -> Result<()> {
-        // The state table as this driver last committed it, unless a re-run needs an older version.
-        let files = if self.tables.state.version() == batch.state_version {
-            self.tables.state.files()
-        } else {
-            LakeTable::open(&self.location, ETL_STATE_TABLE, Some(batch.state_version))
-                .await?
-                .ok_or_else(|| Error::Config(format!("the ETL state version {} is gone", batch.state_version)))?
-                .files()
-        };
-        let base = self.location.path(ETL_STATE_TABLE);
-        self.state_urls =
-            files.iter().map(|f| self.location.object_url(&Path::from(format!("{base}/{}", f.path)))).collect();
-        self.register_input(&batch.files)
-    }
-
-    /// Makes `files` the content of [`INPUT_TABLE`], and the state files (none: empty) of [`STATE_TABLE`].
-    fn register_input(&self, files: &[Path]) -> Result<()> {
-        let urls: Vec<String> = files.iter().map(|p| self.location.object_url(p)).collect();
-        self.register(INPUT_TABLE, &urls, VITALS_RAW_SCHEMA.clone())?;
-        self.register(STATE_TABLE, &self.state_urls, PATIENT_LATEST_SCHEMA.clone())
-    }
-
-    fn register(&self, name: &str, urls: &[String], schema: arrow::datatypes::SchemaRef) -> Result<()> {
-        // An empty input still needs a URL to plan against: a directory that never holds files.
-        let table = if urls.is_empty() {
-            parquet_table(&[self.location.table_url("_empty_input")], schema)?
-        } else {
-            parquet_table(urls, schema)?
-        };
-        let register = |step: &str, r: datafusion::error::Result<_>| {
-            r.map(|_| ()).map_err(|source| Error::Query { step: format!("{step} {name}"), source })
-        };
-        register("dropping", self.ctx.deregister_table(name))?;
-        register("registering", self.ctx.register_table(name, Arc::new(table)))
     }
 }

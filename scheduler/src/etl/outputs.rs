@@ -2,7 +2,9 @@
 //! here, in the driver, that small result is split into `vitals_clean`, `dead_letters` (stage 'etl')
 //! and `risk_alerts`, and merged with the previous state into the next state and `patient_latest`.
 //! Each output is one data file and one commit to its Delta table, with the transaction
-//! `(vitalflow-etl, batch id)` that lets a re-run skip what its first attempt committed.
+//! `(the partition group's application id, batch id)` that lets a re-run skip what its first attempt
+//! committed. The state and `patient_latest` are replaced part by part: each group replaces its own
+//! files, one group at a time in this process ([`ReplaceTurns`]), so that groups never undo each other.
 
 use std::sync::Arc;
 
@@ -16,7 +18,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path;
 use parquet::file::metadata::{FooterTail, ParquetMetaDataReader};
 use vitalflow_udf_model::RiskForest;
-use vitalflow_udf_model::lake::names::{ETL_APP_ID, ETL_STATE_TABLE, batch_prefix};
+use vitalflow_udf_model::lake::names::{ETL_STATE_TABLE, batch_prefix};
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{
@@ -26,6 +28,7 @@ use vitalflow_udf_model::schema::{
 
 use super::STAGE;
 use super::alert_reasons::with_top_reasons;
+use super::partition_group::PartitionGroup;
 use crate::catalog::parquet_table::parquet_table;
 use crate::catalog::session::{runtime_env, session_config};
 use crate::config::EtlConfig;
@@ -88,15 +91,26 @@ impl std::fmt::Debug for OutputTables {
     }
 }
 
+/// Taken while a group replaces its part of the state or of `patient_latest`: the groups of one driver
+/// take turns at each table, each on its latest snapshot (Delta refuses a commit made on a snapshot
+/// whose files another commit has since removed, even files the commit leaves alone).
+#[derive(Debug, Default)]
+pub(super) struct ReplaceTurns {
+    state: tokio::sync::Mutex<()>,
+    latest: tokio::sync::Mutex<()>,
+}
+
 impl OutputTables {
-    /// Opens (or creates) every table. A new state table gets one empty file: Ballista 55 fails
-    /// stages that union a scan with a table of no file (its task metrics do not match the stage's).
-    pub(super) async fn open(location: &DataLocation) -> Result<OutputTables> {
+    /// Opens (or creates) every table for `group`. A group without a state file gets an empty one:
+    /// Ballista 55 fails stages that union a scan with a table of no file (its task metrics do not
+    /// match the stage's).
+    pub(super) async fn open(location: &DataLocation, group: PartitionGroup) -> Result<OutputTables> {
         let open = |name, schema| LakeTable::open_or_create(location, name, schema);
         let mut state = open(ETL_STATE_TABLE, &PATIENT_LATEST_SCHEMA).await?;
-        if state.files().is_empty() {
+        let part = group.file_part();
+        if !state.files().iter().any(|f| f.path.starts_with(&part)) {
             let empty = RecordBatch::new_empty(PATIENT_LATEST_SCHEMA.clone());
-            state.replace_batches(&batch_prefix(0), &[empty], vec![Transaction::new(ETL_APP_ID, 0)]).await?;
+            state.replace_part_batches(&part, &batch_prefix(0), &[empty], vec![]).await?;
         }
         Ok(OutputTables {
             raw: open(table::VITALS_RAW, &VITALS_RAW_SCHEMA).await?,
@@ -110,29 +124,43 @@ impl OutputTables {
 }
 
 /// How a batch's output goes into its table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Commit {
+#[derive(Debug, Clone, Copy)]
+enum Commit<'a> {
     Append,
-    Replace,
+    /// Replaces the group's part, in turn with the other groups.
+    ReplacePart(&'a tokio::sync::Mutex<()>),
 }
 
-/// Commits `batches` to `table` as batch `batch_id`'s, unless that batch's commit is there already
-/// (a re-run after a crash) or there is nothing to write.
+/// Commits `batches` to `table` as batch `batch_id`'s of `group`, unless that batch's commit is there
+/// already (a re-run after a crash) or there is nothing to write.
 async fn commit_output(
     table: &mut LakeTable,
     prefix: &str,
+    group: PartitionGroup,
     batch_id: i64,
     batches: &[RecordBatch],
-    how: Commit,
+    how: Commit<'_>,
 ) -> Result<()> {
-    if rows(batches) == 0 || table.txn_version(ETL_APP_ID).await?.is_some_and(|done| done >= batch_id) {
+    if rows(batches) == 0 {
+        return Ok(());
+    }
+    let _turn = match how {
+        Commit::Append => None,
+        Commit::ReplacePart(lock) => {
+            let turn = lock.lock().await;
+            table.refresh().await?;
+            Some(turn)
+        }
+    };
+    let app_id = group.app_id();
+    if table.txn_version(&app_id).await?.is_some_and(|done| done >= batch_id) {
         return Ok(());
     }
     let prefix = format!("{prefix}{}", batch_prefix(batch_id));
-    let txn = vec![Transaction::new(ETL_APP_ID, batch_id)];
+    let txn = vec![Transaction::new(app_id, batch_id)];
     match how {
         Commit::Append => table.append_batches(&prefix, batches, txn).await?,
-        Commit::Replace => table.replace_batches(&prefix, batches, txn).await?,
+        Commit::ReplacePart(_) => table.replace_part_batches(&group.file_part(), &prefix, batches, txn).await?,
     };
     Ok(())
 }
@@ -268,17 +296,24 @@ impl Outputs {
 
     /// Commits every output of batch `batch_id`. The state and `patient_latest` are replaced only when
     /// the batch had clean rows.
-    pub(super) async fn write(&self, tables: &mut OutputTables, batch_id: i64) -> Result<Written> {
+    pub(super) async fn write(
+        &self,
+        tables: &mut OutputTables,
+        group: PartitionGroup,
+        batch_id: i64,
+        turns: &ReplaceTurns,
+    ) -> Result<Written> {
         let etl_prefix = format!("{STAGE}-");
         // Five tables, five independent commits, each carrying the batch's transaction (a re-run skips
         // the ones already made, in any order): made at once, a batch waits for the slowest, not the sum.
         let OutputTables { dead_letters, clean, alerts, state, latest, .. } = tables;
+        let append = Commit::Append;
         tokio::try_join!(
-            commit_output(dead_letters, &etl_prefix, batch_id, &self.dead_letters, Commit::Append),
-            commit_output(clean, "", batch_id, &self.clean, Commit::Append),
-            commit_output(alerts, "", batch_id, &self.alerts, Commit::Append),
-            commit_output(state, "", batch_id, &self.state, Commit::Replace),
-            commit_output(latest, "", batch_id, &self.latest, Commit::Replace),
+            commit_output(dead_letters, &etl_prefix, group, batch_id, &self.dead_letters, append),
+            commit_output(clean, "", group, batch_id, &self.clean, append),
+            commit_output(alerts, "", group, batch_id, &self.alerts, append),
+            commit_output(state, "", group, batch_id, &self.state, Commit::ReplacePart(&turns.state)),
+            commit_output(latest, "", group, batch_id, &self.latest, Commit::ReplacePart(&turns.latest)),
         )?;
         Ok(Written { clean: rows(&self.clean), rejected: rows(&self.dead_letters), alerts: rows(&self.alerts) })
     }

@@ -90,9 +90,9 @@ pub async fn compact_once(location: &DataLocation, config: &CompactionConfig) ->
 }
 
 /// The first version of `name` the ETL may still read by version: the `vitals_raw` commits after its
-/// checkpoint, and the state snapshot a pending batch re-runs from.
+/// checkpoint, and the state snapshots pending batches re-run from.
 fn first_version_still_read(name: &str, checkpoint: &EtlCheckpoint, latest: i64) -> i64 {
-    let pending_state = checkpoint.pending.as_ref().map(|p| p.state_version);
+    let pending_state = checkpoint.pending_batches().map(|p| p.state_version).min();
     match name {
         table::VITALS_RAW => latest.min(checkpoint.raw_version + 1),
         ETL_STATE_TABLE => pending_state.map_or(latest, |v| latest.min(v)),

@@ -3,6 +3,8 @@
 //! batch). A put is atomic on every store, so a reader sees the old checkpoint or the new one, never
 //! half of one.
 
+use std::collections::BTreeMap;
+
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -35,15 +37,21 @@ pub async fn write_json<T: Serialize>(location: &DataLocation, relative: &str, v
 }
 
 /// What has been processed: the truth the driver resumes from. Its size is bounded by the number of
-/// partitions, not of files, so it stays small however long the pipeline runs.
+/// partition groups and partitions, not of files, so it stays small however long the pipeline runs.
+///
+/// The ETL runs a micro-batch per partition group at a time ([`GroupPosition`]); the fields at the top
+/// summarise the groups for the readers that need no more (status, compaction, alert delivery).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EtlCheckpoint {
-    /// Id of the last committed micro-batch (0 before the first).
+    /// Every micro-batch with an id up to this one is committed (0 before the first). Ids are given
+    /// out in order across the groups, so a batch of one group may commit before a lower one of
+    /// another: this is the highest id below which none is still running.
     pub last_batch_id: i64,
-    /// The `vitals_raw` version whose data has been processed, with every version before it.
+    /// The `vitals_raw` version whose data every group has processed, with every version before it.
     pub raw_version: i64,
-    /// The batch started but not committed: its id and input objects, so a re-run takes the same rows.
+    /// A batch started but not committed by a checkpoint of one group (written before partition
+    /// groups; read to resume it, never written now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingBatch>,
     /// Rows written by every committed batch, for `vitalflow status` and `etl_progress` (checkpoints
@@ -53,6 +61,68 @@ pub struct EtlCheckpoint {
     /// When the last batch was committed, in milliseconds since the epoch (0: never).
     #[serde(default)]
     pub committed_at_ms: i64,
+    /// Each partition group's position; the group count is their number (empty: a checkpoint written
+    /// before partition groups, one group at the fields above).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupPosition>,
+    /// Partitions whose data files up to a version are processed beyond their group's `raw_version`:
+    /// left by a change of the group count (a new group starts at the slowest old group's version and
+    /// skips what the faster ones did), dropped once the group has read past them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub partitions_done_to: BTreeMap<i32, i64>,
+}
+
+/// Where one partition group of the ETL is.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPosition {
+    /// Its last committed batch (0: none).
+    pub last_batch_id: i64,
+    /// The `vitals_raw` version whose data of the group's partitions it has processed.
+    pub raw_version: i64,
+    /// Its batch started but not committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingBatch>,
+}
+
+impl EtlCheckpoint {
+    /// The groups' positions: those recorded, or the one group of a checkpoint written before groups.
+    pub fn group_positions(&self) -> Vec<GroupPosition> {
+        if self.groups.is_empty() {
+            vec![GroupPosition {
+                last_batch_id: self.last_batch_id,
+                raw_version: self.raw_version,
+                pending: self.pending.clone(),
+            }]
+        } else {
+            self.groups.clone()
+        }
+    }
+
+    /// The batches started and not committed, of every group.
+    pub fn pending_batches(&self) -> impl Iterator<Item = &PendingBatch> {
+        self.pending.iter().chain(self.groups.iter().filter_map(|g| g.pending.as_ref()))
+    }
+
+    /// The id the next batch gets: above every id given out.
+    pub fn next_batch_id(&self) -> i64 {
+        let given = self.groups.iter().map(|g| g.last_batch_id).chain(self.pending_batches().map(|p| p.id));
+        given.fold(self.last_batch_id, i64::max) + 1
+    }
+
+    /// Makes `groups` the positions and derives the summary fields from them.
+    pub fn set_groups(&mut self, groups: Vec<GroupPosition>) {
+        self.pending = None;
+        self.raw_version = groups.iter().map(|g| g.raw_version).min().unwrap_or(self.raw_version);
+        let highest = groups.iter().map(|g| g.last_batch_id).fold(self.last_batch_id, i64::max);
+        self.last_batch_id = match groups.iter().filter_map(|g| g.pending.as_ref()).map(|p| p.id).min() {
+            Some(lowest_running) => (lowest_running - 1).min(highest),
+            None => highest,
+        };
+        let slowest = self.raw_version;
+        self.partitions_done_to.retain(|_, done_to| *done_to > slowest);
+        self.groups = groups;
+    }
 }
 
 /// Rows written by the committed batches, summed.
@@ -114,4 +184,45 @@ pub async fn save_delivery_checkpoint(
     checkpoint: DeliveryCheckpoint,
 ) -> Result<()> {
     write_json(location, &alert_sink_checkpoint(sink), &checkpoint).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(id: i64) -> Option<PendingBatch> {
+        Some(PendingBatch { id, files: vec![], raw_version: 9, state_version: 3 })
+    }
+
+    #[test]
+    fn a_checkpoint_of_one_group_reads_as_one_group_position() {
+        let old: EtlCheckpoint = serde_json::from_str(
+            r#"{"last_batch_id":4,"raw_version":7,"pending":{"id":5,"files":[],"raw_version":9,"state_version":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            old.group_positions(),
+            vec![GroupPosition { last_batch_id: 4, raw_version: 7, pending: pending(5) }]
+        );
+        assert_eq!(old.next_batch_id(), 6);
+    }
+
+    #[test]
+    fn the_summary_counts_a_batch_committed_only_when_no_lower_one_still_runs() {
+        let mut checkpoint = EtlCheckpoint::default();
+        // Group 1's batch 6 committed while group 0's batch 5 runs.
+        checkpoint.set_groups(vec![
+            GroupPosition { last_batch_id: 3, raw_version: 10, pending: pending(5) },
+            GroupPosition { last_batch_id: 6, raw_version: 12, pending: None },
+        ]);
+        assert_eq!((checkpoint.last_batch_id, checkpoint.raw_version), (4, 10));
+        assert_eq!(checkpoint.next_batch_id(), 7);
+        checkpoint.set_groups(vec![
+            GroupPosition { last_batch_id: 5, raw_version: 12, pending: None },
+            GroupPosition { last_batch_id: 6, raw_version: 12, pending: None },
+        ]);
+        assert_eq!((checkpoint.last_batch_id, checkpoint.raw_version), (6, 12));
+        let json = serde_json::to_string(&checkpoint).unwrap();
+        assert_eq!(serde_json::from_str::<EtlCheckpoint>(&json).unwrap(), checkpoint);
+    }
 }

@@ -2,13 +2,14 @@
 //! ingest says when it has committed new `vitals_raw` rows, so that the ETL starts at once instead of
 //! at its next poll; the ETL says when it waits with nothing to do, so that ingest lands what it holds
 //! at once instead of at its next flush tick. Across processes neither hears the other and both keep
-//! to their timers (`ingest.flush_interval_ms`, `etl.min_interval_ms`).
+//! to their timers (`ingest.flush_interval_ms`, `etl.min_interval_ms`). Each of the ETL's partition
+//! groups follows the landings with a [`LandingWatch`] of its own, so that one landing wakes them all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use super::DataLocation;
 
@@ -16,11 +17,36 @@ use super::DataLocation;
 static HANDOFFS: LazyLock<Mutex<HashMap<String, Arc<Handoff>>>> = LazyLock::new(Default::default);
 
 /// The hand-off of one data location (see the module documentation).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Handoff {
-    landed: Notify,
+    /// How many times ingest said it landed rows.
+    landed: watch::Sender<u64>,
     etl_waiting: AtomicBool,
     etl_started_waiting: Notify,
+}
+
+impl Default for Handoff {
+    fn default() -> Self {
+        Handoff {
+            landed: watch::Sender::new(0),
+            etl_waiting: AtomicBool::new(false),
+            etl_started_waiting: Notify::new(),
+        }
+    }
+}
+
+/// One follower's view of ingest's landings: a landing since its last wait is kept until it waits.
+#[derive(Debug)]
+pub struct LandingWatch(watch::Receiver<u64>);
+
+impl LandingWatch {
+    /// Waits until ingest says it landed rows (returns at once if it did since the last wait).
+    pub async fn wait_landed(&mut self) {
+        // The sender lives as long as the process-wide map: an error cannot happen; waiting on is right.
+        if self.0.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 impl Handoff {
@@ -32,12 +58,12 @@ impl Handoff {
 
     /// Ingest: new `vitals_raw` rows are committed. Kept until the ETL next waits, if it is busy now.
     pub fn landed(&self) {
-        self.landed.notify_one();
+        self.landed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
-    /// The ETL: waits until ingest says it landed rows (returns at once if it did since the last wait).
-    pub async fn wait_landed(&self) {
-        self.landed.notified().await;
+    /// The ETL: follows ingest's landings from now on.
+    pub fn watch_landings(&self) -> LandingWatch {
+        LandingWatch(self.landed.subscribe())
     }
 
     /// The ETL: it found nothing new and waits (`true`), or it starts a batch (`false`).
@@ -74,10 +100,14 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         assert!(!Arc::ptr_eq(&a, &Handoff::of(&DataLocation::open(other.path().to_str().unwrap()).unwrap())));
 
-        // Landed while the ETL was busy: its next wait returns at once.
+        // Landed while the ETL's groups were busy: each one's next wait returns at once.
+        let (mut first, mut second) = (b.watch_landings(), b.watch_landings());
         a.landed();
-        tokio::time::timeout(Duration::from_secs(1), b.wait_landed()).await.expect("the landing was kept");
-        assert!(tokio::time::timeout(Duration::from_millis(50), b.wait_landed()).await.is_err(), "kept only once");
+        for group in [&mut first, &mut second] {
+            tokio::time::timeout(Duration::from_secs(1), group.wait_landed()).await.expect("the landing was kept");
+            let again = tokio::time::timeout(Duration::from_millis(50), group.wait_landed()).await;
+            assert!(again.is_err(), "kept only once");
+        }
 
         // The ETL's wait reaches ingest once.
         assert!(!a.take_etl_waiting());

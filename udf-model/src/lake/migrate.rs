@@ -11,7 +11,7 @@
 //!   ETL processes exactly what it had not.
 //! - The old files are moved under `_pre_delta/`, untouched, for the operator to delete once satisfied.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use arrow::array::{Array, ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, new_null_array};
 use arrow::compute::{cast, concat_batches, filter_record_batch};
@@ -29,6 +29,7 @@ use crate::lake::names::{
     ETL_APP_ID, ETL_CHECKPOINT, ETL_STATE_TABLE, KafkaSource, alert_sink_checkpoint, batch_prefix,
 };
 use crate::lake::objects::{list, read, read_if_exists};
+use crate::lake::parquet_file::write_data_file;
 use crate::lake::table::{LakeTable, Transaction};
 use crate::schema::{
     DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
@@ -111,12 +112,19 @@ pub async fn migrate(location: &DataLocation, source: &KafkaSource) -> Result<Mi
     let positions = last_offsets(&raw, &source.topic)?;
     let txns: Vec<Transaction> = positions.iter().map(|(p, last)| Transaction::new(source.app_id(*p), *last)).collect();
     if todo.num_rows() > 0 || !txns.is_empty() {
-        let batches: Vec<RecordBatch> = if todo.num_rows() > 0 { vec![todo] } else { vec![] };
-        if batches.is_empty() {
-            vitals_raw.append(&[], txns).await?;
-        } else {
-            vitals_raw.append_batches("migrated", &batches, txns).await?;
+        // A file per partition, named by it like ingest's: the ETL's partition groups each take their own.
+        let mut files = Vec::new();
+        let partitions: BTreeSet<i32> =
+            column::<Int32Array>(&todo, "source_partition")?.values().iter().copied().collect();
+        for partition in partitions {
+            let of_partition =
+                filter_record_batch(&todo, &mask(&todo, |_, p, _| p == partition)?).map_err(arrow_err)?;
+            files.push(
+                write_data_file(location, table::VITALS_RAW, &format!("migrated-p{partition}"), &[of_partition])
+                    .await?,
+            );
         }
+        vitals_raw.append(&files, txns).await?;
     }
     report.rows.insert(table::VITALS_RAW.into(), raw.num_rows());
 
@@ -176,6 +184,7 @@ pub async fn migrate(location: &DataLocation, source: &KafkaSource) -> Result<Mi
         pending: None,
         totals: checkpoint.totals,
         committed_at_ms: checkpoint.committed_at_ms,
+        ..EtlCheckpoint::default()
     };
     save_etl_checkpoint(location, &next).await?;
     Ok(report)

@@ -22,6 +22,18 @@ pub fn range_prefix(topic: &str, partition: i32, first: i64, last: i64) -> Strin
     format!("{topic}-p{partition}-{first:020}-{last:020}")
 }
 
+/// The Kafka partition a landed data file holds, from its name (`…-p<partition>-…`, as
+/// [`range_prefix`] writes it); `None` for a name that does not say.
+pub fn partition_of_file(name: &str) -> Option<i32> {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    // The last `-p<digits>` followed by `-`: a topic name may itself hold such a part, the ranges after it cannot.
+    name.rmatch_indices("-p").find_map(|(at, _)| {
+        let rest = &name[at + 2..];
+        let digits = rest.find(|c: char| !c.is_ascii_digit())?;
+        (digits > 0 && rest[digits..].starts_with('-')).then(|| rest[..digits].parse().ok()).flatten()
+    })
+}
+
 /// Prefix of an ETL micro-batch's data file.
 pub fn batch_prefix(batch_id: i64) -> String {
     format!("batch-{batch_id:012}")
@@ -55,6 +67,12 @@ impl KafkaSource {
 /// Application id of the ETL's transactions in each output table: their version is the micro-batch id.
 pub const ETL_APP_ID: &str = "vitalflow-etl";
 
+/// Application id of the transactions of partition group `group` of `groups` (see the ETL driver): each
+/// group's batches commit on their own, so each has its own. One group keeps [`ETL_APP_ID`].
+pub fn etl_group_app_id(group: usize, groups: usize) -> String {
+    if groups <= 1 { ETL_APP_ID.to_string() } else { format!("{ETL_APP_ID}/group-{group}-of-{groups}") }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,5 +91,22 @@ mod tests {
     fn prefixes_state_what_a_file_holds() {
         assert_eq!(range_prefix("raw", 2, 100, 199), "raw-p2-00000000000000000100-00000000000000000199");
         assert_eq!(batch_prefix(7), "batch-000000000007");
+    }
+
+    #[test]
+    fn a_landed_file_names_its_partition() {
+        let file = format!("{}-0123456789abcdef0123456789abcdef.parquet", range_prefix("icu-p9-vitals", 2, 100, 199));
+        assert_eq!(partition_of_file(&file), Some(2));
+        assert_eq!(partition_of_file(&format!("vitals_raw/{file}")), Some(2));
+        assert_eq!(partition_of_file("bench-p0-0123456789abcdef.parquet"), Some(0));
+        assert_eq!(partition_of_file("migrated-0123456789abcdef.parquet"), None);
+        assert_eq!(partition_of_file("batch-000000000007-0123.parquet"), None);
+    }
+
+    #[test]
+    fn each_partition_group_commits_as_its_own_application() {
+        assert_eq!(etl_group_app_id(0, 1), ETL_APP_ID);
+        assert_ne!(etl_group_app_id(0, 2), etl_group_app_id(1, 2));
+        assert_ne!(etl_group_app_id(0, 2), etl_group_app_id(0, 3));
     }
 }

@@ -263,17 +263,37 @@ impl LakeTable {
         batches: &[RecordBatch],
         txns: Vec<Transaction>,
     ) -> Result<i64> {
-        let file = write_data_file(&self.location, &self.name, prefix, batches).await?;
-        self.replace(&[file], txns).await
+        self.replace_part_batches("", prefix, batches, txns).await
+    }
+
+    /// Writes `batches` as one data file named `<part><prefix>-<unique>.parquet` and makes it, in one
+    /// commit with `txns`, the part of the table whose file names begin with `part`: files of other
+    /// parts stay. Writers of different parts commit side by side (Delta sees no conflict in removes
+    /// of different files); an empty `part` is the whole table.
+    pub async fn replace_part_batches(
+        &mut self,
+        part: &str,
+        prefix: &str,
+        batches: &[RecordBatch],
+        txns: Vec<Transaction>,
+    ) -> Result<i64> {
+        let file = write_data_file(&self.location, &self.name, &format!("{part}{prefix}"), batches).await?;
+        self.replace_part(part, &[file], txns).await
     }
 
     /// Replaces the whole content of the table by `files` in one commit with `txns`.
     pub async fn replace(&mut self, files: &[DataFile], txns: Vec<Transaction>) -> Result<i64> {
+        self.replace_part("", files, txns).await
+    }
+
+    /// Replaces the files whose names begin with `part` by `files` in one commit with `txns`.
+    async fn replace_part(&mut self, part: &str, files: &[DataFile], txns: Vec<Transaction>) -> Result<i64> {
         let now = chrono::Utc::now().timestamp_millis();
         let mut actions: Vec<Action> = self
             .state
             .log_data()
             .iter()
+            .filter(|f| f.path().starts_with(part))
             .map(|f| {
                 let mut remove = f.remove_action(true);
                 remove.deletion_timestamp = Some(now);

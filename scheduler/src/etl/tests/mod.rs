@@ -9,9 +9,11 @@ use datafusion::prelude::SessionContext;
 use vitalflow_ingest::batch::VitalsRawBuilder;
 use vitalflow_ingest::decode::Reading;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::lake::checkpoint::load_etl_checkpoint;
 use vitalflow_udf_model::lake::table::Transaction;
 use vitalflow_udf_model::lake::{DataLocation, LakeTable, write_data_file};
 use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::schema::{VITALS_RAW_SCHEMA, table};
 
 use super::*;
 use crate::catalog::session::local_context;
@@ -54,15 +56,28 @@ impl Fixture {
 
     /// Lands `readings` as partition 0 from `first_offset` on, as ingest would.
     async fn land(&self, first_offset: i64, readings: Vec<Reading>) {
+        self.land_on(0, first_offset, readings).await
+    }
+
+    /// Lands `readings` as partition `partition` from `first_offset` on, as ingest would.
+    async fn land_on(&self, partition: i32, first_offset: i64, readings: Vec<Reading>) {
         let mut builder = VitalsRawBuilder::default();
         for (i, r) in readings.iter().enumerate() {
             builder.append_reading(first_offset + i as i64, r);
         }
         let last = first_offset + readings.len() as i64 - 1;
-        let batch = builder.finish("vitals", 0, T0 + 60 * MINUTE).unwrap();
+        let batch = builder.finish("vitals", partition, T0 + 60 * MINUTE).unwrap();
         let mut raw = LakeTable::open_or_create(&self.location, table::VITALS_RAW, &VITALS_RAW_SCHEMA).await.unwrap();
-        let file = write_data_file(&self.location, table::VITALS_RAW, "vitals-p0", &[batch]).await.unwrap();
-        raw.append(&[file], vec![Transaction::new("test-ingest/vitals/0", last)]).await.unwrap();
+        let prefix = format!("vitals-p{partition}");
+        let file = write_data_file(&self.location, table::VITALS_RAW, &prefix, &[batch]).await.unwrap();
+        raw.append(&[file], vec![Transaction::new(format!("test-ingest/vitals/{partition}"), last)]).await.unwrap();
+    }
+
+    /// A driver of `groups` partition groups.
+    async fn driver_of(&self, groups: u32) -> EtlDriver {
+        let ctx = local_context(&self.location, &self.forest).unwrap();
+        let config = EtlConfig { partition_groups: groups, ..EtlConfig::default() };
+        EtlDriver::new(ctx, self.location.clone(), &config, Arc::new(EtlStats::default())).await.unwrap()
     }
 
     async fn driver(&self) -> EtlDriver {
@@ -232,28 +247,24 @@ async fn a_batch_interrupted_before_its_checkpoint_reruns_the_same_files_and_com
     let f = Fixture::new();
     f.land(0, vec![reading("P1", 0, CRITICAL)]).await;
     let mut driver = f.driver().await;
-    // Simulate the crash: record the intent, write the outputs, do not commit.
-    let batch = driver.next_batch().await.unwrap().unwrap();
-    let mut intent = driver.checkpoint.clone();
-    intent.pending = Some(PendingBatch {
-        id: batch.id,
-        files: batch.files.iter().filter_map(|p| p.filename().map(str::to_string)).collect(),
-        raw_version: batch.raw_version,
-        state_version: batch.state_version,
-    });
-    save_etl_checkpoint(&f.location, &intent).await.unwrap();
+    // Simulate the crash: the batch recorded as pending, its outputs written, its commit not made.
+    driver.groups[0].next_batch().await.unwrap().unwrap();
+    let intent = load_etl_checkpoint(&f.location).await.unwrap();
+    assert_eq!(intent.pending_batches().count(), 1);
     driver.run_once().await.unwrap().unwrap();
-    let committed = driver.checkpoint().clone();
+    let committed = driver.checkpoint().await;
     // A file landing meanwhile waits for the next batch; the crashed batch re-runs alone.
     f.land(1, vec![reading("P1", 1, NORMAL)]).await;
-    let mut restarted = f.driver().await;
-    restarted.checkpoint = intent;
+    let restarted_driver = f.driver().await;
+    *restarted_driver.shared.checkpoint.lock().await = intent;
+    let mut restarted = restarted_driver;
     let report = restarted.run_once().await.unwrap().unwrap();
     assert_eq!((report.id, report.files, report.rows_out, report.alerts), (1, 1, 1, 1));
-    // The same checkpoint but for the commit time.
+    // The same checkpoint of the batch's group (the other group read on: the new file is not its).
+    let rerun = restarted.checkpoint().await;
     assert_eq!(
-        EtlCheckpoint { committed_at_ms: 0, ..restarted.checkpoint().clone() },
-        EtlCheckpoint { committed_at_ms: 0, ..committed }
+        (rerun.last_batch_id, rerun.totals, &rerun.groups[0]),
+        (committed.last_batch_id, committed.totals, &committed.groups[0])
     );
     assert_eq!(f.count("SELECT count(*) FROM risk_alerts").await, 1);
     let report = restarted.run_once().await.unwrap().unwrap();
@@ -394,4 +405,52 @@ async fn a_waiting_etl_runs_as_soon_as_ingest_in_the_same_process_says_rows_land
     tokio::time::timeout(std::time::Duration::from_secs(30), processed).await.expect("the batch ran on the hand-off");
     shutdown.cancel();
     running.await.unwrap();
+}
+
+#[tokio::test]
+async fn partition_groups_run_side_by_side_and_a_change_of_their_count_loses_and_repeats_nothing() {
+    let f = Fixture::new();
+    // Each patient on a partition of its own, as Kafka keys readings by patient.
+    f.land_on(0, 0, vec![reading("P1", 0, CRITICAL)]).await;
+    f.land_on(1, 0, vec![reading("P2", 0, NORMAL)]).await;
+    f.land_on(2, 0, vec![reading("P3", 0, NORMAL)]).await;
+    let mut driver = f.driver_of(2).await;
+    let report = driver.run_once().await.unwrap().unwrap();
+    // Two batches side by side: partitions 0 and 2 in one group, 1 in the other.
+    assert_eq!((report.id, report.files, report.rows_out, report.alerts), (2, 3, 3, 1));
+    let checkpoint = driver.checkpoint().await;
+    assert_eq!((checkpoint.groups.len(), checkpoint.last_batch_id), (2, 2));
+    assert!(driver.run_once().await.unwrap().is_none());
+
+    // P1 lacks glucose (its group's state carries it), P2 rises to High. Only P2's group runs before the
+    // count changes to 3: the groups stand at different versions.
+    let mut no_glucose = NORMAL;
+    no_glucose[5] = None;
+    f.land_on(0, 1, vec![reading("P1", 1, no_glucose)]).await;
+    f.land_on(1, 1, vec![reading("P2", 1, CRITICAL)]).await;
+    driver.groups[1].run_once().await.unwrap().unwrap();
+    drop(driver);
+    let mut driver = f.driver_of(3).await;
+    let report = driver.run_once().await.unwrap().unwrap();
+    assert_eq!((report.files, report.rows_out), (1, 1), "only P1's file was left to do");
+    assert!(driver.run_once().await.unwrap().is_none());
+    let glucose = f.query("SELECT glucose FROM vitals_clean WHERE patient_id = 'P1' AND source_offset = 1").await;
+    assert_eq!(glucose[0].column(0).as_any().downcast_ref::<Float64Array>().unwrap().value(0), 350.0);
+
+    // Back to one group, with a reading of P3's.
+    f.land_on(2, 1, vec![reading("P3", 1, CRITICAL)]).await;
+    drop(driver);
+    let mut driver = f.driver_of(1).await;
+    driver.run_once().await.unwrap().unwrap();
+    assert_eq!(driver.checkpoint().await.groups.len(), 1);
+
+    // Every reading once, every rise to High once, every patient once in patient_latest with its newest reading.
+    let distinct = "SELECT count(DISTINCT (source_partition, source_offset)) FROM vitals_clean";
+    assert_eq!((f.count("SELECT count(*) FROM vitals_clean").await, f.count(distinct).await), (6, 6));
+    let alerts =
+        f.strings("SELECT patient_id || ':' || CAST(source_offset AS VARCHAR) FROM risk_alerts ORDER BY 1").await;
+    assert_eq!(alerts, vec![Some("P1:0".into()), Some("P2:1".into()), Some("P3:1".into())]);
+    let latest =
+        f.strings("SELECT patient_id || ':' || CAST(source_offset AS VARCHAR) FROM patient_latest ORDER BY 1").await;
+    assert_eq!(latest, vec![Some("P1:1".into()), Some("P2:1".into()), Some("P3:1".into())]);
 }
