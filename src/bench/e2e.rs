@@ -8,7 +8,7 @@
 //! newest processed offset, again and again. A record is readable from the first answer that covers
 //! its offset (records are keyed by patient, so a partition's offsets are processed in order); its
 //! latency runs to the moment that answer arrived, so the query's own time counts against vitalflow.
-//! The figures cover the records sent after the warm-up, and are held against the goal (p99 ≤ 500 ms).
+//! The figures cover the records sent after the warm-up, and are held against the goal ([`goal_p99`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,8 +36,15 @@ use crate::process::load_model;
 use crate::up::pipeline::{LocalPipeline, local_only};
 use vitalflow_scheduler::config::EtlEngine;
 
-/// The goal the figures are held against (issue: p99 ≤ 500 ms at 20k records/s on 2 cores).
-const GOAL_P99: Duration = Duration::from_millis(500);
+/// The p99 goal the figures are held against on 2 cores: 300 ms at the seed's pace (50 readings/s),
+/// else 500 ms with the ETL in process and 1 s on the cluster (at 20,000 records/s).
+fn goal_p99(run_on: EtlEngine, rate: f64) -> Duration {
+    match run_on {
+        _ if rate <= 50.0 => Duration::from_millis(300),
+        EtlEngine::InProcess => Duration::from_millis(500),
+        EtlEngine::Cluster => Duration::from_secs(1),
+    }
+}
 
 /// p99 of the previous table format (Parquet folders kept by vitalflow's own conventions, before Delta
 /// Lake), measured 2026-11-24 with the same command at 20,000 records/s for 30 s on the 2-core machine
@@ -168,6 +175,7 @@ async fn measure(
         }
     }
     let sent = producer.join().map_err(|_| anyhow::anyhow!("the producer thread panicked"))??;
+    let batch_costs = pipeline.scheduler.etl_stats.costs.fit();
     shutdown.cancel();
     pipeline.stop().await;
 
@@ -211,11 +219,24 @@ async fn measure(
         pct(&queries, 0.5),
         pct(&queries, 0.99)
     );
+    match batch_costs {
+        Some(fit) => println!(
+            "ETL micro-batches ({} partition groups): {} timed, median {} rows in {:.0} ms; fitted: {:.0} ms fixed per batch (an empty one) + {:.1} µs per row",
+            config.etl.partition_groups,
+            fit.batches,
+            fit.median_rows,
+            fit.median_time.as_secs_f64() * 1e3,
+            fit.fixed.as_secs_f64() * 1e3,
+            fit.per_row.as_secs_f64() * 1e6
+        ),
+        None => println!("ETL micro-batches: too few of different sizes to fit their cost"),
+    }
     let p99 = Duration::from_secs_f64(pct(&latencies, 0.99) / 1e3);
+    let goal = goal_p99(config.etl.run_on, args.rate);
     println!(
-        "goal p99 ≤ {} ms at 20000 records/s: p99 is {:.2}× the goal at {:.0} records/s",
-        GOAL_P99.as_millis(),
-        p99.as_secs_f64() / GOAL_P99.as_secs_f64(),
+        "goal p99 ≤ {} ms at this rate and engine: p99 is {:.2}× the goal at {:.0} records/s",
+        goal.as_millis(),
+        p99.as_secs_f64() / goal.as_secs_f64(),
         args.rate
     );
     let (run_on, previous) = previous_format_p99(config.etl.run_on);

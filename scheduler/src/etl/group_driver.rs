@@ -72,8 +72,8 @@ impl GroupDriver {
         Ok(GroupDriver { group, ctx, shared, tables, state_urls: Vec::new(), jobs: None, lease_deadline: None })
     }
 
-    /// Runs micro-batches until `shutdown`, starting them at most every `min_interval`; failures are
-    /// retried with backoff. With nothing new it waits for ingest's word that rows landed (ingest in
+    /// Runs micro-batches until `shutdown` (which it cancels itself on a failure that cannot pass by
+    /// retrying), starting them at most every `min_interval`; other failures are retried with backoff. With nothing new it waits for ingest's word that rows landed (ingest in
     /// this process, [`Handoff`]) or for `min_interval`, whichever comes first.
     pub(super) async fn run(mut self, shutdown: CancellationToken) {
         let min_interval = self.shared.config.min_interval();
@@ -110,6 +110,8 @@ impl GroupDriver {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     stats.set_error(Some(error.to_string()));
                     tracing::error!(group = self.group.index, error = %error, "ETL driver stopped: fix the cause and restart; nothing is lost, landed files wait.");
+                    // The other groups stop too: a driver runs whole or not at all.
+                    shutdown.cancel();
                     break;
                 }
                 Err(error) => {
@@ -222,6 +224,7 @@ impl GroupDriver {
         stats.rejected.fetch_add(written.rejected as u64, Ordering::Relaxed);
         stats.alerts.fetch_add(written.alerts as u64, Ordering::Relaxed);
         stats.set_error(None);
+        stats.costs.record(rows_in, started.elapsed());
         let report = BatchReport {
             id: batch.id,
             files: batch.files.len(),

@@ -11,6 +11,7 @@
 //! `(the group's application id, batch id)`: a re-run skips each table its first attempt committed.
 
 mod alert_reasons;
+pub mod batch_cost;
 mod group_driver;
 mod outputs;
 pub mod partition_group;
@@ -114,6 +115,8 @@ pub struct EtlStats {
     pub last_error: std::sync::Mutex<Option<String>>,
     /// Delivery of the committed alerts to Kafka and the webhook.
     pub delivery: Arc<crate::alerts::AlertDeliveryStats>,
+    /// The recent batches' input rows and times.
+    pub costs: batch_cost::BatchCosts,
 }
 
 impl EtlStats {
@@ -255,9 +258,11 @@ impl EtlDriver {
         self.shared.checkpoint.lock().await.clone()
     }
 
-    /// Runs every group's micro-batches until `shutdown` ([`GroupDriver::run`]).
+    /// Runs every group's micro-batches until `shutdown`, or until a group fails in a way retrying
+    /// cannot mend ([`GroupDriver::run`]): then every group stops.
     pub async fn run(self, shutdown: CancellationToken) {
-        futures::future::join_all(self.groups.into_iter().map(|group| group.run(shutdown.clone()))).await;
+        let stop = shutdown.child_token();
+        futures::future::join_all(self.groups.into_iter().map(|group| group.run(stop.clone()))).await;
         tracing::info!("ETL driver stopped.");
     }
 
