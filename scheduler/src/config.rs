@@ -77,8 +77,9 @@ pub struct EtlConfig {
     pub lease_seconds: u64,
     /// Micro-batches running side by side, each over its own share of the Kafka partitions (partition
     /// modulo this number; a patient's readings all come on one partition): a cluster with several
-    /// executors works on several at once, and a slow partition does not hold the others up. A change
-    /// takes effect at the next start.
+    /// executors works on several at once, and a slow partition does not hold the others up. On one
+    /// small host one group is fastest (groups compete for its cores); on a cluster, set it to about the
+    /// number of executors. A change takes effect at the next start.
     pub partition_groups: u32,
 }
 
@@ -93,7 +94,7 @@ impl Default for EtlConfig {
             window_readings: 5,
             batch_timeout_seconds: 120,
             lease_seconds: 15,
-            partition_groups: 2,
+            partition_groups: 1,
         }
     }
 }

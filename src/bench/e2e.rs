@@ -36,6 +36,9 @@ use crate::process::load_model;
 use crate::up::pipeline::{LocalPipeline, local_only};
 use vitalflow_scheduler::config::EtlEngine;
 
+/// Median rows per micro-batch below which the batch times are reported without a fitted cost per row.
+const MIN_ROWS_TO_FIT: usize = 1_000;
+
 /// The p99 goal the figures are held against on 2 cores: 300 ms at the seed's pace (50 readings/s),
 /// else 500 ms with the ETL in process and 1 s on the cluster (at 20,000 records/s).
 fn goal_p99(run_on: EtlEngine, rate: f64) -> Duration {
@@ -220,6 +223,14 @@ async fn measure(
         pct(&queries, 0.99)
     );
     match batch_costs {
+        // Batches of a few rows (the seed's pace) vary by more than their rows cost: no slope to fit.
+        Some(fit) if fit.median_rows < MIN_ROWS_TO_FIT => println!(
+            "ETL micro-batches ({} partition groups): {} timed, median {} rows in {:.0} ms (about the fixed cost of a batch; too few rows to fit a cost per row)",
+            config.etl.partition_groups,
+            fit.batches,
+            fit.median_rows,
+            fit.median_time.as_secs_f64() * 1e3,
+        ),
         Some(fit) => println!(
             "ETL micro-batches ({} partition groups): {} timed, median {} rows in {:.0} ms; fitted: {:.0} ms fixed per batch (an empty one) + {:.1} µs per row",
             config.etl.partition_groups,

@@ -39,6 +39,8 @@ FAST = {
     "VITALFLOW__COMPACTION__INTERVAL_SECONDS": "5",
     # A killed scheduler cannot release the ETL lease: its successor takes over when the lease runs out.
     "VITALFLOW__ETL__LEASE_SECONDS": "3",
+    # Micro-batches of two partition groups side by side (the topic has three partitions), as on a cluster.
+    "VITALFLOW__ETL__PARTITION_GROUPS": "2",
 }
 
 
