@@ -24,12 +24,13 @@ pub const PROGRESS_TABLE: &str = "etl_progress";
 /// The ETL's progress, one row of `etl_progress` and the figures of `vitalflow status --json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EtlProgress {
-    /// Micro-batches committed (ids run 1, 2, ...: the last committed id).
+    /// The batch id up to which every micro-batch is committed (ids run 1, 2, ... across the partition groups).
     pub batches_committed: i64,
     /// When the last batch was committed (RFC 3339, UTC); `None` before the first, or when its
     /// checkpoint predates the field.
     pub last_commit_time: Option<String>,
-    /// A batch started and not committed (running now, or interrupted and re-run at the next start).
+    /// The lowest batch started and not committed (running now, or interrupted and re-run at the next
+    /// start); with several partition groups, one per group may be.
     pub pending_batch_id: Option<i64>,
     /// Rows written to `vitals_clean` by the committed batches.
     pub rows_out: u64,
@@ -133,7 +134,7 @@ pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) ->
         last_commit_time: (checkpoint.committed_at_ms > 0)
             .then(|| chrono::DateTime::from_timestamp_millis(checkpoint.committed_at_ms).map(rfc3339))
             .flatten(),
-        pending_batch_id: checkpoint.pending.as_ref().map(|p| p.id),
+        pending_batch_id: checkpoint.pending_batches().map(|p| p.id).min(),
         rows_out: checkpoint.totals.rows_out,
         rejected: checkpoint.totals.rejected,
         alerts: checkpoint.totals.alerts,
@@ -234,8 +235,11 @@ mod tests {
         assert_eq!((nothing.batches_committed, nothing.lag_files, nothing.lag_records), (0, 3, 22));
         assert!(nothing.lag_seconds.is_some() && nothing.last_commit_time.is_none() && nothing.failures.is_none());
 
-        let checkpoint = r#"{"last_batch_id":4,"raw_version":1,"pending":{"id":5,"files":[],"raw_version":2,"state_version":0},
-            "totals":{"rows_out":9,"rejected":1,"alerts":2},"committed_at_ms":1795000000000}"#;
+        // Two partition groups: the first runs batch 5, the second has committed batch 6 and read on.
+        let checkpoint = r#"{"last_batch_id":4,"raw_version":1,
+            "totals":{"rows_out":9,"rejected":1,"alerts":2},"committed_at_ms":1795000000000,
+            "groups":[{"last_batch_id":4,"raw_version":1,"pending":{"id":5,"files":[],"raw_version":2,"state_version":0}},
+                      {"last_batch_id":6,"raw_version":3}]}"#;
         let put = |path: &str, body: &str| {
             let (path, body) = (location.path(path), object_store::PutPayload::from(body.to_string()));
             let store = location.store().clone();
