@@ -260,9 +260,9 @@ impl GroupDriver {
     pub(super) async fn next_batch(&mut self) -> Result<Option<MicroBatch>> {
         let location = self.shared.location.clone();
         let raw_path = |f: &str| location.path(&format!("{}/{f}", table::VITALS_RAW));
-        let (position, done_to) = {
+        let (position, read) = {
             let checkpoint = self.shared.checkpoint.lock().await;
-            (self.position(&checkpoint), checkpoint.partitions_done_to.clone())
+            (self.position(&checkpoint), checkpoint.clone())
         };
         if let Some(pending) = &position.pending {
             return Ok(Some(MicroBatch {
@@ -284,7 +284,7 @@ impl GroupDriver {
             .into_iter()
             .filter(|(version, file)| {
                 let partition = PartitionGroup::partition_of(&file.path);
-                group.holds(partition) && done_to.get(&partition).is_none_or(|done| version > done)
+                group.holds(partition) && !read.has_processed(*version, partition)
             })
             .collect();
         let mut files: Vec<String> = Vec::new();

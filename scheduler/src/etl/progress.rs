@@ -15,6 +15,7 @@ use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::table;
 
 use crate::error::{Error, Result};
+use crate::etl::partition_group::PartitionGroup;
 use crate::etl::{EtlStats, count_rows};
 use crate::ward_alerts::budget::read_alert_rate;
 
@@ -120,7 +121,13 @@ pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) ->
     if let Some(raw) = LakeTable::open(location, table::VITALS_RAW, None).await?
         && raw.version() > checkpoint.raw_version
     {
-        let added = raw.added_since(checkpoint.raw_version, MAX_LAG_COMMITS).await?;
+        // After the slowest group's version, only what the file's own group has not read yet.
+        let added: Vec<_> = raw
+            .added_since(checkpoint.raw_version, MAX_LAG_COMMITS)
+            .await?
+            .into_iter()
+            .filter(|(version, f)| !checkpoint.has_processed(*version, PartitionGroup::partition_of(&f.path)))
+            .collect();
         let paths: Vec<_> =
             added.iter().map(|(_, f)| location.path(&format!("{}/{}", table::VITALS_RAW, f.path))).collect();
         lag_files = paths.len() as u64;
@@ -228,7 +235,8 @@ mod tests {
         // Three flushes: versions 1, 2, 3.
         for (partition, last, n) in [(0, 9, 10), (0, 16, 7), (1, 4, 5)] {
             let rows = crate::etl::tests::raw_rows(n);
-            let file = write_data_file(&location, table::VITALS_RAW, "r", &[rows]).await.unwrap();
+            let prefix = format!("vitals-p{partition}");
+            let file = write_data_file(&location, table::VITALS_RAW, &prefix, &[rows]).await.unwrap();
             raw.append(&[file], vec![Transaction::new(format!("app/{partition}"), last)]).await.unwrap();
         }
         let nothing = read_progress(&location, None).await.unwrap();
@@ -251,7 +259,8 @@ mod tests {
         stats.failures.store(2, Ordering::Relaxed);
         let p = read_progress(&location, Some(&stats)).await.unwrap();
         assert_eq!((p.batches_committed, p.pending_batch_id, p.rows_out, p.rejected, p.alerts), (4, Some(5), 9, 1, 2));
-        assert_eq!((p.lag_files, p.lag_records), (2, 12));
+        // Partition 0's second flush: partition 1's (version 3) is read by the second group.
+        assert_eq!((p.lag_files, p.lag_records), (1, 7));
         assert_eq!(p.last_commit_time.as_deref(), Some("2026-11-18T11:06:40.000Z"));
         assert_eq!((p.kafka_delivered_batch_id, p.kafka_lag_batches), (Some(3), Some(1)));
         assert_eq!((p.webhook_delivered_batch_id, p.webhook_lag_batches), (None, None));
@@ -259,6 +268,6 @@ mod tests {
 
         let batch = p.to_record_batch().unwrap();
         assert_eq!((batch.num_rows(), batch.schema()), (1, PROGRESS_SCHEMA.clone()));
-        assert!(render(&p).contains("lag behind ingest   2 files, 12 records"), "{}", render(&p));
+        assert!(render(&p).contains("lag behind ingest   1 files, 7 records"), "{}", render(&p));
     }
 }

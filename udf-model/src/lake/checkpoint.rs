@@ -110,6 +110,16 @@ impl EtlCheckpoint {
         given.fold(self.last_batch_id, i64::max) + 1
     }
 
+    /// Whether the data file of Kafka partition `partition` that `vitals_raw` version `version` added
+    /// is processed: by the position of the partition's group (partition modulo the group count), or
+    /// by an earlier grouping ([`EtlCheckpoint::partitions_done_to`]).
+    pub fn has_processed(&self, version: i64, partition: i32) -> bool {
+        let groups = self.group_positions();
+        let group = partition.rem_euclid(groups.len().max(1) as i32) as usize;
+        groups.get(group).is_some_and(|g| version <= g.raw_version)
+            || self.partitions_done_to.get(&partition).is_some_and(|done| version <= *done)
+    }
+
     /// Makes `groups` the positions and derives the summary fields from them.
     pub fn set_groups(&mut self, groups: Vec<GroupPosition>) {
         self.pending = None;
@@ -222,6 +232,11 @@ mod tests {
             GroupPosition { last_batch_id: 6, raw_version: 12, pending: None },
         ]);
         assert_eq!((checkpoint.last_batch_id, checkpoint.raw_version), (6, 12));
+        checkpoint.partitions_done_to.insert(3, 14);
+        assert!(checkpoint.has_processed(12, 0) && !checkpoint.has_processed(13, 2));
+        assert!(
+            checkpoint.has_processed(14, 3) && !checkpoint.has_processed(15, 3) && !checkpoint.has_processed(13, 1)
+        );
         let json = serde_json::to_string(&checkpoint).unwrap();
         assert_eq!(serde_json::from_str::<EtlCheckpoint>(&json).unwrap(), checkpoint);
     }
