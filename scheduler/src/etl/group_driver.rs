@@ -259,18 +259,16 @@ impl GroupDriver {
     /// as read.
     pub(super) async fn next_batch(&mut self) -> Result<Option<MicroBatch>> {
         let location = self.shared.location.clone();
-        let raw_path = |f: &str| location.path(&format!("{}/{f}", table::VITALS_RAW));
-        let (position, read) = {
-            let checkpoint = self.shared.checkpoint.lock().await;
-            (self.position(&checkpoint), checkpoint.clone())
+        let as_batch = |pending: &PendingBatch| MicroBatch {
+            id: pending.id,
+            files: pending.files.iter().map(|f| location.path(&format!("{}/{f}", table::VITALS_RAW))).collect(),
+            raw_version: pending.raw_version,
+            state_version: pending.state_version,
         };
+        let read = self.shared.checkpoint.lock().await.clone();
+        let position = self.position(&read);
         if let Some(pending) = &position.pending {
-            return Ok(Some(MicroBatch {
-                id: pending.id,
-                files: pending.files.iter().map(|f| raw_path(f)).collect(),
-                raw_version: pending.raw_version,
-                state_version: pending.state_version,
-            }));
+            return Ok(Some(as_batch(pending)));
         }
         self.tables.raw.refresh().await?;
         let latest = self.tables.raw.version();
@@ -316,12 +314,7 @@ impl GroupDriver {
             state_version: self.tables.state.version(),
         };
         // Recorded before running: a re-run after a crash reads exactly this.
-        let batch = MicroBatch {
-            id: pending.id,
-            files: pending.files.iter().map(|f| raw_path(f)).collect(),
-            raw_version: pending.raw_version,
-            state_version: pending.state_version,
-        };
+        let batch = as_batch(&pending);
         self.save_position(&mut checkpoint, |position, _| position.pending = Some(pending)).await?;
         Ok(Some(batch))
     }

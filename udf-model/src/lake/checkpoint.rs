@@ -114,9 +114,14 @@ impl EtlCheckpoint {
     /// is processed: by the position of the partition's group (partition modulo the group count), or
     /// by an earlier grouping ([`EtlCheckpoint::partitions_done_to`]).
     pub fn has_processed(&self, version: i64, partition: i32) -> bool {
-        let groups = self.group_positions();
-        let group = partition.rem_euclid(groups.len().max(1) as i32) as usize;
-        groups.get(group).is_some_and(|g| version <= g.raw_version)
+        // Asked for every landed file: read the positions in place (no `group_positions` copy).
+        let group_read_to = if self.groups.is_empty() {
+            Some(self.raw_version)
+        } else {
+            let group = partition.rem_euclid(self.groups.len() as i32) as usize;
+            self.groups.get(group).map(|g| g.raw_version)
+        };
+        group_read_to.is_some_and(|read_to| version <= read_to)
             || self.partitions_done_to.get(&partition).is_some_and(|done| version <= *done)
     }
 
