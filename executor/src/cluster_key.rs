@@ -16,11 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use ballista_core::extension::EndpointOverrideFn;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tonic::metadata::MetadataMap;
@@ -36,55 +33,6 @@ const USER_AGENT_PRODUCT: &str = "vitalflow-cluster-key/";
 const KEY_CONTEXT: &[u8] = b"vitalflow cluster key v1";
 /// Shortest secret accepted, in bytes: 32 hex characters are 128 bits.
 pub const MIN_SECRET_BYTES: usize = 32;
-
-/// The `[cluster]` section: the secret shared by the scheduler and every executor.
-/// `Default` is the only place a default is written.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(default, deny_unknown_fields)]
-pub struct ClusterConfig {
-    /// The cluster's shared secret (at least 32 characters, e.g. `openssl rand -hex 32`): every Ballista
-    /// request between the scheduler, the executors and their clients must prove it. Give it through a
-    /// secret store as `VITALFLOW__CLUSTER__SECRET`, or with
-    /// `secret_file`, rather than in the file. Required when the scheduler or an executor binds an
-    /// address other than loopback; `vitalflow up` makes a random one for each run.
-    pub secret: String,
-    /// A file holding the secret (trailing whitespace ignored), e.g. a mounted Kubernetes secret; used
-    /// when `secret` is empty.
-    pub secret_file: String,
-}
-
-impl ClusterConfig {
-    /// The key of this cluster, or `None` when no secret is configured and every one of `binds`
-    /// (`(setting, host)`) is loopback: then the internal ports are open to local processes, which is
-    /// logged. A missing secret with a non-loopback bind is an error naming the setting.
-    pub fn key(&self, binds: &[(&str, &str)]) -> Result<Option<ClusterKey>> {
-        let secret = if !self.secret.trim().is_empty() {
-            Some(self.secret.clone())
-        } else if !self.secret_file.trim().is_empty() {
-            let text = std::fs::read_to_string(self.secret_file.trim()).map_err(|error| {
-                Error::Config(format!("reading cluster.secret_file {}: {error}", self.secret_file.trim()))
-            })?;
-            Some(text)
-        } else {
-            None
-        };
-        if let Some(secret) = secret {
-            return ClusterKey::from_secret(&secret).map(Some);
-        }
-        if let Some((setting, host)) = binds.iter().find(|(_, host)| !is_loopback(host)) {
-            return Err(Error::Config(format!(
-                "{setting} is {host:?}, not loopback: the cluster needs a shared secret (cluster.secret, \
-                 cluster.secret_file or VITALFLOW__CLUSTER__SECRET, the same in every process), or anyone who \
-                 reaches the Ballista ports can run plans"
-            )));
-        }
-        tracing::warn!(
-            "No cluster secret configured: the Ballista ports on loopback accept requests from any local \
-             process. Set cluster.secret (or VITALFLOW__CLUSTER__SECRET) to require it."
-        );
-        Ok(None)
-    }
-}
 
 /// Whether `host` is a loopback address (`127.0.0.0/8`, `::1` or `localhost`).
 pub fn is_loopback(host: &str) -> bool {
@@ -189,13 +137,6 @@ impl ClusterKey {
     pub fn refused(&self) -> u64 {
         self.inner.refused.load(Ordering::Relaxed)
     }
-
-    /// Ballista's client hook (`override_create_grpc_client_endpoint`): every connection it opens
-    /// presents the key.
-    pub fn endpoint_override(&self) -> EndpointOverrideFn {
-        let agent = self.user_agent();
-        Arc::new(move |endpoint| Ok(endpoint.user_agent(agent.clone())?))
-    }
 }
 
 /// A server-side check for an optional key: with none, every request passes.
@@ -266,37 +207,8 @@ mod tests {
     }
 
     #[test]
-    fn short_secrets_are_rejected_and_a_missing_one_only_on_loopback_is_allowed() {
-        let err = ClusterKey::from_secret("short").unwrap_err().to_string();
-        assert!(err.contains("at least 32"), "{err}");
-        let none = ClusterConfig::default();
-        assert!(
-            none.key(&[("scheduler.bind_host", "127.0.0.1"), ("executor.bind_host", "localhost")]).unwrap().is_none()
-        );
-        let err = none.key(&[("scheduler.bind_host", "0.0.0.0")]).unwrap_err().to_string();
-        assert!(err.contains("scheduler.bind_host") && err.contains("cluster.secret"), "{err}");
-        let set = ClusterConfig { secret: SECRET.into(), secret_file: String::new() };
-        assert!(set.key(&[("scheduler.bind_host", "0.0.0.0")]).unwrap().is_some());
-    }
-
-    #[test]
-    fn the_secret_file_is_read_and_its_trailing_newline_ignored() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("cluster.secret");
-        std::fs::write(&path, format!("{SECRET}\n")).unwrap();
-        let config = ClusterConfig { secret: String::new(), secret_file: path.display().to_string() };
-        let key = config.key(&[]).unwrap().expect("key");
-        assert_eq!(key.presented(), ClusterKey::from_secret(SECRET).unwrap().presented());
-        let missing =
-            ClusterConfig { secret: String::new(), secret_file: dir.path().join("nope").display().to_string() };
-        assert!(missing.key(&[]).unwrap_err().to_string().contains("cluster.secret_file"));
-    }
-
-    #[test]
-    fn the_endpoint_override_makes_tonic_send_the_key_as_user_agent() {
+    fn random_secrets_differ_and_a_key_shows_nothing_of_itself() {
         let key = ClusterKey::from_secret(SECRET).unwrap();
-        let endpoint = tonic::transport::Endpoint::from_static("http://127.0.0.1:1");
-        assert!((key.endpoint_override())(endpoint).is_ok());
         assert_eq!(ClusterKey::random_secret().len(), 64);
         assert_ne!(ClusterKey::random_secret(), ClusterKey::random_secret());
         assert_eq!(format!("{key:?}"), "ClusterKey(<redacted>)");

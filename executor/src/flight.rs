@@ -12,7 +12,7 @@ use ballista_executor::flight_service::BallistaFlightService;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 
-use crate::cluster_key::{ClusterKey, optional_check};
+use crate::cluster_config::ClusterCredentials;
 
 /// Largest Flight message in either direction: Ballista's default for its built-in server.
 const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -21,21 +21,27 @@ const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub(crate) const STOP_REASON: &str = "shutdown requested";
 
 /// Ballista's hook (`override_arrow_flight_service`): serves its Flight service on the address it
-/// gives, refusing requests without `key` (every request passes when there is none).
+/// gives, over the cluster's TLS when it has one, refusing requests without its key (every request
+/// passes when there is none).
 ///
 /// The handle Ballista watches ends with an error once `stop` is cancelled: Ballista then stops the
 /// executor as it does on SIGTERM (it tells the scheduler, drains its running tasks, then signals its
 /// own shutdown). The server itself keeps serving until that shutdown, so that the shuffle files of
 /// the drained tasks stay readable.
-pub(crate) fn server_provider(key: Option<ClusterKey>, stop: CancellationToken) -> Arc<ArrowFlightServerProvider> {
+pub(crate) fn server_provider(
+    credentials: ClusterCredentials,
+    stop: CancellationToken,
+) -> Arc<ArrowFlightServerProvider> {
     Arc::new(move |work_dir, address, mut shutdown, grpc_config| {
-        let check = optional_check(key.as_ref());
+        let check = credentials.request_check();
+        let server = credentials.server(create_grpc_server(&grpc_config));
         let server = tokio::spawn(async move {
+            let mut server = server.map_err(|e| BallistaError::Internal(e.to_string()))?;
             let service = FlightServiceServer::new(BallistaFlightService::new(work_dir))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES);
             tracing::info!(%address, "Executor Flight server listening.");
-            create_grpc_server(&grpc_config)
+            server
                 .add_service(InterceptedService::new(service, check))
                 .serve_with_shutdown(address, async move { shutdown.recv().await })
                 .await

@@ -17,12 +17,15 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
 use vitalflow_udf_model::udf::register_all;
 
+pub mod cluster_config;
 pub mod cluster_key;
+pub mod cluster_tls;
 mod flight;
 mod health;
 mod scratch;
 
-pub use cluster_key::{ClusterConfig, ClusterKey};
+pub use cluster_config::{ClusterConfig, ClusterCredentials};
+pub use cluster_key::ClusterKey;
 
 /// Errors of the executor crate.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +183,7 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<ExecutorService> {
     let (scheduler_host, scheduler_port) = config.scheduler()?;
-    let key = cluster.key(&[("executor.bind_host", &config.bind_host)])?;
+    let credentials = cluster.credentials(&[("executor.bind_host", &config.bind_host)])?;
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
         flight: resolve_port(&config.bind_host, config.flight_port)?,
@@ -213,10 +216,10 @@ pub async fn start(
         executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,
         print_thread_info: false,
         override_function_registry: Some(function_registry(&forest)?),
-        override_create_grpc_client_endpoint: key.as_ref().map(ClusterKey::endpoint_override),
-        override_arrow_flight_service: Some(flight::server_provider(key.clone(), shutdown.clone())),
-        // Each task's session: shuffle reads from other executors present the key too.
-        override_config_producer: Some(task_config_producer(key)),
+        override_create_grpc_client_endpoint: credentials.endpoint_override(),
+        override_arrow_flight_service: Some(flight::server_provider(credentials.clone(), shutdown.clone())),
+        // Each task's session: shuffle reads from other executors present the credentials too.
+        override_config_producer: Some(task_config_producer(credentials)),
         override_runtime_producer: Some(runtime_producer(&work_dir)),
         ..ExecutorProcessConfig::default()
     };
@@ -239,15 +242,10 @@ pub async fn start(
     Ok(ExecutorService { ports, task, shutdown, _scratch: scratch })
 }
 
-/// The session settings of every task: Ballista's defaults, and the key on the clients it opens.
-fn task_config_producer(key: Option<ClusterKey>) -> ballista_core::ConfigProducer {
-    Arc::new(move || {
-        let config = SessionConfig::new_with_ballista();
-        match &key {
-            Some(key) => config.with_ballista_override_create_grpc_client_endpoint(key.endpoint_override()),
-            None => config,
-        }
-    })
+/// The session settings of every task: Ballista's defaults, and the cluster's credentials on the
+/// clients it opens.
+fn task_config_producer(credentials: ClusterCredentials) -> ballista_core::ConfigProducer {
+    Arc::new(move || credentials.session_config(SessionConfig::new_with_ballista()))
 }
 
 /// Each task's runtime: spill files under `work_dir`, and the lake's object stores, S3 included

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
-use vitalflow_executor::cluster_key::{ClusterKey, optional_check};
+use vitalflow_executor::ClusterCredentials;
 use vitalflow_udf_model::RiskForest;
 
 use crate::catalog::session::scheduler_session_builder;
@@ -124,12 +124,12 @@ impl Drop for NamedJob {
     }
 }
 
-/// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled. With a `key`,
-/// the server refuses every request that does not present it, and the scheduler's own clients (to the
-/// executors) present it.
+/// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled. The server
+/// demands the cluster's `credentials` (its TLS, its key on every request), and the scheduler's own
+/// clients (to the executors) present them.
 pub async fn start_scheduler(
     config: &SchedulerConfig,
-    key: Option<ClusterKey>,
+    credentials: ClusterCredentials,
     forest: Arc<RiskForest>,
     shutdown: CancellationToken,
 ) -> Result<RunningScheduler> {
@@ -156,7 +156,8 @@ pub async fn start_scheduler(
         override_session_builder: Some(scheduler_session_builder(forest)),
         // The lake tables travel to the scheduler as Delta snapshot tables and resolve there.
         override_logical_codec: Some(Arc::new(crate::catalog::codec::VitalflowLogicalCodec::default())),
-        override_create_grpc_client_endpoint: key.as_ref().map(ClusterKey::endpoint_override),
+        override_create_grpc_client_endpoint: credentials.endpoint_override(),
+        use_tls: credentials.tls.is_some(),
         ..BallistaSchedulerConfig::default()
     });
     let ballista = |step| move |source| Error::Ballista { step, source };
@@ -166,26 +167,29 @@ pub async fn start_scheduler(
         .await
         .map_err(ballista("creating scheduler"))?;
     let jobs = ClusterJobs { server: server.clone() };
-    let task = tokio::spawn(serve_grpc(listener, server, key, shutdown));
+    let grpc = credentials.server(tonic::transport::Server::builder()).map_err(|e| Error::Config(e.to_string()))?;
+    let task = tokio::spawn(serve_grpc(listener, grpc, server, credentials, shutdown));
     tracing::info!(%addr, "Ballista scheduler listening.");
     Ok(RunningScheduler { addr, task, jobs })
 }
 
 /// Serves the scheduler's gRPC service (and nothing else: Ballista's REST API, Flight SQL and Flight
-/// proxy stay off) on `listener`, each request checked for the cluster key first. Ballista's own
-/// `start_grpc_service_with_listener` has no place for the check, so the server is built here.
+/// proxy stay off) on `listener` through `grpc` (the cluster's TLS), each request checked for the
+/// cluster key first. Ballista's own `start_grpc_service_with_listener` has no place for either, so
+/// the server is built here.
 async fn serve_grpc(
     listener: tokio::net::TcpListener,
+    mut grpc: tonic::transport::Server,
     server: SchedulerServer<LogicalPlanNode, PhysicalPlanNode>,
-    key: Option<ClusterKey>,
+    credentials: ClusterCredentials,
     shutdown: CancellationToken,
 ) {
     let limits = server.state.config.clone();
     let service = SchedulerGrpcServer::new(server)
         .max_encoding_message_size(limits.grpc_server_max_encoding_message_size as usize)
         .max_decoding_message_size(limits.grpc_server_max_decoding_message_size as usize);
-    let serve = tonic::transport::Server::builder()
-        .add_service(InterceptedService::new(service, optional_check(key.as_ref())))
+    let serve = grpc
+        .add_service(InterceptedService::new(service, credentials.request_check()))
         .serve_with_incoming(TcpListenerStream::new(listener));
     // Stopped at once, as Ballista's own server is: its clients (the ETL, Flight SQL) stopped first.
     tokio::select! {
@@ -210,16 +214,33 @@ mod tests {
     use tonic::Code;
     use tonic::transport::Channel;
 
+    use vitalflow_executor::ClusterConfig;
+
     use super::*;
 
     const SECRET: &str = "scheduler-test-cluster-secret-0123456789";
 
-    async fn client(addr: SocketAddr, key: Option<&ClusterKey>) -> SchedulerGrpcClient<Channel> {
+    /// The credentials of a process configured with `cluster`.
+    fn credentials(cluster: ClusterConfig) -> ClusterCredentials {
+        cluster.credentials(&[]).expect("credentials")
+    }
+
+    /// A keyed cluster's credentials, `secret` its secret.
+    fn keyed(secret: &str) -> ClusterCredentials {
+        credentials(ClusterConfig { secret: secret.into(), ..ClusterConfig::default() })
+    }
+
+    /// A gRPC connection to the scheduler at `addr`, as a process holding `credentials` opens it.
+    async fn connect(addr: SocketAddr, credentials: &ClusterCredentials) -> Result<Channel, String> {
         let mut endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
-        if let Some(key) = key {
-            endpoint = (key.endpoint_override())(endpoint).expect("override");
+        if let Some(shape) = credentials.endpoint_override() {
+            endpoint = shape(endpoint).expect("override");
         }
-        SchedulerGrpcClient::new(endpoint.connect().await.expect("connect"))
+        endpoint.connect().await.map_err(|e| format!("{e:?}"))
+    }
+
+    async fn client(addr: SocketAddr, credentials: &ClusterCredentials) -> SchedulerGrpcClient<Channel> {
+        SchedulerGrpcClient::new(connect(addr, credentials).await.expect("connect"))
     }
 
     /// What an attacker would send: a logical plan reading a file of the scheduler's host.
@@ -235,12 +256,12 @@ mod tests {
 
     #[tokio::test]
     async fn the_scheduler_port_refuses_plans_and_ballista_clients_without_the_cluster_key() {
-        let key = ClusterKey::from_secret(SECRET).expect("key");
-        let wrong = ClusterKey::from_secret(&format!("{SECRET}-wrong")).expect("key");
+        let key = keyed(SECRET);
+        let wrong = keyed(&format!("{SECRET}-wrong"));
         let shutdown = CancellationToken::new();
         let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
         let forest = Arc::new(RiskForest::bundled().expect("model"));
-        let running = start_scheduler(&config, Some(key.clone()), forest, shutdown.clone()).await.expect("scheduler");
+        let running = start_scheduler(&config, key.clone(), forest, shutdown.clone()).await.expect("scheduler");
         let dir = tempfile::tempdir().expect("tempdir");
         let plan = file_reading_plan(dir.path()).await;
         // As Ballista's client sends it, version header included.
@@ -254,8 +275,8 @@ mod tests {
             ballista_core::version::insert_version_header(request.metadata_mut());
             request
         };
-        for presented in [None, Some(&wrong)] {
-            let mut scheduler = client(running.addr, presented).await;
+        for presented in [ClusterCredentials::default(), wrong] {
+            let mut scheduler = client(running.addr, &presented).await;
             let refused = scheduler.execute_query(params()).await.expect_err("a plan without the key is refused");
             assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
             let refused =
@@ -267,9 +288,57 @@ mod tests {
         let refused = ctx.sql("SELECT 1").await.expect("plan").collect().await.expect_err("refused");
         assert!(refused.to_string().contains("cluster key"), "{refused}");
         // The same plan with the key is taken as a job: the check, nothing else, refused it above.
-        let accepted = client(running.addr, Some(&key)).await.execute_query(params()).await.expect("accepted");
+        let accepted = client(running.addr, &key).await.execute_query(params()).await.expect("accepted");
         let accepted = accepted.into_inner().result;
         assert!(matches!(accepted, Some(execute_query_result::Result::Success(_))), "{accepted:?}");
+        shutdown.cancel();
+        let _ = running.task.await;
+    }
+
+    /// A cluster CA and a certificate it signs, made by the script operators use, in `dir`.
+    fn cluster_certs(dir: &std::path::Path) -> ClusterConfig {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/cluster-certs.sh");
+        let made = std::process::Command::new(script).arg(dir).output().expect("deploy/cluster-certs.sh runs");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let file = |name: &str| dir.join(name).display().to_string();
+        ClusterConfig {
+            secret: SECRET.into(),
+            tls_cert_path: file("cluster.pem"),
+            tls_key_path: file("cluster.key"),
+            tls_ca_path: file("ca.pem"),
+            ..ClusterConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn with_cluster_tls_only_holders_of_a_certificate_of_the_cluster_ca_and_the_key_get_in() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = cluster_certs(&dir.path().join("ours"));
+        let foreign = cluster_certs(&dir.path().join("theirs"));
+        let ours = credentials(cluster.clone());
+        let shutdown = CancellationToken::new();
+        let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
+        let forest = Arc::new(RiskForest::bundled().expect("model"));
+        let running = start_scheduler(&config, ours.clone(), forest, shutdown.clone()).await.expect("scheduler");
+        let status = |channel: Channel| async move {
+            SchedulerGrpcClient::new(channel).get_job_status(GetJobStatusParams { job_id: "x".into() }).await
+        };
+        // In clear, with the right key: no gRPC answer at all.
+        let plain = connect(running.addr, &keyed(SECRET)).await;
+        if let Ok(channel) = plain {
+            let refused = status(channel).await.expect_err("a plaintext request is not served");
+            assert_ne!(refused.code(), Code::Ok);
+        }
+        // TLS with a certificate of another CA (and the right key): the handshake fails both ways.
+        let foreign = credentials(foreign);
+        assert!(connect(running.addr, &foreign).await.is_err(), "a foreign certificate completes no handshake");
+        // Our certificate without the key: through TLS, then refused by the key check.
+        let unkeyed = credentials(ClusterConfig { secret: String::new(), ..cluster.clone() });
+        let refused = status(connect(running.addr, &unkeyed).await.expect("handshake")).await.expect_err("no key");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        // Both: served (an unknown job is Ballista's own answer, not a refusal).
+        let answered = status(connect(running.addr, &ours).await.expect("handshake")).await;
+        assert!(answered.as_ref().map_or_else(|e| e.code() != Code::Unauthenticated, |_| true), "{answered:?}");
         shutdown.cancel();
         let _ = running.task.await;
     }

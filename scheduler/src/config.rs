@@ -337,10 +337,14 @@ pub struct FlightSqlConfig {
     pub port: u16,
     /// Who may query (`[flight_sql.auth]`); on by default.
     pub auth: AuthConfig,
-    /// PEM certificate chain; set with `tls_key_path` to serve `grpc+tls`. Empty serves plain gRPC.
+    /// PEM certificate chain; set with `tls_key_path` to serve `grpc+tls`. Required (or
+    /// `allow_plaintext`) when `bind_host` is not loopback.
     pub tls_cert_path: String,
     /// PEM private key of `tls_cert_path`.
     pub tls_key_path: String,
+    /// Serve plain gRPC on an address other than loopback (passwords, tokens and patient data then
+    /// cross the network in clear): only behind a TLS proxy or on a network you trust.
+    pub allow_plaintext: bool,
     /// Longest one query may run, planning to last row, in seconds; it then fails with a clear error.
     pub query_timeout_seconds: u64,
     /// Most result data one query may return, in MiB of Arrow memory: protects the server from a
@@ -367,6 +371,7 @@ impl Default for FlightSqlConfig {
             auth: AuthConfig::default(),
             tls_cert_path: String::new(),
             tls_key_path: String::new(),
+            allow_plaintext: false,
             query_timeout_seconds: 300,
             max_result_mb: 1024,
             audit_window: 100_000,
@@ -411,11 +416,37 @@ pub struct HttpConfig {
     pub port: u16,
     /// Most records one `/predict_batch` request may carry; more is refused with 413.
     pub max_batch_records: usize,
+    /// PEM certificate chain; set with `tls_key_path` to serve HTTPS. Required (or `allow_plaintext`)
+    /// when `bind_host` is not loopback.
+    pub tls_cert_path: String,
+    /// PEM private key of `tls_cert_path`.
+    pub tls_key_path: String,
+    /// Serve plain HTTP on an address other than loopback (passwords and tokens then cross the network
+    /// in clear): only behind a TLS proxy or on a network you trust.
+    pub allow_plaintext: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { enabled: true, bind_host: "127.0.0.1".into(), port: 8000, max_batch_records: 10_000 }
+        HttpConfig {
+            enabled: true,
+            bind_host: "127.0.0.1".into(),
+            port: 8000,
+            max_batch_records: 10_000,
+            tls_cert_path: String::new(),
+            tls_key_path: String::new(),
+            allow_plaintext: false,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// Checks values before anything starts.
+    pub fn validate(&self) -> Result<()> {
+        if self.tls_cert_path.is_empty() != self.tls_key_path.is_empty() {
+            return Err(Error::Config("http.tls_cert_path and http.tls_key_path must be set together".into()));
+        }
+        Ok(())
     }
 }
 

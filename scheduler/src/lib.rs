@@ -103,23 +103,39 @@ impl SchedulerProcess {
     }
 }
 
-/// With authentication off, the front door may only listen on loopback: off it, anyone on the
-/// network could read patient data without signing in.
-fn open_door_only_on_loopback(config: &SchedulerProcessConfig) -> Result<()> {
-    if config.flight_sql.auth.required {
-        return Ok(());
-    }
+/// The front door beyond loopback: only with authentication on (else anyone on the network reads
+/// patient data without signing in), and only over TLS unless the operator allows plaintext (else
+/// passwords, tokens and patient data cross the network in clear).
+fn front_door_binds_are_safe(config: &SchedulerProcessConfig) -> Result<()> {
     let doors = [
-        ("flight_sql.bind_host", &config.flight_sql.bind_host, config.flight_sql.enabled),
-        ("http.bind_host", &config.http.bind_host, config.http.enabled),
+        (
+            "flight_sql",
+            &config.flight_sql.bind_host,
+            config.flight_sql.enabled,
+            &config.flight_sql.tls_cert_path,
+            config.flight_sql.allow_plaintext,
+        ),
+        ("http", &config.http.bind_host, config.http.enabled, &config.http.tls_cert_path, config.http.allow_plaintext),
     ];
-    match doors.into_iter().find(|(_, host, enabled)| *enabled && !vitalflow_executor::cluster_key::is_loopback(host)) {
-        Some((setting, host, _)) => Err(Error::Config(format!(
-            "flight_sql.auth.required is false but {setting} is {host:?}, not loopback: anyone who reaches it could \
-             read patient data without signing in; turn authentication on or bind 127.0.0.1"
-        ))),
-        None => Ok(()),
+    for (door, host, enabled, cert, allow_plaintext) in doors {
+        if !enabled || vitalflow_executor::cluster_key::is_loopback(host) {
+            continue;
+        }
+        if !config.flight_sql.auth.required {
+            return Err(Error::Config(format!(
+                "flight_sql.auth.required is false but {door}.bind_host is {host:?}, not loopback: anyone who \
+                 reaches it could read patient data without signing in; turn authentication on or bind 127.0.0.1"
+            )));
+        }
+        if cert.is_empty() && !allow_plaintext {
+            return Err(Error::Config(format!(
+                "{door}.bind_host is {host:?}, not loopback, and {door}.tls_cert_path is not set: passwords, tokens \
+                 and patient data would cross the network in clear; set {door}.tls_cert_path and \
+                 {door}.tls_key_path, or {door}.allow_plaintext = true behind a TLS proxy or on a network you trust"
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Starts the Ballista scheduler, then the ETL driver and Flight SQL as clients of it, and the HTTP API.
@@ -137,19 +153,21 @@ pub async fn start(
         // Fail before starting anything: no users with auth on, half a TLS pair.
         config.flight_sql.validate()?;
         front_door::auth::Authenticator::new(&config.flight_sql.auth)?;
-        open_door_only_on_loopback(config)?;
+        config.http.validate()?;
+        front_door_binds_are_safe(config)?;
     }
     // Fails before anything starts when the SQL file is unreadable, or the data of an earlier format.
     etl::sql::load(&config.etl, None)?;
-    let key = config
+    let credentials = config
         .cluster
-        .key(&[("scheduler.bind_host", &config.scheduler.bind_host)])
+        .credentials(&[("scheduler.bind_host", &config.scheduler.bind_host)])
         .map_err(|e| Error::Config(e.to_string()))?;
     vitalflow_udf_model::lake::format::ensure_current_format(&location).await?;
     // The scheduler stops last, once its clients (the ETL, Flight SQL) have finished.
     let scheduler_shutdown = CancellationToken::new();
     let scheduler =
-        cluster::start_scheduler(&config.scheduler, key.clone(), forest.clone(), scheduler_shutdown.clone()).await?;
+        cluster::start_scheduler(&config.scheduler, credentials.clone(), forest.clone(), scheduler_shutdown.clone())
+            .await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
@@ -165,7 +183,7 @@ pub async fn start(
         let ctx = match config.etl.run_on {
             EtlEngine::Cluster => {
                 let config = session::etl_session_config();
-                session::remote_context_with(&target, key.as_ref(), &location, &forest, config).await?
+                session::remote_context_with(&target, &credentials, &location, &forest, config).await?
             }
             EtlEngine::InProcess => session::local_context(&location, &forest)?,
         };
@@ -193,7 +211,7 @@ pub async fn start(
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
     let mut authenticator = None;
     if config.flight_sql.enabled {
-        let ctx = session::remote_context(&target, key.as_ref(), &location, &forest).await?;
+        let ctx = session::remote_context(&target, &credentials, &location, &forest).await?;
         let progress =
             ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
         let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
@@ -239,15 +257,32 @@ mod tests {
     fn authentication_off_is_refused_on_a_door_off_loopback() {
         let mut config = SchedulerProcessConfig::default();
         config.flight_sql.auth.required = false;
-        assert!(open_door_only_on_loopback(&config).is_ok(), "both doors on 127.0.0.1 by default");
+        assert!(front_door_binds_are_safe(&config).is_ok(), "both doors on 127.0.0.1 by default");
         config.http.bind_host = "0.0.0.0".into();
-        let err = open_door_only_on_loopback(&config).unwrap_err().to_string();
-        assert!(err.contains("http.bind_host") && err.contains("0.0.0.0"), "{err}");
+        config.http.allow_plaintext = true;
+        let err = front_door_binds_are_safe(&config).unwrap_err().to_string();
+        assert!(err.contains("http.bind_host") && err.contains("0.0.0.0") && err.contains("auth"), "{err}");
         config.http.enabled = false;
-        assert!(open_door_only_on_loopback(&config).is_ok(), "a door that is not served does not count");
+        assert!(front_door_binds_are_safe(&config).is_ok(), "a door that is not served does not count");
         config.flight_sql.bind_host = "10.1.2.3".into();
-        assert!(open_door_only_on_loopback(&config).unwrap_err().to_string().contains("flight_sql.bind_host"));
+        config.flight_sql.tls_cert_path = "/certs/door.pem".into();
+        assert!(front_door_binds_are_safe(&config).unwrap_err().to_string().contains("flight_sql.bind_host"));
         config.flight_sql.auth.required = true;
-        assert!(open_door_only_on_loopback(&config).is_ok());
+        assert!(front_door_binds_are_safe(&config).is_ok());
+    }
+
+    #[test]
+    fn a_door_off_loopback_needs_tls_or_plaintext_allowed_by_name() {
+        let mut config = SchedulerProcessConfig::default();
+        config.flight_sql.bind_host = "0.0.0.0".into();
+        let err = front_door_binds_are_safe(&config).unwrap_err().to_string();
+        assert!(err.contains("flight_sql.tls_cert_path") && err.contains("flight_sql.allow_plaintext"), "{err}");
+        config.flight_sql.allow_plaintext = true;
+        assert!(front_door_binds_are_safe(&config).is_ok());
+        config.http.bind_host = "::".into();
+        let err = front_door_binds_are_safe(&config).unwrap_err().to_string();
+        assert!(err.contains("http.tls_cert_path") && err.contains("http.allow_plaintext"), "{err}");
+        config.http.tls_cert_path = "/certs/door.pem".into();
+        assert!(front_door_binds_are_safe(&config).is_ok());
     }
 }

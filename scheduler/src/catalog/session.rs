@@ -10,7 +10,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::cache::cache_manager::CacheManagerConfig;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
-use vitalflow_executor::ClusterKey;
+use vitalflow_executor::ClusterCredentials;
 use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
@@ -74,14 +74,14 @@ pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Resul
 }
 
 /// A Ballista client context on the scheduler at `host:port`, with vitalflow's functions and tables;
-/// its connections (to the scheduler, and to executors for results) present the cluster `key`.
+/// its connections (to the scheduler, and to executors for results) present the cluster's `credentials`.
 pub async fn remote_context(
     scheduler: &str,
-    key: Option<&ClusterKey>,
+    credentials: &ClusterCredentials,
     location: &DataLocation,
     forest: &Arc<RiskForest>,
 ) -> Result<SessionContext> {
-    remote_context_with(scheduler, key, location, forest, session_config()).await
+    remote_context_with(scheduler, credentials, location, forest, session_config()).await
 }
 
 /// Settings of the ETL driver's session. Ballista 55's adaptive planner is off: on the ETL's
@@ -96,15 +96,12 @@ pub fn etl_session_config() -> SessionConfig {
 /// [`remote_context`] with `config` instead of [`session_config`].
 pub async fn remote_context_with(
     scheduler: &str,
-    key: Option<&ClusterKey>,
+    credentials: &ClusterCredentials,
     location: &DataLocation,
     forest: &Arc<RiskForest>,
     config: SessionConfig,
 ) -> Result<SessionContext> {
-    let config = match key {
-        Some(key) => config.with_ballista_override_create_grpc_client_endpoint(key.endpoint_override()),
-        None => config,
-    };
+    let config = credentials.session_config(config);
     let state = SessionStateBuilder::new().with_config(config).with_default_features().build();
     let mut ctx = SessionContext::remote_with_state(&format!("df://{scheduler}"), state)
         .await

@@ -28,6 +28,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -47,6 +48,7 @@ use crate::ward_alerts::AlertKeeperHandle;
 mod alerts;
 mod records;
 mod strict_json;
+mod tls_listener;
 
 /// Body bytes allowed per record of `http.max_batch_records`: a record pretty-printed with every alias
 /// and a patient id fits many times over.
@@ -413,7 +415,7 @@ pub struct RunningHttp {
     pub task: JoinHandle<()>,
 }
 
-/// Binds and serves the HTTP API until `shutdown` is cancelled.
+/// Binds and serves the HTTP API (HTTPS with `http.tls_cert_path`) until `shutdown` is cancelled.
 pub async fn start_http(
     config: &HttpConfig,
     forest: Arc<RiskForest>,
@@ -423,16 +425,30 @@ pub async fn start_http(
 ) -> Result<RunningHttp> {
     let bind = format!("{}:{}", config.bind_host, config.port);
     let bind_err = |source| Error::Bind { what: "http", addr: bind.clone(), source };
+    config.validate()?;
+    let tls = match config.tls_cert_path.is_empty() {
+        true => None,
+        false => Some(tls_listener::server_config(&config.tls_cert_path, &config.tls_key_path)?),
+    };
     let listener = tokio::net::TcpListener::bind(&bind).await.map_err(bind_err)?;
     let addr = listener.local_addr().map_err(bind_err)?;
-    let app = router(forest, auth, services, config);
+    let app = router(forest, auth, services, config).into_make_service_with_connect_info::<SocketAddr>();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let task = tokio::spawn(async move {
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        if let Err(error) = axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await {
+        let stopped = shutdown.cancelled_owned();
+        let served = match tls {
+            // tap_io: axum passes a tapped listener's peer address on as the connection's info.
+            Some(tls) => match tls_listener::TlsListener::new(listener, tls) {
+                Ok(listener) => axum::serve(listener.tap_io(|_| ()), app).with_graceful_shutdown(stopped).await,
+                Err(error) => Err(error),
+            },
+            None => axum::serve(listener, app).with_graceful_shutdown(stopped).await,
+        };
+        if let Err(error) = served {
             tracing::error!(error = %error, "HTTP server stopped.");
         }
     });
-    tracing::info!(%addr, "HTTP API listening.");
+    tracing::info!(%addr, scheme, "HTTP API listening.");
     Ok(RunningHttp { addr, task })
 }
 
