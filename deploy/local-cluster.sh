@@ -20,6 +20,10 @@
 #   VITALFLOW__CLUSTER__SECRET / VITALFLOW__CLUSTER__SECRET_FILE
 #                          the secret the Ballista ports demand; unset: start writes a random one to
 #                          run/cluster.secret (mode 600) and gives every process that file
+#   VITALFLOW__CLUSTER__TLS_CERT_PATH (with _KEY_PATH and _CA_PATH)
+#                          the certificate every process presents on the Ballista ports; unset: start makes
+#                          a throwaway CA and certificate in run/cluster-tls (deploy/cluster-certs.sh), so
+#                          the processes talk mutual TLS as in a real cluster
 #   KAFKA_BOOTSTRAP        an existing Kafka; unset: deploy/kafka/kafka.sh runs one in the cluster directory
 #   EXECUTORS, INGESTERS   how many executors and ingest processes (default 2 and 2)
 #   PARTITIONS             partitions of the vitals topic when start creates it (default 6): at most this
@@ -121,6 +125,15 @@ start() {
     (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' > "$run/cluster.secret")
     export VITALFLOW__CLUSTER__SECRET_FILE="$run/cluster.secret"
   fi
+  # Mutual TLS between them, with a CA of this cluster's own, made afresh for each start.
+  if [ -z "${VITALFLOW__CLUSTER__TLS_CERT_PATH:-}" ]; then
+    rm -rf "$run/cluster-tls"
+    "$here/cluster-certs.sh" "$run/cluster-tls" >/dev/null
+    rm -f "$run/cluster-tls/ca.key"   # nothing more is signed with it
+    export VITALFLOW__CLUSTER__TLS_CERT_PATH="$run/cluster-tls/cluster.pem"
+    export VITALFLOW__CLUSTER__TLS_KEY_PATH="$run/cluster-tls/cluster.key"
+    export VITALFLOW__CLUSTER__TLS_CA_PATH="$run/cluster-tls/ca.pem"
+  fi
   local common=("$bin" --kafka "$kafka" --data "${VITALFLOW_DATA:-$dir/data}")
 
   launch scheduler "${common[@]}" scheduler --ready-file "$run/scheduler.json"
@@ -196,6 +209,7 @@ stop_all() {
   done
   if [ -f "$run/own-kafka" ]; then "$here/kafka/kafka.sh" stop; fi
   rm -f "$run"/*.json "$run/order" "$run/own-kafka" "$run/kafka" "$run/cluster.secret"
+  rm -rf "$run/cluster-tls"
 }
 
 status() {

@@ -52,7 +52,7 @@ pub struct VitalflowConfig {
     pub ward_alerts: WardAlertsConfig,
     /// One Ballista executor.
     pub executor: ExecutorConfig,
-    /// The secret shared by the scheduler and the executors (Ballista's internal ports).
+    /// The secret and the TLS files shared by the scheduler and the executors (Ballista's internal ports).
     pub cluster: ClusterConfig,
     /// `vitalflow simulate`.
     pub simulator: SimulatorConfig,

@@ -75,7 +75,7 @@ def test_kubernetes_manifests_validate_offline_against_the_shipped_schemas(versi
     assert kinds == sorted([
         "ConfigMap/vitalflow-config", "Deployment/dashboard", "Deployment/executor", "Deployment/ingest",
         "Deployment/scheduler", "NetworkPolicy/executor-ballista", "NetworkPolicy/scheduler-ballista",
-        "Secret/vitalflow-credentials",
+        "Secret/vitalflow-cluster-tls", "Secret/vitalflow-credentials",
         "Service/dashboard", "Service/scheduler",
     ])
     for name, doc in docs:
@@ -94,7 +94,7 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
     config_map = next(d for _, d in docs if d["kind"] == "ConfigMap")
     # One configuration text for compose and Kubernetes.
     assert config_map["data"]["vitalflow.toml"] == (DEPLOY / "vitalflow.container.toml").read_text()
-    secret = next(d for _, d in docs if d["kind"] == "Secret")
+    secret = next(d for _, d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "vitalflow-credentials")
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     applied = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
     assert sorted(kustomization["resources"]) == sorted(applied), "kustomization.yaml must list every manifest but the example secret"
@@ -155,6 +155,15 @@ def test_kubernetes_deployments_run_real_commands_config_and_probe_real_endpoint
         from_secret = any("secretRef" in s for s in container.get("envFrom", [])) or any(
             e.get("valueFrom", {}).get("secretKeyRef", {}).get("key") == "VITALFLOW__CLUSTER__SECRET" for e in container["env"])
         assert from_secret, f"deployment {name} has no cluster secret"
+    # Mutual TLS between them: each mounts the Secret holding the files the configuration names.
+    tls = next(d for _, d in docs if d["kind"] == "Secret" and d["metadata"]["name"] == "vitalflow-cluster-tls")
+    for name in ("scheduler", "executor"):
+        pod = next(d for _, d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == name)["spec"]["template"]["spec"]
+        mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "cluster-tls")
+        assert next(v for v in pod["volumes"] if v["name"] == "cluster-tls")["secret"]["secretName"] == "vitalflow-cluster-tls"
+        for key in ("tls_cert_path", "tls_key_path", "tls_ca_path"):
+            path = Path(config["cluster"][key])
+            assert str(path.parent) == mount["mountPath"] and path.name in tls["stringData"], (name, key)
     policies = {d["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]: d for _, d in docs if d["kind"] == "NetworkPolicy"}
     for pod, ports in (("scheduler", {50050}), ("executor", {50051, 50052})):
         for rule in policies[pod]["spec"]["ingress"]:
@@ -188,7 +197,10 @@ def test_compose_file_runs_the_binary_s_real_commands_config_and_health_checks()
         assert service["build"] == {"context": "..", "dockerfile": "deploy/Dockerfile"}
         assert [c["source"] for c in service["configs"]] == ["vitalflow"]
         # The tables are in the S3 server's bucket: its address here, its identity in secrets.env.
-        assert service["environment"]["AWS_ENDPOINT_URL"] == "http://s3:80" and "volumes" not in service
+        # No shared data volume: only the cluster's TLS files (deploy/cluster-certs.sh), read-only, where the
+        # configuration looks for them, for the processes that serve Ballista's ports.
+        tls = ["./certs:/etc/vitalflow-cluster-tls:ro"] if name in ("scheduler", "executor") else []
+        assert service["environment"]["AWS_ENDPOINT_URL"] == "http://s3:80" and service.get("volumes", []) == tls
         assert service["depends_on"].get("s3", {}).get("condition") == "service_healthy" or name in ("executor", "ingest")
         if "entrypoint" in service:
             # bash -c "... exec vitalflow executor": the command after `exec vitalflow`.
