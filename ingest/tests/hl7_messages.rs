@@ -111,16 +111,30 @@ mod hl7 {
     }
 
     #[test]
-    fn several_observation_times_make_one_row_at_the_latest() {
-        let later = "20090813100215+0000";
+    fn a_message_of_several_observation_times_is_a_dead_letter_not_one_row_at_the_latest() {
+        // A temperature five minutes after the message's other vitals: stamping the heart rate with its
+        // time would misdate it, and the record lands as one row.
         let message = MONITOR.replace(
             "|37.1|268192^MDC_DIM_DEGC^MDC|||||R|||20090813095715+0000",
-            &format!("|37.4|268192^MDC_DIM_DEGC^MDC|||||R|||{later}"),
-        ) + "OBX|13|NM|150364^MDC_TEMP_BODY^MDC|1.5.1.1|37.2|268192^MDC_DIM_DEGC^MDC|||||R|||20090813095915+0000\n";
-        let r = decode(&message).unwrap();
-        assert_eq!(r.event_time_ns, T + 300_000_000_000);
-        assert_eq!(r.vitals[4], Some(37.4), "the latest temperature, whatever the OBX order");
+            "|37.4|268192^MDC_DIM_DEGC^MDC|||||R|||20090813100215+0000",
+        );
+        let e = decode(&message).unwrap_err();
+        assert_eq!(e.code, ReasonCode::InvalidValue, "{}", e.reason);
+        assert!(
+            e.reason.contains("observation time 20090813100215+0000 differs from 20090813095715+0000"),
+            "{}",
+            e.reason
+        );
+        // A second value of a vital at the same time is no conflict: the message is one row at T.
+        let twice = MONITOR.to_string()
+            + "OBX|13|NM|150364^MDC_TEMP_BODY^MDC|1.5.1.1|37.2|268192^MDC_DIM_DEGC^MDC|||||R|||20090813095715+0000\n";
+        let r = decode(&twice).unwrap();
+        assert_eq!(r.event_time_ns, T);
         assert_eq!(r.vitals[0], Some(80.0));
+        // An OBX without a value at another time carries nothing to misdate.
+        let empty_later = MONITOR.to_string()
+            + "OBX|13|NM|150364^MDC_TEMP_BODY^MDC|1.5.1.1||268192^MDC_DIM_DEGC^MDC|||||R|||20090813100215+0000\n";
+        assert_eq!(decode(&empty_later).unwrap().event_time_ns, T);
     }
 
     #[test]

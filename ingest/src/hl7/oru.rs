@@ -1,9 +1,12 @@
 //! An ORU^R01 message (IHE PCD-01) → one [`Reading`]: MSH-9/MSH-12 checked, the grammar checked
 //! ([`super::structure`]), the patient from PID-3, each OBX of a known vital with its unit, status and time.
 //!
-//! One message is one row: a vital observed at several times keeps its latest value, and the row's time
-//! is the latest of the times kept (as a FHIR Bundle's). OBX with codes vitalflow does not know (device
-//! and channel rows, other metrics) are skipped; a message with no known vital is a dead letter.
+//! One message is one row at one time: its vitals' OBX must share one observation time (OBX-14, or
+//! OBR-7), or the message is a dead letter, as a FHIR Bundle of several times is. A Kafka record lands
+//! as exactly one row, keyed by its topic, partition and offset, and stamping every value with the
+//! latest time would misdate the earlier ones. A vital given twice at that time keeps its most specific
+//! code's value. OBX with codes vitalflow does not know (device and channel rows, other metrics) are
+//! skipped; a message with no known vital is a dead letter.
 
 use super::Hl7Settings;
 use super::codes::{VitalCode, ucum_of, vital_of};
@@ -41,11 +44,29 @@ pub(crate) fn decode(message: &Message<'_>, settings: &Hl7Settings) -> Result<Re
     // In `Vital::ALL` order, as `Reading::vitals`.
     let mut observed: [Option<Observed>; 7] = [None; 7];
     let mut order_time = "";
+    // The first kept observation's time (nanoseconds, as written) and segment: every other must match.
+    let mut row_time: Option<(i64, String, usize)> = None;
     for (n, segment) in segments.iter().enumerate() {
         match segment.id {
             "OBR" => order_time = segment.field(7),
-            "OBX" => observation(separators, segment, order_time, settings, &mut observed)
-                .map_err(|e| Rejection::new(e.code, format!("segment {} OBX: {}", n + 1, e.reason)))?,
+            "OBX" => {
+                let in_segment = |e: Rejection| Rejection::new(e.code, format!("segment {} OBX: {}", n + 1, e.reason));
+                let kept = observation(separators, segment, order_time, settings, &mut observed).map_err(in_segment)?;
+                match (&row_time, kept) {
+                    (None, Some((time_ns, text))) => row_time = Some((time_ns, text, n + 1)),
+                    (Some((first_ns, first, first_segment)), Some((time_ns, text))) if *first_ns != time_ns => {
+                        return Err(Rejection::new(
+                            ReasonCode::InvalidValue,
+                            format!(
+                                "segment {} OBX: observation time {text} differs from {first} of segment \
+                                 {first_segment}: a message lands as one row at one time",
+                                n + 1
+                            ),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
             _ => {}
         }
     }
@@ -120,21 +141,22 @@ fn patient_id(separators: &Separators, pid: Option<&Segment<'_>>, authority: &st
     ))
 }
 
-/// Adds one OBX to `observed` if it carries a vital's value.
+/// Adds one OBX to `observed` if it carries a vital's value, and returns its time (nanoseconds, and as
+/// written) when it does.
 fn observation(
     separators: &Separators,
     obx: &Segment<'_>,
     order_time: &str,
     settings: &Hl7Settings,
     observed: &mut [Option<Observed>; 7],
-) -> Result<(), Rejection> {
-    let Some(VitalCode { vital, rank }) = vital_of(separators, obx.field(3))? else { return Ok(()) };
+) -> Result<Option<(i64, String)>, Rejection> {
+    let Some(VitalCode { vital, rank }) = vital_of(separators, obx.field(3))? else { return Ok(None) };
     let name = vital.column();
     match obx.field(11) {
         // Device (R, P), validated (F, C) or confirmed as final (U): the value counts.
         "" | "R" | "P" | "F" | "C" | "U" => {}
         // No result in this OBX: not done, pending, an order detail, cancelled, partial.
-        "X" | "I" | "N" | "O" | "S" => return Ok(()),
+        "X" | "I" | "N" | "O" | "S" => return Ok(None),
         status @ ("D" | "W") => {
             return Err(Rejection::new(
                 ReasonCode::InvalidValue,
@@ -150,7 +172,7 @@ fn observation(
     }
     let raw = obx.field(5);
     if raw.is_empty() || raw == "\"\"" {
-        return Ok(());
+        return Ok(None);
     }
     let value = obx_value(separators, obx.field(2), raw).map_err(|why| {
         Rejection::new(ReasonCode::WrongType, format!("{name}: OBX-2 {:?}, OBX-5 {raw:?}: {why}", obx.field(2)))
@@ -163,21 +185,22 @@ fn observation(
             format!("{name}: {value} is outside the possible range {lo}..={hi}"),
         ));
     }
-    let time_ns = time(separators, obx, order_time, settings)?;
+    let (time_ns, written) = time(separators, obx, order_time, settings)?;
     let slot = &mut observed[vital_index(vital)];
+    // Several times are refused by the caller; at one time the most specific code wins.
     if slot.is_none_or(|o| time_ns > o.time_ns || (time_ns == o.time_ns && rank < o.rank)) {
         *slot = Some(Observed { time_ns, rank, value });
     }
-    Ok(())
+    Ok(Some((time_ns, written)))
 }
 
-/// OBX-14, or its order's OBR-7 when the OBX has none.
+/// OBX-14, or its order's OBR-7 when the OBX has none: nanoseconds, and the timestamp as written.
 fn time(
     separators: &Separators,
     obx: &Segment<'_>,
     order_time: &str,
     settings: &Hl7Settings,
-) -> Result<i64, Rejection> {
+) -> Result<(i64, String), Rejection> {
     let (field, raw) = match obx.field(14) {
         "" => ("OBR-7", order_time),
         own => ("OBX-14", own),
@@ -186,7 +209,7 @@ fn time(
     if ts.is_empty() {
         return Err(Rejection::new(ReasonCode::MissingField, "OBX-14 and its OBR-7 are empty: no observation time"));
     }
-    parse_ts(&ts, field, settings.default_timezone)
+    Ok((parse_ts(&ts, field, settings.default_timezone)?, ts))
 }
 
 /// OBX-5's one number: an NM, or an SN that is an exact value (`^182`, `=^182`; not `>^180` or a range).
