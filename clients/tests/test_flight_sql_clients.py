@@ -1,7 +1,7 @@
 """The Flight SQL front door against the clients users run: pyarrow.flight, Python ADBC, polars,
 flightsql-dbapi (Superset's driver), arrow-go's flightsql client (Grafana's library, clients/go), the Arrow
 Flight SQL JDBC driver (clients/jdbc) and the Node clients from npm (clients/node); authentication, the
-read-only policy, limits and the audit log.
+limits and the audit log (the read-only policy and the attacks on it: tests/system/test_attack_suite.py).
 
 One cluster (scheduler, executor, ingest over the real Kafka) with a known number of readings serves
 every test of this module; tests that need other settings start their own scheduler. The conformance
@@ -13,7 +13,6 @@ credentials, as a user of `vitalflow up` does.
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import pytest
 import sqlalchemy
 
 from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, Cluster, query, running_cluster
+from tests.support.flight_sql import batches_of, command, pb, prepare, prepared_query, pyarrow_client, statement_query
 from tests.support.pipeline import start_pipeline
 from tests.support.wait import wait_until
 
@@ -111,66 +111,15 @@ def door(request, served) -> Door:
 # --- pyarrow.flight: the raw Flight SQL protocol --------------------------------------------------
 
 
-def _pb(field: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field (all this test needs to spell Flight SQL commands)."""
-    length, n = b"", len(payload)
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        length += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            break
-    return bytes([(field << 3) | 2]) + length + payload
-
-
-def statement_query(sql: str) -> flight.FlightDescriptor:
-    any_msg = _pb(1, b"type.googleapis.com/arrow.flight.protocol.sql.CommandStatementQuery") + _pb(2, _pb(1, sql.encode()))
-    return flight.FlightDescriptor.for_command(any_msg)
-
-
-SQL_TYPES = "type.googleapis.com/arrow.flight.protocol.sql."
-
-
-def command(name: str, body: bytes = b"") -> bytes:
-    """A Flight SQL command: `body` (the message's fields) wrapped in an Any of type `name`."""
-    return _pb(1, (SQL_TYPES + name).encode()) + _pb(2, body)
-
-
-def batches_of(reader) -> list[pa.RecordBatch]:
-    """Every batch of a DoGet stream as sent, empty ones included."""
-    batches = []
-    while True:
-        try:
-            batches.append(reader.read_chunk().data)
-        except StopIteration:
-            return batches
-
-
 def fetch_command(client, options, cmd: bytes):
     info = client.get_flight_info(flight.FlightDescriptor.for_command(cmd), options)
     return info, batches_of(client.do_get(info.endpoints[0].ticket, options))
 
 
-def prepare(client, options, sql: str) -> tuple[bytes, pa.Schema, pa.Schema]:
-    """CreatePreparedStatement: (handle, dataset schema, parameter schema)."""
-    action = flight.Action("CreatePreparedStatement", command("ActionCreatePreparedStatementRequest", _pb(1, sql.encode())))
-    result = _fields(_fields(next(iter(client.do_action(action, options))).body.to_pybytes())[2])
-    return result[1], pa.ipc.read_schema(pa.py_buffer(result[2])), pa.ipc.read_schema(pa.py_buffer(result[3]))
-
-
-def prepared_query(handle: bytes) -> flight.FlightDescriptor:
-    return flight.FlightDescriptor.for_command(command("CommandPreparedStatementQuery", _pb(1, handle)))
-
-
 def cancel_flight_info(client, options, info: flight.FlightInfo) -> bytes:
     """The CancelFlightInfoResult of a CancelFlightInfo action (b"\x08\x01": CANCELLED)."""
-    results = list(client.do_action(flight.Action("CancelFlightInfo", _pb(1, info.serialize())), options))
+    results = list(client.do_action(flight.Action("CancelFlightInfo", pb(1, info.serialize())), options))
     return results[0].body.to_pybytes()
-
-
-def pyarrow_client(addr: str, user: str = "admin"):
-    client = flight.FlightClient(f"grpc://{addr}")
-    header = client.authenticate_basic_token(user, FLIGHT_SQL_USERS[user][0])
-    return client, flight.FlightCallOptions(headers=[header])
 
 
 def test_pyarrow_flight_streams_under_the_announced_schema_with_one_endpoint(door):
@@ -217,17 +166,17 @@ PRIMARY_KEYS = {
 
 def test_pyarrow_key_listings_answer_with_the_specs_schemas_and_list_flights_is_empty(door):
     client, options = door.pyarrow("grafana")
-    clean = _pb(3, b"vitals_clean")
+    clean = pb(3, b"vitals_clean")
     for name, body in [
         ("CommandGetImportedKeys", clean),
         ("CommandGetExportedKeys", clean),
-        ("CommandGetCrossReference", _pb(3, b"patient_latest") + _pb(6, b"vitals_clean")),
+        ("CommandGetCrossReference", pb(3, b"patient_latest") + pb(6, b"vitals_clean")),
     ]:
         info, batches = fetch_command(client, options, command(name, body))
         assert info.schema.names == FOREIGN_KEY_COLUMNS, name
         assert [b.num_rows for b in batches] == [0], f"{name}: one empty batch"
     for table, key in PRIMARY_KEYS.items():
-        _, batches = fetch_command(client, options, command("CommandGetPrimaryKeys", _pb(3, table.encode())))
+        _, batches = fetch_command(client, options, command("CommandGetPrimaryKeys", pb(3, table.encode())))
         rows = pa.Table.from_batches(batches).to_pylist()
         assert [r["column_name"] for r in rows] == key, table
         assert [r["key_sequence"] for r in rows] == list(range(1, len(key) + 1)), table
@@ -252,7 +201,7 @@ def test_pyarrow_prepared_statements_type_parameters_and_refuse_missing_values(d
 
 def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(door):
     client, options = door.pyarrow("grafana")
-    for garbage in [b"\xff\xfe not a ticket", b"", _pb(1, b"type.googleapis.com/no.Such") + _pb(2, b"x")]:
+    for garbage in [b"\xff\xfe not a ticket", b"", pb(1, b"type.googleapis.com/no.Such") + pb(2, b"x")]:
         with pytest.raises(pa.ArrowInvalid, match="not a Flight SQL command") as err:
             client.do_get(flight.Ticket(garbage), options).read_all()
         assert "DecodeError" not in str(err.value)
@@ -264,10 +213,10 @@ def test_pyarrow_garbage_tickets_cancel_and_refusals_answer_in_words(door):
     # What a read-only server without transactions or Substrait refuses, each with its reason.
     with pytest.raises(pa.ArrowNotImplementedError, match="transactions"):
         list(client.do_action(flight.Action("BeginTransaction", command("ActionBeginTransactionRequest")), options))
-    substrait = command("CommandStatementSubstraitPlan", _pb(1, _pb(1, b"\x01") + _pb(2, b"0.1")))
+    substrait = command("CommandStatementSubstraitPlan", pb(1, pb(1, b"\x01") + pb(2, b"0.1")))
     with pytest.raises(pa.ArrowNotImplementedError, match="Substrait"):
         client.get_flight_info(flight.FlightDescriptor.for_command(substrait), options)
-    ingest = flight.FlightDescriptor.for_command(command("CommandStatementIngest", _pb(2, b"vitals_raw")))
+    ingest = flight.FlightDescriptor.for_command(command("CommandStatementIngest", pb(2, b"vitals_raw")))
     rows = pa.table({"patient_id": ["P001"]})
     with pytest.raises(flight.FlightUnauthorizedError, match="bulk ingest"):
         writer, _ = client.do_put(ingest, rows.schema, options)
@@ -404,129 +353,7 @@ def test_flightsql_dbapi_cursor_and_sqlalchemy_as_superset_uses_them(door):
         engine.dispose()
 
 
-# --- Refusals -------------------------------------------------------------------------------------
-
-
-FORBIDDEN = [
-    ("CREATE TABLE x AS SELECT 1", "CREATE TABLE"),
-    ("CREATE VIEW v AS SELECT 1", "CREATE VIEW"),
-    ("DROP TABLE vitals_clean", "DROP TABLE"),
-    ("INSERT INTO vitals_clean SELECT * FROM vitals_clean", "INSERT INTO"),
-    ("DELETE FROM vitals_raw", "DELETE"),
-    ("UPDATE vitals_raw SET heart_rate = 1", "UPDATE"),
-    ("COPY (SELECT * FROM vitals_clean) TO '/tmp/leak.parquet'", "COPY"),
-    ("CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
-    ("SET datafusion.execution.batch_size = 1", "SET"),
-    ("SET datafusion.runtime.memory_limit = '100G'", "SET"),
-    ("SELECT 1; DROP TABLE vitals_clean", "2 statements"),
-    ("SELECT * FROM '/etc/passwd'", "/etc/passwd"),
-    ("SELECT * FROM 'file:///etc/hosts'", "/etc/hosts"),
-    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
-    ("SELECT * FROM generate_series(1, 10)", "only vitalflow's tables"),
-]
-
-
-@pytest.mark.parametrize("sql,needle", FORBIDDEN, ids=[s for s, _ in FORBIDDEN])
-def test_forbidden_statements_are_refused_clearly(served, sql, needle):
-    cluster, addr = served
-    with cluster.connect(addr) as conn:
-        with pytest.raises(Exception) as err:
-            scalar(conn, sql)
-        message = str(err.value)
-        assert needle in message, message
-        if needle in ("CREATE TABLE", "CREATE VIEW", "DROP TABLE", "INSERT INTO", "DELETE", "UPDATE", "COPY", "SET"):
-            assert "read-only" in message, message
-        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS, "server must stay up"
-    assert not Path("/tmp/leak.parquet").exists()
-
-
-def test_missing_or_wrong_credentials_are_refused(served):
-    cluster, addr = served
-    client = flight.FlightClient(f"grpc://{addr}")
-    with pytest.raises(flight.FlightUnauthenticatedError, match="credentials required"):
-        client.get_flight_info(statement_query("SELECT 1"))
-    wrong = flight.FlightCallOptions(headers=[(b"authorization", b"Bearer vf1.forged.0000")])
-    with pytest.raises(flight.FlightUnauthenticatedError):
-        client.get_flight_info(statement_query("SELECT 1"), wrong)
-    with pytest.raises(flight.FlightUnauthenticatedError):
-        client.authenticate_basic_token("admin", "not-the-password")
-    with pytest.raises(Exception, match="(?i)unauthenticated|password"):
-        flightsql.connect(f"grpc://{addr}", db_kwargs={"username": "admin", "password": "nope"}).cursor().execute("SELECT 1")
-    with cluster.connect(addr) as conn:
-        assert scalar(conn, "SELECT 1") == 1
-
-
-# Each of these aborted the whole process with a stack overflow before the front door measured queries.
-DEEP_QUERIES = {
-    "20,000-term sum": "SELECT " + "+".join(["1"] * 20_000),
-    "200,000-term sum": "SELECT " + "+".join(["1"] * 200_000),
-    "OR chain of 20,000 comparisons": "SELECT count(*) FROM vitals_clean WHERE "
-    + " OR ".join(f"heart_rate = {i}" for i in range(20_000)),
-    "50,000-term concatenation": "SELECT " + "||".join(["'a'"] * 50_000),
-}
-
-
-def test_queries_deep_enough_to_overflow_the_stack_are_refused_and_the_server_keeps_answering(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr)
-    for name, sql in DEEP_QUERIES.items():
-        with pytest.raises(pa.ArrowInvalid, match="max_expression_terms"):
-            client.get_flight_info(statement_query(sql), options)
-    # Just within the limit: planned and answered (1000 operators on the path).
-    info = client.get_flight_info(statement_query("SELECT " + "+".join(["1"] * 1001) + " AS n"), options)
-    assert client.do_get(info.endpoints[0].ticket, options).read_all().column("n")[0].as_py() == 1001
-    with cluster.connect(addr) as conn:
-        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS, "server must stay up"
-
-
-def _fields(data: bytes) -> dict[int, bytes]:
-    """The length-delimited fields of a protobuf message (enough to take a Flight SQL ticket apart)."""
-    def varint(i: int) -> tuple[int, int]:
-        value, shift = 0, 0
-        while True:
-            byte = data[i]
-            value |= (byte & 0x7F) << shift
-            i, shift = i + 1, shift + 7
-            if not byte & 0x80:
-                return value, i
-    fields, i = {}, 0
-    while i < len(data):
-        key, i = varint(i)
-        length, i = varint(i)
-        fields[key >> 3], i = data[i:i + length], i + length
-    return fields
-
-
-def test_300_forged_or_corrupted_tickets_are_refused_and_the_server_keeps_answering(served):
-    cluster, addr = served
-    client, options = pyarrow_client(addr, "grafana")
-    sql = "SELECT patient_id, heart_rate FROM vitals_clean WHERE heart_rate > 0"
-    ticket = client.get_flight_info(statement_query(sql), options).endpoints[0].ticket.ticket
-    any_msg = _fields(ticket)
-    handle = _fields(any_msg[2])[1]
-    rng = random.Random(18)
-    refused = 0
-    for i in range(300):
-        forged = bytearray(handle)
-        at = rng.randrange(len(forged))
-        if i % 4 == 0:
-            forged[at] ^= rng.randrange(1, 256)
-        elif i % 4 == 1:
-            del forged[at:]
-        elif i % 4 == 2:
-            # What the attack did: parameter bytes claiming a huge Arrow buffer.
-            forged[at:] = b"\xff\xff\xff\x7f" + rng.randbytes(rng.randrange(1, 64))
-        else:
-            forged = bytearray(rng.randbytes(len(handle)))
-        wrapped = _pb(1, any_msg[1]) + _pb(2, _pb(1, bytes(forged)))
-        with pytest.raises(pa.ArrowInvalid, match="statement handle"):
-            client.do_get(flight.Ticket(wrapped), options).read_all()
-        refused += 1
-    assert refused == 300
-    # The genuine ticket still works, and so does the server.
-    assert client.do_get(flight.Ticket(ticket), options).read_all().num_rows > 0
-    with cluster.connect(addr) as conn:
-        assert scalar(conn, "SELECT count(*) FROM vitals_clean") == READINGS
+# --- Audit ----------------------------------------------------------------------------------------
 
 
 def test_audit_log_records_who_what_and_rows_and_only_admins_read_it(served):

@@ -71,6 +71,8 @@ FLIGHT_SQL_USERS = {
 }
 # A static bearer token (role reader), as a dashboard service account would use.
 FLIGHT_SQL_TOKEN = ("dashboard", "dashboard-test-token")
+# What signs the Flight SQL tokens of every test cluster (`flight_sql.auth.token_secret`).
+TOKEN_SECRET = "test-only-token-secret-0123456789abcdef"
 # The secret every process of a test cluster shares: the Ballista ports refuse requests without its key.
 CLUSTER_SECRET = "test-cluster-secret-0123456789abcdef"
 
@@ -93,7 +95,7 @@ def write_test_config(path: Path) -> Path:
     sha = lambda s: hashlib.sha256(s.encode()).hexdigest()  # noqa: E731
     # Every port the suites do not pass as a flag is 0 here, so that suites running side by side never collide.
     lines = ["[ingest]", "metrics_port = 0", "[cluster]", f'secret = "{CLUSTER_SECRET}"']
-    lines += ["[flight_sql.auth]", 'token_secret = "test-only-token-secret-0123456789abcdef"']
+    lines += ["[flight_sql.auth]", f'token_secret = "{TOKEN_SECRET}"']
     for name, (password, role) in FLIGHT_SQL_USERS.items():
         lines += ["[[flight_sql.auth.users]]", f'name = "{name}"', f'password_hash = "{password_hash(password)}"', f'role = "{role}"']
     name, token = FLIGHT_SQL_TOKEN

@@ -25,6 +25,7 @@ mod rpc;
 mod server;
 mod service;
 mod sql_info;
+mod statement_policy;
 mod status;
 mod stream;
 mod wire_types;

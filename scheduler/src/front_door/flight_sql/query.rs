@@ -1,5 +1,6 @@
-//! How the front door turns client SQL into a result stream: the read-only policy (one query,
-//! nothing that writes, sets or reads files), parameter binding and the per-query limits.
+//! How the front door turns client SQL into a result stream: the read-only policy (the statement's in
+//! [`super::statement_policy`], checked again on the plan; no table but vitalflow's), parameter
+//! binding and the per-query limits.
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -11,9 +12,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
-use datafusion::sql::parser::{DFParserBuilder, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
-use datafusion::sql::sqlparser::dialect::GenericDialect;
 use tonic::Status;
 
 use crate::catalog::cluster_plan::cluster_refusal;
@@ -25,48 +25,12 @@ use crate::front_door::sql_limits::SqlLimits;
 use crate::front_door::table_access::{may_read, read_refused, role_view};
 
 use super::parameters::{self, Binding};
+use super::statement_policy::{READ_ONLY, parse_query};
 use super::status::query_status;
 
 /// SQL that only reads, checked again on the plan: no DDL, no DML (COPY included), no `SET`.
 fn read_only() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
-}
-
-pub(crate) const READ_ONLY: &str =
-    "vitalflow's Flight SQL is read-only and accepts one query (SELECT, WITH or VALUES) per request";
-
-/// Parses `sql` into exactly one query, refusing every other kind of statement with its name.
-pub(crate) fn parse_query(sql: &str) -> Result<Statement, Status> {
-    let mut statements = DFParserBuilder::new(sql)
-        .with_dialect(&GenericDialect {})
-        .build()
-        .and_then(|mut p| p.parse_statements())
-        .map_err(query_status)?;
-    if statements.is_empty() {
-        return Err(Status::invalid_argument("empty SQL: send one query"));
-    }
-    if statements.len() != 1 {
-        return Err(Status::invalid_argument(format!(
-            "{READ_ONLY}; this request holds {} statements",
-            statements.len()
-        )));
-    }
-    let refused = |what: &str| Status::permission_denied(format!("{what} is refused: {READ_ONLY}"));
-    match statements.pop_front() {
-        Some(DFStatement::Statement(statement)) => match *statement {
-            query @ Statement::Query(_) => Ok(query),
-            other => {
-                let text = other.to_string();
-                let kind: Vec<&str> = text.split_whitespace().take(2).collect();
-                Err(refused(&kind.join(" ")))
-            }
-        },
-        Some(DFStatement::CreateExternalTable(_)) => Err(refused("CREATE EXTERNAL TABLE (reading files or URLs)")),
-        Some(DFStatement::CopyTo(_)) => Err(refused("COPY (writing files)")),
-        Some(DFStatement::Explain(_)) => Err(refused("EXPLAIN of a statement")),
-        Some(DFStatement::Reset(_)) => Err(refused("RESET")),
-        None => Err(Status::invalid_argument("empty SQL: send one query")),
-    }
 }
 
 /// Numbers `?` placeholders `$1, $2, ...` in order (ADBC and JDBC users write `?`; DataFusion binds `$n`).
@@ -277,26 +241,6 @@ mod tests {
 
     use super::*;
     use crate::config::Role;
-
-    #[test]
-    fn only_single_queries_pass() {
-        assert!(parse_query("SELECT 1").is_ok());
-        assert!(parse_query("WITH a AS (SELECT 1 AS x) SELECT x FROM a").is_ok());
-        for (sql, needle) in [
-            ("SELECT 1; SELECT 2", "2 statements"),
-            ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
-            ("INSERT INTO vitals_raw VALUES (1)", "INSERT INTO"),
-            ("DELETE FROM vitals_raw", "DELETE"),
-            ("DROP TABLE vitals_raw", "DROP TABLE"),
-            ("COPY (SELECT 1) TO '/tmp/x.parquet'", "COPY"),
-            ("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL TABLE"),
-            ("SET datafusion.execution.batch_size = 1", "SET"),
-            ("", "empty"),
-        ] {
-            let err = parse_query(sql).expect_err(sql);
-            assert!(err.message().contains(needle), "{sql}: {}", err.message());
-        }
-    }
 
     /// A catalog as the front door holds it: a table and the audit log's placeholder.
     async fn front_door_catalog() -> SessionContext {

@@ -4,7 +4,7 @@
 
 use tonic::Status;
 
-use super::query::READ_ONLY;
+use super::statement_policy::READ_ONLY;
 
 /// A refused call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

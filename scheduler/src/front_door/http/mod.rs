@@ -130,6 +130,12 @@ impl HttpStats {
             "Sign-ins refused unchecked: their user name or client address had to wait after failures.",
             backoff.refused_total(),
         );
+        page.counter(
+            "vitalflow_password_hashes_total",
+            "Password hashes computed: one per checked sign-in, an unknown user name's included; none for a \
+             remembered success, a token or a backoff refusal.",
+            auth.hash_calls(),
+        );
         if let Some(etl) = etl {
             crate::metrics::render_etl(&mut page, etl);
         }
@@ -532,6 +538,7 @@ mod tests {
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
+            "vitalflow_password_hashes_total 0",
             "vitalflow_http_predict_batch_responses_total{status=\"200\"} 1",
             "vitalflow_http_predict_batch_responses_total{status=\"422\"} 1",
             "vitalflow_http_predictions_total{risk=\"High\"} 2",
