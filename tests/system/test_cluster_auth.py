@@ -45,10 +45,13 @@ WITH_KEY = [
 ]
 
 
-def call(address: str, method: str, body: bytes, stream: bool, key: str | None) -> grpc.StatusCode:
-    """The status of one raw gRPC call to `address`, with `key` in x-vitalflow-cluster-key when given."""
+def call(
+    address: str, method: str, body: bytes, stream: bool, key: str | None, tls: grpc.ChannelCredentials | None = None
+) -> grpc.StatusCode:
+    """The status of one raw gRPC call to `address`, with `key` in x-vitalflow-cluster-key when given, over TLS
+    with `tls` when given."""
     metadata = [("x-vitalflow-cluster-key", key)] if key else None
-    with grpc.insecure_channel(address) as channel:
+    with grpc.secure_channel(address, tls) if tls else grpc.insecure_channel(address) as channel:
         try:
             if stream:
                 list(channel.unary_stream(method)(body, metadata=metadata, timeout=15))
@@ -135,24 +138,13 @@ def tls_env(certs: dict[str, Path]) -> dict[str, str]:
     }
 
 
-def tls_call(address: str, method: str, body: bytes, stream: bool, certs: dict[str, Path], client_cert: bool) -> grpc.StatusCode:
-    """The status of one raw gRPC call over TLS (the cluster's CA trusted), with the cluster key, presenting the
-    cluster's certificate only when `client_cert`."""
-    credentials = grpc.ssl_channel_credentials(
+def cluster_tls(certs: dict[str, Path], client_cert: bool) -> grpc.ChannelCredentials:
+    """TLS trusting the cluster's CA, presenting the cluster's certificate only when `client_cert`."""
+    return grpc.ssl_channel_credentials(
         root_certificates=certs["ca.pem"].read_bytes(),
         private_key=certs["cluster.key"].read_bytes() if client_cert else None,
         certificate_chain=certs["cluster.pem"].read_bytes() if client_cert else None,
     )
-    metadata = [("x-vitalflow-cluster-key", cluster_key())]
-    with grpc.secure_channel(address, credentials) as channel:
-        try:
-            if stream:
-                list(channel.unary_stream(method)(body, metadata=metadata, timeout=15))
-            else:
-                channel.unary_unary(method)(body, metadata=metadata, timeout=15)
-        except grpc.RpcError as error:
-            return error.code()
-    return grpc.StatusCode.OK
 
 
 def test_with_cluster_tls_on_every_interface_only_holders_of_a_cluster_certificate_reach_ballista(cluster, tmp_path):
@@ -192,10 +184,10 @@ def test_with_cluster_tls_on_every_interface_only_holders_of_a_cluster_certifica
             code = call(address[target], method, body, stream, cluster_key())
             assert code == grpc.StatusCode.UNAVAILABLE, f"plaintext {method} on {target}: {code}"
             # TLS and the key, but no certificate of the cluster: the handshake fails.
-            code = tls_call(address[target], method, body, stream, certs, client_cert=False)
+            code = call(address[target], method, body, stream, cluster_key(), cluster_tls(certs, client_cert=False))
             assert code == grpc.StatusCode.UNAVAILABLE, f"{method} on {target} without a client certificate: {code}"
             # With both, the request gets past TLS and the key check.
-            code = tls_call(address[target], method, body, stream, certs, client_cert=True)
+            code = call(address[target], method, body, stream, cluster_key(), cluster_tls(certs, client_cert=True))
             assert code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.UNAVAILABLE), f"{method}: {code}"
 
         # The HTTP API over TLS; plain HTTP gets no answer.
