@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use vitalflow_executor::cluster_key::{ClusterKey, optional_check};
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::bounded::ValueLimit;
 
 use crate::catalog::session::scheduler_session_builder;
 use crate::config::SchedulerConfig;
@@ -126,11 +127,13 @@ impl Drop for NamedJob {
 
 /// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled. With a `key`,
 /// the server refuses every request that does not present it, and the scheduler's own clients (to the
-/// executors) present it.
+/// executors) present it. `max_value` bounds the value-building functions where the scheduler plans
+/// (it folds constants: `repeat('x', 1e9)` would run here).
 pub async fn start_scheduler(
     config: &SchedulerConfig,
     key: Option<ClusterKey>,
     forest: Arc<RiskForest>,
+    max_value: ValueLimit,
     shutdown: CancellationToken,
 ) -> Result<RunningScheduler> {
     let bind = format!("{}:{}", config.bind_host, config.port);
@@ -153,7 +156,7 @@ pub async fn start_scheduler(
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
         // At least a second: 0 would keep every finished job for good.
         finished_job_state_clean_up_interval_seconds: config.finished_job_seconds.max(1),
-        override_session_builder: Some(scheduler_session_builder(forest)),
+        override_session_builder: Some(scheduler_session_builder(forest, max_value)),
         // The lake tables travel to the scheduler as Delta snapshot tables and resolve there.
         override_logical_codec: Some(Arc::new(crate::catalog::codec::VitalflowLogicalCodec::default())),
         override_create_grpc_client_endpoint: key.as_ref().map(ClusterKey::endpoint_override),
@@ -240,7 +243,15 @@ mod tests {
         let shutdown = CancellationToken::new();
         let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
         let forest = Arc::new(RiskForest::bundled().expect("model"));
-        let running = start_scheduler(&config, Some(key.clone()), forest, shutdown.clone()).await.expect("scheduler");
+        let running = start_scheduler(
+            &config,
+            Some(key.clone()),
+            forest,
+            crate::catalog::session::test_value_limit(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("scheduler");
         let dir = tempfile::tempdir().expect("tempdir");
         let plan = file_reading_plan(dir.path()).await;
         // As Ballista's client sends it, version header included.
