@@ -1,5 +1,4 @@
-//! The scheduler process's Prometheus exposition: the ETL's, alert delivery's, the alert keeper's and the Flight SQL
-//! admission's counters, written
+//! The scheduler process's Prometheus exposition: the ETL's, alert delivery's and the alert keeper's counters, written
 //! with the exposition shared with ingest ([`vitalflow_ingest::prometheus`]). The HTTP API serves it on
 //! `/metrics` after its own counters.
 
@@ -9,7 +8,6 @@ use vitalflow_ingest::prometheus::Exposition;
 
 use crate::alerts::SinkStats;
 use crate::etl::EtlStats;
-use crate::front_door::flight_sql::AdmissionStats;
 use crate::ward_alerts::KeeperStats;
 
 /// Appends the ETL driver's and the alert sinks' metrics to `page`.
@@ -54,24 +52,6 @@ pub fn render_cluster_jobs(page: &mut Exposition, (running, finished): (usize, u
     page.family(name, "gauge", "Jobs the Ballista scheduler holds in memory: running (or queued), and finished ones kept for scheduler.finished_job_seconds.");
     page.sample(name, "state=\"running\"", running);
     page.sample(name, "state=\"finished\"", finished);
-}
-
-/// Appends the Flight SQL front door's admission counters to `page`.
-pub fn render_flight_sql_admission(page: &mut Exposition, admission: &AdmissionStats) {
-    for (name, help, value) in [
-        (
-            "vitalflow_flight_sql_queries_queued_total",
-            "Flight SQL queries that waited for a slot of their user (flight_sql.max_queries_per_user).",
-            &admission.queued,
-        ),
-        (
-            "vitalflow_flight_sql_queries_refused_total",
-            "Flight SQL queries refused because their user's wait line was full (flight_sql.max_queued_per_user).",
-            &admission.refused,
-        ),
-    ] {
-        page.counter(name, help, value.load(Ordering::Relaxed));
-    }
 }
 
 /// Appends the alert keeper's counters to `page`.

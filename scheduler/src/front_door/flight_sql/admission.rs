@@ -21,6 +21,26 @@ pub struct AdmissionStats {
     pub refused: AtomicU64,
 }
 
+impl AdmissionStats {
+    /// Appends the counters to a `/metrics` page.
+    pub fn render(&self, page: &mut vitalflow_ingest::prometheus::Exposition) {
+        for (name, help, value) in [
+            (
+                "vitalflow_flight_sql_queries_queued_total",
+                "Flight SQL queries that waited for a slot of their user (flight_sql.max_queries_per_user).",
+                &self.queued,
+            ),
+            (
+                "vitalflow_flight_sql_queries_refused_total",
+                "Flight SQL queries refused because their user's wait line was full (flight_sql.max_queued_per_user).",
+                &self.refused,
+            ),
+        ] {
+            page.counter(name, help, value.load(Ordering::Relaxed));
+        }
+    }
+}
+
 /// One user's running queries (the semaphore's permits) and how many wait for one.
 #[derive(Debug)]
 struct UserLine {

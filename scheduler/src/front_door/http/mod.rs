@@ -141,7 +141,7 @@ impl HttpStats {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
         if let Some(queries) = queries {
-            crate::metrics::render_flight_sql_admission(&mut page, queries);
+            queries.render(&mut page);
         }
         page.finish()
     }
