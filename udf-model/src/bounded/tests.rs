@@ -48,24 +48,26 @@ async fn calls_over_the_bound_are_refused_naming_function_size_and_setting() {
 }
 
 #[tokio::test]
-async fn calls_under_the_bound_answer_as_before() {
-    let ctx = bounded_context();
-    for (sql, expected) in [
-        ("SELECT length(repeat('ab', 1000))", 2000),
-        ("SELECT length(lpad('x', 1000, 'ab'))", 1000),
-        ("SELECT length(rpad('x', 1000))", 1000),
-        ("SELECT length(replace('abcabc', 'b', 'xyz'))", 10),
-        ("SELECT cardinality(array_repeat(7, 1000))", 1000),
-        ("SELECT cardinality(array_resize([1, 2], 100, 0))", 100),
-        ("SELECT count(*) FROM unnest(range(1, 1001))", 1000),
-        ("SELECT cardinality(generate_series(1, 1000))", 1000),
-        ("SELECT cardinality(range(DATE '2024-01-01', DATE '2024-12-31', INTERVAL '1 month'))", 12),
-        ("SELECT cardinality(range(TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-02', INTERVAL '1 hour'))", 24),
-        ("SELECT count(*) FROM range(5000) WHERE length(repeat('x', 100)) = 100", 5000),
+async fn calls_under_the_bound_answer_as_datafusions_own_functions_do() {
+    let (ctx, plain) = (bounded_context(), SessionContext::new());
+    for sql in [
+        "SELECT length(repeat('ab', 1000))",
+        "SELECT length(lpad('x', 1000, 'ab'))",
+        "SELECT length(rpad('x', 1000))",
+        "SELECT length(replace('abcabc', 'b', 'xyz'))",
+        "SELECT cardinality(array_repeat(7, 1000))",
+        "SELECT cardinality(array_resize([1, 2], 100, 0))",
+        "SELECT count(*) FROM unnest(range(1, 1001))",
+        "SELECT cardinality(generate_series(1, 1000))",
+        "SELECT cardinality(range(DATE '2024-01-01', DATE '2024-12-31', INTERVAL '1 month'))",
+        "SELECT cardinality(range(TIMESTAMP '2024-01-01', TIMESTAMP '2024-01-02', INTERVAL '1 hour'))",
+        "SELECT count(*) FROM range(5000) WHERE length(repeat('x', 100)) = 100",
         // NULLs build nothing.
-        ("SELECT count(repeat('x', CAST(NULL AS BIGINT)))", 0),
+        "SELECT count(repeat('x', CAST(NULL AS BIGINT)))",
     ] {
+        let expected = first_int(&plain, sql).await.unwrap_or_else(|e| panic!("{sql} without the bound: {e}"));
         assert_eq!(first_int(&ctx, sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")), expected, "{sql}");
+        assert!(expected > 0 || sql.contains("NULL"), "{sql} answers something to compare: {expected}");
     }
 }
 
