@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::bounded::{ValueLimit, register_bounded};
 use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
 use vitalflow_udf_model::udf::register_all;
 
@@ -79,6 +80,11 @@ pub struct ExecutorConfig {
     /// (operators that can spill to `work_dir` spill first) and the executor stays up.
     /// 0 leaves it to Ballista: its share of the host's (or cgroup's) memory per task slot.
     pub memory_limit_mb: u64,
+    /// Largest value a function that builds values from a count (`repeat`, `lpad`, `array_repeat`,
+    /// `range`, …) may make in one call of a task, in MiB, summed over one batch of rows: such values
+    /// are allocated outside `memory_limit_mb`'s accounting, so past this the task fails with
+    /// "Resources exhausted" instead of allocating (see `flight_sql.max_value_mb`).
+    pub max_value_mb: u64,
 }
 
 impl Default for ExecutorConfig {
@@ -93,6 +99,7 @@ impl Default for ExecutorConfig {
             heartbeat_interval_seconds: 5,
             work_dir: String::new(),
             memory_limit_mb: 0,
+            max_value_mb: 256,
         }
     }
 }
@@ -126,9 +133,11 @@ fn bound_port(addr: std::io::Result<std::net::SocketAddr>, host: &str) -> Result
     addr.map(|a| a.port()).map_err(|source| Error::Port { host: host.into(), source })
 }
 
-/// The function registry every executor needs: DataFusion's defaults plus vitalflow's functions.
-pub fn function_registry(forest: &Arc<RiskForest>) -> Result<Arc<BallistaFunctionRegistry>> {
+/// The function registry every executor needs: DataFusion's defaults, those building values from a
+/// count bounded by `max_value` ([`register_bounded`]), plus vitalflow's functions.
+pub fn function_registry(forest: &Arc<RiskForest>, max_value: ValueLimit) -> Result<Arc<BallistaFunctionRegistry>> {
     let mut state = SessionStateBuilder::new().with_default_features().build();
+    register_bounded(&mut state, max_value)?;
     register_all(&mut state, forest)?;
     Ok(Arc::new(BallistaFunctionRegistry::from(&state)))
 }
@@ -183,6 +192,9 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<ExecutorService> {
     let (scheduler_host, scheduler_port) = config.scheduler()?;
+    if config.max_value_mb == 0 {
+        return Err(Error::Config("executor.max_value_mb must be above 0".into()));
+    }
     let credentials = cluster.credentials(&[("executor.bind_host", &config.bind_host)])?;
     let probes = health::bind(&config.bind_host, config.health_port).await?;
     let ports = ExecutorPorts {
@@ -215,7 +227,10 @@ pub async fn start(
         work_dir: Some(work_dir.clone()),
         executor_heartbeat_interval_seconds: config.heartbeat_interval_seconds,
         print_thread_info: false,
-        override_function_registry: Some(function_registry(&forest)?),
+        override_function_registry: Some(function_registry(
+            &forest,
+            ValueLimit::from_mb(config.max_value_mb, "executor.max_value_mb"),
+        )?),
         override_create_grpc_client_endpoint: credentials.endpoint_override(),
         override_arrow_flight_service: Some(flight::server_provider(credentials.clone(), shutdown.clone())),
         // Each task's session: shuffle reads from other executors present the credentials too.

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::service::interceptor::InterceptedService;
 use vitalflow_executor::ClusterCredentials;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::bounded::ValueLimit;
 
 use crate::catalog::session::scheduler_session_builder;
 use crate::config::SchedulerConfig;
@@ -126,11 +127,13 @@ impl Drop for NamedJob {
 
 /// Binds and starts the scheduler's gRPC server; it stops when `shutdown` is cancelled. The server
 /// demands the cluster's `credentials` (its TLS, its key on every request), and the scheduler's own
-/// clients (to the executors) present them.
+/// clients (to the executors) present them. `max_value` bounds the value-building functions where
+/// the scheduler plans (it folds constants: `repeat('x', 1e9)` would run here).
 pub async fn start_scheduler(
     config: &SchedulerConfig,
     credentials: ClusterCredentials,
     forest: Arc<RiskForest>,
+    max_value: ValueLimit,
     shutdown: CancellationToken,
 ) -> Result<RunningScheduler> {
     let bind = format!("{}:{}", config.bind_host, config.port);
@@ -153,7 +156,7 @@ pub async fn start_scheduler(
         no_executors_grace_period_seconds: config.executor_timeout_seconds,
         // At least a second: 0 would keep every finished job for good.
         finished_job_state_clean_up_interval_seconds: config.finished_job_seconds.max(1),
-        override_session_builder: Some(scheduler_session_builder(forest)),
+        override_session_builder: Some(scheduler_session_builder(forest, max_value)),
         // The lake tables travel to the scheduler as Delta snapshot tables and resolve there.
         override_logical_codec: Some(Arc::new(crate::catalog::codec::VitalflowLogicalCodec::default())),
         override_create_grpc_client_endpoint: credentials.endpoint_override(),
@@ -261,7 +264,15 @@ mod tests {
         let shutdown = CancellationToken::new();
         let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
         let forest = Arc::new(RiskForest::bundled().expect("model"));
-        let running = start_scheduler(&config, key.clone(), forest, shutdown.clone()).await.expect("scheduler");
+        let running = start_scheduler(
+            &config,
+            key.clone(),
+            forest,
+            crate::catalog::session::test_value_limit(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("scheduler");
         let dir = tempfile::tempdir().expect("tempdir");
         let plan = file_reading_plan(dir.path()).await;
         // As Ballista's client sends it, version header included.
@@ -319,7 +330,8 @@ mod tests {
         let shutdown = CancellationToken::new();
         let config = SchedulerConfig { port: 0, ..SchedulerConfig::default() };
         let forest = Arc::new(RiskForest::bundled().expect("model"));
-        let running = start_scheduler(&config, ours.clone(), forest, shutdown.clone()).await.expect("scheduler");
+        let limit = crate::catalog::session::test_value_limit();
+        let running = start_scheduler(&config, ours.clone(), forest, limit, shutdown.clone()).await.expect("scheduler");
         let status = |channel: Channel| async move {
             SchedulerGrpcClient::new(channel).get_job_status(GetJobStatusParams { job_id: "x".into() }).await
         };

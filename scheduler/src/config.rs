@@ -360,6 +360,21 @@ pub struct FlightSqlConfig {
     pub max_expression_terms: usize,
     /// Most brackets a query may have open at once, checked before parsing.
     pub max_nesting_depth: usize,
+    /// Queries one signed-in user (user or token name) runs at once, planning to last row streamed;
+    /// more wait their turn, so that one reader cannot take every core and all the memory.
+    pub max_queries_per_user: usize,
+    /// Queries of one user that may wait for a slot (in arrival order, the wait counting against
+    /// `query_timeout_seconds`); one more is refused at once with RESOURCE_EXHAUSTED.
+    pub max_queued_per_user: usize,
+    /// Largest value a function that builds values from a count (`repeat`, `lpad`, `rpad`,
+    /// `array_repeat`, `array_resize`, `range` and `generate_series` as arrays) may make in one call,
+    /// in MiB, summed over one batch of rows: past it the query fails with RESOURCE_EXHAUSTED instead
+    /// of allocating. Applies to queries planned and run in this process; executors have
+    /// `executor.max_value_mb`.
+    pub max_value_mb: u64,
+    /// Memory the queries run in this process together (small tables, `information_schema`,
+    /// `etl_progress`) may hold, in MiB; a query needing more fails with RESOURCE_EXHAUSTED.
+    pub in_process_memory_mb: u64,
 }
 
 impl Default for FlightSqlConfig {
@@ -378,6 +393,10 @@ impl Default for FlightSqlConfig {
             max_sql_bytes: 1024 * 1024,
             max_expression_terms: 1000,
             max_nesting_depth: 32,
+            max_queries_per_user: 4,
+            max_queued_per_user: 16,
+            max_value_mb: 256,
+            in_process_memory_mb: 1024,
         }
     }
 }
@@ -393,6 +412,11 @@ impl FlightSqlConfig {
         if self.query_timeout_seconds == 0 || self.max_result_mb == 0 {
             return Err(Error::Config(
                 "flight_sql.query_timeout_seconds and flight_sql.max_result_mb must be above 0".into(),
+            ));
+        }
+        if self.max_queries_per_user == 0 || self.max_value_mb == 0 || self.in_process_memory_mb == 0 {
+            return Err(Error::Config(
+                "flight_sql.max_queries_per_user, max_value_mb and in_process_memory_mb must be above 0".into(),
             ));
         }
         if self.max_sql_bytes == 0 || self.max_expression_terms == 0 || self.max_nesting_depth == 0 {

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::bounded::{ValueLimit, register_bounded};
 use vitalflow_udf_model::lake::DataLocation;
 
 pub use config::{
@@ -165,9 +166,16 @@ pub async fn start(
     vitalflow_udf_model::lake::format::ensure_current_format(&location).await?;
     // The scheduler stops last, once its clients (the ETL, Flight SQL) have finished.
     let scheduler_shutdown = CancellationToken::new();
-    let scheduler =
-        cluster::start_scheduler(&config.scheduler, credentials.clone(), forest.clone(), scheduler_shutdown.clone())
-            .await?;
+    // Value-building functions where reader queries plan and run in this process.
+    let max_value = ValueLimit::from_mb(config.flight_sql.max_value_mb, "flight_sql.max_value_mb");
+    let scheduler = cluster::start_scheduler(
+        &config.scheduler,
+        credentials.clone(),
+        forest.clone(),
+        max_value,
+        scheduler_shutdown.clone(),
+    )
+    .await?;
     let target = format!("{}:{}", config.scheduler.external_host, scheduler.addr.port());
     let etl_stats = Arc::new(EtlStats::default());
     let mut tasks = Vec::new();
@@ -210,15 +218,21 @@ pub async fn start(
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
     let mut authenticator = None;
+    let mut admission = None;
     if config.flight_sql.enabled {
-        let ctx = session::remote_context(&target, &credentials, &location, &forest).await?;
+        let mut ctx = session::remote_context(&target, &credentials, &location, &forest).await?;
+        register_bounded(&mut ctx, max_value)
+            .map_err(|source| Error::Query { step: "bounding functions".into(), source })?;
+        let local =
+            session::front_door_local_context(&location, &forest, config.flight_sql.in_process_memory_mb, max_value)?;
         let progress =
             ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
         let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
             .with_cluster_jobs(scheduler.jobs.clone())
-            .with_local_context(session::local_context(&location, &forest)?)
+            .with_local_context(local)
             .with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
+        admission = Some(endpoint.admission_stats());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
@@ -233,6 +247,7 @@ pub async fn start(
             etl: config.etl.enabled.then(|| etl_stats.clone()),
             alerts: alert_keeper,
             jobs: Some(scheduler.jobs.clone()),
+            queries: admission,
         };
         let running =
             front_door::http::start_http(&config.http, forest.clone(), auth, services, shutdown.clone()).await?;

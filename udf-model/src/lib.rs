@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod bounded;
 pub mod calibration;
 pub mod error;
 pub mod evaluate;

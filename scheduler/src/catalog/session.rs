@@ -12,6 +12,7 @@ use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use vitalflow_executor::ClusterCredentials;
 use vitalflow_udf_model::RiskForest;
+use vitalflow_udf_model::bounded::{ValueLimit, register_bounded};
 use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::lake::store_registry::LakeObjectStores;
 use vitalflow_udf_model::udf::register_all;
@@ -33,9 +34,10 @@ pub fn session_config() -> SessionConfig {
     config
 }
 
-/// The scheduler's session builder: Ballista's defaults plus vitalflow's functions, so that plans
-/// naming them deserialize, and the [`runtime_env`] of every context that plans scans.
-pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
+/// The scheduler's session builder: Ballista's defaults (the value-building ones bound by `max_value`)
+/// plus vitalflow's functions, so that plans naming them deserialize, and the [`runtime_env`] of every
+/// context that plans scans.
+pub fn scheduler_session_builder(forest: Arc<RiskForest>, max_value: ValueLimit) -> SessionBuilder {
     Arc::new(move |config| {
         let runtime = runtime_env()?;
         let state = default_session_builder(config)?;
@@ -43,6 +45,7 @@ pub fn scheduler_session_builder(forest: Arc<RiskForest>) -> SessionBuilder {
         let id = state.session_id().to_string();
         let mut state =
             SessionStateBuilder::new_from_existing(state).with_session_id(id).with_runtime_env(runtime).build();
+        register_bounded(&mut state, max_value)?;
         register_all(&mut state, &forest)?;
         Ok(state)
     })
@@ -61,10 +64,40 @@ pub fn runtime_env() -> datafusion::error::Result<Arc<RuntimeEnv>> {
 /// An in-process DataFusion context (no Ballista) with vitalflow's settings, functions and tables:
 /// for benchmarks, the reference the cluster's answers are checked against, and the ETL driver in tests.
 pub fn local_context(location: &DataLocation, forest: &Arc<RiskForest>) -> Result<SessionContext> {
+    let runtime = runtime_env().map_err(|source| Error::Query { step: "creating the runtime".into(), source })?;
+    local_context_on(runtime, location, forest)
+}
+
+/// The front door's in-process context: [`local_context`] whose queries together hold at most
+/// `memory_mb` MiB (DataFusion's accounted memory) and whose value-building functions are bound by
+/// `max_value`.
+pub fn front_door_local_context(
+    location: &DataLocation,
+    forest: &Arc<RiskForest>,
+    memory_mb: u64,
+    max_value: ValueLimit,
+) -> Result<SessionContext> {
+    let step = |step: &'static str| move |source| Error::Query { step: step.to_string(), source };
+    let shared = runtime_env().map_err(step("creating the runtime"))?;
+    let runtime = RuntimeEnvBuilder::from_runtime_env(&shared)
+        .with_memory_limit(usize::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(usize::MAX), 1.0)
+        .build_arc()
+        .map_err(step("creating the runtime"))?;
+    let mut ctx = local_context_on(runtime, location, forest)?;
+    register_bounded(&mut ctx, max_value).map_err(step("bounding functions"))?;
+    Ok(ctx)
+}
+
+/// [`local_context`] on `runtime`.
+fn local_context_on(
+    runtime: Arc<RuntimeEnv>,
+    location: &DataLocation,
+    forest: &Arc<RiskForest>,
+) -> Result<SessionContext> {
     let step = |step: &'static str| move |source| Error::Query { step: step.to_string(), source };
     let mut state = SessionStateBuilder::new()
         .with_config(session_config())
-        .with_runtime_env(runtime_env().map_err(step("creating the runtime"))?)
+        .with_runtime_env(runtime)
         .with_default_features()
         .build();
     register_all(&mut state, forest).map_err(step("registering functions"))?;
@@ -122,4 +155,10 @@ pub fn register_tables(ctx: &SessionContext, location: &DataLocation) -> Result<
     }
     ctx.register_udtf(TABLE_AT, Arc::new(TableAt::new(location)));
     Ok(())
+}
+
+/// The bound tests start schedulers with: the default of `flight_sql.max_value_mb`.
+#[cfg(test)]
+pub(crate) fn test_value_limit() -> ValueLimit {
+    ValueLimit::from_mb(crate::config::FlightSqlConfig::default().max_value_mb, "flight_sql.max_value_mb")
 }

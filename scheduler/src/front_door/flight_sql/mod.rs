@@ -9,11 +9,12 @@
 //! rejects more than one endpoint).
 //!
 //! Modules by job: `rpc` answers each Flight SQL call, `service` the plain Flight calls around them
-//! (GetSchema, ListFlights, PollFlightInfo) and checks tickets; `query` and `parameters` plan SQL,
-//! `stream` sends results, `cancel` stops them, `status` words their errors; `metadata`, `keys` and
+//! (GetSchema, ListFlights, PollFlightInfo) and checks tickets; `admission` bounds each user's queries
+//! at once; `query` and `parameters` plan SQL, `stream` sends results, `cancel` stops them, `status` words their errors; `metadata`, `keys` and
 //! `sql_info` describe the tables and the server; `refusal` says what is refused and why; `handle`
 //! seals statement handles.
 
+mod admission;
 mod cancel;
 mod handle;
 mod keys;
@@ -39,6 +40,8 @@ use arrow_flight::flight_service_server::FlightService;
 use arrow_flight::sql::metadata::{SqlInfoData, XdbcTypeInfoData};
 use tonic::{Request, Status};
 
+use self::admission::Admission;
+pub use self::admission::AdmissionStats;
 use self::cancel::RunningQueries;
 use self::handle::{HandleKey, StatementHandle};
 use self::query::{PlanInputs, QueryLimits, plan_bounded};
@@ -73,6 +76,8 @@ pub struct FlightSqlEndpoint {
     local: Option<datafusion::prelude::SessionContext>,
     /// Seals the handles clients get and opens the ones they send back.
     handles: HandleKey,
+    /// How many queries each user runs at once, and how many wait.
+    admission: Arc<Admission>,
 }
 
 /// The sources of the `etl_progress` table: the store, and the driver's counters when it runs here.
@@ -135,6 +140,7 @@ impl FlightSqlEndpoint {
             progress: None,
             local: None,
             handles: HandleKey::new(&config.auth.token_secret, config.max_sql_bytes),
+            admission: Admission::new(config.max_queries_per_user, config.max_queued_per_user),
         })
     }
 
@@ -168,6 +174,11 @@ impl FlightSqlEndpoint {
         self.auth.clone()
     }
 
+    /// The counters of queries that waited for or were refused a slot of their user (for `/metrics`).
+    pub fn admission_stats(&self) -> Arc<AdmissionStats> {
+        self.admission.stats()
+    }
+
     /// The schema a statement's results will have, refusing what the policy refuses. `executing`:
     /// the statement is about to run, so every parameter needs a value.
     async fn announce(
@@ -177,15 +188,30 @@ impl FlightSqlEndpoint {
         executing: bool,
         types: WireTypes,
     ) -> Result<SchemaRef, Status> {
-        let frame = self.plan_timed(who, handle, executing).await?;
+        let frame = self.plan_admitted(who, handle, executing).await?;
         Ok(types.client_schema(frame.schema().inner()))
     }
 
+    /// Plans a statement that is not run yet (GetFlightInfo, a prepared statement) in a slot of the
+    /// caller's, within the time limit.
+    async fn plan_admitted(
+        &self,
+        who: &Principal,
+        handle: &StatementHandle,
+        executing: bool,
+    ) -> Result<datafusion::prelude::DataFrame, Status> {
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        let _slot = self.admission.admit(&who.name, deadline, || self.timeout_status()).await?;
+        self.plan_timed(who, handle, executing, deadline).await
+    }
+
+    /// Plans a statement, answering `DEADLINE_EXCEEDED` once `deadline` passes.
     async fn plan_timed(
         &self,
         who: &Principal,
         handle: &StatementHandle,
         executing: bool,
+        deadline: tokio::time::Instant,
     ) -> Result<datafusion::prelude::DataFrame, Status> {
         let inputs = PlanInputs {
             ctx: self.ctx.clone(),
@@ -197,7 +223,7 @@ impl FlightSqlEndpoint {
             parameters: handle.parameters()?,
             executing,
         };
-        plan_bounded(inputs, &self.limits).await
+        plan_bounded(inputs, &self.limits, deadline).await
     }
 
     fn timeout_status(&self) -> Status {

@@ -211,8 +211,13 @@ const PLANNING_STACK_BYTES: usize = 256 * 1024 * 1024;
 /// Plans a query within the limits: the SQL's size and shape are checked on its tokens first, then it
 /// is parsed and planned on a thread of its own with a large stack (a deep tree cannot overflow a
 /// shared worker's stack, and CPU-bound planning never holds a worker), and the answer is
-/// `DEADLINE_EXCEEDED` once the query's time limit passes, even while planning still runs.
-pub(crate) async fn plan_bounded(inputs: PlanInputs, limits: &QueryLimits) -> Result<DataFrame, Status> {
+/// `DEADLINE_EXCEEDED` once the query's `deadline` passes (its time limit, counted from when it came
+/// in, a wait for a slot included), even while planning still runs.
+pub(crate) async fn plan_bounded(
+    inputs: PlanInputs,
+    limits: &QueryLimits,
+    deadline: tokio::time::Instant,
+) -> Result<DataFrame, Status> {
     limits.sql.check(&inputs.sql)?;
     let runtime = tokio::runtime::Handle::current();
     let (sender, planned) = tokio::sync::oneshot::channel();
@@ -227,7 +232,7 @@ pub(crate) async fn plan_bounded(inputs: PlanInputs, limits: &QueryLimits) -> Re
             let _ = sender.send(runtime.block_on(planning));
         })
         .map_err(|e| Status::unavailable(format!("starting a planning thread: {e}")))?;
-    match tokio::time::timeout(limits.timeout, planned).await {
+    match tokio::time::timeout_at(deadline, planned).await {
         Err(_) => Err(limits.timeout_status()),
         Ok(Ok(result)) => result,
         Ok(Err(_)) => Err(Status::internal("planning the query failed unexpectedly")),

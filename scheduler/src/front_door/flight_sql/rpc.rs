@@ -97,7 +97,7 @@ impl FlightSqlService for FlightSqlEndpoint {
     ) -> Result<ActionCreatePreparedStatementResult, Status> {
         let who = principal(&request)?;
         let handle = StatementHandle::new(query.query);
-        let frame = self.refused(&who, &handle.sql, self.plan_timed(&who, &handle, false).await)?;
+        let frame = self.refused(&who, &handle.sql, self.plan_admitted(&who, &handle, false).await)?;
         let options = IpcWriteOptions::default();
         let ipc = |schema: &arrow::datatypes::Schema| -> Result<Bytes, Status> {
             let IpcMessage(bytes) = SchemaAsIpc::new(schema, &options).try_into().map_err(encode_error)?;

@@ -31,15 +31,23 @@ pub(crate) fn query_status(e: DataFusionError) -> Status {
         DataFusionError::ResourcesExhausted(_) => Status::resource_exhausted(message),
         _ if value_error_in(&e) => Status::invalid_argument(message),
         DataFusionError::Execution(text) if names_value_error(text) => Status::invalid_argument(message),
+        // A bounded function's refusal names its own setting (`…max_value_mb`), also as a job's text.
+        _ if exhausted(&message) && message.contains(VALUE_LIMIT_SETTING) => Status::resource_exhausted(message),
         // An executor's memory limit arrives from Ballista as the text of a failed job.
-        _ if ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| message.contains(m)) => {
-            Status::resource_exhausted(format!(
-                "query needs more memory than an executor task may use (executor.memory_limit_mb); \
+        _ if exhausted(&message) => Status::resource_exhausted(format!(
+            "query needs more memory than an executor task may use (executor.memory_limit_mb); \
              aggregate, filter or narrow the time range: {message}"
-            ))
-        }
+        )),
         _ => Status::internal(message),
     }
+}
+
+/// What every bound on a function's value is called (`flight_sql.max_value_mb`, `executor.max_value_mb`).
+const VALUE_LIMIT_SETTING: &str = ".max_value_mb";
+
+/// Whether `message` is DataFusion's resources-exhausted error, in Display or Debug form.
+fn exhausted(message: &str) -> bool {
+    ["Resources exhausted", "ResourcesExhausted"].iter().any(|m| message.contains(m))
 }
 
 /// Whether one of [`VALUE_ERRORS`] is in `e`'s chain of sources (a DataFusion error wrapping an Arrow

@@ -13,6 +13,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use tonic::{Response, Status};
 
+use super::admission::Slot;
+use super::cancel::RunningQuery;
 use super::handle::StatementHandle;
 use super::status::query_status;
 use super::wire_types::{WireTypes, to_client_batch};
@@ -93,13 +95,15 @@ impl FlightSqlEndpoint {
         let job = NamedJob::new(name, self.jobs.clone());
         let running = self.running.register(&who.name, ticket_handle);
         let started = async {
-            let frame = job.named(self.plan_timed(who, handle, true).await?);
+            // Waiting for a slot counts against the time limit; the slot goes with the stream below.
+            let slot = self.admission.admit(&who.name, deadline, || self.timeout_status()).await?;
+            let frame = job.named(self.plan_timed(who, handle, true, deadline).await?);
             let schema = types.client_schema(frame.schema().inner());
             let run = tokio::time::timeout_at(deadline, frame.execute_stream());
             let batches = run.await.map_err(|_| self.timeout_status())?.map_err(query_status)?;
-            Ok::<_, Status>((schema, batches))
+            Ok::<_, Status>((schema, batches, slot))
         };
-        let (schema, batches) = match started.await {
+        let (schema, batches, slot) = match started.await {
             Ok(started) => started,
             Err(status) => {
                 audit.finish(Outcome::Refused, Some(status.message().to_string()));
@@ -108,67 +112,71 @@ impl FlightSqlEndpoint {
         };
         let (limits, timeout) = (self.limits, self.timeout_status());
         let announced = schema.clone();
-        // One state threaded through the stream: batches, bytes so far, the audit entry, the job
-        // (dropped unfinished, it is cancelled) and the registration for cancel requests.
-        let state = (batches, 0u64, audit, job, running, false);
-        let limited = futures::stream::unfold(
-            state,
-            move |(mut batches, mut bytes, mut audit, mut job, running, ended)| {
-                let (announced, timeout) = (announced.clone(), timeout.clone());
-                async move {
-                    if ended {
+        // One state threaded through the stream: batches, bytes so far, the audit entry, and what the
+        // query holds until the stream ends or is dropped.
+        let state = (batches, 0u64, audit, Held { job, running, _slot: slot }, false);
+        let limited = futures::stream::unfold(state, move |(mut batches, mut bytes, mut audit, mut held, ended)| {
+            let (announced, timeout) = (announced.clone(), timeout.clone());
+            async move {
+                if ended {
+                    return None;
+                }
+                // A cancel request wins over a batch that is ready at the same time.
+                let next = tokio::select! {
+                    biased;
+                    () = held.running.cancelled() => None,
+                    next = tokio::time::timeout_at(deadline, batches.next()) => Some(next),
+                };
+                let Some(next) = next else {
+                    audit.finish(Outcome::Cancelled, Some("cancelled by a cancel request".into()));
+                    let status = Status::cancelled("the query was stopped by a cancel request (CancelFlightInfo)");
+                    let state = (batches, bytes, audit, held, true);
+                    return Some((Err(FlightError::Tonic(Box::new(status))), state));
+                };
+                let item = match next {
+                    Err(_) => Err(timeout),
+                    Ok(None) => {
+                        audit.finish(Outcome::Ok, None);
+                        held.job.finish();
                         return None;
                     }
-                    // A cancel request wins over a batch that is ready at the same time.
-                    let next = tokio::select! {
-                        biased;
-                        () = running.cancelled() => None,
-                        next = tokio::time::timeout_at(deadline, batches.next()) => Some(next),
-                    };
-                    let Some(next) = next else {
-                        audit.finish(Outcome::Cancelled, Some("cancelled by a cancel request".into()));
-                        let status = Status::cancelled("the query was stopped by a cancel request (CancelFlightInfo)");
-                        let state = (batches, bytes, audit, job, running, true);
-                        return Some((Err(FlightError::Tonic(Box::new(status))), state));
-                    };
-                    let item = match next {
-                        Err(_) => Err(timeout),
-                        Ok(None) => {
-                            audit.finish(Outcome::Ok, None);
-                            job.finish();
-                            return None;
-                        }
-                        Ok(Some(Err(e))) => Err(query_status(e)),
-                        Ok(Some(Ok(batch))) => {
-                            bytes += batch.get_array_memory_size() as u64;
-                            if bytes > limits.max_result_bytes {
-                                Err(Status::resource_exhausted(format!(
-                                    "query result exceeds {} MiB (flight_sql.max_result_mb); narrow the time range or aggregate",
-                                    limits.max_result_bytes / (1024 * 1024)
-                                )))
-                            } else {
-                                to_client_batch(batch, &announced).map_err(encode_error)
-                            }
-                        }
-                    };
-                    match item {
-                        Ok(batch) => {
-                            audit.add_rows(batch.num_rows());
-                            Some((Ok(batch), (batches, bytes, audit, job, running, false)))
-                        }
-                        Err(status) => {
-                            audit.finish(Outcome::Failed, Some(status.message().to_string()));
-                            Some((
-                                Err(FlightError::Tonic(Box::new(status))),
-                                (batches, bytes, audit, job, running, true),
-                            ))
+                    Ok(Some(Err(e))) => Err(query_status(e)),
+                    Ok(Some(Ok(batch))) => {
+                        bytes += batch.get_array_memory_size() as u64;
+                        if bytes > limits.max_result_bytes {
+                            Err(Status::resource_exhausted(format!(
+                                "query result exceeds {} MiB (flight_sql.max_result_mb); narrow the time range or aggregate",
+                                limits.max_result_bytes / (1024 * 1024)
+                            )))
+                        } else {
+                            to_client_batch(batch, &announced).map_err(encode_error)
                         }
                     }
+                };
+                match item {
+                    Ok(batch) => {
+                        audit.add_rows(batch.num_rows());
+                        Some((Ok(batch), (batches, bytes, audit, held, false)))
+                    }
+                    Err(status) => {
+                        audit.finish(Outcome::Failed, Some(status.message().to_string()));
+                        Some((Err(FlightError::Tonic(Box::new(status))), (batches, bytes, audit, held, true)))
+                    }
                 }
-            },
-        );
+            }
+        });
         Ok(Response::new(encode(schema, limited)))
     }
+}
+
+/// What a streaming query holds until its stream ends or is dropped (the client gone).
+struct Held {
+    /// Its Ballista job: dropped unfinished, it is cancelled.
+    job: NamedJob,
+    /// Its registration for cancel requests.
+    running: RunningQuery,
+    /// Its slot among its user's queries.
+    _slot: Slot,
 }
 
 #[cfg(test)]

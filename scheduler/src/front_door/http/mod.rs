@@ -43,6 +43,7 @@ use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
 use crate::front_door::auth::Authenticator;
+use crate::front_door::flight_sql::AdmissionStats;
 use crate::ward_alerts::AlertKeeperHandle;
 
 mod alerts;
@@ -71,6 +72,7 @@ struct HttpState {
     /// The alert keeper, when this process keeps the alerts.
     alerts: Option<AlertKeeperHandle>,
     jobs: Option<ClusterJobs>,
+    queries: Option<Arc<AdmissionStats>>,
 }
 
 /// Counters of `/predict_batch`, rendered on `/metrics`.
@@ -100,6 +102,7 @@ impl HttpStats {
         auth: &Authenticator,
         alerts: Option<&AlertKeeperHandle>,
         jobs: Option<(usize, usize)>,
+        queries: Option<&AdmissionStats>,
     ) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
@@ -145,6 +148,9 @@ impl HttpStats {
         if let Some(jobs) = jobs {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
+        if let Some(queries) = queries {
+            queries.render(&mut page);
+        }
         page.finish()
     }
 }
@@ -184,6 +190,8 @@ pub struct HttpServices {
     pub alerts: Option<AlertKeeperHandle>,
     /// The Ballista scheduler's jobs, counted on `/metrics`.
     pub jobs: Option<ClusterJobs>,
+    /// The Flight SQL front door's admission counters (on `/metrics`).
+    pub queries: Option<Arc<AdmissionStats>>,
 }
 
 /// The HTTP routes over a model.
@@ -201,6 +209,7 @@ pub fn router(
         etl: services.etl,
         alerts: services.alerts,
         jobs: services.jobs,
+        queries: services.queries,
     });
     Router::new()
         .route("/alerts", get(alerts::list_alerts))
@@ -219,7 +228,8 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         Some(jobs) => jobs.held().await,
         None => None,
     };
-    let text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs);
+    let text =
+        state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs, state.queries.as_deref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -534,7 +544,9 @@ mod tests {
         etl.batches.fetch_add(5, Ordering::Relaxed);
         let auth = Authenticator::new(&crate::config::AuthConfig { required: false, ..Default::default() }).unwrap();
         auth.backoff().failed("ana", None);
-        let text = stats.render(Some(&etl), &auth, None, None);
+        let queries = AdmissionStats::default();
+        queries.refused.fetch_add(3, Ordering::Relaxed);
+        let text = stats.render(Some(&etl), &auth, None, None, Some(&queries));
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
@@ -544,6 +556,8 @@ mod tests {
             "vitalflow_http_predictions_total{risk=\"High\"} 2",
             "vitalflow_http_predict_batch_seconds_count 2",
             "vitalflow_etl_batches_total 5",
+            "vitalflow_flight_sql_queries_queued_total 0",
+            "vitalflow_flight_sql_queries_refused_total 3",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }

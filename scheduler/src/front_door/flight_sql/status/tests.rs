@@ -88,3 +88,22 @@ async fn integer_overflow_wraps_as_the_security_page_says() {
         assert_eq!(column.as_primitive::<Int64Type>().value(0), i64::MIN, "{sql}");
     }
 }
+
+#[test]
+fn a_bounded_functions_refusal_is_resource_exhausted_in_process_and_from_an_executor() {
+    let refusal = || {
+        DataFusionError::ResourcesExhausted(
+            "repeat would build 953.7 MiB in one call (1 row(s)); at most 256 MiB per value (executor.max_value_mb)"
+                .into(),
+        )
+    };
+    for status in [query_status(refusal()), query_status(failed_job(refusal()))] {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status}");
+        assert!(status.message().contains("repeat would build 953.7 MiB"), "{status}");
+        assert!(status.message().contains("executor.max_value_mb"), "{status}");
+        assert!(!status.message().contains("executor.memory_limit_mb"), "not the memory limit's hint: {status}");
+    }
+    let memory = query_status(failed_job(DataFusionError::ResourcesExhausted("Failed to allocate".into())));
+    assert_eq!(memory.code(), Code::ResourceExhausted);
+    assert!(memory.message().contains("executor.memory_limit_mb"), "{memory}");
+}
