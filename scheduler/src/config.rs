@@ -364,7 +364,8 @@ pub struct FlightSqlConfig {
     /// more wait their turn, so that one reader cannot take every core and all the memory.
     pub max_queries_per_user: usize,
     /// Queries of one user that may wait for a slot (in arrival order, the wait counting against
-    /// `query_timeout_seconds`); one more is refused at once with RESOURCE_EXHAUSTED.
+    /// `query_timeout_seconds`); one more is refused at once with RESOURCE_EXHAUSTED. Room for a
+    /// dashboard whose panels all query at once under one account.
     pub max_queued_per_user: usize,
     /// Largest value a function that builds values from a count (`repeat`, `lpad`, `rpad`,
     /// `array_repeat`, `array_resize`, `range` and `generate_series` as arrays) may make in one call,
@@ -394,7 +395,7 @@ impl Default for FlightSqlConfig {
             max_expression_terms: 1000,
             max_nesting_depth: 32,
             max_queries_per_user: 4,
-            max_queued_per_user: 16,
+            max_queued_per_user: 64,
             max_value_mb: 256,
             in_process_memory_mb: 1024,
         }
