@@ -192,15 +192,17 @@ pub async fn start(
     let mut flight_sql = None;
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
     let mut authenticator = None;
+    let mut audit_stats = None;
     if config.flight_sql.enabled {
         let ctx = session::remote_context(&target, key.as_ref(), &location, &forest).await?;
         let progress =
             ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
-        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
+        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql, location.clone())?
             .with_cluster_jobs(scheduler.jobs.clone())
             .with_local_context(session::local_context(&location, &forest)?)
             .with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
+        audit_stats = Some(endpoint.audit_stats());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
@@ -215,6 +217,7 @@ pub async fn start(
             etl: config.etl.enabled.then(|| etl_stats.clone()),
             alerts: alert_keeper,
             jobs: Some(scheduler.jobs.clone()),
+            audit: audit_stats,
         };
         let running =
             front_door::http::start_http(&config.http, forest.clone(), auth, services, shutdown.clone()).await?;

@@ -109,18 +109,23 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 }
 
 impl FlightSqlEndpoint {
-    /// The service; `ctx` must have vitalflow's tables and functions registered.
-    pub fn new(ctx: datafusion::prelude::SessionContext, config: &FlightSqlConfig) -> Result<FlightSqlEndpoint> {
+    /// The service; `ctx` must have vitalflow's tables and functions registered. The audit log is
+    /// written to the table `audit_log` under `location` once [`start_flight_sql`] serves it.
+    pub fn new(
+        ctx: datafusion::prelude::SessionContext,
+        config: &FlightSqlConfig,
+        location: vitalflow_udf_model::lake::DataLocation,
+    ) -> Result<FlightSqlEndpoint> {
         config.validate()?;
         // Listed (to admins: `table_access`) by GetTables and information_schema; queries naming it
-        // run on a snapshot of the window.
+        // read its Delta table and the entries waiting to be written.
         register_placeholder(&ctx, AUDIT_TABLE, AUDIT_SCHEMA.clone())?;
         let sql_info = sql_info::sql_info().map_err(|e| Error::Config(format!("building SqlInfo: {e}")))?;
         let xdbc_info = sql_info::xdbc_type_info().map_err(|e| Error::Config(format!("building type info: {e}")))?;
         Ok(FlightSqlEndpoint {
             ctx,
             auth: Arc::new(Authenticator::new(&config.auth)?),
-            audit: Arc::new(AuditLog::new(config.audit_window)),
+            audit: Arc::new(AuditLog::new(config.audit_window, location)),
             limits: QueryLimits {
                 timeout: Duration::from_secs(config.query_timeout_seconds),
                 max_result_bytes: config.max_result_mb.saturating_mul(1024 * 1024),
@@ -160,6 +165,11 @@ impl FlightSqlEndpoint {
     pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> FlightSqlEndpoint {
         self.jobs = Some(jobs);
         self
+    }
+
+    /// The audit log's counters, for `/metrics`.
+    pub fn audit_stats(&self) -> Arc<crate::front_door::audit::AuditStats> {
+        self.audit.stats()
     }
 
     /// The authenticator, shared with the transport layer.

@@ -41,6 +41,7 @@ use crate::cluster::ClusterJobs;
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
+use crate::front_door::audit::AuditStats;
 use crate::front_door::auth::Authenticator;
 use crate::ward_alerts::AlertKeeperHandle;
 
@@ -69,6 +70,7 @@ struct HttpState {
     /// The alert keeper, when this process keeps the alerts.
     alerts: Option<AlertKeeperHandle>,
     jobs: Option<ClusterJobs>,
+    audit: Option<Arc<AuditStats>>,
 }
 
 /// Counters of `/predict_batch`, rendered on `/metrics`.
@@ -98,6 +100,7 @@ impl HttpStats {
         auth: &Authenticator,
         alerts: Option<&AlertKeeperHandle>,
         jobs: Option<(usize, usize)>,
+        audit: Option<&AuditStats>,
     ) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
@@ -136,6 +139,9 @@ impl HttpStats {
         }
         if let Some(jobs) = jobs {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
+        }
+        if let Some(audit) = audit {
+            crate::metrics::render_audit(&mut page, audit);
         }
         page.finish()
     }
@@ -176,6 +182,8 @@ pub struct HttpServices {
     pub alerts: Option<AlertKeeperHandle>,
     /// The Ballista scheduler's jobs, counted on `/metrics`.
     pub jobs: Option<ClusterJobs>,
+    /// The Flight SQL audit log's counters (on `/metrics`), when Flight SQL runs in this process.
+    pub audit: Option<Arc<AuditStats>>,
 }
 
 /// The HTTP routes over a model.
@@ -193,6 +201,7 @@ pub fn router(
         etl: services.etl,
         alerts: services.alerts,
         jobs: services.jobs,
+        audit: services.audit,
     });
     Router::new()
         .route("/alerts", get(alerts::list_alerts))
@@ -211,7 +220,8 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         Some(jobs) => jobs.held().await,
         None => None,
     };
-    let text = state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs);
+    let text =
+        state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs, state.audit.as_deref());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -512,7 +522,9 @@ mod tests {
         etl.batches.fetch_add(5, Ordering::Relaxed);
         let auth = Authenticator::new(&crate::config::AuthConfig { required: false, ..Default::default() }).unwrap();
         auth.backoff().failed("ana", None);
-        let text = stats.render(Some(&etl), &auth, None, None);
+        let audit = AuditStats::default();
+        audit.dropped.fetch_add(3, Ordering::Relaxed);
+        let text = stats.render(Some(&etl), &auth, None, None, Some(&audit));
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
@@ -521,6 +533,8 @@ mod tests {
             "vitalflow_http_predictions_total{risk=\"High\"} 2",
             "vitalflow_http_predict_batch_seconds_count 2",
             "vitalflow_etl_batches_total 5",
+            "vitalflow_audit_entries_dropped_total 3",
+            "vitalflow_audit_entries_waiting 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
