@@ -1,4 +1,4 @@
-//! The scheduler process's Prometheus exposition: the ETL's, alert delivery's, the alert keeper's and the audit log's counters, written
+//! The scheduler process's Prometheus exposition: the ETL's, alert delivery's and the alert keeper's counters, written
 //! with the exposition shared with ingest ([`vitalflow_ingest::prometheus`]). The HTTP API serves it on
 //! `/metrics` after its own counters.
 
@@ -8,7 +8,6 @@ use vitalflow_ingest::prometheus::Exposition;
 
 use crate::alerts::SinkStats;
 use crate::etl::EtlStats;
-use crate::front_door::audit::AuditStats;
 use crate::ward_alerts::KeeperStats;
 
 /// Appends the ETL driver's and the alert sinks' metrics to `page`.
@@ -72,27 +71,4 @@ pub fn render_ward_alerts(page: &mut Exposition, keeper: &KeeperStats) {
     ] {
         page.counter(name, help, value.load(Ordering::Relaxed));
     }
-}
-
-/// Appends the audit log's counters to `page`: entries written to `audit_log`, dropped from it (a full
-/// buffer while the store was unreachable; their log events were written), failed appends, and waiting.
-pub fn render_audit(page: &mut Exposition, audit: &AuditStats) {
-    for (name, help, value) in [
-        ("vitalflow_audit_entries_written_total", "Audit entries appended to the audit_log table.", &audit.written),
-        (
-            "vitalflow_audit_entries_dropped_total",
-            "Audit entries left out of audit_log because the buffer (flight_sql.audit_window) was full; their log events were written.",
-            &audit.dropped,
-        ),
-        (
-            "vitalflow_audit_flush_failures_total",
-            "Appends to audit_log that failed (the entries wait and are retried).",
-            &audit.flush_failures,
-        ),
-    ] {
-        page.counter(name, help, value.load(Ordering::Relaxed));
-    }
-    let name = "vitalflow_audit_entries_waiting";
-    page.family(name, "gauge", "Audit entries in memory, not yet in the audit_log table.");
-    page.sample(name, "", audit.waiting.load(Ordering::Relaxed));
 }

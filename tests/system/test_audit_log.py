@@ -15,9 +15,12 @@ SECRET = "P-secret-4711"
 
 
 def audited(conn, marker: str) -> list[dict]:
-    """The `audit_log` rows whose SQL holds `marker`, oldest first."""
-    sql = f"SELECT user_name, outcome, sql, rows_returned FROM audit_log WHERE sql LIKE '%{marker}%' ORDER BY time"
-    return [r for r in query(conn, sql).to_pylist() if r["sql"] != sql]
+    """The `audit_log` rows whose SQL holds `marker`, oldest first (the marker is a parameter: this query's
+    own SQL does not hold it)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT user_name, outcome, sql, rows_returned FROM audit_log WHERE sql LIKE ? ORDER BY time",
+                    (f"%{marker}%",))
+        return cur.fetch_arrow_table().to_pylist()
 
 
 def test_audit_log_survives_a_restart_as_a_delta_table_only_admins_read(cluster, storage):

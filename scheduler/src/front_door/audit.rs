@@ -22,14 +22,13 @@ use arrow::record_batch::RecordBatch;
 use chrono::Utc;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::Tokenizer;
-use vitalflow_udf_model::lake::DataLocation;
+use vitalflow_ingest::prometheus::Exposition;
 
-use crate::front_door::audit_lake::AuditLake;
 use crate::front_door::auth::Principal;
 use crate::front_door::sql_limits::is_literal;
 
 /// The SQL name admins query, and the directory of its Delta table under the data location.
-pub const AUDIT_TABLE: &str = "audit_log";
+pub const AUDIT_TABLE: &str = vitalflow_udf_model::schema::table::AUDIT_LOG;
 
 /// Waiting entries that make the flusher write at once instead of at its next tick.
 pub(crate) const FLUSH_AT_ENTRIES: usize = 1_000;
@@ -103,6 +102,31 @@ pub struct AuditStats {
     pub waiting: AtomicU64,
 }
 
+impl AuditStats {
+    /// Appends the counters to `page` (`/metrics`).
+    pub fn render(&self, page: &mut Exposition) {
+        for (name, help, value) in [
+            ("vitalflow_audit_entries_written_total", "Audit entries appended to the audit_log table.", &self.written),
+            (
+                "vitalflow_audit_entries_dropped_total",
+                "Audit entries left out of audit_log because the buffer (flight_sql.audit_window) was full; \
+                 their log events were written.",
+                &self.dropped,
+            ),
+            (
+                "vitalflow_audit_flush_failures_total",
+                "Appends to audit_log that failed (the entries wait and are retried).",
+                &self.flush_failures,
+            ),
+        ] {
+            page.counter(name, help, value.load(Ordering::Relaxed));
+        }
+        let name = "vitalflow_audit_entries_waiting";
+        page.family(name, "gauge", "Audit entries in memory, not yet in the audit_log table.");
+        page.sample(name, "", self.waiting.load(Ordering::Relaxed));
+    }
+}
+
 /// The buffer of entries not yet in the Delta table.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
@@ -114,26 +138,23 @@ pub(crate) struct Waiting {
     dropping: bool,
 }
 
-/// The audit log of one front door: log events, the buffer and the Delta table it is written to.
+/// The audit log of one front door: log events, and the buffer of entries not yet in the table.
 #[derive(Debug)]
 pub struct AuditLog {
     waiting: Mutex<Waiting>,
     capacity: usize,
     stats: Arc<AuditStats>,
-    /// The Delta table the buffer is written to, and read with it.
-    pub(crate) lake: AuditLake,
     /// Woken when the buffer holds [`FLUSH_AT_ENTRIES`].
     pub(crate) flush_wanted: tokio::sync::Notify,
 }
 
 impl AuditLog {
-    /// A log holding at most `capacity` entries not yet written to the table `audit_log` under `location`.
-    pub fn new(capacity: usize, location: DataLocation) -> AuditLog {
+    /// A log holding at most `capacity` entries not yet written to the table `audit_log`.
+    pub fn new(capacity: usize) -> AuditLog {
         AuditLog {
             waiting: Mutex::new(Waiting::default()),
             capacity,
             stats: Arc::new(AuditStats::default()),
-            lake: AuditLake::new(location),
             flush_wanted: tokio::sync::Notify::new(),
         }
     }
@@ -326,7 +347,7 @@ mod tests {
     use crate::config::Role;
 
     fn memory_log(capacity: usize) -> Arc<AuditLog> {
-        Arc::new(AuditLog::new(capacity, DataLocation::open("memory://").unwrap()))
+        Arc::new(AuditLog::new(capacity))
     }
 
     #[test]

@@ -34,9 +34,10 @@ pub(crate) const FLUSH_INTERVAL: Duration = Duration::from_secs(1);
 /// Prefix of the table's data files.
 const FILE_PREFIX: &str = "audit";
 
-/// The Delta table `audit_log` as one front door writes and reads it.
+/// The Delta table `audit_log` as one front door writes it from its [`AuditLog`] and reads it.
 #[derive(Debug)]
 pub(crate) struct AuditLake {
+    log: Arc<AuditLog>,
     location: DataLocation,
     /// The table as this process last saw it (`None` until it exists). Its lock keeps a flush (commit,
     /// then its entries leave the buffer) and a query's snapshot (table, then buffer) apart.
@@ -44,14 +45,16 @@ pub(crate) struct AuditLake {
 }
 
 impl AuditLake {
-    /// The table `audit_log` under `location`; nothing is read or created before the first flush or query.
-    pub(crate) fn new(location: DataLocation) -> AuditLake {
-        AuditLake { location, table: tokio::sync::Mutex::new(None) }
+    /// The table `audit_log` under `location`, written from `log`; nothing is read or created before
+    /// the first flush or query.
+    pub(crate) fn new(log: Arc<AuditLog>, location: DataLocation) -> AuditLake {
+        AuditLake { log, location, table: tokio::sync::Mutex::new(None) }
     }
 
-    /// Appends every entry waiting in `log` in one commit (creating the table on the first); returns
+    /// Appends every entry waiting in the log in one commit (creating the table on the first); returns
     /// how many. On failure the entries go back to the buffer for the next flush.
-    pub(crate) async fn flush(&self, log: &AuditLog) -> Result<usize> {
+    pub(crate) async fn flush(&self) -> Result<usize> {
+        let log = &self.log;
         let mut table = self.table.lock().await;
         let entries = log.take_for_flush();
         if entries.is_empty() {
@@ -94,8 +97,8 @@ impl AuditLake {
         Ok(())
     }
 
-    /// `audit_log` as a query reads it now: the latest committed version and the entries of `log` still waiting.
-    pub(crate) async fn query_table(&self, log: &AuditLog) -> Result<AuditLogTable> {
+    /// `audit_log` as a query reads it now: the latest committed version and the entries still waiting.
+    pub(crate) async fn query_table(&self) -> Result<AuditLogTable> {
         let mut table = self.table.lock().await;
         match table.as_mut() {
             Some(table) => table.refresh().await?,
@@ -104,7 +107,8 @@ impl AuditLake {
         let committed = table.as_ref().map(|t| {
             DeltaSnapshotTable::new(&self.location, AUDIT_TABLE, AUDIT_SCHEMA.clone(), SnapshotAt::Version(t.version()))
         });
-        let waiting = log
+        let waiting = self
+            .log
             .waiting_batch()
             .map_err(|e| Error::Query { step: "reading waiting audit entries".into(), source: e.into() })?;
         drop(table);
@@ -120,18 +124,18 @@ fn blind_append() -> HashMap<String, serde_json::Value> {
     HashMap::from([("isBlindAppend".to_string(), serde_json::Value::Bool(true))])
 }
 
-/// Flushes `log` every [`FLUSH_INTERVAL`] (sooner when enough wait) until `shutdown`,
+/// Flushes `lake` every [`FLUSH_INTERVAL`] (sooner when enough wait) until `shutdown`,
 /// then once more. A failure is warned about when it starts and noted when writing works again; the
 /// entries wait in the buffer meanwhile.
-pub(crate) async fn run_flusher(log: Arc<AuditLog>, shutdown: CancellationToken) {
+pub(crate) async fn run_flusher(lake: Arc<AuditLake>, shutdown: CancellationToken) {
     let mut failing = false;
     loop {
         let stopping = tokio::select! {
             _ = shutdown.cancelled() => true,
             _ = tokio::time::sleep(FLUSH_INTERVAL) => false,
-            _ = log.flush_wanted.notified() => false,
+            _ = lake.log.flush_wanted.notified() => false,
         };
-        match log.lake.flush(&log).await {
+        match lake.flush().await {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!("The audit table is written again.");
@@ -150,9 +154,9 @@ pub(crate) async fn run_flusher(log: Arc<AuditLog>, shutdown: CancellationToken)
 }
 
 /// The last flush, once nothing more can be recorded (the server has stopped).
-pub(crate) async fn flush_at_exit(log: &AuditLog) {
-    if let Err(error) = log.lake.flush(log).await {
-        let lost = log.waiting().entries.len();
+pub(crate) async fn flush_at_exit(lake: &AuditLake) {
+    if let Err(error) = lake.flush().await {
+        let lost = lake.log.waiting().entries.len();
         tracing::error!(%error, lost, "Writing the audit table at shutdown failed: these entries are only in the log events.");
     }
 }
@@ -226,9 +230,9 @@ mod tests {
         chrono::Utc::now().timestamp_nanos_opt().unwrap()
     }
 
-    /// The SQL of every row of `audit_log` as a query of `log` reads it, in time order.
-    async fn queried(log: &AuditLog) -> Vec<String> {
-        let table = log.lake.query_table(log).await.unwrap();
+    /// The SQL of every row of `audit_log` as a query through `lake` reads it, in time order.
+    async fn queried(lake: &AuditLake) -> Vec<String> {
+        let table = lake.query_table().await.unwrap();
         let ctx = SessionContext::new_with_config_rt(
             crate::catalog::session::session_config(),
             crate::catalog::session::runtime_env().unwrap(),
@@ -243,24 +247,30 @@ mod tests {
         DataLocation::open(dir.path().to_str().unwrap()).unwrap()
     }
 
+    /// A front door's audit log writing to the data location in `dir`.
+    fn front_door(dir: &tempfile::TempDir, capacity: usize) -> Arc<AuditLake> {
+        Arc::new(AuditLake::new(Arc::new(AuditLog::new(capacity)), location(dir)))
+    }
+
     #[tokio::test]
     async fn flushed_and_waiting_entries_are_read_once_and_survive_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(100, location(&dir));
-        assert!(queried(&log).await.is_empty(), "a location without the table reads as empty");
+        let lake = front_door(&dir, 100);
+        let log = lake.log.clone();
+        assert!(queried(&lake).await.is_empty(), "a location without the table reads as empty");
         let t = now_ns();
         log.record(entry("ana", "SELECT 'P-1'", t));
         log.record(entry("bo", "SELECT 2", t + 1));
-        assert_eq!(log.lake.flush(&log).await.unwrap(), 2);
+        assert_eq!(lake.flush().await.unwrap(), 2);
         log.record(entry("ana", "SELECT 3", t + 2));
         // Committed and waiting together, each once.
-        assert_eq!(queried(&log).await, ["SELECT 'P-1'", "SELECT 2", "SELECT 3"]);
-        assert_eq!(log.lake.flush(&log).await.unwrap(), 1);
-        assert_eq!(log.lake.flush(&log).await.unwrap(), 0, "nothing waits: no commit");
+        assert_eq!(queried(&lake).await, ["SELECT 'P-1'", "SELECT 2", "SELECT 3"]);
+        assert_eq!(lake.flush().await.unwrap(), 1);
+        assert_eq!(lake.flush().await.unwrap(), 0, "nothing waits: no commit");
         assert_eq!(log.stats().written.load(Ordering::Relaxed), 3);
 
         // A new process on the same location reads what the first committed.
-        let restarted = AuditLog::new(100, location(&dir));
+        let restarted = front_door(&dir, 100);
         assert_eq!(queried(&restarted).await, ["SELECT 'P-1'", "SELECT 2", "SELECT 3"]);
         let table = LakeTable::open(&location(&dir), AUDIT_TABLE, None).await.unwrap().unwrap();
         assert_eq!((table.version(), table.row_count()), (2, 3), "created, then one commit per flush");
@@ -269,61 +279,63 @@ mod tests {
     #[tokio::test]
     async fn a_flush_that_fails_keeps_its_entries_for_the_next() {
         let dir = tempfile::tempdir().unwrap();
-        let log = AuditLog::new(100, location(&dir));
+        let lake = front_door(&dir, 100);
+        let log = lake.log.clone();
         // A file where the table's directory belongs: every write under it fails.
         let blocker = dir.path().join(AUDIT_TABLE);
         std::fs::write(&blocker, b"not a directory").unwrap();
         let t = now_ns();
         log.record(entry("ana", "SELECT 1", t));
-        assert!(log.lake.flush(&log).await.is_err());
+        assert!(lake.flush().await.is_err());
         log.record(entry("ana", "SELECT 2", t + 1));
         assert_eq!(log.stats().flush_failures.load(Ordering::Relaxed), 1);
         assert_eq!(log.waiting().entries.len(), 2);
 
         std::fs::remove_file(&blocker).unwrap();
-        assert_eq!(log.lake.flush(&log).await.unwrap(), 2);
-        assert_eq!(queried(&log).await, ["SELECT 1", "SELECT 2"]);
+        assert_eq!(lake.flush().await.unwrap(), 2);
+        assert_eq!(queried(&lake).await, ["SELECT 1", "SELECT 2"]);
     }
 
     #[tokio::test]
     async fn front_doors_appending_at_once_all_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let doors: Vec<Arc<AuditLog>> = (0..4).map(|_| Arc::new(AuditLog::new(100, location(&dir)))).collect();
+        let doors: Vec<Arc<AuditLake>> = (0..4).map(|_| front_door(&dir, 100)).collect();
         let t = now_ns();
         for round in 0..3 {
             for (i, door) in doors.iter().enumerate() {
-                door.record(entry("ana", &format!("door {i} round {round}"), t + round));
+                door.log.record(entry("ana", &format!("door {i} round {round}"), t + round));
             }
             // Every door commits at once from the snapshot it last saw.
             let flushes = doors.iter().map(|door| {
                 let door = door.clone();
-                tokio::spawn(async move { door.lake.flush(&door).await })
+                tokio::spawn(async move { door.flush().await })
             });
             for flushed in futures::future::join_all(flushes).await {
                 assert_eq!(flushed.unwrap().unwrap(), 1, "round {round}");
             }
         }
-        assert_eq!(queried(&AuditLog::new(1, location(&dir))).await.len(), 12);
+        assert_eq!(queried(&front_door(&dir, 1)).await.len(), 12);
     }
 
     #[tokio::test]
     async fn retention_deletes_old_entries_only_and_the_flusher_writes_the_rest_when_stopped() {
         let dir = tempfile::tempdir().unwrap();
-        let log = Arc::new(AuditLog::new(100, location(&dir)));
+        let lake = front_door(&dir, 100);
+        let log = lake.log.clone();
         let day_ns = 86_400 * 1_000_000_000_i64;
         log.record(entry("ana", "last year", now_ns() - 400 * day_ns));
         log.record(entry("ana", "yesterday", now_ns() - day_ns));
-        log.lake.flush(&log).await.unwrap();
+        lake.flush().await.unwrap();
         let cutoff_ms = chrono::Utc::now().timestamp_millis() - 365 * 86_400_000;
         assert_eq!(expire_audit_before(&location(&dir), cutoff_ms).await.unwrap(), 1);
-        assert_eq!(queried(&log).await, ["yesterday"]);
+        assert_eq!(queried(&lake).await, ["yesterday"]);
 
         let shutdown = CancellationToken::new();
-        let flusher = tokio::spawn(run_flusher(log.clone(), shutdown.clone()));
+        let flusher = tokio::spawn(run_flusher(lake.clone(), shutdown.clone()));
         log.record(entry("ana", "today", now_ns()));
         shutdown.cancel();
         flusher.await.unwrap();
         assert!(log.waiting().entries.is_empty(), "written when the flusher stopped");
-        assert_eq!(queried(&AuditLog::new(1, location(&dir))).await, ["yesterday", "today"]);
+        assert_eq!(queried(&front_door(&dir, 1)).await, ["yesterday", "today"]);
     }
 }

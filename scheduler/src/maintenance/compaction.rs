@@ -20,7 +20,6 @@ use vitalflow_udf_model::schema::table;
 
 use crate::config::CompactionConfig;
 use crate::error::Result;
-use crate::front_door::audit::AUDIT_TABLE;
 
 /// Tables compacted: those written a file per flush or per micro-batch, the audit log (a file per
 /// flush of each front door), and the alert keeper's (a file per change of `alert_events`; `alerts`,
@@ -32,7 +31,7 @@ const COMPACTED: [&str; 7] = [
     table::RISK_ALERTS,
     table::ALERT_EVENTS,
     table::ALERTS,
-    AUDIT_TABLE,
+    table::AUDIT_LOG,
 ];
 
 /// Tables whose every version replaces the last (one file rewritten per micro-batch): never OPTIMIZEd,
@@ -43,8 +42,14 @@ const REPLACED: [&str; 2] = [table::PATIENT_LATEST, ETL_STATE_TABLE];
 /// (the audit log commits up to once a second per front door; nothing reads it by version).
 /// The alert tables are left to Delta's own clean-up: they commit only when alerts change, and their
 /// sinks resume from versions the log must still hold.
-const LOG_TRIMMED: [&str; 6] =
-    [table::VITALS_RAW, table::VITALS_CLEAN, table::DEAD_LETTERS, table::PATIENT_LATEST, ETL_STATE_TABLE, AUDIT_TABLE];
+const LOG_TRIMMED: [&str; 6] = [
+    table::VITALS_RAW,
+    table::VITALS_CLEAN,
+    table::DEAD_LETTERS,
+    table::PATIENT_LATEST,
+    ETL_STATE_TABLE,
+    table::AUDIT_LOG,
+];
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -11,7 +11,6 @@ use vitalflow_udf_model::schema::table;
 
 use crate::config::RetentionConfig;
 use crate::error::Result;
-use crate::front_door::audit::AUDIT_TABLE;
 use crate::maintenance::compaction::oldest_unprocessed_commit;
 
 /// Tables retention applies to, with the column that says when a row was landed.
@@ -47,7 +46,7 @@ fn days_ago_ms(days: u64) -> i64 {
 /// how many went. The front doors' appends go on meanwhile: they are blind appends, which Delta's
 /// conflict check lets this DELETE commit beside.
 pub async fn expire_audit_before(location: &DataLocation, cutoff_ms: i64) -> Result<usize> {
-    match LakeTable::open(location, AUDIT_TABLE, None).await? {
+    match LakeTable::open(location, table::AUDIT_LOG, None).await? {
         Some(mut audit) => Ok(audit.delete_before("time", cutoff_ms).await?),
         None => Ok(0),
     }

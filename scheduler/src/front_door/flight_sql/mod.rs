@@ -48,6 +48,7 @@ use crate::cluster::ClusterJobs;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
 use crate::front_door::audit::{AUDIT_SCHEMA, AUDIT_TABLE, AuditLog, Outcome};
+use crate::front_door::audit_lake::AuditLake;
 use crate::front_door::auth::{Authenticator, Principal};
 
 type DoGetStream = <FlightSqlEndpoint as FlightService>::DoGetStream;
@@ -58,6 +59,8 @@ pub struct FlightSqlEndpoint {
     ctx: datafusion::prelude::SessionContext,
     auth: Arc<Authenticator>,
     audit: Arc<AuditLog>,
+    /// The Delta table the audit log is written to, and read from.
+    audit_lake: Arc<AuditLake>,
     limits: QueryLimits,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
@@ -120,12 +123,15 @@ impl FlightSqlEndpoint {
         // Listed (to admins: `table_access`) by GetTables and information_schema; queries naming it
         // read its Delta table and the entries waiting to be written.
         register_placeholder(&ctx, AUDIT_TABLE, AUDIT_SCHEMA.clone())?;
+        let audit = Arc::new(AuditLog::new(config.audit_window));
+        let audit_lake = Arc::new(AuditLake::new(audit.clone(), location));
         let sql_info = sql_info::sql_info().map_err(|e| Error::Config(format!("building SqlInfo: {e}")))?;
         let xdbc_info = sql_info::xdbc_type_info().map_err(|e| Error::Config(format!("building type info: {e}")))?;
         Ok(FlightSqlEndpoint {
             ctx,
             auth: Arc::new(Authenticator::new(&config.auth)?),
-            audit: Arc::new(AuditLog::new(config.audit_window, location)),
+            audit,
+            audit_lake,
             limits: QueryLimits {
                 timeout: Duration::from_secs(config.query_timeout_seconds),
                 max_result_bytes: config.max_result_mb.saturating_mul(1024 * 1024),
@@ -199,7 +205,7 @@ impl FlightSqlEndpoint {
         let inputs = PlanInputs {
             ctx: self.ctx.clone(),
             local: self.local.clone(),
-            audit: self.audit.clone(),
+            audit: self.audit_lake.clone(),
             progress: self.progress.clone(),
             who: who.clone(),
             sql: handle.sql.clone(),

@@ -18,7 +18,8 @@ use tonic::Status;
 
 use crate::catalog::cluster_plan::cluster_refusal;
 use crate::etl::progress::{PROGRESS_TABLE, read_progress};
-use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
+use crate::front_door::audit::AUDIT_TABLE;
+use crate::front_door::audit_lake::AuditLake;
 use crate::front_door::auth::Principal;
 use crate::front_door::flight_sql::ProgressSource;
 use crate::front_door::sql_limits::SqlLimits;
@@ -121,7 +122,7 @@ fn names_table(refs: &[TableReference], name: &str) -> bool {
 pub(crate) async fn plan(
     ctx: &SessionContext,
     local: Option<&SessionContext>,
-    audit: &AuditLog,
+    audit: &AuditLake,
     progress: Option<&ProgressSource>,
     who: &Principal,
     sql: &str,
@@ -185,9 +186,9 @@ fn only_registered_tables(ctx: &SessionContext, plan: &LogicalPlan) -> Result<()
 }
 
 /// A context holding only `audit_log`: its committed table and this process's waiting entries.
-async fn audit_context(audit: &AuditLog) -> Result<SessionContext, Status> {
+async fn audit_context(audit: &AuditLake) -> Result<SessionContext, Status> {
     let unavailable = |e: crate::error::Error| Status::unavailable(format!("reading the audit log: {e}"));
-    let table = audit.lake.query_table(audit).await.map_err(unavailable)?;
+    let table = audit.query_table().await.map_err(unavailable)?;
     // The scan reads the lake's files: the runtime knows its object stores.
     let runtime = crate::catalog::session::runtime_env().map_err(query_status)?;
     let state = datafusion::execution::SessionStateBuilder::new()
@@ -237,7 +238,7 @@ impl QueryLimits {
 pub(crate) struct PlanInputs {
     pub(crate) ctx: SessionContext,
     pub(crate) local: Option<SessionContext>,
-    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) audit: Arc<AuditLake>,
     pub(crate) progress: Option<Arc<ProgressSource>>,
     pub(crate) who: Principal,
     pub(crate) sql: String,
@@ -319,7 +320,7 @@ mod tests {
     async fn run(ctx: &SessionContext, role: Role, sql: &str) -> Result<Vec<RecordBatch>, Status> {
         let who = Principal { name: "ana".into(), role };
         let location = vitalflow_udf_model::lake::DataLocation::open("memory://").unwrap();
-        let audit = AuditLog::new(10, location);
+        let audit = AuditLake::new(Arc::new(crate::front_door::audit::AuditLog::new(10)), location);
         let frame = plan(ctx, Some(ctx), &audit, None, &who, sql, Binding::Execute(None)).await?;
         Ok(frame.collect().await.unwrap())
     }

@@ -129,7 +129,7 @@ pub async fn start_flight_sql(
     // Set on the incoming stream: tonic ignores its builder's nodelay with serve_with_incoming.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let auth = endpoint.authenticator();
-    let audit = endpoint.audit.clone();
+    let audit = endpoint.audit_lake.clone();
     let flusher = tokio::spawn(run_flusher(audit.clone(), shutdown.clone()));
     let service = FlightServiceServer::new(FrontDoorService::new(endpoint))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)

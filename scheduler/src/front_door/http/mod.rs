@@ -141,7 +141,7 @@ impl HttpStats {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
         if let Some(audit) = audit {
-            crate::metrics::render_audit(&mut page, audit);
+            audit.render(&mut page);
         }
         page.finish()
     }
