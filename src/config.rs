@@ -44,7 +44,8 @@ pub struct VitalflowConfig {
     pub http: HttpConfig,
     /// Background compaction of small files (scheduler process).
     pub compaction: CompactionConfig,
-    /// Deleting data older than N days (scheduler process; off by default).
+    /// Deleting old data (scheduler process): the data tables after `days` (off by default), the audit
+    /// log after `audit_days`.
     pub retention: RetentionConfig,
     /// Alerts to a Kafka topic and a webhook (scheduler process, beside the ETL driver).
     pub alerts: AlertsConfig,

@@ -350,7 +350,9 @@ pub struct FlightSqlConfig {
     /// Most result data one query may return, in MiB of Arrow memory: protects the server from a
     /// runaway `SELECT *`; clients should aggregate or narrow the time range.
     pub max_result_mb: u64,
-    /// Audit entries kept in memory for the `audit_log` table (the log events are the durable record).
+    /// Most audit entries held in memory until they are appended to the `audit_log` table (every
+    /// second, or at once when 1,000 wait). Only fills while the data location is unreachable; then new
+    /// entries are left out of the table (counted on `/metrics`; their log events are still written).
     pub audit_window: usize,
     /// Longest SQL text a query may have, in bytes; longer ones are refused before parsing.
     pub max_sql_bytes: usize,
@@ -418,6 +420,12 @@ impl FlightSqlConfig {
         if self.max_queries_per_user == 0 || self.max_value_mb == 0 || self.in_process_memory_mb == 0 {
             return Err(Error::Config(
                 "flight_sql.max_queries_per_user, max_value_mb and in_process_memory_mb must be above 0".into(),
+            ));
+        }
+        if self.audit_window == 0 {
+            return Err(Error::Config(
+                "flight_sql.audit_window must be above 0: it holds the audit entries until they are written to audit_log"
+                    .into(),
             ));
         }
         if self.max_sql_bytes == 0 || self.max_expression_terms == 0 || self.max_nesting_depth == 0 {
@@ -493,9 +501,9 @@ pub struct CompactionConfig {
     /// every file; must exceed `flight_sql.query_timeout_seconds`.
     pub grace_seconds: u64,
     /// Minutes the Delta log of the tables written every micro-batch (`vitals_raw`, `vitals_clean`,
-    /// `dead_letters`, `patient_latest`, the ETL's state) keeps its commits: how far back `table_at` by
-    /// version and a table's history reach. Commits the ETL has not read are kept whatever their age. At
-    /// least `grace_seconds`; 0 leaves the clean-up to Delta (2 days, at checkpoints).
+    /// `dead_letters`, `patient_latest`, the ETL's state) and of `audit_log` keeps its commits: how far
+    /// back `table_at` by version and a table's history reach. Commits the ETL has not read are kept
+    /// whatever their age. At least `grace_seconds`; 0 leaves the clean-up to Delta (2 days, at checkpoints).
     pub log_retention_minutes: u64,
 }
 
@@ -536,14 +544,24 @@ impl CompactionConfig {
     }
 }
 
-/// Deleting old data. Off by default: clinical data is kept until someone decides otherwise.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+/// Deleting old data. Clinical data is kept until someone decides otherwise (`days` is off by
+/// default); the audit log is kept a year.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetentionConfig {
     /// Delete rows of `vitals_raw`, `vitals_clean` and `dead_letters` landed more than this many days
     /// ago (Delta DELETE); 0 keeps everything. Rows the ETL has not processed are always kept.
     /// Runs every `compaction.interval_seconds`, also when compaction itself is off.
     pub days: u64,
+    /// Delete entries of `audit_log` older than this many days (by `time`, Delta DELETE) in the same
+    /// pass; 0 keeps them forever. A year by default: long enough for an incident review, bounded.
+    pub audit_days: u64,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { days: 0, audit_days: 365 }
+    }
 }
 
 /// Authentication settings (`[flight_sql.auth]`).

@@ -219,6 +219,7 @@ pub async fn start(
     // One authenticator for Flight SQL and HTTP, so that a token from the handshake works on both.
     let mut authenticator = None;
     let mut admission = None;
+    let mut audit_stats = None;
     if config.flight_sql.enabled {
         let mut ctx = session::remote_context(&target, &credentials, &location, &forest).await?;
         register_bounded(&mut ctx, max_value)
@@ -227,12 +228,13 @@ pub async fn start(
             session::front_door_local_context(&location, &forest, config.flight_sql.in_process_memory_mb, max_value)?;
         let progress =
             ProgressSource { location: location.clone(), stats: config.etl.enabled.then(|| etl_stats.clone()) };
-        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql)?
+        let endpoint = FlightSqlEndpoint::new(ctx, &config.flight_sql, location.clone())?
             .with_cluster_jobs(scheduler.jobs.clone())
             .with_local_context(local)
             .with_etl_progress(progress)?;
         authenticator = Some(endpoint.authenticator());
         admission = Some(endpoint.admission_stats());
+        audit_stats = Some(endpoint.audit_stats());
         let running = start_flight_sql(&config.flight_sql, endpoint, shutdown.clone()).await?;
         flight_sql = Some(running.addr);
         tasks.push(running.task);
@@ -248,6 +250,7 @@ pub async fn start(
             alerts: alert_keeper,
             jobs: Some(scheduler.jobs.clone()),
             queries: admission,
+            audit: audit_stats,
         };
         let running =
             front_door::http::start_http(&config.http, forest.clone(), auth, services, shutdown.clone()).await?;

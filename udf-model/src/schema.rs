@@ -99,6 +99,9 @@ pub mod table {
     pub const ALERTS: &str = "alerts";
     /// Every change of an alert (raised, acknowledged, escalated, dismissed, resolved), append-only.
     pub const ALERT_EVENTS: &str = "alert_events";
+    /// Every Flight SQL query and refused call (who, when, the SQL, how it ended), written by the front
+    /// door; admins only.
+    pub const AUDIT_LOG: &str = "audit_log";
 }
 
 fn utc_nanos() -> DataType {

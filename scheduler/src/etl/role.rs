@@ -161,7 +161,7 @@ impl EtlRole {
                 Err(error) => tracing::error!(%error, "The alert keeper could not start; alert actions are refused."),
             }
         }
-        if self.compaction.enabled || self.retention.days > 0 {
+        if self.compaction.enabled || self.retention.days > 0 || self.retention.audit_days > 0 {
             let (location, compaction, retention) =
                 (self.location.clone(), self.compaction.clone(), self.retention.clone());
             tasks.push(tokio::spawn(maintenance::run(location, compaction, retention, held.clone())));

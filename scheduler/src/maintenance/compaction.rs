@@ -21,26 +21,35 @@ use vitalflow_udf_model::schema::table;
 use crate::config::CompactionConfig;
 use crate::error::Result;
 
-/// Tables compacted: those written a file per flush or per micro-batch, and the alert keeper's (a file per
-/// change of `alert_events`; `alerts`, one file rewritten each time, is never OPTIMIZEd, only vacuumed).
-const COMPACTED: [&str; 6] = [
+/// Tables compacted: those written a file per flush or per micro-batch, the audit log (a file per
+/// flush of each front door), and the alert keeper's (a file per change of `alert_events`; `alerts`,
+/// one file rewritten each time, is never OPTIMIZEd, only vacuumed).
+const COMPACTED: [&str; 7] = [
     table::VITALS_RAW,
     table::VITALS_CLEAN,
     table::DEAD_LETTERS,
     table::RISK_ALERTS,
     table::ALERT_EVENTS,
     table::ALERTS,
+    table::AUDIT_LOG,
 ];
 
 /// Tables whose every version replaces the last (one file rewritten per micro-batch): never OPTIMIZEd,
 /// but the files each commit replaced must be vacuumed or they pile up.
 const REPLACED: [&str; 2] = [table::PATIENT_LATEST, ETL_STATE_TABLE];
 
-/// Tables with a commit per flush or micro-batch whose log is trimmed to `compaction.log_retention_minutes`.
+/// Tables with a commit per flush or micro-batch whose log is trimmed to `compaction.log_retention_minutes`
+/// (the audit log commits up to once a second per front door; nothing reads it by version).
 /// The alert tables are left to Delta's own clean-up: they commit only when alerts change, and their
 /// sinks resume from versions the log must still hold.
-const LOG_TRIMMED: [&str; 5] =
-    [table::VITALS_RAW, table::VITALS_CLEAN, table::DEAD_LETTERS, table::PATIENT_LATEST, ETL_STATE_TABLE];
+const LOG_TRIMMED: [&str; 6] = [
+    table::VITALS_RAW,
+    table::VITALS_CLEAN,
+    table::DEAD_LETTERS,
+    table::PATIENT_LATEST,
+    ETL_STATE_TABLE,
+    table::AUDIT_LOG,
+];
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Keeping the lake small and bounded while the pipeline runs: compaction (Delta OPTIMIZE, then VACUUM)
-//! merges small files, retention (Delta DELETE) drops rows older than `retention.days`. Both run beside
-//! the ETL driver, one pass at a time, and never change what a query sees except by the rows retention
-//! is configured to drop.
+//! merges small files, retention (Delta DELETE) drops rows older than `retention.days` and audit
+//! entries older than `retention.audit_days`. Both run beside the ETL driver, one pass at a time, and
+//! never change what a query sees except by the rows retention is configured to drop.
 
 pub mod compaction;
 pub mod retention;
@@ -33,10 +33,15 @@ pub async fn run(
                 Err(error) => tracing::warn!(error = %error, "Compaction pass failed; the next pass retries."),
             }
         }
-        if retention.days > 0 {
+        if retention.days > 0 || retention.audit_days > 0 {
             match retention::expire_once(&location, &retention).await {
                 Ok(0) => {}
-                Ok(deleted) => tracing::info!(deleted, days = retention.days, "Retention pass deleted old rows."),
+                Ok(deleted) => tracing::info!(
+                    deleted,
+                    days = retention.days,
+                    audit_days = retention.audit_days,
+                    "Retention pass deleted old rows."
+                ),
                 Err(error) => tracing::warn!(error = %error, "Retention pass failed; the next pass retries."),
             }
         }

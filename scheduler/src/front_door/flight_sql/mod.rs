@@ -52,6 +52,7 @@ use crate::cluster::ClusterJobs;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
 use crate::front_door::audit::{AUDIT_SCHEMA, AUDIT_TABLE, AuditLog, Outcome};
+use crate::front_door::audit_lake::AuditLake;
 use crate::front_door::auth::{Authenticator, Principal};
 
 type DoGetStream = <FlightSqlEndpoint as FlightService>::DoGetStream;
@@ -62,6 +63,8 @@ pub struct FlightSqlEndpoint {
     ctx: datafusion::prelude::SessionContext,
     auth: Arc<Authenticator>,
     audit: Arc<AuditLog>,
+    /// The Delta table the audit log is written to, and read from.
+    audit_lake: Arc<AuditLake>,
     limits: QueryLimits,
     sql_info: Arc<SqlInfoData>,
     xdbc_info: Arc<XdbcTypeInfoData>,
@@ -115,18 +118,26 @@ fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 }
 
 impl FlightSqlEndpoint {
-    /// The service; `ctx` must have vitalflow's tables and functions registered.
-    pub fn new(ctx: datafusion::prelude::SessionContext, config: &FlightSqlConfig) -> Result<FlightSqlEndpoint> {
+    /// The service; `ctx` must have vitalflow's tables and functions registered. The audit log is
+    /// written to the table `audit_log` under `location` once [`start_flight_sql`] serves it.
+    pub fn new(
+        ctx: datafusion::prelude::SessionContext,
+        config: &FlightSqlConfig,
+        location: vitalflow_udf_model::lake::DataLocation,
+    ) -> Result<FlightSqlEndpoint> {
         config.validate()?;
         // Listed (to admins: `table_access`) by GetTables and information_schema; queries naming it
-        // run on a snapshot of the window.
+        // read its Delta table and the entries waiting to be written.
         register_placeholder(&ctx, AUDIT_TABLE, AUDIT_SCHEMA.clone())?;
+        let audit = Arc::new(AuditLog::new(config.audit_window));
+        let audit_lake = Arc::new(AuditLake::new(audit.clone(), location));
         let sql_info = sql_info::sql_info().map_err(|e| Error::Config(format!("building SqlInfo: {e}")))?;
         let xdbc_info = sql_info::xdbc_type_info().map_err(|e| Error::Config(format!("building type info: {e}")))?;
         Ok(FlightSqlEndpoint {
             ctx,
             auth: Arc::new(Authenticator::new(&config.auth)?),
-            audit: Arc::new(AuditLog::new(config.audit_window)),
+            audit,
+            audit_lake,
             limits: QueryLimits {
                 timeout: Duration::from_secs(config.query_timeout_seconds),
                 max_result_bytes: config.max_result_mb.saturating_mul(1024 * 1024),
@@ -167,6 +178,11 @@ impl FlightSqlEndpoint {
     pub fn with_cluster_jobs(mut self, jobs: ClusterJobs) -> FlightSqlEndpoint {
         self.jobs = Some(jobs);
         self
+    }
+
+    /// The audit log's counters, for `/metrics`.
+    pub fn audit_stats(&self) -> Arc<crate::front_door::audit::AuditStats> {
+        self.audit.stats()
     }
 
     /// The authenticator, shared with the transport layer.
@@ -216,7 +232,7 @@ impl FlightSqlEndpoint {
         let inputs = PlanInputs {
             ctx: self.ctx.clone(),
             local: self.local.clone(),
-            audit: self.audit.clone(),
+            audit: self.audit_lake.clone(),
             progress: self.progress.clone(),
             who: who.clone(),
             sql: handle.sql.clone(),

@@ -18,7 +18,8 @@ use tonic::Status;
 
 use crate::catalog::cluster_plan::cluster_refusal;
 use crate::etl::progress::{PROGRESS_TABLE, read_progress};
-use crate::front_door::audit::{AUDIT_TABLE, AuditLog};
+use crate::front_door::audit::AUDIT_TABLE;
+use crate::front_door::audit_lake::AuditLake;
 use crate::front_door::auth::Principal;
 use crate::front_door::flight_sql::ProgressSource;
 use crate::front_door::sql_limits::SqlLimits;
@@ -80,12 +81,12 @@ fn names_table(refs: &[TableReference], name: &str) -> bool {
 
 /// Plans `sql` read-only for `who`, its parameters typed and bound as `binding` says. A table the
 /// caller's role may not read is refused by name, and `information_schema` lists only the tables it
-/// may read ([`table_access`]). Queries of `audit_log` run on a snapshot of the in-memory window;
-/// queries of `etl_progress` on a snapshot of the figures read now.
+/// may read ([`table_access`]). Queries of `audit_log` run in this process on its Delta table and the
+/// entries not yet written to it; queries of `etl_progress` on a snapshot of the figures read now.
 pub(crate) async fn plan(
     ctx: &SessionContext,
     local: Option<&SessionContext>,
-    audit: &AuditLog,
+    audit: &AuditLake,
     progress: Option<&ProgressSource>,
     who: &Principal,
     sql: &str,
@@ -99,7 +100,7 @@ pub(crate) async fn plan(
     }
     let mut on_cluster = false;
     let ctx = if names_table(&refs, AUDIT_TABLE) {
-        audit_context(audit)?
+        audit_context(audit).await?
     } else if let Some(progress) = progress
         && names_table(&refs, PROGRESS_TABLE)
     {
@@ -148,10 +149,18 @@ fn only_registered_tables(ctx: &SessionContext, plan: &LogicalPlan) -> Result<()
     }
 }
 
-fn audit_context(audit: &AuditLog) -> Result<SessionContext, Status> {
-    let snapshot = audit.snapshot().map_err(|e| Status::internal(format!("reading the audit log: {e}")))?;
-    let table = MemTable::try_new(snapshot.schema(), vec![vec![snapshot]]).map_err(query_status)?;
-    let ctx = SessionContext::new_with_config(crate::catalog::session::session_config());
+/// A context holding only `audit_log`: its committed table and this process's waiting entries.
+async fn audit_context(audit: &AuditLake) -> Result<SessionContext, Status> {
+    let unavailable = |e: crate::error::Error| Status::unavailable(format!("reading the audit log: {e}"));
+    let table = audit.query_table().await.map_err(unavailable)?;
+    // The scan reads the lake's files: the runtime knows its object stores.
+    let runtime = crate::catalog::session::runtime_env().map_err(query_status)?;
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(crate::catalog::session::session_config())
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     ctx.register_table(AUDIT_TABLE, Arc::new(table)).map_err(query_status)?;
     Ok(ctx)
 }
@@ -193,7 +202,7 @@ impl QueryLimits {
 pub(crate) struct PlanInputs {
     pub(crate) ctx: SessionContext,
     pub(crate) local: Option<SessionContext>,
-    pub(crate) audit: Arc<AuditLog>,
+    pub(crate) audit: Arc<AuditLake>,
     pub(crate) progress: Option<Arc<ProgressSource>>,
     pub(crate) who: Principal,
     pub(crate) sql: String,
@@ -259,7 +268,8 @@ mod tests {
 
     async fn run(ctx: &SessionContext, role: Role, sql: &str) -> Result<Vec<RecordBatch>, Status> {
         let who = Principal { name: "ana".into(), role };
-        let audit = AuditLog::new(10);
+        let location = vitalflow_udf_model::lake::DataLocation::open("memory://").unwrap();
+        let audit = AuditLake::new(Arc::new(crate::front_door::audit::AuditLog::new(10)), location);
         let frame = plan(ctx, Some(ctx), &audit, None, &who, sql, Binding::Execute(None)).await?;
         Ok(frame.collect().await.unwrap())
     }

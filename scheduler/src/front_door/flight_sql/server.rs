@@ -20,6 +20,7 @@ use super::FlightSqlEndpoint;
 use super::service::FrontDoorService;
 use crate::config::FlightSqlConfig;
 use crate::error::{Error, Result};
+use crate::front_door::audit_lake::{flush_at_exit, run_flusher};
 use crate::front_door::auth::Authenticator;
 
 /// The one call that may arrive without a token: it is where Basic credentials become one.
@@ -91,7 +92,7 @@ pub(super) fn peer_ip(extensions: &http::Extensions) -> Option<IpAddr> {
 pub struct RunningFlightSql {
     /// Bound address.
     pub addr: SocketAddr,
-    /// Server task; ends when the shutdown token is cancelled.
+    /// Server task; ends when the shutdown token is cancelled, once the audit log is written.
     pub task: JoinHandle<()>,
 }
 
@@ -128,6 +129,8 @@ pub async fn start_flight_sql(
     // Set on the incoming stream: tonic ignores its builder's nodelay with serve_with_incoming.
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let auth = endpoint.authenticator();
+    let audit = endpoint.audit_lake.clone();
+    let flusher = tokio::spawn(run_flusher(audit.clone(), shutdown.clone()));
     let service = FlightServiceServer::new(FrontDoorService::new(endpoint))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -139,6 +142,9 @@ pub async fn start_flight_sql(
         if let Err(error) = served {
             tracing::error!(error = %error, "Flight SQL server stopped.");
         }
+        // The flusher's last flush ran when the shutdown began; queries that ended since are flushed here.
+        let _ = flusher.await;
+        flush_at_exit(&audit).await;
     });
     let scheme = if config.tls_cert_path.is_empty() { "grpc" } else { "grpc+tls" };
     tracing::info!(%addr, scheme, auth_required = config.auth.required, "Flight SQL listening.");

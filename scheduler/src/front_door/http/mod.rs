@@ -42,6 +42,7 @@ use crate::cluster::ClusterJobs;
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
+use crate::front_door::audit::AuditStats;
 use crate::front_door::auth::Authenticator;
 use crate::front_door::flight_sql::AdmissionStats;
 use crate::ward_alerts::AlertKeeperHandle;
@@ -73,6 +74,7 @@ struct HttpState {
     alerts: Option<AlertKeeperHandle>,
     jobs: Option<ClusterJobs>,
     queries: Option<Arc<AdmissionStats>>,
+    audit: Option<Arc<AuditStats>>,
 }
 
 /// Counters of `/predict_batch`, rendered on `/metrics`.
@@ -103,6 +105,7 @@ impl HttpStats {
         alerts: Option<&AlertKeeperHandle>,
         jobs: Option<(usize, usize)>,
         queries: Option<&AdmissionStats>,
+        audit: Option<&AuditStats>,
     ) -> String {
         let mut page = Exposition::new();
         let name = "vitalflow_http_predict_batch_responses_total";
@@ -151,6 +154,9 @@ impl HttpStats {
         if let Some(queries) = queries {
             queries.render(&mut page);
         }
+        if let Some(audit) = audit {
+            audit.render(&mut page);
+        }
         page.finish()
     }
 }
@@ -192,6 +198,8 @@ pub struct HttpServices {
     pub jobs: Option<ClusterJobs>,
     /// The Flight SQL front door's admission counters (on `/metrics`).
     pub queries: Option<Arc<AdmissionStats>>,
+    /// The Flight SQL audit log's counters (on `/metrics`), when Flight SQL runs in this process.
+    pub audit: Option<Arc<AuditStats>>,
 }
 
 /// The HTTP routes over a model.
@@ -210,6 +218,7 @@ pub fn router(
         alerts: services.alerts,
         jobs: services.jobs,
         queries: services.queries,
+        audit: services.audit,
     });
     Router::new()
         .route("/alerts", get(alerts::list_alerts))
@@ -228,8 +237,14 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         Some(jobs) => jobs.held().await,
         None => None,
     };
-    let text =
-        state.stats.render(state.etl.as_deref(), &state.auth, state.alerts.as_ref(), jobs, state.queries.as_deref());
+    let text = state.stats.render(
+        state.etl.as_deref(),
+        &state.auth,
+        state.alerts.as_ref(),
+        jobs,
+        state.queries.as_deref(),
+        state.audit.as_deref(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }
 
@@ -546,7 +561,9 @@ mod tests {
         auth.backoff().failed("ana", None);
         let queries = AdmissionStats::default();
         queries.refused.fetch_add(3, Ordering::Relaxed);
-        let text = stats.render(Some(&etl), &auth, None, None, Some(&queries));
+        let audit = AuditStats::default();
+        audit.dropped.fetch_add(3, Ordering::Relaxed);
+        let text = stats.render(Some(&etl), &auth, None, None, Some(&queries), Some(&audit));
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
@@ -558,6 +575,8 @@ mod tests {
             "vitalflow_etl_batches_total 5",
             "vitalflow_flight_sql_queries_queued_total 0",
             "vitalflow_flight_sql_queries_refused_total 3",
+            "vitalflow_audit_entries_dropped_total 3",
+            "vitalflow_audit_entries_waiting 0",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
