@@ -170,7 +170,7 @@ pub async fn start_scheduler(
         .await
         .map_err(ballista("creating scheduler"))?;
     let jobs = ClusterJobs { server: server.clone() };
-    let grpc = credentials.server(tonic::transport::Server::builder()).map_err(|e| Error::Config(e.to_string()))?;
+    let grpc = credentials.server(tonic::transport::Server::builder())?;
     let task = tokio::spawn(serve_grpc(listener, grpc, server, credentials, shutdown));
     tracing::info!(%addr, "Ballista scheduler listening.");
     Ok(RunningScheduler { addr, task, jobs })

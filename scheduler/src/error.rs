@@ -63,6 +63,10 @@ pub enum Error {
     /// Landing output failed.
     #[error(transparent)]
     Landing(#[from] vitalflow_ingest::Error),
+    /// The cluster's settings (its key, its TLS files) are unusable: the executor crate's error, which
+    /// names the setting already.
+    #[error(transparent)]
+    Cluster(#[from] vitalflow_executor::Error),
     /// Reading or writing the lake failed (a store error is retryable).
     #[error(transparent)]
     Lake(#[from] vitalflow_udf_model::lake::LakeError),

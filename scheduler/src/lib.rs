@@ -159,10 +159,7 @@ pub async fn start(
     }
     // Fails before anything starts when the SQL file is unreadable, or the data of an earlier format.
     etl::sql::load(&config.etl, None)?;
-    let credentials = config
-        .cluster
-        .credentials(&[("scheduler.bind_host", &config.scheduler.bind_host)])
-        .map_err(|e| Error::Config(e.to_string()))?;
+    let credentials = config.cluster.credentials(&[("scheduler.bind_host", &config.scheduler.bind_host)])?;
     vitalflow_udf_model::lake::format::ensure_current_format(&location).await?;
     // The scheduler stops last, once its clients (the ETL, Flight SQL) have finished.
     let scheduler_shutdown = CancellationToken::new();
