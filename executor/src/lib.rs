@@ -173,6 +173,11 @@ impl ExecutorService {
         }
     }
 
+    /// Whether the executor has ended (see [`ExecutorService::join`]), without waiting.
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
     /// Cancels the shutdown token and waits until the executor has stopped.
     pub async fn stop(self) -> Result<()> {
         self.shutdown.cancel();

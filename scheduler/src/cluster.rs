@@ -20,6 +20,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::bounded::ValueLimit;
 
 use crate::catalog::session::scheduler_session_builder;
+use crate::cluster_executors::ClusterExecutors;
 use crate::config::SchedulerConfig;
 use crate::error::{Error, Result};
 
@@ -32,6 +33,8 @@ pub struct RunningScheduler {
     pub task: JoinHandle<()>,
     /// Cancels jobs of this scheduler.
     pub jobs: ClusterJobs,
+    /// Its executors.
+    pub executors: ClusterExecutors,
 }
 
 /// The scheduler's jobs, as seen from inside its process: the Flight SQL front door and the ETL driver
@@ -170,10 +173,11 @@ pub async fn start_scheduler(
         .await
         .map_err(ballista("creating scheduler"))?;
     let jobs = ClusterJobs { server: server.clone() };
+    let executors = ClusterExecutors::new(server.clone());
     let grpc = credentials.server(tonic::transport::Server::builder())?;
     let task = tokio::spawn(serve_grpc(listener, grpc, server, credentials, shutdown));
     tracing::info!(%addr, "Ballista scheduler listening.");
-    Ok(RunningScheduler { addr, task, jobs })
+    Ok(RunningScheduler { addr, task, jobs, executors })
 }
 
 /// Serves the scheduler's gRPC service (and nothing else: Ballista's REST API, Flight SQL and Flight

@@ -6,6 +6,8 @@ pub mod alerts;
 pub mod catalog;
 /// The Ballista scheduler, started in this process.
 pub mod cluster;
+/// The scheduler's executors: when each was last heard from, and replacements of lost ones.
+pub mod cluster_executors;
 /// Settings of the scheduler process; `Default` is the only place a default is written.
 pub mod config;
 /// The crate's error type.
@@ -86,6 +88,8 @@ pub struct SchedulerProcess {
     pub addrs: SchedulerAddrs,
     /// ETL counters.
     pub etl_stats: Arc<EtlStats>,
+    /// The Ballista scheduler's executors.
+    pub executors: cluster_executors::ClusterExecutors,
     tasks: Vec<JoinHandle<()>>,
     scheduler_task: JoinHandle<()>,
     shutdown: CancellationToken,
@@ -246,6 +250,7 @@ pub async fn start(
             etl: config.etl.enabled.then(|| etl_stats.clone()),
             alerts: alert_keeper,
             jobs: Some(scheduler.jobs.clone()),
+            executors: Some(scheduler.executors.clone()),
             queries: admission,
             audit: audit_stats,
         };
@@ -257,6 +262,7 @@ pub async fn start(
     Ok(SchedulerProcess {
         addrs: SchedulerAddrs { scheduler: scheduler.addr, flight_sql, http },
         etl_stats,
+        executors: scheduler.executors,
         tasks,
         scheduler_task: scheduler.task,
         shutdown,

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use vitalflow_ingest::prometheus::Exposition;
 
 use crate::alerts::SinkStats;
+use crate::cluster_executors::ExecutorCounts;
 use crate::etl::EtlStats;
 use crate::ward_alerts::KeeperStats;
 
@@ -52,6 +53,22 @@ pub fn render_cluster_jobs(page: &mut Exposition, (running, finished): (usize, u
     page.family(name, "gauge", "Jobs the Ballista scheduler holds in memory: running (or queued), and finished ones kept for scheduler.finished_job_seconds.");
     page.sample(name, "state=\"running\"", running);
     page.sample(name, "state=\"finished\"", finished);
+}
+
+/// Appends the scheduler's executors (alive, silent) and the replacements of lost ones to `page`.
+pub fn render_cluster_executors(page: &mut Exposition, counts: ExecutorCounts) {
+    let name = "vitalflow_cluster_executors";
+    page.family(name, "gauge", "Executors registered with the Ballista scheduler: alive (heard from within scheduler.executor_timeout_seconds) or silent.");
+    page.sample(name, "state=\"alive\"", counts.alive);
+    page.sample(name, "state=\"silent\"", counts.silent);
+    let name = "vitalflow_cluster_executors_replaced_total";
+    page.family(
+        name,
+        "counter",
+        "Executors this process replaced (vitalflow up): their task ended, or they went silent.",
+    );
+    page.sample(name, "reason=\"ended\"", counts.replaced_ended);
+    page.sample(name, "reason=\"silent\"", counts.replaced_silent);
 }
 
 /// Appends the alert keeper's counters to `page`.

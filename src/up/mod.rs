@@ -9,6 +9,7 @@ pub mod broker;
 pub mod dashboard;
 pub mod pipeline;
 pub mod run_dir;
+pub mod supervised_executor;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! The pipeline's services in one process: the scheduler with the ETL driver, Flight SQL and the HTTP
-//! API, one executor, and ingest, each started by its crate's `start(config, shutdown)`. `up` runs it
+//! API, one executor (replaced when lost: [`SupervisedExecutor`]), and ingest, each started by its crate's `start(config, shutdown)`. `up` runs it
 //! beside the broker and the simulator; `bench e2e` measures it.
 
 use std::sync::Arc;
@@ -11,6 +11,7 @@ use vitalflow_udf_model::RiskForest;
 use vitalflow_udf_model::lake::DataLocation;
 
 use crate::config::VitalflowConfig;
+use crate::up::supervised_executor::{ExecutorSettings, SupervisedExecutor};
 
 /// The local demo's rule: everything on loopback, whatever the file says, and so no sign-in (every
 /// caller is the local admin). The Ballista ports still demand a cluster key, random for each run
@@ -35,7 +36,7 @@ pub fn local_only(config: &mut VitalflowConfig) {
 pub struct LocalPipeline {
     /// The scheduler process (its addresses and ETL counters).
     pub scheduler: vitalflow_scheduler::SchedulerProcess,
-    executor: JoinHandle<()>,
+    executor: SupervisedExecutor,
     ingest: JoinHandle<()>,
     shutdown: CancellationToken,
 }
@@ -58,14 +59,8 @@ impl LocalPipeline {
         executor_config.scheduler_address =
             format!("{}:{}", process_config.scheduler.external_host, scheduler.addrs.scheduler.port());
         (executor_config.flight_port, executor_config.health_port) = (0, 0);
-        let executor = vitalflow_executor::start(&executor_config, &config.cluster, forest, shutdown.clone())
-            .await
-            .context("starting the executor")?;
-        let executor = tokio::spawn(async move {
-            if let Err(error) = executor.join().await {
-                tracing::error!(error = %error, "The executor stopped.");
-            }
-        });
+        let settings = ExecutorSettings { config: executor_config, cluster: config.cluster.clone(), forest };
+        let executor = SupervisedExecutor::start(settings, scheduler.executors.clone(), shutdown.clone()).await?;
         let mut ingest_config = config.ingest.clone();
         ingest_config.metrics_port = 0;
         let ingest = vitalflow_ingest::start(&config.kafka, &ingest_config, location.clone(), shutdown.clone())
@@ -85,6 +80,6 @@ impl LocalPipeline {
         self.shutdown.cancel();
         let _ = self.ingest.await;
         self.scheduler.stop().await;
-        let _ = self.executor.await;
+        self.executor.join().await;
     }
 }

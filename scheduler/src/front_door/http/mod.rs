@@ -39,6 +39,7 @@ use vitalflow_udf_model::{RiskForest, RiskLevel};
 use self::records::{FieldError, parse_records};
 
 use crate::cluster::ClusterJobs;
+use crate::cluster_executors::{ClusterExecutors, ExecutorCounts};
 use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 use crate::etl::EtlStats;
@@ -73,6 +74,7 @@ struct HttpState {
     /// The alert keeper, when this process keeps the alerts.
     alerts: Option<AlertKeeperHandle>,
     jobs: Option<ClusterJobs>,
+    executors: Option<ClusterExecutors>,
     queries: Option<Arc<AdmissionStats>>,
     audit: Option<Arc<AuditStats>>,
 }
@@ -104,6 +106,7 @@ impl HttpStats {
         auth: &Authenticator,
         alerts: Option<&AlertKeeperHandle>,
         jobs: Option<(usize, usize)>,
+        executors: Option<ExecutorCounts>,
         queries: Option<&AdmissionStats>,
         audit: Option<&AuditStats>,
     ) -> String {
@@ -151,6 +154,9 @@ impl HttpStats {
         if let Some(jobs) = jobs {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
+        if let Some(executors) = executors {
+            crate::metrics::render_cluster_executors(&mut page, executors);
+        }
         if let Some(queries) = queries {
             queries.render(&mut page);
         }
@@ -196,6 +202,8 @@ pub struct HttpServices {
     pub alerts: Option<AlertKeeperHandle>,
     /// The Ballista scheduler's jobs, counted on `/metrics`.
     pub jobs: Option<ClusterJobs>,
+    /// The Ballista scheduler's executors, counted on `/metrics`.
+    pub executors: Option<ClusterExecutors>,
     /// The Flight SQL front door's admission counters (on `/metrics`).
     pub queries: Option<Arc<AdmissionStats>>,
     /// The Flight SQL audit log's counters (on `/metrics`), when Flight SQL runs in this process.
@@ -217,6 +225,7 @@ pub fn router(
         etl: services.etl,
         alerts: services.alerts,
         jobs: services.jobs,
+        executors: services.executors,
         queries: services.queries,
         audit: services.audit,
     });
@@ -237,11 +246,16 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         Some(jobs) => jobs.held().await,
         None => None,
     };
+    let executors = match &state.executors {
+        Some(executors) => Some(executors.counts().await),
+        None => None,
+    };
     let text = state.stats.render(
         state.etl.as_deref(),
         &state.auth,
         state.alerts.as_ref(),
         jobs,
+        executors,
         state.queries.as_deref(),
         state.audit.as_deref(),
     );
@@ -563,7 +577,8 @@ mod tests {
         queries.refused.fetch_add(3, Ordering::Relaxed);
         let audit = AuditStats::default();
         audit.dropped.fetch_add(3, Ordering::Relaxed);
-        let text = stats.render(Some(&etl), &auth, None, None, Some(&queries), Some(&audit));
+        let executors = ExecutorCounts { alive: 1, silent: 0, replaced_ended: 0, replaced_silent: 2 };
+        let text = stats.render(Some(&etl), &auth, None, None, Some(executors), Some(&queries), Some(&audit));
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
@@ -577,6 +592,8 @@ mod tests {
             "vitalflow_flight_sql_queries_refused_total 3",
             "vitalflow_audit_entries_dropped_total 3",
             "vitalflow_audit_entries_waiting 0",
+            "vitalflow_cluster_executors{state=\"alive\"} 1",
+            "vitalflow_cluster_executors_replaced_total{reason=\"silent\"} 2",
         ] {
             assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
         }
