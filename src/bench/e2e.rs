@@ -59,12 +59,15 @@ fn previous_format_p99(run_on: EtlEngine) -> (&'static str, Duration) {
     }
 }
 
+/// Patients the simulated records belong to.
+const E2E_PATIENTS: usize = 2_000;
+
 /// Pause between two polls of `patient_latest`.
 const POLL_PAUSE: Duration = Duration::from_millis(10);
 
 /// When each delivered record was sent, by (partition, offset).
 #[derive(Default)]
-struct SendTimes {
+pub(super) struct SendTimes {
     sent: Mutex<HashMap<(i32, i64), Instant>>,
     failed: std::sync::atomic::AtomicU64,
 }
@@ -143,7 +146,7 @@ async fn measure(
     let producer = {
         let (kafka, rate, seconds, producing, times) =
             (config.kafka.clone(), args.rate, args.seconds, producing.clone(), times.clone());
-        std::thread::spawn(move || produce_paced(&kafka, rate, seconds, &times, &producing))
+        std::thread::spawn(move || produce_paced(&kafka, E2E_PATIENTS, rate, seconds, &times, &producing))
     };
 
     let mut client = FlightSqlServiceClient::new(
@@ -289,9 +292,11 @@ fn all_covered(times: &SendTimes, seen: &[Vec<(i64, Instant)>]) -> bool {
     newest.iter().zip(seen).all(|(n, s)| s.last().map_or(*n < 0, |(o, _)| o >= n))
 }
 
-/// Sends simulated readings at `rate` per second for `seconds`; returns how many were delivered.
-fn produce_paced(
+/// Sends readings of `patients` simulated patients at `rate` per second for `seconds`, or until
+/// `producing` is cleared; returns how many were delivered. Clears `producing` when it stops.
+pub(super) fn produce_paced(
     kafka: &vitalflow_ingest::KafkaConfig,
+    patients: usize,
     rate: f64,
     seconds: f64,
     times: &Arc<SendTimes>,
@@ -302,11 +307,11 @@ fn produce_paced(
             .set("linger.ms", "2")
             .create_with_context(DeliveryClock(times.clone()))
             .context("creating the producer")?;
-        let mut simulator = VitalsSimulator::new(2_000, 7);
+        let mut simulator = VitalsSimulator::new(patients, 7);
         let started = Instant::now();
         let total = (rate * seconds) as u64;
         let mut sent = 0u64;
-        while sent < total {
+        while sent < total && producing.load(Ordering::Relaxed) {
             let due = (started.elapsed().as_secs_f64() * rate) as u64;
             if sent >= due {
                 std::thread::sleep(Duration::from_micros(500));
