@@ -65,6 +65,31 @@ const E2E_PATIENTS: usize = 2_000;
 /// Pause between two polls of `patient_latest`.
 const POLL_PAUSE: Duration = Duration::from_millis(10);
 
+/// The local pipeline of `up` on a fresh topic and data directory under `work`: loopback, no sign-in,
+/// no HTTP API, Flight SQL on a free port.
+pub(super) struct BenchPipeline {
+    pub(super) pipeline: LocalPipeline,
+    pub(super) location: DataLocation,
+    pub(super) flight_sql: std::net::SocketAddr,
+    pub(super) shutdown: CancellationToken,
+}
+
+impl BenchPipeline {
+    pub(super) async fn start(config: &mut VitalflowConfig, work: &std::path::Path) -> anyhow::Result<BenchPipeline> {
+        ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
+        let location = DataLocation::open(&work.join("data").display().to_string())?;
+        local_only(config);
+        config.http.enabled = false;
+        config.flight_sql.port = 0;
+        config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
+        let forest = load_model(config)?;
+        let shutdown = CancellationToken::new();
+        let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
+        let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+        Ok(BenchPipeline { pipeline, location, flight_sql, shutdown })
+    }
+}
+
 /// When each delivered record was sent, by (partition, offset).
 #[derive(Default)]
 pub(super) struct SendTimes {
@@ -116,18 +141,8 @@ async fn measure(
     broker_name: &str,
     work: &std::path::Path,
 ) -> anyhow::Result<()> {
-    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
-    let location = DataLocation::open(&work.join("data").display().to_string())?;
-    // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
-    local_only(config);
-    config.http.enabled = false;
     config.compaction.enabled = false;
-    config.flight_sql.port = 0;
-    config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
-    let forest = load_model(config)?;
-    let shutdown = CancellationToken::new();
-    let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
-    let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+    let BenchPipeline { pipeline, flight_sql, shutdown, .. } = BenchPipeline::start(config, work).await?;
     println!(
         "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {} partitions; \
          ETL on {:?} every ≥{} ms, ingest flush {} records / {} ms",

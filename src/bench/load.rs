@@ -24,17 +24,14 @@ use arrow_flight::sql::client::FlightSqlServiceClient;
 use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use vitalflow_ingest::client::ensure_topic;
 use vitalflow_scheduler::etl::progress::read_progress;
 use vitalflow_udf_model::lake::DataLocation;
 
 use super::BenchKafka;
 use super::cli::BenchLoadArgs;
-use super::e2e::{SendTimes, produce_paced};
+use super::e2e::{BenchPipeline, SendTimes, produce_paced};
 use super::grafana_panels::{PanelQuery, panel_queries};
 use crate::config::VitalflowConfig;
-use crate::process::load_model;
-use crate::up::pipeline::{LocalPipeline, local_only};
 
 /// Every dashboard query's p99 must stay under this.
 const GOAL_QUERY_P99: Duration = Duration::from_secs(1);
@@ -108,17 +105,8 @@ async fn measure(
     broker_name: &str,
     work: &std::path::Path,
 ) -> anyhow::Result<()> {
-    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
-    let location = DataLocation::open(&work.join("data").display().to_string())?;
-    // The local pipeline of `up`: loopback, no sign-in (per-user queueing then sees one user), no HTTP API.
-    local_only(config);
-    config.http.enabled = false;
-    config.flight_sql.port = 0;
-    config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
-    let forest = load_model(config)?;
-    let shutdown = CancellationToken::new();
-    let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
-    let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+    // No sign-in: per-user queueing sees one user for all the clients. Maintenance runs as in `up`.
+    let BenchPipeline { pipeline, location, flight_sql, shutdown } = BenchPipeline::start(config, work).await?;
     println!(
         "vitalflow bench load: {} clients × {:.0} s, {} queries each in turn; ingest of {} patients at {:.0} readings/s; \
          {broker_name}; ETL on {:?}; {} build",
