@@ -178,11 +178,10 @@ fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
     if !children.is_empty() {
         return children.into_iter().map(scanned_bytes).sum();
     }
-    let any = plan.as_any();
-    if any.is::<EmptyExec>() || any.is::<PlaceholderRowExec>() {
+    if plan.is::<EmptyExec>() || plan.is::<PlaceholderRowExec>() {
         return Some(0);
     }
-    let files = any.downcast_ref::<DataSourceExec>()?.data_source().as_any().downcast_ref::<FileScanConfig>()?;
+    let files = plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()?;
     let bytes = |f: &PartitionedFile| f.range.as_ref().map_or(f.object_meta.size, |r| (r.end - r.start).max(0) as u64);
     Some(files.file_groups.iter().flat_map(|g| g.files()).map(bytes).sum())
 }
