@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -513,5 +514,61 @@ func TestPatientLatestChartsAsATimeSeriesInTheDocumentedForm(t *testing.T) {
 	_, patients := query(t, ctx, client, "SELECT count(*) FROM patient_latest")
 	if got, want := rows(batches), patients[0].Column(0).(*array.Int64).Value(0); got != want || got == 0 {
 		t.Errorf("%d points, want one per patient (%d)", got, want)
+	}
+}
+
+// The time series form docs/clients.md gives for each table: the plugin (pkg/flightsql/arrow.go of
+// v1.1.1) needs a column named `time` and, with text columns among the others (a long frame it makes
+// wide), the rows in ascending time. audit_log is read by admins only.
+var tableTimeSeries = []struct{ table, sql string }{
+	{"vitals_clean", "SELECT event_time AS time, * FROM vitals_clean ORDER BY time"},
+	{"patient_latest", "SELECT event_time AS time, * FROM patient_latest ORDER BY time"},
+	{"risk_alerts", "SELECT event_time AS time, * FROM risk_alerts ORDER BY time"},
+	{"etl_progress", "SELECT checked_at AS time, * FROM etl_progress"},
+}
+
+func TestEveryTableChartsAsATimeSeriesInTheDocumentedForm(t *testing.T) {
+	client, ctx := connect(t)
+	expected, err := strconv.ParseInt(env(t, "VITALFLOW_EXPECTED_ROWS"), 10, 64)
+	if err != nil {
+		t.Fatalf("VITALFLOW_EXPECTED_ROWS: %v", err)
+	}
+	for _, tc := range tableTimeSeries {
+		schema, batches := query(t, ctx, client, tc.sql)
+		idx := schema.FieldIndices("time")
+		if len(idx) != 1 || !isNanosecondTimestamp(schema.Field(idx[0]).Type) {
+			t.Errorf("%s: no single nanosecond timestamp named time in %v", tc.table, schema)
+			continue
+		}
+		var last time.Time
+		for _, b := range batches {
+			col := b.Column(idx[0]).(*array.Timestamp)
+			for i := 0; i < col.Len(); i++ {
+				if ts := col.Value(i).ToTime(arrow.Nanosecond); !ts.Before(last) {
+					last = ts
+				} else {
+					t.Errorf("%s: time %v after %v: not ascending", tc.table, ts, last)
+				}
+			}
+		}
+		if n := rows(batches); n == 0 || (tc.table == "vitals_clean" && n != expected) {
+			t.Errorf("%s: %d rows (vitals_clean must have VITALFLOW_EXPECTED_ROWS=%d)", tc.table, n, expected)
+		}
+	}
+	// An age in seconds, as the docs say to chart one (the plugin leaves interval columns empty).
+	schema, batches := query(t, ctx, client,
+		"SELECT event_time AS time, date_part('epoch', now() - event_time) AS age_seconds FROM patient_latest ORDER BY time")
+	if f := schema.Field(1); f.Type.ID() != arrow.FLOAT64 {
+		t.Fatalf("age_seconds is %v, want float64 seconds", f.Type)
+	}
+	if rows(batches) == 0 {
+		t.Fatal("no age_seconds rows")
+	}
+	for _, b := range batches {
+		for _, age := range b.Column(1).(*array.Float64).Float64Values() {
+			if age < 0 || age > 86400 {
+				t.Errorf("age_seconds %v: not the seconds since a reading of the test's run", age)
+			}
+		}
 	}
 }

@@ -4,19 +4,28 @@ Started by `vitalflow up` (or by hand: `streamlit run clients/streamlit/app.py`)
 `up` compiles it into the binary and runs it from its cached venv.
 
 Settings, from the environment first, else from the `[vitalflow]` table of Streamlit's secrets file
-(`.streamlit/secrets.toml`: keys flight_sql, token, user, password):
+(`.streamlit/secrets.toml`: keys flight_sql, http, token, user, password):
   VITALFLOW_FLIGHT_SQL_URL  server URL (default grpc://127.0.0.1:50060; grpc+tls://host:port for TLS)
+  VITALFLOW_HTTP_URL        the HTTP API, where alerts are acted on (default http://127.0.0.1:8000)
   VITALFLOW_TOKEN           a static bearer token (a service account), or
   VITALFLOW_USER / VITALFLOW_PASSWORD  a Flight SQL user.
+The page reads with that account; a person acting on an alert signs in on the page with their own name
+and password, sent with each action to the HTTP API, which records the action under that name.
 The names every vitalflow client reads (clients/python/README.md, "Environment"); the older
 VITALFLOW_FLIGHT_SQL is still read, with a deprecation warning, when VITALFLOW_FLIGHT_SQL_URL is unset.
 """
 
 from __future__ import annotations
 
+import base64
 import html
+import json
 import logging
 import os
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Mapping
@@ -36,6 +45,14 @@ HISTORY_ROWS = 2000
 # A gap this long since the newest reading means the feed has stopped (the monitors send every few seconds).
 STALE_SECONDS = 60
 DEFAULT_URL = "grpc://127.0.0.1:50060"
+DEFAULT_HTTP_URL = "http://127.0.0.1:8000"
+# Kaiser Permanente's Advance Alert Monitor budgets about one alert per 35 patients per day.
+ALERT_BUDGET = 1.0
+# What a signed-in clinician may do to an alert (POST /alerts/{alert_id}/{action}); dismiss needs a reason.
+ACTIONS = ("acknowledge", "escalate", "dismiss", "resolve")
+ACTIVE_STATES = ("open", "acknowledged", "escalated")
+# Most active alerts given action buttons (the rest are listed).
+MAX_ACTIONABLE = 20
 RISK_COLOURS = {"High": "#d62728", "Medium": "#ff7f0e", "Low": "#2ca02c"}
 UNSCORED_COLOUR = "#7f7f7f"
 RISK_ORDER = {"High": 0, "Medium": 1, "Low": 2}
@@ -77,6 +94,19 @@ ORDER BY event_time DESC
 LIMIT 50
 """
 
+# alerts: the alerts a ward acts on (after the muting rule), active ones and those closed in the last hour.
+WARD_ALERTS_SQL = f"""
+SELECT alert_id, patient_id, ward, kind, state, raised_at, news2_score, probability_high,
+       acknowledged_by, updated_by, updated_at, reason
+FROM alerts
+WHERE state IN ('open', 'acknowledged', 'escalated') OR updated_at > now() - INTERVAL '{HISTORY_MINUTES} minutes'
+ORDER BY updated_at DESC
+LIMIT 100
+"""
+
+# The alert budget's figure: alerts per 35 patients per day of the readings' time.
+BUDGET_SQL = "SELECT ward_alerts, alerts_per_35_patients_per_day FROM etl_progress"
+
 # The columns the ETL's scoring model (the trend model) takes, as its model file names them.
 ARGUMENTS_SQL = "SELECT trend_model_arguments() AS arguments"
 
@@ -105,6 +135,7 @@ class Settings:
     """Where the server is and how to sign in."""
 
     url: str = DEFAULT_URL
+    http_url: str = DEFAULT_HTTP_URL
     token: str | None = None
     user: str | None = None
     password: str | None = None
@@ -143,6 +174,7 @@ def load_settings(env: Mapping[str, str], file: Mapping[str, object]) -> Setting
 
     return Settings(
         url=get("VITALFLOW_FLIGHT_SQL_URL", "flight_sql") or DEFAULT_URL,
+        http_url=get("VITALFLOW_HTTP_URL", "http") or DEFAULT_HTTP_URL,
         token=get("VITALFLOW_TOKEN", "token"),
         user=get("VITALFLOW_USER", "user"),
         password=get("VITALFLOW_PASSWORD", "password"),
@@ -273,6 +305,157 @@ def alerts_html(alerts: pd.DataFrame, latest: pd.DataFrame, now: datetime) -> st
     return f'<ul class="vf-alerts" style="padding:0;margin:0">{"".join(items)}</ul>'
 
 
+def _time(value: object) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    stamp = pd.Timestamp(value)
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).strftime("%H:%M:%S")
+
+
+def by_state(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Active alerts first (open, then escalated, then acknowledged), newest change first within a state."""
+    order = {"open": 0, "escalated": 1, "acknowledged": 2}
+    rank = alerts["state"].map(order).fillna(len(order))
+    return alerts.assign(_r=rank).sort_values(["_r", "updated_at"], ascending=[True, False]).drop(columns=["_r"])
+
+
+def who_acted(row: Mapping[str, object]) -> str:
+    """Who acted on the alert: who acknowledged it, and who changed it last (with the reason given)."""
+    parts = []
+    if isinstance(row["acknowledged_by"], str):
+        parts.append(f"acknowledged by {row['acknowledged_by']}")
+    if row["updated_by"] != row["acknowledged_by"] or row["state"] not in ("open", "acknowledged"):
+        parts.append(f"{row['state']} by {row['updated_by']} at {_time(row['updated_at'])}")
+    if isinstance(row["reason"], str) and row["reason"]:
+        parts.append(f"reason: {row['reason']}")
+    return " · ".join(parts)
+
+
+def ward_alert_html(row: Mapping[str, object]) -> str:
+    """One alert a ward acts on: patient, kind, state, when raised, scores, who acted."""
+    state = str(row["state"])
+    colour = RISK_COLOURS["High"] if state in ACTIVE_STATES else UNSCORED_COLOUR
+    acted = who_acted(row)
+    return (
+        f'<li class="vf-ward-alert" data-alert="{html.escape(str(row["alert_id"]))}" data-state="{html.escape(state)}" '
+        f'style="margin:4px 0;padding:6px 8px;border-left:6px solid {colour};list-style:none;font-family:sans-serif">'
+        f"<b>{html.escape(str(row['patient_id']))}</b> {html.escape(str(row['kind']))} alert · "
+        f'<span class="vf-state">{html.escape(state)}</span> · raised {_time(row["raised_at"])} · NEWS2 '
+        f"{_number(row['news2_score'])} · P(High) {_number(row['probability_high'], 2)}"
+        f"{' · ' + html.escape(acted) if acted else ''}</li>"
+    )
+
+
+def ward_alerts_html(alerts: pd.DataFrame) -> str:
+    items = "".join(ward_alert_html(row) for row in by_state(alerts).to_dict("records"))
+    return f'<ul class="vf-ward-alerts" style="padding:0;margin:0">{items}</ul>'
+
+
+def budget_text(raised: object, rate: object) -> tuple[str, str]:
+    """The header's alert rate against the budget: (value, caption)."""
+    if rate is None or pd.isna(rate):
+        return "–", "no reading time yet" if raised is not None and not pd.isna(raised) else "alerts not kept yet"
+    ratio = float(rate) / ALERT_BUDGET
+    return f"{float(rate):.1f}", f"{ratio:.1f}× the budget of {ALERT_BUDGET:g} per 35 patients per day ({int(raised)} raised)"
+
+
+def widget_key(action: str, alert_id: str) -> str:
+    """A widget key (and so a CSS class, st-key-…) for an alert's control: only letters, digits, - and _."""
+    return f"{action}-{re.sub(r'[^A-Za-z0-9_-]', '-', alert_id)}"
+
+
+def server_message(body: bytes) -> str:
+    """The message of a refusal: FastAPI's detail shape (`{"detail": [{"msg": …}]}`), else the text."""
+    try:
+        detail = json.loads(body)["detail"]
+        return "; ".join(str(d["msg"]) for d in detail) if isinstance(detail, list) else str(detail)
+    except (ValueError, KeyError, TypeError):
+        return body.decode("utf-8", "replace").strip()[:300] or "no message"
+
+
+def act_on_alert(http_url: str, alert_id: str, action: str, user: str, password: str,
+                 reason: str | None = None, timeout: float = 30) -> tuple[bool, str]:
+    """POST /alerts/{alert_id}/{action} as `user`: (accepted, what to tell the user). Refusals carry the
+    server's own message."""
+    url = f"{http_url.rstrip('/')}/alerts/{urllib.parse.quote(alert_id, safe=':')}/{action}"
+    credentials = base64.b64encode(f"{user}:{password}".encode()).decode()
+    body = json.dumps({"reason": reason} if reason else {}).encode()
+    request = urllib.request.Request(url, data=body, method="POST", headers={
+        "Content-Type": "application/json", "Authorization": f"Basic {credentials}"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            alert = json.loads(answer.read())
+        return True, f"{alert['patient_id']}'s alert {alert['alert_id']} is {alert['state']}: {action} recorded as {user}."
+    except urllib.error.HTTPError as refused:
+        return False, f"vitalflow refused to {action} alert {alert_id} ({refused.code}): {server_message(refused.read())}"
+    except (urllib.error.URLError, OSError) as error:
+        why = getattr(error, "reason", error)
+        return False, f"vitalflow's HTTP API is not answering at {http_url} ({why}): is VITALFLOW_HTTP_URL right?"
+
+
+def render_sign_in() -> None:
+    """The sidebar: who acts on alerts. The name and password stay in this browser session (the page's
+    server memory) and go with each action to the HTTP API, which checks them and records the name."""
+    with st.sidebar:
+        st.subheader("Act on alerts")
+        user = st.session_state.get("acting_user")
+        if user:
+            st.markdown(f"Signed in as **{html.escape(user)}**: actions are recorded under this name.")
+            if st.button("Sign out", key="sign_out"):
+                for name in ("acting_user", "acting_password", "alert_result"):
+                    st.session_state.pop(name, None)
+                st.rerun()
+            return
+        st.caption("Sign in with your own vitalflow name and password (role clinician) to acknowledge, "
+                   "escalate or dismiss alerts.")
+        name = st.text_input("User", key="sign_in_user")
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        if st.button("Sign in", key="sign_in") and name:
+            st.session_state["acting_user"] = name
+            st.session_state["acting_password"] = password
+            st.session_state.pop("alert_result", None)
+            st.rerun()
+
+
+def render_alert_actions(server: Settings, alerts: pd.DataFrame) -> None:
+    """Per active alert: a reason and the four actions, sent under the signed-in user."""
+    user = st.session_state.get("acting_user")
+    if not user:
+        st.caption("Sign in (left) to act on these alerts.")
+        return
+    active = by_state(alerts)
+    active = active[active["state"].isin(ACTIVE_STATES)].head(MAX_ACTIONABLE)
+    for row in active.to_dict("records"):
+        alert_id = str(row["alert_id"])
+        cols = st.columns([3, 3, 1, 1, 1, 1])
+        cols[0].markdown(f"**{html.escape(str(row['patient_id']))}** · {html.escape(str(row['state']))}")
+        reason = cols[1].text_input("Reason", key=widget_key("reason", alert_id), label_visibility="collapsed",
+                                    placeholder="reason (needed to dismiss)")
+        for col, action in zip(cols[2:], ACTIONS):
+            if col.button(action.capitalize(), key=widget_key(action, alert_id)):
+                ok, message = act_on_alert(server.http_url, alert_id, action, user,
+                                           st.session_state.get("acting_password", ""), reason or None)
+                st.session_state["alert_result"] = (ok, message)
+                st.rerun(scope="fragment")
+
+
+def render_ward_alerts(server: Settings) -> None:
+    st.subheader("Alerts to act on")
+    result = st.session_state.get("alert_result")
+    if result:
+        (st.success if result[0] else st.error)(result[1])
+    try:
+        alerts = query(server, WARD_ALERTS_SQL)
+    except Exception as error:
+        st.info(f"No alerts to act on yet (the alert keeper has not written any): {explain(error, server.url)}")
+        return
+    if alerts.empty:
+        st.success("No alert is open, and none changed in the last hour.")
+        return
+    st.html(ward_alerts_html(alerts))
+    render_alert_actions(server, alerts)
+
+
 def risk_pie(latest: pd.DataFrame) -> go.Figure:
     counts = latest["risk"].fillna("Unscored").value_counts().rename_axis("risk").reset_index(name="patients")
     pie = px.pie(counts, names="risk", values="patients", color="risk",
@@ -370,10 +553,18 @@ def render() -> None:
         st.info(f"No readings in the last {WINDOW_MINUTES} minutes. Waiting for data…")
         return
 
-    c1, c2, c3 = st.columns(3)
+    c1, c2, c3, c4 = st.columns(4)
     c1.metric("Patients", len(latest))
     c2.metric("High risk now", int((latest["risk"] == "High").sum()))
     c3.metric("Newest reading", f"{age:.0f} s ago")
+    try:
+        budget = query(server, BUDGET_SQL)
+        value, caption = budget_text(budget["ward_alerts"].iloc[0], budget["alerts_per_35_patients_per_day"].iloc[0])
+    except Exception as error:
+        value, caption = "–", explain(error, server.url)
+    c4.metric("Alerts per 35 patients per day", value, help="Alerts a ward acts on, per 35 patients per day of "
+              "the readings' time; Kaiser Permanente's Advance Alert Monitor budgets about 1.")
+    c4.caption(caption)
 
     st.subheader("Ward overview")
     st.html(ward_html(latest))
@@ -383,11 +574,13 @@ def render() -> None:
         st.subheader("Risk distribution")
         st.plotly_chart(risk_pie(latest), width="stretch")
     with right:
-        st.subheader(f"High-risk alerts (last {WINDOW_MINUTES} minutes)")
+        st.subheader(f"Rises to High (last {WINDOW_MINUTES} minutes)")
         if alerts.empty:
             st.success(f"No patient rose to High in the last {WINDOW_MINUTES} minutes.")
         else:
             st.html(alerts_html(alerts, latest, now))
+
+    render_ward_alerts(server)
 
     st.subheader("Latest vitals per patient")
     st.dataframe(
@@ -414,6 +607,7 @@ def main() -> None:
     st.set_page_config(page_title="vitalflow ward", page_icon="🩺", layout="wide")
     st.title("vitalflow: patient vitals and risk")
     st.caption(f"Live from {settings().url} over Arrow Flight SQL, refreshing every {REFRESH_SECONDS} s.")
+    render_sign_in()
     live()
 
 

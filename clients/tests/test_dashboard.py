@@ -1,5 +1,6 @@
 """The Streamlit dashboard (clients/streamlit/app.py) against a live vitalflow: its logic through
-Streamlit's AppTest, and the running page in headless Chromium (Debian's chromium and chromium-driver)."""
+Streamlit's AppTest, and the running page in headless Chromium (Debian's chromium and chromium-driver);
+a clinician signed in on the page acknowledges an alert, which the server records under their name."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streamlit.testing.v1 import AppTest
 
 from tests.support import rubric
-from tests.support.cluster import FLIGHT_SQL_TOKEN, flight_sql_connect, running_cluster
+from tests.support.cluster import FLIGHT_SQL_TOKEN, FLIGHT_SQL_USERS, flight_sql_connect, running_cluster
+from tests.support.http_json import http
 from tests.support.pipeline import start_pipeline
 from tests.support.wait import wait_until
 
@@ -112,6 +114,41 @@ def test_alert_list_has_one_line_per_patient_with_its_newest_rise():
     assert "<b>P002</b> rose to High from Low, 20 s ago · NEWS2 – · P(High) 0.70 · now Medium</li>" in items[1]
 
 
+def test_ward_alerts_list_active_first_with_state_and_who_acted():
+    t = pd.Timestamp("2026-11-24T10:00:00Z")
+    alerts = pd.DataFrame({
+        "alert_id": ["raw:0:1", "raw:0:2", "raw:0:3"],
+        "patient_id": ["P1", "P2", "P3"],
+        "ward": ["default"] * 3,
+        "kind": ["risk", "risk", "no_data"],
+        "state": ["dismissed", "acknowledged", "open"],
+        "raised_at": [t, t, t],
+        "news2_score": [7, None, None],
+        "probability_high": [0.91, 0.8, None],
+        "acknowledged_by": [None, "ana", None],
+        "updated_by": ["bo", "ana", "vitalflow"],
+        "updated_at": [t + pd.Timedelta(minutes=m) for m in (3, 2, 0)],
+        "reason": ["probe off the finger", None, "no reading for 30 min while the ward's other readings went on"],
+    })
+    items = app.ward_alerts_html(alerts).split("<li ")[1:]
+    assert [re.search(r'data-alert="([^"]+)"', i).group(1) for i in items] == ["raw:0:3", "raw:0:2", "raw:0:1"]
+    assert 'data-state="acknowledged"' in items[1] and "acknowledged by ana</li>" in items[1], items[1]
+    assert "dismissed by bo at 10:03:00 · reason: probe off the finger</li>" in items[2], items[2]
+    assert "<b>P3</b> no_data alert · <span class=\"vf-state\">open</span>" in items[0], items[0]
+    assert app.budget_text(12, 24.0) == ("24.0", "24.0× the budget of 1 per 35 patients per day (12 raised)")
+    assert app.budget_text(None, None) == ("–", "alerts not kept yet")
+    assert app.widget_key("dismiss", "raw-patient:2:17/a b") == "dismiss-raw-patient-2-17-a-b"
+
+
+def test_a_refusal_is_the_servers_message():
+    body = json.dumps({"detail": [{"loc": ["path", "action"], "msg": "alert x is dismissed: it cannot be resolved",
+                                   "type": "illegal_transition"}]}).encode()
+    assert app.server_message(body) == "alert x is dismissed: it cannot be resolved"
+    assert app.server_message(b"<html>bad gateway</html>") == "<html>bad gateway</html>"
+    ok, message = app.act_on_alert(f"http://127.0.0.1:{free_port()}", "raw:0:1", "acknowledge", "ana", "pw", timeout=5)
+    assert not ok and message.startswith(f"vitalflow's HTTP API is not answering at http://127.0.0.1:"), message
+
+
 def test_settings_come_from_the_environment_before_the_secrets_file():
     file = {"flight_sql": "grpc+tls://ward:50060", "user": "grafana", "password": "from-file"}
     assert app.load_settings({}, {}) == app.Settings(url="grpc://127.0.0.1:50060")
@@ -166,7 +203,8 @@ def rows(conn, sql: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def ward(tmp_path_factory):
-    """A cluster (authentication on) that has scored READINGS; yields (Flight SQL address, {patient: [risks oldest first]})."""
+    """A cluster (authentication on) that has scored READINGS and raised an alert for each rise to High;
+    yields (Flight SQL address, {patient: [risks oldest first]}, HTTP API address)."""
     with running_cluster(tmp_path_factory.mktemp("ward")) as cluster:
         scored = start_pipeline(
             cluster, len(READINGS), produce=lambda c: produce_readings(c.kafka, c.topic),
@@ -181,7 +219,21 @@ def ward(tmp_path_factory):
             # One alert per rise to High: P902 (no earlier reading) and P903 (from Low).
             wait_until(lambda: len(rows(conn, "SELECT 1 FROM risk_alerts")) == 2, 60,
                        lambda: f"two alerts: {rows(conn, 'SELECT * FROM risk_alerts')}")
-        yield scored.flight_sql, risks
+            # The alert keeper raises one alert a ward acts on per rise: open, nobody has acted.
+            wait_until(lambda: alert_states(conn) == {"P902": ("open", None), "P903": ("open", None)}, 60,
+                       lambda: f"two open alerts: {alert_states(conn)}")
+        yield scored.flight_sql, risks, scored.addrs["http"]
+
+
+def alert_states(conn) -> dict[str, tuple[str, str | None]]:
+    """{patient: (state, acknowledged_by)} of the `alerts` table, over Flight SQL."""
+    try:
+        found = rows(conn, "SELECT patient_id, state, acknowledged_by FROM alerts")
+    except Exception as error:  # noqa: BLE001 - the table does not exist until the keeper's first commit
+        if "alerts" not in str(error):
+            raise
+        return {}
+    return {r["patient_id"]: (r["state"], r["acknowledged_by"]) for r in found}
 
 
 def token_env(monkeypatch, addr: str, token: str = FLIGHT_SQL_TOKEN[1]) -> None:
@@ -192,7 +244,7 @@ def token_env(monkeypatch, addr: str, token: str = FLIGHT_SQL_TOKEN[1]) -> None:
 
 
 def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
-    addr, risks = ward
+    addr, risks, _ = ward
     token_env(monkeypatch, addr)
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -226,7 +278,7 @@ def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
     assert not at.exception, [e.value for e in at.exception]
     # Why High: P(High) split into the trend model's base and each input's push (explain_trend_risk), every
     # input of the shipped model listed (its sixteen: the reading's nine, five rolling means, two ward scores).
-    why = [h.proto.body for h in at.get("html")][2]
+    why = next(h.proto.body for h in at.get("html") if 'class="vf-why"' in h.proto.body)
     assert 'class="vf-why" data-patient="P903" data-risk="High"' in why and "<b>Why High</b>: P(High)" in why, why
     pushes = dict(re.findall(r'<li data-input="(\w+)"[^>]*>[^<]* ([+-]\d\.\d{3})</li>', why))
     assert len(pushes) == 16 and {"respiratory_rate", "consciousness", "spo2_rolling_mean", "ward_points"} <= set(pushes), why
@@ -242,7 +294,7 @@ def test_page_shows_the_ward_alerts_and_a_patients_history(ward, monkeypatch):
 
 
 def test_credentials_from_the_secrets_file_and_a_refused_sign_in_in_words(ward, monkeypatch):
-    addr, _ = ward
+    addr, _, _ = ward
     for name in ("VITALFLOW_FLIGHT_SQL_URL", "VITALFLOW_FLIGHT_SQL", "VITALFLOW_TOKEN", "VITALFLOW_USER", "VITALFLOW_PASSWORD"):
         monkeypatch.delenv(name, raising=False)
     at = AppTest.from_file(str(APP), default_timeout=60)
@@ -261,15 +313,111 @@ def test_credentials_from_the_secrets_file_and_a_refused_sign_in_in_words(ward, 
     ]
 
 
+def alert_of(addr: str, patient: str) -> str:
+    with flight_sql_connect(addr) as conn:
+        return rows(conn, f"SELECT alert_id FROM alerts WHERE patient_id = '{patient}'")[0]["alert_id"]
+
+
+def server_alert(http_addr: str, alert_id: str) -> dict:
+    """The alert as GET /alerts answers it (signed in as the reader grafana)."""
+    status, answer, _ = http("GET", f"http://{http_addr}/alerts", None, basic_auth("grafana"))
+    assert status == 200, answer
+    return next(a for a in answer["alerts"] if a["alert_id"] == alert_id)
+
+
+def basic_auth(user: str, password: str | None = None) -> dict[str, str]:
+    password = FLIGHT_SQL_USERS[user][0] if password is None else password
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def events_of(addr: str, alert_id: str) -> list[tuple[str, str]]:
+    """(action, user_name) of the alert's rows of alert_events, in order, over Flight SQL."""
+    with flight_sql_connect(addr) as conn:
+        found = rows(conn, f"SELECT action, user_name FROM alert_events WHERE alert_id = '{alert_id}' ORDER BY event_seq")
+    return [(r["action"], r["user_name"]) for r in found]
+
+
+def signed_in_page(monkeypatch, ward, user: str, password: str) -> AppTest:
+    """The page (read with the service account's token) after `user` signed in on it."""
+    addr, _, http_addr = ward
+    token_env(monkeypatch, addr)
+    monkeypatch.setenv("VITALFLOW_HTTP_URL", f"http://{http_addr}")
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [b for b in at.button if b.key and b.key.startswith("acknowledge-")], "actions offered before sign-in"
+    at.text_input(key="sign_in_user").input(user)
+    at.text_input(key="sign_in_password").input(password)
+    at.button(key="sign_in").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_clinician_signed_in_on_the_page_acknowledges_an_alert_recorded_under_their_name(ward, monkeypatch):
+    addr, _, http_addr = ward
+    alert_id = alert_of(addr, "P903")
+    at = signed_in_page(monkeypatch, ward, "nurse", FLIGHT_SQL_USERS["nurse"][0])
+    assert any("Signed in as **nurse**" in m.value for m in at.sidebar.markdown), [m.value for m in at.sidebar.markdown]
+    listed = next(h.proto.body for h in at.get("html") if 'class="vf-ward-alerts"' in h.proto.body)
+    assert f'data-alert="{alert_id}" data-state="open"' in listed, listed
+
+    at.button(key=app.widget_key("acknowledge", alert_id)).click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [m.value for m in at.success] == [f"P903's alert {alert_id} is acknowledged: acknowledge recorded as nurse."]
+    # On the server: the alert over HTTP, its events over Flight SQL, under the signed-in name (not the
+    # page's service account, "dashboard").
+    alert = server_alert(http_addr, alert_id)
+    assert (alert["state"], alert["acknowledged_by"], alert["updated_by"]) == ("acknowledged", "nurse", "nurse"), alert
+    assert events_of(addr, alert_id) == [("raise", "vitalflow"), ("acknowledge", "nurse")]
+    # The page's list shows the new state and who acted.
+    listed = next(h.proto.body for h in at.get("html") if 'class="vf-ward-alerts"' in h.proto.body)
+    assert f'data-alert="{alert_id}" data-state="acknowledged"' in listed and "acknowledged by nurse" in listed, listed
+
+
+def test_a_refused_action_shows_the_servers_message_and_changes_nothing(ward, monkeypatch):
+    addr, _, http_addr = ward
+    alert_id = alert_of(addr, "P902")
+    escalate = f"http://{http_addr}/alerts/{alert_id}/escalate"
+    for user, password, status in (("grafana", FLIGHT_SQL_USERS["grafana"][0], 403), ("admin", "not-the-password", 401)):
+        # What the server answers this user, asked directly (a refusal changes nothing).
+        got, answer, _ = http("POST", escalate, {}, basic_auth(user, password))
+        assert got == status, answer
+        message = answer["detail"][0]["msg"]
+        if status == 403:
+            assert "grafana" in message and "clinician" in message, message
+        at = signed_in_page(monkeypatch, ward, user, password)
+        at.button(key=app.widget_key("escalate", alert_id)).click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert [e.value for e in at.error] == [f"vitalflow refused to escalate alert {alert_id} ({status}): {message}"]
+        assert not at.success
+    alert = server_alert(http_addr, alert_id)
+    assert (alert["state"], alert["acknowledged_by"], alert["events"]) == ("open", None, 1), alert
+
+
+def test_the_header_shows_the_alert_rate_against_the_budget(ward, monkeypatch):
+    addr, _, _ = ward
+    token_env(monkeypatch, addr)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception, [e.value for e in at.exception]
+    with flight_sql_connect(addr) as conn:
+        progress = rows(conn, "SELECT ward_alerts, alerts_per_35_patients_per_day FROM etl_progress")[0]
+    assert progress["ward_alerts"] == 2 and progress["alerts_per_35_patients_per_day"] > 0, progress
+    value = {m.label: m.value for m in at.metric}["Alerts per 35 patients per day"]
+    rate = progress["alerts_per_35_patients_per_day"]
+    assert value == f"{rate:.1f}", (value, progress)
+    assert f"{rate / app.ALERT_BUDGET:.1f}× the budget of 1 per 35 patients per day (2 raised)" in [c.value for c in at.caption]
+
+
 # --- the running page in headless Chromium -----------------------------------------------------------
 
 @pytest.fixture
 def dashboard(ward, tmp_path):
-    """`streamlit run app.py` on a free port, reading the ward with the service-account token; yields its URL."""
-    addr, _ = ward
+    """`streamlit run app.py` on a free port, reading the ward with the service-account token and acting on
+    alerts through the HTTP API; yields its URL."""
+    addr, _, http_addr = ward
     port = free_port()
     log = tmp_path / "streamlit.log"
     env = dict(os.environ, VITALFLOW_FLIGHT_SQL_URL=f"grpc://{addr}", VITALFLOW_TOKEN=FLIGHT_SQL_TOKEN[1],
+               VITALFLOW_HTTP_URL=f"http://{http_addr}",
                STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
     args = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.headless", "true", "--server.address", "127.0.0.1",
             "--server.port", str(port), "--server.fileWatcherType", "none", "--global.developmentMode", "false"]
@@ -292,16 +440,17 @@ def dashboard(ward, tmp_path):
             proc.wait()
 
 
-def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard, ward, tmp_path):
+def test_chromium_renders_the_page_and_a_signed_in_nurse_acknowledges_an_alert(dashboard, ward, tmp_path):
     from selenium import webdriver
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     for path in (CHROMIUM, CHROMEDRIVER):
         assert Path(path).exists(), f"{path} is missing: install the Debian packages chromium and chromium-driver (.ci/run does)"
-    _, risks = ward
+    _, risks, _ = ward
     profile = tempfile.mkdtemp(prefix="chromium-", dir=tmp_path)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
@@ -338,6 +487,29 @@ def test_chromium_renders_the_pie_the_alert_list_and_the_patient_tiles(dashboard
         assert len(alerts) == 2 and any(a.startswith("P903 rose to High from Low") for a in alerts), alerts
         assert not css('[data-testid="stException"]'), "the page shows an exception"
         assert "Traceback" not in driver.find_element(By.TAG_NAME, "body").text
+
+        # A nurse signs in on the page and acknowledges P902's alert (still open: the tests above acted on P903).
+        addr, _, http_addr = ward
+        alert_id = alert_of(addr, "P902")
+        assert server_alert(http_addr, alert_id)["state"] == "open"
+        for key, text in (("sign_in_user", "nurse"), ("sign_in_password", FLIGHT_SQL_USERS["nurse"][0])):
+            field = css(f".st-key-{key} input")[0]
+            field.send_keys(text)
+            field.send_keys(Keys.TAB)  # Streamlit takes a text input's value when it loses focus
+        css(".st-key-sign_in button")[0].click()
+        acknowledge = f".st-key-{app.widget_key('acknowledge', alert_id)} button"
+        WebDriverWait(driver, 60, poll_frequency=0.5).until(lambda _: css(acknowledge))
+        css(acknowledge)[0].click()
+        acknowledged = f'li.vf-ward-alert[data-alert="{alert_id}"][data-state="acknowledged"]'
+        try:
+            WebDriverWait(driver, 60, poll_frequency=0.5).until(lambda _: css(acknowledged))
+        except TimeoutException:
+            driver.save_screenshot(str(screenshot))
+            pytest.fail(f"no acknowledged alert on the page (screenshot {screenshot}):\n{driver.find_element(By.TAG_NAME, 'body').text[:3000]}")
+        assert "acknowledged by nurse" in css(acknowledged)[0].text
+        alert = server_alert(http_addr, alert_id)
+        assert (alert["state"], alert["acknowledged_by"]) == ("acknowledged", "nurse"), alert
+        assert events_of(addr, alert_id) == [("raise", "vitalflow"), ("acknowledge", "nurse")]
         driver.save_screenshot(str(screenshot))
         print(f"dashboard screenshot: {screenshot}")
     finally:

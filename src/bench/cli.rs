@@ -33,6 +33,9 @@ pub enum Bench {
     /// The ETL's rows/s on one core: the shipped one-pass SQL against the window-pass SQL it replaced,
     /// on the same landed rows.
     Etl(BenchEtlArgs),
+    /// The dashboards' queries (Streamlit's and every Grafana panel's) from many Flight SQL clients at
+    /// once during ingest at the seed's pace: per-query p50/p90/p99, errors and the ETL's lag, beside the goals.
+    Load(BenchLoadArgs),
     /// `vitalflow up` left running at the seed's pace: CPU, memory and file count per interval, and
     /// their drift after the warm-up.
     Soak(BenchSoakArgs),
@@ -53,6 +56,26 @@ pub struct BenchEtlArgs {
     /// The core the benchmark is pinned to.
     #[arg(long, default_value_t = 0)]
     pub core: usize,
+}
+
+/// `vitalflow-bench load`.
+#[derive(Debug, Args)]
+pub struct BenchLoadArgs {
+    /// Flight SQL clients, each on its own connection, sending queries one after another.
+    #[arg(long, default_value_t = 32)]
+    pub clients: usize,
+    /// Seconds the clients run (after every patient is in `patient_latest`).
+    #[arg(long, default_value_t = 60.0)]
+    pub seconds: f64,
+    /// Patients on the simulated ward.
+    #[arg(long, default_value_t = 50)]
+    pub patients: usize,
+    /// Readings per second across the ward (the seed's pace: one per patient per second).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// Use the embedded tansu broker even when a Kafka is configured (--kafka, file or environment).
+    #[arg(long)]
+    pub embedded: bool,
 }
 
 /// `vitalflow-bench soak`.

@@ -59,12 +59,40 @@ fn previous_format_p99(run_on: EtlEngine) -> (&'static str, Duration) {
     }
 }
 
+/// Patients the simulated records belong to.
+const E2E_PATIENTS: usize = 2_000;
+
 /// Pause between two polls of `patient_latest`.
 const POLL_PAUSE: Duration = Duration::from_millis(10);
 
+/// The local pipeline of `up` on a fresh topic and data directory under `work`: loopback, no sign-in,
+/// no HTTP API, Flight SQL on a free port.
+pub(super) struct BenchPipeline {
+    pub(super) pipeline: LocalPipeline,
+    pub(super) location: DataLocation,
+    pub(super) flight_sql: std::net::SocketAddr,
+    pub(super) shutdown: CancellationToken,
+}
+
+impl BenchPipeline {
+    pub(super) async fn start(config: &mut VitalflowConfig, work: &std::path::Path) -> anyhow::Result<BenchPipeline> {
+        ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
+        let location = DataLocation::open(&work.join("data").display().to_string())?;
+        local_only(config);
+        config.http.enabled = false;
+        config.flight_sql.port = 0;
+        config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
+        let forest = load_model(config)?;
+        let shutdown = CancellationToken::new();
+        let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
+        let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+        Ok(BenchPipeline { pipeline, location, flight_sql, shutdown })
+    }
+}
+
 /// When each delivered record was sent, by (partition, offset).
 #[derive(Default)]
-struct SendTimes {
+pub(super) struct SendTimes {
     sent: Mutex<HashMap<(i32, i64), Instant>>,
     failed: std::sync::atomic::AtomicU64,
 }
@@ -113,18 +141,8 @@ async fn measure(
     broker_name: &str,
     work: &std::path::Path,
 ) -> anyhow::Result<()> {
-    ensure_topic(&config.kafka, config.kafka.partitions).await.context("creating the benchmark topic")?;
-    let location = DataLocation::open(&work.join("data").display().to_string())?;
-    // The local pipeline of `up`: loopback, no sign-in, no HTTP API or background maintenance.
-    local_only(config);
-    config.http.enabled = false;
     config.compaction.enabled = false;
-    config.flight_sql.port = 0;
-    config.ingest.group_id = format!("{}-ingest", config.kafka.topic);
-    let forest = load_model(config)?;
-    let shutdown = CancellationToken::new();
-    let pipeline = LocalPipeline::start(config, &location, forest, shutdown.clone()).await?;
-    let flight_sql = pipeline.scheduler.addrs.flight_sql.context("Flight SQL is off")?;
+    let BenchPipeline { pipeline, flight_sql, shutdown, .. } = BenchPipeline::start(config, work).await?;
     println!(
         "vitalflow bench e2e: {:.0} records/s for {:.0} s ({:.0} s warm-up), {broker_name}, {} partitions; \
          ETL on {:?} every ≥{} ms, ingest flush {} records / {} ms",
@@ -143,7 +161,7 @@ async fn measure(
     let producer = {
         let (kafka, rate, seconds, producing, times) =
             (config.kafka.clone(), args.rate, args.seconds, producing.clone(), times.clone());
-        std::thread::spawn(move || produce_paced(&kafka, rate, seconds, &times, &producing))
+        std::thread::spawn(move || produce_paced(&kafka, E2E_PATIENTS, rate, seconds, &times, &producing))
     };
 
     let mut client = FlightSqlServiceClient::new(
@@ -289,9 +307,11 @@ fn all_covered(times: &SendTimes, seen: &[Vec<(i64, Instant)>]) -> bool {
     newest.iter().zip(seen).all(|(n, s)| s.last().map_or(*n < 0, |(o, _)| o >= n))
 }
 
-/// Sends simulated readings at `rate` per second for `seconds`; returns how many were delivered.
-fn produce_paced(
+/// Sends readings of `patients` simulated patients at `rate` per second for `seconds`, or until
+/// `producing` is cleared; returns how many were delivered. Clears `producing` when it stops.
+pub(super) fn produce_paced(
     kafka: &vitalflow_ingest::KafkaConfig,
+    patients: usize,
     rate: f64,
     seconds: f64,
     times: &Arc<SendTimes>,
@@ -302,11 +322,11 @@ fn produce_paced(
             .set("linger.ms", "2")
             .create_with_context(DeliveryClock(times.clone()))
             .context("creating the producer")?;
-        let mut simulator = VitalsSimulator::new(2_000, 7);
+        let mut simulator = VitalsSimulator::new(patients, 7);
         let started = Instant::now();
         let total = (rate * seconds) as u64;
         let mut sent = 0u64;
-        while sent < total {
+        while sent < total && producing.load(Ordering::Relaxed) {
             let due = (started.elapsed().as_secs_f64() * rate) as u64;
             if sent >= due {
                 std::thread::sleep(Duration::from_micros(500));

@@ -11,7 +11,9 @@ use crate::config::VitalflowConfig;
 pub mod cli;
 pub mod e2e;
 pub mod etl;
+mod grafana_panels;
 pub mod ingest;
+pub mod load;
 pub mod model;
 pub mod queries;
 pub mod soak;
@@ -26,6 +28,7 @@ pub async fn run(cli: cli::BenchCli) -> anyhow::Result<()> {
         cli::Bench::Ingest(args) => ingest::run(config, &args, external_kafka).await,
         cli::Bench::E2e(args) => e2e::run(config, &args, external_kafka).await,
         cli::Bench::Etl(args) => etl::run(&args).await,
+        cli::Bench::Load(args) => load::run(config, &args, external_kafka).await,
         cli::Bench::Soak(args) => soak::run(&args),
     }
 }

@@ -39,20 +39,24 @@ const LATEST: &str =
 const ALERTS: &str = "SELECT event_time, patient_id, previous_risk, news2_score, probability_high FROM risk_alerts \
     WHERE event_time > now() - INTERVAL '15 minutes' ORDER BY event_time DESC LIMIT 50";
 
+/// The patient whose history is asked for (the ids this benchmark writes: `P` and five digits).
+const PATIENT: &str = "P00017";
+
 /// Every rise to High in the history, as a FROM ... WHERE: each reading's previous risk by a window over
 /// all of it (a rise at the window's start needs the reading before), then the rises. The ETL's alert rule.
 const RISES_FROM_HISTORY: &str = "FROM (SELECT *, lag(risk) OVER (PARTITION BY patient_id ORDER BY event_time) AS previous_risk \
     FROM vitals_clean) h WHERE risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High')";
 
-/// The dashboard's queries (clients/streamlit/app.py), by name: vitalflow's SQL and DuckDB's.
-fn queries() -> Vec<(&'static str, String, String)> {
+/// The dashboard's queries (clients/streamlit/app.py), by name: vitalflow's SQL and DuckDB's; the
+/// patient view shows `patient`.
+pub(crate) fn queries(patient: &str) -> Vec<(&'static str, String, String)> {
     let both = |sql: &str| (sql.to_string(), sql.to_string());
     let distribution =
         |latest: &str| format!("SELECT risk, count(*) AS patients FROM ({latest}) l GROUP BY risk ORDER BY risk");
-    let history = both(
+    let history = both(&format!(
         "SELECT event_time, heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, risk, news2_score \
-         FROM vitals_clean WHERE patient_id = 'P00017' AND event_time > now() - INTERVAL '60 minutes' ORDER BY event_time DESC LIMIT 2000",
-    );
+         FROM vitals_clean WHERE patient_id = '{patient}' AND event_time > now() - INTERVAL '60 minutes' ORDER BY event_time DESC LIMIT 2000",
+    ));
     // The dashboard reads freshness from patient_latest; an engine without it takes the history's newest.
     let alerts_from_history = format!(
         "SELECT event_time, patient_id, previous_risk, news2_score, probability_high {RISES_FROM_HISTORY} \
@@ -120,7 +124,7 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
     let ctx = local_context(&location, &forest)?;
     write_etl_tables(&ctx, &location).await?;
     let mut ours = Vec::new();
-    for (name, sql, _) in queries() {
+    for (name, sql, _) in queries(PATIENT) {
         let mut times = Vec::new();
         for _ in 0..=args.repeats {
             let t = Instant::now();
@@ -138,7 +142,7 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
     let table_dir = dir.path().join(table::VITALS_CLEAN);
     let request = serde_json::json!({
         "dir": table_dir.to_string_lossy(),
-        "queries": queries().into_iter().map(|(_, _, duck)| duck).collect::<Vec<_>>(),
+        "queries": queries(PATIENT).into_iter().map(|(_, _, duck)| duck).collect::<Vec<_>>(),
         "repeats": args.repeats,
         "threads": std::thread::available_parallelism().map_or(2, |n| n.get()),
     });
@@ -169,7 +173,7 @@ pub async fn run(args: BenchQueriesArgs) -> anyhow::Result<()> {
         format!("duckdb {} ms", duck.duckdb),
         "ratio"
     )?;
-    for (((name, _, _), v), d) in queries().iter().zip(&ours).zip(&duck.seconds) {
+    for (((name, _, _), v), d) in queries(PATIENT).iter().zip(&ours).zip(&duck.seconds) {
         writeln!(out, "{name:<30} {:>14.1} {:>14.1} {:>9.2}x", v * 1e3, d * 1e3, v / d)?;
     }
     writeln!(

@@ -80,11 +80,18 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    /// Starts Streamlit headless on `127.0.0.1:port`, reading Flight SQL at `flight_sql`.
+    /// Starts Streamlit headless on `127.0.0.1:port`, reading Flight SQL at `flight_sql` and acting on
+    /// alerts through the HTTP API at `http` (when it runs).
     ///
     /// Call from the thread that lives as long as `up` (the main thread): the child is told to
     /// terminate when its parent thread ends, so that even a `kill -9` of `up` leaves no dashboard behind.
-    pub fn spawn(env: &DashboardEnv, port: u16, flight_sql: &str, log: &Path) -> anyhow::Result<Dashboard> {
+    pub fn spawn(
+        env: &DashboardEnv,
+        port: u16,
+        flight_sql: &str,
+        http: Option<&str>,
+        log: &Path,
+    ) -> anyhow::Result<Dashboard> {
         let log_file = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
         let mut cmd = Command::new(&env.python);
         cmd.args(["-m", "streamlit", "run"])
@@ -111,6 +118,9 @@ impl Dashboard {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
                 Ok(())
             });
+        }
+        if let Some(http) = http {
+            cmd.env("VITALFLOW_HTTP_URL", http);
         }
         let child = cmd.spawn().with_context(|| format!("starting streamlit with {}", env.python.display()))?;
         Ok(Dashboard { child })

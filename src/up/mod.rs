@@ -105,7 +105,9 @@ async fn run(
     write_ready_file(Some(&run_dir.file(run_dir::ADDRS_FILE)), &addrs)?;
 
     let dashboard = match (dashboard_port, addrs.flight_sql) {
-        (Some(port), Some(flight_sql)) => start_dashboard(config, port, flight_sql, run_dir, &shutdown).await,
+        (Some(port), Some(flight_sql)) => {
+            start_dashboard(config, port, flight_sql, addrs.http, run_dir, &shutdown).await
+        }
         (Some(_), None) => {
             eprintln!("vitalflow up: the dashboard needs Flight SQL, which is switched off; dashboard not started.");
             None
@@ -150,6 +152,7 @@ async fn start_dashboard(
     config: &VitalflowConfig,
     port: u16,
     flight_sql: SocketAddr,
+    http: Option<SocketAddr>,
     run_dir: &RunDir,
     shutdown: &CancellationToken,
 ) -> Option<Dashboard> {
@@ -170,7 +173,8 @@ async fn start_dashboard(
     };
     // Spawned from this future, which runs on the main thread for the life of `up` (see Dashboard::spawn).
     let log = run_dir.file("dashboard.log");
-    let mut dashboard = match Dashboard::spawn(&env, port, &format!("grpc://{flight_sql}"), &log) {
+    let http = http.map(|addr| format!("http://{addr}"));
+    let mut dashboard = match Dashboard::spawn(&env, port, &format!("grpc://{flight_sql}"), http.as_deref(), &log) {
         Ok(d) => d,
         Err(error) => {
             eprintln!("vitalflow up: dashboard not started: {error:#}");

@@ -62,7 +62,8 @@ pub struct EtlProgress {
     /// Alerts a ward acts on raised since the alert keeper first ran (rows of `alerts`); `None` before.
     #[serde(default)]
     pub ward_alerts: Option<u64>,
-    /// Those alerts per 35 patients per day (the alert budget's unit; see `ward_alerts::budget`).
+    /// Those alerts per 35 patients per day of the readings' time (the alert budget's unit; see
+    /// `ward_alerts::budget`).
     #[serde(default)]
     pub alerts_per_35_patients_per_day: Option<f64>,
     /// When these figures were read (RFC 3339, UTC).
@@ -210,7 +211,9 @@ pub fn render(progress: &EtlProgress) -> String {
     }
     if let Some(raised) = p.ward_alerts {
         let rate = p.alerts_per_35_patients_per_day.map_or("no patients yet".to_string(), |r| format!("{r:.1}"));
-        lines.push(format!("ward alerts         {raised} raised; per 35 patients per day: {rate} (budget about 1)"));
+        lines.push(format!(
+            "ward alerts         {raised} raised; per 35 patients per day of readings: {rate} (budget about 1)"
+        ));
     }
     if let Some(e) = &p.alert_delivery_error {
         lines.push(format!("alert delivery      failing: {e}"));

@@ -372,8 +372,21 @@ impl AlertBook {
         }))
     }
 
+    /// Since when (reading time) the patient's risk has been below High while an alert is active, as far
+    /// as the book knows.
+    pub fn below_high_since(&self, patient_id: &str) -> Option<i64> {
+        self.patients.get(patient_id).and_then(|p| p.below_high_since_ms)
+    }
+
+    /// Starts the patient's auto-resolve clock at `since_ms` (read from `vitals_clean`: the first reading
+    /// below High after the last High one), unless it runs already.
+    pub fn start_below_high_clock(&mut self, patient_id: &str, since_ms: i64) {
+        self.patients.entry(patient_id.to_string()).or_default().below_high_since_ms.get_or_insert(since_ms);
+    }
+
     /// A reading of the patient, High or not: resolves the patient's active alert (the event) once its
-    /// risk has stayed below High for the ward's `auto_resolve_minutes` of reading time.
+    /// risk has stayed below High for the ward's `auto_resolve_minutes` of reading time. A clock not
+    /// started by [`AlertBook::start_below_high_clock`] starts at the first reading below High given here.
     pub fn on_reading(
         &mut self,
         patient_id: &str,

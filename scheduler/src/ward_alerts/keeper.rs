@@ -29,7 +29,7 @@ use super::book::{ActionRefusal, Alert, AlertBook, AlertEvent};
 use super::kind::AlertKind;
 use super::lifecycle::Action;
 use super::rows::{alert_rows, event_rows, events_of};
-use super::sources::{RiseSource, latest_readings};
+use super::sources::{RiseSource, below_high_since, oldest_reading_ms, ward_readings};
 use crate::config::WardAlertsConfig;
 use crate::error::{Error, Result};
 use crate::table_rows::read_table_file;
@@ -38,6 +38,10 @@ use crate::table_rows::read_table_file;
 const EVENTS_APP_ID: &str = "vitalflow-alerts";
 /// Application id recording how far `risk_alerts` has been read: version = its table version.
 const SOURCE_APP_ID: &str = "vitalflow-alerts/risk_alerts";
+/// Application id recording where the ward's clock starts for the alert budget: version = a reading time,
+/// ms since the epoch. For a keeper that started on a ward already running, its newest reading then; for
+/// one that started before the ETL's first batch, the oldest reading of `vitals_clean` once there is one.
+pub(crate) const READING_CLOCK_APP_ID: &str = "vitalflow-alerts/reading-clock";
 /// Most queued actions taken in one commit.
 const MAX_ACTIONS_PER_COMMIT: usize = 256;
 /// Actions that may wait for the keeper before callers wait to queue.
@@ -125,7 +129,7 @@ impl AlertKeeperHandle {
 }
 
 /// The keeper's state: the book and the tables it writes.
-struct AlertKeeper {
+pub(super) struct AlertKeeper {
     location: DataLocation,
     config: WardAlertsConfig,
     book: AlertBook,
@@ -138,8 +142,12 @@ struct AlertKeeper {
     stale: bool,
     /// When how far `risk_alerts` has been read was last committed.
     source_recorded_at: std::time::Instant,
-    /// The newest reading time of any patient, and when this process first saw it.
-    newest_reading: Option<(i64, std::time::Instant)>,
+    /// Where the ward's clock starts (see [`READING_CLOCK_APP_ID`]).
+    reading_clock: Option<i64>,
+    /// The keeper started before any reading: the clock starts at the oldest one.
+    clock_from_first_reading: bool,
+    /// Whether `reading_clock` is committed.
+    reading_clock_recorded: bool,
     stats: Arc<KeeperStats>,
 }
 
@@ -162,7 +170,11 @@ pub(super) async fn read_events(location: &DataLocation, table: &LakeTable) -> R
 
 impl AlertKeeper {
     /// Opens (or creates) the tables and replays `alert_events` into the book.
-    async fn open(location: &DataLocation, config: &WardAlertsConfig, stats: Arc<KeeperStats>) -> Result<AlertKeeper> {
+    pub(super) async fn open(
+        location: &DataLocation,
+        config: &WardAlertsConfig,
+        stats: Arc<KeeperStats>,
+    ) -> Result<AlertKeeper> {
         let events = LakeTable::open_or_create(location, table::ALERT_EVENTS, &ALERT_EVENTS_SCHEMA).await?;
         let alerts = LakeTable::open_or_create(location, table::ALERTS, &ALERTS_SCHEMA).await?;
         let mut book = AlertBook::default();
@@ -170,6 +182,8 @@ impl AlertKeeper {
             book.apply(&event).map_err(|e| Error::Config(e.to_string()))?;
         }
         let source_version = events.txn_version(SOURCE_APP_ID).await?;
+        let reading_clock = events.txn_version(READING_CLOCK_APP_ID).await?;
+        let book_is_empty = book.last_seq() == 0;
         let mut keeper = AlertKeeper {
             location: location.clone(),
             config: config.clone(),
@@ -180,10 +194,18 @@ impl AlertKeeper {
             recorded_source_version: source_version.unwrap_or(-1),
             stale: false,
             source_recorded_at: std::time::Instant::now(),
-            newest_reading: None,
+            reading_clock,
+            reading_clock_recorded: reading_clock.is_some(),
+            // Not recorded yet: a keeper stopped before it saw a reading (no alert raised) starts it at the
+            // first reading, as it would have.
+            clock_from_first_reading: reading_clock.is_none() && book_is_empty,
             stats,
         };
         if source_version.is_none() {
+            // The ward's clock: from its newest reading now, or (no reading yet) from its first one.
+            let newest = ward_readings(location).await?.latest.iter().map(|r| r.reading_ms).max();
+            keeper.reading_clock = newest;
+            keeper.clock_from_first_reading = newest.is_none();
             // A new keeper starts now (module doc): recorded so that a restart does not move it.
             // Version 0 of a table is its creation: from there when risk_alerts does not exist yet.
             keeper.rises = RiseSource::after(RiseSource::current_version(location).await?.max(0));
@@ -205,6 +227,12 @@ impl AlertKeeper {
         Ok(keeper)
     }
 
+    /// The book, as the keeper holds it.
+    #[cfg(test)]
+    pub(super) fn book(&self) -> &AlertBook {
+        &self.book
+    }
+
     /// Makes `alerts` the book's alerts, as of its last event.
     async fn write_alerts(&mut self) -> Result<()> {
         let rows = alert_rows(self.book.alerts())?;
@@ -218,13 +246,15 @@ impl AlertKeeper {
         let source_moved = self.rises.version != self.recorded_source_version;
         let source_due =
             self.source_recorded_at.elapsed() >= SOURCE_RECORD_INTERVAL || self.recorded_source_version < 0;
-        if events.is_empty() && !(source_moved && source_due) {
+        let clock_due = !self.reading_clock_recorded && self.reading_clock.is_some();
+        if events.is_empty() && !(source_moved && source_due) && !clock_due {
             return Ok(());
         }
-        let txns = vec![
+        let mut txns = vec![
             Transaction::new(EVENTS_APP_ID, self.book.last_seq()),
             Transaction::new(SOURCE_APP_ID, self.rises.version),
         ];
+        txns.extend(self.reading_clock.map(|ms| Transaction::new(READING_CLOCK_APP_ID, ms)));
         if events.is_empty() {
             self.events.append(&[], txns).await?;
         } else {
@@ -233,6 +263,7 @@ impl AlertKeeper {
         }
         self.recorded_source_version = self.rises.version;
         self.source_recorded_at = std::time::Instant::now();
+        self.reading_clock_recorded = self.reading_clock.is_some();
         if !events.is_empty() {
             self.write_alerts().await?;
             self.stats.events.fetch_add(events.len() as u64, Ordering::Relaxed);
@@ -252,7 +283,7 @@ impl AlertKeeper {
 
     /// One look at the ETL's tables and the clock: raises (risk, stale patients, a stopped feed),
     /// auto-resolves and escalations, committed.
-    async fn look(&mut self) -> Result<usize> {
+    pub(super) async fn look(&mut self) -> Result<usize> {
         self.reload_if_stale().await?;
         let now = now_ms();
         let mut events = Vec::new();
@@ -260,26 +291,44 @@ impl AlertKeeper {
             let rules = self.config.rules(&rise.ward);
             events.extend(self.book.on_rise(&rise, rules, now));
         }
-        let active: HashMap<String, String> = self
+        let active: HashMap<String, (String, i64)> = self
             .book
             .alerts()
             .filter(|a| a.kind == AlertKind::Risk && a.state.is_active())
-            .map(|a| (a.patient_id.clone(), a.ward.clone()))
+            .map(|a| (a.patient_id.clone(), (a.ward.clone(), a.raised_at_ms)))
             .collect();
-        let readings = latest_readings(&self.location).await?;
-        for reading in &readings {
-            let (Some(ward), Some(high)) = (active.get(&reading.patient_id), reading.high) else { continue };
+        let seen = ward_readings(&self.location).await?;
+        let readings = &seen.latest;
+        // The auto-resolve clock of a patient whose risk fell below High starts at the first such reading
+        // of vitals_clean, not at the first one this process saw: the same after a restart.
+        let clocks_to_start: Vec<(String, i64)> = readings
+            .iter()
+            .filter(|r| r.high == Some(false) && self.book.below_high_since(&r.patient_id).is_none())
+            .filter_map(|r| active.get(&r.patient_id).map(|(_, raised_ms)| (r.patient_id.clone(), *raised_ms)))
+            .collect();
+        if !clocks_to_start.is_empty() {
+            for (patient_id, since_ms) in below_high_since(&self.location, &clocks_to_start).await? {
+                self.book.start_below_high_clock(&patient_id, since_ms);
+            }
+        }
+        for reading in readings {
+            let (Some((ward, _)), Some(high)) = (active.get(&reading.patient_id), reading.high) else { continue };
+            if !high && self.book.below_high_since(&reading.patient_id).is_none() {
+                continue; // its reading is not in vitals_clean yet: the next look starts the clock
+            }
             let rules = self.config.rules(ward);
             events.extend(self.book.on_reading(&reading.patient_id, reading.reading_ms, high, rules, now));
         }
         let config = &self.config;
-        events.extend(self.book.on_latest_readings(&readings, |ward| config.rules(ward), now));
-        // The feed's silence runs on this process's clock from when the newest reading was first seen.
+        events.extend(self.book.on_latest_readings(readings, |ward| config.rules(ward), now));
+        // The feed's silence runs on the wall clock from the ETL's last commit of readings (recorded in
+        // patient_latest's log, so a restart does not count again).
         let newest = readings.iter().map(|r| r.reading_ms).max();
-        if newest > self.newest_reading.map(|(ms, _)| ms) {
-            self.newest_reading = newest.map(|ms| (ms, std::time::Instant::now()));
+        if self.reading_clock.is_none() && newest.is_some() {
+            self.reading_clock =
+                if self.clock_from_first_reading { oldest_reading_ms(&self.location).await? } else { newest };
         }
-        let silent_ms = self.newest_reading.map_or(0, |(_, seen)| seen.elapsed().as_millis() as i64);
+        let silent_ms = seen.landed_ms.map_or(0, |landed_ms| (now - landed_ms).max(0));
         events.extend(self.book.on_feed(newest, silent_ms, config.feed_down_minutes, now));
         let config = &self.config;
         events.extend(self.book.escalate_overdue(|ward| config.rules(ward), now));

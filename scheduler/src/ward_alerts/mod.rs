@@ -15,6 +15,8 @@ pub mod keeper;
 pub mod kind;
 pub mod lifecycle;
 pub mod muting;
+#[cfg(test)]
+mod restart_tests;
 pub mod rows;
 pub mod sources;
 #[cfg(test)]

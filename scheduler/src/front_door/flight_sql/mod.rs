@@ -77,6 +77,8 @@ pub struct FlightSqlEndpoint {
     progress: Option<Arc<ProgressSource>>,
     /// An in-process context with the same tables and functions, for queries of small tables.
     local: Option<datafusion::prelude::SessionContext>,
+    /// Most bytes of files a query may scan to run on `local` (`flight_sql.in_process_max_scan_mb`).
+    in_process_max_scan_bytes: u64,
     /// Seals the handles clients get and opens the ones they send back.
     handles: HandleKey,
     /// How many queries each user runs at once, and how many wait.
@@ -150,13 +152,14 @@ impl FlightSqlEndpoint {
             running: RunningQueries::default(),
             progress: None,
             local: None,
+            in_process_max_scan_bytes: config.in_process_max_scan_mb.saturating_mul(1024 * 1024),
             handles: HandleKey::new(&config.auth.token_secret, config.max_sql_bytes),
             admission: Admission::new(config.max_queries_per_user, config.max_queued_per_user),
         })
     }
 
-    /// Plans queries that read only small tables (`patient_latest`) on `ctx`, in this process, instead of
-    /// as Ballista jobs.
+    /// Plans queries that read only small tables (`patient_latest`), or few enough bytes
+    /// (`flight_sql.in_process_max_scan_mb`), on `ctx`, in this process, instead of as Ballista jobs.
     pub fn with_local_context(mut self, ctx: datafusion::prelude::SessionContext) -> FlightSqlEndpoint {
         self.local = Some(ctx);
         self
@@ -232,6 +235,7 @@ impl FlightSqlEndpoint {
         let inputs = PlanInputs {
             ctx: self.ctx.clone(),
             local: self.local.clone(),
+            in_process_max_scan_bytes: self.in_process_max_scan_bytes,
             audit: self.audit_lake.clone(),
             progress: self.progress.clone(),
             who: who.clone(),

@@ -10,7 +10,13 @@ use arrow::record_batch::RecordBatch;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::physical_plan::FileScanConfig;
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::empty::EmptyExec;
+use datafusion::physical_plan::placeholder_row::PlaceholderRowExec;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionContext};
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{Expr, Statement, Value, visit_expressions_mut};
@@ -85,7 +91,7 @@ fn names_table(refs: &[TableReference], name: &str) -> bool {
 /// entries not yet written to it; queries of `etl_progress` on a snapshot of the figures read now.
 pub(crate) async fn plan(
     ctx: &SessionContext,
-    local: Option<&SessionContext>,
+    local: Option<(&SessionContext, u64)>,
     audit: &AuditLake,
     progress: Option<&ProgressSource>,
     who: &Principal,
@@ -107,7 +113,21 @@ pub(crate) async fn plan(
         progress_context(progress).await?
     } else {
         let planner = match local {
-            Some(local) if runs_in_process(&refs) => local,
+            Some((local, _)) if runs_in_process(&refs) => local,
+            // A query of tables about to run, over few enough bytes, runs here (its schema was announced
+            // by the cluster's plan: both contexts hold the same tables and functions).
+            Some((local, max_scan_bytes))
+                if max_scan_bytes > 0
+                    && matches!(binding, Binding::Execute(_))
+                    && !refs.is_empty()
+                    && !refs.iter().any(is_information_schema) =>
+            {
+                if let Some(small) = small_in_process(local, &statement, binding, max_scan_bytes).await? {
+                    return Ok(small);
+                }
+                on_cluster = true;
+                ctx
+            }
             _ => {
                 on_cluster = true;
                 ctx
@@ -116,15 +136,54 @@ pub(crate) async fn plan(
         // information_schema lists the catalog of `ctx` (every table GetTables lists), as the role sees it.
         if refs.iter().any(is_information_schema) { role_view(planner, ctx, who.role) } else { planner.clone() }
     };
-    let state = ctx.state();
-    let plan = state.statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
-    read_only().verify_plan(&plan).map_err(|e| Status::permission_denied(format!("{e}: {READ_ONLY}")))?;
-    only_registered_tables(&ctx, &plan)?;
+    let plan = checked_plan(&ctx, statement).await?;
     if on_cluster && let Some(why) = cluster_refusal(&plan) {
         return Err(Status::invalid_argument(why));
     }
     let plan = parameters::apply(plan, binding)?;
     ctx.execute_logical_plan(plan).await.map_err(query_status)
+}
+
+/// `statement` planned on `ctx` and checked: read-only, and only `ctx`'s registered tables.
+async fn checked_plan(ctx: &SessionContext, statement: Statement) -> Result<LogicalPlan, Status> {
+    let plan =
+        ctx.state().statement_to_plan(DFStatement::Statement(Box::new(statement))).await.map_err(query_status)?;
+    read_only().verify_plan(&plan).map_err(|e| Status::permission_denied(format!("{e}: {READ_ONLY}")))?;
+    only_registered_tables(ctx, &plan)?;
+    Ok(plan)
+}
+
+/// `statement` as a frame of the in-process context `local` when its scans read at most
+/// `max_scan_bytes` of files (`flight_sql.in_process_max_scan_mb`); `None` when they read more or a
+/// size is unknown.
+async fn small_in_process(
+    local: &SessionContext,
+    statement: &Statement,
+    binding: Binding<'_>,
+    max_scan_bytes: u64,
+) -> Result<Option<DataFrame>, Status> {
+    let plan = parameters::apply(checked_plan(local, statement.clone()).await?, binding)?;
+    let state = local.state();
+    let physical = state.create_physical_plan(&plan).await.map_err(query_status)?;
+    Ok(match scanned_bytes(&physical) {
+        Some(bytes) if bytes <= max_scan_bytes => Some(DataFrame::new(state, plan)),
+        _ => None,
+    })
+}
+
+/// Bytes of the files `plan`'s scans read (a file split into byte ranges counted once); `None` when a
+/// leaf is neither a file scan nor known to read nothing.
+fn scanned_bytes(plan: &Arc<dyn ExecutionPlan>) -> Option<u64> {
+    let children = plan.children();
+    if !children.is_empty() {
+        return children.into_iter().map(scanned_bytes).sum();
+    }
+    if plan.is::<EmptyExec>() || plan.is::<PlaceholderRowExec>() {
+        return Some(0);
+    }
+    let files = plan.downcast_ref::<DataSourceExec>()?.data_source().downcast_ref::<FileScanConfig>()?;
+    let bytes = |f: &PartitionedFile| f.range.as_ref().map_or(f.object_meta.size, |r| (r.end - r.start).max(0) as u64);
+    Some(files.file_groups.iter().flat_map(|g| g.files()).map(bytes).sum())
 }
 
 /// Refuses scans of anything but the session's registered tables (table functions such as
@@ -202,6 +261,8 @@ impl QueryLimits {
 pub(crate) struct PlanInputs {
     pub(crate) ctx: SessionContext,
     pub(crate) local: Option<SessionContext>,
+    /// Most bytes of files a query may scan to run on `local` (0: only the small tables run there).
+    pub(crate) in_process_max_scan_bytes: u64,
     pub(crate) audit: Arc<AuditLake>,
     pub(crate) progress: Option<Arc<ProgressSource>>,
     pub(crate) who: Principal,
@@ -234,9 +295,11 @@ pub(crate) async fn plan_bounded(
         .name("vitalflow-plan".into())
         .stack_size(PLANNING_STACK_BYTES)
         .spawn(move || {
-            let PlanInputs { ctx, local, audit, progress, who, sql, parameters, executing } = inputs;
+            let PlanInputs { ctx, local, in_process_max_scan_bytes, audit, progress, who, sql, parameters, executing } =
+                inputs;
             let binding = if executing { Binding::Execute(parameters.as_ref()) } else { Binding::Prepare };
-            let planning = plan(&ctx, local.as_ref(), &audit, progress.as_deref(), &who, &sql, binding);
+            let local = local.as_ref().map(|l| (l, in_process_max_scan_bytes));
+            let planning = plan(&ctx, local, &audit, progress.as_deref(), &who, &sql, binding);
             // The caller may have given up (time limit, client gone): nobody to tell.
             let _ = sender.send(runtime.block_on(planning));
         })
@@ -270,7 +333,7 @@ mod tests {
         let who = Principal { name: "ana".into(), role };
         let location = vitalflow_udf_model::lake::DataLocation::open("memory://").unwrap();
         let audit = AuditLake::new(Arc::new(crate::front_door::audit::AuditLog::new(10)), location);
-        let frame = plan(ctx, Some(ctx), &audit, None, &who, sql, Binding::Execute(None)).await?;
+        let frame = plan(ctx, Some((ctx, 0)), &audit, None, &who, sql, Binding::Execute(None)).await?;
         Ok(frame.collect().await.unwrap())
     }
 
@@ -298,6 +361,37 @@ mod tests {
         let refused = run(&ctx, Role::Reader, "SELECT count(*) FROM audit_log").await.unwrap_err();
         assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused}");
         assert!(run(&ctx, Role::Admin, "SELECT count(*) FROM audit_log").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn file_scans_count_their_bytes_and_other_leaves_are_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let batch = RecordBatch::try_from_iter([(
+            "x",
+            Arc::new(arrow::array::Int64Array::from(vec![1, 2, 3])) as arrow::array::ArrayRef,
+        )])
+        .unwrap();
+        let mut writer = datafusion::parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", path.to_str().unwrap(), Default::default()).await.unwrap();
+        ctx.register_table("m", Arc::new(MemTable::try_new(batch.schema(), vec![vec![batch]]).unwrap())).unwrap();
+        let bytes = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move { scanned_bytes(&ctx.sql(sql).await.unwrap().create_physical_plan().await.unwrap()) }
+        };
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(bytes("SELECT x FROM t WHERE x > 1").await, Some(size));
+        assert_eq!(bytes("SELECT a.x FROM t a JOIN t b ON a.x = b.x").await, Some(2 * size));
+        assert_eq!(bytes("SELECT 1").await, Some(0));
+        assert_eq!(bytes("SELECT x FROM m").await, None, "a table of unknown size goes to the cluster");
     }
 
     #[test]
