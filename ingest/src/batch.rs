@@ -9,12 +9,13 @@ use arrow::array::{
     StringBuilder, TimestampNanosecondArray, TimestampNanosecondBuilder,
 };
 use arrow::record_batch::RecordBatch;
-use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 
 use crate::decode::{DecodeOptions, Reading, ReasonCode, Rejection, decode_record};
 use crate::error::Result;
 use crate::flat::decode_flat;
+use crate::reading::ReadingRow;
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -37,6 +38,9 @@ pub struct VitalsRawBuilder {
     oxygen: BooleanBuilder,
     consciousness: StringBuilder,
     offset: Int64Builder,
+    ward: StringBuilder,
+    validated: BooleanBuilder,
+    spo2_scale: Int32Builder,
 }
 
 impl Default for VitalsRawBuilder {
@@ -48,34 +52,32 @@ impl Default for VitalsRawBuilder {
             oxygen: BooleanBuilder::new(),
             consciousness: StringBuilder::new(),
             offset: Int64Builder::new(),
+            ward: StringBuilder::new(),
+            validated: BooleanBuilder::new(),
+            spo2_scale: Int32Builder::new(),
         }
     }
 }
 
 impl VitalsRawBuilder {
     /// Appends one reading found at `offset`.
-    pub fn append(
-        &mut self,
-        offset: i64,
-        patient_id: &str,
-        event_time_ns: i64,
-        vitals: &[Option<f64>; 7],
-        on_oxygen: Option<bool>,
-        consciousness: Option<Consciousness>,
-    ) {
-        self.patient.append_value(patient_id);
-        self.time.append_value(event_time_ns);
-        for (b, v) in self.vitals.iter_mut().zip(vitals) {
-            b.append_option(*v);
+    pub fn append(&mut self, offset: i64, row: ReadingRow<'_>) {
+        self.patient.append_value(row.patient_id);
+        self.time.append_value(row.event_time_ns);
+        for (b, v) in self.vitals.iter_mut().zip(row.vitals) {
+            b.append_option(v);
         }
-        self.oxygen.append_option(on_oxygen);
-        self.consciousness.append_option(consciousness.map(Consciousness::letter));
+        self.oxygen.append_option(row.on_oxygen);
+        self.consciousness.append_option(row.consciousness.map(Consciousness::letter));
         self.offset.append_value(offset);
+        self.ward.append_option(row.ward);
+        self.validated.append_value(row.validated);
+        self.spo2_scale.append_option(row.spo2_scale.map(Spo2Scale::number));
     }
 
     /// Appends a reading of the general decoder.
     pub fn append_reading(&mut self, offset: i64, r: &Reading) {
-        self.append(offset, &r.patient_id, r.event_time_ns, &r.vitals, r.on_oxygen, r.consciousness);
+        self.append(offset, r.as_row());
     }
 
     /// Rows appended so far.
@@ -104,6 +106,9 @@ impl VitalsRawBuilder {
             Arc::new(Int32Array::from(vec![partition; n])),
             Arc::new(self.offset.finish()),
             Arc::new(constant_time(ingest_time_ns, n)),
+            Arc::new(self.ward.finish()),
+            Arc::new(self.validated.finish()),
+            Arc::new(self.spo2_scale.finish()),
         ]);
         Ok(RecordBatch::try_new(VITALS_RAW_SCHEMA.clone(), columns)?)
     }
@@ -198,7 +203,7 @@ impl RangeBatch {
         self.records += 1;
         let fast = payload.filter(|p| !p.is_empty() && p.len() <= options.max_bytes).and_then(decode_flat);
         if let Some(r) = fast {
-            self.rows.append(offset, r.patient_id, r.event_time_ns, &r.vitals, r.on_oxygen, r.consciousness);
+            self.rows.append(offset, r);
             return;
         }
         match decode_record(payload, options) {

@@ -7,13 +7,13 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::{Map, Value};
-use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 use vitalflow_udf_model::schema::Vital;
 
 use crate::config::IngestConfig;
 use crate::hl7::{Hl7Settings, decode_message, is_hl7};
-use crate::reading::{EARLIEST, parse_time};
-pub use crate::reading::{Reading, ReasonCode, Rejection};
+use crate::reading::{EARLIEST, MAX_WARD, parse_time};
+pub use crate::reading::{Reading, ReadingRow, ReasonCode, Rejection};
 
 /// Longest accepted patient id, in bytes.
 const MAX_PATIENT_ID: usize = 64;
@@ -98,7 +98,47 @@ pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<
     if vitals.iter().all(Option::is_none) {
         return Err(Rejection::new(ReasonCode::NoVitals, "record has no vital sign"));
     }
-    Ok(Reading { patient_id, event_time_ns, vitals, on_oxygen, consciousness })
+    let (ward, validated, spo2_scale) = (ward(&obj)?, validated(&obj)?, spo2_scale(&obj)?);
+    Ok(Reading { patient_id, event_time_ns, vitals, on_oxygen, consciousness, ward, validated, spo2_scale })
+}
+
+/// `ward`: a string naming the patient's ward; absent, null or blank names none.
+fn ward(obj: &Map<String, Value>) -> Result<Option<String>, Rejection> {
+    match field(obj, "ward", &[]) {
+        None => Ok(None),
+        Some((_, Value::String(s))) if s.trim().is_empty() => Ok(None),
+        Some((_, Value::String(s))) if s.len() > MAX_WARD => {
+            Err(Rejection::new(ReasonCode::InvalidValue, format!("ward is {} bytes, the limit is {MAX_WARD}", s.len())))
+        }
+        Some((_, Value::String(s))) => Ok(Some(s.clone())),
+        Some((name, other)) => {
+            Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected a string, got {}", kind(other))))
+        }
+    }
+}
+
+/// `validated`: whether a person confirmed the values; absent or null is false (a device's stream).
+fn validated(obj: &Map<String, Value>) -> Result<bool, Rejection> {
+    match field(obj, "validated", &[]) {
+        None => Ok(false),
+        Some((_, Value::Bool(b))) => Ok(*b),
+        Some((name, other)) => {
+            Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected true or false, got {}", kind(other))))
+        }
+    }
+}
+
+/// `spo2_scale`: the NEWS2 SpO2 scale prescribed, 1 or 2; absent or null says none (scale 1).
+fn spo2_scale(obj: &Map<String, Value>) -> Result<Option<Spo2Scale>, Rejection> {
+    match field(obj, "spo2_scale", &[]) {
+        None => Ok(None),
+        Some((name, Value::Number(n))) => n.as_i64().and_then(Spo2Scale::of_number).map(Some).ok_or_else(|| {
+            Rejection::new(ReasonCode::InvalidValue, format!("{name}: {n} is not a NEWS2 SpO2 scale (1 or 2)"))
+        }),
+        Some((name, other)) => {
+            Err(Rejection::new(ReasonCode::WrongType, format!("{name}: expected 1 or 2, got {}", kind(other))))
+        }
+    }
 }
 
 /// The first present, non-null field among `name` and its aliases.
@@ -221,6 +261,51 @@ mod tests {
         assert_eq!(r.event_time_ns, 1_795_428_902_123_000_000);
         assert_eq!(r.vitals, [Some(88.0), Some(121.0), Some(79.0), Some(97.0), Some(36.9), Some(104.0), None]);
         assert_eq!((r.on_oxygen, r.consciousness), (None, None));
+        assert_eq!((r.ward, r.validated, r.spo2_scale), (None, false, None));
+    }
+
+    #[test]
+    fn reads_the_ward_validation_and_spo2_scale() {
+        let r = decode(
+            r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "ward": "4 North",
+                "validated": true, "spo2_scale": 2}"#,
+        )
+        .unwrap();
+        assert_eq!((r.ward.as_deref(), r.validated, r.spo2_scale), (Some("4 North"), true, Some(Spo2Scale::Two)));
+        let blank = decode(r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "ward": " "}"#);
+        assert_eq!(blank.unwrap().ward, None);
+        let long = format!(
+            r#"{{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "ward": "{}"}}"#,
+            "W".repeat(65)
+        );
+        let cases = [
+            (long.as_str(), ReasonCode::InvalidValue, "ward is 65 bytes"),
+            (
+                r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "ward": 4}"#,
+                ReasonCode::WrongType,
+                "ward",
+            ),
+            (
+                r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "validated": "F"}"#,
+                ReasonCode::WrongType,
+                "validated",
+            ),
+            (
+                r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "spo2_scale": 3}"#,
+                ReasonCode::InvalidValue,
+                "spo2_scale: 3 is not a NEWS2 SpO2 scale",
+            ),
+            (
+                r#"{"patient_id": "P1", "timestamp": "2026-11-23T10:15:02Z", "hr": 70, "spo2_scale": "2"}"#,
+                ReasonCode::WrongType,
+                "spo2_scale",
+            ),
+        ];
+        for (json, code, needle) in cases {
+            let err = decode(json).unwrap_err();
+            assert_eq!(err.code, code, "{json}");
+            assert!(err.reason.contains(needle), "{:?} lacks {needle:?}", err.reason);
+        }
     }
 
     #[test]

@@ -74,6 +74,8 @@ struct Row {
     patient: Option<String>,
     time_ns: Option<i64>,
     vitals: [Option<f64>; 7],
+    /// Whether every Observation so far was validated ([`is_validated`]); `None` before the first.
+    validated: Option<bool>,
 }
 
 /// Decodes a FHIR resource (already parsed as a JSON object).
@@ -112,13 +114,33 @@ pub(crate) fn decode_resource(obj: &Map<String, Value>) -> Result<Reading, Rejec
             "no vital-sign Observation with a value (LOINC code not one vitalflow stores?)",
         ));
     }
-    Ok(Reading { patient_id, event_time_ns, vitals: row.vitals, on_oxygen: None, consciousness: None })
+    // No ward: an Observation has no location element, and its `encounter` is a reference to a resource
+    // this record does not hold; no SpO2 scale either (no standard element says one is prescribed).
+    Ok(Reading {
+        patient_id,
+        event_time_ns,
+        vitals: row.vitals,
+        validated: row.validated.unwrap_or(false),
+        ..Reading::default()
+    })
+}
+
+/// A person confirmed the Observation: its status is `final`, `amended` or `corrected` and it names a
+/// performer (a device's stream is `preliminary`, or final with no performer: FHIR puts devices in
+/// `device`, never in `performer`).
+fn is_validated(obs: &Map<String, Value>) -> bool {
+    let confirmed = matches!(obs.get("status").and_then(Value::as_str), Some("final" | "amended" | "corrected"));
+    let performed = obs.get("performer").and_then(Value::as_array).is_some_and(|p| {
+        p.iter().any(|r| r.get("reference").or_else(|| r.get("display")).is_some_and(Value::is_string))
+    });
+    confirmed && performed
 }
 
 fn observation(obs: &Map<String, Value>, row: &mut Row) -> Result<(), Rejection> {
     if let Some(status @ ("entered-in-error" | "cancelled")) = obs.get("status").and_then(Value::as_str) {
         return Err(Rejection::new(ReasonCode::InvalidValue, format!("status: {status} observations are not used")));
     }
+    row.validated = Some(row.validated.unwrap_or(true) && is_validated(obs));
     let patient = subject(obs)?;
     match &row.patient {
         Some(p) if *p != patient => {
@@ -286,6 +308,34 @@ mod tests {
         let r = decode(include_str!("../fixtures/fhir/heart-rate.json")).unwrap();
         assert_eq!((r.patient_id.as_str(), r.event_time_ns), ("example", T));
         assert_eq!(r.vitals, [Some(44.0), None, None, None, None, None, None]);
+    }
+
+    /// Validated: final, amended or corrected with a performer, in every Observation of the record; a
+    /// device's stream (preliminary, or final with no performer) is not.
+    #[test]
+    fn validated_needs_a_confirmed_status_and_a_performer() {
+        let hr = include_str!("../fixtures/fhir/heart-rate.json");
+        let by_nurse = "\"performer\": [{\"reference\": \"Practitioner/f005\"}], \"status\": ";
+        let with = |status: &str| hr.replace("\"status\": \"final\"", &format!("{by_nurse}\"{status}\""));
+        for (json, validated) in [
+            (with("final"), true),
+            (with("amended"), true),
+            (with("corrected"), true),
+            (with("preliminary"), false),
+            (hr.to_string(), false),
+            (hr.replace("\"status\": \"final\"", "\"performer\": [], \"status\": \"final\""), false),
+        ] {
+            let r = decode(&json).unwrap();
+            assert_eq!(r.validated, validated, "{json}");
+            assert_eq!((r.ward, r.spo2_scale), (None, None), "FHIR readings carry no ward or scale");
+        }
+        // A Bundle is validated only when each of its Observations is.
+        let bundle = include_str!("../fixtures/fhir/vital-signs-bundle.json");
+        assert!(!decode(bundle).unwrap().validated);
+        let all = bundle.replace("\"status\": \"final\"", &format!("{by_nurse}\"final\""));
+        assert!(decode(&all).unwrap().validated, "{all}");
+        let one_short = all.replacen(&format!("{by_nurse}\"final\""), "\"status\": \"preliminary\"", 1);
+        assert!(!decode(&one_short).unwrap().validated);
     }
 
     #[test]

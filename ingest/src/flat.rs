@@ -8,20 +8,10 @@
 //! general path, so every dead letter keeps its reason and message. Floats are parsed correctly rounded
 //! (`str::parse`); serde_json's default parser may differ from that in the last bit on rare inputs.
 
-use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 use vitalflow_udf_model::schema::Vital;
 
-use crate::reading::EARLIEST;
-
-/// A valid flat record, borrowing its strings from the payload.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct FlatRecord<'a> {
-    pub(crate) patient_id: &'a str,
-    pub(crate) event_time_ns: i64,
-    pub(crate) vitals: [Option<f64>; 7],
-    pub(crate) on_oxygen: Option<bool>,
-    pub(crate) consciousness: Option<Consciousness>,
-}
+use crate::reading::{EARLIEST, MAX_WARD, ReadingRow};
 
 /// Longest accepted patient id, in bytes (as the general path).
 const MAX_PATIENT_ID: usize = 64;
@@ -34,6 +24,9 @@ enum Field {
     Vital(usize),
     OnOxygen,
     Consciousness,
+    Ward,
+    Validated,
+    Spo2Scale,
 }
 
 impl Field {
@@ -43,6 +36,9 @@ impl Field {
             b"timestamp" => Some(Field::Timestamp),
             b"on_oxygen" => Some(Field::OnOxygen),
             b"consciousness" => Some(Field::Consciousness),
+            b"ward" => Some(Field::Ward),
+            b"validated" => Some(Field::Validated),
+            b"spo2_scale" => Some(Field::Spo2Scale),
             _ => Vital::ALL.iter().position(|v| v.column().as_bytes() == key).map(Field::Vital),
         }
     }
@@ -53,7 +49,10 @@ impl Field {
             Field::Timestamp => 1 << 1,
             Field::OnOxygen => 1 << 2,
             Field::Consciousness => 1 << 3,
-            Field::Vital(i) => 1 << (4 + i),
+            Field::Ward => 1 << 4,
+            Field::Validated => 1 << 5,
+            Field::Spo2Scale => 1 << 6,
+            Field::Vital(i) => 1 << (7 + i),
         }
     }
 }
@@ -155,15 +154,14 @@ impl<'a> Cursor<'a> {
 
 /// Decodes `payload` if it is a valid flat record this path can vouch for; `None` sends it to the
 /// general path.
-pub(crate) fn decode_flat(payload: &[u8]) -> Option<FlatRecord<'_>> {
+pub(crate) fn decode_flat(payload: &[u8]) -> Option<ReadingRow<'_>> {
     let mut c = Cursor { b: payload, i: 0 };
     c.skip_ws();
     c.eat(b'{')?;
     let mut seen = 0u32;
     let mut patient_id = None;
     let mut event_time_ns = None;
-    let mut record =
-        FlatRecord { patient_id: "", event_time_ns: 0, vitals: [None; 7], on_oxygen: None, consciousness: None };
+    let mut record = ReadingRow::default();
     loop {
         c.skip_ws();
         c.eat(b'"')?;
@@ -211,7 +209,26 @@ pub(crate) fn decode_flat(payload: &[u8]) -> Option<FlatRecord<'_>> {
                     other => Consciousness::parse(std::str::from_utf8(other).ok()?)?,
                 });
             }
-            (Field::Vital(_) | Field::OnOxygen | Field::Consciousness, Scalar::Null) => {}
+            (Field::Ward, Scalar::Str(s)) => {
+                let s = std::str::from_utf8(s).ok()?;
+                if s.len() > MAX_WARD {
+                    return None;
+                }
+                // A blank ward names none, as on the general path.
+                record.ward = (!s.trim().is_empty()).then_some(s);
+            }
+            (Field::Validated, Scalar::Bool(b)) => record.validated = b,
+            (Field::Spo2Scale, Scalar::Num(b"1", true)) => record.spo2_scale = Some(Spo2Scale::One),
+            (Field::Spo2Scale, Scalar::Num(b"2", true)) => record.spo2_scale = Some(Spo2Scale::Two),
+            (
+                Field::Vital(_)
+                | Field::OnOxygen
+                | Field::Consciousness
+                | Field::Ward
+                | Field::Validated
+                | Field::Spo2Scale,
+                Scalar::Null,
+            ) => {}
             _ => return None,
         }
         c.skip_ws();
@@ -322,6 +339,10 @@ mod tests {
         assert_eq!(fast.event_time_ns, slow.event_time_ns, "{json}");
         assert_eq!(fast.vitals, slow.vitals, "{json}");
         assert_eq!((fast.on_oxygen, fast.consciousness), (slow.on_oxygen, slow.consciousness), "{json}");
+        assert_eq!(
+            (fast.ward, fast.validated, fast.spo2_scale),
+            (slow.ward.as_deref(), slow.validated, slow.spo2_scale)
+        );
     }
 
     #[test]
@@ -357,6 +378,21 @@ mod tests {
         agrees(
             r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","temperature":36.900000000000006,"consciousness":null,"on_oxygen":null}"#,
         );
+        for context in [
+            r#""ward":"4 North","validated":true,"spo2_scale":2"#,
+            r#""ward":"ICU","validated":false,"spo2_scale":1"#,
+            r#""ward":null,"validated":null,"spo2_scale":null"#,
+            r#""ward":"  ""#,
+        ] {
+            agrees(&format!(r#"{{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","spo2":90,{context}}}"#));
+        }
+        let row = decode_flat(
+            br#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","spo2":90,"ward":"4 North","validated":true,"spo2_scale":2}"#,
+        )
+        .unwrap();
+        assert_eq!((row.ward, row.validated, row.spo2_scale), (Some("4 North"), true, Some(Spo2Scale::Two)));
+        let row = decode_flat(br#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","spo2":90}"#).unwrap();
+        assert_eq!((row.ward, row.validated, row.spo2_scale), (None, false, None));
     }
 
     #[test]
@@ -393,6 +429,12 @@ mod tests {
             r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"on_oxygen":"yes"}"#,
             r#"{"resourceType":"Observation"}"#,
             r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":[70]}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"ward":7}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"ward":"W\u0031"}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"validated":"yes"}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"spo2_scale":3}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"spo2_scale":2.0}"#,
+            r#"{"patient_id":"P1","timestamp":"2026-11-23T10:15:02Z","heart_rate":70,"spo2_scale":"2"}"#,
         ] {
             assert!(decode_flat(json.as_bytes()).is_none(), "fast path accepted {json}");
         }

@@ -2,7 +2,7 @@
 //! bounded [`ReasonCode`] for the dead letters; and the time rules every format shares.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
-use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 
 /// Why a record was rejected; bounded, so it can label metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -106,7 +106,7 @@ impl Rejection {
 }
 
 /// A decoded vitals reading.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Reading {
     /// Patient identifier.
     pub patient_id: String,
@@ -118,7 +118,54 @@ pub struct Reading {
     pub on_oxygen: Option<bool>,
     /// ACVPU level.
     pub consciousness: Option<Consciousness>,
+    /// The patient's ward, when the record names one.
+    pub ward: Option<String>,
+    /// Whether a person confirmed the values (charted by a nurse), not a device's stream.
+    pub validated: bool,
+    /// The NEWS2 SpO2 scale the record prescribes; `None`: not said (scale 1).
+    pub spo2_scale: Option<Spo2Scale>,
 }
+
+impl Reading {
+    /// The reading as the Arrow builders take it.
+    pub fn as_row(&self) -> ReadingRow<'_> {
+        ReadingRow {
+            patient_id: &self.patient_id,
+            event_time_ns: self.event_time_ns,
+            vitals: self.vitals,
+            on_oxygen: self.on_oxygen,
+            consciousness: self.consciousness,
+            ward: self.ward.as_deref(),
+            validated: self.validated,
+            spo2_scale: self.spo2_scale,
+        }
+    }
+}
+
+/// A reading whose strings are borrowed (from the payload on the flat JSON fast path, or from a
+/// [`Reading`]): what a `vitals_raw` row is made of.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ReadingRow<'a> {
+    /// Patient identifier.
+    pub patient_id: &'a str,
+    /// Measurement time, nanoseconds since the epoch, UTC.
+    pub event_time_ns: i64,
+    /// Numeric vitals in [`vitalflow_udf_model::schema::Vital::ALL`] order.
+    pub vitals: [Option<f64>; 7],
+    /// Supplemental oxygen.
+    pub on_oxygen: Option<bool>,
+    /// ACVPU level.
+    pub consciousness: Option<Consciousness>,
+    /// The patient's ward.
+    pub ward: Option<&'a str>,
+    /// Confirmed by a person.
+    pub validated: bool,
+    /// The NEWS2 SpO2 scale prescribed.
+    pub spo2_scale: Option<Spo2Scale>,
+}
+
+/// Longest accepted ward name, in bytes: it labels metrics and names configuration entries.
+pub(crate) const MAX_WARD: usize = 64;
 
 /// Earliest plausible measurement time; an epoch-seconds value read as milliseconds lands before it.
 pub(crate) const EARLIEST: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z in ms

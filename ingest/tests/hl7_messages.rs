@@ -40,6 +40,34 @@ mod hl7 {
         assert_eq!(by_authority.patient_id, "789567");
     }
 
+    /// PV1-3.1 is the ward; OBX-11 F or C on every vital is a nurse-validated reading, R or P a device's.
+    #[test]
+    fn the_ward_comes_from_pv1_and_validation_from_every_vitals_obx_11() {
+        let monitor = decode(MONITOR).unwrap();
+        assert_eq!((monitor.ward.as_deref(), monitor.validated, monitor.spo2_scale), (Some("HOSP1ICU"), false, None));
+        let charted = decode_with(CUSTOM, &options("St. Mary & St. John", None)).unwrap();
+        assert_eq!((charted.ward.as_deref(), charted.validated), (Some("WARD 7"), true));
+        let lab = decode_with(
+            &GLUCOSE.replace("1554-5^GLUCOSE^POST 12H CFST:MCNC:PT:SER/PLAS:QN", "2339-0^Glucose^LN"),
+            &options("", Some(chrono_tz::Europe::London)),
+        )
+        .unwrap();
+        assert_eq!((lab.ward, lab.validated), (None, true), "no PV1: no ward; OBX-11 F");
+        // Every vital's OBX must be validated: one device value (R) makes the row a device's.
+        let all_final = MONITOR.replace("|||||R|||", "|||||F|||");
+        assert!(decode(&all_final).unwrap().validated);
+        assert!(decode(&all_final.replace("|||||F|||", "|||||C|||")).unwrap().validated);
+        assert!(!decode(&all_final.replacen("|||||F|||", "|||||P|||", 1)).unwrap().validated);
+        assert!(!decode(&all_final.replacen("|||||F|||", "|||||U|||", 1)).unwrap().validated);
+        // A PV1 without a point of care names no ward; an escaped one is decoded; a too long one is refused.
+        assert_eq!(decode(&MONITOR.replace("PV1||I|HOSP1ICU^1^1", "PV1||I|^1^1")).unwrap().ward, None);
+        let escaped = decode(&MONITOR.replace("HOSP1ICU^1^1", "ICU \\T\\ HDU^1^1")).unwrap();
+        assert_eq!(escaped.ward.as_deref(), Some("ICU & HDU"));
+        let long = decode(&MONITOR.replace("HOSP1ICU", &"W".repeat(65))).unwrap_err();
+        assert_eq!(long.code, ReasonCode::InvalidValue);
+        assert!(long.reason.contains("PV1-3.1"), "{}", long.reason);
+    }
+
     #[test]
     fn the_simulators_oru_r01_decodes_to_the_simulated_readings() {
         use vitalflow_udf_model::simulate::{OutputFormat, SimulatorSettings, VitalsSimulator, encode};

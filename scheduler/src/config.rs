@@ -49,6 +49,19 @@ pub enum EtlEngine {
     InProcess,
 }
 
+/// Which readings the ETL scores (gives a risk, and so may raise a rise to High).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreReadings {
+    /// Every clean reading, a device's stream included.
+    All,
+    /// Only readings a person validated (`validated`: HL7 v2 OBX-11 F/C, FHIR final/amended/corrected
+    /// with a performer, flat JSON `"validated": true`); the others are kept in `vitals_clean` with risk
+    /// NULL and `unscored_reason` `not_validated`, as cleared early-warning products score only
+    /// nurse-validated observations.
+    Validated,
+}
+
 /// The continuous ETL driver.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -69,6 +82,9 @@ pub struct EtlConfig {
     /// Readings in each per-patient rolling window of `vitals_clean`, the current one included; also
     /// how many recent readings per patient the ETL keeps as state.
     pub window_readings: u32,
+    /// Which readings get a risk: `all` (default), or `validated` (only readings a person confirmed;
+    /// `${score_only_validated}` in the SQL). docs/etl.md says when to choose which.
+    pub score: ScoreReadings,
     /// Longest a micro-batch's cluster job may run, in seconds; past it the job is cancelled and the
     /// batch re-runs (the same rows: exactly once holds), so one stuck job cannot stall the pipeline.
     pub batch_timeout_seconds: u64,
@@ -92,6 +108,7 @@ impl Default for EtlConfig {
             sql_file: String::new(),
             carry_forward_seconds: 900,
             window_readings: 5,
+            score: ScoreReadings::All,
             batch_timeout_seconds: 120,
             lease_seconds: 15,
             partition_groups: 1,
@@ -222,7 +239,7 @@ pub struct WardAlertsConfig {
     /// How often new `risk_alerts` rows, the patients' latest readings and the escalation clock are
     /// looked at, in milliseconds.
     pub poll_interval_ms: u64,
-    /// The rules of a ward that has no entry in `wards` (every patient, until readings carry a ward).
+    /// The rules of a ward that has no entry in `wards`, and of readings that name no ward (ward `default`).
     pub default_ward: WardRules,
     /// Rules by ward name; a ward not listed follows `default_ward`.
     pub wards: std::collections::BTreeMap<String, WardRules>,

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use vitalflow_ingest::prometheus::Exposition;
+use vitalflow_ingest::prometheus::{Exposition, escape_label};
 
 use crate::alerts::SinkStats;
 use crate::cluster_executors::ExecutorCounts;
@@ -87,5 +87,20 @@ pub fn render_ward_alerts(page: &mut Exposition, keeper: &KeeperStats) {
         ),
     ] {
         page.counter(name, help, value.load(Ordering::Relaxed));
+    }
+    let rates = keeper.rates.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let Some(rates) = rates else { return };
+    // Budget figures (Kaiser's: about 1), as last read from the store; absent without patients or time.
+    let name = "vitalflow_ward_alerts_per_35_patients_per_day";
+    page.family(name, "gauge", "Alerts raised per 35 patients per day since the alert keeper first ran, all wards.");
+    if let Some(rate) = rates.per_35_patients_per_day {
+        page.sample(name, "", rate);
+    }
+    let name = "vitalflow_ward_alerts_per_35_patients_per_day_by_ward";
+    page.family(name, "gauge", "Alerts raised per 35 patients per day on each ward (its alerts over its patients).");
+    for ward in &rates.wards {
+        if let Some(rate) = ward.per_35_patients_per_day {
+            page.sample(name, &format!("ward=\"{}\"", escape_label(&ward.ward)), rate);
+        }
     }
 }

@@ -103,6 +103,7 @@ pub fn simulated_readings(rows: usize, patients: usize, seed: u64) -> Vec<Readin
                 vitals: record.vitals(),
                 on_oxygen: record.on_oxygen,
                 consciousness: record.consciousness.as_deref().and_then(Consciousness::parse),
+                ..Reading::default()
             };
             if readings.len() % 50 == 49 {
                 readings.push(reading.clone());

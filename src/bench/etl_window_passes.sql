@@ -203,7 +203,10 @@ clean AS (
     previous_risk,
     heart_rate_measured_at, systolic_bp_measured_at, diastolic_bp_measured_at, spo2_measured_at,
     temperature_measured_at, glucose_measured_at, respiratory_rate_measured_at, on_oxygen_measured_at,
-    consciousness_measured_at
+    consciousness_measured_at,
+    -- Columns added after this SQL was replaced (the bench's readings name no ward, scale or validation).
+    CAST(NULL AS VARCHAR) AS ward, CAST(NULL AS BOOLEAN) AS validated, CAST(NULL AS INT) AS spo2_scale,
+    CAST(NULL AS VARCHAR) AS unscored_reason
   FROM previous
   WHERE NOT from_state
 )
@@ -215,6 +218,7 @@ SELECT patient_id, event_time,
   NULL, NULL, NULL, model_version(), source_topic, source_partition, source_offset,
   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
   reject_code, reject_reason, FALSE, NULL,
-  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+  NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  CAST(NULL AS VARCHAR), CAST(NULL AS BOOLEAN), CAST(NULL AS INT), CAST(NULL AS VARCHAR)
 FROM judged
 WHERE reject_code IS NOT NULL

@@ -48,12 +48,26 @@ def rubric_score(row: dict) -> int:
     return sum(points(n, row[n]) for n in BANDS)
 
 
+def spo2_scale2_points(spo2: float, on_oxygen: bool) -> int:
+    """NEWS2 SpO2 scale 2 (RCP 2017 chart 1): 88-92 scores 0, and so does 93 or more on air."""
+    v = _half_up(spo2)
+    for upper, pts in [(83, 3), (85, 2), (87, 1), (92, 0)]:
+        if v <= upper:
+            return pts
+    if not on_oxygen:
+        return 0
+    return 1 if v <= 94 else 2 if v <= 96 else 3
+
+
 def news2_score(row: dict) -> int | None:
-    """NEWS2 aggregate; None when an input is missing."""
+    """NEWS2 aggregate; None when an input is missing. SpO2 on scale 2 when the row's spo2_scale is 2."""
     names = ("respiratory_rate", "spo2", "systolic_bp", "heart_rate", "temperature")
     if any(row[n] is None for n in names) or row["on_oxygen"] is None or row["consciousness"] is None:
         return None
-    score = sum(points(n, row[n]) for n in names)
+    if row.get("spo2_scale") == 2:
+        score = sum(points(n, row[n]) for n in names if n != "spo2") + spo2_scale2_points(row["spo2"], row["on_oxygen"])
+    else:
+        score = sum(points(n, row[n]) for n in names)
     return score + (2 if row["on_oxygen"] else 0) + (0 if row["consciousness"] == "A" else 3)
 
 

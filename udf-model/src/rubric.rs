@@ -130,6 +130,58 @@ pub fn spo2_points(percent: f64) -> Option<u8> {
     })
 }
 
+/// SpO2 scale 2, percent (NEWS2, for hypercapnic respiratory failure): 88–92 scores 0, and so does 93 or
+/// more on air; on oxygen 93–94, 95–96 and 97 or more score 1, 2 and 3 (over-oxygenation).
+pub fn spo2_scale2_points(percent: f64, on_oxygen: bool) -> Option<u8> {
+    Some(match whole(percent)? {
+        ..=83 => 3,
+        84..=85 => 2,
+        86..=87 => 1,
+        88..=92 => 0,
+        _ if !on_oxygen => 0,
+        93..=94 => 1,
+        95..=96 => 2,
+        _ => 3,
+    })
+}
+
+/// Which NEWS2 SpO2 scale a patient is scored on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Spo2Scale {
+    /// Scale 1: every patient unless prescribed otherwise.
+    #[default]
+    One,
+    /// Scale 2: a target range of 88–92 % prescribed for hypercapnic respiratory failure (e.g. COPD).
+    Two,
+}
+
+impl Spo2Scale {
+    /// The scale of its number (1 or 2), as records and tables write it.
+    pub fn of_number(number: i64) -> Option<Spo2Scale> {
+        match number {
+            1 => Some(Spo2Scale::One),
+            2 => Some(Spo2Scale::Two),
+            _ => None,
+        }
+    }
+
+    /// Its number, as the tables store it.
+    pub fn number(self) -> i32 {
+        match self {
+            Spo2Scale::One => 1,
+            Spo2Scale::Two => 2,
+        }
+    }
+
+    /// NEWS2 points of `percent` on this scale (oxygen matters only on scale 2).
+    pub fn points(self, percent: f64, on_oxygen: bool) -> Option<u8> {
+        match self {
+            Spo2Scale::One => spo2_points(percent),
+            Spo2Scale::Two => spo2_scale2_points(percent, on_oxygen),
+        }
+    }
+}
+
 /// Temperature, °C, scored on its value rounded to one decimal (NEWS2).
 pub fn temperature_points(celsius: f64) -> Option<u8> {
     // Work in whole tenths so that 35.0 and 35.1 compare exactly.
@@ -247,7 +299,7 @@ impl SixVitals {
 pub struct News2Inputs {
     /// Respiration rate, breaths/min.
     pub respiratory_rate: f64,
-    /// SpO2 (scale 1), percent.
+    /// SpO2, percent, scored on `spo2_scale`.
     pub spo2: f64,
     /// On supplemental oxygen.
     pub on_oxygen: bool,
@@ -259,6 +311,8 @@ pub struct News2Inputs {
     pub consciousness: Consciousness,
     /// Temperature, °C.
     pub temperature: f64,
+    /// The SpO2 scale the patient is prescribed.
+    pub spo2_scale: Spo2Scale,
 }
 
 impl News2Inputs {
@@ -266,7 +320,7 @@ impl News2Inputs {
     pub fn score(self) -> Option<u8> {
         Some(
             respiratory_rate_points(self.respiratory_rate)?
-                + spo2_points(self.spo2)?
+                + self.spo2_scale.points(self.spo2, self.on_oxygen)?
                 + oxygen_points(self.on_oxygen)
                 + systolic_bp_points(self.systolic_bp)?
                 + heart_rate_points(self.heart_rate)?
@@ -328,6 +382,29 @@ mod tests {
     fn spo2_band_edges() {
         let cases = [(91.0, 3), (92.0, 2), (93.0, 2), (94.0, 1), (95.0, 1), (96.0, 0), (100.0, 0), (95.5, 0)];
         check("spo2", spo2_points, &cases);
+    }
+
+    /// Scale 2 at every edge of RCP 2017 chart 1, on air and on oxygen (both sides of each edge).
+    #[test]
+    fn spo2_scale2_band_edges() {
+        let both = [(83.0, 3), (84.0, 2), (85.0, 2), (86.0, 1), (87.0, 1), (88.0, 0), (92.0, 0), (87.6, 0)];
+        for on_oxygen in [false, true] {
+            for (percent, points) in both {
+                assert_eq!(spo2_scale2_points(percent, on_oxygen), Some(points), "{percent} on oxygen {on_oxygen}");
+            }
+        }
+        let air = [(93.0, 0), (94.0, 0), (95.0, 0), (96.0, 0), (97.0, 0), (100.0, 0)];
+        let oxygen = [(93.0, 1), (94.0, 1), (95.0, 2), (96.0, 2), (97.0, 3), (100.0, 3), (92.4, 0), (92.6, 1)];
+        for (on_oxygen, cases) in [(false, &air[..]), (true, &oxygen[..])] {
+            for &(percent, points) in cases {
+                assert_eq!(spo2_scale2_points(percent, on_oxygen), Some(points), "{percent} on oxygen {on_oxygen}");
+                assert_eq!(Spo2Scale::Two.points(percent, on_oxygen), Some(points));
+            }
+        }
+        // Scale 1 ignores oxygen; NaN has no band on either scale.
+        assert_eq!((Spo2Scale::One.points(97.0, true), Spo2Scale::One.points(91.0, false)), (Some(0), Some(3)));
+        assert_eq!(spo2_scale2_points(f64::NAN, true), None);
+        assert_eq!([1, 2, 0, 3].map(Spo2Scale::of_number), [Some(Spo2Scale::One), Some(Spo2Scale::Two), None, None]);
     }
 
     #[test]
@@ -433,8 +510,14 @@ mod tests {
             heart_rate: 72.0,
             consciousness: Consciousness::Alert,
             temperature: 36.7,
+            spo2_scale: Spo2Scale::One,
         };
         assert_eq!(calm.score(), Some(0));
+        // Scale 2: 90 % on air is the prescribed target (0, where scale 1 gives 3); 97 % on oxygen is 3 + 2.
+        let target = News2Inputs { spo2: 90.0, spo2_scale: Spo2Scale::Two, ..calm };
+        assert_eq!((target.score(), News2Inputs { spo2_scale: Spo2Scale::One, ..target }.score()), (Some(0), Some(3)));
+        let over = News2Inputs { spo2: 97.0, on_oxygen: true, ..target };
+        assert_eq!(over.score(), Some(5));
         let sick = News2Inputs {
             respiratory_rate: 26.0,              // 3
             spo2: 93.0,                          // 2
@@ -443,6 +526,7 @@ mod tests {
             heart_rate: 125.0,                   // 2
             consciousness: Consciousness::Voice, // 3
             temperature: 39.4,                   // 2
+            spo2_scale: Spo2Scale::One,
         };
         assert_eq!(sick.score(), Some(16));
     }

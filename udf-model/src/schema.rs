@@ -130,8 +130,29 @@ pub static VITALS_RAW_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(vital_fields());
     fields.extend(source_fields());
     fields.push(Field::new("ingest_time", utc_nanos(), false));
+    // Added after the first release: nullable and at the end, so that older tables gain them.
+    fields.extend(reading_context_fields());
     Arc::new(Schema::new(fields))
 });
+
+/// What a record says of its reading beside the vitals, in `vitals_raw` and `vitals_clean`: the
+/// patient's `ward` (NULL: not said), whether a person `validated` the values (false for a device's
+/// stream; NULL only in rows landed before the column existed) and the NEWS2 `spo2_scale` the patient is
+/// scored on (2 for hypercapnic respiratory failure; NULL: scale 1).
+fn reading_context_fields() -> [Field; 3] {
+    [
+        Field::new(WARD, DataType::Utf8, true),
+        Field::new("validated", DataType::Boolean, true),
+        Field::new("spo2_scale", DataType::Int32, true),
+    ]
+}
+
+/// The column naming a reading's ward (`vitals_raw`, `vitals_clean`, `patient_latest`, `risk_alerts`).
+pub const WARD: &str = "ward";
+
+/// The `vitals_clean` column saying why a clean reading has no risk although the model could score it:
+/// `not_validated` when `etl.score = "validated"` and no person confirmed the values; NULL otherwise.
+pub const UNSCORED_REASON: &str = "unscored_reason";
 
 /// `dead_letters`: one row per record that could not be used, from ingest or the ETL.
 pub static DEAD_LETTERS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
@@ -179,6 +200,8 @@ fn clean_feature_fields() -> Vec<Field> {
     fields.push(Field::new("anomaly", DataType::Boolean, true));
     // The forest's own P(High), beside the calibrated `probability_high`.
     fields.push(Field::new("forest_probability_high", DataType::Float64, true));
+    fields.extend(reading_context_fields());
+    fields.push(Field::new(UNSCORED_REASON, DataType::Utf8, true));
     fields
 }
 
@@ -201,6 +224,8 @@ pub static PATIENT_LATEST_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.extend(source_fields());
     fields.push(Field::new("etl_batch_id", DataType::Int64, false));
     fields.extend(measured_time_fields());
+    // Added after the first release (nullable, at the end): the latest reading's ward.
+    fields.push(Field::new(WARD, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 
@@ -228,6 +253,8 @@ pub static RISK_ALERTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     fields.push(Field::new("etl_batch_id", DataType::Int64, false));
     // Last: tables written before it have it added (NULL in their older rows).
     fields.push(Field::new(TOP_REASONS, DataType::Utf8, true));
+    // The raising reading's ward (NULL: it named none), whose rules the alert keeper applies.
+    fields.push(Field::new(WARD, DataType::Utf8, true));
     Arc::new(Schema::new(fields))
 });
 

@@ -77,7 +77,12 @@ async fn news2_and_rubric_scores_in_sql() {
             "SELECT news2_score(26, 93, true, 95, 125, 'V', 39.4), \
                     news2_score(16, 97, false, 125, 72, 'A', 36.7), \
                     news2_score(16, 97, false, 125, 72, 'X', 36.7), \
-                    rubric_score(75, 120, 80, 90, 36.8, 100)",
+                    rubric_score(75, 120, 80, 90, 36.8, 100), \
+                    news2_score(16, 90, false, 125, 72, 'A', 36.7, 2), \
+                    news2_score(16, 90, false, 125, 72, 'A', 36.7, 1), \
+                    news2_score(16, 90, false, 125, 72, 'A', 36.7, NULL), \
+                    news2_score(16, 97, true, 125, 72, 'A', 36.7, 2), \
+                    news2_score(16, 97, true, 125, 72, 'A', 36.7, 3)",
         )
         .await
         .unwrap()
@@ -90,6 +95,9 @@ async fn news2_and_rubric_scores_in_sql() {
         a.is_valid(0).then(|| a.value(0))
     };
     assert_eq!([int(0), int(1), int(2), int(3)], [Some(16), Some(0), None, Some(3)]);
+    // SpO2 90 % on air: 0 on scale 2, 3 on scale 1 (also when the scale is NULL); 97 % on oxygen on
+    // scale 2 is 3 + 2 for the oxygen; a scale other than 1 or 2 scores nothing.
+    assert_eq!([int(4), int(5), int(6), int(7), int(8)], [Some(0), Some(3), Some(3), Some(5), None]);
     let version = strings(&ctx, "SELECT model_version()").await;
     assert_eq!(version, vec![Some(RiskForest::bundled().unwrap().version().to_string())]);
 }

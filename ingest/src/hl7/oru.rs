@@ -14,7 +14,7 @@ use super::message::{Message, Segment, Separators};
 use super::structure;
 use super::time::parse_ts;
 use crate::fhir::{to_table_unit, vital_index};
-use crate::reading::{Reading, ReasonCode, Rejection};
+use crate::reading::{MAX_WARD, Reading, ReasonCode, Rejection};
 
 /// HL7 versions read (MSH-12): ORU^R01 and its OBX-14 are the same in all of them.
 const VERSIONS: [&str; 12] =
@@ -41,6 +41,9 @@ pub(crate) fn decode(message: &Message<'_>, settings: &Hl7Settings) -> Result<Re
     structure::check(segments)?;
     let pid = segments.iter().find(|s| s.id == "PID");
     let patient_id = patient_id(separators, pid, &settings.patient_id_authority)?;
+    let ward = ward(separators, segments.iter().find(|s| s.id == "PV1"))?;
+    // Validated when every vital's OBX is (its status F or C): one device value makes the row a device's.
+    let mut validated = true;
     // In `Vital::ALL` order, as `Reading::vitals`.
     let mut observed: [Option<Observed>; 7] = [None; 7];
     let mut order_time = "";
@@ -52,9 +55,12 @@ pub(crate) fn decode(message: &Message<'_>, settings: &Hl7Settings) -> Result<Re
             "OBX" => {
                 let in_segment = |e: Rejection| Rejection::new(e.code, format!("segment {} OBX: {}", n + 1, e.reason));
                 let kept = observation(separators, segment, order_time, settings, &mut observed).map_err(in_segment)?;
+                if let Some((_, _, confirmed)) = &kept {
+                    validated &= *confirmed;
+                }
                 match (&row_time, kept) {
-                    (None, Some((time_ns, text))) => row_time = Some((time_ns, text, n + 1)),
-                    (Some((first_ns, first, first_segment)), Some((time_ns, text))) if *first_ns != time_ns => {
+                    (None, Some((time_ns, text, _))) => row_time = Some((time_ns, text, n + 1)),
+                    (Some((first_ns, first, first_segment)), Some((time_ns, text, _))) if *first_ns != time_ns => {
                         return Err(Rejection::new(
                             ReasonCode::InvalidValue,
                             format!(
@@ -80,9 +86,25 @@ pub(crate) fn decode(message: &Message<'_>, settings: &Hl7Settings) -> Result<Re
         patient_id,
         event_time_ns,
         vitals: observed.map(|o| o.map(|o| o.value)),
-        on_oxygen: None,
-        consciousness: None,
+        ward,
+        validated,
+        // No SpO2 scale: no ORU^R01 field or code says a patient is prescribed scale 2.
+        ..Reading::default()
     })
+}
+
+/// PV1-3 (assigned patient location)'s point of care, PV1-3.1, as the ward; `None` without PV1 or a point
+/// of care. Room and bed (PV1-3.2, .3) are not stored.
+fn ward(separators: &Separators, pv1: Option<&Segment<'_>>) -> Result<Option<String>, Rejection> {
+    let Some(pv1) = pv1 else { return Ok(None) };
+    let point_of_care = separators.decode(separators.component(pv1.field(3), 1))?;
+    if point_of_care.len() > MAX_WARD {
+        return Err(Rejection::new(
+            ReasonCode::InvalidValue,
+            format!("PV1-3.1 {point_of_care:?} is {} bytes, the limit for a ward is {MAX_WARD}", point_of_care.len()),
+        ));
+    }
+    Ok((!point_of_care.trim().is_empty()).then_some(point_of_care))
 }
 
 /// MSH-9 must be ORU^R01 and MSH-12 a version in [`VERSIONS`].
@@ -142,19 +164,21 @@ fn patient_id(separators: &Separators, pid: Option<&Segment<'_>>, authority: &st
 }
 
 /// Adds one OBX to `observed` if it carries a vital's value, and returns its time (nanoseconds, and as
-/// written) when it does.
+/// written) and whether it was validated (OBX-11 `F` or `C`: a person charted or corrected it) when it does.
 fn observation(
     separators: &Separators,
     obx: &Segment<'_>,
     order_time: &str,
     settings: &Hl7Settings,
     observed: &mut [Option<Observed>; 7],
-) -> Result<Option<(i64, String)>, Rejection> {
+) -> Result<Option<(i64, String, bool)>, Rejection> {
     let Some(VitalCode { vital, rank }) = vital_of(separators, obx.field(3))? else { return Ok(None) };
     let name = vital.column();
-    match obx.field(11) {
-        // Device (R, P), validated (F, C) or confirmed as final (U): the value counts.
-        "" | "R" | "P" | "F" | "C" | "U" => {}
+    let validated = match obx.field(11) {
+        // Validated by a person (final, corrected): the value counts.
+        "F" | "C" => true,
+        // A device's (R, P) or unsaid; U changes a result to final without saying who confirmed it.
+        "" | "R" | "P" | "U" => false,
         // No result in this OBX: not done, pending, an order detail, cancelled, partial.
         "X" | "I" | "N" | "O" | "S" => return Ok(None),
         status @ ("D" | "W") => {
@@ -169,7 +193,7 @@ fn observation(
                 format!("{name}: OBX-11 {other:?} is not an HL7 result status"),
             ));
         }
-    }
+    };
     let raw = obx.field(5);
     if raw.is_empty() || raw == "\"\"" {
         return Ok(None);
@@ -191,7 +215,7 @@ fn observation(
     if slot.is_none_or(|o| time_ns > o.time_ns || (time_ns == o.time_ns && rank < o.rank)) {
         *slot = Some(Observed { time_ns, rank, value });
     }
-    Ok(Some((time_ns, written)))
+    Ok(Some((time_ns, written, validated)))
 }
 
 /// OBX-14, or its order's OBR-7 when the OBX has none: nanoseconds, and the timestamp as written.

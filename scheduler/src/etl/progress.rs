@@ -17,7 +17,7 @@ use vitalflow_udf_model::schema::table;
 use crate::error::{Error, Result};
 use crate::etl::partition_group::PartitionGroup;
 use crate::etl::{EtlStats, count_rows};
-use crate::ward_alerts::budget::read_alert_rate;
+use crate::ward_alerts::budget::{WardAlertRate, read_alert_rates};
 
 /// Name of the Flight SQL table.
 pub const PROGRESS_TABLE: &str = "etl_progress";
@@ -66,6 +66,9 @@ pub struct EtlProgress {
     /// `ward_alerts::budget`).
     #[serde(default)]
     pub alerts_per_35_patients_per_day: Option<f64>,
+    /// The same per ward: its alerts, its patients and their rate (empty before the keeper has run).
+    #[serde(default)]
+    pub ward_alert_rates: Vec<WardAlertRate>,
     /// When these figures were read (RFC 3339, UTC).
     pub checked_at: String,
 }
@@ -73,6 +76,15 @@ pub struct EtlProgress {
 /// Schema of the `etl_progress` table: the fields of [`EtlProgress`] in order.
 pub static PROGRESS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let time = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let ward_rate = DataType::Struct(
+        vec![
+            Field::new("ward", DataType::Utf8, false),
+            Field::new("alerts", DataType::UInt64, false),
+            Field::new("patients", DataType::UInt64, false),
+            Field::new("per_35_patients_per_day", DataType::Float64, true),
+        ]
+        .into(),
+    );
     Arc::new(Schema::new(vec![
         Field::new("batches_committed", DataType::Int64, false),
         Field::new("last_commit_time", time.clone(), true),
@@ -92,6 +104,7 @@ pub static PROGRESS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         Field::new("alert_delivery_error", DataType::Utf8, true),
         Field::new("ward_alerts", DataType::UInt64, true),
         Field::new("alerts_per_35_patients_per_day", DataType::Float64, true),
+        Field::new("ward_alert_rates", DataType::List(Arc::new(Field::new("item", ward_rate, true))), false),
         Field::new("checked_at", time, false),
     ]))
 });
@@ -161,9 +174,10 @@ pub async fn read_progress(location: &DataLocation, stats: Option<&EtlStats>) ->
             *lag = Some((checkpoint.last_batch_id - c.last_batch_id).max(0));
         }
     }
-    if let Some((raised, rate)) = read_alert_rate(location).await? {
-        progress.ward_alerts = Some(raised);
-        progress.alerts_per_35_patients_per_day = rate;
+    if let Some(rates) = read_alert_rates(location).await? {
+        progress.ward_alerts = Some(rates.raised);
+        progress.alerts_per_35_patients_per_day = rates.per_35_patients_per_day;
+        progress.ward_alert_rates = rates.wards;
     }
     if let Some(stats) = stats {
         progress.failures = Some(stats.failures.load(Ordering::Relaxed));
@@ -214,6 +228,13 @@ pub fn render(progress: &EtlProgress) -> String {
         lines.push(format!(
             "ward alerts         {raised} raised; per 35 patients per day of readings: {rate} (budget about 1)"
         ));
+        for w in &p.ward_alert_rates {
+            let rate = w.per_35_patients_per_day.map_or("no patients".to_string(), |r| format!("{r:.1}"));
+            lines.push(format!(
+                "  ward {}: {} alerts, {} patients; per 35 patients per day of readings: {rate}",
+                w.ward, w.alerts, w.patients
+            ));
+        }
     }
     if let Some(e) = &p.alert_delivery_error {
         lines.push(format!("alert delivery      failing: {e}"));

@@ -10,6 +10,7 @@
 --   ${carry_forward_seconds}  how long a patient's last value of a vital stands in for a missing one
 --   ${window_readings}        readings in the rolling windows, the current one included
 --   ${trend_arguments}        the columns the trend model's file names as its inputs, in order
+--   ${score_only_validated}   TRUE when only readings a person validated get a risk (etl.score = "validated")
 --
 -- The result must hold exactly one row per `new_vitals_raw` row (the driver checks it), with the
 -- columns of `vitals_clean` (docs/tables.md) plus:
@@ -39,7 +40,10 @@ timeline AS (
     glucose AS m_glucose, CASE WHEN glucose IS NOT NULL THEN event_time END AS m_glucose_at,
     respiratory_rate AS m_respiratory_rate, CASE WHEN respiratory_rate IS NOT NULL THEN event_time END AS m_respiratory_rate_at,
     on_oxygen AS m_on_oxygen, CASE WHEN on_oxygen IS NOT NULL THEN event_time END AS m_on_oxygen_at,
-    consciousness AS m_consciousness, CASE WHEN consciousness IS NOT NULL THEN event_time END AS m_consciousness_at
+    consciousness AS m_consciousness, CASE WHEN consciousness IS NOT NULL THEN event_time END AS m_consciousness_at,
+    -- What the record says of the reading itself (never carried forward): its ward, whether a person
+    -- validated it (NULL in rows landed before the column: a device's), its NEWS2 SpO2 scale (NULL: 1).
+    ward, coalesce(validated, FALSE) AS validated, spo2_scale
   FROM new_vitals_raw
   UNION ALL
   SELECT patient_id, event_time, TRUE, source_topic, source_partition, source_offset,
@@ -52,7 +56,8 @@ timeline AS (
     glucose AS m_glucose, glucose_measured_at AS m_glucose_at,
     respiratory_rate AS m_respiratory_rate, respiratory_rate_measured_at AS m_respiratory_rate_at,
     on_oxygen AS m_on_oxygen, on_oxygen_measured_at AS m_on_oxygen_at,
-    consciousness AS m_consciousness, consciousness_measured_at AS m_consciousness_at
+    consciousness AS m_consciousness, consciousness_measured_at AS m_consciousness_at,
+    ward, CAST(NULL AS BOOLEAN) AS validated, CAST(NULL AS INT) AS spo2_scale
   FROM etl_state
 ),
 history AS (
@@ -66,6 +71,7 @@ history AS (
   --   h['<vital>_rolling_mean'], h['<vital>_change']
   --                              over the last window_readings clean readings, earlier batches' included
   SELECT t.patient_id, t.event_time, t.from_state, t.source_topic, t.source_partition, t.source_offset, t.state_risk,
+    t.ward, t.validated, t.spo2_scale,
     patient_history(patient_id, event_time, from_state, row_reject_code,
         m_heart_rate, m_heart_rate_at,
         m_systolic_bp, m_systolic_bp_at,
@@ -82,6 +88,7 @@ history AS (
 ),
 judged AS (
   SELECT patient_id, event_time, from_state, source_topic, source_partition, source_offset, state_risk,
+    ward, validated, spo2_scale,
     h['reject_code'] AS reject_code,
     CASE h['reject_code']
       WHEN 'duplicate' THEN concat('duplicate of an earlier reading of patient ', patient_id, ' at ', CAST(event_time AS VARCHAR))
@@ -106,13 +113,18 @@ judged AS (
     h['respiratory_rate_rolling_mean'] AS respiratory_rate_rolling_mean, h['respiratory_rate_change'] AS respiratory_rate_change
   FROM history
 ),
+unscored AS (
+  -- With etl.score = "validated", a reading no person validated is kept clean but not scored.
+  SELECT j.*, reject_code IS NULL AND NOT from_state AND ${score_only_validated} AND NOT validated AS not_validated
+  FROM judged j
+),
 scored AS (
   -- The trend model scores each clean reading with its features (${trend_arguments}: the inputs its
-  -- model file names); a state row keeps the risk it was given; a rejected row has none.
-  SELECT j.*,
-    CASE WHEN reject_code IS NOT NULL THEN NULL WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
-    CASE WHEN reject_code IS NULL THEN trend_risk_probability(${trend_arguments}) END AS probabilities
-  FROM judged j
+  -- model file names); a state row keeps the risk it was given; a rejected or unscored row has none.
+  SELECT u.*,
+    CASE WHEN reject_code IS NOT NULL OR not_validated THEN NULL WHEN from_state THEN state_risk ELSE predict_trend_risk(${trend_arguments}) END AS risk,
+    CASE WHEN reject_code IS NULL AND NOT not_validated THEN trend_risk_probability(${trend_arguments}) END AS probabilities
+  FROM unscored u
 ),
 previous AS (
   -- The risk before this reading (the alert rule's "rises to High"): the patient's last clean one.
@@ -128,7 +140,7 @@ output AS (
     heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose, respiratory_rate, on_oxygen, consciousness,
     risk,
     CASE WHEN reject_code IS NULL THEN rubric_score(heart_rate, systolic_bp, diastolic_bp, spo2, temperature, glucose) END AS rubric_score,
-    CASE WHEN reject_code IS NULL THEN news2_score(respiratory_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature) END AS news2_score,
+    CASE WHEN reject_code IS NULL THEN news2_score(respiratory_rate, spo2, on_oxygen, systolic_bp, heart_rate, consciousness, temperature, spo2_scale) END AS news2_score,
     model_version() AS model_version,
     source_topic, source_partition, source_offset,
     -- P(High) as the share of such readings truly High (the model file's calibration); the forest's
@@ -144,6 +156,8 @@ output AS (
     -- Anomaly: a sudden move within the window that a clinician would want to see, whatever the risk.
     abs(heart_rate_change) >= 25 OR abs(systolic_bp_change) >= 30 OR spo2_change <= -5
       OR abs(temperature_change) >= 1.0 OR abs(respiratory_rate_change) >= 8 OR abs(glucose_change) >= 80 AS anomaly,
+    ward, validated, spo2_scale,
+    CASE WHEN not_validated THEN 'not_validated' END AS unscored_reason,
     reject_code, reject_reason,
     -- DESIGN's alert rule: risk rises to High from a lower level or from no earlier reading.
     reject_code IS NULL AND risk = 'High' AND (previous_risk IS NULL OR previous_risk <> 'High') AS raises_alert,

@@ -26,6 +26,7 @@ use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, table};
 
 use super::book::{ActionRefusal, Alert, AlertBook, AlertEvent};
+use super::budget::{AlertRates, read_alert_rates};
 use super::kind::AlertKind;
 use super::lifecycle::Action;
 use super::rows::{alert_rows, event_rows, events_of};
@@ -70,7 +71,12 @@ pub struct KeeperStats {
     pub events: AtomicU64,
     /// Commits that failed (the actions in them were answered as unavailable).
     pub failures: AtomicU64,
+    /// The alert budget figures as last read from the store (every [`RATES_INTERVAL`]).
+    pub rates: std::sync::Mutex<Option<AlertRates>>,
 }
+
+/// How often the keeper reads the alert rates for `/metrics` (a read of `alerts` and `patient_latest`).
+const RATES_INTERVAL: Duration = Duration::from_secs(15);
 
 enum Command {
     Act { alert_id: String, action: Action, user: String, reason: Option<String>, reply: oneshot::Sender<ActResult> },
@@ -397,6 +403,7 @@ impl AlertKeeper {
         let poll = Duration::from_millis(self.config.poll_interval_ms);
         let mut ticks = tokio::time::interval(poll);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut rates_read_at: Option<std::time::Instant> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -415,6 +422,13 @@ impl AlertKeeper {
                     if let Err(error) = self.look().await {
                         self.stats.failures.fetch_add(1, Ordering::Relaxed);
                         tracing::warn!(error = %error, "Looking for new alerts failed; retrying.");
+                    }
+                    if rates_read_at.is_none_or(|at| at.elapsed() >= RATES_INTERVAL) {
+                        rates_read_at = Some(std::time::Instant::now());
+                        match read_alert_rates(&self.location).await {
+                            Ok(rates) => *self.stats.rates.lock().unwrap_or_else(|e| e.into_inner()) = rates,
+                            Err(error) => tracing::warn!(error = %error, "Reading the alert rates failed; retrying."),
+                        }
                     }
                 }
             }

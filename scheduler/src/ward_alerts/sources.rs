@@ -11,15 +11,21 @@ use datafusion::common::ScalarValue;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::prelude::{Expr, SessionContext, col, lit};
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
-use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, table};
+use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, WARD, table};
 
 use super::muting::RiseToHigh;
 use crate::catalog::session::{register_tables, runtime_env, session_config};
 use crate::error::{Error, Result};
 use crate::table_rows::read_table_file;
 
-/// The ward of every patient until readings (or admissions) carry one.
+/// The ward of a reading that names none (its rules are `ward_alerts.default_ward`).
 pub const DEFAULT_WARD: &str = "default";
+
+/// The ward of row `i`: its `ward` column, or [`DEFAULT_WARD`] when NULL (or in a file written before
+/// the column existed, which [`read_table_file`] gives as NULL).
+fn ward_of(wards: &StringArray, i: usize) -> String {
+    if wards.is_valid(i) { wards.value(i).to_string() } else { DEFAULT_WARD.to_string() }
+}
 
 /// Most `risk_alerts` commits read in one look (the rest wait for the next).
 const MAX_COMMITS_PER_LOOK: usize = 1_000;
@@ -98,11 +104,12 @@ fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
     let event_time = column::<TimestampNanosecondArray>(batch, name, "event_time")?;
     let news2 = column::<Int32Array>(batch, name, "news2_score")?;
     let probability = column::<Float64Array>(batch, name, "probability_high")?;
+    let ward = column::<StringArray>(batch, name, WARD)?;
     Ok((0..batch.num_rows())
         .map(|i| RiseToHigh {
             risk_alert_id: alert_id.value(i).to_string(),
             patient_id: patient_id.value(i).to_string(),
-            ward: DEFAULT_WARD.to_string(),
+            ward: ward_of(ward, i),
             reading_ms: event_time.value(i).div_euclid(1_000_000),
             news2_score: (!news2.is_null(i)).then(|| news2.value(i)),
             probability_high: (!probability.is_null(i)).then(|| probability.value(i)),
@@ -147,9 +154,10 @@ pub async fn ward_readings(location: &DataLocation) -> Result<WardReadings> {
             let patient_id = column::<StringArray>(&batch, name, "patient_id")?;
             let event_time = column::<TimestampNanosecondArray>(&batch, name, "event_time")?;
             let risk = column::<StringArray>(&batch, name, "risk")?;
+            let ward = column::<StringArray>(&batch, name, WARD)?;
             readings.extend((0..batch.num_rows()).map(|i| LatestReading {
                 patient_id: patient_id.value(i).to_string(),
-                ward: DEFAULT_WARD.to_string(),
+                ward: ward_of(ward, i),
                 reading_ms: event_time.value(i).div_euclid(1_000_000),
                 high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
             }));

@@ -10,7 +10,7 @@ use chrono::DateTime;
 
 use crate::error::{Error, Result};
 use crate::forest::{Prediction, RiskForest};
-use crate::rubric::{Consciousness, News2Inputs, RiskLevel, SixVitals};
+use crate::rubric::{Consciousness, News2Inputs, RiskLevel, SixVitals, Spo2Scale};
 use crate::simulate::{SimulatedReading, VitalsRecord};
 use crate::trend::{PatientTrend, TrendSettings};
 
@@ -87,6 +87,8 @@ pub fn news2_of(record: &VitalsRecord) -> Option<u8> {
         heart_rate: record.heart_rate?,
         consciousness: Consciousness::parse(record.consciousness.as_deref()?)?,
         temperature: record.temperature?,
+        // The simulator's records prescribe no scale: scale 1, as NEWS2 says for every patient by default.
+        spo2_scale: Spo2Scale::One,
     }
     .score()
 }

@@ -185,6 +185,11 @@ impl LakeTable {
         self.state.version() as i64
     }
 
+    /// Whether the snapshot's schema (the Delta log's, not the files') has column `name`.
+    pub fn has_column(&self, name: &str) -> bool {
+        self.state.schema().contains(name)
+    }
+
     /// The log store, for Delta operations (OPTIMIZE, VACUUM, DELETE).
     pub fn log_store(&self) -> &LogStoreRef {
         &self.log_store

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
 use vitalflow_ingest::decode::Reading;
-use vitalflow_udf_model::rubric::Consciousness;
+use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 
 use super::{Fixture, MINUTE, T0};
 
@@ -24,7 +24,7 @@ fn readings() -> Vec<Vec<Reading>> {
     let mut batches: Vec<Vec<Reading>> = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
-        assert_eq!(f.len(), 12, "{line}");
+        assert_eq!(f.len(), 15, "{line}");
         let number = |s: &str| (!s.is_empty()).then(|| s.parse::<f64>().expect(line));
         let batch: usize = f[0].parse().expect(line);
         let minute: i64 = f[2].parse().expect(line);
@@ -34,6 +34,9 @@ fn readings() -> Vec<Vec<Reading>> {
             vitals: std::array::from_fn(|i| number(f[3 + i])),
             on_oxygen: (!f[10].is_empty()).then(|| f[10] == "true"),
             consciousness: (!f[11].is_empty()).then(|| Consciousness::parse(f[11]).expect(line)),
+            ward: (!f[12].is_empty()).then(|| f[12].to_string()),
+            validated: f[13] == "true",
+            spo2_scale: (!f[14].is_empty()).then(|| Spo2Scale::of_number(f[14].parse().expect(line)).expect(line)),
         };
         while batches.len() < batch {
             batches.push(Vec::new());
@@ -116,7 +119,8 @@ async fn the_etl_sql_turns_the_golden_readings_into_the_golden_rows() {
         .query(
             "SELECT source_offset, patient_id, event_time AS minute, heart_rate, systolic_bp, diastolic_bp, spo2, \
                     temperature, glucose, respiratory_rate, on_oxygen, consciousness, risk, news2_score, \
-                    heart_rate_rolling_mean, heart_rate_change, spo2_rolling_mean, spo2_change, anomaly \
+                    heart_rate_rolling_mean, heart_rate_change, spo2_rolling_mean, spo2_change, anomaly, \
+                    ward, validated, spo2_scale, unscored_reason \
              FROM vitals_clean ORDER BY source_offset",
         )
         .await;
@@ -124,7 +128,7 @@ async fn the_etl_sql_turns_the_golden_readings_into_the_golden_rows() {
         .query("SELECT source_offset, reason_code, reason FROM dead_letters WHERE stage = 'etl' ORDER BY source_offset")
         .await;
     let alerts = f
-        .query("SELECT source_offset, patient_id, event_time AS minute, risk, previous_risk FROM risk_alerts ORDER BY source_offset")
+        .query("SELECT source_offset, patient_id, event_time AS minute, risk, previous_risk, ward FROM risk_alerts ORDER BY source_offset")
         .await;
     let differences: Vec<String> = [
         check("vitals_clean.csv", &csv(&clean)),

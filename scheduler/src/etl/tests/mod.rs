@@ -19,6 +19,7 @@ use super::*;
 use crate::catalog::session::local_context;
 
 mod golden;
+mod reading_context;
 
 const T0: i64 = 1_795_000_000_000_000_000; // 2026-11-18T11:07:40Z, in ns
 const MINUTE: i64 = 60_000_000_000;
@@ -31,6 +32,7 @@ fn reading(patient: &str, minute: i64, vitals: [Option<f64>; 7]) -> Reading {
         vitals,
         on_oxygen: Some(false),
         consciousness: Some(Consciousness::Alert),
+        ..Reading::default()
     }
 }
 
@@ -290,6 +292,7 @@ fn simulated(record: &vitalflow_udf_model::simulate::VitalsRecord, seconds: f64)
         vitals: record.vitals(),
         on_oxygen: record.on_oxygen,
         consciousness: record.consciousness.as_deref().and_then(Consciousness::parse),
+        ..Reading::default()
     }
 }
 
