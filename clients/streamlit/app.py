@@ -97,7 +97,7 @@ LIMIT 50
 # alerts: the alerts a ward acts on (after the muting rule), active ones and those closed in the last hour.
 WARD_ALERTS_SQL = f"""
 SELECT alert_id, patient_id, ward, kind, state, raised_at, news2_score, probability_high,
-       acknowledged_by, updated_by, updated_at, reason
+       acknowledged_by, updated_by, updated_at, reason, events
 FROM alerts
 WHERE state IN ('open', 'acknowledged', 'escalated') OR updated_at > now() - INTERVAL '{HISTORY_MINUTES} minutes'
 ORDER BY updated_at DESC
@@ -324,7 +324,8 @@ def who_acted(row: Mapping[str, object]) -> str:
     parts = []
     if isinstance(row["acknowledged_by"], str):
         parts.append(f"acknowledged by {row['acknowledged_by']}")
-    if row["updated_by"] != row["acknowledged_by"] or row["state"] not in ("open", "acknowledged"):
+    changed_since_ack = not (row["state"] == "acknowledged" and row["updated_by"] == row["acknowledged_by"])
+    if int(row["events"]) > 1 and changed_since_ack:
         parts.append(f"{row['state']} by {row['updated_by']} at {_time(row['updated_at'])}")
     if isinstance(row["reason"], str) and row["reason"]:
         parts.append(f"reason: {row['reason']}")
@@ -408,9 +409,12 @@ def render_sign_in() -> None:
             return
         st.caption("Sign in with your own vitalflow name and password (role clinician) to acknowledge, "
                    "escalate or dismiss alerts.")
-        name = st.text_input("User", key="sign_in_user")
-        password = st.text_input("Password", type="password", key="sign_in_password")
-        if st.button("Sign in", key="sign_in") and name:
+        # A form: the name and password are taken together with the click, never one before the other.
+        with st.form("sign_in_form"):
+            name = st.text_input("User", key="sign_in_user")
+            password = st.text_input("Password", type="password", key="sign_in_password")
+            submitted = st.form_submit_button("Sign in", key="sign_in")
+        if submitted and name:
             st.session_state["acting_user"] = name
             st.session_state["acting_password"] = password
             st.session_state.pop("alert_result", None)
@@ -429,14 +433,20 @@ def render_alert_actions(server: Settings, alerts: pd.DataFrame) -> None:
         alert_id = str(row["alert_id"])
         cols = st.columns([3, 3, 1, 1, 1, 1])
         cols[0].markdown(f"**{html.escape(str(row['patient_id']))}** · {html.escape(str(row['state']))}")
-        reason = cols[1].text_input("Reason", key=widget_key("reason", alert_id), label_visibility="collapsed",
-                                    placeholder="reason (needed to dismiss)")
+        cols[1].text_input("Reason", key=widget_key("reason", alert_id), label_visibility="collapsed",
+                           placeholder="reason (needed to dismiss)")
         for col, action in zip(cols[2:], ACTIONS):
-            if col.button(action.capitalize(), key=widget_key(action, alert_id)):
-                ok, message = act_on_alert(server.http_url, alert_id, action, user,
-                                           st.session_state.get("acting_password", ""), reason or None)
-                st.session_state["alert_result"] = (ok, message)
-                st.rerun(scope="fragment")
+            # A callback runs before the page is drawn again, so the list then shows the alert after the action.
+            col.button(action.capitalize(), key=widget_key(action, alert_id), on_click=send_action,
+                       args=(server.http_url, alert_id, action))
+
+
+def send_action(http_url: str, alert_id: str, action: str) -> None:
+    """A button's callback: the action under the signed-in user, and what happened for the page to show."""
+    reason = st.session_state.get(widget_key("reason", alert_id)) or None
+    st.session_state["alert_result"] = act_on_alert(
+        http_url, alert_id, action, st.session_state.get("acting_user", ""),
+        st.session_state.get("acting_password", ""), reason)
 
 
 def render_ward_alerts(server: Settings) -> None:

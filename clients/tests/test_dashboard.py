@@ -129,6 +129,7 @@ def test_ward_alerts_list_active_first_with_state_and_who_acted():
         "updated_by": ["bo", "ana", "vitalflow"],
         "updated_at": [t + pd.Timedelta(minutes=m) for m in (3, 2, 0)],
         "reason": ["probe off the finger", None, "no reading for 30 min while the ward's other readings went on"],
+        "events": [3, 2, 1],
     })
     items = app.ward_alerts_html(alerts).split("<li ")[1:]
     assert [re.search(r'data-alert="([^"]+)"', i).group(1) for i in items] == ["raw:0:3", "raw:0:2", "raw:0:1"]
@@ -445,7 +446,6 @@ def test_chromium_renders_the_page_and_a_signed_in_nurse_acknowledges_an_alert(d
     from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
 
     for path in (CHROMIUM, CHROMEDRIVER):
@@ -495,7 +495,6 @@ def test_chromium_renders_the_page_and_a_signed_in_nurse_acknowledges_an_alert(d
         for key, text in (("sign_in_user", "nurse"), ("sign_in_password", FLIGHT_SQL_USERS["nurse"][0])):
             field = css(f".st-key-{key} input")[0]
             field.send_keys(text)
-            field.send_keys(Keys.TAB)  # Streamlit takes a text input's value when it loses focus
         css(".st-key-sign_in button")[0].click()
         acknowledge = f".st-key-{app.widget_key('acknowledge', alert_id)} button"
         WebDriverWait(driver, 60, poll_frequency=0.5).until(lambda _: css(acknowledge))
