@@ -1,5 +1,6 @@
 //! The seed's flat JSON record (or a FHIR resource, see [`crate::fhir`], or an HL7 v2 message, see
-//! [`crate::hl7`]) → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
+//! [`crate::hl7`]) → a [`Reading`], a movement record (JSON or HL7 v2 ADT) → a [`Movement`], or either
+//! → a [`Rejection`] with a reason for the dead letters.
 //!
 //! A record needs a patient id, a time and at least one vital; any single vital may be missing.
 //! Values of the wrong type, or outside what a living patient can show, reject the whole record:
@@ -12,6 +13,7 @@ use vitalflow_udf_model::schema::Vital;
 
 use crate::config::IngestConfig;
 use crate::hl7::{Hl7Settings, decode_message, is_hl7};
+pub use crate::movement::Movement;
 use crate::reading::{EARLIEST, parse_time};
 pub use crate::reading::{Reading, ReasonCode, Rejection};
 
@@ -41,8 +43,25 @@ impl Default for DecodeOptions {
     }
 }
 
-/// Decodes one Kafka payload.
+/// What one Kafka record is: a reading or a patient movement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Vitals, for `vitals_raw`.
+    Reading(Reading),
+    /// An admission, transfer, discharge or update, for `patient_movements`.
+    Movement(Movement),
+}
+
+/// Decodes one Kafka payload that must be a reading (a movement is refused as `invalid_value`).
 pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<Reading, Rejection> {
+    match decode_any(payload, options)? {
+        Decoded::Reading(reading) => Ok(reading),
+        Decoded::Movement(_) => Err(Rejection::new(ReasonCode::InvalidValue, "a patient movement, not a reading")),
+    }
+}
+
+/// Decodes one Kafka payload: a reading, a movement, or why it is neither.
+pub fn decode_any(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<Decoded, Rejection> {
     let max_bytes = options.max_bytes;
     let payload = payload
         .filter(|p| !p.is_empty())
@@ -62,18 +81,25 @@ pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<
     let Value::Object(obj) = value else {
         return Err(Rejection::new(ReasonCode::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
     };
-    // Sniffed: only FHIR resources carry a resourceType.
+    // Sniffed: only FHIR resources carry a resourceType, only movements `"type": "movement"`.
     if obj.contains_key("resourceType") {
-        return crate::fhir::decode_resource(&obj);
+        return crate::fhir::decode_resource(&obj).map(Decoded::Reading);
     }
+    if crate::movement::is_movement(&obj) {
+        return crate::movement::decode_json(&obj).map(Decoded::Movement);
+    }
+    flat_reading(&obj).map(Decoded::Reading)
+}
 
-    let patient_id = patient_id(&obj)?;
-    let event_time_ns = event_time(&obj)?;
+/// The seed's flat JSON record (with its aliases) → a reading.
+fn flat_reading(obj: &Map<String, Value>) -> Result<Reading, Rejection> {
+    let patient_id = patient_id(obj)?;
+    let event_time_ns = event_time(obj)?;
     let mut vitals = [None; 7];
     for (slot, vital) in vitals.iter_mut().zip(Vital::ALL) {
-        *slot = vital_value(&obj, vital)?;
+        *slot = vital_value(obj, vital)?;
     }
-    let on_oxygen = match field(&obj, "on_oxygen", &["supplemental_oxygen", "oxygen"]) {
+    let on_oxygen = match field(obj, "on_oxygen", &["supplemental_oxygen", "oxygen"]) {
         None => None,
         Some((_, Value::Bool(b))) => Some(*b),
         Some((name, other)) => {
@@ -83,7 +109,7 @@ pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<
             ));
         }
     };
-    let consciousness = match field(&obj, "consciousness", &["acvpu", "avpu"]) {
+    let consciousness = match field(obj, "consciousness", &["acvpu", "avpu"]) {
         None => None,
         Some((name, Value::String(s))) => Some(Consciousness::parse(s).ok_or_else(|| {
             Rejection::new(ReasonCode::InvalidValue, format!("{name}: {s:?} is not one of A, C, V, P, U"))

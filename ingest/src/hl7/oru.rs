@@ -17,7 +17,7 @@ use crate::fhir::{to_table_unit, vital_index};
 use crate::reading::{Reading, ReasonCode, Rejection};
 
 /// HL7 versions read (MSH-12): ORU^R01 and its OBX-14 are the same in all of them.
-const VERSIONS: [&str; 12] =
+pub(super) const VERSIONS: [&str; 12] =
     ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9"];
 
 /// Longest accepted patient id, in bytes (as the JSON decoders).
@@ -92,7 +92,9 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
     if code != "ORU" || event != "R01" || !(message_structure.is_empty() || message_structure == "ORU_R01") {
         return Err(Rejection::new(
             ReasonCode::Hl7MessageType,
-            format!("MSH-9 is {kind:?}: only ORU^R01 (unsolicited observation results) is read"),
+            format!(
+                "MSH-9 is {kind:?}: only ORU^R01 (unsolicited observation results) and ADT A01, A02, A03, A08 are read"
+            ),
         ));
     }
     let version = separators.component(msh.field(12), 1);
@@ -107,7 +109,11 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
 
 /// PID-3's identifier of `authority` (PID-3.4's namespace id or universal id), or its first one when
 /// `authority` is empty.
-fn patient_id(separators: &Separators, pid: Option<&Segment<'_>>, authority: &str) -> Result<String, Rejection> {
+pub(super) fn patient_id(
+    separators: &Separators,
+    pid: Option<&Segment<'_>>,
+    authority: &str,
+) -> Result<String, Rejection> {
     let mut others = Vec::new();
     for identifier in separators.repetitions(pid.map(|p| p.field(3)).unwrap_or_default()) {
         let id = separators.decode(separators.component(identifier, 1))?;

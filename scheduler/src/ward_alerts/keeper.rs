@@ -32,6 +32,7 @@ use super::rows::{alert_rows, event_rows, events_of};
 use super::sources::{RiseSource, latest_readings};
 use crate::config::WardAlertsConfig;
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::read_table_file;
 
 /// Application id of the keeper's transactions: version = the last `event_seq` committed.
@@ -140,6 +141,8 @@ struct AlertKeeper {
     source_recorded_at: std::time::Instant,
     /// The newest reading time of any patient, and when this process first saw it.
     newest_reading: Option<(i64, std::time::Instant)>,
+    /// Where each patient is (`patient_movements`), re-read when the table moves on.
+    stays: Stays,
     stats: Arc<KeeperStats>,
 }
 
@@ -181,6 +184,7 @@ impl AlertKeeper {
             stale: false,
             source_recorded_at: std::time::Instant::now(),
             newest_reading: None,
+            stays: Stays::default(),
             stats,
         };
         if source_version.is_none() {
@@ -256,7 +260,8 @@ impl AlertKeeper {
         self.reload_if_stale().await?;
         let now = now_ms();
         let mut events = Vec::new();
-        for rise in self.rises.new_rises(&self.location).await? {
+        self.stays = std::mem::take(&mut self.stays).refreshed(&self.location).await?;
+        for rise in self.rises.new_rises(&self.location, &self.stays).await? {
             let rules = self.config.rules(&rise.ward);
             events.extend(self.book.on_rise(&rise, rules, now));
         }
@@ -266,7 +271,7 @@ impl AlertKeeper {
             .filter(|a| a.kind == AlertKind::Risk && a.state.is_active())
             .map(|a| (a.patient_id.clone(), a.ward.clone()))
             .collect();
-        let readings = latest_readings(&self.location).await?;
+        let readings = latest_readings(&self.location, &self.stays).await?;
         for reading in &readings {
             let (Some(ward), Some(high)) = (active.get(&reading.patient_id), reading.high) else { continue };
             let rules = self.config.rules(ward);
@@ -274,6 +279,7 @@ impl AlertKeeper {
         }
         let config = &self.config;
         events.extend(self.book.on_latest_readings(&readings, |ward| config.rules(ward), now));
+        events.extend(self.book.on_discharged(self.stays.discharged(), now));
         // The feed's silence runs on this process's clock from when the newest reading was first seen.
         let newest = readings.iter().map(|r| r.reading_ms).max();
         if newest > self.newest_reading.map(|(ms, _)| ms) {

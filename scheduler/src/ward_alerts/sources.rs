@@ -1,5 +1,7 @@
 //! What the keeper reads from the ETL's tables: the rises to High committed to `risk_alerts` since it
-//! last looked, and each patient's latest reading (`patient_latest`) for auto-resolve and stale feeds.
+//! last looked, and each patient's latest reading (`patient_latest`) for auto-resolve and stale feeds;
+//! each on the ward the patient's movements put them on ([`Stays`]), discharged patients left out of
+//! the latest readings.
 
 use arrow::array::{Array, Float64Array, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
@@ -7,9 +9,10 @@ use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, tab
 
 use super::muting::RiseToHigh;
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::read_table_file;
 
-/// The ward of every patient until readings (or admissions) carry one.
+/// The ward of a patient whose movements (and readings) name none.
 pub const DEFAULT_WARD: &str = "default";
 
 /// Most `risk_alerts` commits read in one look (the rest wait for the next).
@@ -55,9 +58,10 @@ impl RiseSource {
         Ok(LakeTable::open(location, table::RISK_ALERTS, None).await?.map_or(-1, |t| t.version()))
     }
 
-    /// The rises committed since the last look, in reading-time order; moves [`RiseSource::version`] on.
-    /// Only commits of the ETL are read (compaction rewrites none of their rows anew).
-    pub async fn new_rises(&mut self, location: &DataLocation) -> Result<Vec<RiseToHigh>> {
+    /// The rises committed since the last look, in reading-time order, each on the ward the patient was
+    /// on at the reading's time; moves [`RiseSource::version`] on. Only commits of the ETL are read
+    /// (compaction rewrites none of their rows anew).
+    pub async fn new_rises(&mut self, location: &DataLocation, stays: &Stays) -> Result<Vec<RiseToHigh>> {
         match &mut self.table {
             Some(table) => table.refresh().await?,
             None => self.table = LakeTable::open(location, table::RISK_ALERTS, None).await?,
@@ -72,7 +76,7 @@ impl RiseSource {
         for (_, file) in &added {
             let path = location.path(&format!("{}/{}", table::RISK_ALERTS, file.path));
             for batch in read_table_file(location, &path, &RISK_ALERTS_SCHEMA).await? {
-                rises.extend(rises_of(&batch)?);
+                rises.extend(rises_of(&batch, stays)?);
             }
         }
         rises.sort_by(|a, b| (a.reading_ms, &a.risk_alert_id).cmp(&(b.reading_ms, &b.risk_alert_id)));
@@ -82,7 +86,7 @@ impl RiseSource {
 }
 
 /// The rises in rows of `risk_alerts`.
-fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
+fn rises_of(batch: &RecordBatch, stays: &Stays) -> Result<Vec<RiseToHigh>> {
     let name = table::RISK_ALERTS;
     let alert_id = column::<StringArray>(batch, name, "alert_id")?;
     let patient_id = column::<StringArray>(batch, name, "patient_id")?;
@@ -93,7 +97,7 @@ fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
         .map(|i| RiseToHigh {
             risk_alert_id: alert_id.value(i).to_string(),
             patient_id: patient_id.value(i).to_string(),
-            ward: DEFAULT_WARD.to_string(),
+            ward: stays.ward_for(patient_id.value(i), event_time.value(i), None, DEFAULT_WARD),
             reading_ms: event_time.value(i).div_euclid(1_000_000),
             news2_score: (!news2.is_null(i)).then(|| news2.value(i)),
             probability_high: (!probability.is_null(i)).then(|| probability.value(i)),
@@ -101,8 +105,9 @@ fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
         .collect())
 }
 
-/// Each patient's latest scored reading, from `patient_latest` (none before the ETL's first batch).
-pub async fn latest_readings(location: &DataLocation) -> Result<Vec<LatestReading>> {
+/// Each patient's latest scored reading, from `patient_latest` (none before the ETL's first batch), on
+/// the patient's current ward; discharged patients are left out.
+pub async fn latest_readings(location: &DataLocation, stays: &Stays) -> Result<Vec<LatestReading>> {
     let Some(latest) = LakeTable::open(location, table::PATIENT_LATEST, None).await? else { return Ok(Vec::new()) };
     let name = table::PATIENT_LATEST;
     let mut readings = Vec::new();
@@ -112,12 +117,18 @@ pub async fn latest_readings(location: &DataLocation) -> Result<Vec<LatestReadin
             let patient_id = column::<StringArray>(&batch, name, "patient_id")?;
             let event_time = column::<TimestampNanosecondArray>(&batch, name, "event_time")?;
             let risk = column::<StringArray>(&batch, name, "risk")?;
-            readings.extend((0..batch.num_rows()).map(|i| LatestReading {
-                patient_id: patient_id.value(i).to_string(),
-                ward: DEFAULT_WARD.to_string(),
-                reading_ms: event_time.value(i).div_euclid(1_000_000),
-                high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
-            }));
+            for i in 0..batch.num_rows() {
+                let stay = stays.current(patient_id.value(i));
+                if stay.is_discharged() {
+                    continue;
+                }
+                readings.push(LatestReading {
+                    patient_id: patient_id.value(i).to_string(),
+                    ward: stay.ward.unwrap_or_else(|| DEFAULT_WARD.to_string()),
+                    reading_ms: event_time.value(i).div_euclid(1_000_000),
+                    high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
+                });
+            }
         }
     }
     Ok(readings)
