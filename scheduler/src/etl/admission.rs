@@ -21,7 +21,7 @@ use crate::error::{Error, Result};
 use crate::stays::Stays;
 
 /// The reason code of a reading whose patient was not admitted (`etl.require_admission`).
-pub const NOT_ADMITTED: &str = "not_admitted";
+pub(super) const NOT_ADMITTED: &str = "not_admitted";
 
 /// Column `name` of `batch` cast to `data_type` (the SQL may give strings as views).
 fn column_as(batch: &RecordBatch, name: &str, data_type: &DataType) -> Result<ArrayRef> {
