@@ -13,7 +13,7 @@ use vitalflow_udf_model::schema::Vital;
 
 use crate::config::IngestConfig;
 use crate::hl7::{Hl7Settings, decode_message, is_hl7};
-pub use crate::movement::Movement;
+pub use crate::movement::{Decoded, Movement};
 use crate::reading::{EARLIEST, parse_time};
 pub use crate::reading::{Reading, ReasonCode, Rejection};
 
@@ -41,15 +41,6 @@ impl Default for DecodeOptions {
     fn default() -> Self {
         DecodeOptions { max_bytes: IngestConfig::default().max_message_bytes, hl7: Hl7Settings::default() }
     }
-}
-
-/// What one Kafka record is: a reading or a patient movement.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    /// Vitals, for `vitals_raw`.
-    Reading(Reading),
-    /// An admission, transfer, discharge or update, for `patient_movements`.
-    Movement(Movement),
 }
 
 /// Decodes one Kafka payload that must be a reading (a movement is refused as `invalid_value`).
@@ -316,6 +307,10 @@ mod tests {
             assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(payload));
             assert!(err.reason.contains(needle), "{:?} lacks {needle:?}", err.reason);
         }
+        let movement = br#"{"type": "movement", "patient_id": "P1", "movement": "admit", "event_time": 1795428902000}"#;
+        let e = decode_record(Some(movement), &options(MAX)).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (ReasonCode::InvalidValue, "a patient movement, not a reading"));
+        assert!(matches!(decode_any(Some(movement), &options(MAX)), Ok(Decoded::Movement(_))));
         let big = vec![b' '; 100];
         assert_eq!(decode_record(Some(&big), &options(10)).unwrap_err().code, ReasonCode::Oversized);
         assert_eq!(decode_record(None, &options(MAX)).unwrap_err().code, ReasonCode::EmptyPayload);

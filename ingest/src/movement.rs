@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use vitalflow_udf_model::schema::PATIENT_MOVEMENTS_SCHEMA;
 
 use crate::error::Result;
-use crate::reading::{EARLIEST, ReasonCode, Rejection, parse_time};
+use crate::reading::{EARLIEST, Reading, ReasonCode, Rejection, parse_time};
 
 /// Longest accepted patient id, ward, room or bed, in bytes.
 const MAX_TEXT: usize = 64;
@@ -69,6 +69,15 @@ pub struct Movement {
     pub event_time_ns: i64,
     /// `ADT^A01` etc. for HL7 v2; `None` for the JSON record.
     pub message_type: Option<String>,
+}
+
+/// What one Kafka record is: a reading or a patient movement.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Vitals, for `vitals_raw`.
+    Reading(Reading),
+    /// An admission, transfer, discharge or update, for `patient_movements`.
+    Movement(Movement),
 }
 
 /// Whether a JSON object is a movement record (`"type": "movement"`).
@@ -199,10 +208,11 @@ impl MovementsBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{DecodeOptions, Decoded, decode_any};
 
     fn decode(json: &str) -> std::result::Result<Decoded, Rejection> {
-        decode_any(Some(json.as_bytes()), &DecodeOptions::default())
+        let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(json) else { panic!("not a JSON object: {json}") };
+        assert!(is_movement(&obj), "{json}");
+        decode_json(&obj).map(Decoded::Movement)
     }
 
     #[test]

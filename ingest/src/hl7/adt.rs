@@ -8,7 +8,7 @@
 
 use super::Hl7Settings;
 use super::message::{Message, Segment, Separators};
-use super::oru::{VERSIONS, patient_id};
+use super::oru::{check_version, patient_id};
 use super::time::parse_ts;
 use crate::movement::{Movement, MovementKind};
 use crate::reading::{ReasonCode, Rejection};
@@ -67,13 +67,7 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(MovementKind, S
             ));
         }
     };
-    let version = separators.component(msh.field(12), 1);
-    if !VERSIONS.contains(&version) {
-        return Err(Rejection::new(
-            ReasonCode::Hl7Version,
-            format!("MSH-12 is {version:?}: HL7 v2.3 to v2.9 are read"),
-        ));
-    }
+    check_version(separators, msh)?;
     Ok((kind, format!("ADT^{event}")))
 }
 

@@ -18,8 +18,8 @@ use chrono_tz::Tz;
 pub(crate) use message::is_hl7;
 
 use crate::config::Hl7Config;
-use crate::decode::Decoded;
 use crate::error::Result;
+use crate::movement::Decoded;
 use crate::reading::Rejection;
 
 /// `ingest.hl7` as decoding uses it, read once at start.

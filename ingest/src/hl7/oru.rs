@@ -17,7 +17,7 @@ use crate::fhir::{to_table_unit, vital_index};
 use crate::reading::{Reading, ReasonCode, Rejection};
 
 /// HL7 versions read (MSH-12): ORU^R01 and its OBX-14 are the same in all of them.
-pub(super) const VERSIONS: [&str; 12] =
+const VERSIONS: [&str; 12] =
     ["2.3", "2.3.1", "2.4", "2.5", "2.5.1", "2.6", "2.7", "2.7.1", "2.8", "2.8.1", "2.8.2", "2.9"];
 
 /// Longest accepted patient id, in bytes (as the JSON decoders).
@@ -97,6 +97,11 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
             ),
         ));
     }
+    check_version(separators, msh)
+}
+
+/// MSH-12 must be a version in [`VERSIONS`] (ORU^R01 and ADT alike).
+pub(super) fn check_version(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
     let version = separators.component(msh.field(12), 1);
     if !VERSIONS.contains(&version) {
         return Err(Rejection::new(

@@ -31,10 +31,7 @@ fn column_as(batch: &RecordBatch, name: &str, data_type: &DataType) -> Result<Ar
     arrow::compute::cast(found, data_type).map_err(|e| Error::Config(format!("the ETL SQL's column {name}: {e}")))
 }
 
-fn downcast<T: 'static>(array: &ArrayRef, name: &str) -> Result<T>
-where
-    T: Clone,
-{
+fn downcast<T: Clone + 'static>(array: &ArrayRef, name: &str) -> Result<T> {
     array
         .as_any()
         .downcast_ref::<T>()

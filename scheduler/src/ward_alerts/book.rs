@@ -448,19 +448,21 @@ impl AlertBook {
         events
     }
 
-    /// Resolves the active `no_data` alert of each patient in `discharged` (a discharged patient has
-    /// no feed to miss; the stale-feed rule skips them until they are admitted again).
+    /// Resolves the active alerts (`risk` and `no_data`) of each patient in `discharged`: a discharged
+    /// patient has no feed to miss and no readings left to resolve a risk alert by; the stale-feed rule
+    /// skips them until they are admitted again.
     pub fn on_discharged<'p>(&mut self, discharged: impl Iterator<Item = &'p str>, now_ms: i64) -> Vec<AlertEvent> {
         let mut events = Vec::new();
         for patient in discharged {
-            let active = self
-                .patients
-                .get(patient)
-                .and_then(|p| p.no_data_alert.as_ref())
-                .and_then(|id| self.alerts.get(id))
+            let Some(memory) = self.patients.get(patient) else { continue };
+            let active: Vec<Alert> = [&memory.last_alert, &memory.no_data_alert]
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.alerts.get(id))
                 .filter(|a| a.state.is_active())
-                .cloned();
-            if let Some(alert) = active {
+                .cloned()
+                .collect();
+            for alert in active {
                 let mut event = Self::change(&alert, Action::Resolve, AlertState::Resolved, SYSTEM_USER, now_ms);
                 event.reason = Some("patient discharged".into());
                 events.push(self.record(event));

@@ -288,6 +288,12 @@ fn a_discharged_patient_gets_no_no_data_alert_and_an_open_one_resolves() {
     assert_eq!(actions, vec![(AlertKind::NoData, Action::Raise, 25), (AlertKind::NoData, Action::Resolve, 30)]);
     assert_eq!(events[1].reason.as_deref(), Some("patient discharged"));
     assert_eq!(events[1].user, SYSTEM_USER);
+    // An open risk alert of a discharged patient resolves too (no reading will ever resolve it); once.
+    let raised = book.on_rise(&rise("7", "P3", 61, Some(7), Some(0.9)), &rules, 61 * MINUTE).unwrap();
+    let resolved = book.on_discharged(["P3"].into_iter(), 62 * MINUTE);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!((resolved[0].alert_id.as_str(), resolved[0].action), (raised.alert_id.as_str(), Action::Resolve));
+    assert!(book.on_discharged(["P3", "P1"].into_iter(), 63 * MINUTE).is_empty());
 }
 
 #[test]
