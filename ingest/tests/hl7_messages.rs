@@ -251,7 +251,10 @@ mod hl7_adt {
     }
 
     fn utc(text: &str) -> i64 {
-        chrono::DateTime::parse_from_rfc3339(text).unwrap().timestamp_nanos_opt().unwrap()
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("an RFC 3339 time")
+            .timestamp_nanos_opt()
+            .expect("a time in range")
     }
 
     fn some(text: &str) -> Option<String> {
