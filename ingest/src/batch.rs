@@ -1,6 +1,6 @@
-//! Kafka records → Arrow batches of `vitals_raw` and `dead_letters`, decoded as they arrive: the flat
+//! Kafka records → Arrow batches of `vitals_raw`, `patient_movements` and `dead_letters`, decoded as they arrive: the flat
 //! JSON fast path ([`crate::flat`]) appends straight to the builders, everything else goes through
-//! [`decode_record`].
+//! [`decode_any`].
 
 use std::sync::Arc;
 
@@ -12,10 +12,11 @@ use arrow::record_batch::RecordBatch;
 use vitalflow_udf_model::rubric::{Consciousness, Spo2Scale};
 use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 
-use crate::decode::{DecodeOptions, Reading, ReasonCode, Rejection, decode_record};
+use crate::decode::{DecodeOptions, Decoded, Reading, ReasonCode, Rejection, decode_any};
 use crate::error::Result;
 use crate::flat::decode_flat;
 use crate::reading::ReadingRow;
+use crate::movement::MovementsBuilder;
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -177,6 +178,8 @@ pub struct RangeBatch {
     pub records: usize,
     /// The good rows.
     pub rows: VitalsRawBuilder,
+    /// The patient movements.
+    pub movements: MovementsBuilder,
     /// The bad records.
     pub dead: Vec<DeadLetter>,
     /// Dead letters per reason code, in [`ReasonCode::ALL`] order.
@@ -192,12 +195,14 @@ impl RangeBatch {
             last: first,
             records: 0,
             rows: VitalsRawBuilder::default(),
+            movements: MovementsBuilder::default(),
             dead: Vec::new(),
             by_reason: [0; ReasonCode::ALL.len()],
         }
     }
 
-    /// Decodes the record at `offset` (after every offset pushed so far) into a row or a dead letter.
+    /// Decodes the record at `offset` (after every offset pushed so far) into a reading, a movement or a
+    /// dead letter.
     pub fn push(&mut self, topic: &str, partition: i32, offset: i64, payload: Option<&[u8]>, options: &DecodeOptions) {
         self.last = offset;
         self.records += 1;
@@ -206,8 +211,9 @@ impl RangeBatch {
             self.rows.append(offset, r);
             return;
         }
-        match decode_record(payload, options) {
-            Ok(reading) => self.rows.append_reading(offset, &reading),
+        match decode_any(payload, options) {
+            Ok(Decoded::Reading(reading)) => self.rows.append_reading(offset, &reading),
+            Ok(Decoded::Movement(movement)) => self.movements.append(offset, movement),
             Err(rejection) => {
                 self.by_reason[rejection.code.index()] += 1;
                 self.dead.push(DeadLetter {

@@ -1,5 +1,6 @@
 //! The seed's flat JSON record (or a FHIR resource, see [`crate::fhir`], or an HL7 v2 message, see
-//! [`crate::hl7`]) → a [`Reading`], or a [`Rejection`] with a reason for the dead letters.
+//! [`crate::hl7`]) → a [`Reading`], a movement record (JSON or HL7 v2 ADT) → a [`Movement`], or either
+//! → a [`Rejection`] with a reason for the dead letters.
 //!
 //! A record needs a patient id, a time and at least one vital; any single vital may be missing.
 //! Values of the wrong type, or outside what a living patient can show, reject the whole record:
@@ -12,6 +13,7 @@ use vitalflow_udf_model::schema::Vital;
 
 use crate::config::IngestConfig;
 use crate::hl7::{Hl7Settings, decode_message, is_hl7};
+pub use crate::movement::{Decoded, Movement};
 use crate::reading::{EARLIEST, MAX_WARD, parse_time};
 pub use crate::reading::{Reading, ReadingRow, ReasonCode, Rejection};
 
@@ -41,8 +43,16 @@ impl Default for DecodeOptions {
     }
 }
 
-/// Decodes one Kafka payload.
+/// Decodes one Kafka payload that must be a reading (a movement is refused as `invalid_value`).
 pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<Reading, Rejection> {
+    match decode_any(payload, options)? {
+        Decoded::Reading(reading) => Ok(reading),
+        Decoded::Movement(_) => Err(Rejection::new(ReasonCode::InvalidValue, "a patient movement, not a reading")),
+    }
+}
+
+/// Decodes one Kafka payload: a reading, a movement, or why it is neither.
+pub fn decode_any(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<Decoded, Rejection> {
     let max_bytes = options.max_bytes;
     let payload = payload
         .filter(|p| !p.is_empty())
@@ -62,18 +72,25 @@ pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<
     let Value::Object(obj) = value else {
         return Err(Rejection::new(ReasonCode::NotAnObject, format!("expected a JSON object, got {}", kind(&value))));
     };
-    // Sniffed: only FHIR resources carry a resourceType.
+    // Sniffed: only FHIR resources carry a resourceType, only movements `"type": "movement"`.
     if obj.contains_key("resourceType") {
-        return crate::fhir::decode_resource(&obj);
+        return crate::fhir::decode_resource(&obj).map(Decoded::Reading);
     }
+    if crate::movement::is_movement(&obj) {
+        return crate::movement::decode_json(&obj).map(Decoded::Movement);
+    }
+    flat_reading(&obj).map(Decoded::Reading)
+}
 
-    let patient_id = patient_id(&obj)?;
-    let event_time_ns = event_time(&obj)?;
+/// The seed's flat JSON record (with its aliases) → a reading.
+fn flat_reading(obj: &Map<String, Value>) -> Result<Reading, Rejection> {
+    let patient_id = patient_id(obj)?;
+    let event_time_ns = event_time(obj)?;
     let mut vitals = [None; 7];
     for (slot, vital) in vitals.iter_mut().zip(Vital::ALL) {
-        *slot = vital_value(&obj, vital)?;
+        *slot = vital_value(obj, vital)?;
     }
-    let on_oxygen = match field(&obj, "on_oxygen", &["supplemental_oxygen", "oxygen"]) {
+    let on_oxygen = match field(obj, "on_oxygen", &["supplemental_oxygen", "oxygen"]) {
         None => None,
         Some((_, Value::Bool(b))) => Some(*b),
         Some((name, other)) => {
@@ -83,7 +100,7 @@ pub fn decode_record(payload: Option<&[u8]>, options: &DecodeOptions) -> Result<
             ));
         }
     };
-    let consciousness = match field(&obj, "consciousness", &["acvpu", "avpu"]) {
+    let consciousness = match field(obj, "consciousness", &["acvpu", "avpu"]) {
         None => None,
         Some((name, Value::String(s))) => Some(Consciousness::parse(s).ok_or_else(|| {
             Rejection::new(ReasonCode::InvalidValue, format!("{name}: {s:?} is not one of A, C, V, P, U"))
@@ -375,6 +392,10 @@ mod tests {
             assert_eq!(err.code, *code, "{}", String::from_utf8_lossy(payload));
             assert!(err.reason.contains(needle), "{:?} lacks {needle:?}", err.reason);
         }
+        let movement = br#"{"type": "movement", "patient_id": "P1", "movement": "admit", "event_time": 1795428902000}"#;
+        let e = decode_record(Some(movement), &options(MAX)).unwrap_err();
+        assert_eq!((e.code, e.reason.as_str()), (ReasonCode::InvalidValue, "a patient movement, not a reading"));
+        assert!(matches!(decode_any(Some(movement), &options(MAX)), Ok(Decoded::Movement(_))));
         let big = vec![b' '; 100];
         assert_eq!(decode_record(Some(&big), &options(10)).unwrap_err().code, ReasonCode::Oversized);
         assert_eq!(decode_record(None, &options(MAX)).unwrap_err().code, ReasonCode::EmptyPayload);

@@ -19,6 +19,8 @@ pub struct IngestStats {
     pub records_in: AtomicU64,
     /// Records landed in `vitals_raw`.
     pub records_landed: AtomicU64,
+    /// Records landed in `patient_movements`.
+    pub records_moved: AtomicU64,
     /// Records written to `dead_letters`.
     pub records_dead_lettered: AtomicU64,
     /// Records written to `dead_letters`, per reason code in [`ReasonCode::ALL`] order.
@@ -93,6 +95,11 @@ impl IngestStats {
             "Records landed in vitals_raw.",
             load(&self.records_landed),
         );
+        page.counter(
+            "vitalflow_ingest_movements_landed_total",
+            "Records landed in patient_movements (admissions, transfers, discharges, updates).",
+            load(&self.records_moved),
+        );
         let name = "vitalflow_ingest_records_dead_lettered_total";
         page.family(name, "counter", "Records written to dead_letters, by reason.");
         for code in ReasonCode::ALL {
@@ -138,6 +145,8 @@ impl IngestStats {
 pub struct BatchLanded {
     /// Rows written to `vitals_raw`.
     pub landed: usize,
+    /// Rows written to `patient_movements`.
+    pub moved: usize,
     /// Rows written to `dead_letters`.
     pub dead_lettered: usize,
     /// Files written.
@@ -152,6 +161,7 @@ impl BatchLanded {
     /// Counts and logs the event.
     pub fn emit(&self, stats: &IngestStats) {
         IngestStats::add(&stats.records_landed, self.landed);
+        IngestStats::add(&stats.records_moved, self.moved);
         IngestStats::add(&stats.records_dead_lettered, self.dead_lettered);
         IngestStats::add(&stats.files_written, self.files);
         for (counter, n) in stats.dead_lettered_by_reason.iter().zip(self.by_reason) {
@@ -168,6 +178,7 @@ impl BatchLanded {
         }
         tracing::debug!(
             landed = self.landed,
+            moved = self.moved,
             dead_lettered = self.dead_lettered,
             files = self.files,
             latency_ms = self.latency.as_millis() as u64,
@@ -196,11 +207,12 @@ mod tests {
         let stats = IngestStats::default();
         let mut by_reason = [0; ReasonCode::ALL.len()];
         by_reason[ReasonCode::ImpossibleValue.index()] = 2;
-        BatchLanded { landed: 10, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }
+        BatchLanded { landed: 10, moved: 1, dead_lettered: 2, files: 2, by_reason, latency: Duration::from_millis(30) }
             .emit(&stats);
         stats.set_lag("ward\"3", 1, Some(42));
         let text = stats.render_prometheus();
         assert!(text.contains("vitalflow_ingest_records_landed_total 10\n"), "{text}");
+        assert!(text.contains("vitalflow_ingest_movements_landed_total 1\n"), "{text}");
         assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"impossible_value\"} 2\n"));
         assert!(text.contains("vitalflow_ingest_records_dead_lettered_total{reason=\"oversized\"} 0\n"));
         assert!(text.contains("vitalflow_ingest_consumer_lag_records{topic=\"ward\\\"3\",partition=\"1\"} 42\n"));

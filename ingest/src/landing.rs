@@ -1,12 +1,14 @@
 //! Landing a flush: each buffered partition range becomes a data file of `dead_letters` (its bad
-//! records) and of `vitals_raw` (its readings), and each table gets one commit per flush carrying, per
-//! partition, the Delta transaction that records the range's last offset ([`vitalflow_udf_model::lake::landed`]).
+//! records), of `patient_movements` (its movements) and of `vitals_raw` (its readings), and each table
+//! gets one commit per flush carrying, per partition, the Delta transaction that records the range's
+//! last offset ([`vitalflow_udf_model::lake::landed`]).
 //!
 //! Before committing, the transactions in the table are read again: a range whose offsets another
 //! writer already landed (this process was a zombie whose partition moved on, or a replay) is not
 //! committed, and a commit racing such a writer is refused by Delta's conflict check, so nothing is
-//! ever landed twice. `dead_letters` is committed first; a crash between the two commits replays the
-//! range, and its dead letters, already recorded, are filtered out by their own transaction.
+//! ever landed twice. `dead_letters` is committed first, then `patient_movements`, and `vitals_raw`
+//! last: its transaction marks the range complete. A crash before it replays the range, and the dead
+//! letters and movements already recorded are filtered out by their own tables' transactions.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use vitalflow_udf_model::lake::names::{INGEST_STAGE, KafkaSource, range_prefix};
 use vitalflow_udf_model::lake::parquet_file::{DataFile, write_data_file};
 use vitalflow_udf_model::lake::table::{LakeTable, Transaction};
 use vitalflow_udf_model::lake::{DataLocation, LakeError};
-use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA, table};
+use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, PATIENT_MOVEMENTS_SCHEMA, VITALS_RAW_SCHEMA, table};
 
 use crate::batch::{DeadLetter, PartitionRange, dead_letter_batch};
 use crate::client::read_topic_id;
@@ -29,7 +31,7 @@ use crate::topic_id::TopicId;
 
 /// Fault-injection hook for the exactly-once tests. `after-landing`: abort after a flush's commits and
 /// before the Kafka offset commit. `between-files`: abort after the `dead_letters` commit and before
-/// the `vitals_raw` one. Both are windows a crash-safe ingest must survive without a duplicate.
+/// the `patient_movements` and `vitals_raw` ones. Both are windows a crash-safe ingest must survive without a duplicate.
 pub const FAULT_ENV: &str = "VITALFLOW_FAULT_INGEST";
 
 /// Where a flush aborts in the exactly-once tests (see [`FAULT_ENV`]).
@@ -38,7 +40,7 @@ pub(crate) enum Fault {
     None,
     /// After both commits, before the Kafka offset commit.
     AfterLanding,
-    /// After the `dead_letters` commit, before the `vitals_raw` one.
+    /// After the `dead_letters` and `patient_movements` commits, before the `vitals_raw` one.
     BetweenFiles,
 }
 
@@ -60,7 +62,7 @@ impl Fault {
     }
 }
 
-/// The two tables ingest lands in, and the Kafka source they record positions of.
+/// The three tables ingest lands in, and the Kafka source they record positions of.
 pub struct Landing {
     location: DataLocation,
     source: KafkaSource,
@@ -69,6 +71,7 @@ pub struct Landing {
     topic_id_pending: Option<KafkaConfig>,
     vitals_raw: LakeTable,
     dead_letters: LakeTable,
+    patient_movements: LakeTable,
     /// Each partition's last landed offset per table, as last read or committed by this process; valid
     /// while the table's version is the one it was read at (no other writer since).
     known: Known,
@@ -79,6 +82,7 @@ pub struct Landing {
 struct Known {
     raw: (i64, std::collections::HashMap<i32, Option<i64>>),
     dead: (i64, std::collections::HashMap<i32, Option<i64>>),
+    movements: (i64, std::collections::HashMap<i32, Option<i64>>),
 }
 
 /// The last offset of `partition` landed in `table`: from `cache` while the table has not moved since,
@@ -113,6 +117,8 @@ pub(crate) struct LandingRange {
     pub(crate) first: i64,
     pub(crate) last: i64,
     rows: RecordBatch,
+    /// The patient movements.
+    movements: RecordBatch,
     /// The bad records, for the `dead_letters` table and the dead-letter topic.
     dead: Vec<DeadLetter>,
     by_reason: [usize; ReasonCode::ALL.len()],
@@ -123,6 +129,7 @@ impl LandingRange {
         let PartitionRange { topic, partition, mut range } = p;
         Ok(LandingRange {
             rows: range.rows.finish(&topic, partition, now_ns)?,
+            movements: range.movements.finish(&topic, partition, now_ns)?,
             topic,
             partition,
             first: range.first,
@@ -134,7 +141,7 @@ impl LandingRange {
 }
 
 impl Landing {
-    /// Opens (or creates) `vitals_raw` and `dead_letters` under `location` for `source`; `topic_id` is
+    /// Opens (or creates) `vitals_raw`, `patient_movements` and `dead_letters` under `location` for `source`; `topic_id` is
     /// what the brokers said of the topic's id when `source` was read (`Absent`: read it from `kafka` later).
     pub async fn open(
         location: &DataLocation,
@@ -144,6 +151,8 @@ impl Landing {
     ) -> Result<Landing> {
         let vitals_raw = LakeTable::open_or_create(location, table::VITALS_RAW, &VITALS_RAW_SCHEMA).await?;
         let dead_letters = LakeTable::open_or_create(location, table::DEAD_LETTERS, &DEAD_LETTERS_SCHEMA).await?;
+        let patient_movements =
+            LakeTable::open_or_create(location, table::PATIENT_MOVEMENTS, &PATIENT_MOVEMENTS_SCHEMA).await?;
         let topic_id_pending = (*topic_id == TopicId::Absent).then(|| kafka.clone());
         Ok(Landing {
             location: location.clone(),
@@ -151,6 +160,7 @@ impl Landing {
             topic_id_pending,
             vitals_raw,
             dead_letters,
+            patient_movements,
             known: Known::default(),
         })
     }
@@ -223,6 +233,7 @@ impl Landing {
     ) -> Result<(BatchLanded, Vec<(String, i32, i64)>)> {
         let mut event = BatchLanded {
             landed: 0,
+            moved: 0,
             dead_lettered: 0,
             files: 0,
             by_reason: Default::default(),
@@ -231,6 +242,7 @@ impl Landing {
         self.settle_topic_id().await?;
         self.vitals_raw.refresh().await?;
         self.dead_letters.refresh().await?;
+        self.patient_movements.refresh().await?;
         // Ranges whose offsets are this process's to land: nothing of them is in the table yet.
         let mut mine = Vec::new();
         let mut taken = Vec::new();
@@ -278,8 +290,9 @@ impl Landing {
             let before = self.dead_letters.version();
             let version = self.dead_letters.append(&dead_files, dead_txns).await?;
             remember(&mut self.known.dead, before, version, &dead_committed);
-            fault.trigger(Fault::BetweenFiles);
         }
+        self.land_movements(&mine, &mut event).await?;
+        fault.trigger(Fault::BetweenFiles);
         let mut raw_files = Vec::new();
         let mut raw_txns = Vec::new();
         for r in &mine {
@@ -304,6 +317,39 @@ impl Landing {
             remember(&mut self.known.raw, before, version, &committed);
         }
         Ok((event, taken))
+    }
+}
+
+impl Landing {
+    /// Commits the movements of `ranges` to `patient_movements`, but for ranges a crashed earlier
+    /// attempt already committed there (its own transactions say which).
+    async fn land_movements(&mut self, ranges: &[&LandingRange], event: &mut BatchLanded) -> Result<()> {
+        let mut files = Vec::new();
+        let mut txns = Vec::new();
+        let mut committed = Vec::new();
+        for r in ranges.iter().filter(|r| r.movements.num_rows() > 0) {
+            let done = landed_in(&self.patient_movements, &mut self.known.movements, &self.source, r.partition)
+                .await?
+                .unwrap_or(-1);
+            if done >= r.first {
+                continue;
+            }
+            let prefix = range_prefix(&r.topic, r.partition, r.first, r.last);
+            files.push(
+                write_data_file(&self.location, table::PATIENT_MOVEMENTS, &prefix, std::slice::from_ref(&r.movements))
+                    .await?,
+            );
+            txns.push(Transaction::new(self.source.app_id(r.partition), r.last));
+            committed.push((r.partition, r.last));
+            event.moved += r.movements.num_rows();
+        }
+        if !files.is_empty() {
+            event.files += files.len();
+            let before = self.patient_movements.version();
+            let version = self.patient_movements.append(&files, txns).await?;
+            remember(&mut self.known.movements, before, version, &committed);
+        }
+        Ok(())
     }
 }
 

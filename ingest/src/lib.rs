@@ -13,6 +13,7 @@ mod flat;
 pub mod hl7;
 pub mod landing;
 pub mod metrics;
+pub mod movement;
 pub mod produce;
 pub mod prometheus;
 pub mod reading;

@@ -182,7 +182,7 @@ mod hl7 {
             (monitor.replace("MSH|^~\\&|", "MSH|^~|"), ReasonCode::Hl7Syntax, "MSH-2"),
             (monitor.replace("|||789567^", "|||7895\\Z01\\67^"), ReasonCode::Hl7Syntax, "escape sequence"),
             (monitor.replace("PV1||I", "pv1||I"), ReasonCode::Hl7Syntax, "segment 3"),
-            (monitor.replace("ORU^R01^ORU_R01", "ADT^A01^ADT_A01"), ReasonCode::Hl7MessageType, "ADT^A01"),
+            (monitor.replace("ORU^R01^ORU_R01", "ORM^O01^ORM_O01"), ReasonCode::Hl7MessageType, "ORM^O01"),
             (monitor.replace("ORU^R01^ORU_R01", "ORU^R30^ORU_R01"), ReasonCode::Hl7MessageType, "ORU^R30"),
             (monitor.replace("|P|2.6|", "|P|2.2|"), ReasonCode::Hl7Version, "\"2.2\""),
             (monitor.replace("|P|2.6|", "|P||"), ReasonCode::Hl7Version, "MSH-12"),
@@ -245,5 +245,132 @@ mod hl7 {
             + "OBX|13|NM|151708^MDC_CONC_AWAY_CO2_ET^MDC|1.6.1.1|38|266016^MDC_DIM_MMHG^MDC|||||R|||20090813095715+0000\n"
             + "OBX|14|ST|99999^LOCAL_NOTE^L||fine||||||R\n";
         assert_eq!(decode(&message).unwrap(), decode(MONITOR).unwrap());
+    }
+}
+
+/// HL7 v2 ADT: the published examples (`ingest/fixtures/hl7/adt-*.hl7`) decoded as movements, and bad
+/// ones made from them, one fault each, each a dead letter with its reason.
+mod hl7_adt {
+    use vitalflow_ingest::decode::{DecodeOptions, Decoded, ReasonCode, Rejection, decode_any};
+    use vitalflow_ingest::hl7::Hl7Settings;
+    use vitalflow_ingest::movement::{Movement, MovementKind};
+
+    const ADMIT: &str = include_str!("../fixtures/hl7/adt-a01-admit.hl7");
+    const TRANSFER: &str = include_str!("../fixtures/hl7/adt-a02-transfer.hl7");
+    const UPDATE: &str = include_str!("../fixtures/hl7/adt-a08-update.hl7");
+    const DISCHARGE: &str = include_str!("../fixtures/hl7/adt-a03-discharge.hl7");
+
+    fn options(authority: &str, zone: Option<chrono_tz::Tz>) -> DecodeOptions {
+        DecodeOptions {
+            hl7: Hl7Settings { patient_id_authority: authority.into(), default_timezone: zone },
+            ..DecodeOptions::default()
+        }
+    }
+
+    /// `fixture` with HL7's `\r`, decoded as a Kafka record's value in New York's zone.
+    fn decode_with(fixture: &str, authority: &str) -> Result<Movement, Rejection> {
+        match decode_any(
+            Some(fixture.replace('\n', "\r").as_bytes()),
+            &options(authority, Some(chrono_tz::America::New_York)),
+        )? {
+            Decoded::Movement(m) => Ok(m),
+            Decoded::Reading(r) => panic!("an ADT message decoded to a reading: {r:?}"),
+        }
+    }
+
+    fn utc(text: &str) -> i64 {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .expect("an RFC 3339 time")
+            .timestamp_nanos_opt()
+            .expect("a time in range")
+    }
+
+    fn some(text: &str) -> Option<String> {
+        Some(text.to_string())
+    }
+
+    #[test]
+    fn the_published_adt_examples_are_movements() {
+        assert_eq!(
+            decode_with(ADMIT, "GOOD HEALTH HOSPITAL").unwrap(),
+            Movement {
+                patient_id: "PATID1234".into(),
+                kind: MovementKind::Admit,
+                ward: some("2000"),
+                room: some("2012"),
+                bed: some("01"),
+                // EVN-2 200708181123 in New York's summer time (UTC-4).
+                event_time_ns: utc("2007-08-18T15:23:00Z"),
+                message_type: some("ADT^A01"),
+            }
+        );
+        let transfer = decode_with(TRANSFER, "GENHOS").unwrap();
+        // EVN-6 (occurred, 09:55 EST) wins over EVN-2 (recorded, 10:00).
+        assert_eq!(
+            (transfer.kind, transfer.patient_id.as_str(), transfer.event_time_ns),
+            (MovementKind::Transfer, "191919", utc("2026-01-06T14:55:00Z"))
+        );
+        assert_eq!((transfer.ward, transfer.room, transfer.bed), (some("SICU"), some("0001"), some("02")));
+        // The social security number of the second PID-3 repetition under its own authority.
+        assert_eq!(decode_with(TRANSFER, "USSSA").unwrap().patient_id, "371-66-9256");
+        let update = decode_with(UPDATE, "GENHOS").unwrap();
+        assert_eq!((update.kind, update.bed, update.message_type), (MovementKind::Update, some("03"), some("ADT^A08")));
+        let discharge = decode_with(DISCHARGE, "GENHOS").unwrap();
+        assert_eq!(
+            (discharge.kind, discharge.ward, discharge.event_time_ns),
+            (MovementKind::Discharge, some("SICU"), utc("2026-01-10T20:01:00Z"))
+        );
+        // MLLP framing a gateway left in is tolerated, as for ORU^R01.
+        let framed = format!("\u{0b}{}\u{1c}\r", TRANSFER.replace('\n', "\r"));
+        let zone = Some(chrono_tz::America::New_York);
+        let Ok(Decoded::Movement(m)) = decode_any(Some(framed.as_bytes()), &options("GENHOS", zone)) else {
+            panic!("framed transfer not decoded")
+        };
+        assert_eq!(m.ward, some("SICU"));
+    }
+
+    #[test]
+    fn every_bad_adt_is_a_dead_letter_with_its_reason() {
+        let without = |id: &str| TRANSFER.lines().filter(|l| !l.starts_with(id)).collect::<Vec<_>>().join("\n");
+        let cases: Vec<(String, ReasonCode, &str)> = vec![
+            (without("PID"), ReasonCode::Hl7MissingSegment, "no PID"),
+            (without("EVN"), ReasonCode::Hl7MissingSegment, "no EVN"),
+            (without("PV1"), ReasonCode::Hl7MissingSegment, "no PV1"),
+            (TRANSFER.replace("ADT^A02^ADT_A02", "ADT^A04^ADT_A01"), ReasonCode::Hl7MessageType, "A04"),
+            (TRANSFER.replace("ADT^A02^ADT_A02", "ADT"), ReasonCode::Hl7MessageType, "only A01"),
+            (TRANSFER.replace("|P|2.5", "|P|2.2"), ReasonCode::Hl7Version, "2.2"),
+            (TRANSFER.replace("||01||202601060955", "||01||2026010609"), ReasonCode::InvalidTime, "EVN-6"),
+            (
+                TRANSFER.replace("EVN|A02|202601061000||01||202601060955", "EVN|A02|20260106100000+2500"),
+                ReasonCode::InvalidTime,
+                "EVN-2",
+            ),
+            (
+                TRANSFER.replace("EVN|A02|202601061000||01||202601060955", "EVN|A02"),
+                ReasonCode::MissingField,
+                "EVN-6 and EVN-2",
+            ),
+            (TRANSFER.replace("SICU^0001^02^GENHOS", "^0001^02^GENHOS"), ReasonCode::MissingField, "PV1-3.1"),
+            (TRANSFER.replace("191919^^^GENHOS^MR~", ""), ReasonCode::MissingField, "GENHOS"),
+            (
+                {
+                    let mut lines: Vec<&str> = TRANSFER.lines().collect();
+                    lines.swap(2, 3);
+                    lines.join("\n")
+                },
+                ReasonCode::Hl7SegmentOrder,
+                "PID after PV1",
+            ),
+            (format!("{TRANSFER}{}", TRANSFER.lines().nth(2).unwrap()), ReasonCode::Hl7SegmentOrder, "a second PID"),
+            (TRANSFER.replace("MSH|^~\\&", "MSH|^^\\&"), ReasonCode::Hl7Syntax, "twice"),
+        ];
+        for (message, code, needle) in cases {
+            let e = decode_with(&message, "GENHOS").unwrap_err();
+            assert_eq!(e.code, code, "{message}: {}", e.reason);
+            assert!(e.reason.contains(needle), "{:?} lacks {needle:?}", e.reason);
+        }
+        // A local time with no zone configured is refused, never read as UTC.
+        let e = decode_any(Some(TRANSFER.replace('\n', "\r").as_bytes()), &options("GENHOS", None)).unwrap_err();
+        assert_eq!(e.code, ReasonCode::TimeWithoutZone, "{}", e.reason);
     }
 }

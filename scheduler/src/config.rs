@@ -97,6 +97,10 @@ pub struct EtlConfig {
     /// small host one group is fastest (groups compete for its cores); on a cluster, set it to about the
     /// number of executors. A change takes effect at the next start.
     pub partition_groups: u32,
+    /// Only readings of admitted patients are scored: a reading whose patient was not admitted at its
+    /// time (no admission or transfer in `patient_movements` by then, or discharged since) goes to
+    /// `dead_letters` with reason `not_admitted`. Off: patients are admitted implicitly by their readings.
+    pub require_admission: bool,
 }
 
 impl Default for EtlConfig {
@@ -112,6 +116,7 @@ impl Default for EtlConfig {
             batch_timeout_seconds: 120,
             lease_seconds: 15,
             partition_groups: 1,
+            require_admission: false,
         }
     }
 }

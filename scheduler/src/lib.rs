@@ -20,6 +20,8 @@ pub mod front_door;
 pub mod maintenance;
 /// The process's Prometheus exposition (ETL and alert delivery).
 pub mod metrics;
+/// Where each patient is, from `patient_movements`: their ward, admitted or discharged.
+pub mod stays;
 /// Rows of the lake's tables handled by the driver itself: cast to a table's schema, read from one file.
 pub mod table_rows;
 /// The alerts a ward acts on: muting, the lifecycle, its tables and the one task that changes them.

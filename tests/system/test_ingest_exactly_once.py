@@ -436,7 +436,7 @@ def hl7_kinds() -> dict[str, tuple[bytes, str | None]]:
         "custom_separators": (hl7_fixture("pcd01-custom-separators.hl7"), None),
         "glucose_local_time": (glucose.replace(b"1554-5^GLUCOSE^POST 12H CFST:MCNC:PT:SER/PLAS:QN", b"2339-0^Glucose^LN"), None),
         "bad_msh": (monitor.replace(b"MSH|^~\\&|", b"MSH|^~|"), "hl7_syntax"),
-        "adt": (monitor.replace(b"ORU^R01^ORU_R01", b"ADT^A01^ADT_A01"), "hl7_message_type"),
+        "order_message": (monitor.replace(b"ORU^R01^ORU_R01", b"ORM^O01^ORM_O01"), "hl7_message_type"),
         "v2_2": (monitor.replace(b"|P|2.6|", b"|P|2.2|"), "hl7_version"),
         "obx_before_obr": (monitor.replace(obr + b"\r", b"").replace(b"OBX|12", obr + b"\rOBX|12"), "hl7_segment_order"),
         "no_pid": (b"\r".join(s for s in monitor.split(b"\r") if not s.startswith(b"PID")), "hl7_missing_segment"),

@@ -102,6 +102,8 @@ pub mod table {
     /// Every Flight SQL query and refused call (who, when, the SQL, how it ended), written by the front
     /// door; admins only.
     pub const AUDIT_LOG: &str = "audit_log";
+    /// Admissions, transfers, discharges and updates of patients, one row per movement, append-only.
+    pub const PATIENT_MOVEMENTS: &str = "patient_movements";
 }
 
 fn utc_nanos() -> DataType {
@@ -166,6 +168,28 @@ pub static DEAD_LETTERS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     ]);
     Arc::new(Schema::new(fields))
 });
+
+/// `patient_movements`: one row per admission, transfer, discharge or update of a patient (flat JSON
+/// or HL7 v2 ADT), as landed by ingest; never rewritten, so the history is kept. `movement` is one of
+/// [`MOVEMENTS`]; `ward`, `room` and `bed` are where the patient is after it (NULL: not said).
+pub static PATIENT_MOVEMENTS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = vec![
+        Field::new("patient_id", DataType::Utf8, false),
+        Field::new("movement", DataType::Utf8, false),
+        Field::new("ward", DataType::Utf8, true),
+        Field::new("room", DataType::Utf8, true),
+        Field::new("bed", DataType::Utf8, true),
+        Field::new("event_time", utc_nanos(), false),
+        // `ADT^A02` for HL7 v2; NULL for the JSON record.
+        Field::new("message_type", DataType::Utf8, true),
+    ];
+    fields.extend(source_fields());
+    fields.push(Field::new("ingest_time", utc_nanos(), false));
+    Arc::new(Schema::new(fields))
+});
+
+/// The values of `patient_movements.movement`.
+pub const MOVEMENTS: [&str; 4] = ["admit", "transfer", "discharge", "update"];
 
 /// `vitals_clean`: cleaned, scored readings.
 pub static VITALS_CLEAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {

@@ -1,10 +1,12 @@
-//! HL7 v2 ORU^R01 messages, as bedside monitor gateways send them (IHE PCD-01), → a [`Reading`]. A record
+//! HL7 v2 ORU^R01 messages, as bedside monitor gateways send them (IHE PCD-01), → a [`crate::reading::Reading`],
+//! and ADT A01/A02/A03/A08 (patient movements) → a [`crate::movement::Movement`]. A record
 //! is HL7 v2 when it begins with `MSH` (after an MLLP start byte a gateway may have left in); sniffed by
 //! [`crate::decode::decode_record`], no configuration.
 //!
 //! A small strict reader of its own: `message` (encoding rules), `structure` (segment grammar), `time`
-//! (TS), `codes` (MDC/LOINC vitals and units), `oru` (the message → one reading).
+//! (TS), `codes` (MDC/LOINC vitals and units), `oru` (the message → one reading), `adt` (→ one movement).
 
+mod adt;
 mod codes;
 mod message;
 mod oru;
@@ -17,7 +19,8 @@ pub(crate) use message::is_hl7;
 
 use crate::config::Hl7Config;
 use crate::error::Result;
-use crate::reading::{Reading, Rejection};
+use crate::movement::Decoded;
+use crate::reading::Rejection;
 
 /// `ingest.hl7` as decoding uses it, read once at start.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,7 +41,12 @@ impl Hl7Settings {
     }
 }
 
-/// Decodes one HL7 v2 payload (MLLP framing tolerated).
-pub(crate) fn decode_message(payload: &[u8], settings: &Hl7Settings) -> std::result::Result<Reading, Rejection> {
-    oru::decode(&message::parse(payload)?, settings)
+/// Decodes one HL7 v2 payload (MLLP framing tolerated): an ADT message (MSH-9.1 `ADT`) to a movement,
+/// anything else as ORU^R01 to a reading (which refuses other message types).
+pub(crate) fn decode_message(payload: &[u8], settings: &Hl7Settings) -> std::result::Result<Decoded, Rejection> {
+    let message = message::parse(payload)?;
+    if adt::is_adt(&message) {
+        return adt::decode(&message, settings).map(Decoded::Movement);
+    }
+    oru::decode(&message, settings).map(Decoded::Reading)
 }

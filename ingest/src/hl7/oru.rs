@@ -114,9 +114,16 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
     if code != "ORU" || event != "R01" || !(message_structure.is_empty() || message_structure == "ORU_R01") {
         return Err(Rejection::new(
             ReasonCode::Hl7MessageType,
-            format!("MSH-9 is {kind:?}: only ORU^R01 (unsolicited observation results) is read"),
+            format!(
+                "MSH-9 is {kind:?}: only ORU^R01 (unsolicited observation results) and ADT A01, A02, A03, A08 are read"
+            ),
         ));
     }
+    check_version(separators, msh)
+}
+
+/// MSH-12 must be a version in [`VERSIONS`] (ORU^R01 and ADT alike).
+pub(super) fn check_version(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
     let version = separators.component(msh.field(12), 1);
     if !VERSIONS.contains(&version) {
         return Err(Rejection::new(
@@ -129,7 +136,11 @@ fn header(separators: &Separators, msh: &Segment<'_>) -> Result<(), Rejection> {
 
 /// PID-3's identifier of `authority` (PID-3.4's namespace id or universal id), or its first one when
 /// `authority` is empty.
-fn patient_id(separators: &Separators, pid: Option<&Segment<'_>>, authority: &str) -> Result<String, Rejection> {
+pub(super) fn patient_id(
+    separators: &Separators,
+    pid: Option<&Segment<'_>>,
+    authority: &str,
+) -> Result<String, Rejection> {
     let mut others = Vec::new();
     for identifier in separators.repetitions(pid.map(|p| p.field(3)).unwrap_or_default()) {
         let id = separators.decode(separators.component(identifier, 1))?;

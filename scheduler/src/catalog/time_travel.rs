@@ -9,8 +9,8 @@ use datafusion::common::{DataFusionError, ScalarValue, plan_err};
 use datafusion::logical_expr::Expr;
 use vitalflow_udf_model::lake::DataLocation;
 use vitalflow_udf_model::schema::{
-    ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA,
-    VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
+    ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, DEAD_LETTERS_SCHEMA, PATIENT_LATEST_SCHEMA, PATIENT_MOVEMENTS_SCHEMA,
+    RISK_ALERTS_SCHEMA, VITALS_CLEAN_SCHEMA, VITALS_RAW_SCHEMA, table,
 };
 
 use crate::catalog::lake_table::{DeltaSnapshotTable, SnapshotAt};
@@ -19,7 +19,7 @@ use crate::catalog::lake_table::{DeltaSnapshotTable, SnapshotAt};
 pub const TABLE_AT: &str = "table_at";
 
 /// The lake's tables SQL may read, with their schemas.
-pub fn lake_tables() -> [(&'static str, arrow::datatypes::SchemaRef); 7] {
+pub fn lake_tables() -> [(&'static str, arrow::datatypes::SchemaRef); 8] {
     [
         (table::VITALS_RAW, VITALS_RAW_SCHEMA.clone()),
         (table::VITALS_CLEAN, VITALS_CLEAN_SCHEMA.clone()),
@@ -28,6 +28,7 @@ pub fn lake_tables() -> [(&'static str, arrow::datatypes::SchemaRef); 7] {
         (table::PATIENT_LATEST, PATIENT_LATEST_SCHEMA.clone()),
         (table::ALERTS, ALERTS_SCHEMA.clone()),
         (table::ALERT_EVENTS, ALERT_EVENTS_SCHEMA.clone()),
+        (table::PATIENT_MOVEMENTS, PATIENT_MOVEMENTS_SCHEMA.clone()),
     ]
 }
 

@@ -63,13 +63,24 @@ pub(super) struct GroupDriver {
     /// Until when (ms since the epoch) this process holds the ETL lease of the location; `None`:
     /// no lease is used (tests, benchmarks).
     pub(super) lease_deadline: Option<Arc<AtomicI64>>,
+    /// Where each patient is (`patient_movements`), re-read when that table moves on.
+    stays: crate::stays::Stays,
 }
 
 impl GroupDriver {
     /// The driver of `group`, on its own context `ctx`.
     pub(super) async fn new(group: PartitionGroup, ctx: SessionContext, shared: Arc<Shared>) -> Result<GroupDriver> {
         let tables = OutputTables::open(&shared.location, group).await?;
-        Ok(GroupDriver { group, ctx, shared, tables, state_urls: Vec::new(), jobs: None, lease_deadline: None })
+        Ok(GroupDriver {
+            group,
+            ctx,
+            shared,
+            tables,
+            state_urls: Vec::new(),
+            jobs: None,
+            lease_deadline: None,
+            stays: Default::default(),
+        })
     }
 
     /// Runs micro-batches until `shutdown` (which it cancels itself on a failure that cannot pass by
@@ -181,6 +192,7 @@ impl GroupDriver {
         let sql = sql_began.elapsed();
         let split_began = Instant::now();
         let rows_in = outputs::count_rows(&shared.location, &batch.files).await?;
+        self.stays = std::mem::take(&mut self.stays).refreshed(&shared.location).await?;
         let split = outputs::Outputs::build(
             results,
             rows_in,
@@ -188,6 +200,7 @@ impl GroupDriver {
             &self.state_urls,
             &shared.config,
             shared.forest.as_deref(),
+            &self.stays,
         )
         .await?;
         let write_began = Instant::now();

@@ -10,6 +10,7 @@
 //! so a re-run after a crash reads exactly the same. Every output commit carries the Delta transaction
 //! `(the group's application id, batch id)`: a re-run skips each table its first attempt committed.
 
+mod admission;
 mod alert_reasons;
 pub mod batch_cost;
 mod group_driver;

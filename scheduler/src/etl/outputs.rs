@@ -27,12 +27,14 @@ use vitalflow_udf_model::schema::{
 };
 
 use super::STAGE;
+use super::admission::{refuse_not_admitted, without_discharged};
 use super::alert_reasons::with_top_reasons;
 use super::partition_group::PartitionGroup;
 use crate::catalog::parquet_table::parquet_table;
 use crate::catalog::session::{runtime_env, session_config};
 use crate::config::EtlConfig;
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::conform;
 
 /// Columns the ETL SQL returns beside those of `vitals_clean`.
@@ -200,7 +202,9 @@ impl Outputs {
         state_urls: &[String],
         config: &EtlConfig,
         forest: Option<&RiskForest>,
+        stays: &Stays,
     ) -> Result<Outputs> {
+        let scored = if config.require_admission { refuse_not_admitted(scored, stays)? } else { scored };
         let rows_out = rows(&scored);
         if rows_out != rows_in {
             return Err(Error::Config(format!(
@@ -294,6 +298,7 @@ impl Outputs {
                 latest.push(conform(&filtered, &PATIENT_LATEST_SCHEMA, batch_id)?);
             }
         }
+        let latest = without_discharged(latest, stays)?;
         Ok(Outputs { clean, dead_letters, alerts, state, latest })
     }
 

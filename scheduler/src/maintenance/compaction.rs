@@ -24,8 +24,9 @@ use crate::error::Result;
 /// Tables compacted: those written a file per flush or per micro-batch, the audit log (a file per
 /// flush of each front door), and the alert keeper's (a file per change of `alert_events`; `alerts`,
 /// one file rewritten each time, is never OPTIMIZEd, only vacuumed).
-const COMPACTED: [&str; 7] = [
+const COMPACTED: [&str; 8] = [
     table::VITALS_RAW,
+    table::PATIENT_MOVEMENTS,
     table::VITALS_CLEAN,
     table::DEAD_LETTERS,
     table::RISK_ALERTS,
@@ -42,8 +43,9 @@ const REPLACED: [&str; 2] = [table::PATIENT_LATEST, ETL_STATE_TABLE];
 /// (the audit log commits up to once a second per front door; nothing reads it by version).
 /// The alert tables are left to Delta's own clean-up: they commit only when alerts change, and their
 /// sinks resume from versions the log must still hold.
-const LOG_TRIMMED: [&str; 6] = [
+const LOG_TRIMMED: [&str; 7] = [
     table::VITALS_RAW,
+    table::PATIENT_MOVEMENTS,
     table::VITALS_CLEAN,
     table::DEAD_LETTERS,
     table::PATIENT_LATEST,

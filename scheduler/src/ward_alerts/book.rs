@@ -461,6 +461,29 @@ impl AlertBook {
         events
     }
 
+    /// Resolves the active alerts (`risk` and `no_data`) of each patient in `discharged`: a discharged
+    /// patient has no feed to miss and no readings left to resolve a risk alert by; the stale-feed rule
+    /// skips them until they are admitted again.
+    pub fn on_discharged<'p>(&mut self, discharged: impl Iterator<Item = &'p str>, now_ms: i64) -> Vec<AlertEvent> {
+        let mut events = Vec::new();
+        for patient in discharged {
+            let Some(memory) = self.patients.get(patient) else { continue };
+            let active: Vec<Alert> = [&memory.last_alert, &memory.no_data_alert]
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.alerts.get(id))
+                .filter(|a| a.state.is_active())
+                .cloned()
+                .collect();
+            for alert in active {
+                let mut event = Self::change(&alert, Action::Resolve, AlertState::Resolved, SYSTEM_USER, now_ms);
+                event.reason = Some("patient discharged".into());
+                events.push(self.record(event));
+            }
+        }
+        events
+    }
+
     /// The whole feed: raises one `feed_down` alert once no reading of any patient has arrived for
     /// `feed_down_minutes` (`silent_ms` of wall clock since the newest reading, `newest_ms`, arrived;
     /// 0 minutes: never), and resolves it when a newer reading arrives.

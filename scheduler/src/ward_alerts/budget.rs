@@ -24,6 +24,7 @@ use super::book::FEED_WIDE;
 use super::keeper::READING_CLOCK_APP_ID;
 use super::sources::{DEFAULT_WARD, ward_readings};
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::read_table_file;
 
 /// Most wards reported one by one (each a `/metrics` label value): a feed naming more is a fault, and
@@ -119,7 +120,7 @@ pub async fn read_alert_rates(location: &DataLocation) -> Result<Option<AlertRat
     let Some(clock_start_ms) = events.txn_version(READING_CLOCK_APP_ID).await? else {
         return Ok(Some(alert_rates(&alert_wards, &patient_wards, 0.0)));
     };
-    let hours = ward_readings(location)
+    let hours = ward_readings(location, &Stays::default())
         .await?
         .latest
         .iter()

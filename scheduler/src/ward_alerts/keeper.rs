@@ -33,6 +33,7 @@ use super::rows::{alert_rows, event_rows, events_of};
 use super::sources::{RiseSource, below_high_since, oldest_reading_ms, ward_readings};
 use crate::config::WardAlertsConfig;
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::read_table_file;
 
 /// Application id of the keeper's transactions: version = the last `event_seq` committed.
@@ -154,6 +155,8 @@ pub(super) struct AlertKeeper {
     clock_from_first_reading: bool,
     /// Whether `reading_clock` is committed.
     reading_clock_recorded: bool,
+    /// Where each patient is (`patient_movements`), re-read when the table moves on.
+    stays: Stays,
     stats: Arc<KeeperStats>,
 }
 
@@ -205,11 +208,12 @@ impl AlertKeeper {
             // Not recorded yet: a keeper stopped before it saw a reading (no alert raised) starts it at the
             // first reading, as it would have.
             clock_from_first_reading: reading_clock.is_none() && book_is_empty,
+            stays: Stays::default(),
             stats,
         };
         if source_version.is_none() {
             // The ward's clock: from its newest reading now, or (no reading yet) from its first one.
-            let newest = ward_readings(location).await?.latest.iter().map(|r| r.reading_ms).max();
+            let newest = ward_readings(location, &Stays::default()).await?.latest.iter().map(|r| r.reading_ms).max();
             keeper.reading_clock = newest;
             keeper.clock_from_first_reading = newest.is_none();
             // A new keeper starts now (module doc): recorded so that a restart does not move it.
@@ -293,7 +297,8 @@ impl AlertKeeper {
         self.reload_if_stale().await?;
         let now = now_ms();
         let mut events = Vec::new();
-        for rise in self.rises.new_rises(&self.location).await? {
+        self.stays = std::mem::take(&mut self.stays).refreshed(&self.location).await?;
+        for rise in self.rises.new_rises(&self.location, &self.stays).await? {
             let rules = self.config.rules(&rise.ward);
             events.extend(self.book.on_rise(&rise, rules, now));
         }
@@ -303,7 +308,7 @@ impl AlertKeeper {
             .filter(|a| a.kind == AlertKind::Risk && a.state.is_active())
             .map(|a| (a.patient_id.clone(), (a.ward.clone(), a.raised_at_ms)))
             .collect();
-        let seen = ward_readings(&self.location).await?;
+        let seen = ward_readings(&self.location, &self.stays).await?;
         let readings = &seen.latest;
         // The auto-resolve clock of a patient whose risk fell below High starts at the first such reading
         // of vitals_clean, not at the first one this process saw: the same after a restart.
@@ -327,6 +332,7 @@ impl AlertKeeper {
         }
         let config = &self.config;
         events.extend(self.book.on_latest_readings(readings, |ward| config.rules(ward), now));
+        events.extend(self.book.on_discharged(self.stays.discharged(), now));
         // The feed's silence runs on the wall clock from the ETL's last commit of readings (recorded in
         // patient_latest's log, so a restart does not count again).
         let newest = readings.iter().map(|r| r.reading_ms).max();

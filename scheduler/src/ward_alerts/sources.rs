@@ -1,8 +1,10 @@
 //! What the keeper reads from the ETL's tables: the rises to High committed to `risk_alerts` since it
 //! last looked, each patient's latest reading (`patient_latest`) for auto-resolve and stale feeds, when
 //! the ETL last landed readings (the feed's silence), and from `vitals_clean` since when a patient's
-//! risk has been below High (the auto-resolve clock). Every timer is read from the tables, never from
-//! when this process started, so a restarted keeper comes to the same answers.
+//! risk has been below High (the auto-resolve clock); each on the ward the patient's movements put them
+//! on ([`Stays`]), else the reading's, discharged patients left out of the latest readings. Every timer
+//! is read from the tables, never from when this process started, so a restarted keeper comes to the
+//! same answers.
 
 use std::collections::HashMap;
 
@@ -16,9 +18,10 @@ use vitalflow_udf_model::schema::{PATIENT_LATEST_SCHEMA, RISK_ALERTS_SCHEMA, WAR
 use super::muting::RiseToHigh;
 use crate::catalog::session::{register_tables, runtime_env, session_config};
 use crate::error::{Error, Result};
+use crate::stays::Stays;
 use crate::table_rows::read_table_file;
 
-/// The ward of a reading that names none (its rules are `ward_alerts.default_ward`).
+/// The ward of a patient whose movements and readings name none (its rules are `ward_alerts.default_ward`).
 pub const DEFAULT_WARD: &str = "default";
 
 /// The ward of row `i`: its `ward` column, or [`DEFAULT_WARD`] when NULL (or in a file written before
@@ -70,9 +73,10 @@ impl RiseSource {
         Ok(LakeTable::open(location, table::RISK_ALERTS, None).await?.map_or(-1, |t| t.version()))
     }
 
-    /// The rises committed since the last look, in reading-time order; moves [`RiseSource::version`] on.
-    /// Only commits of the ETL are read (compaction rewrites none of their rows anew).
-    pub async fn new_rises(&mut self, location: &DataLocation) -> Result<Vec<RiseToHigh>> {
+    /// The rises committed since the last look, in reading-time order, each on the ward the patient was
+    /// on at the reading's time; moves [`RiseSource::version`] on. Only commits of the ETL are read
+    /// (compaction rewrites none of their rows anew).
+    pub async fn new_rises(&mut self, location: &DataLocation, stays: &Stays) -> Result<Vec<RiseToHigh>> {
         match &mut self.table {
             Some(table) => table.refresh().await?,
             None => self.table = LakeTable::open(location, table::RISK_ALERTS, None).await?,
@@ -87,7 +91,7 @@ impl RiseSource {
         for (_, file) in &added {
             let path = location.path(&format!("{}/{}", table::RISK_ALERTS, file.path));
             for batch in read_table_file(location, &path, &RISK_ALERTS_SCHEMA).await? {
-                rises.extend(rises_of(&batch)?);
+                rises.extend(rises_of(&batch, stays)?);
             }
         }
         rises.sort_by(|a, b| (a.reading_ms, &a.risk_alert_id).cmp(&(b.reading_ms, &b.risk_alert_id)));
@@ -97,7 +101,7 @@ impl RiseSource {
 }
 
 /// The rises in rows of `risk_alerts`.
-fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
+fn rises_of(batch: &RecordBatch, stays: &Stays) -> Result<Vec<RiseToHigh>> {
     let name = table::RISK_ALERTS;
     let alert_id = column::<StringArray>(batch, name, "alert_id")?;
     let patient_id = column::<StringArray>(batch, name, "patient_id")?;
@@ -109,7 +113,12 @@ fn rises_of(batch: &RecordBatch) -> Result<Vec<RiseToHigh>> {
         .map(|i| RiseToHigh {
             risk_alert_id: alert_id.value(i).to_string(),
             patient_id: patient_id.value(i).to_string(),
-            ward: ward_of(ward, i),
+            ward: stays.ward_for(
+                patient_id.value(i),
+                event_time.value(i),
+                ward.is_valid(i).then(|| ward.value(i)),
+                DEFAULT_WARD,
+            ),
             reading_ms: event_time.value(i).div_euclid(1_000_000),
             news2_score: (!news2.is_null(i)).then(|| news2.value(i)),
             probability_high: (!probability.is_null(i)).then(|| probability.value(i)),
@@ -140,9 +149,10 @@ async fn landed_ms(latest: &LakeTable) -> Result<Option<i64>> {
     Ok(latest.commit_time(last_etl).await?)
 }
 
-/// Each patient's latest scored reading, from `patient_latest` (none before the ETL's first batch),
-/// and when the ETL last landed readings.
-pub async fn ward_readings(location: &DataLocation) -> Result<WardReadings> {
+/// Each patient's latest scored reading, from `patient_latest` (none before the ETL's first batch), on
+/// the patient's current ward (the latest movement's, else the reading's), discharged patients left
+/// out; and when the ETL last landed readings.
+pub async fn ward_readings(location: &DataLocation, stays: &Stays) -> Result<WardReadings> {
     let Some(latest) = LakeTable::open(location, table::PATIENT_LATEST, None).await? else {
         return Ok(WardReadings::default());
     };
@@ -155,12 +165,18 @@ pub async fn ward_readings(location: &DataLocation) -> Result<WardReadings> {
             let event_time = column::<TimestampNanosecondArray>(&batch, name, "event_time")?;
             let risk = column::<StringArray>(&batch, name, "risk")?;
             let ward = column::<StringArray>(&batch, name, WARD)?;
-            readings.extend((0..batch.num_rows()).map(|i| LatestReading {
-                patient_id: patient_id.value(i).to_string(),
-                ward: ward_of(ward, i),
-                reading_ms: event_time.value(i).div_euclid(1_000_000),
-                high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
-            }));
+            for i in 0..batch.num_rows() {
+                let stay = stays.current(patient_id.value(i));
+                if stay.is_discharged() {
+                    continue;
+                }
+                readings.push(LatestReading {
+                    patient_id: patient_id.value(i).to_string(),
+                    ward: stay.ward.unwrap_or_else(|| ward_of(ward, i)),
+                    reading_ms: event_time.value(i).div_euclid(1_000_000),
+                    high: (!risk.is_null(i)).then(|| risk.value(i) == "High"),
+                });
+            }
         }
     }
     Ok(WardReadings { latest: readings, landed_ms: landed_ms(&latest).await? })

@@ -271,6 +271,32 @@ fn a_patient_whose_readings_stop_gets_one_no_data_alert_resolved_when_they_resum
 }
 
 #[test]
+fn a_discharged_patient_gets_no_no_data_alert_and_an_open_one_resolves() {
+    let rules = WardRules { no_data_minutes: 15, ..rules() };
+    let mut book = AlertBook::default();
+    let mut events: Vec<AlertEvent> = Vec::new();
+    // P1 stops after minute 10 and is discharged at minute 30; P2 reads every minute. From the discharge on,
+    // the keeper's latest readings leave P1 out (`sources::latest_readings`), and its open alert resolves.
+    for m in 0..=60 {
+        let readings = if m < 30 { vec![latest("P1", m.min(10)), latest("P2", m)] } else { vec![latest("P2", m)] };
+        events.extend(book.on_latest_readings(&readings, |_| &rules, m * MINUTE));
+        let discharged: &[&str] = if m < 30 { &[] } else { &["P1"] };
+        events.extend(book.on_discharged(discharged.iter().copied(), m * MINUTE));
+    }
+    let actions: Vec<(AlertKind, Action, i64)> =
+        events.iter().map(|e| (e.kind, e.action, e.time_ms / MINUTE)).collect();
+    assert_eq!(actions, vec![(AlertKind::NoData, Action::Raise, 25), (AlertKind::NoData, Action::Resolve, 30)]);
+    assert_eq!(events[1].reason.as_deref(), Some("patient discharged"));
+    assert_eq!(events[1].user, SYSTEM_USER);
+    // An open risk alert of a discharged patient resolves too (no reading will ever resolve it); once.
+    let raised = book.on_rise(&rise("7", "P3", 61, Some(7), Some(0.9)), &rules, 61 * MINUTE).unwrap();
+    let resolved = book.on_discharged(["P3"].into_iter(), 62 * MINUTE);
+    assert_eq!(resolved.len(), 1);
+    assert_eq!((resolved[0].alert_id.as_str(), resolved[0].action), (raised.alert_id.as_str(), Action::Resolve));
+    assert!(book.on_discharged(["P3", "P1"].into_iter(), 63 * MINUTE).is_empty());
+}
+
+#[test]
 fn a_feed_that_stops_raises_one_feed_down_alert_and_no_per_patient_ones() {
     let rules = WardRules { no_data_minutes: 5, ..rules() };
     let mut book = AlertBook::default();

@@ -62,6 +62,8 @@ const PRIMARY_KEYS: &[(&str, &[&str])] = &[
     (table::RISK_ALERTS, &["alert_id"]),
     (table::ALERTS, &["alert_id"]),
     (table::ALERT_EVENTS, &["event_id"]),
+    // A record is a reading, a movement or a dead letter, once.
+    (table::PATIENT_MOVEMENTS, SOURCE_POSITION),
 ];
 
 /// The key columns of `table_name`, when it has a documented key.
