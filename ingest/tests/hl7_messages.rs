@@ -54,11 +54,11 @@ mod hl7 {
         .unwrap();
         assert_eq!((lab.ward, lab.validated), (None, true), "no PV1: no ward; OBX-11 F");
         // Every vital's OBX must be validated: one device value (R) makes the row a device's.
-        let all_final = MONITOR.replace("|||||R|||", "|||||F|||");
+        let all_final = MONITOR.replace("|R|||2009", "|F|||2009");
         assert!(decode(&all_final).unwrap().validated);
-        assert!(decode(&all_final.replace("|||||F|||", "|||||C|||")).unwrap().validated);
-        assert!(!decode(&all_final.replacen("|||||F|||", "|||||P|||", 1)).unwrap().validated);
-        assert!(!decode(&all_final.replacen("|||||F|||", "|||||U|||", 1)).unwrap().validated);
+        assert!(decode(&all_final.replace("|F|||2009", "|C|||2009")).unwrap().validated);
+        assert!(!decode(&all_final.replacen("|F|||2009", "|P|||2009", 1)).unwrap().validated);
+        assert!(!decode(&all_final.replacen("|F|||2009", "|U|||2009", 1)).unwrap().validated);
         // A PV1 without a point of care names no ward; an escaped one is decoded; a too long one is refused.
         assert_eq!(decode(&MONITOR.replace("PV1||I|HOSP1ICU^1^1", "PV1||I|^1^1")).unwrap().ward, None);
         let escaped = decode(&MONITOR.replace("HOSP1ICU^1^1", "ICU \\T\\ HDU^1^1")).unwrap();

@@ -18,75 +18,85 @@ fn on_ward(patient: &str, minute: i64, vitals: [Option<f64>; 7], ward: Option<&s
     Reading { ward: ward.map(str::to_string), ..reading(patient, minute, vitals) }
 }
 
-/// Rules that raise an alert for every rise to High (P(High) ≥ 0), or for none below P(High) = 1.
-fn rules(min_probability_high: f64) -> WardRules {
-    WardRules { min_probability_high, escalate_after_minutes: 0, no_data_minutes: 0, ..WardRules::default() }
+/// Rules that raise an alert for every rise to High, and a `no_data` alert after `no_data_minutes` (0: never).
+fn rules(no_data_minutes: u64) -> WardRules {
+    WardRules { min_probability_high: 0.0, escalate_after_minutes: 0, no_data_minutes, ..WardRules::default() }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_reading_carries_its_ward_and_each_alert_follows_its_wards_rules() {
     let f = Fixture::new();
-    // The keeper starts before the rises (a new keeper pages nobody with earlier ones).
+    // The ICU raises `no_data` after 5 minutes of silence; step-down and the default ward never do.
     let mut wards = std::collections::BTreeMap::new();
-    wards.insert("ICU".to_string(), rules(0.0));
-    wards.insert("Step-down".to_string(), rules(1.0));
-    let config = WardAlertsConfig { poll_interval_ms: 20, default_ward: rules(0.0), wards, ..Default::default() };
+    wards.insert("ICU".to_string(), rules(5));
+    wards.insert("Step-down".to_string(), rules(0));
+    let config = WardAlertsConfig { poll_interval_ms: 20, default_ward: rules(0), wards, ..Default::default() };
     let shutdown = CancellationToken::new();
     let keeper = AlertKeeperHandle::default();
+    // The keeper starts before the rises (a new keeper pages nobody with earlier ones).
     let task = start_keeper(&f.location, &config, &keeper, shutdown.clone()).await.unwrap();
 
-    // Every patient rises to High; P1 and P2 on the ICU, P3 on step-down, P4 names no ward, P5 is calm on the ICU.
+    // P1-P4 rise to High (P4 names no ward); P5 is calm; P6 and P7 read 10 minutes later, so P1, P2, P5 (ICU)
+    // and P3 (step-down) are 10 minutes behind their ward's newest reading.
+    let icu = Some("ICU");
+    let step_down = Some("Step-down");
     f.land(
         0,
         vec![
-            on_ward("P1", 0, CRITICAL, Some("ICU")),
-            on_ward("P2", 0, CRITICAL, Some("ICU")),
-            on_ward("P3", 0, CRITICAL, Some("Step-down")),
+            on_ward("P1", 0, CRITICAL, icu),
+            on_ward("P2", 0, CRITICAL, icu),
+            on_ward("P3", 0, CRITICAL, step_down),
             on_ward("P4", 0, CRITICAL, None),
-            on_ward("P5", 0, NORMAL, Some("ICU")),
+            on_ward("P5", 0, NORMAL, icu),
+            on_ward("P6", 10, NORMAL, icu),
+            on_ward("P7", 10, NORMAL, step_down),
         ],
     )
     .await;
     f.driver().await.run_once().await.unwrap().unwrap();
-    let clean = f.strings("SELECT ward FROM vitals_clean ORDER BY source_offset").await;
-    let expected = [Some("ICU"), Some("ICU"), Some("Step-down"), None, Some("ICU")].map(|w| w.map(str::to_string));
-    assert_eq!(clean, expected);
+    let expected: Vec<Option<String>> =
+        [icu, icu, step_down, None, icu, icu, step_down].iter().map(|w| w.map(str::to_string)).collect();
+    assert_eq!(f.strings("SELECT ward FROM vitals_clean ORDER BY source_offset").await, expected);
     assert_eq!(f.strings("SELECT ward FROM patient_latest ORDER BY patient_id").await, expected);
-    let raw = f.strings("SELECT ward FROM vitals_raw ORDER BY source_offset").await;
-    assert_eq!(raw, expected);
+    assert_eq!(f.strings("SELECT ward FROM vitals_raw ORDER BY source_offset").await, expected);
     let rises = f.strings("SELECT ward FROM risk_alerts ORDER BY source_offset").await;
     assert_eq!(rises, expected[..4].to_vec(), "four rises to High, each with its reading's ward");
-    // Step-down's threshold (P(High) 1) lets no rise through: none of them is certain.
-    assert_eq!(f.count("SELECT count(*) FROM risk_alerts WHERE probability_high >= 1").await, 0);
 
     let mut waited = 0;
-    while keeper.list().await.unwrap().len() < 3 {
+    while keeper.list().await.unwrap().len() < 7 {
         assert!(waited < 500, "the keeper raised {:?}", keeper.list().await.unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
         waited += 1;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut raised: Vec<(String, String)> =
-        keeper.list().await.unwrap().into_iter().map(|a| (a.patient_id, a.ward)).collect();
+    let mut raised: Vec<(String, String, String)> =
+        keeper.list().await.unwrap().into_iter().map(|a| (a.patient_id, a.ward, format!("{:?}", a.kind))).collect();
     raised.sort();
-    let pair = |p: &str, w: &str| (p.to_string(), w.to_string());
-    assert_eq!(raised, [pair("P1", "ICU"), pair("P2", "ICU"), pair("P4", "default")]);
+    let alert = |p: &str, w: &str, k: &str| (p.to_string(), w.to_string(), k.to_string());
     assert_eq!(
-        f.strings("SELECT ward FROM alerts ORDER BY patient_id").await,
-        ["ICU", "ICU", "default"].map(|w| Some(w.to_string()))
+        raised,
+        [
+            alert("P1", "ICU", "NoData"),
+            alert("P1", "ICU", "Risk"),
+            alert("P2", "ICU", "NoData"),
+            alert("P2", "ICU", "Risk"),
+            alert("P3", "Step-down", "Risk"),
+            alert("P4", "default", "Risk"),
+            alert("P5", "ICU", "NoData"),
+        ],
+        "every rise on its ward; no_data only under the ICU's rule"
     );
 
-    // The budget per ward: its alerts over its patients (P5 is the ICU's third, P3 step-down's only one).
+    // The budget per ward: its alerts over its patients, on one clock.
     let rates = read_alert_rates(&f.location).await.unwrap().unwrap();
     let per_ward: Vec<(&str, u64, u64)> = rates.wards.iter().map(|w| (w.ward.as_str(), w.alerts, w.patients)).collect();
-    assert_eq!(per_ward, [("ICU", 2, 3), ("Step-down", 0, 1), ("default", 1, 1)]);
-    assert_eq!(rates.raised, 3);
-    // One clock for every ward: the ratios to the all-wards rate are those of alerts per patient.
+    assert_eq!(per_ward, [("ICU", 5, 4), ("Step-down", 1, 2), ("default", 1, 1)]);
+    assert_eq!(rates.raised, 7);
     let all = rates.per_35_patients_per_day.expect("patients and a time span");
     let rate = |i: usize| rates.wards[i].per_35_patients_per_day.expect("the ward has patients");
-    assert!((rate(0) / all - (2.0 / 3.0) / (3.0 / 5.0)).abs() < 1e-9, "{rates:?}");
-    assert!((rate(2) / all - 1.0 / (3.0 / 5.0)).abs() < 1e-9, "{rates:?}");
-    assert_eq!(rate(1), 0.0);
+    for (i, ratio) in [(0, 5.0 / 4.0), (1, 1.0 / 2.0), (2, 1.0)] {
+        assert!((rate(i) / all - ratio).abs() < 1e-9, "{rates:?}");
+    }
     shutdown.cancel();
     task.await.unwrap();
 }
