@@ -15,8 +15,8 @@ use vitalflow_udf_model::schema::{DEAD_LETTERS_SCHEMA, VITALS_RAW_SCHEMA};
 use crate::decode::{DecodeOptions, Decoded, Reading, ReasonCode, Rejection, decode_any};
 use crate::error::Result;
 use crate::flat::decode_flat;
-use crate::reading::ReadingRow;
 use crate::movement::MovementsBuilder;
+use crate::reading::ReadingRow;
 
 /// Where a record came from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

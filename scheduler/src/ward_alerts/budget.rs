@@ -21,11 +21,15 @@ use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{ALERTS_SCHEMA, PATIENT_LATEST_SCHEMA, WARD, table};
 
 use super::book::FEED_WIDE;
-use super::keeper::READING_CLOCK_APP_ID;
 use super::sources::{DEFAULT_WARD, ward_readings};
 use crate::error::{Error, Result};
 use crate::stays::Stays;
 use crate::table_rows::read_table_file;
+
+/// Application id recording where the ward's clock starts for the alert budget: version = a reading time,
+/// ms since the epoch. For a keeper that started on a ward already running, its newest reading then; for
+/// one that started before the ETL's first batch, the oldest reading of `vitals_clean` once there is one.
+pub(crate) const READING_CLOCK_APP_ID: &str = "vitalflow-alerts/reading-clock";
 
 /// Most wards reported one by one (each a `/metrics` label value): a feed naming more is a fault, and
 /// the rest are left out of the per-ward figures (the all-wards figure still counts them).

@@ -26,7 +26,7 @@ use vitalflow_udf_model::lake::{DataLocation, LakeTable};
 use vitalflow_udf_model::schema::{ALERT_EVENTS_SCHEMA, ALERTS_SCHEMA, table};
 
 use super::book::{ActionRefusal, Alert, AlertBook, AlertEvent};
-use super::budget::{AlertRates, read_alert_rates};
+use super::budget::{AlertRates, READING_CLOCK_APP_ID, read_alert_rates};
 use super::kind::AlertKind;
 use super::lifecycle::Action;
 use super::rows::{alert_rows, event_rows, events_of};
@@ -40,10 +40,6 @@ use crate::table_rows::read_table_file;
 const EVENTS_APP_ID: &str = "vitalflow-alerts";
 /// Application id recording how far `risk_alerts` has been read: version = its table version.
 const SOURCE_APP_ID: &str = "vitalflow-alerts/risk_alerts";
-/// Application id recording where the ward's clock starts for the alert budget: version = a reading time,
-/// ms since the epoch. For a keeper that started on a ward already running, its newest reading then; for
-/// one that started before the ETL's first batch, the oldest reading of `vitals_clean` once there is one.
-pub(crate) const READING_CLOCK_APP_ID: &str = "vitalflow-alerts/reading-clock";
 /// Most queued actions taken in one commit.
 const MAX_ACTIONS_PER_COMMIT: usize = 256;
 /// Actions that may wait for the keeper before callers wait to queue.
