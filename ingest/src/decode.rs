@@ -115,7 +115,7 @@ fn flat_reading(obj: &Map<String, Value>) -> Result<Reading, Rejection> {
     if vitals.iter().all(Option::is_none) {
         return Err(Rejection::new(ReasonCode::NoVitals, "record has no vital sign"));
     }
-    let (ward, validated, spo2_scale) = (ward(&obj)?, validated(&obj)?, spo2_scale(&obj)?);
+    let (ward, validated, spo2_scale) = (ward(obj)?, validated(obj)?, spo2_scale(obj)?);
     Ok(Reading { patient_id, event_time_ns, vitals, on_oxygen, consciousness, ward, validated, spo2_scale })
 }
 

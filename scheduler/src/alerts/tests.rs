@@ -71,6 +71,7 @@ fn alerts_batch(batch: i64, n: usize) -> RecordBatch {
         Arc::new(Int64Array::from(offsets)),
         Arc::new(Int64Array::from(vec![batch; n])),
         Arc::new(StringArray::from(vec!["rubric_points +0.412, spo2 +0.087"; n])),
+        Arc::new(StringArray::from(vec![Some("4B"); n])),
     ];
     RecordBatch::try_new(RISK_ALERTS_SCHEMA.clone(), columns).unwrap()
 }

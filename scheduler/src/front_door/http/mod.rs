@@ -79,6 +79,14 @@ struct HttpState {
     audit: Option<Arc<AuditStats>>,
 }
 
+/// The Ballista scheduler's figures on `/metrics`, when it runs in this process.
+#[derive(Debug, Default)]
+struct ClusterFigures {
+    /// Jobs held: (running or queued, finished).
+    jobs: Option<(usize, usize)>,
+    executors: Option<ExecutorCounts>,
+}
+
 /// Counters of `/predict_batch`, rendered on `/metrics`.
 #[derive(Debug, Default)]
 struct HttpStats {
@@ -105,8 +113,7 @@ impl HttpStats {
         etl: Option<&EtlStats>,
         auth: &Authenticator,
         alerts: Option<&AlertKeeperHandle>,
-        jobs: Option<(usize, usize)>,
-        executors: Option<ExecutorCounts>,
+        cluster: ClusterFigures,
         queries: Option<&AdmissionStats>,
         audit: Option<&AuditStats>,
     ) -> String {
@@ -151,10 +158,10 @@ impl HttpStats {
         if let Some(alerts) = alerts {
             crate::metrics::render_ward_alerts(&mut page, &alerts.stats);
         }
-        if let Some(jobs) = jobs {
+        if let Some(jobs) = cluster.jobs {
             crate::metrics::render_cluster_jobs(&mut page, jobs);
         }
-        if let Some(executors) = executors {
+        if let Some(executors) = cluster.executors {
             crate::metrics::render_cluster_executors(&mut page, executors);
         }
         if let Some(queries) = queries {
@@ -254,8 +261,7 @@ async fn metrics(State(state): State<Arc<HttpState>>) -> Response {
         state.etl.as_deref(),
         &state.auth,
         state.alerts.as_ref(),
-        jobs,
-        executors,
+        ClusterFigures { jobs, executors },
         state.queries.as_deref(),
         state.audit.as_deref(),
     );
@@ -578,7 +584,14 @@ mod tests {
         let audit = AuditStats::default();
         audit.dropped.fetch_add(3, Ordering::Relaxed);
         let executors = ExecutorCounts { alive: 1, silent: 0, replaced_ended: 0, replaced_silent: 2 };
-        let text = stats.render(Some(&etl), &auth, None, None, Some(executors), Some(&queries), Some(&audit));
+        let text = stats.render(
+            Some(&etl),
+            &auth,
+            None,
+            ClusterFigures { jobs: None, executors: Some(executors) },
+            Some(&queries),
+            Some(&audit),
+        );
         for line in [
             "vitalflow_sign_in_failures_total 1",
             "vitalflow_sign_in_backoff_refusals_total 0",
