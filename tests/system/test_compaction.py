@@ -29,6 +29,9 @@ FAST_COMPACTION = {
     "VITALFLOW__ETL__MIN_INTERVAL_MS": "100",
     # A finished Ballista job (one per micro-batch and per query) is dropped from memory after 5 s.
     "VITALFLOW__SCHEDULER__FINISHED_JOB_SECONDS": "5",
+    # Queries run as Ballista jobs, reading on the executors while compaction rewrites the files (tables
+    # this small would otherwise be read in the scheduler's process), and each leaves a job to count.
+    "VITALFLOW__FLIGHT_SQL__IN_PROCESS_MAX_SCAN_MB": "0",
 }
 SMALL_FLUSHES = {"VITALFLOW__INGEST__FLUSH_RECORDS": "25", "VITALFLOW__INGEST__FLUSH_INTERVAL_MS": "50"}
 
