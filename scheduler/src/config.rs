@@ -402,8 +402,9 @@ pub struct FlightSqlConfig {
     pub in_process_memory_mb: u64,
     /// Queries whose files to scan add up to at most this many MiB run in this process too, not as
     /// Ballista jobs: a job's fixed cost is most of a small query's time, and under load every job
-    /// waits for the executor slots the ETL's jobs need. 0: only `patient_latest`,
-    /// `information_schema` and `etl_progress` run here.
+    /// waits for the executor slots the ETL's jobs need. 0 (the default until such a query's memory
+    /// refusal answers RESOURCE_EXHAUSTED, not INTERNAL): only `patient_latest`, `information_schema`
+    /// and `etl_progress` run here.
     pub in_process_max_scan_mb: u64,
 }
 
@@ -427,7 +428,7 @@ impl Default for FlightSqlConfig {
             max_queued_per_user: 64,
             max_value_mb: 256,
             in_process_memory_mb: 1024,
-            in_process_max_scan_mb: 64,
+            in_process_max_scan_mb: 0,
         }
     }
 }
