@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, StringArray};
 use serde::{Deserialize, Serialize};
 use vitalflow_udf_model::lake::{DataLocation, LakeTable};
-use vitalflow_udf_model::schema::{ALERTS_SCHEMA, PATIENT_LATEST_SCHEMA, WARD, table};
+use vitalflow_udf_model::schema::{ALERTS_SCHEMA, WARD, table};
 
 use super::book::FEED_WIDE;
 use super::sources::{DEFAULT_WARD, ward_readings};
@@ -117,19 +117,14 @@ pub async fn read_alert_rates(location: &DataLocation) -> Result<Option<AlertRat
     let Some(alerts) = LakeTable::open(location, table::ALERTS, None).await? else { return Ok(None) };
     let Some(events) = LakeTable::open(location, table::ALERT_EVENTS, None).await? else { return Ok(None) };
     let alert_wards = wards_of(location, &alerts, &ALERTS_SCHEMA).await?;
-    let Some(latest) = LakeTable::open(location, table::PATIENT_LATEST, None).await? else {
-        return Ok(Some(alert_rates(&alert_wards, &[], 0.0)));
-    };
-    let patient_wards = wards_of(location, &latest, &PATIENT_LATEST_SCHEMA).await?;
+    // One read of patient_latest gives both the patients' wards (their readings', as the figure counts
+    // them) and the newest reading.
+    let latest = ward_readings(location, &Stays::default()).await?.latest;
+    let patient_wards: Vec<String> = latest.iter().map(|r| r.ward.clone()).collect();
     let Some(clock_start_ms) = events.txn_version(READING_CLOCK_APP_ID).await? else {
         return Ok(Some(alert_rates(&alert_wards, &patient_wards, 0.0)));
     };
-    let hours = ward_readings(location, &Stays::default())
-        .await?
-        .latest
-        .iter()
-        .map(|r| r.reading_ms)
-        .max()
-        .map_or(0.0, |newest| (newest - clock_start_ms) as f64 / 3_600_000.0);
+    let hours =
+        latest.iter().map(|r| r.reading_ms).max().map_or(0.0, |newest| (newest - clock_start_ms) as f64 / 3_600_000.0);
     Ok(Some(alert_rates(&alert_wards, &patient_wards, hours)))
 }
